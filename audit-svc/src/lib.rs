@@ -1,0 +1,1 @@
+//! Gatehouse audit-svc.

@@ -1,0 +1,3 @@
+//! The Gatehouse product binary.
+
+fn main() {}
