@@ -1,1 +1,3 @@
-//! Gatehouse edge-svc.
+//! edge-svc: the MCP front door of Gatehouse.
+
+pub mod connector;

@@ -1,0 +1,1 @@
+//! Downstream MCP servers that edge-svc reaches as a client.

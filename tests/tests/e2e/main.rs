@@ -1,0 +1,3 @@
+//! Cross-service scenarios: one integration binary, one module per topic.
+
+mod connector;
