@@ -1,3 +1,51 @@
 //! edge-svc: the MCP front door of Gatehouse.
+//!
+//! Serves each virtual server at `/v/{name}/mcp` on both MCP protocol eras, forwards to the
+//! connectors behind it, and leaves the bearer-token check to the [`auth`] seam.
 
+pub mod auth;
+pub mod catalogue;
+pub mod config;
 pub mod connector;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod proxy;
+pub mod spec;
+pub mod switchboard;
+pub mod vmcp;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::Error;
+pub use gateway::Gateway;
+pub use spec::GatewaySpec;
+
+/// Reads and validates a gateway description file.
+pub fn load_spec(path: &Path) -> Result<GatewaySpec, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadSpec {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(GatewaySpec::from_yaml(&text, &path.display().to_string())?)
+}
+
+/// Serves the gateway's virtual servers on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    gateway: Gateway,
+    face: config::HttpFace,
+    verifier: Option<Arc<dyn auth::TokenVerifier>>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = http::router(&gateway, &face, verifier, &shutdown);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}

@@ -1,3 +1,47 @@
-//! The Gatehouse product binary.
+//! The Gatehouse product binary: `gatehouse up` runs the whole gateway in one process.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod up;
+
+/// Gatehouse: an identity gateway for the Model Context Protocol.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Starts every service in this process on the embedded default (SQLite, in-process locks).
+    Up {
+        /// The YAML gateway description (connectors and virtual servers).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Directory for SQLite files and other local state.
+        #[arg(long, default_value = ".gatehouse")]
+        data: PathBuf,
+        /// Address of the one public HTTP listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("gatehouse: cannot start the async runtime: {error}");
+            return ExitCode::from(70);
+        }
+    };
+    match cli.command {
+        Command::Up { config, data, listen } => runtime.block_on(up::run(up::UpOptions { config, data, listen })),
+    }
+}

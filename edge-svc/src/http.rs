@@ -1,0 +1,72 @@
+//! The HTTP face: one streamable-HTTP MCP endpoint per virtual server, plus health.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Gate, TokenVerifier};
+use crate::config::HttpFace;
+use crate::gateway::Gateway;
+use crate::proxy::Proxy;
+
+/// Builds the router for every virtual server of `gateway`.
+///
+/// Sessions live in this process's memory (rmcp's `LocalSessionManager`); rmcp's
+/// `SessionStore` seam is where a shared store plugs in so a session survives on any replica.
+pub fn router(
+    gateway: &Gateway,
+    face: &HttpFace,
+    verifier: Option<Arc<dyn TokenVerifier>>,
+    shutdown: &CancellationToken,
+) -> Router {
+    let mut router = Router::new().route("/healthz", get(healthz));
+    for server in gateway.servers() {
+        let config = StreamableHttpServerConfig::default()
+            .with_allowed_hosts(face.allowed_hosts.clone())
+            .with_allowed_origins(face.allowed_origins.clone())
+            .enforce_origin_validation()
+            .with_max_request_body_bytes(face.max_body_bytes)
+            .with_cancellation_token(shutdown.child_token());
+        let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
+        let service = StreamableHttpService::new(
+            move || Ok(Proxy::new(Arc::clone(&server_for_factory), Arc::clone(&board))),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        let gate = Gate::new(
+            server.name().to_owned(),
+            server.auth(),
+            verifier.clone(),
+            face.resource_metadata_url(server.name()),
+        );
+        let endpoint = Router::new()
+            .route_service("/", service)
+            .layer(middleware::from_fn_with_state(gate, admit));
+        router = router.nest(&format!("/v/{}/mcp", server.name()), endpoint);
+    }
+    router.fallback(not_found)
+}
+
+async fn admit(State(gate): State<Gate>, request: Request<Body>, next: Next) -> Response {
+    match gate.admit(request) {
+        Ok(request) => next.run(request).await,
+        Err(response) => response,
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "no such virtual server or endpoint").into_response()
+}

@@ -1,0 +1,265 @@
+//! The MCP server a client talks to: one virtual server, answered by forwarding to its connectors.
+//!
+//! rmcp creates one `Proxy` per legacy session (or per stateless request); all of them share the
+//! virtual server and its downstream sessions. Only `tools/list`-style reads come from the cached
+//! catalogue; everything else is forwarded to the one member that owns the named item.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest, CompleteRequestParams,
+    CompleteResult, ErrorData, GetPromptRequest, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference, ServerCapabilities,
+    ServerConfig, ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
+    SubscriptionFilter, UnsubscribeRequest, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{RoleServer, ServerHandler};
+
+use crate::switchboard::Switchboard;
+use crate::vmcp::{self, VirtualServer};
+
+mod forward;
+
+use forward::Forwarder;
+
+/// Numbers handler instances so resource subscriptions can be removed per session.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// One client's view of a virtual server.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    server: Arc<VirtualServer>,
+    forwarder: Forwarder,
+    session: u64,
+}
+
+impl Proxy {
+    /// Creates the handler rmcp runs for one session or stateless request.
+    pub fn new(server: Arc<VirtualServer>, board: Arc<Switchboard>) -> Self {
+        Self {
+            forwarder: Forwarder::new(Arc::clone(&server), board),
+            server,
+            session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+fn unknown(kind: &str, name: &str) -> ErrorData {
+    ErrorData::invalid_params(format!("unknown {kind} `{name}`"), None)
+}
+
+fn unexpected(method: &str) -> ErrorData {
+    ErrorData::internal_error(format!("connector answered `{method}` with the wrong result type"), None)
+}
+
+impl ServerHandler for Proxy {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_logging()
+            .enable_completions()
+            .build();
+        let mut info = ServerConfig::new(capabilities);
+        info.server_info = Implementation::new(format!("gatehouse/{}", self.server.name()), env!("CARGO_PKG_VERSION"));
+        info.instructions = self.server.description().map(str::to_owned);
+        info.protocol_version = ProtocolVersion::LATEST;
+        info
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.server.listeners().add_session(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        Ok(ListToolsResult::with_all_items(snapshot.tools.tools().to_vec()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        let route = snapshot.tools.route(&request.name).ok_or_else(|| unknown("tool", &request.name))?.clone();
+        let mut downstream = request;
+        downstream.name = route.original.into();
+        let result = self
+            .forwarder
+            .rounds(route.member, &context, |responses, state| {
+                let mut params = downstream.clone();
+                params.input_responses = responses;
+                params.request_state = state;
+                ClientRequest::CallToolRequest(CallToolRequest::new(params))
+            })
+            .await;
+        match result {
+            Ok(ServerResult::CallToolResult(result)) => Ok(CallToolResponse::Complete(result)),
+            Ok(ServerResult::InputRequiredResult(result)) => Ok(CallToolResponse::InputRequired(result)),
+            Ok(ServerResult::CreateTaskResult(result)) => Ok(CallToolResponse::Task(result)),
+            Ok(_) => Err(unexpected("tools/call")),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        Ok(ListPromptsResult::with_all_items(snapshot.prompts.clone()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        let (member, original) =
+            snapshot.prompt_routes.get(&request.name).cloned().ok_or_else(|| unknown("prompt", &request.name))?;
+        let mut downstream = request;
+        downstream.name = original;
+        let result = self
+            .forwarder
+            .rounds(member, &context, |responses, state| {
+                let mut params = downstream.clone();
+                params.input_responses = responses;
+                params.request_state = state;
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+            })
+            .await?;
+        match result {
+            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+            ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
+            _ => Err(unexpected("prompts/get")),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        Ok(ListResourcesResult::with_all_items(snapshot.resources.clone()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        let templates = snapshot.templates.iter().map(|(template, _)| template.clone()).collect();
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        let member = self
+            .server
+            .resource_member(&snapshot, &request.uri)
+            .ok_or_else(|| ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None))?;
+        let result = self
+            .forwarder
+            .rounds(member, &context, |responses, state| {
+                let mut params = request.clone();
+                params.input_responses = responses;
+                params.request_state = state;
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+            })
+            .await?;
+        match result {
+            ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
+            ServerResult::InputRequiredResult(result) => Ok(ReadResourceResponse::InputRequired(result)),
+            _ => Err(unexpected("resources/read")),
+        }
+    }
+
+    #[allow(deprecated)] // resources/subscribe is the legacy era's mechanism; we serve both eras
+    async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        let member = self
+            .server
+            .resource_member(&snapshot, &request.uri)
+            .ok_or_else(|| ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None))?;
+        let uri = request.uri.clone();
+        self.forwarder
+            .once(member, &context, ClientRequest::SubscribeRequest(SubscribeRequest::new(request)))
+            .await?;
+        self.server.subscribe(&uri, self.session, context.peer);
+        Ok(())
+    }
+
+    #[allow(deprecated)] // see `subscribe`
+    async fn unsubscribe(&self, request: UnsubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.server.unsubscribe(&request.uri, self.session);
+        let snapshot = self.server.snapshot().await;
+        if let Some(member) = self.server.resource_member(&snapshot, &request.uri) {
+            self.forwarder
+                .once(member, &context, ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        vmcp::listen(&self.server, context.sink().clone());
+        context.cancelled().await;
+        Ok(())
+    }
+
+    async fn complete(&self, request: CompleteRequestParams, context: RequestContext<RoleServer>) -> Result<CompleteResult, ErrorData> {
+        let snapshot = self.server.snapshot().await;
+        let mut downstream = request;
+        let member = match &mut downstream.r#ref {
+            Reference::Prompt(prompt) => {
+                let (member, original) =
+                    snapshot.prompt_routes.get(&prompt.name).cloned().ok_or_else(|| unknown("prompt", &prompt.name))?;
+                prompt.name = original;
+                member
+            }
+            Reference::Resource(resource) => self
+                .server
+                .resource_member(&snapshot, &resource.uri)
+                .ok_or_else(|| unknown("resource template", &resource.uri))?,
+        };
+        match self.forwarder.once(member, &context, ClientRequest::CompleteRequest(CompleteRequest::new(downstream))).await? {
+            ServerResult::CompleteResult(result) => Ok(result),
+            _ => Err(unexpected("completion/complete")),
+        }
+    }
+
+    async fn set_level(&self, request: SetLevelRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        for member in 0..self.server.members().len() {
+            let request = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
+            if let Err(error) = self.forwarder.once(member, &context, request).await {
+                tracing::debug!(member, %error, "connector did not accept logging/setLevel");
+            }
+        }
+        Ok(())
+    }
+}

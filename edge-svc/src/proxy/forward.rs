@@ -1,0 +1,136 @@
+//! Sends one client request to a member connector and brings the answer back.
+//!
+//! Handles the three things a proxy must not get wrong: routing what the downstream sends
+//! during the call back to this caller only, cancelling the downstream call when the client
+//! cancels, and multi-round-trip requests (MRTR) across protocol eras — a modern client gets an
+//! `input_required` result passed through, a legacy client has the input requests asked of it
+//! as ordinary server→client requests and the call retried on its behalf.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CancelledNotificationParam, ClientRequest, ErrorData, InputRequest, InputRequiredResult, InputResponses,
+    ProtocolVersion, ServerResult,
+};
+use rmcp::service::{PeerRequestOptions, RequestContext};
+use rmcp::{Peer, RoleServer, ServiceError};
+
+use crate::switchboard::{Switchboard, UpstreamCall};
+use crate::vmcp::VirtualServer;
+
+/// How many input rounds a legacy client is driven through before the gateway gives up.
+const MAX_INPUT_ROUNDS: usize = rmcp::model::DEFAULT_MRTR_MAX_ROUNDS;
+
+/// Forwards requests of one virtual server's clients to its members.
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarder {
+    server: Arc<VirtualServer>,
+    board: Arc<Switchboard>,
+}
+
+impl Forwarder {
+    pub(crate) fn new(server: Arc<VirtualServer>, board: Arc<Switchboard>) -> Self {
+        Self { server, board }
+    }
+
+    /// Forwards a request that may need input rounds; `build` makes each attempt's request.
+    pub(crate) async fn rounds(
+        &self,
+        member: usize,
+        context: &RequestContext<RoleServer>,
+        build: impl Fn(Option<InputResponses>, Option<String>) -> ClientRequest,
+    ) -> Result<ServerResult, ErrorData> {
+        let modern_client = is_modern(context);
+        let mut request = build(None, None);
+        for _ in 0..MAX_INPUT_ROUNDS {
+            match self.once(member, context, request).await? {
+                ServerResult::InputRequiredResult(required) if !modern_client => {
+                    let responses = ask_client(&context.peer, &required).await?;
+                    request = build(Some(responses), required.request_state);
+                }
+                result => return Ok(result),
+            }
+        }
+        Err(ErrorData::internal_error("the connector kept asking for input; gave up after too many rounds", None))
+    }
+
+    /// Forwards one request and waits for its answer, or for the client to cancel it.
+    pub(crate) async fn once(
+        &self,
+        member: usize,
+        context: &RequestContext<RoleServer>,
+        request: ClientRequest,
+    ) -> Result<ServerResult, ErrorData> {
+        let connector = &self.server.members()[member].connector;
+        let peer = connector.peer().await.map_err(|error| {
+            tracing::warn!(connector = connector.name(), %error, "connector unavailable");
+            ErrorData::internal_error(format!("connector `{}` is unavailable", connector.name()), None)
+        })?;
+        let mut options = PeerRequestOptions::no_options();
+        if let Some(capabilities) = context.client_capabilities() {
+            // The downstream must only ask for input this very client can give.
+            let mut meta = rmcp::model::RequestMetaObject::default();
+            meta.set_client_capabilities(capabilities);
+            options.meta = Some(meta);
+        }
+        let registration = self.board.begin();
+        let handle = peer.send_request_with_option(request, options).await.map_err(downstream_error)?;
+        let (id, downstream_peer) = (handle.id.clone(), handle.peer.clone());
+        let _route = registration.register(
+            connector.name(),
+            handle.id.clone(),
+            handle.progress_token.clone(),
+            UpstreamCall {
+                peer: context.peer.clone(),
+                progress_token: context.meta.get_progress_token(),
+                accepts_requests: !is_modern(context),
+            },
+        );
+        tokio::select! {
+            answer = handle.await_response() => answer.map_err(downstream_error),
+            () = context.ct.cancelled() => {
+                let params = CancelledNotificationParam { request_id: Some(id), reason: Some("client cancelled".into()), meta: None };
+                let _ = downstream_peer.notify_cancelled(params).await;
+                Err(ErrorData::internal_error("request cancelled by the client", None))
+            }
+        }
+    }
+}
+
+fn is_modern(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// Keeps a downstream's own JSON-RPC error (it is spec-shaped and the client's to see); hides transport detail.
+fn downstream_error(error: ServiceError) -> ErrorData {
+    match error {
+        ServiceError::McpError(error) => error,
+        other => {
+            tracing::warn!(error = %other, "downstream call failed");
+            ErrorData::internal_error("the connector did not answer", None)
+        }
+    }
+}
+
+/// Asks a legacy-era client each input request as a server→client request and collects the answers.
+async fn ask_client(peer: &Peer<RoleServer>, required: &InputRequiredResult) -> Result<InputResponses, ErrorData> {
+    let mut responses = InputResponses::new();
+    for (key, input) in required.input_requests.iter().flatten() {
+        let answer = match input {
+            InputRequest::CreateMessage(request) => {
+                peer.create_message(request.params.clone()).await.map(|result| serde_json::to_value(result))
+            }
+            InputRequest::Elicitation(request) => {
+                peer.create_elicitation(request.params.clone()).await.map(|result| serde_json::to_value(result))
+            }
+            InputRequest::ListRoots(_) => peer.list_roots().await.map(|result| serde_json::to_value(result)),
+        };
+        let value = answer
+            .map_err(downstream_error)?
+            .map_err(|error| ErrorData::internal_error(format!("could not encode the client's answer: {error}"), None))?;
+        responses.insert(key.clone(), value);
+    }
+    Ok(responses)
+}

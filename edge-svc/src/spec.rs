@@ -1,0 +1,189 @@
+//! The declarative gateway description: connectors and the virtual servers built from them.
+//!
+//! Parsed from YAML with errors that name the field path and the line, then validated as a
+//! whole (unique names, known connector references, valid globs) before anything starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use crate::connector::{HttpConfig, SseConfig, StdioConfig, Transport};
+
+/// The whole declared gateway: every connector and every virtual server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// Downstream MCP servers, each reachable over exactly one transport.
+    #[serde(default)]
+    pub connectors: Vec<ConnectorSpec>,
+    /// Curated MCP endpoints served at `/v/{name}/mcp`.
+    #[serde(default)]
+    pub virtual_servers: Vec<VirtualServerSpec>,
+}
+
+/// One downstream MCP server as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpec {
+    /// Unique name, used in curation references and as the default tool prefix.
+    pub name: String,
+    /// A program Gatehouse runs and speaks to over stdin/stdout.
+    pub stdio: Option<StdioConfig>,
+    /// A streamable HTTP endpoint (either protocol era).
+    pub http: Option<HttpConfig>,
+    /// A legacy 2024-11-05 HTTP+SSE endpoint.
+    pub sse: Option<SseConfig>,
+}
+
+/// How clients authenticate to a virtual server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Bearer tokens from Gatehouse's own authorization server (the default).
+    #[default]
+    Oauth,
+    /// No authentication: only for local development and the conformance run.
+    None,
+}
+
+/// One curated MCP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualServerSpec {
+    /// URL-safe unique name: the endpoint is `/v/{name}/mcp`.
+    pub name: String,
+    /// Human description shown to clients as the server's instructions.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Authentication mode; `none` makes `gatehouse up` warn loudly.
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// The connectors this virtual server exposes, each with its own view.
+    pub connectors: Vec<MemberSpec>,
+}
+
+/// One connector's view inside a virtual server. Every key names ORIGINAL downstream tool names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSpec {
+    /// The connector's `name`.
+    pub connector: String,
+    /// Prefix for exposed names; default `<connector>__`, `""` for none.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Globs of tools to expose; default all.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// Globs of tools to hide; wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// New names for tools, before the prefix is added.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Replacement descriptions for tools.
+    #[serde(default)]
+    pub describe: BTreeMap<String, String>,
+}
+
+/// Why a gateway description was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The YAML did not parse or did not match the schema.
+    #[error("{source_name}: {path}: {message}")]
+    Syntax {
+        source_name: String,
+        path: String,
+        message: String,
+    },
+    /// The YAML parsed but is inconsistent.
+    #[error("{source_name}: {path}: {reason}")]
+    Invalid {
+        source_name: String,
+        path: String,
+        reason: String,
+    },
+}
+
+impl GatewaySpec {
+    /// Parses and validates YAML text; `source_name` (usually the file path) prefixes every error.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<Self, SpecError> {
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        let spec: Self = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            SpecError::Syntax {
+                source_name: source_name.to_owned(),
+                path: if path == "." { "(top level)".into() } else { path },
+                message: error.into_inner().to_string(),
+            }
+        })?;
+        spec.validate()
+            .map_err(|(path, reason)| SpecError::Invalid {
+                source_name: source_name.to_owned(),
+                path,
+                reason,
+            })?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let mut connector_names = BTreeSet::new();
+        for (index, connector) in self.connectors.iter().enumerate() {
+            let path = format!("connectors[{index}]");
+            check_name(&connector.name, &format!("{path}.name"))?;
+            if !connector_names.insert(connector.name.as_str()) {
+                return Err((format!("{path}.name"), format!("duplicate connector `{}`", connector.name)));
+            }
+            connector.transport().map_err(|reason| (path, reason))?;
+        }
+        let mut server_names = BTreeSet::new();
+        for (index, server) in self.virtual_servers.iter().enumerate() {
+            let path = format!("virtual_servers[{index}]");
+            check_name(&server.name, &format!("{path}.name"))?;
+            if !server_names.insert(server.name.as_str()) {
+                return Err((format!("{path}.name"), format!("duplicate virtual server `{}`", server.name)));
+            }
+            if server.connectors.is_empty() {
+                return Err((format!("{path}.connectors"), "must list at least one connector".into()));
+            }
+            for (member_index, member) in server.connectors.iter().enumerate() {
+                let member_path = format!("{path}.connectors[{member_index}]");
+                if !connector_names.contains(member.connector.as_str()) {
+                    return Err((
+                        format!("{member_path}.connector"),
+                        format!("unknown connector `{}`", member.connector),
+                    ));
+                }
+                crate::catalogue::Curation::try_from(member).map_err(|reason| (member_path, reason))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConnectorSpec {
+    /// Returns the one transport this connector declares.
+    pub fn transport(&self) -> Result<Transport, String> {
+        match (&self.stdio, &self.http, &self.sse) {
+            (Some(stdio), None, None) => Ok(Transport::Stdio(stdio.clone())),
+            (None, Some(http), None) => Ok(Transport::Http(http.clone())),
+            (None, None, Some(sse)) => Ok(Transport::Sse(sse.clone())),
+            (None, None, None) => Err("declares no transport: add one of `stdio`, `http`, `sse`".into()),
+            _ => Err("declares more than one transport: keep exactly one of `stdio`, `http`, `sse`".into()),
+        }
+    }
+}
+
+/// Names appear in URLs and tool prefixes, so they are limited to a safe alphabet.
+fn check_name(name: &str, path: &str) -> Result<(), (String, String)> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err((path.to_owned(), format!("`{name}` must be 1-64 characters of [A-Za-z0-9_-]")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

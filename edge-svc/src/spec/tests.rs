@@ -1,0 +1,87 @@
+use super::*;
+
+const VALID: &str = r#"
+connectors:
+  - name: everything
+    stdio: {command: node, args: [server.js, stdio]}
+  - name: fast
+    http: {url: "http://127.0.0.1:9001/mcp"}
+virtual_servers:
+  - name: combined
+    auth: none
+    connectors:
+      - connector: everything
+        prefix: "ev__"
+        deny: ["get-env"]
+        rename: {echo: say}
+      - connector: fast
+"#;
+
+#[test]
+fn a_valid_description_parses_with_defaults() {
+    let spec = GatewaySpec::from_yaml(VALID, "gw.yaml").expect("valid spec");
+    assert_eq!(spec.connectors.len(), 2);
+    let server = &spec.virtual_servers[0];
+    assert_eq!(server.auth, AuthMode::None);
+    assert_eq!(server.connectors[1].prefix, None);
+    assert!(matches!(spec.connectors[1].transport(), Ok(Transport::Http(_))));
+}
+
+#[test]
+fn auth_defaults_to_oauth() {
+    let text = VALID.replace("    auth: none\n", "");
+    let spec = GatewaySpec::from_yaml(&text, "gw.yaml").expect("valid spec");
+    assert_eq!(spec.virtual_servers[0].auth, AuthMode::Oauth);
+}
+
+#[test]
+fn an_unknown_field_names_its_path_and_line() {
+    let text = VALID.replace("rename: {echo: say}", "renames: {echo: say}");
+    let error = GatewaySpec::from_yaml(&text, "gw.yaml").expect_err("typo must be refused").to_string();
+    assert!(error.starts_with("gw.yaml: virtual_servers[0].connectors[0]"), "{error}");
+    assert!(error.contains("renames"), "{error}");
+    assert!(error.contains("line"), "{error}");
+}
+
+#[test]
+fn a_reference_to_an_unknown_connector_is_refused() {
+    let text = VALID.replace("- connector: fast", "- connector: slow");
+    let error = GatewaySpec::from_yaml(&text, "gw.yaml").expect_err("unknown connector").to_string();
+    assert_eq!(error, "gw.yaml: virtual_servers[0].connectors[1].connector: unknown connector `slow`");
+}
+
+#[test]
+fn a_connector_needs_exactly_one_transport() {
+    let none = VALID.replace("    http: {url: \"http://127.0.0.1:9001/mcp\"}\n", "");
+    let error = GatewaySpec::from_yaml(&none, "gw.yaml").expect_err("no transport").to_string();
+    assert!(error.contains("connectors[1]: declares no transport"), "{error}");
+    let two = VALID.replace(
+        "    http: {url: \"http://127.0.0.1:9001/mcp\"}\n",
+        "    http: {url: \"http://127.0.0.1:9001/mcp\"}\n    sse: {url: \"http://127.0.0.1:9002/sse\"}\n",
+    );
+    let error = GatewaySpec::from_yaml(&two, "gw.yaml").expect_err("two transports").to_string();
+    assert!(error.contains("more than one transport"), "{error}");
+}
+
+#[test]
+fn duplicate_names_and_unsafe_names_are_refused() {
+    let duplicate = VALID.replace("name: fast", "name: everything");
+    let error = GatewaySpec::from_yaml(&duplicate, "gw.yaml").expect_err("duplicate").to_string();
+    assert!(error.contains("duplicate connector `everything`"), "{error}");
+    let unsafe_name = VALID.replace("name: combined", "name: \"../etc\"");
+    let error = GatewaySpec::from_yaml(&unsafe_name, "gw.yaml").expect_err("unsafe").to_string();
+    assert!(error.contains("virtual_servers[0].name"), "{error}");
+}
+
+#[test]
+fn an_invalid_glob_is_refused_with_its_field() {
+    let text = VALID.replace("deny: [\"get-env\"]", "deny: [\"get-[env\"]");
+    let error = GatewaySpec::from_yaml(&text, "gw.yaml").expect_err("bad glob").to_string();
+    assert!(error.contains("deny: invalid glob `get-[env`"), "{error}");
+}
+
+#[test]
+fn malformed_yaml_is_a_syntax_error_not_a_panic() {
+    let error = GatewaySpec::from_yaml("connectors: [", "gw.yaml").expect_err("malformed");
+    assert!(matches!(error, SpecError::Syntax { .. }));
+}

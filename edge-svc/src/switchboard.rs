@@ -1,0 +1,241 @@
+//! Routes what downstream servers send back to the upstream clients whose calls caused it.
+//!
+//! Downstream sessions are shared by every client of a virtual server, so a progress
+//! notification, a log line or a sampling request coming from a downstream must be matched to
+//! the one upstream call that triggered it — never broadcast, which would leak one member's
+//! traffic to another. The match uses the id of our outbound request (carried by the HTTP
+//! response stream it arrived on) or the progress token rmcp put on that request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rmcp::model::{
+    ClientResult, ErrorData, ProgressNotificationParam, ProgressToken, RequestId, ServerNotification,
+    ServerRequest,
+};
+use rmcp::{Peer, RoleServer};
+use tokio::sync::Notify;
+
+use crate::connector::Relay;
+use crate::vmcp::VirtualServer;
+
+/// How long a downstream message may wait for its call to finish registering.
+///
+/// rmcp assigns the outbound id while sending, so a fast downstream can answer before the
+/// route is stored; the wait closes that window without delaying unrelated traffic.
+const REGISTRATION_GRACE: Duration = Duration::from_millis(500);
+
+/// The upstream side of one in-flight downstream call.
+#[derive(Debug)]
+pub struct UpstreamCall {
+    /// The client session (or stateless request channel) to send related messages to.
+    pub peer: Peer<RoleServer>,
+    /// The progress token the upstream client chose, if it asked for progress.
+    pub progress_token: Option<ProgressToken>,
+    /// Whether the upstream may receive server→client requests on this call (legacy era only).
+    pub accepts_requests: bool,
+}
+
+/// The gateway-wide routing table shared by every connector's relay.
+#[derive(Debug, Default)]
+pub struct Switchboard {
+    routes: Mutex<Routes>,
+    registered: Notify,
+    servers: Mutex<Vec<Arc<VirtualServer>>>,
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    by_request: HashMap<(String, RequestId), Arc<UpstreamCall>>,
+    by_progress: HashMap<(String, ProgressToken), Arc<UpstreamCall>>,
+    registering: usize,
+}
+
+/// Removes a call's routes when the call ends, however it ends.
+#[derive(Debug)]
+pub struct RouteGuard {
+    board: Arc<Switchboard>,
+    connector: String,
+    request: Option<RequestId>,
+    progress: Option<ProgressToken>,
+}
+
+impl Switchboard {
+    /// Adds a virtual server so list-changed notifications from its connectors reach its clients.
+    pub fn attach(&self, server: Arc<VirtualServer>) {
+        self.servers.lock().unwrap_or_else(PoisonError::into_inner).push(server);
+    }
+
+    /// Announces that a call is about to be sent, so early replies wait for its route.
+    pub fn begin(self: &Arc<Self>) -> Registration {
+        self.routes().registering += 1;
+        Registration { board: Arc::clone(self), done: false }
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn lookup(&self, connector: &str, request: Option<&RequestId>, progress: Option<&ProgressToken>) -> Option<Arc<UpstreamCall>> {
+        let deadline = tokio::time::Instant::now() + REGISTRATION_GRACE;
+        loop {
+            let notified = self.registered.notified();
+            {
+                let routes = self.routes();
+                let found = request
+                    .and_then(|id| routes.by_request.get(&(connector.to_owned(), id.clone())))
+                    .or_else(|| progress.and_then(|token| routes.by_progress.get(&(connector.to_owned(), token.clone()))));
+                if let Some(call) = found {
+                    return Some(Arc::clone(call));
+                }
+                if routes.registering == 0 {
+                    return None;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn servers_with(&self, connector: &str) -> Vec<Arc<VirtualServer>> {
+        self.servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|server| server.has_connector(connector))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A call between `begin` and `register`: while it lives, early downstream replies wait.
+#[derive(Debug)]
+pub struct Registration {
+    board: Arc<Switchboard>,
+    done: bool,
+}
+
+impl Registration {
+    /// Stores the routes of a sent call and returns the guard that removes them.
+    pub fn register(mut self, connector: &str, request: RequestId, progress: ProgressToken, call: UpstreamCall) -> RouteGuard {
+        let call = Arc::new(call);
+        {
+            let mut routes = self.board.routes();
+            routes.by_request.insert((connector.to_owned(), request.clone()), Arc::clone(&call));
+            routes.by_progress.insert((connector.to_owned(), progress.clone()), call);
+            routes.registering -= 1;
+        }
+        self.done = true;
+        self.board.registered.notify_waiters();
+        RouteGuard {
+            board: Arc::clone(&self.board),
+            connector: connector.to_owned(),
+            request: Some(request),
+            progress: Some(progress),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if !self.done {
+            self.board.routes().registering -= 1;
+            self.board.registered.notify_waiters();
+        }
+    }
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        let mut routes = self.board.routes();
+        if let Some(id) = self.request.take() {
+            routes.by_request.remove(&(self.connector.clone(), id));
+        }
+        if let Some(token) = self.progress.take() {
+            routes.by_progress.remove(&(self.connector.clone(), token));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Relay for Switchboard {
+    async fn request(&self, connector: &str, origin: Option<RequestId>, request: ServerRequest) -> Result<ClientResult, ErrorData> {
+        if let ServerRequest::PingRequest(_) = request {
+            return Ok(ClientResult::empty(()));
+        }
+        let call = self.lookup(connector, origin.as_ref(), None).await;
+        let Some(call) = call.filter(|call| call.accepts_requests) else {
+            return Err(ErrorData::method_not_found_with_message(
+                "the gateway cannot relay this request: no legacy-era client call is waiting for it",
+            ));
+        };
+        relay_request(&call.peer, request).await
+    }
+
+    async fn notify(&self, connector: &str, origin: Option<RequestId>, notification: ServerNotification) {
+        match notification {
+            ServerNotification::ProgressNotification(progress) => {
+                let token = progress.params.progress_token.clone();
+                if let Some(call) = self.lookup(connector, origin.as_ref(), Some(&token)).await {
+                    forward_progress(&call, progress.params).await;
+                }
+            }
+            ServerNotification::LoggingMessageNotification(message) => {
+                if let Some(call) = self.lookup(connector, origin.as_ref(), None).await {
+                    let _ = call.peer.notify_logging_message(message.params).await;
+                }
+            }
+            ServerNotification::ToolListChangedNotification(_)
+            | ServerNotification::PromptListChangedNotification(_)
+            | ServerNotification::ResourceListChangedNotification(_) => {
+                for server in self.servers_with(connector) {
+                    server.catalogue_changed(&notification).await;
+                }
+            }
+            ServerNotification::ResourceUpdatedNotification(updated) => {
+                for server in self.servers_with(connector) {
+                    server.resource_updated(&updated.params.uri).await;
+                }
+            }
+            other => tracing::debug!(connector, notification = ?other.method(), "downstream notification not relayed"),
+        }
+    }
+}
+
+async fn forward_progress(call: &UpstreamCall, mut params: ProgressNotificationParam) {
+    let Some(token) = call.progress_token.clone() else {
+        return;
+    };
+    params.progress_token = token;
+    let _ = call.peer.notify_progress(params).await;
+}
+
+async fn relay_request(peer: &Peer<RoleServer>, request: ServerRequest) -> Result<ClientResult, ErrorData> {
+    let upstream_error = |error: rmcp::ServiceError| match error {
+        rmcp::ServiceError::McpError(error) => error,
+        other => ErrorData::internal_error(format!("client did not answer the relayed request: {other}"), None),
+    };
+    match request {
+        ServerRequest::CreateMessageRequest(request) => peer
+            .create_message(request.params)
+            .await
+            .map(ClientResult::CreateMessageResult)
+            .map_err(upstream_error),
+        ServerRequest::ElicitRequest(request) => peer
+            .create_elicitation(request.params)
+            .await
+            .map(ClientResult::ElicitResult)
+            .map_err(upstream_error),
+        ServerRequest::ListRootsRequest(_) => peer
+            .list_roots()
+            .await
+            .map(ClientResult::ListRootsResult)
+            .map_err(upstream_error),
+        other => Err(ErrorData::method_not_found_with_message(format!(
+            "the gateway does not relay `{}`",
+            other.method()
+        ))),
+    }
+}

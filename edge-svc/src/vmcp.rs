@@ -1,0 +1,294 @@
+//! A virtual MCP server: a curated set of connectors behind one endpoint.
+//!
+//! The aggregated catalogue (tools, prompts, resources) is cached and rebuilt when a
+//! downstream announces a list change, after which every connected client is told too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use futures::future::join_all;
+use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerNotification, Tool};
+use rmcp::{Peer, RoleClient, RoleServer};
+use rmcp::service::SubscriptionSink;
+
+use crate::catalogue::{Curation, ToolCatalogue};
+use crate::connector::Connector;
+use crate::spec::AuthMode;
+
+mod listeners;
+
+pub use listeners::Listeners;
+
+/// One connector as a virtual server sees it.
+#[derive(Debug)]
+pub struct Member {
+    /// The supervised downstream.
+    pub connector: Connector,
+    /// Its curated view.
+    pub curation: Curation,
+}
+
+/// A curated MCP endpoint served at `/v/{name}/mcp`.
+#[derive(Debug)]
+pub struct VirtualServer {
+    name: String,
+    description: Option<String>,
+    auth: AuthMode,
+    members: Vec<Member>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    rebuild: tokio::sync::Mutex<()>,
+    listeners: Listeners,
+    subscriptions: Mutex<HashMap<String, Vec<(u64, Peer<RoleServer>)>>>,
+}
+
+/// Everything a virtual server lists, with the route back to each item's member.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Curated tools and their routes.
+    pub tools: ToolCatalogue,
+    /// Prompts with exposed (prefixed) names.
+    pub prompts: Vec<Prompt>,
+    /// Exposed prompt name → (member index, original name).
+    pub prompt_routes: HashMap<String, (usize, String)>,
+    /// Concrete resources, URIs unchanged.
+    pub resources: Vec<Resource>,
+    /// Resource URI → member index.
+    pub resource_routes: HashMap<String, usize>,
+    /// Resource templates, URIs unchanged, each with its member index.
+    pub templates: Vec<(ResourceTemplate, usize)>,
+}
+
+/// A downstream listing that failed; the snapshot is then partial and not cached.
+#[derive(Debug)]
+struct Listing {
+    tools: Vec<Tool>,
+    prompts: Vec<Prompt>,
+    resources: Vec<Resource>,
+    templates: Vec<ResourceTemplate>,
+    complete: bool,
+}
+
+impl VirtualServer {
+    /// Creates a virtual server over already-spawned connectors.
+    pub fn new(name: String, description: Option<String>, auth: AuthMode, members: Vec<Member>) -> Self {
+        Self {
+            name,
+            description,
+            auth,
+            members,
+            snapshot: RwLock::new(None),
+            rebuild: tokio::sync::Mutex::new(()),
+            listeners: Listeners::default(),
+            subscriptions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Returns the name used in the URL.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns the description given to clients as instructions.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// Returns how clients must authenticate.
+    pub fn auth(&self) -> AuthMode {
+        self.auth
+    }
+
+    /// Returns the member connectors in declaration order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Returns whether the named connector is part of this virtual server.
+    pub fn has_connector(&self, connector: &str) -> bool {
+        self.members.iter().any(|member| member.connector.name() == connector)
+    }
+
+    /// Returns the registry of clients that want list-changed notifications.
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
+    /// Returns the cached catalogue, building it from the downstreams when missing.
+    pub async fn snapshot(&self) -> Arc<Snapshot> {
+        if let Some(snapshot) = self.cached() {
+            return snapshot;
+        }
+        let _single_flight = self.rebuild.lock().await;
+        if let Some(snapshot) = self.cached() {
+            return snapshot;
+        }
+        let listings = join_all(self.members.iter().map(|member| list_member(&member.connector))).await;
+        let complete = listings.iter().all(|listing| listing.complete);
+        let snapshot = Arc::new(self.assemble(&listings));
+        if complete {
+            *self.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
+        }
+        snapshot
+    }
+
+    fn cached(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn assemble(&self, listings: &[Listing]) -> Snapshot {
+        let tools = ToolCatalogue::build(
+            self.members
+                .iter()
+                .zip(listings)
+                .map(|(member, listing)| (&member.curation, listing.tools.as_slice())),
+        );
+        let mut snapshot = Snapshot { tools, ..Snapshot::default() };
+        for (index, (member, listing)) in self.members.iter().zip(listings).enumerate() {
+            for prompt in &listing.prompts {
+                let exposed = format!("{}{}", member.curation.prefix(), prompt.name);
+                if snapshot.prompt_routes.contains_key(&exposed) {
+                    continue;
+                }
+                snapshot.prompt_routes.insert(exposed.clone(), (index, prompt.name.to_string()));
+                let mut prompt = prompt.clone();
+                prompt.name = exposed.into();
+                snapshot.prompts.push(prompt);
+            }
+            for resource in &listing.resources {
+                if snapshot.resource_routes.insert(resource.uri.to_string(), index).is_none() {
+                    snapshot.resources.push(resource.clone());
+                }
+            }
+            for template in &listing.templates {
+                snapshot.templates.push((template.clone(), index));
+            }
+        }
+        snapshot
+    }
+
+    /// Drops the cached catalogue and tells every listening client what changed.
+    pub async fn catalogue_changed(&self, notification: &ServerNotification) {
+        self.snapshot.write().unwrap_or_else(PoisonError::into_inner).take();
+        self.listeners.broadcast(notification).await;
+    }
+
+    /// Records that a legacy session (numbered by its handler) subscribed to a resource URI.
+    pub fn subscribe(&self, uri: &str, session: u64, peer: Peer<RoleServer>) {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(uri.to_owned())
+            .or_default()
+            .push((session, peer));
+    }
+
+    /// Forgets a session's subscription to a URI, and any subscription of closed sessions.
+    pub fn unsubscribe(&self, uri: &str, session: u64) {
+        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(peers) = subscriptions.get_mut(uri) {
+            peers.retain(|(known, peer)| *known != session && !peer.is_transport_closed());
+        }
+    }
+
+    /// Tells the subscribers of a resource (legacy sessions and modern listeners) that it changed.
+    pub async fn resource_updated(&self, uri: &str) {
+        let peers = {
+            let mut subscriptions = self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner);
+            let peers = subscriptions.entry(uri.to_owned()).or_default();
+            peers.retain(|(_, peer)| !peer.is_transport_closed());
+            peers.clone()
+        };
+        for (_, peer) in peers {
+            let params = rmcp::model::ResourceUpdatedNotificationParam::new(uri);
+            let _ = peer.notify_resource_updated(params).await;
+        }
+        self.listeners.resource_updated(uri).await;
+    }
+
+    /// Returns the member that serves a resource URI: listed URIs first, then templates.
+    pub fn resource_member(&self, snapshot: &Snapshot, uri: &str) -> Option<usize> {
+        if let Some(member) = snapshot.resource_routes.get(uri) {
+            return Some(*member);
+        }
+        let by_template = snapshot
+            .templates
+            .iter()
+            .find(|(template, _)| template_matches(&template.uri_template, uri))
+            .map(|(_, member)| *member);
+        by_template.or_else(|| (self.members.len() == 1).then_some(0))
+    }
+}
+
+/// Registers a modern-era `subscriptions/listen` stream; kept here so `proxy` needs one import.
+pub fn listen(server: &VirtualServer, sink: SubscriptionSink) {
+    server.listeners.add_stream(sink);
+}
+
+/// Matches a URI against an RFC 6570 level-1 template (`{var}` matches one or more characters but not `/`).
+fn template_matches(template: &str, uri: &str) -> bool {
+    let mut rest = uri;
+    let mut parts = template.split('{');
+    let Some(head) = parts.next() else {
+        return false;
+    };
+    let Some(after_head) = rest.strip_prefix(head) else {
+        return false;
+    };
+    rest = after_head;
+    for part in parts {
+        let Some((_, literal)) = part.split_once('}') else {
+            return false;
+        };
+        let end = if literal.is_empty() {
+            rest.find('/').unwrap_or(rest.len())
+        } else {
+            match rest.find(literal) {
+                Some(end) => end,
+                None => return false,
+            }
+        };
+        if end == 0 || rest[..end].contains('/') {
+            return false;
+        }
+        rest = &rest[end + literal.len()..];
+    }
+    rest.is_empty()
+}
+
+async fn list_member(connector: &Connector) -> Listing {
+    let mut listing = Listing { tools: vec![], prompts: vec![], resources: vec![], templates: vec![], complete: true };
+    let peer: Peer<RoleClient> = match connector.peer().await {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(connector = connector.name(), %error, "connector unavailable; its items are missing from the listing");
+            listing.complete = false;
+            return listing;
+        }
+    };
+    let capabilities = peer.peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
+    let name = connector.name();
+    if capabilities.tools.is_some() {
+        listing.tools = settle(name, "tools", peer.list_all_tools().await, &mut listing.complete);
+    }
+    if capabilities.prompts.is_some() {
+        listing.prompts = settle(name, "prompts", peer.list_all_prompts().await, &mut listing.complete);
+    }
+    if capabilities.resources.is_some() {
+        listing.resources = settle(name, "resources", peer.list_all_resources().await, &mut listing.complete);
+        listing.templates =
+            settle(name, "resource templates", peer.list_all_resource_templates().await, &mut listing.complete);
+    }
+    listing
+}
+
+/// Keeps a listing's items, or logs its failure and marks the whole listing incomplete.
+fn settle<T>(connector: &str, what: &str, result: Result<Vec<T>, rmcp::ServiceError>, complete: &mut bool) -> Vec<T> {
+    result.unwrap_or_else(|error| {
+        tracing::warn!(connector, what, %error, "listing failed");
+        *complete = false;
+        Vec::new()
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! `gatehouse up`: all four services in one process, one public HTTP listener.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use edge_svc::config::HttpFace;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What `gatehouse up` was asked to do.
+#[derive(Debug)]
+pub(crate) struct UpOptions {
+    pub(crate) config: PathBuf,
+    pub(crate) data: PathBuf,
+    pub(crate) listen: SocketAddr,
+}
+
+/// How long in-flight requests may finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Exit code for a configuration the user must fix (EX_CONFIG-like, as every service uses).
+const EXIT_CONFIG: u8 = 64;
+
+/// Runs the gateway until SIGINT/SIGTERM; invalid configuration exits 64 before anything binds.
+pub(crate) async fn run(options: UpOptions) -> ExitCode {
+    let spec = match edge_svc::load_spec(&options.config) {
+        Ok(spec) => spec,
+        Err(error) => {
+            eprintln!("gatehouse: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let telemetry = match svc_kit::telemetry::init("gatehouse", &svc_kit::TelemetryConfig::default()) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("gatehouse: cannot start telemetry: {error}");
+            return ExitCode::from(70);
+        }
+    };
+    let outcome = serve(options, spec).await;
+    telemetry.shutdown().await;
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gatehouse: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(options: UpOptions, spec: edge_svc::GatewaySpec) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.data)
+        .map_err(|error| anyhow::anyhow!("cannot create data directory {}: {error}", options.data.display()))?;
+    let shutdown = CancellationToken::new();
+    svc_kit::shutdown::cancel_on_signal(shutdown.clone());
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", options.listen))?;
+    let local = listener.local_addr()?;
+    let public_url = url::Url::parse(&format!("http://{local}"))?;
+    let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
+    let gateway = edge_svc::Gateway::start(&spec, &shutdown).map_err(|reason| anyhow::anyhow!(reason))?;
+    announce(&gateway, &face, local)?;
+    let mut server = tokio::spawn(edge_svc::serve(gateway, face, None, listener, shutdown.clone()));
+    tokio::select! {
+        joined = &mut server => return joined?,
+        () = shutdown.cancelled() => {}
+    }
+    svc_kit::shutdown::drain(server, SHUTDOWN_GRACE).await
+}
+
+/// Prints what is served; the first line is the readiness marker scripts wait for.
+fn announce(gateway: &edge_svc::Gateway, face: &HttpFace, local: SocketAddr) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "gatehouse ready at http://{local}")?;
+    for server in gateway.servers() {
+        let connectors: Vec<&str> = server.members().iter().map(|member| member.connector.name()).collect();
+        writeln!(
+            out,
+            "  virtual server {:<16} {}  (connectors: {}; auth: {:?})",
+            server.name(),
+            face.resource_url(server.name()),
+            connectors.join(", "),
+            server.auth()
+        )?;
+    }
+    out.flush()
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole Gatehouse test suite, exactly as CI runs it (`.ci/run` calls this script).
+# Installs its own real peers (Node 22, the MCP conformance suite, the Python and TypeScript SDKs,
+# reference MCP servers) into a cache outside the clone, then runs lint, Rust tests and interop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Backend suites read these; CI always sets them so a dead server fails instead of skipping.
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all --check
+
+step "lint"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "real peers (node 22, conformance, MCP SDKs, reference servers)"
+bash tests/interop/install.sh
+# shellcheck disable=SC1091
+source "${GATEHOUSE_INTEROP_DIR:-$HOME/.cache/gatehouse-interop}/env.sh"
+
+step "build binaries"
+cargo build --workspace --bins --locked
+
+step "rust tests"
+cargo nextest run --workspace --all-features --locked --profile ci
+cargo test --workspace --doc --locked
+
+step "interop through the gateway"
+GATEHOUSE_BIN="$CARGO_TARGET_DIR/debug/gatehouse" bash tests/interop/run.sh
