@@ -1,0 +1,58 @@
+"""A FastMCP 4.1.2 downstream over streamable HTTP for the interop suite.
+
+Gatehouse combines it with `@modelcontextprotocol/server-everything` (over stdio) in one
+virtual server; the SDK client drivers then list and call its tools through the gateway.
+
+Usage: python fastmcp_server.py --port N   (binds 127.0.0.1 only; MCP endpoint /mcp)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastmcp import Context, FastMCP
+from fastmcp.server.dependencies import get_http_headers
+
+mcp = FastMCP("gatehouse-interop-fast", instructions="Arithmetic and identity probes for the interop suite")
+
+
+@mcp.tool
+def add(a: int, b: int) -> int:
+    """Adds two integers."""
+    return a + b
+
+
+@mcp.tool
+def multiply(a: float, b: float) -> float:
+    """Multiplies two numbers."""
+    return a * b
+
+
+@mcp.tool
+def whoami(ctx: Context) -> str:
+    """Reports what this server learns about its caller (client name, whether a credential came along)."""
+    # include={"authorization"}: FastMCP strips that header from the map by default.
+    headers = get_http_headers(include={"authorization"})
+    authorization = "present" if headers.get("authorization") else "absent"
+    params = ctx.session.client_params if ctx.session is not None else None
+    client = params.client_info.name if params is not None and params.client_info is not None else "unknown"
+    return f"fast-server: client={client}, authorization={authorization}"
+
+
+@mcp.tool
+def internal_debug() -> str:
+    """Internal diagnostics that a curated virtual server must hide."""
+    return "internal diagnostics: this tool should not be reachable through a curated virtual server"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True, help="loopback port to listen on")
+    args = parser.parse_args()
+    print(f"fastmcp server listening on http://127.0.0.1:{args.port}/mcp", file=sys.stderr, flush=True)
+    mcp.run(transport="http", host="127.0.0.1", port=args.port, path="/mcp", show_banner=False)
+
+
+if __name__ == "__main__":
+    main()
