@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Interop suite: real MCP peers through a running Gatehouse.
+#
+#   GATEHOUSE_BIN=/path/to/gatehouse tests/interop/run.sh            # the full suite
+#   tests/interop/run.sh --direct-only                               # peers only, no gateway
+#
+# Needs the peers from install.sh (it sources "$GATEHOUSE_INTEROP_DIR/env.sh"); builds nothing.
+# Starts the downstreams (the conformance fixture and a FastMCP server over HTTP; Gatehouse itself
+# runs server-everything over stdio), writes a gatehouse config, starts `gatehouse up`, then runs:
+#   - the conformance suite in `server` mode against the fixture directly (proves the fixture) and
+#     through /v/conformance/mcp, for --requirements 2025-11-25 and 2026-07-28, the gateway runs
+#     with the expected failures of conformance-baseline.yml;
+#   - the Python (modern, legacy) and TypeScript (v1 legacy, v2 modern) SDK drivers against
+#     /v/combined/mcp, checking curation (hidden, renamed, re-described, prefixed tools).
+# Everything it starts is killed on exit. The last line is `interop: N passed, M failed`; the exit
+# status is non-zero when anything failed. GATEHOUSE_INTEROP_KEEP=1 keeps the work directory.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+interop_dir="${GATEHOUSE_INTEROP_DIR:-$HOME/.cache/gatehouse-interop}"
+direct_only=0
+for arg in "$@"; do
+    case "$arg" in
+        --direct-only) direct_only=1 ;;
+        -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg" >&2; exit 64 ;;
+    esac
+done
+
+say() { printf 'interop: %s\n' "$*"; }
+die() { say "error: $*" >&2; echo "interop: 0 passed, 1 failed"; exit 1; }
+
+[[ -f "$interop_dir/env.sh" ]] || die "$interop_dir/env.sh missing: run tests/interop/install.sh first"
+# shellcheck disable=SC1091
+source "$interop_dir/env.sh"
+if [[ $direct_only -eq 0 ]]; then
+    [[ -n "${GATEHOUSE_BIN:-}" ]] || die "GATEHOUSE_BIN is not set (path to the built gatehouse binary)"
+    [[ -x "$GATEHOUSE_BIN" ]] || die "GATEHOUSE_BIN=$GATEHOUSE_BIN is not an executable file"
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-interop.XXXXXX")"
+pids=()
+passed=0
+failed=0
+failures=()
+
+# ---------------------------------------------------------------- process management
+
+# Stops every process group we started: SIGTERM, then SIGKILL after a deadline.
+cleanup() {
+    local pid deadline
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+    deadline=$((SECONDS + 15))
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            say "process $pid ignored SIGTERM for 15s, killing it"
+            kill -KILL -- "-$pid" 2>/dev/null
+        fi
+        wait "$pid" 2>/dev/null
+    done
+    if [[ "${GATEHOUSE_INTEROP_KEEP:-0}" == 1 ]]; then
+        say "kept work directory $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts "$@" in its own process group (so cleanup reaches its children), logging to $1's log.
+# Sets $started to its pid.
+start() {
+    local log="$1"
+    shift
+    setsid "$@" >"$log" 2>&1 </dev/null &
+    started=$!
+    pids+=("$started")
+}
+
+# Returns a free loopback TCP port.
+free_port() {
+    "$GATEHOUSE_INTEROP_PYTHON" -c \
+        'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until 127.0.0.1:$2 accepts connections, or fails after $3 seconds or if pid $4 exits.
+wait_port() {
+    local name="$1" port="$2" timeout="$3" pid="$4" log="$5"
+    local deadline=$((SECONDS + timeout))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "$name exited before listening on port $port; its log:"
+            tail -n 40 "$log" | sed 's/^/    /'
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            say "$name did not listen on port $port within ${timeout}s; its log:"
+            tail -n 40 "$log" | sed 's/^/    /'
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# Waits until file $2 contains the exact line $3, or fails after $4 seconds or if pid $5 exits.
+wait_line() {
+    local name="$1" log="$2" line="$3" timeout="$4" pid="$5"
+    local deadline=$((SECONDS + timeout))
+    until grep -qxF -- "$line" "$log" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "$name exited before printing '$line'; its output:"
+            tail -n 60 "$log" | sed 's/^/    /'
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            say "$name did not print '$line' within ${timeout}s; its output:"
+            tail -n 60 "$log" | sed 's/^/    /'
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# ---------------------------------------------------------------- result bookkeeping
+
+record() {
+    local name="$1" status="$2"
+    if [[ "$status" -eq 0 ]]; then
+        passed=$((passed + 1))
+        say "PASS $name"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        say "FAIL $name (exit $status)"
+    fi
+}
+
+# Prints every failing conformance check under results dir $1 as "scenario: check-id: message".
+failing_checks() {
+    "$GATEHOUSE_INTEROP_NODE" - "$1" <<'EOF'
+const fs = require('node:fs');
+const path = require('node:path');
+const root = process.argv[2];
+for (const dir of fs.existsSync(root) ? fs.readdirSync(root).sort() : []) {
+  const file = path.join(root, dir, 'checks.json');
+  if (!fs.existsSync(file)) continue;
+  const scenario = dir.replace(/^server-/, '').replace(/-\d{4}-\d\d-\d\dT.*$/, '');
+  for (const check of JSON.parse(fs.readFileSync(file, 'utf8'))) {
+    if (check.status === 'FAILURE') {
+      console.log(`    ${scenario}: ${check.id}: ${(check.errorMessage ?? '').slice(0, 300)}`);
+    }
+  }
+}
+EOF
+}
+
+# Writes the baseline section for requirement set $1 into file $2.
+baseline_for() {
+    "$GATEHOUSE_INTEROP_PYTHON" - "$here/conformance-baseline.yml" "$1" "$2" <<'EOF'
+import sys, yaml
+source, revision, target = sys.argv[1:]
+with open(source, encoding="utf-8") as file:
+    section = (yaml.safe_load(file) or {}).get(revision) or {}
+with open(target, "w", encoding="utf-8") as file:
+    yaml.safe_dump({"server": section.get("server") or [], "client": section.get("client") or []}, file)
+EOF
+}
+
+# Runs the conformance server suite: name, url, requirement set[, baseline file].
+conformance() {
+    local name="$1" url="$2" revision="$3" baseline="${4:-}"
+    local out="$work/results/$name"
+    local args=(server --url "$url" --requirements "$revision" -o "$out")
+    [[ -n "$baseline" ]] && args+=(--expected-failures "$baseline")
+    say "---- $name: conformance server --url $url --requirements $revision"
+    "$GATEHOUSE_CONFORMANCE" "${args[@]}" >"$work/$name.log" 2>&1
+    local status=$?
+    sed -n '/=== SUMMARY ===/,$p' "$work/$name.log"
+    if [[ $status -ne 0 ]]; then
+        say "failing checks of $name:"
+        failing_checks "$out"
+        tail -n 5 "$work/$name.log" | sed 's/^/    /'
+    fi
+    record "$name" "$status"
+}
+
+# Runs one SDK driver: name, then the command.
+driver() {
+    local name="$1"
+    shift
+    say "---- $name"
+    timeout 120 "$@"
+    record "$name" "$?"
+}
+
+# ---------------------------------------------------------------- downstreams
+
+mkdir -p "$work/results" "$work/everything" "$work/data"
+fixture_port="$(free_port)"
+fast_port="$(free_port)"
+
+start "$work/fixture.log" "$GATEHOUSE_INTEROP_PYTHON" "$here/fixture/server.py" --port "$fixture_port"
+fixture_pid=$started
+start "$work/fastmcp.log" "$GATEHOUSE_INTEROP_PYTHON" "$here/servers/fastmcp_server.py" --port "$fast_port"
+fast_pid=$started
+wait_port "conformance fixture" "$fixture_port" 30 "$fixture_pid" "$work/fixture.log" || die "conformance fixture did not start"
+wait_port "FastMCP server" "$fast_port" 30 "$fast_pid" "$work/fastmcp.log" || die "FastMCP server did not start"
+fixture_url="http://127.0.0.1:$fixture_port/mcp"
+fast_url="http://127.0.0.1:$fast_port/mcp"
+say "conformance fixture at $fixture_url, FastMCP server at $fast_url"
+
+# The fixture itself first: a failure here means the fixture, not the gateway, is broken.
+conformance "direct-conformance-2025-11-25" "$fixture_url" 2025-11-25
+conformance "direct-conformance-2026-07-28" "$fixture_url" 2026-07-28
+
+if [[ $direct_only -eq 1 ]]; then
+    spec="$work/fast-direct.json"
+    printf '%s\n' '{"present": ["add", "multiply", "whoami", "internal_debug"],' \
+        ' "calls": [{"tool": "add", "arguments": {"a": 2, "b": 3}, "text": "5"}]}' >"$spec"
+    driver "direct-py-modern" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode modern "$fast_url" "$spec"
+    driver "direct-py-legacy" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode legacy "$fast_url" "$spec"
+    driver "direct-ts-legacy" "$GATEHOUSE_INTEROP_NODE" "$here/clients/ts_legacy_client.mjs" "$fast_url" "$spec"
+    driver "direct-ts-modern" "$GATEHOUSE_INTEROP_NODE" "$here/clients/ts_modern_client.mjs" "$fast_url" "$spec"
+else
+    # ------------------------------------------------------------ the gateway
+    config="$work/gatehouse.yaml"
+    cat >"$config" <<EOF
+# generated by tests/interop/run.sh
+connectors:
+  - name: everything
+    stdio:
+      command: "$GATEHOUSE_INTEROP_NODE"
+      args: ["$GATEHOUSE_SERVER_EVERYTHING", "stdio"]
+      env: {}
+      cwd: "$work/everything"
+      # node and server-everything's node_modules live in the interop cache
+      paths: ["$(dirname "$(dirname "$GATEHOUSE_INTEROP_NODE")")", "$GATEHOUSE_INTEROP_NODE_MODULES"]
+  - name: fast
+    http: {url: "$fast_url"}
+  - name: fixture
+    http: {url: "$fixture_url"}
+virtual_servers:
+  - name: combined
+    auth: none
+    connectors:
+      - connector: everything
+        prefix: "ev__"
+        allow: ["*"]
+        deny: ["get-env", "*long*", "toggle-*"]
+        rename: {echo: say}
+        describe: {echo: "Repeats what you say"}
+      - connector: fast
+        deny: ["internal_*"]
+        describe: {add: "Adds two integers, via Gatehouse"}
+  - name: conformance
+    auth: none
+    connectors: [{connector: fixture, prefix: ""}]
+EOF
+    gatehouse_port="$(free_port)"
+    base="http://127.0.0.1:$gatehouse_port"
+    say "starting $GATEHOUSE_BIN up --config $config --data $work/data --listen 127.0.0.1:$gatehouse_port"
+    start "$work/gatehouse.log" "$GATEHOUSE_BIN" up --config "$config" --data "$work/data" \
+        --listen "127.0.0.1:$gatehouse_port"
+    gatehouse_pid=$started
+    wait_line "gatehouse" "$work/gatehouse.log" "gatehouse ready at $base" 60 "$gatehouse_pid" \
+        || die "gatehouse did not become ready"
+    say "gatehouse ready at $base"
+
+    conformance_url="$base/v/conformance/mcp"
+    for revision in 2025-11-25 2026-07-28; do
+        baseline_for "$revision" "$work/baseline-$revision.yml"
+        conformance "gateway-conformance-$revision" "$conformance_url" "$revision" "$work/baseline-$revision.yml"
+    done
+
+    combined="$base/v/combined/mcp"
+    spec="$here/specs/combined.json"
+    driver "gateway-py-modern" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode modern "$combined" "$spec"
+    driver "gateway-py-legacy" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode legacy "$combined" "$spec"
+    driver "gateway-ts-legacy" "$GATEHOUSE_INTEROP_NODE" "$here/clients/ts_legacy_client.mjs" "$combined" "$spec"
+    driver "gateway-ts-modern" "$GATEHOUSE_INTEROP_NODE" "$here/clients/ts_modern_client.mjs" "$combined" "$spec"
+
+    if ! kill -0 "$gatehouse_pid" 2>/dev/null; then
+        say "gatehouse exited during the run; its output:"
+        tail -n 60 "$work/gatehouse.log" | sed 's/^/    /'
+        record "gateway-stayed-up" 1
+    fi
+fi
+
+if ((failed > 0)); then
+    say "failed: ${failures[*]}"
+    if [[ $direct_only -eq 0 ]]; then
+        say "last lines of the gatehouse output:"
+        tail -n 30 "$work/gatehouse.log" | sed 's/^/    /'
+    fi
+fi
+echo "interop: $passed passed, $failed failed"
+((failed == 0))
