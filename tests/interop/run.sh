@@ -11,7 +11,9 @@
 #     through /v/conformance/mcp, for --requirements 2025-11-25 and 2026-07-28, the gateway runs
 #     with the expected failures of conformance-baseline.yml;
 #   - the Python (modern, legacy) and TypeScript (v1 legacy, v2 modern) SDK drivers against
-#     /v/combined/mcp, checking curation (hidden, renamed, re-described, prefixed tools).
+#     /v/combined/mcp, checking curation (hidden, renamed, re-described, prefixed tools);
+#   - the Python driver against /v/legacy-sse/mcp (the FastMCP server over legacy HTTP+SSE);
+#   - killing the server-everything child and calling it again (the stdio connector restarts).
 # Everything it starts is killed on exit. The last line is `interop: N passed, M failed`; the exit
 # status is non-zero when anything failed. GATEHOUSE_INTEROP_KEEP=1 keeps the work directory.
 set -uo pipefail
@@ -194,18 +196,65 @@ driver() {
     record "$name" "$?"
 }
 
+# Prints the pids of the server-everything processes Gatehouse runs for this suite (identified by
+# their working directory, so other suites' copies on the same machine are never touched).
+everything_pids() {
+    local proc pid
+    for proc in /proc/[0-9]*; do
+        pid="${proc#/proc/}"
+        [[ "$(readlink "$proc/cwd" 2>/dev/null)" == "$work/everything" ]] || continue
+        tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -qF -- "$GATEHOUSE_SERVER_EVERYTHING" && echo "$pid"
+    done
+}
+
+# Kills the stdio downstream behind $1 and expects the next calls to succeed once Gatehouse has
+# restarted it (polling with a deadline: the restart backoff is Gatehouse's business).
+stdio_restart() {
+    local url="$1" victims deadline attempt=0
+    victims="$(everything_pids)"
+    if [[ -z "$victims" ]]; then
+        say "no server-everything process with cwd $work/everything found"
+        return 1
+    fi
+    say "killing server-everything (pid $(echo $victims)) with SIGKILL"
+    # shellcheck disable=SC2086
+    kill -KILL $victims
+    deadline=$((SECONDS + 60))
+    while ((SECONDS < deadline)); do
+        attempt=$((attempt + 1))
+        if "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode modern "$url" \
+            "$here/specs/stdio-restart.json" >"$work/restart-attempt.log" 2>&1; then
+            cat "$work/restart-attempt.log"
+            local now
+            now="$(everything_pids)"
+            say "call succeeded on attempt $attempt; server-everything now pid $(echo $now)"
+            [[ -n "$now" && "$now" != "$victims" ]] || { say "no new server-everything process"; return 1; }
+            return 0
+        fi
+        sleep 0.5
+    done
+    say "no successful call within 60s of the kill; last attempt:"
+    sed 's/^/    /' "$work/restart-attempt.log"
+    return 1
+}
+
 # ---------------------------------------------------------------- downstreams
 
 mkdir -p "$work/results" "$work/everything" "$work/data"
 fixture_port="$(free_port)"
 fast_port="$(free_port)"
+sse_port="$(free_port)"
 
 start "$work/fixture.log" "$GATEHOUSE_INTEROP_PYTHON" "$here/fixture/server.py" --port "$fixture_port"
 fixture_pid=$started
 start "$work/fastmcp.log" "$GATEHOUSE_INTEROP_PYTHON" "$here/servers/fastmcp_server.py" --port "$fast_port"
 fast_pid=$started
+start "$work/fastmcp-sse.log" "$GATEHOUSE_INTEROP_PYTHON" "$here/servers/fastmcp_server.py" --port "$sse_port" \
+    --transport sse
+sse_pid=$started
 wait_port "conformance fixture" "$fixture_port" 30 "$fixture_pid" "$work/fixture.log" || die "conformance fixture did not start"
 wait_port "FastMCP server" "$fast_port" 30 "$fast_pid" "$work/fastmcp.log" || die "FastMCP server did not start"
+wait_port "FastMCP SSE server" "$sse_port" 30 "$sse_pid" "$work/fastmcp-sse.log" || die "FastMCP SSE server did not start"
 fixture_url="http://127.0.0.1:$fixture_port/mcp"
 fast_url="http://127.0.0.1:$fast_port/mcp"
 say "conformance fixture at $fixture_url, FastMCP server at $fast_url"
@@ -240,6 +289,8 @@ connectors:
     http: {url: "$fast_url"}
   - name: fixture
     http: {url: "$fixture_url"}
+  - name: fast-sse
+    sse: {url: "http://127.0.0.1:$sse_port/sse"}
 virtual_servers:
   - name: combined
     auth: none
@@ -256,6 +307,9 @@ virtual_servers:
   - name: conformance
     auth: none
     connectors: [{connector: fixture, prefix: ""}]
+  - name: legacy-sse
+    auth: none
+    connectors: [{connector: fast-sse, prefix: "sse__", deny: ["internal_*"]}]
 EOF
     gatehouse_port="$(free_port)"
     base="http://127.0.0.1:$gatehouse_port"
@@ -279,6 +333,13 @@ EOF
     driver "gateway-py-legacy" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode legacy "$combined" "$spec"
     driver "gateway-ts-legacy" "$GATEHOUSE_INTEROP_NODE" "$here/clients/ts_legacy_client.mjs" "$combined" "$spec"
     driver "gateway-ts-modern" "$GATEHOUSE_INTEROP_NODE" "$here/clients/ts_modern_client.mjs" "$combined" "$spec"
+
+    driver "gateway-py-modern-legacy-sse" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode modern \
+        "$base/v/legacy-sse/mcp" "$here/specs/legacy-sse.json"
+
+    say "---- gateway-stdio-restart"
+    stdio_restart "$combined"
+    record "gateway-stdio-restart" "$?"
 
     if ! kill -0 "$gatehouse_pid" 2>/dev/null; then
         say "gatehouse exited during the run; its output:"

@@ -3,7 +3,10 @@
 Gatehouse combines it with `@modelcontextprotocol/server-everything` (over stdio) in one
 virtual server; the SDK client drivers then list and call its tools through the gateway.
 
-Usage: python fastmcp_server.py --port N   (binds 127.0.0.1 only; MCP endpoint /mcp)
+Usage: python fastmcp_server.py --port N [--transport http|sse]   (binds 127.0.0.1 only)
+
+`http` (default) serves streamable HTTP at /mcp; `sse` serves the legacy 2024-11-05 HTTP+SSE
+transport (GET /sse, POST /messages/) for Gatehouse's SSE connector.
 """
 
 from __future__ import annotations
@@ -49,9 +52,11 @@ def internal_debug() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True, help="loopback port to listen on")
+    parser.add_argument("--transport", choices=("http", "sse"), default="http")
     args = parser.parse_args()
-    print(f"fastmcp server listening on http://127.0.0.1:{args.port}/mcp", file=sys.stderr, flush=True)
-    mcp.run(transport="http", host="127.0.0.1", port=args.port, path="/mcp", show_banner=False)
+    path = "/mcp" if args.transport == "http" else "/sse"
+    print(f"fastmcp server ({args.transport}) listening on http://127.0.0.1:{args.port}{path}", file=sys.stderr, flush=True)
+    mcp.run(transport=args.transport, host="127.0.0.1", port=args.port, path=path, show_banner=False)
 
 
 if __name__ == "__main__":
