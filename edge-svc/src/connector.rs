@@ -1,1 +1,108 @@
 //! Downstream MCP servers that edge-svc reaches as a client.
+//!
+//! A [`Connector`] supervises one downstream: it keeps an rmcp client session open over
+//! streamable HTTP (either era), legacy SSE, or a sandboxed stdio child process, replaces a
+//! dead session on demand, restarts a crashed child with backoff, and relays whatever the
+//! downstream sends during a call back to the caller through a [`Relay`].
+
+use std::sync::Arc;
+
+use rmcp::{
+    ErrorData,
+    model::{ClientResult, ProtocolVersion, RequestId, ServerNotification, ServerRequest},
+};
+use tokio_util::sync::CancellationToken;
+
+mod config;
+mod error;
+mod handler;
+mod http;
+mod origin;
+pub mod sandbox;
+mod sse;
+mod status;
+mod stdio;
+mod supervisor;
+
+pub use config::{
+    Era, HttpConfig, Limits, RestartPolicy, SandboxConfig, SseConfig, StdioConfig, Transport,
+};
+pub use error::Error;
+pub use status::{ConnectorState, ConnectorStatus, LandlockState};
+
+/// Routes what a downstream sends during a call back to the upstream caller that made it.
+///
+/// `origin` is the id of Gatehouse's own outbound request the message belongs to, when known:
+/// for server→client requests on streamable HTTP it is the request whose response stream
+/// carried them; for progress notifications on every transport it is the request that
+/// issued the progress token. It is `None` otherwise (stdio requests, the GET stream,
+/// logging and list-changed notifications).
+#[async_trait::async_trait]
+pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers a server→client request (sampling, elicitation, roots); pings are answered
+    /// by the connector itself and never reach the relay.
+    async fn request(
+        &self,
+        connector: &str,
+        origin: Option<RequestId>,
+        request: ServerRequest,
+    ) -> Result<ClientResult, ErrorData>;
+
+    /// Delivers a notification (progress, logging, list_changed, resource updated, cancelled).
+    async fn notify(
+        &self,
+        connector: &str,
+        origin: Option<RequestId>,
+        notification: ServerNotification,
+    );
+}
+
+/// A supervised downstream MCP server; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    inner: Arc<supervisor::Supervisor>,
+}
+
+impl Connector {
+    /// Starts supervising at once and returns; the first session connects in the background.
+    ///
+    /// Must be called inside a Tokio runtime. Cancelling `shutdown` closes the session and,
+    /// for stdio, terminates the whole process group and reaps it.
+    pub fn spawn(
+        name: String,
+        transport: Transport,
+        relay: Arc<dyn Relay>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: supervisor::Supervisor::spawn(name, transport, relay, shutdown),
+        }
+    }
+
+    /// Returns a live client session, (re)connecting or restarting if needed, waiting at most
+    /// the connect timeout.
+    pub async fn peer(&self) -> Result<rmcp::Peer<rmcp::RoleClient>, Error> {
+        self.inner.peer().await
+    }
+
+    /// Returns the protocol version the current session negotiated (None before the first).
+    pub fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.inner.protocol_version()
+    }
+
+    /// Returns health for administrators: state, restarts, last error, stdio stderr tail.
+    pub fn status(&self) -> ConnectorStatus {
+        self.inner.status()
+    }
+
+    /// Returns the connector's configured name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Waits until supervision has ended after shutdown: the session is closed and any child
+    /// process group is killed and reaped.
+    pub async fn stopped(&self) {
+        self.inner.stopped().await;
+    }
+}

@@ -1,0 +1,94 @@
+//! The rmcp client service of every connector session: forwards downstream traffic to the relay.
+
+use std::sync::Arc;
+
+use rmcp::{
+    ErrorData, Service,
+    model::{
+        ClientCapabilities, ClientConfig, ClientResult, ElicitationCapability, Extensions,
+        FormElicitationCapability, GetMeta, Implementation, ProtocolVersion, RequestId,
+        ServerNotification, ServerRequest, UrlElicitationCapability,
+    },
+    service::{InboundStreamOrigin, NotificationContext, RequestContext, RoleClient},
+};
+
+use super::Relay;
+
+/// Forwards server→client requests and notifications of one connector to its [`Relay`].
+#[derive(Debug, Clone)]
+pub(crate) struct RelayHandler {
+    connector: Arc<str>,
+    relay: Arc<dyn Relay>,
+}
+
+impl RelayHandler {
+    /// Returns a handler relaying on behalf of `connector`.
+    pub(crate) fn new(connector: Arc<str>, relay: Arc<dyn Relay>) -> Self {
+        Self { connector, relay }
+    }
+}
+
+impl Service<RoleClient> for RelayHandler {
+    async fn handle_request(
+        &self,
+        mut request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        if matches!(request, ServerRequest::PingRequest(_)) {
+            // A ping checks this hop; the upstream caller has nothing to add.
+            return Ok(ClientResult::empty(()));
+        }
+        let origin = origin(&context.extensions);
+        // rmcp moves `_meta` into the context; put it back so the relay sees the whole message.
+        *request.get_meta_mut() = context.meta;
+        self.relay.request(&self.connector, origin, request).await
+    }
+
+    async fn handle_notification(
+        &self,
+        mut notification: ServerNotification,
+        context: NotificationContext<RoleClient>,
+    ) -> Result<(), ErrorData> {
+        let origin = origin(&context.extensions);
+        *notification.get_meta_mut() = context.meta;
+        self.relay
+            .notify(&self.connector, origin, notification)
+            .await;
+        Ok(())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            capabilities(),
+            Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+    }
+}
+
+/// Returns the outbound request a message belongs to, from the marker rmcp or
+/// [`OriginTracking`](super::origin::OriginTracking) left in its extensions.
+fn origin(extensions: &Extensions) -> Option<RequestId> {
+    match extensions.get::<InboundStreamOrigin>() {
+        Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id.clone()),
+        Some(InboundStreamOrigin::Unassociated) | None => None,
+    }
+}
+
+/// Declares everything a gateway can relay, so downstreams offer their full feature set.
+#[expect(
+    deprecated,
+    reason = "sampling and roots are deprecated by SEP-2577 but still relayed on the legacy era"
+)]
+fn capabilities() -> ClientCapabilities {
+    ClientCapabilities::builder()
+        .enable_roots()
+        .enable_roots_list_changed()
+        .enable_sampling()
+        .enable_elicitation_with(
+            ElicitationCapability::new()
+                .with_form(FormElicitationCapability::new())
+                .with_url(UrlElicitationCapability::new()),
+        )
+        .build()
+}

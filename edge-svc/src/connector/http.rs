@@ -1,0 +1,52 @@
+//! Streamable HTTP connectors, on either protocol era, using rmcp's client transport.
+
+use std::collections::{BTreeMap, HashMap};
+
+use http::{HeaderName, HeaderValue};
+use rmcp::transport::{
+    StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Error, HttpConfig,
+    handler::RelayHandler,
+    origin::OriginTracking,
+    supervisor::{Session, handshake},
+};
+
+/// Opens an MCP session with the streamable HTTP endpoint of `config`.
+pub(crate) async fn open(
+    config: &HttpConfig,
+    handler: RelayHandler,
+    session_ct: CancellationToken,
+) -> Result<Session, Error> {
+    let transport_config = StreamableHttpClientTransportConfig::with_uri(config.url.as_str())
+        .custom_headers(header_map(&config.headers)?)
+        .reinit_on_expired_session(true);
+    let transport = StreamableHttpClientTransport::from_config(transport_config);
+    let service = handshake(
+        handler,
+        OriginTracking::new(transport),
+        config.era,
+        session_ct,
+    )
+    .await?;
+    Ok(Session::new(service, None))
+}
+
+/// Converts configured headers, rejecting invalid names or values without echoing values.
+pub(crate) fn header_map(
+    headers: &BTreeMap<String, String>,
+) -> Result<HashMap<HeaderName, HeaderValue>, Error> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let invalid = || Error::InvalidHeader { name: name.clone() };
+            let header = HeaderName::try_from(name.as_str()).map_err(|_| invalid())?;
+            let mut value = HeaderValue::try_from(value.as_str()).map_err(|_| invalid())?;
+            value.set_sensitive(true);
+            Ok((header, value))
+        })
+        .collect()
+}

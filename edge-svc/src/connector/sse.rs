@@ -1,0 +1,192 @@
+//! Legacy HTTP+SSE connectors (protocol 2024-11-05).
+//!
+//! No Rust library offers this client transport (rmcp dropped it), so it is written here on
+//! reqwest and `sse-stream`: `GET` the SSE URL, wait for the `endpoint` event, `POST` every
+//! JSON-RPC message to that endpoint, and read every server message from the SSE stream.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream::BoxStream};
+use reqwest::{
+    header::{ACCEPT, CONTENT_TYPE, HeaderMap},
+    redirect::Policy,
+};
+use rmcp::{
+    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
+    service::RoleClient,
+    transport::Transport,
+};
+use sse_stream::{Sse, SseStream};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::{
+    Era, Error, SseConfig,
+    handler::RelayHandler,
+    http::header_map,
+    origin::OriginTracking,
+    supervisor::{Session, handshake},
+};
+
+/// Longest wait for the TCP connection of a `GET` or `POST`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client transport over one legacy SSE stream and its message endpoint.
+pub(crate) struct SseTransport {
+    client: reqwest::Client,
+    headers: HeaderMap,
+    endpoint: Url,
+    events: BoxStream<'static, Result<Sse, sse_stream::Error>>,
+}
+
+/// Opens an MCP session (always the `initialize` handshake) with the SSE server of `config`.
+pub(crate) async fn open(
+    config: &SseConfig,
+    handler: RelayHandler,
+    session_ct: CancellationToken,
+) -> Result<Session, Error> {
+    let transport = SseTransport::connect(config).await?;
+    let service = handshake(
+        handler,
+        OriginTracking::new(transport),
+        Era::Legacy,
+        session_ct,
+    )
+    .await?;
+    Ok(Session::new(service, None))
+}
+
+impl std::fmt::Debug for SseTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseTransport")
+            .field("endpoint", &self.endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SseTransport {
+    /// Opens the SSE stream and waits for the server to announce its message endpoint.
+    pub(crate) async fn connect(config: &SseConfig) -> Result<Self, Error> {
+        let url = config.url.clone();
+        let request_error = |source| Error::SseRequest {
+            url: url.to_string(),
+            source,
+        };
+        let client = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(request_error)?;
+        let headers: HeaderMap = header_map(&config.headers)?.into_iter().collect();
+        let response = client
+            .get(url.clone())
+            .headers(headers.clone())
+            .header(ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(request_error)?;
+        if !response.status().is_success() {
+            return Err(Error::SseStatus {
+                url: url.to_string(),
+                status: response.status().as_u16(),
+            });
+        }
+        let mut events = SseStream::from_bytes_stream(response.bytes_stream()).boxed();
+        let endpoint = loop {
+            match events.next().await {
+                Some(Ok(event)) if event.event.as_deref() == Some("endpoint") => {
+                    break resolve_endpoint(&url, event.data.as_deref().unwrap_or_default())?;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    return Err(Error::SseNoEndpoint {
+                        url: url.to_string(),
+                    });
+                }
+            }
+        };
+        tracing::debug!(sse = %url, endpoint = %endpoint, "legacy sse stream open");
+        Ok(Self {
+            client,
+            headers,
+            endpoint,
+            events,
+        })
+    }
+}
+
+/// Resolves the announced endpoint against the SSE URL; it must stay on the same origin so
+/// that configured headers (which may hold credentials) never go elsewhere.
+fn resolve_endpoint(url: &Url, announced: &str) -> Result<Url, Error> {
+    let invalid = || Error::SseEndpoint {
+        endpoint: announced.to_owned(),
+    };
+    let endpoint = url.join(announced.trim()).map_err(|_| invalid())?;
+    if endpoint.origin() != url.origin() {
+        return Err(invalid());
+    }
+    Ok(endpoint)
+}
+
+impl Transport<RoleClient> for SseTransport {
+    type Error = Error;
+
+    fn send(
+        &mut self,
+        item: ClientJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let client = self.client.clone();
+        let headers = self.headers.clone();
+        let endpoint = self.endpoint.clone();
+        async move {
+            let body = serde_json::to_vec(&item).map_err(Error::Encode)?;
+            let response = client
+                .post(endpoint.clone())
+                .headers(headers)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|source| Error::SseRequest {
+                    url: endpoint.to_string(),
+                    source,
+                })?;
+            if !response.status().is_success() {
+                return Err(Error::SseStatus {
+                    url: endpoint.to_string(),
+                    status: response.status().as_u16(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
+        loop {
+            let event = match self.events.next().await? {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(endpoint = %self.endpoint, %error, "legacy sse stream broke");
+                    return None;
+                }
+            };
+            if !matches!(event.event.as_deref(), None | Some("message")) {
+                continue;
+            }
+            let Some(data) = event.data else {
+                continue;
+            };
+            match serde_json::from_str(&data) {
+                Ok(message) => return Some(message),
+                Err(error) => {
+                    tracing::warn!(endpoint = %self.endpoint, %error, "ignoring malformed sse message")
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.events = futures::stream::empty().boxed();
+        Ok(())
+    }
+}
