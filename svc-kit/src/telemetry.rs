@@ -1,0 +1,182 @@
+//! Process-wide telemetry: structured logs, OpenTelemetry spans (exported over
+//! OTLP when configured) and the W3C trace-context propagator.
+
+use anyhow::Context as _;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::config::{LogFormat, TelemetryConfig};
+
+pub mod propagation;
+
+/// Flushes exported spans when the process is done; returned by [`init`].
+#[derive(Debug)]
+#[must_use = "call `shutdown().await` before exiting, or buffered spans are lost"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+/// Installs the process-wide telemetry for `service`: a `tracing` subscriber
+/// (filtered by `config.log_filter`, writing JSON or pretty lines to stdout), an
+/// OpenTelemetry layer so that every span has a trace id, an OTLP/gRPC span
+/// exporter when `config.otlp_endpoint` is set, and the W3C trace-context
+/// propagator.
+///
+/// Spans carry trace ids even without an exporter, so that ids can be propagated
+/// and recorded. The first call in a process installs everything; a later call
+/// (tests, or several services in one process) leaves it in place and returns a
+/// guard with nothing to flush. With an OTLP endpoint it must run inside a Tokio
+/// runtime.
+pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+    install(service, config, false)
+}
+
+pub(crate) fn install(
+    service: &'static str,
+    config: &TelemetryConfig,
+    test_writer: bool,
+) -> anyhow::Result<TelemetryGuard> {
+    let filter = EnvFilter::builder()
+        .parse(&config.log_filter)
+        .with_context(|| format!("invalid log filter {:?}", config.log_filter))?;
+    let provider = tracer_provider(service, config)?;
+    let fmt_layer = match (config.log_format, test_writer) {
+        (LogFormat::Json, false) => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+        (LogFormat::Pretty, false) => tracing_subscriber::fmt::layer().boxed(),
+        (_, true) => tracing_subscriber::fmt::layer().with_test_writer().boxed(),
+    };
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init();
+    if installed.is_err() {
+        tracing::debug!(service, "telemetry already installed in this process");
+        return Ok(TelemetryGuard { provider: None });
+    }
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
+}
+
+fn tracer_provider(
+    service: &'static str,
+    config: &TelemetryConfig,
+) -> anyhow::Result<SdkTracerProvider> {
+    let resource = Resource::builder()
+        .with_service_name(service)
+        .with_attribute(KeyValue::new(
+            "service.namespace",
+            config.service_namespace.clone(),
+        ))
+        .build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = &config.otlp_endpoint else {
+        return Ok(builder.build());
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.clone())
+        .build()
+        .with_context(|| format!("cannot build the OTLP exporter for {endpoint}"))?;
+    Ok(builder.with_batch_exporter(exporter).build())
+}
+
+impl TelemetryGuard {
+    /// Flushes buffered spans to the exporter and stops it.
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        // The SDK's shutdown blocks until the export thread has drained.
+        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "flushing spans failed"),
+            Err(error) => tracing::warn!(%error, "flushing spans panicked"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tonic::service::Interceptor as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    use super::propagation::TraceContextInterceptor;
+    use super::*;
+
+    fn test_config() -> TelemetryConfig {
+        TelemetryConfig {
+            log_format: LogFormat::Pretty,
+            ..TelemetryConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn second_init_keeps_the_first_installation() {
+        let first = init("svc-kit-test", &TelemetryConfig::default()).unwrap();
+        let second = init("svc-kit-test", &TelemetryConfig::default()).unwrap();
+        assert!(second.provider.is_none());
+        second.shutdown().await;
+        first.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn otlp_exporter_builds_without_a_collector_and_shuts_down() {
+        let config = TelemetryConfig {
+            otlp_endpoint: Some("http://127.0.0.1:9".to_owned()),
+            ..test_config()
+        };
+        let guard = TelemetryGuard {
+            provider: Some(tracer_provider("svc-kit-test", &config).unwrap()),
+        };
+        guard.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn invalid_filter_is_an_error() {
+        let config = TelemetryConfig {
+            log_filter: "info,[".to_owned(),
+            ..test_config()
+        };
+        assert!(init("svc-kit-test", &config).is_err());
+    }
+
+    #[tokio::test]
+    async fn interceptor_injects_the_current_span() {
+        let guard = install("svc-kit-test", &test_config(), true).unwrap();
+        let span = tracing::info_span!("outgoing");
+        let request = span.in_scope(|| {
+            TraceContextInterceptor
+                .call(tonic::Request::new(()))
+                .unwrap()
+        });
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let trace_id = span.context().span().span_context().trace_id();
+        assert!(trace_id != opentelemetry::trace::TraceId::INVALID);
+        assert!(traceparent.contains(&trace_id.to_string()), "{traceparent}");
+        guard.shutdown().await;
+    }
+}

@@ -1,0 +1,157 @@
+//! W3C trace-context propagation across HTTP and gRPC.
+//!
+//! These helpers always speak W3C `traceparent`/`tracestate`, whatever global
+//! propagator is installed, so that every Gatehouse hop agrees on the format.
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::service::Interceptor;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// Injects the current span's trace context into every outgoing gRPC request.
+///
+/// Use it with a generated client: `XClient::with_interceptor(channel, TraceContextInterceptor)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceContextInterceptor;
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+struct MetadataInjector<'a>(&'a mut MetadataMap);
+
+/// Returns the trace context carried by `headers`, or an empty context when they
+/// carry none or a malformed one.
+pub fn extract_http(headers: &HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// Writes the trace context of `cx` into `headers` as `traceparent` (and
+/// `tracestate` when present); writes nothing for a context without a span.
+pub fn inject_http(cx: &Context, headers: &mut HeaderMap) {
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+}
+
+/// Writes the trace context of `cx` into gRPC request metadata.
+pub fn inject_grpc(cx: &Context, metadata: &mut MetadataMap) {
+    TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
+}
+
+/// Returns the trace context of the current `tracing` span.
+pub fn current_context() -> Context {
+    tracing::Span::current().context()
+}
+
+impl Interceptor for TraceContextInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        inject_grpc(&current_context(), request.metadata_mut());
+        Ok(request)
+    }
+}
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            AsciiMetadataKey::from_bytes(key.as_bytes()),
+            AsciiMetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+
+    use super::*;
+
+    fn remote_context() -> Context {
+        let span_context = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        Context::new().with_remote_span_context(span_context)
+    }
+
+    #[test]
+    fn http_inject_then_extract_keeps_the_trace() {
+        let mut headers = HeaderMap::new();
+        inject_http(&remote_context(), &mut headers);
+        assert_eq!(
+            headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        let extracted = extract_http(&headers);
+        let span = extracted.span();
+        let span_context = span.span_context();
+        assert_eq!(
+            span_context.trace_id(),
+            remote_context().span().span_context().trace_id()
+        );
+        assert_eq!(
+            span_context.span_id(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        );
+        assert!(span_context.is_sampled());
+    }
+
+    #[test]
+    fn grpc_inject_writes_traceparent_metadata() {
+        let mut metadata = MetadataMap::new();
+        inject_grpc(&remote_context(), &mut metadata);
+        let headers = metadata.into_headers();
+        let extracted = extract_http(&headers);
+        assert_eq!(
+            extracted.span().span_context().trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+        );
+    }
+
+    #[test]
+    fn malformed_traceparent_extracts_an_empty_context() {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_static("00-zz-yy-01"));
+        assert!(!extract_http(&headers).span().span_context().is_valid());
+    }
+
+    #[test]
+    fn empty_context_injects_nothing() {
+        let mut headers = HeaderMap::new();
+        inject_http(&Context::new(), &mut headers);
+        assert!(headers.is_empty());
+    }
+}
