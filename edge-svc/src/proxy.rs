@@ -4,6 +4,8 @@
 //! virtual server and its downstream sessions. Only `tools/list`-style reads come from the cached
 //! catalogue; everything else is forwarded to the one member that owns the named item.
 
+#![allow(deprecated, reason = "logging and resources/subscribe are deprecated by SEP-2577 but are live in the legacy era we serve")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -195,7 +197,6 @@ impl ServerHandler for Proxy {
         }
     }
 
-    #[allow(deprecated)] // resources/subscribe is the legacy era's mechanism; we serve both eras
     async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         let snapshot = self.server.snapshot().await;
         let member = self
@@ -210,7 +211,6 @@ impl ServerHandler for Proxy {
         Ok(())
     }
 
-    #[allow(deprecated)] // see `subscribe`
     async fn unsubscribe(&self, request: UnsubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         self.server.unsubscribe(&request.uri, self.session);
         let snapshot = self.server.snapshot().await;
@@ -246,6 +246,7 @@ impl ServerHandler for Proxy {
                 .server
                 .resource_member(&snapshot, &resource.uri)
                 .ok_or_else(|| unknown("resource template", &resource.uri))?,
+            _ => return Err(ErrorData::invalid_params("unsupported completion reference", None)),
         };
         match self.forwarder.once(member, &context, ClientRequest::CompleteRequest(CompleteRequest::new(downstream))).await? {
             ServerResult::CompleteResult(result) => Ok(result),

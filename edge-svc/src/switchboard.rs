@@ -6,12 +6,14 @@
 //! traffic to another. The match uses the id of our outbound request (carried by the HTTP
 //! response stream it arrived on) or the progress token rmcp put on that request.
 
+#![allow(deprecated, reason = "sampling, roots and logging are deprecated by SEP-2577 but are live in the legacy era we serve")]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientResult, ErrorData, ProgressNotificationParam, ProgressToken, RequestId, ServerNotification,
+    ClientResult, ErrorCode, ErrorData, ProgressNotificationParam, ProgressToken, RequestId, ServerNotification,
     ServerRequest,
 };
 use rmcp::{Peer, RoleServer};
@@ -167,8 +169,10 @@ impl Relay for Switchboard {
         }
         let call = self.lookup(connector, origin.as_ref(), None).await;
         let Some(call) = call.filter(|call| call.accepts_requests) else {
-            return Err(ErrorData::method_not_found_with_message(
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
                 "the gateway cannot relay this request: no legacy-era client call is waiting for it",
+                None,
             ));
         };
         relay_request(&call.peer, request).await
@@ -199,7 +203,7 @@ impl Relay for Switchboard {
                     server.resource_updated(&updated.params.uri).await;
                 }
             }
-            other => tracing::debug!(connector, notification = ?other.method(), "downstream notification not relayed"),
+            _ => tracing::debug!(connector, "downstream notification not relayed"),
         }
     }
 }
@@ -221,7 +225,7 @@ async fn relay_request(peer: &Peer<RoleServer>, request: ServerRequest) -> Resul
         ServerRequest::CreateMessageRequest(request) => peer
             .create_message(request.params)
             .await
-            .map(ClientResult::CreateMessageResult)
+            .map(|result| ClientResult::CreateMessageResult(Box::new(result)))
             .map_err(upstream_error),
         ServerRequest::ElicitRequest(request) => peer
             .create_elicitation(request.params)
@@ -233,9 +237,6 @@ async fn relay_request(peer: &Peer<RoleServer>, request: ServerRequest) -> Resul
             .await
             .map(ClientResult::ListRootsResult)
             .map_err(upstream_error),
-        other => Err(ErrorData::method_not_found_with_message(format!(
-            "the gateway does not relay `{}`",
-            other.method()
-        ))),
+        _ => Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, "the gateway does not relay this request", None)),
     }
 }

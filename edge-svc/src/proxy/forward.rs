@@ -6,6 +6,8 @@
 //! `input_required` result passed through, a legacy client has the input requests asked of it
 //! as ordinary server→client requests and the call retried on its behalf.
 
+#![allow(deprecated, reason = "sampling and roots are deprecated by SEP-2577 but are live in the legacy era we serve")]
+
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -89,7 +91,7 @@ impl Forwarder {
         tokio::select! {
             answer = handle.await_response() => answer.map_err(downstream_error),
             () = context.ct.cancelled() => {
-                let params = CancelledNotificationParam { request_id: Some(id), reason: Some("client cancelled".into()), meta: None };
+                let params = CancelledNotificationParam::new(Some(id), Some("client cancelled".into()));
                 let _ = downstream_peer.notify_cancelled(params).await;
                 Err(ErrorData::internal_error("request cancelled by the client", None))
             }
@@ -126,6 +128,7 @@ async fn ask_client(peer: &Peer<RoleServer>, required: &InputRequiredResult) -> 
                 peer.create_elicitation(request.params.clone()).await.map(|result| serde_json::to_value(result))
             }
             InputRequest::ListRoots(_) => peer.list_roots().await.map(|result| serde_json::to_value(result)),
+            _ => return Err(ErrorData::invalid_params("the connector asked for an input kind this gateway cannot relay", None)),
         };
         let value = answer
             .map_err(downstream_error)?

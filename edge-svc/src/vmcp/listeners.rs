@@ -3,7 +3,7 @@
 use std::sync::{Mutex, PoisonError};
 
 use rmcp::model::ServerNotification;
-use rmcp::service::SubscriptionSink;
+use rmcp::service::{SubscriptionSendError, SubscriptionSink};
 use rmcp::{Peer, RoleServer};
 
 /// Everyone to tell when a virtual server's tools, prompts or resources change.
@@ -37,37 +37,40 @@ impl Listeners {
                 tracing::debug!(%error, "list-changed notification not delivered");
             }
         }
-        for sink in self.live_streams() {
-            let sent = match notification {
-                ServerNotification::ToolListChangedNotification(_) => sink.notify_tool_list_changed().await,
-                ServerNotification::PromptListChangedNotification(_) => sink.notify_prompt_list_changed().await,
-                ServerNotification::ResourceListChangedNotification(_) => sink.notify_resource_list_changed().await,
-                _ => Ok(()),
-            };
-            if let Err(error) = sent {
-                tracing::debug!(%error, "list-changed notification filtered or not delivered");
-            }
-        }
+        self.each_stream(|sink| {
+            let notification = notification.clone();
+            async move { sink.send(notification).await }
+        })
+        .await;
     }
 
     /// Tells modern listen streams that subscribed to `uri` that the resource changed.
     pub async fn resource_updated(&self, uri: &str) {
-        for sink in self.live_streams() {
-            if let Err(error) = sink.notify_resource_updated(uri).await {
-                tracing::debug!(%error, "resource update filtered or not delivered");
+        self.each_stream(|sink| async move { sink.notify_resource_updated(uri).await }).await;
+    }
+
+    /// Sends to every stream and keeps only those whose subscription is still open.
+    async fn each_stream<F, Fut>(&self, send: F)
+    where
+        F: Fn(SubscriptionSink) -> Fut,
+        Fut: std::future::Future<Output = Result<(), SubscriptionSendError>>,
+    {
+        let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut open = Vec::with_capacity(streams.len());
+        for sink in streams {
+            match send(sink.clone()).await {
+                Err(SubscriptionSendError::SubscriptionClosed) => continue,
+                Err(error) => tracing::debug!(%error, "notification filtered or not delivered"),
+                Ok(()) => {}
             }
+            open.push(sink);
         }
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner).extend(open);
     }
 
     fn live_sessions(&self) -> Vec<Peer<RoleServer>> {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         sessions.retain(|peer| !peer.is_transport_closed());
         sessions.clone()
-    }
-
-    fn live_streams(&self) -> Vec<SubscriptionSink> {
-        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        streams.retain(|sink| !sink.is_closed());
-        streams.clone()
     }
 }

@@ -1,3 +1,4 @@
 //! Cross-service scenarios: one integration binary, one module per topic.
 
 mod connector;
+mod gateway;

@@ -1,0 +1,61 @@
+//! What the HTTP face answers to requests that are not well-behaved MCP clients.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::{COMBINED, RunningGateway};
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+fn post(url: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_malformed_requests_get_spec_shaped_refusals() {
+    let gateway = RunningGateway::start(COMBINED).await;
+    let url = gateway.url("combined");
+
+    let rebinding = post(&url).header("host", "evil.example.com").body(INITIALIZE).send().await.expect("send");
+    assert!(rebinding.status().is_client_error(), "foreign Host: {}", rebinding.status());
+
+    let foreign_origin = post(&url).header("origin", "https://evil.example.com").body(INITIALIZE).send().await.expect("send");
+    assert_eq!(foreign_origin.status(), StatusCode::FORBIDDEN, "foreign Origin");
+
+    let local_origin = post(&url).header("origin", format!("http://{}", gateway.addr)).body(INITIALIZE).send().await.expect("send");
+    assert!(local_origin.status().is_success(), "own Origin: {}", local_origin.status());
+
+    let oversized = post(&url).body(vec![b' '; 128 * 1024]).send().await.expect("send");
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let garbage = post(&url).body("{not json").send().await.expect("send");
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    let body: Value = garbage.json().await.unwrap_or(Value::Null);
+    if !body.is_null() {
+        assert_eq!(body["error"]["code"], json!(-32700), "parse error: {body}");
+    }
+
+    let nowhere = post(&format!("http://{}/v/nope/mcp", gateway.addr)).body(INITIALIZE).send().await.expect("send");
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_virtual_server_challenges_without_leaking_the_token() {
+    let gateway = RunningGateway::start(COMBINED).await;
+    let url = gateway.url("locked");
+    let anonymous = post(&url).body(INITIALIZE).send().await.expect("send");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let challenge = anonymous.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
+    let metadata = format!("http://{}/.well-known/oauth-protected-resource/v/locked/mcp", gateway.addr);
+    assert!(challenge.starts_with("Bearer ") && challenge.contains(&metadata), "{challenge}");
+
+    let with_token = post(&url).bearer_auth("canary-token-ffa1").body(INITIALIZE).send().await.expect("send");
+    assert_eq!(with_token.status(), StatusCode::UNAUTHORIZED, "no verifier yet: fail closed");
+    let echoed = format!("{:?}{}", with_token.headers(), with_token.text().await.unwrap_or_default());
+    assert!(!echoed.contains("canary-token-ffa1"), "the token must never be echoed: {echoed}");
+    gateway.stop().await;
+}
