@@ -48,6 +48,13 @@ class Report:
         print(f"[{self.label}] {'ok  ' if ok else 'FAIL'} {what}{suffix}", flush=True)
 
 
+def first_line(error: BaseException) -> str:
+    """Returns the innermost cause of `error` (unwrapping exception groups), shortened to one line."""
+    while getattr(error, "exceptions", None):
+        error = error.exceptions[0]
+    return " | ".join(line.strip() for line in str(error).splitlines()[:3])
+
+
 def result_text(result: Any) -> str:
     """Returns the concatenated text blocks of a CallToolResult."""
     return "".join(getattr(block, "text", "") for block in result.content if getattr(block, "type", "") == "text")
@@ -76,6 +83,9 @@ async def run_call(client: Client, call: dict[str, Any], report: Report) -> None
             report.check(True, f"{what} rejected", "")
         else:
             report.check(False, what, f"JSON-RPC error {error.error.code}: {error.error.message}")
+        return
+    except Exception as error:  # noqa: BLE001 - e.g. a result that violates the negotiated revision
+        report.check(False, what, f"{type(error).__name__}: {first_line(error)}")
         return
     text = result_text(result)
     if call.get("rejected"):
