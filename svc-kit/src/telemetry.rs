@@ -47,7 +47,14 @@ pub(crate) fn install(
     let filter = EnvFilter::builder()
         .parse(&config.log_filter)
         .with_context(|| format!("invalid log filter {:?}", config.log_filter))?;
+    if tracing::dispatcher::has_been_set() {
+        tracing::debug!(service, "telemetry already installed in this process");
+        return Ok(TelemetryGuard { provider: None });
+    }
     let provider = tracer_provider(service, config)?;
+    // Set before the subscriber exists, so the SDK's own notice is not logged.
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
     let fmt_layer = match (config.log_format, test_writer) {
         (LogFormat::Json, false) => tracing_subscriber::fmt::layer()
             .json()
@@ -64,11 +71,9 @@ pub(crate) fn install(
         .with(otel_layer)
         .try_init();
     if installed.is_err() {
-        tracing::debug!(service, "telemetry already installed in this process");
+        // Another thread installed a subscriber since the check above; keep it.
         return Ok(TelemetryGuard { provider: None });
     }
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(TelemetryGuard {
         provider: Some(provider),
     })

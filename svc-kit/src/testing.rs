@@ -3,10 +3,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +23,16 @@ pub struct TestServer {
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
+
+/// Runs a service binary as a child process, for tests of `main`.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// Bounds every wait on a test server or child process.
+const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Installs telemetry for tests once per process: logs through the test harness
 /// writer, filtered by `RUST_LOG` (default `info`), and spans with trace ids so
@@ -80,9 +94,74 @@ impl TestServer {
     /// or did not stop within 30 seconds.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
+        tokio::time::timeout(DEADLINE, self.task)
             .await
             .context("server did not stop within 30 s of cancellation")?
             .context("server task panicked")?
     }
+}
+
+impl ServiceProcess {
+    /// Starts `program` with `args` and extra environment `env`, and waits until
+    /// it logs the address it listens on.
+    ///
+    /// The service must log JSON lines with a `listen_addr` field (svc-kit's
+    /// default log format); the rest of its output is discarded.
+    pub async fn spawn(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let stdout = child.stdout.take().context("child stdout is not piped")?;
+        let addr = tokio::time::timeout(DEADLINE, listen_addr(stdout))
+            .await
+            .context("service did not log its listen address within 30 s")??;
+        Ok(Self { child, addr })
+    }
+
+    /// Returns the address the service listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends SIGTERM and returns the exit status once the process has exited.
+    pub async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        let pid = self.child.id().context("service exited before SIGTERM")?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .context("cannot run kill")?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .context("service did not exit within 30 s of SIGTERM")?
+            .context("cannot wait for the service")
+    }
+}
+
+// Reads log lines until one carries `"listen_addr":"…"`, then keeps draining the
+// pipe in the background so that the child never blocks on a full pipe.
+async fn listen_addr(stdout: ChildStdout) -> anyhow::Result<SocketAddr> {
+    const FIELD: &str = "\"listen_addr\":\"";
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await? {
+        let Some(start) = line.find(FIELD).map(|index| index + FIELD.len()) else {
+            continue;
+        };
+        let value = line[start..].split('"').next().unwrap_or_default();
+        let addr = value
+            .parse()
+            .with_context(|| format!("unparsable listen address {value:?}"))?;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        return Ok(addr);
+    }
+    anyhow::bail!("service exited without logging its listen address")
 }
