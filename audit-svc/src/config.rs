@@ -1,0 +1,88 @@
+//! audit-svc's configuration.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use svc_kit::{GrpcServerConfig, TelemetryConfig};
+
+use crate::error::Error;
+
+/// Prefixes the environment variables that configure audit-svc, such as
+/// `GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR`.
+pub const ENV_PREFIX: &str = "GATEHOUSE_AUDIT__";
+
+/// Is the address audit-svc's gRPC server binds unless configured otherwise.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50053);
+
+/// Configures audit-svc.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Configures the gRPC listener: address, request timeout, shutdown grace.
+    pub grpc: GrpcServerConfig,
+    /// Configures logs and traces.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc: GrpcServerConfig::with_listen_addr(DEFAULT_LISTEN_ADDR),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Returns the configuration from `sources` over the defaults, validated.
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's error is what svc_kit::exit_on_invalid takes, once, at startup"
+    )]
+    pub fn load(sources: Figment) -> Result<Self, figment::Error> {
+        let config: Self = svc_kit::extract(sources)?;
+        config
+            .validate()
+            .map_err(|error| figment::Error::from(error.to_string()))?;
+        Ok(config)
+    }
+
+    /// Checks the values that parse but cannot be used.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.grpc.validate().map_err(|error| error.nested("grpc"))?;
+        self.telemetry
+            .validate()
+            .map_err(|error| error.nested("telemetry"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::providers::{Format as _, Toml};
+
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_the_audit_port() {
+        let config = Config::load(Figment::new()).unwrap();
+        assert_eq!(config.grpc.listen_addr, DEFAULT_LISTEN_ADDR);
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let sources = Figment::from(Toml::string("listen_adr = \"127.0.0.1:1\"\n"));
+        assert!(Config::load(sources).is_err());
+    }
+
+    #[test]
+    fn invalid_value_names_its_key() {
+        let sources = Figment::from(Toml::string("[telemetry]\nlog_filter = \"info,[\"\n"));
+        let error = Config::load(sources).unwrap_err();
+        assert!(
+            error.to_string().contains("telemetry.log_filter"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,54 @@
+use std::path::Path;
+
+use svc_kit::GrpcClientConfig;
+use svc_kit::testing::ServiceProcess;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_audit-svc");
+
+#[tokio::test]
+async fn invalid_config_exits_64_with_one_line() {
+    let output = tokio::process::Command::new(BINARY)
+        .env("GATEHOUSE_AUDIT__GRPC__REQUEST_TIMEOUT", "0s")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("grpc.request_timeout"), "{stderr}");
+}
+
+#[tokio::test]
+async fn missing_config_file_exits_64() {
+    let output = tokio::process::Command::new(BINARY)
+        .args(["--config", "/nonexistent/audit.toml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_serving_process_cleanly() {
+    let process = ServiceProcess::spawn(
+        Path::new(BINARY),
+        &[],
+        &[("GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR", "127.0.0.1:0")],
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", process.addr());
+    let channel = svc_kit::grpc::channel(&url, &GrpcClientConfig::default()).unwrap();
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+    let status = process.terminate().await.unwrap();
+    assert!(status.success(), "{status:?}");
+}

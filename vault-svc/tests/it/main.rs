@@ -1,0 +1,4 @@
+//! vault-svc's integration tests: one binary, one module per topic.
+
+mod binary;
+mod lifecycle;
