@@ -177,7 +177,7 @@ conformance() {
     local out="$work/results/$name"
     local args=(server --url "$url" --requirements "$revision" -o "$out" --expected-failures "$baseline")
     say "---- $name: conformance server --url $url --requirements $revision"
-    "$GATEHOUSE_CONFORMANCE" "${args[@]}" >"$work/$name.log" 2>&1
+    timeout 900 "$GATEHOUSE_CONFORMANCE" "${args[@]}" >"$work/$name.log" 2>&1
     local status=$?
     sed -n '/=== SUMMARY ===/,$p' "$work/$name.log"
     if [[ $status -ne 0 ]]; then
