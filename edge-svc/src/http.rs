@@ -18,6 +18,8 @@ use crate::config::HttpFace;
 use crate::gateway::Gateway;
 use crate::proxy::Proxy;
 
+mod malformed;
+
 /// Builds the router for every virtual server of `gateway`.
 ///
 /// Sessions live in this process's memory (rmcp's `LocalSessionManager`); rmcp's
@@ -48,8 +50,10 @@ pub fn router(
             verifier.clone(),
             face.resource_metadata_url(server.name()),
         );
+        let max_body_bytes = face.max_body_bytes;
         let endpoint = Router::new()
             .route_service("/", service)
+            .layer(middleware::from_fn(move |request, next| malformed::spec_shaped(max_body_bytes, request, next)))
             .layer(middleware::from_fn_with_state(gate, admit));
         router = router.nest(&format!("/v/{}/mcp", server.name()), endpoint);
     }

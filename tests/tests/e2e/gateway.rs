@@ -32,7 +32,8 @@ impl RunningGateway {
     /// Starts `mcp-echo http` plus a gateway whose YAML is `spec` with `{ECHO}` and `{HTTP}` filled in.
     async fn start(spec: &str) -> Self {
         let (downstream, http_url) = start_http_echo().await;
-        let yaml = spec.replace("{ECHO}", ECHO).replace("{HTTP}", &http_url);
+        let echo_dir = std::path::Path::new(ECHO).parent().expect("binary dir").display().to_string();
+        let yaml = spec.replace("{ECHO_DIR}", &echo_dir).replace("{ECHO}", ECHO).replace("{HTTP}", &http_url);
         let spec = GatewaySpec::from_yaml(&yaml, "test.yaml").expect("test spec is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -97,7 +98,7 @@ fn client(url: &str, era: Era, recorder: Arc<Recorder>) -> (Connector, Cancellat
 const COMBINED: &str = r#"
 connectors:
   - name: local
-    stdio: {command: "{ECHO}", args: [stdio]}
+    stdio: {command: "{ECHO}", args: [stdio], paths: ["{ECHO_DIR}"]}
   - name: web
     http: {url: "{HTTP}"}
 virtual_servers:
@@ -196,7 +197,7 @@ async fn progress_reaches_only_the_calling_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_connector_shows_in_status_not_as_a_hang() {
-    let yaml = "connectors:\n  - name: gone\n    http: {url: \"http://127.0.0.1:9/mcp\"}\n";
+    let yaml = "connectors:\n  - name: gone\n    http: {url: \"http://127.0.0.1:9/mcp\", connect_timeout: 1s}\n";
     let spec = GatewaySpec::from_yaml(yaml, "t.yaml").expect("spec");
     let shutdown = CancellationToken::new();
     let gateway = Gateway::start(&spec, &shutdown).expect("start");

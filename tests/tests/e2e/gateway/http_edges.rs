@@ -30,13 +30,23 @@ async fn hostile_and_malformed_requests_get_spec_shaped_refusals() {
 
     let oversized = post(&url).body(vec![b' '; 128 * 1024]).send().await.expect("send");
     assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = oversized.json().await.expect("a JSON-RPC error body");
+    assert_eq!(body["error"]["code"], json!(-32600), "{body}");
 
     let garbage = post(&url).body("{not json").send().await.expect("send");
     assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
-    let body: Value = garbage.json().await.unwrap_or(Value::Null);
-    if !body.is_null() {
-        assert_eq!(body["error"]["code"], json!(-32700), "parse error: {body}");
-    }
+    let body: Value = garbage.json().await.expect("a JSON-RPC error body");
+    assert_eq!(body["error"]["code"], json!(-32700), "parse error: {body}");
+
+    let batch = post(&url).body("[1, 2]").send().await.expect("send");
+    assert_eq!(batch.status(), StatusCode::BAD_REQUEST);
+    let body: Value = batch.json().await.expect("a JSON-RPC error body");
+    assert_eq!(body["error"]["code"], json!(-32600), "invalid request: {body}");
+
+    let no_session = post(&url).body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#).send().await.expect("send");
+    assert_eq!(no_session.status(), StatusCode::BAD_REQUEST, "legacy request without a session");
+    let body: Value = no_session.json().await.expect("a JSON-RPC error body");
+    assert_eq!(body["jsonrpc"], json!("2.0"), "{body}");
 
     let nowhere = post(&format!("http://{}/v/nope/mcp", gateway.addr)).body(INITIALIZE).send().await.expect("send");
     assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
@@ -55,7 +65,8 @@ async fn a_protected_virtual_server_challenges_without_leaking_the_token() {
 
     let with_token = post(&url).bearer_auth("canary-token-ffa1").body(INITIALIZE).send().await.expect("send");
     assert_eq!(with_token.status(), StatusCode::UNAUTHORIZED, "no verifier yet: fail closed");
-    let echoed = format!("{:?}{}", with_token.headers(), with_token.text().await.unwrap_or_default());
+    let headers = format!("{:?}", with_token.headers());
+    let echoed = format!("{headers}{}", with_token.text().await.unwrap_or_default());
     assert!(!echoed.contains("canary-token-ffa1"), "the token must never be echoed: {echoed}");
     gateway.stop().await;
 }
