@@ -29,6 +29,9 @@ enum Command {
         /// Address of the one public HTTP listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Log format on stderr: `pretty` for people, `json` for log shippers.
+        #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+        log_format: String,
     },
 }
 
@@ -42,6 +45,9 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Up { config, data, listen } => runtime.block_on(up::run(up::UpOptions { config, data, listen })),
+        Command::Up { config, data, listen, log_format } => {
+            let json_logs = log_format == "json";
+            runtime.block_on(up::run(up::UpOptions { config, data, listen, json_logs }))
+        }
     }
 }

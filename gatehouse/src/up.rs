@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use edge_svc::config::HttpFace;
+use svc_kit::config::LogFormat;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +16,7 @@ pub(crate) struct UpOptions {
     pub(crate) config: PathBuf,
     pub(crate) data: PathBuf,
     pub(crate) listen: SocketAddr,
+    pub(crate) json_logs: bool,
 }
 
 /// How long in-flight requests may finish after SIGINT/SIGTERM.
@@ -32,7 +34,11 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let telemetry = match svc_kit::telemetry::init("gatehouse", &svc_kit::TelemetryConfig::default()) {
+    let telemetry_config = svc_kit::TelemetryConfig {
+        log_format: if options.json_logs { LogFormat::Json } else { LogFormat::Pretty },
+        ..svc_kit::TelemetryConfig::default()
+    };
+    let telemetry = match svc_kit::telemetry::init("gatehouse", &telemetry_config) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("gatehouse: cannot start telemetry: {error}");
