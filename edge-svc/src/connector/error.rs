@@ -39,7 +39,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The program exited before the MCP handshake completed.
-    #[error("program exited before the mcp handshake completed: {status}")]
+    #[error("program ended before the mcp handshake completed ({status})")]
     ExitedEarly {
         /// How the program ended (exit status or signal).
         status: String,

@@ -19,10 +19,12 @@ use std::{
     process::Stdio,
 };
 
+use nix::unistd::Pid;
 use tokio::process::Command;
 
 use super::{Error, LandlockState, StdioConfig};
 
+mod confine;
 mod launcher;
 
 pub use launcher::launch;
@@ -89,6 +91,45 @@ pub(crate) fn prepare(name: &str, config: &StdioConfig) -> Result<Launch, Error>
 /// Returns the Landlock state a launch of `config` reports when the sandbox is off.
 pub(crate) fn disabled_state(config: &StdioConfig) -> Option<LandlockState> {
     (!config.sandbox.enabled).then_some(LandlockState::Disabled)
+}
+
+/// One entry of the process table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcessEntry {
+    /// Process id.
+    pub(crate) pid: Pid,
+    /// Parent process id.
+    pub(crate) parent: Pid,
+    /// Process group id.
+    pub(crate) group: Pid,
+    /// Whether the process has exited and awaits reaping.
+    pub(crate) zombie: bool,
+}
+
+/// Reads the process table from `/proc` (entries that vanish meanwhile are skipped).
+pub(crate) fn processes() -> Vec<ProcessEntry> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the parenthesised command name: state, ppid, pgrp, ...
+            let (_, rest) = stat.rsplit_once(')')?;
+            let mut fields = rest.split_whitespace();
+            let zombie = fields.next()? == "Z";
+            let parent = fields.next()?.parse().ok()?;
+            let group = fields.next()?.parse().ok()?;
+            Some(ProcessEntry {
+                pid: Pid::from_raw(pid),
+                parent: Pid::from_raw(parent),
+                group: Pid::from_raw(group),
+                zombie,
+            })
+        })
+        .collect()
 }
 
 /// Returns whether Gatehouse runs with effective user id 0, where `RLIMIT_NPROC` is void.

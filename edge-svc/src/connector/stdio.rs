@@ -9,7 +9,7 @@ use nix::{
 };
 use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufReadExt, BufReader, Lines},
     process::{Child, ChildStderr},
 };
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,11 @@ use super::{
 
 /// How long a program gets between `SIGTERM` and `SIGKILL` of its process group.
 const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+/// How long a program whose handshake failed gets to exit on its own before it is terminated.
+const EXIT_SETTLE: Duration = Duration::from_millis(500);
+
+/// The stderr of a stdio program, line by line.
+type StderrLines = Lines<BufReader<ChildStderr>>;
 
 /// A running stdio program: the direct child, leader of its own process group.
 #[derive(Debug)]
@@ -39,33 +44,53 @@ pub(crate) async fn open(
     handler: RelayHandler,
     session_ct: CancellationToken,
 ) -> Result<Session, Error> {
-    let mut process = launch(supervisor, config)?;
+    let (mut process, stderr) = launch(supervisor, config)?;
+    if let Some(mut stderr) = stderr {
+        if config.sandbox.enabled {
+            tokio::select! {
+                () = read_sandbox_status(supervisor, &mut stderr) => {}
+                () = session_ct.cancelled() => {}
+            }
+        }
+        tokio::spawn(collect_stderr(Arc::clone(supervisor), stderr));
+    }
     let (Some(stdin), Some(stdout)) = (process.child.stdin.take(), process.child.stdout.take())
     else {
         process.terminate().await;
+        let source = std::io::ErrorKind::BrokenPipe.into();
         return Err(Error::Launch {
             command: config.command.clone(),
-            source: std::io::ErrorKind::BrokenPipe.into(),
+            source,
         });
     };
     let transport = OriginTracking::new(AsyncRwTransport::new_client(stdout, stdin));
-    let opened = tokio::select! {
+    let handshake = tokio::select! {
         opened = handshake(handler, transport, config.era, session_ct) => opened,
-        status = process.child.wait() => {
-            Err(exited_early(status))
-        }
+        _ = process.child.wait() => Err(Error::ExitedEarly { status: String::new() }),
     };
-    match opened {
+    match handshake {
         Ok(service) => Ok(Session::new(service, Some(process))),
         Err(error) => {
-            process.terminate().await;
-            Err(error)
+            // A program that dies closes stdout first; give it a moment to be reaped, so the
+            // error names its exit status rather than the closed pipe.
+            let exited = tokio::time::timeout(EXIT_SETTLE, process.child.wait())
+                .await
+                .is_ok();
+            let status = process.terminate().await;
+            Err(if exited {
+                Error::ExitedEarly { status }
+            } else {
+                error
+            })
         }
     }
 }
 
-/// Spawns the (sandboxed) program, logs the launch, and starts collecting its stderr.
-fn launch(supervisor: &Arc<Supervisor>, config: &StdioConfig) -> Result<Process, Error> {
+/// Spawns the (sandboxed) program and logs the launch with its full command line.
+fn launch(
+    supervisor: &Arc<Supervisor>,
+    config: &StdioConfig,
+) -> Result<(Process, Option<StderrLines>), Error> {
     let mut launch = sandbox::prepare(supervisor.name(), config)?;
     tracing::info!(
         connector = supervisor.name(),
@@ -79,17 +104,28 @@ fn launch(supervisor: &Arc<Supervisor>, config: &StdioConfig) -> Result<Process,
         command: config.command.clone(),
         source,
     })?;
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(collect_stderr(Arc::clone(supervisor), stderr));
-    }
+    let stderr = child
+        .stderr
+        .take()
+        .map(|stderr| BufReader::new(stderr).lines());
     let pid = child.id();
     supervisor.launched(pid, sandbox::disabled_state(config));
-    Ok(Process { child, pid })
+    Ok((Process { child, pid }, stderr))
+}
+
+/// Reads stderr up to the launcher's status line, so the Landlock state is known (and
+/// warned about) before the session is published.
+async fn read_sandbox_status(supervisor: &Supervisor, stderr: &mut StderrLines) {
+    while let Ok(Some(line)) = stderr.next_line().await {
+        supervisor.stderr_line(&line);
+        if line.starts_with(sandbox::STATUS_PREFIX) {
+            return;
+        }
+    }
 }
 
 /// Feeds the program's stderr, line by line, into the supervisor until the pipe closes.
-async fn collect_stderr(supervisor: Arc<Supervisor>, stderr: ChildStderr) {
-    let mut lines = BufReader::new(stderr).lines();
+async fn collect_stderr(supervisor: Arc<Supervisor>, mut lines: StderrLines) {
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => supervisor.stderr_line(&line),
@@ -102,50 +138,59 @@ async fn collect_stderr(supervisor: Arc<Supervisor>, stderr: ChildStderr) {
     }
 }
 
-fn exited_early(status: std::io::Result<ExitStatus>) -> Error {
-    let status = match status {
-        Ok(status) => status.to_string(),
-        Err(error) => format!("lost ({error})"),
-    };
-    Error::ExitedEarly { status }
-}
-
 impl Process {
-    /// Waits for the direct child to exit and describes how it ended.
-    pub(crate) async fn wait(&mut self) -> String {
-        match self.child.wait().await {
-            Ok(status) => format!("program {status}"),
-            Err(error) => format!("program lost: {error}"),
-        }
+    /// Waits for the direct child to exit.
+    pub(crate) async fn wait(&mut self) {
+        let _ = self.child.wait().await;
     }
 
-    /// Terminates the whole process group: `SIGTERM`, a grace period, then `SIGKILL`; reaps
-    /// the direct child.
-    pub(crate) async fn terminate(&mut self) {
-        let Some(pid) = self
+    /// Terminates the whole process group and reaps the direct child.
+    ///
+    /// `SIGTERM` to the group; after a grace period `SIGKILL` to every member but the leader
+    /// (the sandbox launcher then reaps them and exits); after another, `SIGKILL` to the group.
+    ///
+    /// Returns how the direct child ended, for instance `program exit status: 3`.
+    pub(crate) async fn terminate(&mut self) -> String {
+        let Some(pgid) = self
             .pid
             .and_then(|pid| i32::try_from(pid).ok())
             .map(Pid::from_raw)
         else {
-            let _ = self.child.wait().await;
-            return;
+            return describe(self.child.wait().await);
         };
         if matches!(self.child.try_wait(), Ok(None)) {
-            signal_group(pid, Signal::SIGTERM);
+            signal_group(pgid, Signal::SIGTERM);
             if tokio::time::timeout(TERMINATE_GRACE, self.child.wait())
                 .await
                 .is_err()
             {
                 tracing::warn!(
-                    pid = pid.as_raw(),
-                    "stdio connector ignored SIGTERM; killing its process group"
+                    pgid = pgid.as_raw(),
+                    "stdio connector ignored SIGTERM; killing it"
                 );
+                kill_members(pgid);
+                let _ = tokio::time::timeout(TERMINATE_GRACE, self.child.wait()).await;
             }
         }
-        // Stragglers that left the leader behind (or ignored SIGTERM) die with the group.
-        signal_group(pid, Signal::SIGKILL);
-        if let Err(error) = self.child.wait().await {
-            tracing::warn!(pid = pid.as_raw(), %error, "cannot reap stdio connector");
+        // Whatever is left in the group (the leader included) dies now.
+        signal_group(pgid, Signal::SIGKILL);
+        describe(self.child.wait().await)
+    }
+}
+
+/// Describes how the direct child ended.
+fn describe(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(status) => format!("program {status}"),
+        Err(error) => format!("program could not be reaped: {error}"),
+    }
+}
+
+/// Sends `SIGKILL` to every member of group `pgid` except its leader.
+fn kill_members(pgid: Pid) {
+    for process in sandbox::processes() {
+        if process.group == pgid && process.pid != pgid {
+            let _ = nix::sys::signal::kill(process.pid, Signal::SIGKILL);
         }
     }
 }

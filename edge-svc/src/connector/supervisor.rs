@@ -248,13 +248,18 @@ impl Session {
         tokio::pin!(waiting);
         let (reason, transport_done) = match process {
             Some(mut process) => {
-                let ended = tokio::select! {
-                    quit = &mut waiting => (describe(quit), true),
-                    reason = process.wait() => (reason, false),
-                    () = shutdown.cancelled() => ("shut down".to_owned(), false),
+                let (transport_done, shut_down) = tokio::select! {
+                    _ = &mut waiting => (true, false),
+                    () = process.wait() => (false, false),
+                    () = shutdown.cancelled() => (false, true),
                 };
-                process.terminate().await;
-                ended
+                let status = process.terminate().await;
+                let reason = if shut_down {
+                    "shut down".to_owned()
+                } else {
+                    status
+                };
+                (reason, transport_done)
             }
             None => tokio::select! {
                 quit = &mut waiting => (describe(quit), true),

@@ -1,119 +1,96 @@
-//! The `gatehouse-sandbox` launcher: restricts its own process, then `exec`s the program.
+//! The `gatehouse-sandbox` launcher: restricts its own process, starts the program, and stays
+//! as a minimal init for it.
 //!
 //! Usage: `gatehouse-sandbox [--memory BYTES] [--cpu SECONDS] [--processes N] [--files N]
 //! [--read PATH]... [--write PATH]... -- PROGRAM [ARG]...`
 //!
-//! The launcher never touches stdin or stdout (they carry MCP); it writes exactly one status
-//! line to stderr (`gatehouse-sandbox: landlock=enforced|partial|unsupported`) before `exec`.
+//! The launcher applies limits and Landlock to itself, then spawns the program (which inherits
+//! them) and becomes its child subreaper: every descendant orphaned inside the connector is
+//! reparented to the launcher and reaped by it, so no zombie outlives the connector even where
+//! PID 1 does not reap. `SIGTERM`/`SIGINT`/`SIGHUP` are forwarded to the program. When the
+//! program exits, the launcher kills whatever it left behind, reaps it, and exits with the
+//! program's status (`128 + signal` when it was killed). It never touches the MCP traffic: it
+//! hands stdin/stdout to the program and points its own at `/dev/null`. It writes exactly one
+//! status line to stderr first: `gatehouse-sandbox: landlock=enforced|partial|unsupported`.
 
 use std::{
     ffi::OsString,
-    os::unix::process::CommandExt,
-    path::{Path, PathBuf},
-    process::ExitCode,
+    fs::OpenOptions,
+    path::PathBuf,
+    process::{Command, ExitCode},
 };
 
-use landlock::{
-    ABI, Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus,
+use nix::{
+    errno::Errno,
+    sys::{
+        prctl::set_child_subreaper,
+        signal::{SigSet, Signal, kill},
+        wait::{WaitPidFlag, WaitStatus, waitpid},
+    },
+    unistd::{Pid, dup2_stdin, dup2_stdout, getpgrp, getpid},
 };
-use nix::sys::resource::{Resource, setrlimit};
 
-use super::{STATUS_PREFIX, uid};
-use crate::connector::LandlockState;
-
-/// Newest Landlock ABI whose rights are requested; older kernels get a best-effort subset.
-const ABI_VERSION: ABI = ABI::V5;
-
-/// Directories and files every program may read and execute.
-const SYSTEM_READ: &[&str] = &[
-    "/usr",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/bin",
-    "/sbin",
-    "/proc",
-    "/sys",
-    "/etc/alternatives",
-    "/etc/ca-certificates",
-    "/etc/ssl",
-    "/etc/pki",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/nsswitch.conf",
-    "/etc/host.conf",
-    "/etc/hosts",
-    "/etc/resolv.conf",
-    "/etc/gai.conf",
-    "/etc/services",
-    "/etc/protocols",
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/os-release",
-    "/etc/mime.types",
-];
-
-/// Device nodes every program may read and write.
-const DEVICES: &[&str] = &[
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/tty",
-];
+use super::{STATUS_PREFIX, confine, processes};
 
 /// Exit status when the arguments are unusable (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Exit status when a restriction cannot be applied (EX_OSERR).
 const EXIT_RESTRICT: u8 = 71;
-/// Exit status when the program cannot be executed (as shells do).
+/// Exit status when the program cannot be started (as shells do).
 const EXIT_EXEC: u8 = 127;
 
 /// What the launcher was asked to apply and run.
 #[derive(Debug, Default)]
-struct Spec {
-    memory: Option<u64>,
-    cpu: Option<u64>,
-    processes: Option<u64>,
-    files: Option<u64>,
-    read: Vec<PathBuf>,
-    write: Vec<PathBuf>,
+pub(super) struct Spec {
+    pub(super) memory: Option<u64>,
+    pub(super) cpu: Option<u64>,
+    pub(super) processes: Option<u64>,
+    pub(super) files: Option<u64>,
+    pub(super) read: Vec<PathBuf>,
+    pub(super) write: Vec<PathBuf>,
     program: OsString,
     args: Vec<OsString>,
 }
 
-/// Runs the launcher with `args` (without argv\[0\]); returns only when something failed.
+/// Runs the launcher with `args` (without argv\[0\]) and returns the program's exit status.
 pub fn launch(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let spec = match parse(args.into_iter()) {
         Ok(spec) => spec,
-        Err(message) => {
-            eprintln!("gatehouse-sandbox: {message}");
-            return ExitCode::from(EXIT_USAGE);
+        Err(message) => return fail(EXIT_USAGE, &message),
+    };
+    if let Err(message) = confine::apply_limits(&spec) {
+        return fail(EXIT_RESTRICT, &format!("cannot apply limits: {message}"));
+    }
+    match confine::confine(&spec) {
+        Ok(state) => eprintln!("{STATUS_PREFIX}{}", state.word()),
+        Err(message) => return fail(EXIT_RESTRICT, &format!("cannot apply landlock: {message}")),
+    }
+    let signals = forwarded_signals();
+    if let Err(errno) = signals
+        .thread_block()
+        .and_then(|()| set_child_subreaper(true))
+    {
+        return fail(
+            EXIT_RESTRICT,
+            &format!("cannot become the program's init: {errno}"),
+        );
+    }
+    // std resets the signal mask of the child, so the program starts with default signals.
+    let program = match Command::new(&spec.program).args(&spec.args).spawn() {
+        Ok(child) => child.id(),
+        Err(error) => {
+            let program = spec.program.to_string_lossy();
+            return fail(EXIT_EXEC, &format!("cannot execute {program}: {error}"));
         }
     };
-    if let Err(message) = apply_limits(&spec) {
-        eprintln!("gatehouse-sandbox: cannot apply limits: {message}");
-        return ExitCode::from(EXIT_RESTRICT);
-    }
-    match confine(&spec) {
-        Ok(state) => eprintln!("{STATUS_PREFIX}{}", state.word()),
-        Err(message) => {
-            eprintln!("gatehouse-sandbox: cannot apply landlock: {message}");
-            return ExitCode::from(EXIT_RESTRICT);
-        }
-    }
-    let error = std::process::Command::new(&spec.program)
-        .args(&spec.args)
-        .exec();
-    eprintln!(
-        "gatehouse-sandbox: cannot execute {}: {error}",
-        spec.program.to_string_lossy()
-    );
-    ExitCode::from(EXIT_EXEC)
+    let program = Pid::from_raw(i32::try_from(program).unwrap_or(i32::MAX));
+    release_stdio();
+    supervise(program, &signals)
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("gatehouse-sandbox: {message}");
+    ExitCode::from(code)
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Spec, String> {
@@ -148,88 +125,97 @@ fn number(flag: &str, value: &OsString) -> Result<u64, String> {
         .map_err(|_| format!("{flag} needs a number"))
 }
 
-/// Sets `RLIMIT_DATA`, `RLIMIT_CPU`, `RLIMIT_NOFILE` and `RLIMIT_NPROC` (soft = hard).
-fn apply_limits(spec: &Spec) -> Result<(), String> {
-    let limit = |resource: Resource, value: Option<u64>| match value {
-        Some(value) => {
-            setrlimit(resource, value, value).map_err(|errno| format!("{resource:?}: {errno}"))
+/// Returns the signals the launcher waits for instead of dying of them.
+fn forwarded_signals() -> SigSet {
+    let mut signals = SigSet::empty();
+    for signal in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        signals.add(signal);
+    }
+    signals
+}
+
+/// Points the launcher's own stdin/stdout at `/dev/null`, so that Gatehouse sees the MCP
+/// stream end exactly when the program (and its children) close it.
+fn release_stdio() {
+    match OpenOptions::new().read(true).write(true).open("/dev/null") {
+        Ok(null) => {
+            if let Err(errno) = dup2_stdin(&null).and_then(|()| dup2_stdout(&null)) {
+                eprintln!("gatehouse-sandbox: cannot release stdio: {errno}");
+            }
         }
-        None => Ok(()),
-    };
-    limit(Resource::RLIMIT_DATA, spec.memory)?;
-    limit(Resource::RLIMIT_CPU, spec.cpu)?;
-    limit(Resource::RLIMIT_NOFILE, spec.files)?;
-    // The kernel counts every task of the real user, so the budget is added to what exists.
-    let processes = spec
-        .processes
-        .map(|budget| budget.saturating_add(user_tasks()));
-    limit(Resource::RLIMIT_NPROC, processes)
-}
-
-/// Counts the tasks (threads included) that belong to this process's real user.
-fn user_tasks() -> u64 {
-    let Some(me) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| uid(&status, 0))
-    else {
-        return 0;
-    };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("status")).ok())
-        .filter(|status| uid(status, 0).as_ref() == Some(&me))
-        .filter_map(|status| {
-            super::field(&status, "Threads:", 0).and_then(|n| n.parse::<u64>().ok())
-        })
-        .sum()
-}
-
-/// Restricts this process with Landlock to the system, declared and writable paths.
-fn confine(spec: &Spec) -> Result<LandlockState, String> {
-    let read = AccessFs::from_read(ABI_VERSION);
-    let all = AccessFs::from_all(ABI_VERSION);
-    let mut ruleset = Ruleset::default()
-        .handle_access(all)
-        .and_then(Ruleset::create)
-        .map_err(|error| error.to_string())?;
-    let system = SYSTEM_READ.iter().map(Path::new);
-    for path in system.chain(spec.read.iter().map(PathBuf::as_path)) {
-        ruleset = allow(ruleset, path, read)?;
+        Err(error) => eprintln!("gatehouse-sandbox: cannot open /dev/null: {error}"),
     }
-    for path in DEVICES
-        .iter()
-        .map(Path::new)
-        .chain(spec.write.iter().map(PathBuf::as_path))
-    {
-        ruleset = allow(ruleset, path, all)?;
-    }
-    let status = ruleset.restrict_self().map_err(|error| error.to_string())?;
-    Ok(match status.ruleset {
-        RulesetStatus::FullyEnforced => LandlockState::Enforced,
-        RulesetStatus::PartiallyEnforced => LandlockState::Partial,
-        RulesetStatus::NotEnforced => LandlockState::Unsupported,
-    })
 }
 
-/// Adds a rule granting `access` beneath `path`; a path that does not exist is skipped.
-fn allow(
-    ruleset: landlock::RulesetCreated,
-    path: &Path,
-    access: BitFlags<AccessFs>,
-) -> Result<landlock::RulesetCreated, String> {
-    let Ok(metadata) = std::fs::metadata(path) else {
-        return Ok(ruleset);
-    };
-    let access = if metadata.is_dir() {
-        access
-    } else {
-        access & AccessFs::from_file(ABI_VERSION)
-    };
-    let fd = PathFd::new(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    ruleset
-        .add_rule(PathBeneath::new(fd, access))
-        .map_err(|error| format!("{}: {error}", path.display()))
+/// Forwards termination signals and reaps children until the program exits, then cleans up.
+fn supervise(program: Pid, signals: &SigSet) -> ExitCode {
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => {
+                if let Some(status) = reap(program) {
+                    kill_leftovers();
+                    return exit_code(status);
+                }
+            }
+            Ok(_) => {
+                let _ = kill(program, Signal::SIGTERM);
+            }
+            Err(errno) => {
+                eprintln!("gatehouse-sandbox: cannot wait for signals: {errno}");
+                let _ = kill(program, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Reaps every child that has exited; returns the program's status once it has.
+fn reap(program: Pid) -> Option<WaitStatus> {
+    let mut ended = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return ended,
+            Ok(status) if status.pid() == Some(program) => ended = Some(status),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Kills every process the program left behind (its group and orphans reparented here) and
+/// reaps them, until the launcher has no child left.
+fn kill_leftovers() {
+    let me = getpid();
+    let group = getpgrp();
+    loop {
+        for pid in leftovers(me, group) {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        match waitpid(None, None) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Lists processes in the launcher's group or parented by it, except the launcher.
+fn leftovers(me: Pid, group: Pid) -> Vec<Pid> {
+    processes()
+        .into_iter()
+        .filter(|process| process.pid != me && (process.parent == me || process.group == group))
+        .map(|process| process.pid)
+        .collect()
+}
+
+fn exit_code(status: WaitStatus) -> ExitCode {
+    match status {
+        WaitStatus::Exited(_, code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
+        WaitStatus::Signaled(_, signal, _) => {
+            ExitCode::from(128u8.saturating_add(u8::try_from(signal as i32).unwrap_or(0)))
+        }
+        _ => ExitCode::FAILURE,
+    }
 }

@@ -1,0 +1,272 @@
+//! `mcp-echo`: a small rmcp downstream for tests and benchmarks.
+//!
+//! `mcp-echo stdio` serves MCP on stdin/stdout. `mcp-echo http --listen 127.0.0.1:0` serves
+//! streamable HTTP at `/mcp` on both protocol eras (sessions for the legacy era, JSON
+//! responses where rmcp allows) and prints `http://ADDR/mcp` as its first stdout line.
+
+use std::{io::Write, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rmcp::{
+    ErrorData, Peer, RoleServer, ServerHandler, ServiceExt,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{
+        CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+        ListPromptsResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
+        Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+        ReadResourceResult, RequestMetaObject, Resource, ResourceContents, Role,
+        ServerCapabilities, ServerConfig,
+    },
+    schemars,
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+    transport::{
+        StreamableHttpServerConfig, StreamableHttpService,
+        streamable_http_server::session::local::LocalSessionManager,
+    },
+};
+use serde::Deserialize;
+
+/// URI of the one resource.
+const README_URI: &str = "echo://readme";
+/// Text of the one resource.
+const README_TEXT: &str = "mcp-echo: a test downstream for Gatehouse";
+/// Number of progress notifications `slow` sends.
+const SLOW_STEPS: u32 = 4;
+
+#[derive(Debug, Parser)]
+#[command(about = "MCP echo server for Gatehouse tests")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Serves MCP on stdin/stdout.
+    Stdio,
+    /// Serves streamable HTTP at /mcp and prints the URL on the first stdout line.
+    Http {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct EchoParams {
+    /// Text to return unchanged.
+    text: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct AddParams {
+    /// Left operand.
+    a: i64,
+    /// Right operand.
+    b: i64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SlowParams {
+    /// Milliseconds to take.
+    ms: u64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct EnvParams {
+    /// Environment variable name.
+    name: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ReadFileParams {
+    /// Path of the file to read.
+    path: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ExitParams {
+    /// Exit status.
+    code: i32,
+}
+
+/// The echo server's tools, resource and prompt.
+#[derive(Debug, Clone)]
+struct Echo {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Echo {
+    fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Return the text unchanged")]
+    fn echo(&self, Parameters(params): Parameters<EchoParams>) -> String {
+        params.text
+    }
+
+    #[tool(description = "Add two integers")]
+    fn add(&self, Parameters(AddParams { a, b }): Parameters<AddParams>) -> String {
+        a.saturating_add(b).to_string()
+    }
+
+    #[tool(
+        description = "Take ms milliseconds, reporting progress with the request's progress token"
+    )]
+    async fn slow(
+        &self,
+        Parameters(SlowParams { ms }): Parameters<SlowParams>,
+        meta: RequestMetaObject,
+        client: Peer<RoleServer>,
+    ) -> Result<String, ErrorData> {
+        let step = Duration::from_millis(ms) / SLOW_STEPS;
+        for done in 1..=SLOW_STEPS {
+            tokio::time::sleep(step).await;
+            if let Some(token) = meta.get_progress_token() {
+                let progress = ProgressNotificationParam::new(token, f64::from(done))
+                    .with_total(f64::from(SLOW_STEPS));
+                client
+                    .notify_progress(progress)
+                    .await
+                    .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
+            }
+        }
+        Ok(format!("slept {ms} ms"))
+    }
+
+    #[tool(description = "Fail with a tool error")]
+    fn fail(&self) -> CallToolResult {
+        CallToolResult::error(vec![ContentBlock::text("failed as asked")])
+    }
+
+    #[tool(description = "Return the value of an environment variable, or \"unset\"")]
+    fn env(&self, Parameters(params): Parameters<EnvParams>) -> String {
+        std::env::var(&params.name).unwrap_or_else(|_| "unset".to_owned())
+    }
+
+    #[tool(description = "Return the contents of a file")]
+    fn read_file(&self, Parameters(params): Parameters<ReadFileParams>) -> CallToolResult {
+        match std::fs::read_to_string(&params.path) {
+            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
+        }
+    }
+
+    #[tool(description = "Exit the process at once with the given status")]
+    fn exit(&self, Parameters(ExitParams { code }): Parameters<ExitParams>) -> String {
+        std::process::exit(code)
+    }
+
+    #[tool(description = "Return the process id")]
+    fn pid(&self) -> String {
+        std::process::id().to_string()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Echo {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_prompts()
+            .build();
+        ServerConfig::new(capabilities).with_instructions("Echo server for Gatehouse tests")
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let readme = Resource::new(README_URI, "readme");
+        Ok(ListResourcesResult::with_all_items(vec![readme]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        if request.uri != README_URI {
+            return Err(ErrorData::resource_not_found(request.uri, None));
+        }
+        let contents = ResourceContents::text(README_TEXT, README_URI);
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let name = PromptArgument::new("name");
+        let greet = Prompt::new("greet", Some("Greet someone by name"), Some(vec![name]));
+        Ok(ListPromptsResult::with_all_items(vec![greet]))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != "greet" {
+            return Err(ErrorData::invalid_params(
+                format!("unknown prompt {}", request.name),
+                None,
+            ));
+        }
+        let name = request
+            .arguments
+            .as_ref()
+            .and_then(|arguments| arguments.get("name"))
+            .and_then(|value| value.as_str())
+            .unwrap_or("stranger");
+        let message = PromptMessage::new_text(Role::User, format!("Hello, {name}!"));
+        Ok(GetPromptResult::new(vec![message]).into())
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().mode {
+        Mode::Stdio => serve_stdio().await,
+        Mode::Http { listen } => serve_http(listen).await,
+    }
+}
+
+async fn serve_stdio() -> anyhow::Result<()> {
+    // One stderr line per start, so supervisors' stderr tails show each launch.
+    eprintln!("mcp-echo {}: serving stdio", std::process::id());
+    let service = Echo::new().serve(rmcp::transport::stdio()).await?;
+    service.waiting().await?;
+    Ok(())
+}
+
+async fn serve_http(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .context("bind")?;
+    let addr = listener.local_addr()?;
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_json_response(true);
+    let service = StreamableHttpService::new(
+        || Ok(Echo::new()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "http://{addr}/mcp")?;
+    stdout.flush()?;
+    drop(stdout);
+    axum::serve(listener, router).await?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Streamable HTTP connectors on both protocol eras, against `mcp-echo http`.
+
+use edge_svc::connector::{ConnectorState, Era, Transport};
+use rmcp::model::{
+    CallToolRequestParams, ClientRequest, ProtocolVersion, Request, ServerNotification,
+};
+use serde_json::json;
+use tokio::process::Command;
+
+use super::{Running, UrlServer, call, config, text};
+
+async fn echo_http() -> UrlServer {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    command.args(["http", "--listen", "127.0.0.1:0"]);
+    UrlServer::start(command).await
+}
+
+async fn connect(server: &UrlServer, era: Era) -> Running {
+    let era = match era {
+        Era::Auto => "auto",
+        Era::Modern => "modern",
+        Era::Legacy => "legacy",
+    };
+    let http = config(json!({"url": server.url, "era": era, "connect_timeout": "10s"}));
+    Running::spawn("echo-http", Transport::Http(http))
+}
+
+#[tokio::test]
+async fn http_connector_speaks_the_modern_era() {
+    let server = echo_http().await;
+    let running = connect(&server, Era::Modern).await;
+    let echoed = call(&running.connector, "echo", json!({"text": "modern"}))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed), "modern");
+    assert_eq!(
+        running.connector.protocol_version(),
+        Some(ProtocolVersion::V_2026_07_28)
+    );
+    assert_eq!(running.connector.status().state, ConnectorState::Ready);
+    assert_eq!(running.connector.status().transport, "http");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn http_connector_speaks_the_legacy_era() {
+    let server = echo_http().await;
+    let running = connect(&server, Era::Legacy).await;
+    let echoed = call(&running.connector, "echo", json!({"text": "legacy"}))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed), "legacy");
+    assert_eq!(
+        running.connector.protocol_version(),
+        Some(ProtocolVersion::LATEST_WITH_INITIALIZE)
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn http_connector_detects_the_era() {
+    let server = echo_http().await;
+    let running = connect(&server, Era::Auto).await;
+    let sum = call(&running.connector, "add", json!({"a": 40, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(text(&sum), "42");
+    assert_eq!(
+        running.connector.protocol_version(),
+        Some(ProtocolVersion::V_2026_07_28)
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn http_progress_reaches_the_relay_with_its_origin() {
+    for era in [Era::Legacy, Era::Modern] {
+        let server = echo_http().await;
+        let running = connect(&server, era).await;
+        let peer = running.connector.peer().await.expect("session");
+        let arguments = json!({"ms": 40}).as_object().cloned().unwrap();
+        let params = CallToolRequestParams::new("slow").with_arguments(arguments);
+        let request = ClientRequest::CallToolRequest(Request::new(params));
+        let handle = peer
+            .send_cancellable_request(request, Default::default())
+            .await
+            .unwrap();
+        let (id, token) = (handle.id.clone(), handle.progress_token.clone());
+        let result = handle.await_response().await.unwrap();
+        assert!(
+            format!("{result:?}").contains("slept 40 ms"),
+            "{era:?}: {result:?}"
+        );
+
+        let (origin, _) = running
+            .relay
+            .wait_for(|_, n| matches!(n, ServerNotification::ProgressNotification(p) if p.params.progress_token == token))
+            .await;
+        assert_eq!(origin, Some(id), "{era:?}");
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn http_connector_reconnects_after_the_server_restarts() {
+    let server = echo_http().await;
+    let running = connect(&server, Era::Legacy).await;
+    call(&running.connector, "echo", json!({"text": "before"}))
+        .await
+        .unwrap();
+    let url = server.url.clone();
+    server.stop().await;
+
+    // Same address, new process: the old session id is unknown to it.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    let address = url.trim_start_matches("http://").trim_end_matches("/mcp");
+    command.args(["http", "--listen", address]);
+    let _server = UrlServer::start(command).await;
+    let echoed = call(&running.connector, "echo", json!({"text": "after"}))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed), "after");
+    running.stop().await;
+}
