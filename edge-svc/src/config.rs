@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// The environment prefix of edge-svc settings (`GATEHOUSE_EDGE__LISTEN_ADDR`, …).
+pub const ENV_PREFIX: &str = "GATEHOUSE_EDGE__";
+
 /// Settings of one edge-svc process (TOML file + `GATEHOUSE_EDGE__*` environment).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +49,17 @@ fn default_max_body_bytes() -> usize {
 
 fn default_shutdown_grace() -> std::time::Duration {
     std::time::Duration::from_secs(10)
+}
+
+impl Config {
+    /// Returns the HTTP face for a listener bound at `bound` (the public URL defaults to it).
+    pub fn http_face(&self, bound: SocketAddr) -> Result<HttpFace, url::ParseError> {
+        let public_url = match &self.public_url {
+            Some(url) => url.clone(),
+            None => url::Url::parse(&format!("http://{bound}"))?,
+        };
+        Ok(HttpFace::new(public_url, &self.allowed_hosts, &self.allowed_origins, self.max_body_bytes))
+    }
 }
 
 /// What the HTTP face needs to know about where it is reachable.

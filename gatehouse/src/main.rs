@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backends;
 mod up;
 
 /// Gatehouse: an identity gateway for the Model Context Protocol.

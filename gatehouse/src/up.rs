@@ -67,18 +67,31 @@ async fn serve(options: UpOptions, spec: edge_svc::GatewaySpec) -> anyhow::Resul
     let local = listener.local_addr()?;
     let public_url = url::Url::parse(&format!("http://{local}"))?;
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
+    let backends = crate::backends::start(&shutdown).await?;
     let gateway = edge_svc::Gateway::start(&spec, &shutdown).map_err(|reason| anyhow::anyhow!(reason))?;
-    announce(&gateway, &face, local)?;
+    announce(&gateway, &face, local, &backends)?;
     let mut server = tokio::spawn(edge_svc::serve(gateway, face, None, listener, shutdown.clone()));
     tokio::select! {
-        joined = &mut server => return joined?,
+        joined = &mut server => {
+            shutdown.cancel();
+            return joined?;
+        }
         () = shutdown.cancelled() => {}
     }
-    svc_kit::shutdown::drain(server, SHUTDOWN_GRACE).await
+    svc_kit::shutdown::drain(server, SHUTDOWN_GRACE).await?;
+    for backend in backends {
+        svc_kit::shutdown::drain(backend.task, SHUTDOWN_GRACE).await?;
+    }
+    Ok(())
 }
 
 /// Prints what is served; the first line is the readiness marker scripts wait for.
-fn announce(gateway: &edge_svc::Gateway, face: &HttpFace, local: SocketAddr) -> std::io::Result<()> {
+fn announce(
+    gateway: &edge_svc::Gateway,
+    face: &HttpFace,
+    local: SocketAddr,
+    backends: &[crate::backends::Backend],
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "gatehouse ready at http://{local}")?;
     for server in gateway.servers() {
@@ -91,6 +104,9 @@ fn announce(gateway: &edge_svc::Gateway, face: &HttpFace, local: SocketAddr) -> 
             connectors.join(", "),
             server.auth()
         )?;
+    }
+    for backend in backends {
+        writeln!(out, "  {:<31} grpc://{} (health, reflection)", backend.name, backend.addr)?;
     }
     out.flush()
 }

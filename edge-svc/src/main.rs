@@ -1,0 +1,40 @@
+//! Runs edge-svc on its own: `edge-svc [--config FILE]` (TOML; `GATEHOUSE_EDGE__*` overrides).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Runs edge-svc, Gatehouse's MCP front door.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Reads configuration from this TOML file; GATEHOUSE_EDGE__* variables override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sources = svc_kit::config_sources(edge_svc::config::ENV_PREFIX, args.config.as_deref());
+    let config: edge_svc::Config = svc_kit::exit_on_invalid(sources.extract());
+    let spec = svc_kit::exit_on_invalid(edge_svc::load_spec(&config.gateway).map_err(|error| figment::Error::from(error.to_string())));
+    let telemetry = svc_kit::telemetry::init("edge-svc", &config.telemetry)?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let shutdown = CancellationToken::new();
+    svc_kit::shutdown::cancel_on_signal(shutdown.clone());
+    let face = config.http_face(listener.local_addr()?)?;
+    let gateway = edge_svc::Gateway::start(&spec, &shutdown).map_err(anyhow::Error::msg)?;
+    let mut server = tokio::spawn(edge_svc::serve(gateway, face, None, listener, shutdown.clone()));
+    tokio::select! {
+        joined = &mut server => {
+            telemetry.shutdown().await;
+            return joined?;
+        }
+        () = shutdown.cancelled() => {}
+    }
+    let drained = svc_kit::shutdown::drain(server, config.shutdown_grace).await;
+    telemetry.shutdown().await;
+    drained
+}

@@ -1,0 +1,51 @@
+//! The three backend services, started in this process on loopback ports for `gatehouse up`.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One backend service running inside the product binary.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) name: &'static str,
+    pub(crate) addr: SocketAddr,
+    pub(crate) task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts authz-svc, vault-svc and audit-svc on ephemeral loopback ports.
+///
+/// Each reads its usual `GATEHOUSE_<SVC>__*` settings, so the embedded default and a standalone
+/// deployment configure a service the same way; only the listener is chosen here.
+pub(crate) async fn start(shutdown: &CancellationToken) -> anyhow::Result<Vec<Backend>> {
+    let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
+    let vault = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?;
+    let audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?;
+    let (authz_listener, authz_addr) = loopback().await?;
+    let (vault_listener, vault_addr) = loopback().await?;
+    let (audit_listener, audit_addr) = loopback().await?;
+    Ok(vec![
+        Backend {
+            name: "authz-svc",
+            addr: authz_addr,
+            task: tokio::spawn(authz_svc::serve(authz, authz_listener, shutdown.child_token())),
+        },
+        Backend {
+            name: "vault-svc",
+            addr: vault_addr,
+            task: tokio::spawn(vault_svc::serve(vault, vault_listener, shutdown.child_token())),
+        },
+        Backend {
+            name: "audit-svc",
+            addr: audit_addr,
+            task: tokio::spawn(audit_svc::serve(audit, audit_listener, shutdown.child_token())),
+        },
+    ])
+}
+
+async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
