@@ -19,6 +19,7 @@ mod handler;
 mod http;
 mod origin;
 pub mod sandbox;
+mod session;
 mod sse;
 mod status;
 mod stdio;

@@ -5,8 +5,11 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 /// How Gatehouse reaches one downstream MCP server.
+///
+/// Written as a map with exactly one key, `stdio`, `http` or `sse` (YAML has no other
+/// spelling of an enum that reads naturally).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "TransportSpec")]
 pub enum Transport {
     /// A program Gatehouse runs, sandboxed, speaking MCP over its stdin and stdout.
     Stdio(StdioConfig),
@@ -14,6 +17,15 @@ pub enum Transport {
     Http(HttpConfig),
     /// A legacy 2024-11-05 HTTP+SSE endpoint.
     Sse(SseConfig),
+}
+
+/// The map form of [`Transport`] as written in a config file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransportSpec {
+    stdio: Option<StdioConfig>,
+    http: Option<HttpConfig>,
+    sse: Option<SseConfig>,
 }
 
 /// Which MCP protocol era a connector speaks.
@@ -30,7 +42,9 @@ pub enum Era {
 }
 
 /// A stdio connector: the program, its clean environment, its sandbox and its restart policy.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` shows environment variable names only: values may be secrets.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdioConfig {
     /// Program to run: an absolute path, or a name looked up in the connector's `PATH`.
@@ -134,7 +148,9 @@ pub struct RestartPolicy {
 }
 
 /// A streamable HTTP connector.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` shows header names only: values may be secrets.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// The MCP endpoint, for example `https://mcp.example.com/mcp`.
@@ -151,7 +167,9 @@ pub struct HttpConfig {
 }
 
 /// A legacy 2024-11-05 HTTP+SSE connector.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` shows header names only: values may be secrets.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SseConfig {
     /// The SSE endpoint, for example `http://127.0.0.1:8000/sse`.
@@ -171,6 +189,19 @@ impl Transport {
             Self::Stdio(config) => config.connect_timeout,
             Self::Http(config) => config.connect_timeout,
             Self::Sse(config) => config.connect_timeout,
+        }
+    }
+}
+
+impl TryFrom<TransportSpec> for Transport {
+    type Error = &'static str;
+
+    fn try_from(spec: TransportSpec) -> Result<Self, Self::Error> {
+        match (spec.stdio, spec.http, spec.sse) {
+            (Some(stdio), None, None) => Ok(Self::Stdio(stdio)),
+            (None, Some(http), None) => Ok(Self::Http(http)),
+            (None, None, Some(sse)) => Ok(Self::Sse(sse)),
+            _ => Err("a connector needs exactly one of stdio, http or sse"),
         }
     }
 }
@@ -220,6 +251,45 @@ impl SseConfig {
     }
 }
 
+impl std::fmt::Debug for StdioConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioConfig")
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("paths", &self.paths)
+            .field("writable_paths", &self.writable_paths)
+            .field("limits", &self.limits)
+            .field("sandbox", &self.sandbox)
+            .field("restart", &self.restart)
+            .field("era", &self.era)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("url", &redact(&self.url))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("era", &self.era)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseConfig")
+            .field("url", &redact(&self.url))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -259,6 +329,11 @@ impl RestartPolicy {
             .saturating_mul(factor)
             .min(self.max_backoff)
     }
+}
+
+/// Returns `url` without user info, query or fragment, which may carry credentials.
+pub(crate) fn redact(url: &url::Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
 }
 
 fn default_true() -> bool {
@@ -304,3 +379,6 @@ fn default_stdio_connect_timeout() -> Duration {
 fn default_http_connect_timeout() -> Duration {
     Duration::from_secs(30)
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@ use super::{
     Error, HttpConfig,
     handler::RelayHandler,
     origin::OriginTracking,
-    supervisor::{Session, handshake},
+    session::{Session, handshake},
 };
 
 /// Opens an MCP session with the streamable HTTP endpoint of `config`.

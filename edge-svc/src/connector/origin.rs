@@ -128,3 +128,53 @@ where
         self.inner.close()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{
+        CallToolRequestParams, ClientRequest, JsonRpcMessage, NumberOrString, ProgressNotification,
+        ProgressNotificationParam, ProgressToken, Request, RequestId, ServerNotification,
+        ServerResult,
+    };
+
+    use super::{InFlight, InboundStreamOrigin, ServerJsonRpcMessage};
+
+    fn progress(token: &ProgressToken) -> ServerJsonRpcMessage {
+        let notification =
+            ProgressNotification::new(ProgressNotificationParam::new(token.clone(), 1.0));
+        JsonRpcMessage::notification(ServerNotification::ProgressNotification(notification))
+    }
+
+    fn origin_of(message: &ServerJsonRpcMessage) -> Option<InboundStreamOrigin> {
+        match message {
+            JsonRpcMessage::Notification(n) => match &n.notification {
+                ServerNotification::ProgressNotification(p) => p.extensions.get().cloned(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn progress_is_marked_with_its_request_until_the_response() {
+        let token = ProgressToken(NumberOrString::Number(7));
+        let id = RequestId::Number(3);
+        let mut request =
+            ClientRequest::CallToolRequest(Request::new(CallToolRequestParams::new("t")));
+        rmcp::model::GetMeta::get_meta_mut(&mut request).set_progress_token(token.clone());
+        let mut in_flight = InFlight::default();
+        in_flight.observe_outbound(&JsonRpcMessage::request(request, id.clone()));
+
+        let mut message = progress(&token);
+        in_flight.observe_inbound(&mut message);
+        assert_eq!(
+            origin_of(&message),
+            Some(InboundStreamOrigin::OutboundRequest(id.clone()))
+        );
+
+        in_flight.observe_inbound(&mut JsonRpcMessage::response(ServerResult::empty(()), id));
+        let mut late = progress(&token);
+        in_flight.observe_inbound(&mut late);
+        assert_eq!(origin_of(&late), None);
+    }
+}

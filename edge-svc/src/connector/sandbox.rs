@@ -233,3 +233,45 @@ fn locate_launcher(config: &StdioConfig) -> Result<PathBuf, Error> {
         .find(|candidate| candidate.is_file())
         .ok_or(Error::LauncherNotFound)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{environment, field, launcher_flags};
+    use crate::connector::StdioConfig;
+
+    #[test]
+    fn environment_is_declared_variables_plus_safe_defaults() {
+        let mut config = StdioConfig::new("x", Vec::<String>::new());
+        config.env.insert("TOKEN".into(), "t".into());
+        config.env.insert("HOME".into(), "/home/app".into());
+        let env = environment(&config, Path::new("/work/c"));
+        let names: Vec<_> = env.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["HOME", "PATH", "TMPDIR", "TOKEN"]);
+        assert_eq!(env[0].1, "/home/app");
+        assert_eq!(env[2].1, "/work/c");
+    }
+
+    #[test]
+    fn launcher_flags_carry_limits_and_paths() {
+        let mut config = StdioConfig::new("x", Vec::<String>::new());
+        config.paths.push("/opt/python".into());
+        let flags: Vec<_> = launcher_flags(&config, Path::new("/work/c"))
+            .into_iter()
+            .map(|flag| flag.to_string_lossy().into_owned())
+            .collect();
+        let joined = flags.join(" ");
+        assert!(joined.contains("--memory 2147483648"), "{joined}");
+        assert!(joined.contains("--write /work/c"), "{joined}");
+        assert!(joined.contains("--read /opt/python"), "{joined}");
+    }
+
+    #[test]
+    fn status_fields_are_read_by_position() {
+        let status = "Name:\tx\nUid:\t1000\t0\t0\t0\nThreads:\t4\n";
+        assert_eq!(field(status, "Uid:", 0), Some("1000"));
+        assert_eq!(field(status, "Uid:", 1), Some("0"));
+        assert_eq!(field(status, "Threads:", 0), Some("4"));
+    }
+}

@@ -22,10 +22,11 @@ use url::Url;
 
 use super::{
     Era, Error, SseConfig,
+    config::redact,
     handler::RelayHandler,
     http::header_map,
     origin::OriginTracking,
-    supervisor::{Session, handshake},
+    session::{Session, handshake},
 };
 
 /// Longest wait for the TCP connection of a `GET` or `POST`.
@@ -59,7 +60,7 @@ pub(crate) async fn open(
 impl std::fmt::Debug for SseTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SseTransport")
-            .field("endpoint", &self.endpoint.as_str())
+            .field("endpoint", &redact(&self.endpoint))
             .finish_non_exhaustive()
     }
 }
@@ -68,9 +69,9 @@ impl SseTransport {
     /// Opens the SSE stream and waits for the server to announce its message endpoint.
     pub(crate) async fn connect(config: &SseConfig) -> Result<Self, Error> {
         let url = config.url.clone();
-        let request_error = |source| Error::SseRequest {
-            url: url.to_string(),
-            source,
+        let request_error = |source: reqwest::Error| Error::SseRequest {
+            url: redact(&url),
+            source: source.without_url(),
         };
         let client = reqwest::Client::builder()
             .redirect(Policy::none())
@@ -87,7 +88,7 @@ impl SseTransport {
             .map_err(request_error)?;
         if !response.status().is_success() {
             return Err(Error::SseStatus {
-                url: url.to_string(),
+                url: redact(&url),
                 status: response.status().as_u16(),
             });
         }
@@ -99,13 +100,11 @@ impl SseTransport {
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
-                    return Err(Error::SseNoEndpoint {
-                        url: url.to_string(),
-                    });
+                    return Err(Error::SseNoEndpoint { url: redact(&url) });
                 }
             }
         };
-        tracing::debug!(sse = %url, endpoint = %endpoint, "legacy sse stream open");
+        tracing::debug!(sse = %redact(&url), endpoint = %redact(&endpoint), "legacy sse stream open");
         Ok(Self {
             client,
             headers,
@@ -148,12 +147,12 @@ impl Transport<RoleClient> for SseTransport {
                 .send()
                 .await
                 .map_err(|source| Error::SseRequest {
-                    url: endpoint.to_string(),
-                    source,
+                    url: redact(&endpoint),
+                    source: source.without_url(),
                 })?;
             if !response.status().is_success() {
                 return Err(Error::SseStatus {
-                    url: endpoint.to_string(),
+                    url: redact(&endpoint),
                     status: response.status().as_u16(),
                 });
             }
@@ -166,7 +165,7 @@ impl Transport<RoleClient> for SseTransport {
             let event = match self.events.next().await? {
                 Ok(event) => event,
                 Err(error) => {
-                    tracing::warn!(endpoint = %self.endpoint, %error, "legacy sse stream broke");
+                    tracing::warn!(endpoint = %redact(&self.endpoint), %error, "legacy sse stream broke");
                     return None;
                 }
             };
@@ -179,7 +178,7 @@ impl Transport<RoleClient> for SseTransport {
             match serde_json::from_str(&data) {
                 Ok(message) => return Some(message),
                 Err(error) => {
-                    tracing::warn!(endpoint = %self.endpoint, %error, "ignoring malformed sse message")
+                    tracing::warn!(endpoint = %redact(&self.endpoint), %error, "ignoring malformed sse message")
                 }
             }
         }
@@ -188,5 +187,27 @@ impl Transport<RoleClient> for SseTransport {
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.events = futures::stream::empty().boxed();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_endpoint;
+
+    #[test]
+    fn endpoint_resolves_relative_to_the_sse_url() {
+        let sse = "http://127.0.0.1:9000/sse".parse().unwrap();
+        let endpoint = resolve_endpoint(&sse, "/messages/?session_id=abc\n").unwrap();
+        assert_eq!(
+            endpoint.as_str(),
+            "http://127.0.0.1:9000/messages/?session_id=abc"
+        );
+    }
+
+    #[test]
+    fn endpoint_on_another_origin_is_refused() {
+        let sse = "http://127.0.0.1:9000/sse".parse().unwrap();
+        assert!(resolve_endpoint(&sse, "http://evil.example/messages").is_err());
+        assert!(resolve_endpoint(&sse, "https://127.0.0.1:9000/messages").is_err());
     }
 }

@@ -21,13 +21,14 @@ pub struct ConnectorStatus {
     pub transport: &'static str,
     /// Current lifecycle state.
     pub state: ConnectorState,
-    /// Sessions replaced after the first (stdio restarts and HTTP/SSE reconnects).
+    /// Launches (stdio) or connection attempts (HTTP, SSE) after the first one.
     pub restarts: u64,
     /// The error that ended the most recent session or connect attempt.
     pub last_error: Option<String>,
     /// Protocol version of the current session.
     pub protocol_version: Option<String>,
-    /// Process id of the running stdio program.
+    /// Process id of the stdio process Gatehouse started (the sandbox launcher when sandboxed),
+    /// which is also the id of the connector's process group.
     pub pid: Option<u32>,
     /// Whether Landlock confined the stdio program (None until the launcher reports).
     pub landlock: Option<LandlockState>,
@@ -129,4 +130,29 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{STDERR_LINE_BYTES, STDERR_TAIL_LINES, StderrTail};
+
+    #[test]
+    fn stderr_tail_keeps_the_newest_lines() {
+        let tail = StderrTail::default();
+        for n in 0..STDERR_TAIL_LINES + 5 {
+            tail.push(&format!("line {n}"));
+        }
+        let kept = tail.snapshot();
+        assert_eq!(kept.len(), STDERR_TAIL_LINES);
+        assert_eq!(kept[0], "line 5");
+    }
+
+    #[test]
+    fn long_stderr_lines_are_cut_on_a_character_boundary() {
+        let tail = StderrTail::default();
+        tail.push(&"é".repeat(STDERR_LINE_BYTES));
+        let kept = tail.snapshot();
+        assert!(kept[0].len() <= STDERR_LINE_BYTES);
+        assert!(kept[0].chars().all(|c| c == 'é'));
+    }
 }

@@ -19,7 +19,8 @@ use super::{
     handler::RelayHandler,
     origin::OriginTracking,
     sandbox,
-    supervisor::{Session, Supervisor, handshake},
+    session::{Session, handshake},
+    supervisor::Supervisor,
 };
 
 /// How long a program gets between `SIGTERM` and `SIGKILL` of its process group.

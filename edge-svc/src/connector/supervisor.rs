@@ -9,21 +9,18 @@ use std::{
     time::Duration,
 };
 
-use rmcp::{
-    ClientLifecycleMode, Peer, RoleClient,
-    model::ProtocolVersion,
-    service::{QuitReason, RunningService, serve_client_with_lifecycle_and_ct},
-    transport::IntoTransport,
-};
+use rmcp::{Peer, RoleClient, model::ProtocolVersion};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ConnectorState, ConnectorStatus, Era, Error, LandlockState, Relay, RestartPolicy, Transport,
+    ConnectorState, ConnectorStatus, Error, LandlockState, Relay, RestartPolicy, Transport,
     handler::RelayHandler,
-    http, sandbox, sse,
+    http, sandbox,
+    session::Session,
+    sse,
     status::{Book, StderrTail, lock},
-    stdio::{self, Process},
+    stdio,
 };
 
 /// Shared state of one connector, owned by its handles and its supervision task.
@@ -47,13 +44,6 @@ enum Phase {
     Restarting,
     Failed(String),
     Stopped,
-}
-
-/// An open session and, for stdio, the program behind it.
-#[derive(Debug)]
-pub(crate) struct Session {
-    service: RunningService<RoleClient, RelayHandler>,
-    process: Option<Process>,
 }
 
 impl Supervisor {
@@ -214,6 +204,17 @@ impl Supervisor {
         }
     }
 
+    fn give_up(&self, failures: u32) {
+        let last_error = lock(&self.book).last_error.clone().unwrap_or_default();
+        tracing::error!(
+            connector = %self.name,
+            failures,
+            last_error = %last_error,
+            "stdio connector keeps crashing; no longer restarting it"
+        );
+        self.set_phase(Phase::Failed(last_error));
+    }
+
     fn set_phase(&self, phase: Phase) {
         self.phase.send_replace(phase);
     }
@@ -224,93 +225,11 @@ impl Supervisor {
     }
 
     fn publish(&self, session: &Session) {
-        let peer = session.service.peer().clone();
+        let peer = session.peer();
         let version = peer.peer_info().map(|info| info.protocol_version.clone());
         tracing::info!(connector = %self.name, protocol_version = ?version, "connector session ready");
         lock(&self.book).protocol_version = version;
         self.set_phase(Phase::Ready(peer));
-    }
-}
-
-impl Session {
-    /// Wraps an open rmcp client service and its program, if any.
-    pub(crate) fn new(
-        service: RunningService<RoleClient, RelayHandler>,
-        process: Option<Process>,
-    ) -> Self {
-        Self { service, process }
-    }
-
-    /// Waits until the session ends or shutdown, closes it, and says why it ended.
-    async fn run(self, session_ct: CancellationToken, shutdown: &CancellationToken) -> String {
-        let Self { service, process } = self;
-        let waiting = service.waiting();
-        tokio::pin!(waiting);
-        let (reason, transport_done) = match process {
-            Some(mut process) => {
-                let (transport_done, shut_down) = tokio::select! {
-                    _ = &mut waiting => (true, false),
-                    () = process.wait() => (false, false),
-                    () = shutdown.cancelled() => (false, true),
-                };
-                let status = process.terminate().await;
-                let reason = if shut_down {
-                    "shut down".to_owned()
-                } else {
-                    status
-                };
-                (reason, transport_done)
-            }
-            None => tokio::select! {
-                quit = &mut waiting => (describe(quit), true),
-                () = shutdown.cancelled() => ("shut down".to_owned(), false),
-            },
-        };
-        if !transport_done {
-            session_ct.cancel();
-            let _ = waiting.await;
-        }
-        reason
-    }
-}
-
-/// Runs the MCP handshake for `era` over `transport`, returning the running client service.
-pub(crate) async fn handshake<T, E, A>(
-    handler: RelayHandler,
-    transport: T,
-    era: Era,
-    session_ct: CancellationToken,
-) -> Result<RunningService<RoleClient, RelayHandler>, Error>
-where
-    T: IntoTransport<RoleClient, E, A>,
-    E: std::error::Error + Send + Sync + 'static,
-{
-    serve_client_with_lifecycle_and_ct(handler, transport, lifecycle(era), session_ct)
-        .await
-        .map_err(|error| Error::Handshake(Box::new(error)))
-}
-
-/// Returns how rmcp should start a session of `era`.
-fn lifecycle(era: Era) -> ClientLifecycleMode {
-    let modern = vec![ProtocolVersion::V_2026_07_28];
-    match era {
-        Era::Auto => ClientLifecycleMode::Auto {
-            preferred_versions: modern,
-            legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
-        },
-        Era::Modern => ClientLifecycleMode::Discover {
-            preferred_versions: modern,
-        },
-        Era::Legacy => ClientLifecycleMode::Initialize,
-    }
-}
-
-fn describe(quit: Result<QuitReason, tokio::task::JoinError>) -> String {
-    match quit {
-        Ok(QuitReason::Closed) => "transport closed".to_owned(),
-        Ok(QuitReason::Cancelled) => "session cancelled".to_owned(),
-        Ok(reason) => format!("session ended: {reason:?}"),
-        Err(error) => format!("session task failed: {error}"),
     }
 }
 
@@ -339,6 +258,23 @@ async fn open(
     }
 }
 
+/// Returns the restart policy of `transport`, and whether `peer()` may cut its backoff short.
+///
+/// HTTP and SSE reconnect forever (a remote server comes back); only a stdio program that
+/// keeps crashing is given up on.
+fn restart_policy(transport: &Transport) -> (RestartPolicy, bool) {
+    match transport {
+        Transport::Stdio(config) => (config.restart.clone(), false),
+        Transport::Http(_) | Transport::Sse(_) => {
+            let policy = RestartPolicy {
+                max_failures: u32::MAX,
+                ..RestartPolicy::default()
+            };
+            (policy, true)
+        }
+    }
+}
+
 /// The supervision task: runs until shutdown, or until a stdio crash loop marks it failed.
 async fn supervise(
     supervisor: Arc<Supervisor>,
@@ -346,64 +282,54 @@ async fn supervise(
     handler: RelayHandler,
     shutdown: CancellationToken,
 ) {
-    let (policy, wakeable) = match &transport {
-        Transport::Stdio(config) => (config.restart.clone(), false),
-        Transport::Http(_) | Transport::Sse(_) => (
-            RestartPolicy {
-                max_failures: u32::MAX,
-                ..RestartPolicy::default()
-            },
-            true,
-        ),
-    };
+    let (policy, wakeable) = restart_policy(&transport);
     let mut failures = 0u32;
-    let mut attempts = 0u64;
+    let mut first = true;
     while !shutdown.is_cancelled() {
-        if attempts > 0 {
+        if !std::mem::take(&mut first) {
             lock(&supervisor.book).restarts += 1;
         }
-        attempts += 1;
-        let started = tokio::time::Instant::now();
-        let session_ct = shutdown.child_token();
-        match open(&supervisor, &transport, handler.clone(), session_ct.clone()).await {
-            Ok(session) => {
-                supervisor.publish(&session);
-                let reason = session.run(session_ct, &shutdown).await;
-                if shutdown.is_cancelled() {
-                    break;
-                }
-                supervisor.record_error(reason);
-                failures = if started.elapsed() >= policy.stable_after {
-                    1
-                } else {
-                    failures + 1
-                };
-            }
-            Err(error) => {
-                if shutdown.is_cancelled() {
-                    break;
-                }
-                supervisor.record_error(chain(&error));
-                failures += 1;
-            }
-        }
+        let Some(quick) = attempt(&supervisor, &transport, &handler, &shutdown, &policy).await
+        else {
+            break;
+        };
+        failures = if quick { failures.saturating_add(1) } else { 1 };
         if failures >= policy.max_failures {
-            let last_error = lock(&supervisor.book)
-                .last_error
-                .clone()
-                .unwrap_or_default();
-            tracing::error!(connector = %supervisor.name, failures, last_error = %last_error, "stdio connector crash loop; giving up");
-            supervisor.set_phase(Phase::Failed(last_error));
+            supervisor.give_up(failures);
             shutdown.cancelled().await;
             break;
         }
         supervisor.set_phase(Phase::Restarting);
-        let delay = policy.backoff(failures);
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(policy.backoff(failures)) => {}
             () = supervisor.wake.notified(), if wakeable => {}
             () = shutdown.cancelled() => {}
         }
     }
     supervisor.set_phase(Phase::Stopped);
+}
+
+/// Opens one session and serves it until it ends. Returns None on shutdown, otherwise
+/// whether the attempt failed quickly (before `stable_after`), which counts towards a crash loop.
+async fn attempt(
+    supervisor: &Arc<Supervisor>,
+    transport: &Transport,
+    handler: &RelayHandler,
+    shutdown: &CancellationToken,
+    policy: &RestartPolicy,
+) -> Option<bool> {
+    let started = tokio::time::Instant::now();
+    let session_ct = shutdown.child_token();
+    let reason = match open(supervisor, transport, handler.clone(), session_ct.clone()).await {
+        Ok(session) => {
+            supervisor.publish(&session);
+            session.run(session_ct, shutdown).await
+        }
+        Err(error) => chain(&error),
+    };
+    if shutdown.is_cancelled() {
+        return None;
+    }
+    supervisor.record_error(reason);
+    Some(started.elapsed() < policy.stable_after)
 }

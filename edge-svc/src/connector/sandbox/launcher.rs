@@ -219,3 +219,38 @@ fn exit_code(status: WaitStatus) -> ExitCode {
         _ => ExitCode::FAILURE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::parse;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = OsString> {
+        list.iter()
+            .map(OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn flags_and_program_are_parsed() {
+        let spec = parse(args(&[
+            "--memory", "1024", "--read", "/opt/x", "--write", "/tmp/w", "--", "node", "--", "a",
+        ]))
+        .unwrap();
+        assert_eq!(spec.memory, Some(1024));
+        assert_eq!(spec.read, [std::path::PathBuf::from("/opt/x")]);
+        assert_eq!(spec.write, [std::path::PathBuf::from("/tmp/w")]);
+        assert_eq!(spec.program, "node");
+        assert_eq!(spec.args, ["--", "a"]);
+    }
+
+    #[test]
+    fn unusable_arguments_are_refused() {
+        assert!(parse(args(&["--memory", "lots", "--", "x"])).is_err());
+        assert!(parse(args(&["--bogus", "1", "--", "x"])).is_err());
+        assert!(parse(args(&["--cpu", "1"])).is_err());
+        assert!(parse(args(&["--"])).is_err());
+    }
+}
