@@ -59,11 +59,16 @@ impl Gate {
         verifier: Option<Arc<dyn TokenVerifier>>,
         resource_metadata: String,
     ) -> Self {
-        Self { virtual_server, mode, verifier, resource_metadata }
+        Self {
+            virtual_server,
+            mode,
+            verifier,
+            resource_metadata,
+        }
     }
 
     /// Admits the request with its caller attached, or answers the challenge itself.
-    pub fn admit(&self, mut request: Request<Body>) -> Result<Request<Body>, Response> {
+    pub fn admit(&self, mut request: Request<Body>) -> Result<Request<Body>, Box<Response>> {
         let caller = match self.mode {
             AuthMode::None => Caller::Anonymous,
             AuthMode::Oauth => self.authenticate(&request)?,
@@ -72,9 +77,15 @@ impl Gate {
         Ok(request)
     }
 
-    fn authenticate(&self, request: &Request<Body>) -> Result<Caller, Response> {
-        let header = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let Some(token) = header.and_then(|value| value.strip_prefix("Bearer ")).map(str::trim) else {
+    fn authenticate(&self, request: &Request<Body>) -> Result<Caller, Box<Response>> {
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        let Some(token) = header
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+        else {
             return Err(self.challenge(None));
         };
         let Some(verifier) = &self.verifier else {
@@ -86,16 +97,20 @@ impl Gate {
     }
 
     /// Builds the 401 with `WWW-Authenticate` pointing at the protected-resource metadata.
-    fn challenge(&self, description: Option<&str>) -> Response {
+    fn challenge(&self, description: Option<&str>) -> Box<Response> {
         let mut value = format!("Bearer resource_metadata=\"{}\"", self.resource_metadata);
         if let Some(description) = description {
-            value.push_str(&format!(", error=\"invalid_token\", error_description=\"{description}\""));
+            value.push_str(&format!(
+                ", error=\"invalid_token\", error_description=\"{description}\""
+            ));
         }
         let mut response = (StatusCode::UNAUTHORIZED, "authentication required").into_response();
         if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
-        response
+        Box::new(response)
     }
 }
 

@@ -102,7 +102,9 @@ impl ToolCatalogue {
                     continue;
                 }
                 let original = tool.name.to_string();
-                catalogue.routes.insert(name, ToolRoute { member, original });
+                catalogue
+                    .routes
+                    .insert(name, ToolRoute { member, original });
                 catalogue.tools.push(exposed);
             }
         }
@@ -123,7 +125,8 @@ impl ToolCatalogue {
 fn glob_set(globs: &[String], field: &str) -> Result<GlobSet, String> {
     let mut builder = GlobSetBuilder::new();
     for glob in globs {
-        let compiled = Glob::new(glob).map_err(|error| format!("{field}: invalid glob `{glob}`: {error}"))?;
+        let compiled =
+            Glob::new(glob).map_err(|error| format!("{field}: invalid glob `{glob}`: {error}"))?;
         builder.add(compiled);
     }
     builder

@@ -58,7 +58,12 @@ impl Config {
             Some(url) => url.clone(),
             None => url::Url::parse(&format!("http://{bound}"))?,
         };
-        Ok(HttpFace::new(public_url, &self.allowed_hosts, &self.allowed_origins, self.max_body_bytes))
+        Ok(HttpFace::new(
+            public_url,
+            &self.allowed_hosts,
+            &self.allowed_origins,
+            self.max_body_bytes,
+        ))
     }
 }
 
@@ -80,12 +85,21 @@ impl HttpFace {
     ///
     /// Loopback names are always accepted for loopback listeners so local tools work; any
     /// other `Host` is refused to stop DNS-rebinding attacks.
-    pub fn new(public_url: url::Url, extra_hosts: &[String], extra_origins: &[String], max_body_bytes: usize) -> Self {
+    pub fn new(
+        public_url: url::Url,
+        extra_hosts: &[String],
+        extra_origins: &[String],
+        max_body_bytes: usize,
+    ) -> Self {
         let mut allowed_hosts = extra_hosts.to_vec();
         let mut allowed_origins = extra_origins.to_vec();
         let origin = public_url.origin().ascii_serialization();
         if let Some(host) = public_url.host_str() {
-            allowed_hosts.push(host.trim_start_matches('[').trim_end_matches(']').to_owned());
+            allowed_hosts.push(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            );
             if is_loopback(host) {
                 allowed_hosts.extend(["localhost", "127.0.0.1", "::1"].map(str::to_owned));
                 let port = public_url.port_or_known_default().unwrap_or(80);
@@ -99,7 +113,12 @@ impl HttpFace {
         allowed_hosts.dedup();
         allowed_origins.sort();
         allowed_origins.dedup();
-        Self { public_url, allowed_hosts, allowed_origins, max_body_bytes }
+        Self {
+            public_url,
+            allowed_hosts,
+            allowed_origins,
+            max_body_bytes,
+        }
     }
 
     /// Returns the canonical URL of a virtual server's MCP endpoint (its OAuth resource id).
@@ -109,7 +128,10 @@ impl HttpFace {
 
     /// Returns the RFC 9728 metadata URL of a virtual server (path-inserted form).
     pub fn resource_metadata_url(&self, virtual_server: &str) -> String {
-        format!("{}/.well-known/oauth-protected-resource/v/{virtual_server}/mcp", self.origin())
+        format!(
+            "{}/.well-known/oauth-protected-resource/v/{virtual_server}/mcp",
+            self.origin()
+        )
     }
 
     fn origin(&self) -> String {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalogue::Curation;
-use crate::connector::{Connector, Relay};
-use crate::spec::{AuthMode, GatewaySpec};
+use crate::connector::{Connector, Era, Relay, Transport};
+use crate::spec::{AuthMode, GatewaySpec, VirtualServerSpec};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{Member, VirtualServer};
 
@@ -18,6 +18,9 @@ pub struct Gateway {
     connectors: Vec<Connector>,
     board: Arc<Switchboard>,
 }
+
+/// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin.
+type Sessions = (Connector, Option<Connector>);
 
 impl Gateway {
     /// Spawns each connector once (shared by every virtual server that lists it) and builds the servers.
@@ -30,33 +33,29 @@ impl Gateway {
         let mut by_name = HashMap::new();
         let mut connectors = Vec::new();
         for declared in &spec.connectors {
-            let transport = declared.transport().map_err(|reason| format!("connector `{}`: {reason}", declared.name))?;
-            let connector = Connector::spawn(declared.name.clone(), transport, Arc::clone(&relay), shutdown.child_token());
-            by_name.insert(declared.name.clone(), connector.clone());
+            let transport = declared
+                .transport()
+                .map_err(|reason| format!("connector `{}`: {reason}", declared.name))?;
+            let spawn = |name: String, transport| {
+                Connector::spawn(name, transport, Arc::clone(&relay), shutdown.child_token())
+            };
+            let legacy = legacy_twin(&transport)
+                .map(|twin| spawn(format!("{}@legacy", declared.name), twin));
+            let connector = spawn(declared.name.clone(), transport);
+            by_name.insert(declared.name.clone(), (connector.clone(), legacy));
             connectors.push(connector);
         }
         let mut servers = Vec::new();
         for declared in &spec.virtual_servers {
-            let mut members = Vec::new();
-            for member in &declared.connectors {
-                let connector = by_name
-                    .get(&member.connector)
-                    .cloned()
-                    .ok_or_else(|| format!("virtual server `{}`: unknown connector `{}`", declared.name, member.connector))?;
-                let curation = Curation::try_from(member).map_err(|reason| format!("virtual server `{}`: {reason}", declared.name))?;
-                members.push(Member { connector, curation });
-            }
-            if declared.auth == AuthMode::None {
-                tracing::warn!(
-                    virtual_server = %declared.name,
-                    "AUTHENTICATION IS OFF for this virtual server (auth: none): anyone who can reach it can call its tools; use only for local development"
-                );
-            }
-            let server = Arc::new(VirtualServer::new(declared.name.clone(), declared.description.clone(), declared.auth, members));
+            let server = Arc::new(virtual_server(declared, &by_name)?);
             board.attach(Arc::clone(&server));
             servers.push(server);
         }
-        Ok(Self { servers, connectors, board })
+        Ok(Self {
+            servers,
+            connectors,
+            board,
+        })
     }
 
     /// Returns the virtual servers in declaration order.
@@ -72,5 +71,53 @@ impl Gateway {
     /// Returns the routing table shared by every connector.
     pub fn switchboard(&self) -> &Arc<Switchboard> {
         &self.board
+    }
+}
+
+fn virtual_server(
+    declared: &VirtualServerSpec,
+    by_name: &HashMap<String, Sessions>,
+) -> Result<VirtualServer, String> {
+    let mut members = Vec::new();
+    for member in &declared.connectors {
+        let (connector, legacy) = by_name.get(&member.connector).cloned().ok_or_else(|| {
+            format!(
+                "virtual server `{}`: unknown connector `{}`",
+                declared.name, member.connector
+            )
+        })?;
+        let curation = Curation::try_from(member)
+            .map_err(|reason| format!("virtual server `{}`: {reason}", declared.name))?;
+        members.push(Member {
+            connector,
+            legacy,
+            curation,
+        });
+    }
+    if declared.auth == AuthMode::None {
+        tracing::warn!(
+            virtual_server = %declared.name,
+            "AUTHENTICATION IS OFF for this virtual server (auth: none): anyone who can reach it can call its tools; use only for local development"
+        );
+    }
+    Ok(VirtualServer::new(
+        declared.name.clone(),
+        declared.description.clone(),
+        declared.auth,
+        members,
+    ))
+}
+
+/// Returns a legacy-pinned copy of an HTTP transport that may negotiate the modern era.
+///
+/// A stdio program has one session, and SSE and legacy-pinned HTTP are already legacy.
+fn legacy_twin(transport: &Transport) -> Option<Transport> {
+    match transport {
+        Transport::Http(http) if http.era == Era::Auto => {
+            let mut twin = http.clone();
+            twin.era = Era::Legacy;
+            Some(Transport::Http(twin))
+        }
+        _ => None,
     }
 }

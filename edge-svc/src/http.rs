@@ -40,7 +40,12 @@ pub fn router(
             .with_cancellation_token(shutdown.child_token());
         let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
         let service = StreamableHttpService::new(
-            move || Ok(Proxy::new(Arc::clone(&server_for_factory), Arc::clone(&board))),
+            move || {
+                Ok(Proxy::new(
+                    Arc::clone(&server_for_factory),
+                    Arc::clone(&board),
+                ))
+            },
             Arc::new(LocalSessionManager::default()),
             config,
         );
@@ -53,7 +58,9 @@ pub fn router(
         let max_body_bytes = face.max_body_bytes;
         let endpoint = Router::new()
             .route_service("/", service)
-            .layer(middleware::from_fn(move |request, next| malformed::spec_shaped(max_body_bytes, request, next)))
+            .layer(middleware::from_fn(move |request, next| {
+                malformed::spec_shaped(max_body_bytes, request, next)
+            }))
             .layer(middleware::from_fn_with_state(gate, admit));
         router = router.nest(&format!("/v/{}/mcp", server.name()), endpoint);
     }
@@ -63,7 +70,7 @@ pub fn router(
 async fn admit(State(gate): State<Gate>, request: Request<Body>, next: Next) -> Response {
     match gate.admit(request) {
         Ok(request) => next.run(request).await,
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 

@@ -19,14 +19,23 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sources = svc_kit::config_sources(edge_svc::config::ENV_PREFIX, args.config.as_deref());
     let config: edge_svc::Config = svc_kit::exit_on_invalid(sources.extract());
-    let spec = svc_kit::exit_on_invalid(edge_svc::load_spec(&config.gateway).map_err(|error| figment::Error::from(error.to_string())));
+    let spec = svc_kit::exit_on_invalid(
+        edge_svc::load_spec(&config.gateway)
+            .map_err(|error| figment::Error::from(error.to_string())),
+    );
     let telemetry = svc_kit::telemetry::init("edge-svc", &config.telemetry)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let shutdown = CancellationToken::new();
     svc_kit::shutdown::cancel_on_signal(shutdown.clone());
     let face = config.http_face(listener.local_addr()?)?;
     let gateway = edge_svc::Gateway::start(&spec, &shutdown).map_err(anyhow::Error::msg)?;
-    let mut server = tokio::spawn(edge_svc::serve(gateway, face, None, listener, shutdown.clone()));
+    let mut server = tokio::spawn(edge_svc::serve(
+        gateway,
+        face,
+        None,
+        listener,
+        shutdown.clone(),
+    ));
     tokio::select! {
         joined = &mut server => {
             telemetry.shutdown().await;

@@ -4,18 +4,23 @@
 //! virtual server and its downstream sessions. Only `tools/list`-style reads come from the cached
 //! catalogue; everything else is forwarded to the one member that owns the named item.
 
-#![allow(deprecated, reason = "logging and resources/subscribe are deprecated by SEP-2577 but are live in the legacy era we serve")]
+#![allow(
+    deprecated,
+    reason = "logging and resources/subscribe are deprecated by SEP-2577 but are live in the legacy era we serve"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest, CompleteRequestParams,
-    CompleteResult, ErrorData, GetPromptRequest, GetPromptRequestParams, GetPromptResponse, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference, ServerCapabilities,
-    ServerConfig, ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
-    SubscriptionFilter, UnsubscribeRequest, UnsubscribeRequestParams,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, ErrorData, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ServerCapabilities, ServerConfig, ServerResult, SetLevelRequest, SetLevelRequestParams,
+    SubscribeRequest, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequest,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -54,7 +59,10 @@ fn unknown(kind: &str, name: &str) -> ErrorData {
 }
 
 fn unexpected(method: &str) -> ErrorData {
-    ErrorData::internal_error(format!("connector answered `{method}` with the wrong result type"), None)
+    ErrorData::internal_error(
+        format!("connector answered `{method}` with the wrong result type"),
+        None,
+    )
 }
 
 impl ServerHandler for Proxy {
@@ -71,10 +79,17 @@ impl ServerHandler for Proxy {
             .enable_completions()
             .build();
         let mut info = ServerConfig::new(capabilities);
-        info.server_info = Implementation::new(format!("gatehouse/{}", self.server.name()), env!("CARGO_PKG_VERSION"));
+        info.server_info = Implementation::new(
+            format!("gatehouse/{}", self.server.name()),
+            env!("CARGO_PKG_VERSION"),
+        );
         info.instructions = self.server.description().map(str::to_owned);
         info.protocol_version = ProtocolVersion::LATEST;
         info
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.server.cached_tool(name)
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -87,7 +102,9 @@ impl ServerHandler for Proxy {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        Ok(ListToolsResult::with_all_items(snapshot.tools.tools().to_vec()))
+        Ok(ListToolsResult::with_all_items(
+            snapshot.tools.tools().to_vec(),
+        ))
     }
 
     async fn call_tool(
@@ -96,21 +113,28 @@ impl ServerHandler for Proxy {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        let route = snapshot.tools.route(&request.name).ok_or_else(|| unknown("tool", &request.name))?.clone();
+        let route = snapshot
+            .tools
+            .route(&request.name)
+            .ok_or_else(|| unknown("tool", &request.name))?
+            .clone();
         let mut downstream = request;
         downstream.name = route.original.into();
+        let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
         let result = self
             .forwarder
-            .rounds(route.member, &context, |responses, state| {
+            .rounds(route.member, &context, first, |responses, state| {
                 let mut params = downstream.clone();
-                params.input_responses = responses;
+                params.input_responses = Some(responses);
                 params.request_state = state;
                 ClientRequest::CallToolRequest(CallToolRequest::new(params))
             })
             .await;
         match result {
             Ok(ServerResult::CallToolResult(result)) => Ok(CallToolResponse::Complete(result)),
-            Ok(ServerResult::InputRequiredResult(result)) => Ok(CallToolResponse::InputRequired(result)),
+            Ok(ServerResult::InputRequiredResult(result)) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
             Ok(ServerResult::CreateTaskResult(result)) => Ok(CallToolResponse::Task(result)),
             Ok(_) => Err(unexpected("tools/call")),
             Err(error) => Err(error),
@@ -132,22 +156,28 @@ impl ServerHandler for Proxy {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        let (member, original) =
-            snapshot.prompt_routes.get(&request.name).cloned().ok_or_else(|| unknown("prompt", &request.name))?;
+        let (member, original) = snapshot
+            .prompt_routes
+            .get(&request.name)
+            .cloned()
+            .ok_or_else(|| unknown("prompt", &request.name))?;
         let mut downstream = request;
         downstream.name = original;
+        let first = ClientRequest::GetPromptRequest(GetPromptRequest::new(downstream.clone()));
         let result = self
             .forwarder
-            .rounds(member, &context, |responses, state| {
+            .rounds(member, &context, first, |responses, state| {
                 let mut params = downstream.clone();
-                params.input_responses = responses;
+                params.input_responses = Some(responses);
                 params.request_state = state;
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
             })
             .await?;
         match result {
             ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
-            ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(GetPromptResponse::InputRequired(result))
+            }
             _ => Err(unexpected("prompts/get")),
         }
     }
@@ -158,7 +188,9 @@ impl ServerHandler for Proxy {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        Ok(ListResourcesResult::with_all_items(snapshot.resources.clone()))
+        Ok(ListResourcesResult::with_all_items(
+            snapshot.resources.clone(),
+        ))
     }
 
     async fn list_resource_templates(
@@ -167,7 +199,11 @@ impl ServerHandler for Proxy {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        let templates = snapshot.templates.iter().map(|(template, _)| template.clone()).collect();
+        let templates = snapshot
+            .templates
+            .iter()
+            .map(|(template, _)| template.clone())
+            .collect();
         Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
@@ -180,49 +216,75 @@ impl ServerHandler for Proxy {
         let member = self
             .server
             .resource_member(&snapshot, &request.uri)
-            .ok_or_else(|| ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None))?;
+            .ok_or_else(|| {
+                ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None)
+            })?;
+        let first = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
         let result = self
             .forwarder
-            .rounds(member, &context, |responses, state| {
+            .rounds(member, &context, first, |responses, state| {
                 let mut params = request.clone();
-                params.input_responses = responses;
+                params.input_responses = Some(responses);
                 params.request_state = state;
                 ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
             })
             .await?;
         match result {
             ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
-            ServerResult::InputRequiredResult(result) => Ok(ReadResourceResponse::InputRequired(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(ReadResourceResponse::InputRequired(result))
+            }
             _ => Err(unexpected("resources/read")),
         }
     }
 
-    async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         let snapshot = self.server.snapshot().await;
         let member = self
             .server
             .resource_member(&snapshot, &request.uri)
-            .ok_or_else(|| ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None))?;
+            .ok_or_else(|| {
+                ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None)
+            })?;
         let uri = request.uri.clone();
         self.forwarder
-            .once(member, &context, ClientRequest::SubscribeRequest(SubscribeRequest::new(request)))
+            .once(
+                member,
+                &context,
+                ClientRequest::SubscribeRequest(SubscribeRequest::new(request)),
+            )
             .await?;
         self.server.subscribe(&uri, self.session, context.peer);
         Ok(())
     }
 
-    async fn unsubscribe(&self, request: UnsubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         self.server.unsubscribe(&request.uri, self.session);
         let snapshot = self.server.snapshot().await;
         if let Some(member) = self.server.resource_member(&snapshot, &request.uri) {
             self.forwarder
-                .once(member, &context, ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)))
+                .once(
+                    member,
+                    &context,
+                    ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)),
+                )
                 .await?;
         }
         Ok(())
     }
 
-    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
         Some(requested.clone())
     }
 
@@ -232,13 +294,20 @@ impl ServerHandler for Proxy {
         Ok(())
     }
 
-    async fn complete(&self, request: CompleteRequestParams, context: RequestContext<RoleServer>) -> Result<CompleteResult, ErrorData> {
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
         let mut downstream = request;
         let member = match &mut downstream.r#ref {
             Reference::Prompt(prompt) => {
-                let (member, original) =
-                    snapshot.prompt_routes.get(&prompt.name).cloned().ok_or_else(|| unknown("prompt", &prompt.name))?;
+                let (member, original) = snapshot
+                    .prompt_routes
+                    .get(&prompt.name)
+                    .cloned()
+                    .ok_or_else(|| unknown("prompt", &prompt.name))?;
                 prompt.name = original;
                 member
             }
@@ -246,15 +315,32 @@ impl ServerHandler for Proxy {
                 .server
                 .resource_member(&snapshot, &resource.uri)
                 .ok_or_else(|| unknown("resource template", &resource.uri))?,
-            _ => return Err(ErrorData::invalid_params("unsupported completion reference", None)),
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "unsupported completion reference",
+                    None,
+                ));
+            }
         };
-        match self.forwarder.once(member, &context, ClientRequest::CompleteRequest(CompleteRequest::new(downstream))).await? {
+        match self
+            .forwarder
+            .once(
+                member,
+                &context,
+                ClientRequest::CompleteRequest(CompleteRequest::new(downstream)),
+            )
+            .await?
+        {
             ServerResult::CompleteResult(result) => Ok(result),
             _ => Err(unexpected("completion/complete")),
         }
     }
 
-    async fn set_level(&self, request: SetLevelRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         for member in 0..self.server.members().len() {
             let request = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
             if let Err(error) = self.forwarder.once(member, &context, request).await {

@@ -112,7 +112,11 @@ impl GatewaySpec {
             let path = error.path().to_string();
             SpecError::Syntax {
                 source_name: source_name.to_owned(),
-                path: if path == "." { "(top level)".into() } else { path },
+                path: if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
                 message: error.into_inner().to_string(),
             }
         })?;
@@ -131,7 +135,10 @@ impl GatewaySpec {
             let path = format!("connectors[{index}]");
             check_name(&connector.name, &format!("{path}.name"))?;
             if !connector_names.insert(connector.name.as_str()) {
-                return Err((format!("{path}.name"), format!("duplicate connector `{}`", connector.name)));
+                return Err((
+                    format!("{path}.name"),
+                    format!("duplicate connector `{}`", connector.name),
+                ));
             }
             connector.transport().map_err(|reason| (path, reason))?;
         }
@@ -140,10 +147,16 @@ impl GatewaySpec {
             let path = format!("virtual_servers[{index}]");
             check_name(&server.name, &format!("{path}.name"))?;
             if !server_names.insert(server.name.as_str()) {
-                return Err((format!("{path}.name"), format!("duplicate virtual server `{}`", server.name)));
+                return Err((
+                    format!("{path}.name"),
+                    format!("duplicate virtual server `{}`", server.name),
+                ));
             }
             if server.connectors.is_empty() {
-                return Err((format!("{path}.connectors"), "must list at least one connector".into()));
+                return Err((
+                    format!("{path}.connectors"),
+                    "must list at least one connector".into(),
+                ));
             }
             for (member_index, member) in server.connectors.iter().enumerate() {
                 let member_path = format!("{path}.connectors[{member_index}]");
@@ -153,7 +166,8 @@ impl GatewaySpec {
                         format!("unknown connector `{}`", member.connector),
                     ));
                 }
-                crate::catalogue::Curation::try_from(member).map_err(|reason| (member_path, reason))?;
+                crate::catalogue::Curation::try_from(member)
+                    .map_err(|reason| (member_path, reason))?;
             }
         }
         Ok(())
@@ -167,8 +181,13 @@ impl ConnectorSpec {
             (Some(stdio), None, None) => Ok(Transport::Stdio(stdio.clone())),
             (None, Some(http), None) => Ok(Transport::Http(http.clone())),
             (None, None, Some(sse)) => Ok(Transport::Sse(sse.clone())),
-            (None, None, None) => Err("declares no transport: add one of `stdio`, `http`, `sse`".into()),
-            _ => Err("declares more than one transport: keep exactly one of `stdio`, `http`, `sse`".into()),
+            (None, None, None) => {
+                Err("declares no transport: add one of `stdio`, `http`, `sse`".into())
+            }
+            _ => Err(
+                "declares more than one transport: keep exactly one of `stdio`, `http`, `sse`"
+                    .into(),
+            ),
         }
     }
 }
@@ -177,11 +196,16 @@ impl ConnectorSpec {
 fn check_name(name: &str, path: &str) -> Result<(), (String, String)> {
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if valid {
         Ok(())
     } else {
-        Err((path.to_owned(), format!("`{name}` must be 1-64 characters of [A-Za-z0-9_-]")))
+        Err((
+            path.to_owned(),
+            format!("`{name}` must be 1-64 characters of [A-Za-z0-9_-]"),
+        ))
     }
 }
 

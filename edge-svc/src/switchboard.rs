@@ -6,15 +6,18 @@
 //! traffic to another. The match uses the id of our outbound request (carried by the HTTP
 //! response stream it arrived on) or the progress token rmcp put on that request.
 
-#![allow(deprecated, reason = "sampling, roots and logging are deprecated by SEP-2577 but are live in the legacy era we serve")]
+#![allow(
+    deprecated,
+    reason = "sampling, roots and logging are deprecated by SEP-2577 but are live in the legacy era we serve"
+)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientResult, ErrorCode, ErrorData, ProgressNotificationParam, ProgressToken, RequestId, ServerNotification,
-    ServerRequest,
+    ClientResult, ErrorCode, ErrorData, ProgressNotificationParam, ProgressToken, RequestId,
+    ServerNotification, ServerRequest,
 };
 use rmcp::{Peer, RoleServer};
 use tokio::sync::Notify;
@@ -66,20 +69,31 @@ pub struct RouteGuard {
 impl Switchboard {
     /// Adds a virtual server so list-changed notifications from its connectors reach its clients.
     pub fn attach(&self, server: Arc<VirtualServer>) {
-        self.servers.lock().unwrap_or_else(PoisonError::into_inner).push(server);
+        self.servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(server);
     }
 
     /// Announces that a call is about to be sent, so early replies wait for its route.
     pub fn begin(self: &Arc<Self>) -> Registration {
         self.routes().registering += 1;
-        Registration { board: Arc::clone(self), done: false }
+        Registration {
+            board: Arc::clone(self),
+            done: false,
+        }
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         self.routes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn lookup(&self, connector: &str, request: Option<&RequestId>, progress: Option<&ProgressToken>) -> Option<Arc<UpstreamCall>> {
+    async fn lookup(
+        &self,
+        connector: &str,
+        request: Option<&RequestId>,
+        progress: Option<&ProgressToken>,
+    ) -> Option<Arc<UpstreamCall>> {
         let deadline = tokio::time::Instant::now() + REGISTRATION_GRACE;
         loop {
             let notified = self.registered.notified();
@@ -87,7 +101,13 @@ impl Switchboard {
                 let routes = self.routes();
                 let found = request
                     .and_then(|id| routes.by_request.get(&(connector.to_owned(), id.clone())))
-                    .or_else(|| progress.and_then(|token| routes.by_progress.get(&(connector.to_owned(), token.clone()))));
+                    .or_else(|| {
+                        progress.and_then(|token| {
+                            routes
+                                .by_progress
+                                .get(&(connector.to_owned(), token.clone()))
+                        })
+                    });
                 if let Some(call) = found {
                     return Some(Arc::clone(call));
                 }
@@ -98,6 +118,23 @@ impl Switchboard {
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
             }
+        }
+    }
+
+    /// Returns the only call in flight on a downstream session, if exactly one is.
+    ///
+    /// rmcp does not say which HTTP stream a notification arrived on, so a log message without
+    /// an origin can only be attributed when no other caller could own it; otherwise it is
+    /// dropped rather than risk showing one member another member's traffic.
+    fn sole_call(&self, connector: &str) -> Option<Arc<UpstreamCall>> {
+        let routes = self.routes();
+        let mut calls = routes
+            .by_request
+            .iter()
+            .filter(|((name, _), _)| name == connector);
+        match (calls.next(), calls.next()) {
+            (Some((_, call)), None) => Some(Arc::clone(call)),
+            _ => None,
         }
     }
 
@@ -121,12 +158,22 @@ pub struct Registration {
 
 impl Registration {
     /// Stores the routes of a sent call and returns the guard that removes them.
-    pub fn register(mut self, connector: &str, request: RequestId, progress: ProgressToken, call: UpstreamCall) -> RouteGuard {
+    pub fn register(
+        mut self,
+        connector: &str,
+        request: RequestId,
+        progress: ProgressToken,
+        call: UpstreamCall,
+    ) -> RouteGuard {
         let call = Arc::new(call);
         {
             let mut routes = self.board.routes();
-            routes.by_request.insert((connector.to_owned(), request.clone()), Arc::clone(&call));
-            routes.by_progress.insert((connector.to_owned(), progress.clone()), call);
+            routes
+                .by_request
+                .insert((connector.to_owned(), request.clone()), Arc::clone(&call));
+            routes
+                .by_progress
+                .insert((connector.to_owned(), progress.clone()), call);
             routes.registering -= 1;
         }
         self.done = true;
@@ -163,7 +210,12 @@ impl Drop for RouteGuard {
 
 #[async_trait::async_trait]
 impl Relay for Switchboard {
-    async fn request(&self, connector: &str, origin: Option<RequestId>, request: ServerRequest) -> Result<ClientResult, ErrorData> {
+    async fn request(
+        &self,
+        connector: &str,
+        origin: Option<RequestId>,
+        request: ServerRequest,
+    ) -> Result<ClientResult, ErrorData> {
         if let ServerRequest::PingRequest(_) = request {
             return Ok(ClientResult::empty(()));
         }
@@ -178,7 +230,12 @@ impl Relay for Switchboard {
         relay_request(&call.peer, request).await
     }
 
-    async fn notify(&self, connector: &str, origin: Option<RequestId>, notification: ServerNotification) {
+    async fn notify(
+        &self,
+        connector: &str,
+        origin: Option<RequestId>,
+        notification: ServerNotification,
+    ) {
         match notification {
             ServerNotification::ProgressNotification(progress) => {
                 let token = progress.params.progress_token.clone();
@@ -187,7 +244,11 @@ impl Relay for Switchboard {
                 }
             }
             ServerNotification::LoggingMessageNotification(message) => {
-                if let Some(call) = self.lookup(connector, origin.as_ref(), None).await {
+                let call = match origin {
+                    Some(id) => self.lookup(connector, Some(&id), None).await,
+                    None => self.sole_call(connector),
+                };
+                if let Some(call) = call {
                     let _ = call.peer.notify_logging_message(message.params).await;
                 }
             }
@@ -216,10 +277,16 @@ async fn forward_progress(call: &UpstreamCall, mut params: ProgressNotificationP
     let _ = call.peer.notify_progress(params).await;
 }
 
-async fn relay_request(peer: &Peer<RoleServer>, request: ServerRequest) -> Result<ClientResult, ErrorData> {
+async fn relay_request(
+    peer: &Peer<RoleServer>,
+    request: ServerRequest,
+) -> Result<ClientResult, ErrorData> {
     let upstream_error = |error: rmcp::ServiceError| match error {
         rmcp::ServiceError::McpError(error) => error,
-        other => ErrorData::internal_error(format!("client did not answer the relayed request: {other}"), None),
+        other => ErrorData::internal_error(
+            format!("client did not answer the relayed request: {other}"),
+            None,
+        ),
     };
     match request {
         ServerRequest::CreateMessageRequest(request) => peer
@@ -237,6 +304,10 @@ async fn relay_request(peer: &Peer<RoleServer>, request: ServerRequest) -> Resul
             .await
             .map(ClientResult::ListRootsResult)
             .map_err(upstream_error),
-        _ => Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, "the gateway does not relay this request", None)),
+        _ => Err(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "the gateway does not relay this request",
+            None,
+        )),
     }
 }

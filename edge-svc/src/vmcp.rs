@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures::future::join_all;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerNotification, Tool};
-use rmcp::{Peer, RoleClient, RoleServer};
 use rmcp::service::SubscriptionSink;
+use rmcp::{Peer, RoleClient, RoleServer};
 
 use crate::catalogue::{Curation, ToolCatalogue};
 use crate::connector::Connector;
@@ -22,10 +22,34 @@ pub use listeners::Listeners;
 /// One connector as a virtual server sees it.
 #[derive(Debug)]
 pub struct Member {
-    /// The supervised downstream.
+    /// The supervised downstream (modern era when the downstream speaks it).
     pub connector: Connector,
+    /// A second session pinned to the legacy era, for legacy clients of a dual-era downstream.
+    ///
+    /// Legacy-only features (resources/subscribe, server→client requests on the call's own
+    /// stream, log notifications) then work end to end instead of being translated.
+    pub legacy: Option<Connector>,
     /// Its curated view.
     pub curation: Curation,
+}
+
+impl Member {
+    /// Returns the session that matches a client's era.
+    pub fn for_client(&self, modern_client: bool) -> &Connector {
+        match (&self.legacy, modern_client) {
+            (Some(legacy), false) => legacy,
+            _ => &self.connector,
+        }
+    }
+
+    /// Returns whether `name` is one of this member's sessions.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.connector.name() == name
+            || self
+                .legacy
+                .as_ref()
+                .is_some_and(|legacy| legacy.name() == name)
+    }
 }
 
 /// A curated MCP endpoint served at `/v/{name}/mcp`.
@@ -38,8 +62,11 @@ pub struct VirtualServer {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     rebuild: tokio::sync::Mutex<()>,
     listeners: Listeners,
-    subscriptions: Mutex<HashMap<String, Vec<(u64, Peer<RoleServer>)>>>,
+    subscriptions: Mutex<Subscriptions>,
 }
+
+/// Resource URI → the legacy sessions (numbered by their handler) subscribed to it.
+type Subscriptions = HashMap<String, Vec<(u64, Peer<RoleServer>)>>;
 
 /// Everything a virtual server lists, with the route back to each item's member.
 #[derive(Debug, Default)]
@@ -70,7 +97,12 @@ struct Listing {
 
 impl VirtualServer {
     /// Creates a virtual server over already-spawned connectors.
-    pub fn new(name: String, description: Option<String>, auth: AuthMode, members: Vec<Member>) -> Self {
+    pub fn new(
+        name: String,
+        description: Option<String>,
+        auth: AuthMode,
+        members: Vec<Member>,
+    ) -> Self {
         Self {
             name,
             description,
@@ -105,7 +137,7 @@ impl VirtualServer {
 
     /// Returns whether the named connector is part of this virtual server.
     pub fn has_connector(&self, connector: &str) -> bool {
-        self.members.iter().any(|member| member.connector.name() == connector)
+        self.members.iter().any(|member| member.is_named(connector))
     }
 
     /// Returns the registry of clients that want list-changed notifications.
@@ -122,17 +154,40 @@ impl VirtualServer {
         if let Some(snapshot) = self.cached() {
             return snapshot;
         }
-        let listings = join_all(self.members.iter().map(|member| list_member(&member.connector))).await;
+        let listings = join_all(
+            self.members
+                .iter()
+                .map(|member| list_member(&member.connector)),
+        )
+        .await;
         let complete = listings.iter().all(|listing| listing.complete);
         let snapshot = Arc::new(self.assemble(&listings));
         if complete {
-            *self.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
+            *self
+                .snapshot
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
         }
         snapshot
     }
 
+    /// Returns an exposed tool from the cached catalogue without waiting (used to validate
+    /// `Mcp-Param-*` headers before dispatch); `None` when unknown or not yet listed.
+    pub fn cached_tool(&self, name: &str) -> Option<Tool> {
+        let snapshot = self.cached()?;
+        snapshot
+            .tools
+            .tools()
+            .iter()
+            .find(|tool| tool.name == name)
+            .cloned()
+    }
+
     fn cached(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn assemble(&self, listings: &[Listing]) -> Snapshot {
@@ -142,20 +197,29 @@ impl VirtualServer {
                 .zip(listings)
                 .map(|(member, listing)| (&member.curation, listing.tools.as_slice())),
         );
-        let mut snapshot = Snapshot { tools, ..Snapshot::default() };
+        let mut snapshot = Snapshot {
+            tools,
+            ..Snapshot::default()
+        };
         for (index, (member, listing)) in self.members.iter().zip(listings).enumerate() {
             for prompt in &listing.prompts {
                 let exposed = format!("{}{}", member.curation.prefix(), prompt.name);
                 if snapshot.prompt_routes.contains_key(&exposed) {
                     continue;
                 }
-                snapshot.prompt_routes.insert(exposed.clone(), (index, prompt.name.to_string()));
+                snapshot
+                    .prompt_routes
+                    .insert(exposed.clone(), (index, prompt.name.to_string()));
                 let mut prompt = prompt.clone();
-                prompt.name = exposed.into();
+                prompt.name = exposed;
                 snapshot.prompts.push(prompt);
             }
             for resource in &listing.resources {
-                if snapshot.resource_routes.insert(resource.uri.to_string(), index).is_none() {
+                if snapshot
+                    .resource_routes
+                    .insert(resource.uri.to_string(), index)
+                    .is_none()
+                {
                     snapshot.resources.push(resource.clone());
                 }
             }
@@ -168,7 +232,10 @@ impl VirtualServer {
 
     /// Drops the cached catalogue and tells every listening client what changed.
     pub async fn catalogue_changed(&self, notification: &ServerNotification) {
-        self.snapshot.write().unwrap_or_else(PoisonError::into_inner).take();
+        self.snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.listeners.broadcast(notification).await;
     }
 
@@ -184,7 +251,10 @@ impl VirtualServer {
 
     /// Forgets a session's subscription to a URI, and any subscription of closed sessions.
     pub fn unsubscribe(&self, uri: &str, session: u64) {
-        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut subscriptions = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(peers) = subscriptions.get_mut(uri) {
             peers.retain(|(known, peer)| *known != session && !peer.is_transport_closed());
         }
@@ -193,7 +263,10 @@ impl VirtualServer {
     /// Tells the subscribers of a resource (legacy sessions and modern listeners) that it changed.
     pub async fn resource_updated(&self, uri: &str) {
         let peers = {
-            let mut subscriptions = self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut subscriptions = self
+                .subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let peers = subscriptions.entry(uri.to_owned()).or_default();
             peers.retain(|(_, peer)| !peer.is_transport_closed());
             peers.clone()
@@ -256,7 +329,13 @@ fn template_matches(template: &str, uri: &str) -> bool {
 }
 
 async fn list_member(connector: &Connector) -> Listing {
-    let mut listing = Listing { tools: vec![], prompts: vec![], resources: vec![], templates: vec![], complete: true };
+    let mut listing = Listing {
+        tools: vec![],
+        prompts: vec![],
+        resources: vec![],
+        templates: vec![],
+        complete: true,
+    };
     let peer: Peer<RoleClient> = match connector.peer().await {
         Ok(peer) => peer,
         Err(error) => {
@@ -265,24 +344,51 @@ async fn list_member(connector: &Connector) -> Listing {
             return listing;
         }
     };
-    let capabilities = peer.peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
+    let capabilities = peer
+        .peer_info()
+        .map(|info| info.capabilities.clone())
+        .unwrap_or_default();
     let name = connector.name();
     if capabilities.tools.is_some() {
-        listing.tools = settle(name, "tools", peer.list_all_tools().await, &mut listing.complete);
+        listing.tools = settle(
+            name,
+            "tools",
+            peer.list_all_tools().await,
+            &mut listing.complete,
+        );
     }
     if capabilities.prompts.is_some() {
-        listing.prompts = settle(name, "prompts", peer.list_all_prompts().await, &mut listing.complete);
+        listing.prompts = settle(
+            name,
+            "prompts",
+            peer.list_all_prompts().await,
+            &mut listing.complete,
+        );
     }
     if capabilities.resources.is_some() {
-        listing.resources = settle(name, "resources", peer.list_all_resources().await, &mut listing.complete);
-        listing.templates =
-            settle(name, "resource templates", peer.list_all_resource_templates().await, &mut listing.complete);
+        listing.resources = settle(
+            name,
+            "resources",
+            peer.list_all_resources().await,
+            &mut listing.complete,
+        );
+        listing.templates = settle(
+            name,
+            "resource templates",
+            peer.list_all_resource_templates().await,
+            &mut listing.complete,
+        );
     }
     listing
 }
 
 /// Keeps a listing's items, or logs its failure and marks the whole listing incomplete.
-fn settle<T>(connector: &str, what: &str, result: Result<Vec<T>, rmcp::ServiceError>, complete: &mut bool) -> Vec<T> {
+fn settle<T>(
+    connector: &str,
+    what: &str,
+    result: Result<Vec<T>, rmcp::ServiceError>,
+    complete: &mut bool,
+) -> Vec<T> {
     result.unwrap_or_else(|error| {
         tracing::warn!(connector, what, %error, "listing failed");
         *complete = false;

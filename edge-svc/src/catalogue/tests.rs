@@ -6,7 +6,11 @@ use rmcp::model::Tool;
 use super::*;
 
 fn tool(name: &str) -> Tool {
-    Tool::new(name.to_owned(), format!("{name} description"), Arc::new(serde_json::Map::new()))
+    Tool::new(
+        name.to_owned(),
+        format!("{name} description"),
+        Arc::new(serde_json::Map::new()),
+    )
 }
 
 fn member(connector: &str) -> MemberSpec {
@@ -31,7 +35,10 @@ fn an_empty_prefix_keeps_original_names() {
     let mut spec = member("fixture");
     spec.prefix = Some(String::new());
     let curation = Curation::try_from(&spec).unwrap();
-    assert_eq!(curation.expose(&tool("test_simple_text")).unwrap().name, "test_simple_text");
+    assert_eq!(
+        curation.expose(&tool("test_simple_text")).unwrap().name,
+        "test_simple_text"
+    );
 }
 
 #[test]
@@ -44,7 +51,10 @@ fn deny_wins_over_allow_and_rules_use_original_names() {
     let curation = Curation::try_from(&spec).unwrap();
     assert!(curation.expose(&tool("get-env")).is_none(), "denied");
     assert!(curation.expose(&tool("add")).is_none(), "not allowed");
-    assert_eq!(curation.expose(&tool("get-sum")).unwrap().name, "ev__get-sum");
+    assert_eq!(
+        curation.expose(&tool("get-sum")).unwrap().name,
+        "ev__get-sum"
+    );
     let said = curation.expose(&tool("echo")).unwrap();
     assert_eq!(said.name, "ev__say");
     assert_eq!(said.description.as_deref(), Some("Repeats"));
@@ -54,14 +64,38 @@ fn deny_wins_over_allow_and_rules_use_original_names() {
 fn the_catalogue_routes_exposed_names_back_to_member_and_original() {
     let mut renamed = member("a");
     renamed.rename = BTreeMap::from([("echo".into(), "say".into())]);
-    let (first, second) = (Curation::try_from(&renamed).unwrap(), Curation::try_from(&member("b")).unwrap());
+    let (first, second) = (
+        Curation::try_from(&renamed).unwrap(),
+        Curation::try_from(&member("b")).unwrap(),
+    );
     let (a_tools, b_tools) = (vec![tool("echo")], vec![tool("echo")]);
-    let catalogue = ToolCatalogue::build([(&first, a_tools.as_slice()), (&second, b_tools.as_slice())]);
-    let names: Vec<_> = catalogue.tools().iter().map(|tool| tool.name.to_string()).collect();
+    let catalogue =
+        ToolCatalogue::build([(&first, a_tools.as_slice()), (&second, b_tools.as_slice())]);
+    let names: Vec<_> = catalogue
+        .tools()
+        .iter()
+        .map(|tool| tool.name.to_string())
+        .collect();
     assert_eq!(names, ["a__say", "b__echo"]);
-    assert_eq!(catalogue.route("a__say"), Some(&ToolRoute { member: 0, original: "echo".into() }));
-    assert_eq!(catalogue.route("b__echo"), Some(&ToolRoute { member: 1, original: "echo".into() }));
-    assert_eq!(catalogue.route("a__echo"), None, "the old name is gone after a rename");
+    assert_eq!(
+        catalogue.route("a__say"),
+        Some(&ToolRoute {
+            member: 0,
+            original: "echo".into()
+        })
+    );
+    assert_eq!(
+        catalogue.route("b__echo"),
+        Some(&ToolRoute {
+            member: 1,
+            original: "echo".into()
+        })
+    );
+    assert_eq!(
+        catalogue.route("a__echo"),
+        None,
+        "the old name is gone after a rename"
+    );
 }
 
 #[test]
@@ -70,7 +104,10 @@ fn a_name_clash_keeps_the_first_member() {
     first.prefix = Some(String::new());
     let mut second = member("b");
     second.prefix = Some(String::new());
-    let (first, second) = (Curation::try_from(&first).unwrap(), Curation::try_from(&second).unwrap());
+    let (first, second) = (
+        Curation::try_from(&first).unwrap(),
+        Curation::try_from(&second).unwrap(),
+    );
     let tools = vec![tool("echo")];
     let catalogue = ToolCatalogue::build([(&first, tools.as_slice()), (&second, tools.as_slice())]);
     assert_eq!(catalogue.tools().len(), 1);

@@ -18,7 +18,11 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 
 /// Rejects malformed POST bodies with JSON-RPC errors and normalises rmcp's text refusals.
-pub(crate) async fn spec_shaped(max_body_bytes: usize, request: Request<Body>, next: Next) -> Response {
+pub(crate) async fn spec_shaped(
+    max_body_bytes: usize,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
     let request = if request.method() == Method::POST {
         match checked(max_body_bytes, request).await {
             Ok(request) => request,
@@ -28,7 +32,10 @@ pub(crate) async fn spec_shaped(max_body_bytes: usize, request: Request<Body>, n
         request
     };
     let response = next.run(request).await;
-    if response.status().is_client_error() && !is_json(&response) && response.status() != StatusCode::UNAUTHORIZED {
+    if response.status().is_client_error()
+        && !is_json(&response)
+        && response.status() != StatusCode::UNAUTHORIZED
+    {
         return rewrite(response).await;
     }
     response
@@ -36,11 +43,21 @@ pub(crate) async fn spec_shaped(max_body_bytes: usize, request: Request<Body>, n
 
 async fn checked(max_body_bytes: usize, request: Request<Body>) -> Result<Request<Body>, Response> {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, max_body_bytes).await.map_err(|_| {
-        error(StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST, &format!("request body exceeds {max_body_bytes} bytes"))
-    })?;
+    let bytes = axum::body::to_bytes(body, max_body_bytes)
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                &format!("request body exceeds {max_body_bytes} bytes"),
+            )
+        })?;
     if let Err(parse) = serde_json::from_slice::<IgnoredAny>(&bytes) {
-        return Err(error(StatusCode::BAD_REQUEST, PARSE_ERROR, &format!("parse error: {parse}")));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            PARSE_ERROR,
+            &format!("parse error: {parse}"),
+        ));
     }
     if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         return Err(error(
@@ -62,9 +79,19 @@ fn is_json(response: &Response) -> bool {
 
 async fn rewrite(response: Response) -> Response {
     let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_else(|_| Bytes::new());
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_else(|_| Bytes::new());
     let message = String::from_utf8_lossy(&text).trim().to_owned();
-    let message = if message.is_empty() { parts.status.canonical_reason().unwrap_or("refused").to_owned() } else { message };
+    let message = if message.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_owned()
+    } else {
+        message
+    };
     let mut rewritten = error(refusal_status(parts.status), INVALID_REQUEST, &message);
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -76,7 +103,11 @@ async fn rewrite(response: Response) -> Response {
 
 /// A body rmcp could not decode is the client's malformed request, so `415` becomes `400`.
 fn refusal_status(status: StatusCode) -> StatusCode {
-    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE { StatusCode::BAD_REQUEST } else { status }
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    }
 }
 
 fn error(status: StatusCode, code: i64, message: &str) -> Response {

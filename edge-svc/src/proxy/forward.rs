@@ -6,13 +6,16 @@
 //! `input_required` result passed through, a legacy client has the input requests asked of it
 //! as ordinary server→client requests and the call retried on its behalf.
 
-#![allow(deprecated, reason = "sampling and roots are deprecated by SEP-2577 but are live in the legacy era we serve")]
+#![allow(
+    deprecated,
+    reason = "sampling and roots are deprecated by SEP-2577 but are live in the legacy era we serve"
+)]
 
 use std::sync::Arc;
 
 use rmcp::model::{
-    CancelledNotificationParam, ClientRequest, ErrorData, InputRequest, InputRequiredResult, InputResponses,
-    ProtocolVersion, ServerResult,
+    CancelledNotificationParam, ClientRequest, ErrorData, InputRequest, InputRequiredResult,
+    InputResponses, ProtocolVersion, ResultType, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
@@ -35,25 +38,33 @@ impl Forwarder {
         Self { server, board }
     }
 
-    /// Forwards a request that may need input rounds; `build` makes each attempt's request.
+    /// Forwards a request that may need input rounds.
+    ///
+    /// `first` is the client's request as sent (a modern client's retry already carries its
+    /// `inputResponses` and `requestState`); `retry` rebuilds it with the answers the gateway
+    /// collected from a legacy client.
     pub(crate) async fn rounds(
         &self,
         member: usize,
         context: &RequestContext<RoleServer>,
-        build: impl Fn(Option<InputResponses>, Option<String>) -> ClientRequest,
+        first: ClientRequest,
+        retry: impl Fn(InputResponses, Option<String>) -> ClientRequest,
     ) -> Result<ServerResult, ErrorData> {
         let modern_client = is_modern(context);
-        let mut request = build(None, None);
+        let mut request = first;
         for _ in 0..MAX_INPUT_ROUNDS {
             match self.once(member, context, request).await? {
                 ServerResult::InputRequiredResult(required) if !modern_client => {
                     let responses = ask_client(&context.peer, &required).await?;
-                    request = build(Some(responses), required.request_state);
+                    request = retry(responses, required.request_state);
                 }
                 result => return Ok(result),
             }
         }
-        Err(ErrorData::internal_error("the connector kept asking for input; gave up after too many rounds", None))
+        Err(ErrorData::internal_error(
+            "the connector kept asking for input; gave up after too many rounds",
+            None,
+        ))
     }
 
     /// Forwards one request and waits for its answer, or for the client to cancel it.
@@ -63,10 +74,13 @@ impl Forwarder {
         context: &RequestContext<RoleServer>,
         request: ClientRequest,
     ) -> Result<ServerResult, ErrorData> {
-        let connector = &self.server.members()[member].connector;
+        let connector = self.server.members()[member].for_client(is_modern(context));
         let peer = connector.peer().await.map_err(|error| {
             tracing::warn!(connector = connector.name(), %error, "connector unavailable");
-            ErrorData::internal_error(format!("connector `{}` is unavailable", connector.name()), None)
+            ErrorData::internal_error(
+                format!("connector `{}` is unavailable", connector.name()),
+                None,
+            )
         })?;
         let mut options = PeerRequestOptions::no_options();
         if let Some(capabilities) = context.client_capabilities() {
@@ -76,7 +90,10 @@ impl Forwarder {
             options.meta = Some(meta);
         }
         let registration = self.board.begin();
-        let handle = peer.send_request_with_option(request, options).await.map_err(downstream_error)?;
+        let handle = peer
+            .send_request_with_option(request, options)
+            .await
+            .map_err(downstream_error)?;
         let (id, downstream_peer) = (handle.id.clone(), handle.peer.clone());
         let _route = registration.register(
             connector.name(),
@@ -88,8 +105,14 @@ impl Forwarder {
                 accepts_requests: !is_modern(context),
             },
         );
+        let modern_client = is_modern(context);
         tokio::select! {
-            answer = handle.await_response() => answer.map_err(downstream_error),
+            answer = handle.await_response() => answer.map_err(downstream_error).map(|mut result| {
+                if modern_client {
+                    mark_complete(&mut result);
+                }
+                result
+            }),
             () = context.ct.cancelled() => {
                 let params = CancelledNotificationParam::new(Some(id), Some("client cancelled".into()));
                 let _ = downstream_peer.notify_cancelled(params).await;
@@ -97,6 +120,18 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// Gives a legacy downstream's final result the `resultType` a 2026-07-28 client requires.
+fn mark_complete(result: &mut ServerResult) {
+    let result_type = match result {
+        ServerResult::CompleteResult(result) => &mut result.result_type,
+        ServerResult::GetPromptResult(result) => &mut result.result_type,
+        ServerResult::ReadResourceResult(result) => &mut result.result_type,
+        ServerResult::CallToolResult(result) => &mut result.result_type,
+        _ => return,
+    };
+    result_type.get_or_insert(ResultType::COMPLETE);
 }
 
 fn is_modern(context: &RequestContext<RoleServer>) -> bool {
@@ -117,22 +152,35 @@ fn downstream_error(error: ServiceError) -> ErrorData {
 }
 
 /// Asks a legacy-era client each input request as a server→client request and collects the answers.
-async fn ask_client(peer: &Peer<RoleServer>, required: &InputRequiredResult) -> Result<InputResponses, ErrorData> {
+async fn ask_client(
+    peer: &Peer<RoleServer>,
+    required: &InputRequiredResult,
+) -> Result<InputResponses, ErrorData> {
     let mut responses = InputResponses::new();
     for (key, input) in required.input_requests.iter().flatten() {
         let answer = match input {
-            InputRequest::CreateMessage(request) => {
-                peer.create_message(request.params.clone()).await.map(|result| serde_json::to_value(result))
+            InputRequest::CreateMessage(request) => peer
+                .create_message(request.params.clone())
+                .await
+                .map(serde_json::to_value),
+            InputRequest::Elicitation(request) => peer
+                .create_elicitation(request.params.clone())
+                .await
+                .map(serde_json::to_value),
+            InputRequest::ListRoots(_) => peer.list_roots().await.map(serde_json::to_value),
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "the connector asked for an input kind this gateway cannot relay",
+                    None,
+                ));
             }
-            InputRequest::Elicitation(request) => {
-                peer.create_elicitation(request.params.clone()).await.map(|result| serde_json::to_value(result))
-            }
-            InputRequest::ListRoots(_) => peer.list_roots().await.map(|result| serde_json::to_value(result)),
-            _ => return Err(ErrorData::invalid_params("the connector asked for an input kind this gateway cannot relay", None)),
         };
-        let value = answer
-            .map_err(downstream_error)?
-            .map_err(|error| ErrorData::internal_error(format!("could not encode the client's answer: {error}"), None))?;
+        let value = answer.map_err(downstream_error)?.map_err(|error| {
+            ErrorData::internal_error(
+                format!("could not encode the client's answer: {error}"),
+                None,
+            )
+        })?;
         responses.insert(key.clone(), value);
     }
     Ok(responses)

@@ -24,7 +24,10 @@ fn a_valid_description_parses_with_defaults() {
     let server = &spec.virtual_servers[0];
     assert_eq!(server.auth, AuthMode::None);
     assert_eq!(server.connectors[1].prefix, None);
-    assert!(matches!(spec.connectors[1].transport(), Ok(Transport::Http(_))));
+    assert!(matches!(
+        spec.connectors[1].transport(),
+        Ok(Transport::Http(_))
+    ));
 }
 
 #[test]
@@ -37,8 +40,13 @@ fn auth_defaults_to_oauth() {
 #[test]
 fn an_unknown_field_names_its_path_and_line() {
     let text = VALID.replace("rename: {echo: say}", "renames: {echo: say}");
-    let error = GatewaySpec::from_yaml(&text, "gw.yaml").expect_err("typo must be refused").to_string();
-    assert!(error.starts_with("gw.yaml: virtual_servers[0].connectors[0]"), "{error}");
+    let error = GatewaySpec::from_yaml(&text, "gw.yaml")
+        .expect_err("typo must be refused")
+        .to_string();
+    assert!(
+        error.starts_with("gw.yaml: virtual_servers[0].connectors[0]"),
+        "{error}"
+    );
     assert!(error.contains("renames"), "{error}");
     assert!(error.contains("line"), "{error}");
 }
@@ -46,37 +54,58 @@ fn an_unknown_field_names_its_path_and_line() {
 #[test]
 fn a_reference_to_an_unknown_connector_is_refused() {
     let text = VALID.replace("- connector: fast", "- connector: slow");
-    let error = GatewaySpec::from_yaml(&text, "gw.yaml").expect_err("unknown connector").to_string();
-    assert_eq!(error, "gw.yaml: virtual_servers[0].connectors[1].connector: unknown connector `slow`");
+    let error = GatewaySpec::from_yaml(&text, "gw.yaml")
+        .expect_err("unknown connector")
+        .to_string();
+    assert_eq!(
+        error,
+        "gw.yaml: virtual_servers[0].connectors[1].connector: unknown connector `slow`"
+    );
 }
 
 #[test]
 fn a_connector_needs_exactly_one_transport() {
     let none = VALID.replace("    http: {url: \"http://127.0.0.1:9001/mcp\"}\n", "");
-    let error = GatewaySpec::from_yaml(&none, "gw.yaml").expect_err("no transport").to_string();
-    assert!(error.contains("connectors[1]: declares no transport"), "{error}");
+    let error = GatewaySpec::from_yaml(&none, "gw.yaml")
+        .expect_err("no transport")
+        .to_string();
+    assert!(
+        error.contains("connectors[1]: declares no transport"),
+        "{error}"
+    );
     let two = VALID.replace(
         "    http: {url: \"http://127.0.0.1:9001/mcp\"}\n",
         "    http: {url: \"http://127.0.0.1:9001/mcp\"}\n    sse: {url: \"http://127.0.0.1:9002/sse\"}\n",
     );
-    let error = GatewaySpec::from_yaml(&two, "gw.yaml").expect_err("two transports").to_string();
+    let error = GatewaySpec::from_yaml(&two, "gw.yaml")
+        .expect_err("two transports")
+        .to_string();
     assert!(error.contains("more than one transport"), "{error}");
 }
 
 #[test]
 fn duplicate_names_and_unsafe_names_are_refused() {
     let duplicate = VALID.replace("name: fast", "name: everything");
-    let error = GatewaySpec::from_yaml(&duplicate, "gw.yaml").expect_err("duplicate").to_string();
-    assert!(error.contains("duplicate connector `everything`"), "{error}");
+    let error = GatewaySpec::from_yaml(&duplicate, "gw.yaml")
+        .expect_err("duplicate")
+        .to_string();
+    assert!(
+        error.contains("duplicate connector `everything`"),
+        "{error}"
+    );
     let unsafe_name = VALID.replace("name: combined", "name: \"../etc\"");
-    let error = GatewaySpec::from_yaml(&unsafe_name, "gw.yaml").expect_err("unsafe").to_string();
+    let error = GatewaySpec::from_yaml(&unsafe_name, "gw.yaml")
+        .expect_err("unsafe")
+        .to_string();
     assert!(error.contains("virtual_servers[0].name"), "{error}");
 }
 
 #[test]
 fn an_invalid_glob_is_refused_with_its_field() {
     let text = VALID.replace("deny: [\"get-env\"]", "deny: [\"get-[env\"]");
-    let error = GatewaySpec::from_yaml(&text, "gw.yaml").expect_err("bad glob").to_string();
+    let error = GatewaySpec::from_yaml(&text, "gw.yaml")
+        .expect_err("bad glob")
+        .to_string();
     assert!(error.contains("deny: invalid glob `get-[env`"), "{error}");
 }
 

@@ -16,21 +16,33 @@ pub struct Listeners {
 impl Listeners {
     /// Adds a legacy-era session; it hears every list change until its transport closes.
     pub fn add_session(&self, peer: Peer<RoleServer>) {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).push(peer);
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(peer);
     }
 
     /// Adds a modern-era `subscriptions/listen` stream; its filter decides what it hears.
     pub fn add_stream(&self, sink: SubscriptionSink) {
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner).push(sink);
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sink);
     }
 
     /// Sends a list-changed notification to every live listener, forgetting closed ones.
     pub async fn broadcast(&self, notification: &ServerNotification) {
         for peer in self.live_sessions() {
             let sent = match notification {
-                ServerNotification::ToolListChangedNotification(_) => peer.notify_tool_list_changed().await,
-                ServerNotification::PromptListChangedNotification(_) => peer.notify_prompt_list_changed().await,
-                ServerNotification::ResourceListChangedNotification(_) => peer.notify_resource_list_changed().await,
+                ServerNotification::ToolListChangedNotification(_) => {
+                    peer.notify_tool_list_changed().await
+                }
+                ServerNotification::PromptListChangedNotification(_) => {
+                    peer.notify_prompt_list_changed().await
+                }
+                ServerNotification::ResourceListChangedNotification(_) => {
+                    peer.notify_resource_list_changed().await
+                }
                 _ => Ok(()),
             };
             if let Err(error) = sent {
@@ -46,7 +58,8 @@ impl Listeners {
 
     /// Tells modern listen streams that subscribed to `uri` that the resource changed.
     pub async fn resource_updated(&self, uri: &str) {
-        self.each_stream(|sink| async move { sink.notify_resource_updated(uri).await }).await;
+        self.each_stream(|sink| async move { sink.notify_resource_updated(uri).await })
+            .await;
     }
 
     /// Sends to every stream and keeps only those whose subscription is still open.
@@ -55,7 +68,8 @@ impl Listeners {
         F: Fn(SubscriptionSink) -> Fut,
         Fut: std::future::Future<Output = Result<(), SubscriptionSendError>>,
     {
-        let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner));
+        let streams =
+            std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner));
         let mut open = Vec::with_capacity(streams.len());
         for sink in streams {
             match send(sink.clone()).await {
@@ -65,7 +79,10 @@ impl Listeners {
             }
             open.push(sink);
         }
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner).extend(open);
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(open);
     }
 
     fn live_sessions(&self) -> Vec<Peer<RoleServer>> {
