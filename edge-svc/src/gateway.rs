@@ -42,6 +42,11 @@ impl Gateway {
             let legacy = legacy_twin(&transport)
                 .map(|twin| spawn(format!("{}@legacy", declared.name), twin));
             let connector = spawn(declared.name.clone(), transport);
+            crate::watch::spawn(
+                connector.clone(),
+                Arc::clone(&relay),
+                shutdown.child_token(),
+            );
             by_name.insert(declared.name.clone(), (connector.clone(), legacy));
             connectors.push(connector);
         }

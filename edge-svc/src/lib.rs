@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod spec;
 pub mod switchboard;
 pub mod vmcp;
+pub mod watch;
 
 use std::path::Path;
 use std::sync::Arc;
