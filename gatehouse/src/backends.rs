@@ -29,17 +29,29 @@ pub(crate) async fn start(shutdown: &CancellationToken) -> anyhow::Result<Vec<Ba
         Backend {
             name: "authz-svc",
             addr: authz_addr,
-            task: tokio::spawn(authz_svc::serve(authz, authz_listener, shutdown.child_token())),
+            task: tokio::spawn(authz_svc::serve(
+                authz,
+                authz_listener,
+                shutdown.child_token(),
+            )),
         },
         Backend {
             name: "vault-svc",
             addr: vault_addr,
-            task: tokio::spawn(vault_svc::serve(vault, vault_listener, shutdown.child_token())),
+            task: tokio::spawn(vault_svc::serve(
+                vault,
+                vault_listener,
+                shutdown.child_token(),
+            )),
         },
         Backend {
             name: "audit-svc",
             addr: audit_addr,
-            task: tokio::spawn(audit_svc::serve(audit, audit_listener, shutdown.child_token())),
+            task: tokio::spawn(audit_svc::serve(
+                audit,
+                audit_listener,
+                shutdown.child_token(),
+            )),
         },
     ])
 }

@@ -38,7 +38,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("gatehouse: cannot start the async runtime: {error}");
@@ -46,9 +49,19 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Up { config, data, listen, log_format } => {
+        Command::Up {
+            config,
+            data,
+            listen,
+            log_format,
+        } => {
             let json_logs = log_format == "json";
-            runtime.block_on(up::run(up::UpOptions { config, data, listen, json_logs }))
+            runtime.block_on(up::run(up::UpOptions {
+                config,
+                data,
+                listen,
+                json_logs,
+            }))
         }
     }
 }

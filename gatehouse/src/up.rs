@@ -35,7 +35,11 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
         }
     };
     let telemetry_config = svc_kit::TelemetryConfig {
-        log_format: if options.json_logs { LogFormat::Json } else { LogFormat::Pretty },
+        log_format: if options.json_logs {
+            LogFormat::Json
+        } else {
+            LogFormat::Pretty
+        },
         ..svc_kit::TelemetryConfig::default()
     };
     let telemetry = match svc_kit::telemetry::init("gatehouse", &telemetry_config) {
@@ -57,8 +61,12 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
 }
 
 async fn serve(options: UpOptions, spec: edge_svc::GatewaySpec) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&options.data)
-        .map_err(|error| anyhow::anyhow!("cannot create data directory {}: {error}", options.data.display()))?;
+    std::fs::create_dir_all(&options.data).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {error}",
+            options.data.display()
+        )
+    })?;
     let shutdown = CancellationToken::new();
     svc_kit::shutdown::cancel_on_signal(shutdown.clone());
     let listener = TcpListener::bind(options.listen)
@@ -68,9 +76,16 @@ async fn serve(options: UpOptions, spec: edge_svc::GatewaySpec) -> anyhow::Resul
     let public_url = url::Url::parse(&format!("http://{local}"))?;
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
     let backends = crate::backends::start(&shutdown).await?;
-    let gateway = edge_svc::Gateway::start(&spec, &shutdown).map_err(|reason| anyhow::anyhow!(reason))?;
+    let gateway =
+        edge_svc::Gateway::start(&spec, &shutdown).map_err(|reason| anyhow::anyhow!(reason))?;
     announce(&gateway, &face, local, &backends)?;
-    let mut server = tokio::spawn(edge_svc::serve(gateway, face, None, listener, shutdown.clone()));
+    let mut server = tokio::spawn(edge_svc::serve(
+        gateway,
+        face,
+        None,
+        listener,
+        shutdown.clone(),
+    ));
     tokio::select! {
         joined = &mut server => {
             shutdown.cancel();
@@ -95,7 +110,11 @@ fn announce(
     let mut out = std::io::stdout().lock();
     writeln!(out, "gatehouse ready at http://{local}")?;
     for server in gateway.servers() {
-        let connectors: Vec<&str> = server.members().iter().map(|member| member.connector.name()).collect();
+        let connectors: Vec<&str> = server
+            .members()
+            .iter()
+            .map(|member| member.connector.name())
+            .collect();
         writeln!(
             out,
             "  virtual server {:<16} {}  (connectors: {}; auth: {:?})",
@@ -106,7 +125,11 @@ fn announce(
         )?;
     }
     for backend in backends {
-        writeln!(out, "  {:<31} grpc://{} (health, reflection)", backend.name, backend.addr)?;
+        writeln!(
+            out,
+            "  {:<31} grpc://{} (health, reflection)",
+            backend.name, backend.addr
+        )?;
     }
     out.flush()
 }

@@ -10,8 +10,8 @@ use edge_svc::connector::{Connector, ConnectorState, Era, Relay, Transport};
 use edge_svc::{Gateway, GatewaySpec};
 use rmcp::ErrorData;
 use rmcp::model::{
-    CallToolRequestParams, ClientResult, ErrorCode, ProgressNotificationParam, RequestId, ServerNotification,
-    ServerRequest,
+    CallToolRequestParams, ClientResult, ErrorCode, ProgressNotificationParam, RequestId,
+    ServerNotification, ServerRequest,
 };
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -32,16 +32,39 @@ impl RunningGateway {
     /// Starts `mcp-echo http` plus a gateway whose YAML is `spec` with `{ECHO}` and `{HTTP}` filled in.
     async fn start(spec: &str) -> Self {
         let (downstream, http_url) = start_http_echo().await;
-        let echo_dir = std::path::Path::new(ECHO).parent().expect("binary dir").display().to_string();
-        let yaml = spec.replace("{ECHO_DIR}", &echo_dir).replace("{ECHO}", ECHO).replace("{HTTP}", &http_url);
+        let echo_dir = std::path::Path::new(ECHO)
+            .parent()
+            .expect("binary dir")
+            .display()
+            .to_string();
+        let yaml = spec
+            .replace("{ECHO_DIR}", &echo_dir)
+            .replace("{ECHO}", ECHO)
+            .replace("{HTTP}", &http_url);
         let spec = GatewaySpec::from_yaml(&yaml, "test.yaml").expect("test spec is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let gateway = Gateway::start(&spec, &shutdown).expect("gateway starts");
-        let face = HttpFace::new(format!("http://{addr}").parse().expect("url"), &[], &[], 64 * 1024);
-        let task = tokio::spawn(edge_svc::serve(gateway, face, None, listener, shutdown.clone()));
-        Self { addr, shutdown, task, _downstream: downstream }
+        let face = HttpFace::new(
+            format!("http://{addr}").parse().expect("url"),
+            &[],
+            &[],
+            64 * 1024,
+        );
+        let task = tokio::spawn(edge_svc::serve(
+            gateway,
+            face,
+            None,
+            listener,
+            shutdown.clone(),
+        ));
+        Self {
+            addr,
+            shutdown,
+            task,
+            _downstream: downstream,
+        }
     }
 
     fn url(&self, server: &str) -> String {
@@ -50,7 +73,10 @@ impl RunningGateway {
 
     async fn stop(self) {
         self.shutdown.cancel();
-        self.task.await.expect("server task").expect("server result");
+        self.task
+            .await
+            .expect("server task")
+            .expect("server result");
     }
 }
 
@@ -64,7 +90,11 @@ async fn start_http_echo() -> (tokio::process::Child, String) {
         .expect("spawn mcp-echo http");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let url = lines.next_line().await.expect("read").expect("mcp-echo prints its url");
+    let url = lines
+        .next_line()
+        .await
+        .expect("read")
+        .expect("mcp-echo prints its url");
     (child, url)
 }
 
@@ -76,8 +106,17 @@ struct Recorder {
 
 #[async_trait::async_trait]
 impl Relay for Recorder {
-    async fn request(&self, _: &str, _: Option<RequestId>, _: ServerRequest) -> Result<ClientResult, ErrorData> {
-        Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, "test client answers no requests", None))
+    async fn request(
+        &self,
+        _: &str,
+        _: Option<RequestId>,
+        _: ServerRequest,
+    ) -> Result<ClientResult, ErrorData> {
+        Err(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "test client answers no requests",
+            None,
+        ))
     }
 
     async fn notify(&self, _: &str, _: Option<RequestId>, notification: ServerNotification) {
@@ -89,10 +128,26 @@ impl Relay for Recorder {
 
 /// An MCP client of the gateway, speaking one era (Gatehouse's own connector is a real rmcp client).
 fn client(url: &str, era: Era, recorder: Arc<Recorder>) -> (Connector, CancellationToken) {
-    let yaml = format!("url: \"{url}\"\nera: {}\n", if era == Era::Modern { "modern" } else { "legacy" });
-    let config: edge_svc::connector::HttpConfig = serde_norway::from_str(&yaml).expect("client config");
+    let yaml = format!(
+        "url: \"{url}\"\nera: {}\n",
+        if era == Era::Modern {
+            "modern"
+        } else {
+            "legacy"
+        }
+    );
+    let config: edge_svc::connector::HttpConfig =
+        serde_norway::from_str(&yaml).expect("client config");
     let shutdown = CancellationToken::new();
-    (Connector::spawn("client".into(), Transport::Http(config), recorder, shutdown.clone()), shutdown)
+    (
+        Connector::spawn(
+            "client".into(),
+            Transport::Http(config),
+            recorder,
+            shutdown.clone(),
+        ),
+        shutdown,
+    )
 }
 
 const COMBINED: &str = r#"
@@ -118,17 +173,31 @@ virtual_servers:
 "#;
 
 async fn tool_names(peer: &rmcp::Peer<rmcp::RoleClient>) -> Vec<String> {
-    let mut names: Vec<String> = peer.list_all_tools().await.expect("tools/list").iter().map(|t| t.name.to_string()).collect();
+    let mut names: Vec<String> = peer
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
     names.sort();
     names
 }
 
-async fn call_text(peer: &rmcp::Peer<rmcp::RoleClient>, tool: &str, arguments: serde_json::Value) -> String {
+async fn call_text(
+    peer: &rmcp::Peer<rmcp::RoleClient>,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> String {
     let mut params = CallToolRequestParams::new(tool.to_owned());
     params.arguments = arguments.as_object().cloned();
     let result = peer.call_tool(params).await.expect("tools/call");
     assert_ne!(result.is_error, Some(true), "{tool} failed: {result:?}");
-    result.content.iter().filter_map(|content| content.as_text().map(|text| text.text.clone())).collect()
+    result
+        .content
+        .iter()
+        .filter_map(|content| content.as_text().map(|text| text.text.clone()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,18 +207,39 @@ async fn both_eras_see_the_curated_catalogue_and_reach_both_transports() {
         let (client, stop) = client(&gateway.url("combined"), era, Arc::default());
         let peer = client.peer().await.expect("client connects");
         let names = tool_names(&peer).await;
-        assert!(names.contains(&"say".to_owned()), "{era:?}: renamed tool missing from {names:?}");
-        assert!(names.contains(&"web__echo".to_owned()) && names.contains(&"web__add".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"say".to_owned()),
+            "{era:?}: renamed tool missing from {names:?}"
+        );
+        assert!(
+            names.contains(&"web__echo".to_owned()) && names.contains(&"web__add".to_owned()),
+            "{names:?}"
+        );
         for hidden in ["echo", "exit", "env", "read_file", "web__slow", "web__pid"] {
-            assert!(!names.contains(&hidden.to_owned()), "{era:?}: `{hidden}` must be hidden: {names:?}");
+            assert!(
+                !names.contains(&hidden.to_owned()),
+                "{era:?}: `{hidden}` must be hidden: {names:?}"
+            );
         }
         let tools = peer.list_all_tools().await.expect("tools/list");
         let say = tools.iter().find(|tool| tool.name == "say").expect("say");
         assert_eq!(say.description.as_deref(), Some("Repeats what you say"));
-        assert_eq!(call_text(&peer, "say", json!({"text": "hello"})).await, "hello");
-        assert_eq!(call_text(&peer, "web__add", json!({"a": 2, "b": 40})).await, "42");
-        let unknown = peer.call_tool(CallToolRequestParams::new("echo")).await.expect_err("hidden tool is unknown");
-        assert!(unknown.to_string().contains("unknown tool"), "{era:?}: {unknown}");
+        assert_eq!(
+            call_text(&peer, "say", json!({"text": "hello"})).await,
+            "hello"
+        );
+        assert_eq!(
+            call_text(&peer, "web__add", json!({"a": 2, "b": 40})).await,
+            "42"
+        );
+        let unknown = peer
+            .call_tool(CallToolRequestParams::new("echo"))
+            .await
+            .expect_err("hidden tool is unknown");
+        assert!(
+            unknown.to_string().contains("unknown tool"),
+            "{era:?}: {unknown}"
+        );
         stop.cancel();
     }
     gateway.stop().await;
@@ -160,20 +250,38 @@ async fn a_killed_stdio_connector_is_restarted_and_the_next_call_succeeds() {
     let gateway = RunningGateway::start(COMBINED).await;
     let (client, stop) = client(&gateway.url("combined"), Era::Legacy, Arc::default());
     let peer = client.peer().await.expect("connect");
-    let pid: i32 = call_text(&peer, "pid", json!({})).await.trim().parse().expect("pid is a number");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+    let pid: i32 = call_text(&peer, "pid", json!({}))
+        .await
+        .trim()
+        .parse()
+        .expect("pid is a number");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let answer = loop {
         let mut params = CallToolRequestParams::new("say");
         params.arguments = json!({"text": "again"}).as_object().cloned();
         match peer.call_tool(params).await {
             Ok(result) if result.is_error != Some(true) => break result,
-            outcome => assert!(tokio::time::Instant::now() < deadline, "no recovery before the deadline: {outcome:?}"),
+            outcome => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no recovery before the deadline: {outcome:?}"
+            ),
         }
         tokio::task::yield_now().await;
     };
-    assert_eq!(answer.content[0].as_text().map(|text| text.text.as_str()), Some("again"));
-    let new_pid: i32 = call_text(&peer, "pid", json!({})).await.trim().parse().expect("pid");
+    assert_eq!(
+        answer.content[0].as_text().map(|text| text.text.as_str()),
+        Some("again")
+    );
+    let new_pid: i32 = call_text(&peer, "pid", json!({}))
+        .await
+        .trim()
+        .parse()
+        .expect("pid");
     assert_ne!(new_pid, pid, "a new process serves the connector");
     stop.cancel();
     gateway.stop().await;
@@ -182,14 +290,35 @@ async fn a_killed_stdio_connector_is_restarted_and_the_next_call_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_reaches_only_the_calling_client() {
     let gateway = RunningGateway::start(COMBINED).await;
-    let (caller_log, bystander_log) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-    let (caller, stop_caller) = client(&gateway.url("combined"), Era::Legacy, Arc::clone(&caller_log));
-    let (bystander, stop_bystander) = client(&gateway.url("combined"), Era::Legacy, Arc::clone(&bystander_log));
-    let (peer, other) = (caller.peer().await.expect("caller"), bystander.peer().await.expect("bystander"));
-    assert_eq!(call_text(&other, "say", json!({"text": "idle"})).await, "idle");
+    let (caller_log, bystander_log) =
+        (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let (caller, stop_caller) = client(
+        &gateway.url("combined"),
+        Era::Legacy,
+        Arc::clone(&caller_log),
+    );
+    let (bystander, stop_bystander) = client(
+        &gateway.url("combined"),
+        Era::Legacy,
+        Arc::clone(&bystander_log),
+    );
+    let (peer, other) = (
+        caller.peer().await.expect("caller"),
+        bystander.peer().await.expect("bystander"),
+    );
+    assert_eq!(
+        call_text(&other, "say", json!({"text": "idle"})).await,
+        "idle"
+    );
     call_text(&peer, "slow", json!({"ms": 50})).await;
-    assert!(!caller_log.progress.lock().expect("lock").is_empty(), "the caller got its progress");
-    assert!(bystander_log.progress.lock().expect("lock").is_empty(), "nobody else did");
+    assert!(
+        !caller_log.progress.lock().expect("lock").is_empty(),
+        "the caller got its progress"
+    );
+    assert!(
+        bystander_log.progress.lock().expect("lock").is_empty(),
+        "nobody else did"
+    );
     stop_caller.cancel();
     stop_bystander.cancel();
     gateway.stop().await;
@@ -202,7 +331,10 @@ async fn a_down_connector_shows_in_status_not_as_a_hang() {
     let shutdown = CancellationToken::new();
     let gateway = Gateway::start(&spec, &shutdown).expect("start");
     let connector = &gateway.connectors()[0];
-    assert!(connector.peer().await.is_err(), "an unreachable downstream is an error");
+    assert!(
+        connector.peer().await.is_err(),
+        "an unreachable downstream is an error"
+    );
     assert_ne!(connector.status().state, ConnectorState::Ready);
     shutdown.cancel();
 }

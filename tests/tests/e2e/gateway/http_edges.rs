@@ -19,16 +19,47 @@ async fn hostile_and_malformed_requests_get_spec_shaped_refusals() {
     let gateway = RunningGateway::start(COMBINED).await;
     let url = gateway.url("combined");
 
-    let rebinding = post(&url).header("host", "evil.example.com").body(INITIALIZE).send().await.expect("send");
-    assert!(rebinding.status().is_client_error(), "foreign Host: {}", rebinding.status());
+    let rebinding = post(&url)
+        .header("host", "evil.example.com")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        rebinding.status().is_client_error(),
+        "foreign Host: {}",
+        rebinding.status()
+    );
 
-    let foreign_origin = post(&url).header("origin", "https://evil.example.com").body(INITIALIZE).send().await.expect("send");
-    assert_eq!(foreign_origin.status(), StatusCode::FORBIDDEN, "foreign Origin");
+    let foreign_origin = post(&url)
+        .header("origin", "https://evil.example.com")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        foreign_origin.status(),
+        StatusCode::FORBIDDEN,
+        "foreign Origin"
+    );
 
-    let local_origin = post(&url).header("origin", format!("http://{}", gateway.addr)).body(INITIALIZE).send().await.expect("send");
-    assert!(local_origin.status().is_success(), "own Origin: {}", local_origin.status());
+    let local_origin = post(&url)
+        .header("origin", format!("http://{}", gateway.addr))
+        .body(INITIALIZE)
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        local_origin.status().is_success(),
+        "own Origin: {}",
+        local_origin.status()
+    );
 
-    let oversized = post(&url).body(vec![b' '; 128 * 1024]).send().await.expect("send");
+    let oversized = post(&url)
+        .body(vec![b' '; 128 * 1024])
+        .send()
+        .await
+        .expect("send");
     assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = oversized.json().await.expect("a JSON-RPC error body");
     assert_eq!(body["error"]["code"], json!(-32600), "{body}");
@@ -41,14 +72,30 @@ async fn hostile_and_malformed_requests_get_spec_shaped_refusals() {
     let batch = post(&url).body("[1, 2]").send().await.expect("send");
     assert_eq!(batch.status(), StatusCode::BAD_REQUEST);
     let body: Value = batch.json().await.expect("a JSON-RPC error body");
-    assert_eq!(body["error"]["code"], json!(-32600), "invalid request: {body}");
+    assert_eq!(
+        body["error"]["code"],
+        json!(-32600),
+        "invalid request: {body}"
+    );
 
-    let no_session = post(&url).body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#).send().await.expect("send");
-    assert_eq!(no_session.status(), StatusCode::BAD_REQUEST, "legacy request without a session");
+    let no_session = post(&url)
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        no_session.status(),
+        StatusCode::BAD_REQUEST,
+        "legacy request without a session"
+    );
     let body: Value = no_session.json().await.expect("a JSON-RPC error body");
     assert_eq!(body["jsonrpc"], json!("2.0"), "{body}");
 
-    let nowhere = post(&format!("http://{}/v/nope/mcp", gateway.addr)).body(INITIALIZE).send().await.expect("send");
+    let nowhere = post(&format!("http://{}/v/nope/mcp", gateway.addr))
+        .body(INITIALIZE)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
     gateway.stop().await;
 }
@@ -59,14 +106,35 @@ async fn a_protected_virtual_server_challenges_without_leaking_the_token() {
     let url = gateway.url("locked");
     let anonymous = post(&url).body(INITIALIZE).send().await.expect("send");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let challenge = anonymous.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
-    let metadata = format!("http://{}/.well-known/oauth-protected-resource/v/locked/mcp", gateway.addr);
-    assert!(challenge.starts_with("Bearer ") && challenge.contains(&metadata), "{challenge}");
+    let challenge = anonymous.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let metadata = format!(
+        "http://{}/.well-known/oauth-protected-resource/v/locked/mcp",
+        gateway.addr
+    );
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains(&metadata),
+        "{challenge}"
+    );
 
-    let with_token = post(&url).bearer_auth("canary-token-ffa1").body(INITIALIZE).send().await.expect("send");
-    assert_eq!(with_token.status(), StatusCode::UNAUTHORIZED, "no verifier yet: fail closed");
+    let with_token = post(&url)
+        .bearer_auth("canary-token-ffa1")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        with_token.status(),
+        StatusCode::UNAUTHORIZED,
+        "no verifier yet: fail closed"
+    );
     let headers = format!("{:?}", with_token.headers());
     let echoed = format!("{headers}{}", with_token.text().await.unwrap_or_default());
-    assert!(!echoed.contains("canary-token-ffa1"), "the token must never be echoed: {echoed}");
+    assert!(
+        !echoed.contains("canary-token-ffa1"),
+        "the token must never be echoed: {echoed}"
+    );
     gateway.stop().await;
 }
