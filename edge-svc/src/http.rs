@@ -64,7 +64,9 @@ pub fn router(
             .layer(middleware::from_fn_with_state(gate, admit));
         router = router.nest(&format!("/v/{}/mcp", server.name()), endpoint);
     }
-    router.fallback(not_found)
+    router
+        .fallback(not_found)
+        .layer(svc_kit::http::trace_layer())
 }
 
 async fn admit(State(gate): State<Gate>, request: Request<Body>, next: Next) -> Response {

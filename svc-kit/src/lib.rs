@@ -5,6 +5,7 @@
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
