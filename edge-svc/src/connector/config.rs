@@ -124,7 +124,8 @@ pub struct SandboxConfig {
     /// Path of the launcher binary.
     ///
     /// Defaults to `$GATEHOUSE_SANDBOX_LAUNCHER`, then `gatehouse-sandbox` next to the
-    /// running executable or in its parent directory.
+    /// running executable or in its parent directory, then the running executable itself
+    /// (which must call [`run_if_requested`](super::sandbox::run_if_requested) first in `main`).
     #[serde(default)]
     pub launcher: Option<PathBuf>,
 }

@@ -27,7 +27,7 @@ use super::{Error, LandlockState, StdioConfig};
 mod confine;
 mod launcher;
 
-pub use launcher::launch;
+pub use launcher::{LAUNCHER_ARG, launch, run_if_requested};
 
 /// Environment variable naming the launcher binary when the config does not.
 pub const LAUNCHER_ENV: &str = "GATEHOUSE_SANDBOX_LAUNCHER";
@@ -58,7 +58,7 @@ pub(crate) fn prepare(name: &str, config: &StdioConfig) -> Result<Launch, Error>
     let cwd = working_directory(name, config)?;
     let mut argv: Vec<OsString> = Vec::new();
     if config.sandbox.enabled {
-        argv.push(locate_launcher(config)?.into_os_string());
+        argv.extend(locate_launcher(config)?);
         argv.extend(launcher_flags(config, &cwd));
         argv.push("--".into());
     }
@@ -217,21 +217,27 @@ fn working_directory(name: &str, config: &StdioConfig) -> Result<PathBuf, Error>
     Ok(path)
 }
 
-/// Finds the launcher: config, then environment, then next to (or above) the executable.
-fn locate_launcher(config: &StdioConfig) -> Result<PathBuf, Error> {
+/// Returns the launcher's command: the configured path, then `$GATEHOUSE_SANDBOX_LAUNCHER`,
+/// then `gatehouse-sandbox` next to (or above) the running executable, and otherwise the
+/// running executable itself with [`LAUNCHER_ARG`] (see [`run_if_requested`]).
+fn locate_launcher(config: &StdioConfig) -> Result<Vec<OsString>, Error> {
     if let Some(path) = &config.sandbox.launcher {
-        return Ok(path.clone());
+        return Ok(vec![path.clone().into_os_string()]);
     }
     if let Some(path) = std::env::var_os(LAUNCHER_ENV) {
-        return Ok(PathBuf::from(path));
+        return Ok(vec![path]);
     }
     let exe = std::env::current_exe().map_err(|_| Error::LauncherNotFound)?;
-    exe.ancestors()
+    let sibling = exe
+        .ancestors()
         .skip(1)
         .take(2)
         .map(|dir| dir.join(LAUNCHER_NAME))
-        .find(|candidate| candidate.is_file())
-        .ok_or(Error::LauncherNotFound)
+        .find(|candidate| candidate.is_file());
+    Ok(match sibling {
+        Some(launcher) => vec![launcher.into_os_string()],
+        None => vec![exe.into_os_string(), LAUNCHER_ARG.into()],
+    })
 }
 
 #[cfg(test)]

@@ -52,8 +52,27 @@ pub(super) struct Spec {
     args: Vec<OsString>,
 }
 
+/// Argument (argv\[1\]) that turns a Gatehouse binary into the sandbox launcher.
+pub const LAUNCHER_ARG: &str = "__gatehouse-sandbox";
+
 /// Runs the launcher with `args` (without argv\[0\]) and returns the program's exit status.
 pub fn launch(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    ExitCode::from(run(args))
+}
+
+/// Acts as the sandbox launcher, and exits, when argv\[1\] is [`LAUNCHER_ARG`]; otherwise
+/// returns at once.
+///
+/// Call it first in `main` of every binary that hosts Gatehouse: when no `gatehouse-sandbox`
+/// binary is installed, Gatehouse runs its own executable as the launcher.
+pub fn run_if_requested() {
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.next_if(|arg| arg == LAUNCHER_ARG).is_some() {
+        std::process::exit(i32::from(run(args)));
+    }
+}
+
+fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let spec = match parse(args.into_iter()) {
         Ok(spec) => spec,
         Err(message) => return fail(EXIT_USAGE, &message),
@@ -88,9 +107,9 @@ pub fn launch(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     supervise(program, &signals)
 }
 
-fn fail(code: u8, message: &str) -> ExitCode {
+fn fail(code: u8, message: &str) -> u8 {
     eprintln!("gatehouse-sandbox: {message}");
-    ExitCode::from(code)
+    code
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Spec, String> {
@@ -153,7 +172,7 @@ fn release_stdio() {
 }
 
 /// Forwards termination signals and reaps children until the program exits, then cleans up.
-fn supervise(program: Pid, signals: &SigSet) -> ExitCode {
+fn supervise(program: Pid, signals: &SigSet) -> u8 {
     loop {
         match signals.wait() {
             Ok(Signal::SIGCHLD) => {
@@ -210,13 +229,13 @@ fn leftovers(me: Pid, group: Pid) -> Vec<Pid> {
         .collect()
 }
 
-fn exit_code(status: WaitStatus) -> ExitCode {
+fn exit_code(status: WaitStatus) -> u8 {
     match status {
-        WaitStatus::Exited(_, code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
+        WaitStatus::Exited(_, code) => u8::try_from(code).unwrap_or(u8::MAX),
         WaitStatus::Signaled(_, signal, _) => {
-            ExitCode::from(128u8.saturating_add(u8::try_from(signal as i32).unwrap_or(0)))
+            128u8.saturating_add(u8::try_from(signal as i32).unwrap_or(0))
         }
-        _ => ExitCode::FAILURE,
+        _ => 1,
     }
 }
 
