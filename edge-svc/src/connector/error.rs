@@ -67,6 +67,12 @@ pub enum Error {
     /// The MCP handshake (`server/discover` or `initialize`) failed.
     #[error("mcp handshake failed")]
     Handshake(#[source] Box<rmcp::service::ClientInitializeError>),
+    /// The MCP handshake did not finish within the connect timeout.
+    #[error("mcp handshake unfinished after {timeout:?}")]
+    HandshakeTimeout {
+        /// The connect timeout.
+        timeout: Duration,
+    },
     /// An HTTP request of the legacy SSE transport failed.
     #[error("sse request to {url} failed")]
     SseRequest {

@@ -15,6 +15,9 @@ use super::{
     session::{Session, handshake},
 };
 
+/// Most POSTs in flight at once on one session (rmcp's default is 16).
+const MAX_CONCURRENT_REQUESTS: usize = 256;
+
 /// Opens an MCP session with the streamable HTTP endpoint of `config`.
 pub(crate) async fn open(
     config: &HttpConfig,
@@ -23,12 +26,15 @@ pub(crate) async fn open(
 ) -> Result<Session, Error> {
     let transport_config = StreamableHttpClientTransportConfig::with_uri(config.url.as_str())
         .custom_headers(header_map(&config.headers)?)
-        .reinit_on_expired_session(true);
+        .reinit_on_expired_session(true)
+        // A gateway multiplexes many callers onto one connector session.
+        .max_concurrent_requests(MAX_CONCURRENT_REQUESTS);
     let transport = StreamableHttpClientTransport::from_config(transport_config);
     let service = handshake(
         handler,
         OriginTracking::new(transport),
         config.era,
+        config.connect_timeout,
         session_ct,
     )
     .await?;

@@ -1,5 +1,7 @@
 //! One client session with a downstream: the rmcp service, and for stdio the program.
 
+use std::time::Duration;
+
 use rmcp::{
     ClientLifecycleMode, Peer, RoleClient,
     model::ProtocolVersion,
@@ -69,19 +71,24 @@ impl Session {
 }
 
 /// Runs the MCP handshake for `era` over `transport`, returning the running client service.
+///
+/// A handshake still unfinished after `timeout` is abandoned (the transport is dropped).
 pub(crate) async fn handshake<T, E, A>(
     handler: RelayHandler,
     transport: T,
     era: Era,
+    timeout: Duration,
     session_ct: CancellationToken,
 ) -> Result<RunningService<RoleClient, RelayHandler>, Error>
 where
     T: IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    serve_client_with_lifecycle_and_ct(handler, transport, lifecycle(era), session_ct)
-        .await
-        .map_err(|error| Error::Handshake(Box::new(error)))
+    let serve = serve_client_with_lifecycle_and_ct(handler, transport, lifecycle(era), session_ct);
+    match tokio::time::timeout(timeout, serve).await {
+        Ok(served) => served.map_err(|error| Error::Handshake(Box::new(error))),
+        Err(_) => Err(Error::HandshakeTimeout { timeout }),
+    }
 }
 
 /// Returns how rmcp should start a session of `era`.

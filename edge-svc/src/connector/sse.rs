@@ -46,11 +46,15 @@ pub(crate) async fn open(
     handler: RelayHandler,
     session_ct: CancellationToken,
 ) -> Result<Session, Error> {
-    let transport = SseTransport::connect(config).await?;
+    let timeout = config.connect_timeout;
+    let transport = tokio::time::timeout(timeout, SseTransport::connect(config))
+        .await
+        .map_err(|_| Error::HandshakeTimeout { timeout })??;
     let service = handshake(
         handler,
         OriginTracking::new(transport),
         Era::Legacy,
+        config.connect_timeout,
         session_ct,
     )
     .await?;

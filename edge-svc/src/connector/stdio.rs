@@ -66,7 +66,7 @@ pub(crate) async fn open(
     };
     let transport = OriginTracking::new(AsyncRwTransport::new_client(stdout, stdin));
     let handshake = tokio::select! {
-        opened = handshake(handler, transport, config.era, session_ct) => opened,
+        opened = handshake(handler, transport, config.era, config.connect_timeout, session_ct) => opened,
         _ = process.child.wait() => Err(Error::ExitedEarly { status: String::new() }),
     };
     match handshake {

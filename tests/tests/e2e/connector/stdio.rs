@@ -193,6 +193,39 @@ async fn crash_loop_ends_in_failed_with_the_stderr_tail_kept() {
 }
 
 #[tokio::test]
+async fn unresponsive_program_times_out_and_is_killed() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut config = StdioConfig::new("sleep", ["600"]);
+    sandboxed(&mut config, cwd.path());
+    config.connect_timeout = Duration::from_millis(300);
+    config.restart.initial_backoff = Duration::from_millis(10);
+    config.restart.max_failures = 2;
+    let running = Running::spawn("mute", Transport::Stdio(config));
+
+    match running.connector.peer().await {
+        Err(Error::Failed { last_error, .. }) => {
+            assert!(
+                last_error.contains("unfinished after 300ms"),
+                "{last_error}"
+            );
+        }
+        Err(Error::ConnectTimeout { .. }) => {}
+        other => panic!("expected no session, got {other:?}"),
+    }
+    eventually("the connector to give up", || {
+        running.connector.status().state == ConnectorState::Failed
+    })
+    .await;
+    let group = i32::try_from(running.connector.status().pid.unwrap()).unwrap();
+    assert!(
+        members(group).is_empty(),
+        "left behind: {:?}",
+        members(group)
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_kills_the_process_group_and_leaves_no_zombie() {
     let cwd = tempfile::tempdir().unwrap();
     let echo = env!("CARGO_BIN_EXE_mcp-echo");
