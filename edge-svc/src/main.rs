@@ -14,9 +14,13 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    // The stdio sandbox re-executes this binary as its launcher: decide before any thread starts.
+    edge_svc::connector::sandbox::run_if_requested();
+    tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let sources = svc_kit::config_sources(edge_svc::config::ENV_PREFIX, args.config.as_deref());
     let config: edge_svc::Config = svc_kit::exit_on_invalid(sources.extract());
     let spec = svc_kit::exit_on_invalid(

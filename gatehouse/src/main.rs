@@ -37,6 +37,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The stdio sandbox re-executes this binary as its launcher; that must win over CLI parsing.
+    edge_svc::connector::sandbox::run_if_requested();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
