@@ -37,6 +37,9 @@ pub fn router(
             .with_allowed_origins(face.allowed_origins.clone())
             .enforce_origin_validation()
             .with_max_request_body_bytes(face.max_body_bytes)
+            // A reply with nothing before it goes out as plain JSON (cheaper for both sides);
+            // rmcp falls back to SSE as soon as progress or a relayed request comes first.
+            .with_json_response(true)
             .with_cancellation_token(shutdown.child_token());
         let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
         let service = StreamableHttpService::new(
