@@ -6,12 +6,13 @@
 //! ```
 //!
 //! C workers each open one MCP client (legacy era: `initialize` + `notifications/initialized`;
-//! modern era: nothing, every request is self-describing), share a budget of warm-up calls, then
-//! share the measured budget of N calls until it is spent or `--max-seconds` pass. Every reply is
-//! checked: a successful result whose first text block echoes the input, or else an error.
-//! It prints one JSON line: label, era, concurrency, warmup, n_ok, n_err (failed calls, warm-up
-//! and connection failures included), seconds, rps (n_ok per second of the measured phase), and
-//! latency percentiles in microseconds. Targets must be loopback addresses.
+//! modern era: nothing, every request is self-describing), share a budget of W warm-up calls, then
+//! share the measured budget of N calls; each phase also ends when `--max-seconds` pass. Every
+//! reply is checked: a successful result whose first text block echoes the input, or else an
+//! error. It prints one JSON line: label, era, concurrency, warmup (warm-up calls made), n_ok,
+//! n_err (failed calls, warm-up and connection failures included), seconds, rps (n_ok per second
+//! of the measured phase), and latency percentiles in microseconds. Targets must be loopback
+//! addresses.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -112,6 +113,11 @@ impl Budget {
     fn take(&self) -> Option<u64> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         (seq < self.limit).then_some(seq)
+    }
+
+    /// Returns how many sequence numbers were handed out.
+    fn taken(&self) -> u64 {
+        self.next.load(Ordering::Relaxed).min(self.limit)
     }
 }
 
@@ -227,7 +233,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     while let Some(joined) = workers.join_next().await {
         total.merge(joined??)?;
     }
-    Ok(report(args, &total, seconds).to_string())
+    Ok(report(args, &total, plan.warmup.taken(), seconds).to_string())
 }
 
 /// One client: connect, take warm-up calls, take measured calls, then close; it crosses the
@@ -244,8 +250,11 @@ async fn work(
         .inspect_err(|error| tally.error(error))
         .ok();
     plan.gate.wait().await;
+    let deadline = Instant::now() + plan.max_duration;
     if let Some(session) = session.as_mut() {
-        while let Some(seq) = plan.warmup.take() {
+        while Instant::now() < deadline
+            && let Some(seq) = plan.warmup.take()
+        {
             if let Err(error) = session.call_echo(seq).await {
                 tally.error(&error);
             }
@@ -274,7 +283,7 @@ async fn work(
     Ok(tally)
 }
 
-fn report(args: &Args, total: &Tally, seconds: f64) -> serde_json::Value {
+fn report(args: &Args, total: &Tally, warmup: u64, seconds: f64) -> serde_json::Value {
     let latencies = &total.latencies;
     let n_ok = latencies.len();
     let quantile = |q: f64| (n_ok > 0).then(|| latencies.value_at_quantile(q));
@@ -287,7 +296,7 @@ fn report(args: &Args, total: &Tally, seconds: f64) -> serde_json::Value {
         "label": args.label,
         "era": args.era.as_str(),
         "concurrency": args.concurrency,
-        "warmup": args.warmup,
+        "warmup": warmup,
         "n_ok": n_ok,
         "n_err": total.errors,
         "seconds": (seconds * 1000.0).round() / 1000.0,

@@ -1,0 +1,121 @@
+"""Runs the tools/call matrix of bench/run.sh and appends one JSON line per run.
+
+For every repetition, concurrency and protocol era it runs `mcp-load` against the echo
+downstream directly and through the gateway (the order alternates between repetitions), and
+samples around each run: CPU time (utime + stime from /proc/PID/stat) of the gateway and of
+the echo server, the load generator's own CPU time (rusage of the finished child), and the
+gateway's VmRSS / VmHWM. CPU per call divides by every call in the window: warm-up included.
+
+Usage: python3 bench/measure.py --load BIN --direct URL --gateway URL --gateway-pid PID
+           --echo-pid PID --out FILE [--reps 3] [--concurrency 1 16 64] [--eras modern legacy]
+           [--requests 20000] [--warmup 200] [--max-seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Returns utime + stime of a process (all its threads, live and exited), in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """Returns VmRSS and VmHWM of a process, in KiB."""
+    found = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0])
+    return found
+
+
+def run_load(args: argparse.Namespace, url: str, label: str, concurrency: int, era: str) -> dict:
+    """Runs one mcp-load and returns its report plus its own CPU seconds."""
+    command = [
+        args.load, "--url", url, "--tool", "echo", "--era", era, "--label", label,
+        "--concurrency", str(concurrency), "--requests", str(args.requests),
+        "--warmup", str(args.warmup), "--max-seconds", str(args.max_seconds),
+    ]
+    # Only mcp-load is ever a child of this process, so the children's rusage delta is its CPU.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Wall-clock bound on top of mcp-load's own: measured phase + warm-up + setup slack.
+    done = subprocess.run(command, capture_output=True, timeout=2 * args.max_seconds + 60, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"mcp-load failed ({done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
+    report = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    report["load_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return report
+
+
+def measure(args: argparse.Namespace, target: str, concurrency: int, era: str, rep: int) -> dict:
+    """Runs one target once and returns the annotated report line."""
+    url = args.direct if target == "direct" else args.gateway
+    gateway0, echo0 = cpu_seconds(args.gateway_pid), cpu_seconds(args.echo_pid)
+    report = run_load(args, url, target, concurrency, era)
+    gateway1, echo1 = cpu_seconds(args.gateway_pid), cpu_seconds(args.echo_pid)
+    calls = report["n_ok"] + report["n_err"] + report["warmup"]
+    memory = memory_kib(args.gateway_pid)
+    report.update(
+        target=target,
+        rep=rep,
+        calls=calls,
+        gateway_cpu_s=round(gateway1 - gateway0, 3),
+        echo_cpu_s=round(echo1 - echo0, 3),
+        gateway_cpu_us_per_call=round(1e6 * (gateway1 - gateway0) / calls, 2) if calls else None,
+        echo_cpu_us_per_call=round(1e6 * (echo1 - echo0) / calls, 2) if calls else None,
+        load_cpu_us_per_call=round(1e6 * report["load_cpu_s"] / calls, 2) if calls else None,
+        gateway_rss_kib=memory.get("VmRSS"),
+        gateway_hwm_kib=memory.get("VmHWM"),
+    )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--load", required=True, help="path of the mcp-load binary")
+    parser.add_argument("--direct", required=True, help="URL of the echo downstream")
+    parser.add_argument("--gateway", required=True, help="URL of the echo behind the gateway")
+    parser.add_argument("--gateway-pid", type=int, required=True)
+    parser.add_argument("--echo-pid", type=int, required=True)
+    parser.add_argument("--out", required=True, help="JSON lines file to append to")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--eras", nargs="+", default=["modern", "legacy"], choices=["modern", "legacy"])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--max-seconds", type=float, default=8.0)
+    args = parser.parse_args()
+
+    with open(args.out, "a", encoding="utf-8") as out:
+        idle = memory_kib(args.gateway_pid)
+        out.write(json.dumps({"idle": True, "gateway_rss_kib": idle.get("VmRSS"),
+                              "gateway_hwm_kib": idle.get("VmHWM")}) + "\n")
+        for rep in range(1, args.reps + 1):
+            for concurrency in args.concurrency:
+                for era in args.eras:
+                    order = ["direct", "gateway"] if rep % 2 else ["gateway", "direct"]
+                    for target in order:
+                        line = measure(args, target, concurrency, era, rep)
+                        out.write(json.dumps(line) + "\n")
+                        out.flush()
+                        print(f"rep {rep} c={concurrency:<3} {era:<6} {target:<7} rps={line['rps']:>9} "
+                              f"p50={line['p50_us']}us p99={line['p99_us']}us err={line['n_err']} "
+                              f"gw_cpu={line['gateway_cpu_us_per_call']}us/call", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Writes docs/benchmarks.md from the JSON lines of bench/measure.py and of the peer bench.
+
+Figures are medians over repetitions; ratios and added latencies are computed per repetition
+(gateway run against the direct run of the same repetition) and then their median is taken.
+
+Usage: python3 bench/report.py --ours FILE [--peer FILE] [--peer-note TEXT] --command TEXT
+           --seconds N --out docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections import defaultdict
+
+TARGET_RPS = 10_000
+TARGET_ADDED_P50_US = 300
+TARGET_CPU_US = 100
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def spread(values):
+    values = [v for v in values if v is not None]
+    return f"{min(values):,.0f}–{max(values):,.0f}" if values else "–"
+
+
+def fmt(value, digits=0, unit=""):
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def command_output(*command: str) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def machine() -> list[str]:
+    """Returns Markdown bullet lines describing this machine and checkout."""
+    model, memory = "unknown", "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="utf-8") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    commit = command_output("git", "rev-parse", "--short", "HEAD")
+    dirty = " (with uncommitted changes)" if command_output("git", "status", "--porcelain", "--untracked-files=no") else ""
+    return [
+        f"- CPU: {os.cpu_count()} × {model} (`nproc` = {command_output('nproc')})",
+        f"- memory: {memory}; kernel: {platform.system()} {platform.release()}",
+        f"- toolchain: {command_output('rustc', '-V')}; Python {platform.python_version()}",
+        f"- checkout: `{commit}`{dirty}",
+    ]
+
+
+def load(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def pair_by_rep(rows: list[dict]) -> dict[tuple, dict[int, dict[str, dict]]]:
+    """Groups runs as {(concurrency, era): {rep: {target: row}}}."""
+    grouped: dict[tuple, dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        grouped[(row["concurrency"], row["era"])][row["rep"]][row["target"]] = row
+    return grouped
+
+
+def summarize_ours(rows: list[dict]) -> dict[tuple, dict]:
+    """Returns the per-(concurrency, era) medians of our runs."""
+    summary = {}
+    for key, reps in sorted(pair_by_rep(rows).items()):
+        pairs = [r for r in reps.values() if "direct" in r and "gateway" in r]
+        gateway = [r["gateway"] for r in pairs]
+        direct = [r["direct"] for r in pairs]
+        summary[key] = {
+            "reps": len(pairs),
+            "direct_rps": median(r["rps"] for r in direct),
+            "gateway_rps": median(r["rps"] for r in gateway),
+            "gateway_rps_spread": spread(r["rps"] for r in gateway),
+            "ratio": median(r["gateway"]["rps"] / r["direct"]["rps"] for r in pairs if r["direct"]["rps"]),
+            "direct_p50": median(r["p50_us"] for r in direct),
+            "gateway_p50": median(r["p50_us"] for r in gateway),
+            "added_p50": median(r["gateway"]["p50_us"] - r["direct"]["p50_us"] for r in pairs
+                                if r["gateway"]["p50_us"] is not None and r["direct"]["p50_us"] is not None),
+            "added_p99": median(r["gateway"]["p99_us"] - r["direct"]["p99_us"] for r in pairs
+                                if r["gateway"]["p99_us"] is not None and r["direct"]["p99_us"] is not None),
+            "gateway_cpu": median(r["gateway_cpu_us_per_call"] for r in gateway),
+            "gateway_cpu_spread": spread(r["gateway_cpu_us_per_call"] for r in gateway),
+            "echo_cpu_direct": median(r["echo_cpu_us_per_call"] for r in direct),
+            "echo_cpu_gateway": median(r["echo_cpu_us_per_call"] for r in gateway),
+            "load_cpu_direct": median(r["load_cpu_us_per_call"] for r in direct),
+            "load_cpu_gateway": median(r["load_cpu_us_per_call"] for r in gateway),
+            "rss_mib": max((r["gateway_rss_kib"] or 0) for r in gateway) / 1024 if gateway else None,
+            "errors": sum(r["n_err"] for r in gateway + direct),
+            "calls": sum(r["n_ok"] for r in gateway + direct),
+        }
+    return summary
+
+
+def summarize_peer(rows: list[dict]) -> dict[int, dict]:
+    """Returns the per-concurrency medians of the ContextForge bench (its own field names)."""
+    grouped: dict[int, dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        grouped[row["c"]][row["rep"]][row["label"]] = row
+    summary = {}
+    for concurrency, reps in sorted(grouped.items()):
+        pairs = [r for r in reps.values() if "direct" in r and "cf" in r]
+        summary[concurrency] = {
+            "reps": len(pairs),
+            "cf_rps": median(r["cf"]["rps"] for r in pairs),
+            "direct_rps": median(r["direct"]["rps"] for r in pairs),
+            "ratio": median(r["cf"]["rps"] / r["direct"]["rps"] for r in pairs if r["direct"]["rps"]),
+            "added_p50_ms": median(r["cf"]["p50_ms"] - r["direct"]["p50_ms"] for r in pairs),
+            "cpu_ms": median(r["cf"]["gw_cpu_ms_per_call"] for r in pairs),
+            "errors": sum(r["cf"]["n_err"] + r["direct"]["n_err"] for r in pairs),
+        }
+    return summary
+
+
+def our_tables(summary: dict[tuple, dict]) -> list[str]:
+    lines = []
+    for concurrency in sorted({c for c, _ in summary}):
+        lines += [
+            f"### C = {concurrency}",
+            "",
+            "| era | direct rps | gateway rps (spread) | ratio | direct p50 µs | gateway p50 µs "
+            "| added p50 µs | added p99 µs | gateway CPU µs/call (spread) | echo CPU µs/call direct / via gw "
+            "| mcp-load CPU µs/call direct / via gw | gateway RSS MiB | errors / calls |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for (c, era), s in sorted(summary.items()):
+            if c != concurrency:
+                continue
+            lines.append(
+                f"| {era} | {fmt(s['direct_rps'])} | {fmt(s['gateway_rps'])} ({s['gateway_rps_spread']}) "
+                f"| {fmt(s['ratio'], 2)} | {fmt(s['direct_p50'])} | {fmt(s['gateway_p50'])} "
+                f"| {fmt(s['added_p50'])} | {fmt(s['added_p99'])} | {fmt(s['gateway_cpu'], 1)} ({s['gateway_cpu_spread']}) "
+                f"| {fmt(s['echo_cpu_direct'], 1)} / {fmt(s['echo_cpu_gateway'], 1)} | {fmt(s['load_cpu_direct'], 1)} / {fmt(s['load_cpu_gateway'], 1)} "
+                f"| {fmt(s['rss_mib'], 1)} | {s['errors']} / {s['calls']:,} |"
+            )
+        lines.append("")
+    return lines
+
+
+def target_lines(summary: dict[tuple, dict]) -> list[str]:
+    best = max(summary.items(), key=lambda item: item[1]["gateway_rps"] or 0)
+    c1 = {era: s["added_p50"] for (c, era), s in summary.items() if c == 1 and s["added_p50"] is not None}
+    worst_cpu = max((s["gateway_cpu"] or 0) for s in summary.values())
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+
+    return [
+        "| target (2 cores) | measured | verdict |",
+        "|---|---|---|",
+        f"| ≥ {TARGET_RPS:,} tools/call per second through the gateway | best {fmt(best[1]['gateway_rps'])} "
+        f"(C = {best[0][0]}, {best[0][1]} era) | {verdict((best[1]['gateway_rps'] or 0) >= TARGET_RPS)} |",
+        f"| ≤ {TARGET_ADDED_P50_US} µs added p50 (C = 1, no queueing) | "
+        f"{', '.join(f'{era} {fmt(v)} µs' for era, v in sorted(c1.items()))} "
+        f"| {verdict(bool(c1) and max(c1.values()) <= TARGET_ADDED_P50_US)} |",
+        f"| ≤ {TARGET_CPU_US} µs gateway CPU per call | worst {fmt(worst_cpu, 1)} µs "
+        f"| {verdict(worst_cpu <= TARGET_CPU_US)} |",
+        "",
+    ]
+
+
+def peer_lines(ours: dict[tuple, dict], peer: dict[int, dict] | None, note: str) -> list[str]:
+    if not peer:
+        return [f"ContextForge was not measured in this run: {note or 'no peer results'}.", ""]
+    lines = [
+        "| C | ContextForge rps (its direct) | CF / its direct | CF added p50 ms | CF gateway CPU ms/call "
+        "| Gatehouse rps, legacy / modern era | Gatehouse / direct | Gatehouse added p50 µs "
+        "| Gatehouse CPU µs/call | throughput Gatehouse ÷ CF | CPU per call CF ÷ Gatehouse |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for concurrency, p in sorted(peer.items()):
+        legacy, modern = ours.get((concurrency, "legacy")), ours.get((concurrency, "modern"))
+        if legacy is None:
+            lines.append(f"| {concurrency} | {fmt(p['cf_rps'], 1)} ({fmt(p['direct_rps'], 1)}) | "
+                         f"{fmt(p['ratio'], 3)} | {fmt(p['added_p50_ms'], 2)} | {fmt(p['cpu_ms'], 2)} "
+                         "| – | – | – | – | – | – |")
+            continue
+        modern_rps = fmt(modern["gateway_rps"]) if modern else "–"
+        throughput = legacy["gateway_rps"] / p["cf_rps"] if p["cf_rps"] else None
+        cpu = 1000 * p["cpu_ms"] / legacy["gateway_cpu"] if legacy["gateway_cpu"] else None
+        lines.append(
+            f"| {concurrency} | {fmt(p['cf_rps'], 1)} ({fmt(p['direct_rps'], 1)}) | {fmt(p['ratio'], 3)} "
+            f"| {fmt(p['added_p50_ms'], 2)} | {fmt(p['cpu_ms'], 2)} | {fmt(legacy['gateway_rps'])} / {modern_rps} "
+            f"| {fmt(legacy['ratio'], 2)} | {fmt(legacy['added_p50'])} | {fmt(legacy['gateway_cpu'], 1)} "
+            f"| {fmt(throughput, 0)}× | {fmt(cpu, 0)}× |"
+        )
+    errors = sum(p["errors"] for p in peer.values())
+    lines += ["", f"ContextForge runs: {sum(p['reps'] for p in peer.values())} paired repetitions, {errors} errors. "
+              "Its \"direct\" is the peer bench's own Python FastMCP echo (stateful, SSE replies) driven by its "
+              "Python load generator; Gatehouse's figures are the legacy-era rows above (ContextForge speaks "
+              "the session era). The downstreams differ, so compare each gateway to its own direct baseline, "
+              "and compare gateway CPU per call, which does not depend on the downstream.", ""]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ours", required=True)
+    parser.add_argument("--peer")
+    parser.add_argument("--peer-note", default="")
+    parser.add_argument("--command", required=True)
+    parser.add_argument("--settings", default="")
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--notes", help="Markdown appended as the report's last section, if the file exists")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+
+    rows = load(args.ours)
+    idle = next((r for r in rows if r.get("idle")), {})
+    ours = summarize_ours([r for r in rows if not r.get("idle")])
+    peer = summarize_peer(load(args.peer)) if args.peer and os.path.getsize(args.peer) else None
+    last = max((r for r in rows if not r.get("idle")), key=lambda r: r.get("gateway_hwm_kib") or 0, default={})
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        "Data plane: `tools/call` of an `echo` tool through Gatehouse (`gatehouse up`, virtual server `bench`,",
+        "`auth: none`, one streamable-HTTP connector, no prefix) against the same Rust downstream (`mcp-echo`)",
+        "called directly, in one run, both protocol eras. Load: `mcp-load` (Rust, pooled HTTP/1.1 client, one",
+        "thread); every reply is checked to echo its input. Medians over repetitions; the direct and gateway",
+        "runs alternate in order between repetitions. Everything on 127.0.0.1; load generator, gateway and",
+        "downstream share the same cores, so absolute rps is a property of the whole box.",
+        "",
+        f"Measured {now}, in {args.seconds / 60:.1f} minutes, with:",
+        "",
+        "```sh",
+        args.command,
+        "```",
+        "",
+        *machine(),
+        f"- settings: {args.settings}" if args.settings else "",
+        "",
+        "## Targets",
+        "",
+        *target_lines(ours),
+        "## Gateway against direct, per concurrency",
+        "",
+        "*ratio* = gateway rps ÷ direct rps; *added* = gateway minus direct latency, per repetition; CPU per call",
+        "= utime + stime of the process over the run ÷ calls in the window (warm-up included); the gateway RSS is",
+        "VmRSS after the run (max over repetitions).",
+        "",
+        *our_tables(ours),
+        f"Gateway RSS: {fmt((idle.get('gateway_rss_kib') or 0) / 1024, 1)} MiB idle (after start-up, before load); "
+        f"peak (VmHWM) {fmt((last.get('gateway_hwm_kib') or 0) / 1024, 1)} MiB.",
+        "",
+        "## Side by side with ContextForge",
+        "",
+        "IBM ContextForge (`mcp-contextforge-gateway` from PyPI, single uvicorn worker, SQLite, shipped defaults),",
+        "run by `../shared/bench/peer/run.sh default` in the same session: its load generator, its FastMCP echo",
+        "downstream, C = 1 and 16.",
+        "",
+        *peer_lines(ours, peer, args.peer_note),
+    ]
+    if args.notes and os.path.isfile(args.notes):
+        with open(args.notes, encoding="utf-8") as notes:
+            lines += [notes.read().rstrip(), ""]
+    with open(args.out, "w", encoding="utf-8") as out:
+        out.write("\n".join(line for line in lines if line is not None) + "\n")
+
+
+if __name__ == "__main__":
+    main()

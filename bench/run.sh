@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Gatehouse data-plane benchmark — the one command:
+#
+#   bash bench/run.sh [--peer | --no-peer] [--quick]
+#
+# Measures MCP tools/call through the gateway (`gatehouse up`, virtual server `bench`, auth: none,
+# one streamable-HTTP connector to `mcp-echo`, no prefix) against the same Rust echo downstream
+# called directly, in one run: requests/s, p50/p99 added latency, CPU per call (gateway, echo and
+# the load generator itself) and gateway RSS, for C = 1, 16, 64 and both protocol eras (2026-07-28
+# stateless, 2025-11-25 sessions); 3 repetitions with medians, direct and gateway order alternating
+# between repetitions. Then it runs ContextForge, a peer gateway, the same way with
+# ../shared/bench/peer/run.sh (default mode), and writes docs/benchmarks.md with both side by side.
+#
+#   --peer      always run the peer (installs its venvs under $PEERS with pip when missing)
+#   --no-peer   skip the peer
+#               default: run the peer when its venvs exist or install within PEER_INSTALL_SECONDS
+#   --quick     smoke run: 1 repetition, C = 1 16, 5,000 calls, no peer (still writes the report)
+#
+# Knobs (environment): REPS=3 REQUESTS=20000 WARMUP=200 MAX_SECONDS=8 CONCURRENCY="1 16 64"
+#   ERAS="modern legacy" PEERS=/tmp/peers PEER_REPS=3 PEER_MAX_SECONDS=8 PEER_INSTALL_SECONDS=300
+#   CARGO_TARGET_DIR (default ~/.cache/gatehouse-target).
+# Everything binds 127.0.0.1 and is bounded in calls and seconds; every process it starts is
+# stopped by PID on exit. About 6–9 minutes on 2 cores once the release build is cached.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+INVOCATION="bash bench/run.sh${*:+ $*}"
+
+PEER_MODE=auto
+REPS=${REPS:-3}; REQUESTS=${REQUESTS:-20000}; WARMUP=${WARMUP:-200}; MAX_SECONDS=${MAX_SECONDS:-8}
+CONCURRENCY=${CONCURRENCY:-"1 16 64"}; ERAS=${ERAS:-"modern legacy"}
+PEERS=${PEERS:-/tmp/peers}; PEER_REPS=${PEER_REPS:-3}; PEER_MAX_SECONDS=${PEER_MAX_SECONDS:-8}
+PEER_INSTALL_SECONDS=${PEER_INSTALL_SECONDS:-300}
+PEER_DIR=$(cd "$ROOT/.." && pwd)/shared/bench/peer
+for arg in "$@"; do
+  case $arg in
+    --peer) PEER_MODE=on ;;
+    --no-peer) PEER_MODE=off ;;
+    --quick) REPS=1; REQUESTS=5000; CONCURRENCY="1 16"; PEER_MODE=off ;;
+    *) echo "usage: bash bench/run.sh [--peer | --no-peer] [--quick]" >&2; exit 64 ;;
+  esac
+done
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse-target}
+BIN=$CARGO_TARGET_DIR/release
+WORK=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
+PIDS=()
+say() { printf '==> %s\n' "$*" >&2; }
+
+stop() { # pid: TERM, up to 5 s to exit, then KILL
+  local pid=$1 i
+  kill "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+cleanup() { local pid; for pid in "${PIDS[@]}"; do stop "$pid"; done; }
+trap cleanup EXIT
+
+wait_line() { # file, extended regexp, seconds, pid: prints the first matching line
+  local file=$1 pattern=$2 limit=$3 pid=$4 line i
+  for ((i = 0; i < limit * 10; i++)); do
+    line=$(grep -m1 -E "$pattern" "$file" 2>/dev/null || true)
+    if [ -n "$line" ]; then echo "$line"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "timed out waiting for /$pattern/ in $file:" >&2; tail -n 20 "$file" "$file.err" >&2 2>/dev/null || true
+  return 1
+}
+
+port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
+
+say "building release gatehouse, mcp-echo, mcp-load (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --release -p gatehouse --bin gatehouse
+cargo build --release -p e2e --bin mcp-echo --bin mcp-load
+
+say "starting mcp-echo (scratch: $WORK)"
+"$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo.out" 2> "$WORK/echo.out.err" &
+ECHO_PID=$!; PIDS+=("$ECHO_PID")
+ECHO_URL=$(wait_line "$WORK/echo.out" '^http://127\.0\.0\.1:[0-9]+/mcp' 30 "$ECHO_PID")
+
+cat > "$WORK/gatehouse.yaml" <<EOF
+connectors:
+  - name: echo
+    http: {url: "$ECHO_URL"}
+virtual_servers:
+  - name: bench
+    description: data-plane benchmark
+    auth: none
+    connectors:
+      - connector: echo
+        prefix: ""
+EOF
+say "starting gatehouse up"
+"$BIN/gatehouse" up --config "$WORK/gatehouse.yaml" --data "$WORK/data" --listen 127.0.0.1:0 \
+  > "$WORK/gatehouse.out" 2> "$WORK/gatehouse.out.err" &
+GATEHOUSE_PID=$!; PIDS+=("$GATEHOUSE_PID")
+READY=$(wait_line "$WORK/gatehouse.out" '^gatehouse ready at http://127\.0\.0\.1:[0-9]+' 60 "$GATEHOUSE_PID")
+GATEWAY_URL="${READY#gatehouse ready at }/v/bench/mcp"
+say "direct $ECHO_URL (pid $ECHO_PID); gateway $GATEWAY_URL (pid $GATEHOUSE_PID)"
+
+for era in $ERAS; do
+  for url in "$ECHO_URL" "$GATEWAY_URL"; do
+    check=$("$BIN/mcp-load" --url "$url" --era "$era" --concurrency 2 --requests 20 --warmup 0 --max-seconds 10)
+    if ! python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(r["n_err"] > 0 or r["n_ok"] != 20)' "$check"; then
+      echo "sanity check failed for $url ($era era): $check" >&2; exit 1
+    fi
+  done
+done
+
+say "measuring: reps=$REPS C=[$CONCURRENCY] eras=[$ERAS] requests=$REQUESTS warmup=$WARMUP max=${MAX_SECONDS}s"
+# shellcheck disable=SC2086 # word splitting of the lists is intended
+python3 bench/measure.py --load "$BIN/mcp-load" --direct "$ECHO_URL" --gateway "$GATEWAY_URL" \
+  --gateway-pid "$GATEHOUSE_PID" --echo-pid "$ECHO_PID" --out "$WORK/ours.jsonl" --reps "$REPS" \
+  --concurrency $CONCURRENCY --eras $ERAS --requests "$REQUESTS" --warmup "$WARMUP" --max-seconds "$MAX_SECONDS"
+cleanup; PIDS=()
+
+PEER_NOTE=""
+peer_ready() { [ -x "$PEERS/cf/bin/mcpgateway" ] && [ -x "$PEERS/bench/bin/python" ]; }
+install_peer() {
+  say "installing the peer venvs under $PEERS (bounded to ${PEER_INSTALL_SECONDS}s)"
+  mkdir -p "$PEERS"
+  { python3 -m venv "$PEERS/cf" && timeout "$PEER_INSTALL_SECONDS" "$PEERS/cf/bin/pip" install -q mcp-contextforge-gateway \
+    && python3 -m venv "$PEERS/bench" && timeout "$PEER_INSTALL_SECONDS" "$PEERS/bench/bin/pip" install -q 'mcp<2' aiohttp argon2-cffi
+  } > "$WORK/peer-install.log" 2>&1
+}
+run_peer() {
+  if [ ! -x "$PEER_DIR/run.sh" ]; then PEER_NOTE="the peer scripts are not at $PEER_DIR"; return; fi
+  if ! peer_ready && ! install_peer; then PEER_NOTE="installing its venvs failed (see $WORK/peer-install.log)"; return; fi
+  if ! port_free 9100 || ! port_free 4444; then PEER_NOTE="its fixed ports 9100/4444 were busy"; return; fi
+  local version
+  version=$("$PEERS/cf/bin/pip" show mcp-contextforge-gateway 2>/dev/null | sed -n 's/^Version: //p')
+  say "running ContextForge $version via $PEER_DIR/run.sh default $PEER_REPS (C = 1 16)"
+  if env PEERS="$PEERS" OUT="$WORK/peer-default.jsonl" N=2000 MAXS="$PEER_MAX_SECONDS" CS="1 16" \
+      timeout 900 bash "$PEER_DIR/run.sh" default "$PEER_REPS" > "$WORK/peer.log" 2>&1; then
+    PEER_NOTE="mcp-contextforge-gateway $version; $PEER_REPS reps, up to 2,000 calls or ${PEER_MAX_SECONDS}s per run"
+  else
+    PEER_NOTE="its run failed (see $WORK/peer.log)"; rm -f "$WORK/peer-default.jsonl"
+  fi
+}
+case $PEER_MODE in
+  on) run_peer ;;
+  auto) if peer_ready || [ -d "$PEER_DIR" ]; then run_peer; else PEER_NOTE="no peer venvs and no peer scripts"; fi ;;
+  off) PEER_NOTE="skipped (--no-peer or --quick)" ;;
+esac
+[ -n "$PEER_NOTE" ] && say "peer: $PEER_NOTE"
+
+PEER_ARGS=()
+[ -s "$WORK/peer-default.jsonl" ] && PEER_ARGS=(--peer "$WORK/peer-default.jsonl")
+mkdir -p docs
+python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" --peer-note "$PEER_NOTE" \
+  --command "$INVOCATION" --seconds "$SECONDS" --out docs/benchmarks.md --notes bench/notes.md \
+  --settings "reps=$REPS, C=[$CONCURRENCY], eras=[$ERAS], $REQUESTS measured + $WARMUP warm-up calls per run (max ${MAX_SECONDS}s); ContextForge: $PEER_NOTE"
+say "wrote docs/benchmarks.md (raw results in $WORK)"
