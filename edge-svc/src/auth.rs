@@ -1,9 +1,9 @@
 //! The bearer-token seam in front of every virtual server.
 //!
 //! A virtual server with `auth: none` is open (development and the conformance run only). Every
-//! other one requires a token that a [`TokenVerifier`] accepts; until the authorization server
-//! provides a verifier, no token is accepted and every request gets the RFC 6750 challenge —
-//! the gateway fails closed rather than open.
+//! other one requires an access token that the [`TokenVerifier`] accepts for that virtual
+//! server's resource URL; with no verifier configured every request gets the RFC 6750
+//! challenge — the gateway fails closed rather than open.
 
 use std::sync::Arc;
 
@@ -14,53 +14,68 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::spec::AuthMode;
 
+mod jwt;
+
+pub use jwt::JwksVerifier;
+
 /// The authenticated caller, inserted into request extensions for the MCP handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// Nobody authenticated: the virtual server runs with `auth: none`.
     Anonymous,
-    /// A verified bearer token's subject and client.
-    Token {
-        /// The member (`sub`), when a human is involved.
-        subject: Option<String>,
-        /// The OAuth client (`client_id`), the agent or app acting.
-        client_id: String,
-    },
+    /// A verified access token's identities and grant.
+    Token(TokenClaims),
+}
+
+/// What a verified access token says about its holder (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The subject: the member for user tokens, the client for agent tokens.
+    pub subject: String,
+    /// The OAuth client (`client_id`): the app or agent bundle acting.
+    pub client_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The token id, for revocation and audit.
+    pub token_id: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
 }
 
 /// Why a bearer token was refused (the text is safe to show: it never contains the token).
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// The token is malformed, expired, revoked or for another audience.
+    /// The token is malformed, expired, revoked, for another audience or signed by an unknown key.
     #[error("{0}")]
     Invalid(&'static str),
 }
 
-/// Checks bearer tokens for one virtual server; filled by the authorization issue.
+/// Checks access tokens presented to a virtual server.
+#[async_trait::async_trait]
 pub trait TokenVerifier: Send + Sync + std::fmt::Debug + 'static {
-    /// Returns the caller a token proves, or why it does not.
-    fn verify(&self, virtual_server: &str, token: &str) -> Result<Caller, TokenError>;
+    /// Returns what a token proves when it was issued for `resource` (the virtual server's URL).
+    async fn verify(&self, resource: &str, token: &str) -> Result<TokenClaims, TokenError>;
 }
 
 /// The per-virtual-server authentication policy applied before the MCP handler.
 #[derive(Debug, Clone)]
 pub struct Gate {
-    virtual_server: String,
+    resource: String,
     mode: AuthMode,
     verifier: Option<Arc<dyn TokenVerifier>>,
     resource_metadata: String,
 }
 
 impl Gate {
-    /// Creates the gate for a virtual server; `resource_metadata` is its RFC 9728 metadata URL.
+    /// Creates the gate for the virtual server at `resource`, whose RFC 9728 metadata is at `resource_metadata`.
     pub fn new(
-        virtual_server: String,
+        resource: String,
         mode: AuthMode,
         verifier: Option<Arc<dyn TokenVerifier>>,
         resource_metadata: String,
     ) -> Self {
         Self {
-            virtual_server,
+            resource,
             mode,
             verifier,
             resource_metadata,
@@ -68,31 +83,34 @@ impl Gate {
     }
 
     /// Admits the request with its caller attached, or answers the challenge itself.
-    pub fn admit(&self, mut request: Request<Body>) -> Result<Request<Body>, Box<Response>> {
+    pub async fn admit(&self, mut request: Request<Body>) -> Result<Request<Body>, Box<Response>> {
         let caller = match self.mode {
             AuthMode::None => Caller::Anonymous,
-            AuthMode::Oauth => self.authenticate(&request)?,
+            AuthMode::Oauth => {
+                // Owned before awaiting: a borrowed request body is not `Sync`, so it cannot cross the await.
+                let presented = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(bearer_token)
+                    .map(str::to_owned);
+                Caller::Token(self.authenticate(presented.as_deref()).await?)
+            }
         };
         request.extensions_mut().insert(caller);
         Ok(request)
     }
 
-    fn authenticate(&self, request: &Request<Body>) -> Result<Caller, Box<Response>> {
-        let header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        let Some(token) = header
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-        else {
+    async fn authenticate(&self, presented: Option<&str>) -> Result<TokenClaims, Box<Response>> {
+        let Some(token) = presented else {
             return Err(self.challenge(None));
         };
         let Some(verifier) = &self.verifier else {
             return Err(self.challenge(Some("this gateway has no token verifier configured")));
         };
         verifier
-            .verify(&self.virtual_server, token)
+            .verify(&self.resource, token)
+            .await
             .map_err(|error| self.challenge(Some(&error.to_string())))
     }
 
@@ -112,6 +130,13 @@ impl Gate {
         }
         Box::new(response)
     }
+}
+
+/// Extracts the token of an RFC 6750 `Authorization: Bearer` header (scheme is case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]

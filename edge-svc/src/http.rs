@@ -17,8 +17,19 @@ use crate::auth::{Gate, TokenVerifier};
 use crate::config::HttpFace;
 use crate::gateway::Gateway;
 use crate::proxy::Proxy;
+use crate::spec::AuthMode;
 
 mod malformed;
+mod metadata;
+
+/// How the gateway checks tokens: the verifier and the authorization server it trusts.
+#[derive(Debug, Clone)]
+pub struct ResourceAuth {
+    /// Checks each presented access token.
+    pub verifier: Arc<dyn TokenVerifier>,
+    /// The authorization server's issuer, advertised in the protected-resource metadata.
+    pub issuer: String,
+}
 
 /// Builds the router for every virtual server of `gateway`.
 ///
@@ -27,9 +38,10 @@ mod malformed;
 pub fn router(
     gateway: &Gateway,
     face: &HttpFace,
-    verifier: Option<Arc<dyn TokenVerifier>>,
+    auth: Option<ResourceAuth>,
     shutdown: &CancellationToken,
 ) -> Router {
+    let verifier = auth.as_ref().map(|auth| Arc::clone(&auth.verifier));
     let mut router = Router::new().route("/healthz", get(healthz));
     for server in gateway.servers() {
         let config = StreamableHttpServerConfig::default()
@@ -53,7 +65,7 @@ pub fn router(
             config,
         );
         let gate = Gate::new(
-            server.name().to_owned(),
+            face.resource_url(server.name()),
             server.auth(),
             verifier.clone(),
             face.resource_metadata_url(server.name()),
@@ -66,6 +78,18 @@ pub fn router(
             }))
             .layer(middleware::from_fn_with_state(gate, admit));
         router = router.nest(&format!("/v/{}/mcp", server.name()), endpoint);
+        if let (Some(auth), AuthMode::Oauth) = (&auth, server.auth()) {
+            let (resource, issuer, name) = (
+                face.resource_url(server.name()),
+                auth.issuer.clone(),
+                server.name().to_owned(),
+            );
+            let path = format!("/.well-known/oauth-protected-resource/v/{name}/mcp");
+            router = router.route(
+                &path,
+                get(move || async move { metadata::document(&resource, &issuer, &name) }),
+            );
+        }
     }
     router
         .fallback(not_found)
@@ -73,7 +97,7 @@ pub fn router(
 }
 
 async fn admit(State(gate): State<Gate>, request: Request<Body>, next: Next) -> Response {
-    match gate.admit(request) {
+    match gate.admit(request).await {
         Ok(request) => next.run(request).await,
         Err(response) => *response,
     }

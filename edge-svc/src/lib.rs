@@ -17,7 +17,6 @@ pub mod vmcp;
 pub mod watch;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -40,11 +39,11 @@ pub fn load_spec(path: &Path) -> Result<GatewaySpec, Error> {
 pub async fn serve(
     gateway: Gateway,
     face: config::HttpFace,
-    verifier: Option<Arc<dyn auth::TokenVerifier>>,
+    auth: Option<http::ResourceAuth>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let router = http::router(&gateway, &face, verifier, &shutdown);
+    let router = http::router(&gateway, &face, auth, &shutdown);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

@@ -19,6 +19,9 @@ pub struct GatewaySpec {
     /// Curated MCP endpoints served at `/v/{name}/mcp`.
     #[serde(default)]
     pub virtual_servers: Vec<VirtualServerSpec>,
+    /// The authorization server's section, read by authz-svc; edge only tolerates its presence.
+    #[serde(default)]
+    pub authorization: Option<serde::de::IgnoredAny>,
 }
 
 /// One downstream MCP server as written in the config file.

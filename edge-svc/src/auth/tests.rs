@@ -1,20 +1,28 @@
 use super::*;
 
+const RESOURCE: &str = "http://gw/v/crm/mcp";
+
 #[derive(Debug)]
 struct AcceptsOne;
 
+#[async_trait::async_trait]
 impl TokenVerifier for AcceptsOne {
-    fn verify(&self, virtual_server: &str, token: &str) -> Result<Caller, TokenError> {
-        if virtual_server == "crm" && token == "good" {
-            Ok(Caller::Token {
-                subject: Some("alice".into()),
-                client_id: "app".into(),
-            })
+    async fn verify(&self, resource: &str, token: &str) -> Result<TokenClaims, TokenError> {
+        if resource == RESOURCE && token == "good" {
+            Ok(claims())
         } else {
-            Err(TokenError::Invalid(
-                "token is not valid for this virtual server",
-            ))
+            Err(TokenError::Invalid("access token is for another resource"))
         }
+    }
+}
+
+fn claims() -> TokenClaims {
+    TokenClaims {
+        subject: "alice".into(),
+        client_id: "app".into(),
+        scopes: vec!["crm:read".into()],
+        token_id: "jti-1".into(),
+        expires_at: u64::MAX,
     }
 }
 
@@ -28,17 +36,18 @@ fn request(authorization: Option<&str>) -> Request<Body> {
 
 fn gate(mode: AuthMode, verifier: Option<Arc<dyn TokenVerifier>>) -> Gate {
     Gate::new(
-        "crm".into(),
+        RESOURCE.into(),
         mode,
         verifier,
         "http://gw/.well-known/oauth-protected-resource/v/crm/mcp".into(),
     )
 }
 
-#[test]
-fn auth_none_admits_anonymous_callers() {
+#[tokio::test]
+async fn auth_none_admits_anonymous_callers() {
     let admitted = gate(AuthMode::None, None)
         .admit(request(None))
+        .await
         .expect("open server");
     assert_eq!(
         admitted.extensions().get::<Caller>(),
@@ -46,10 +55,11 @@ fn auth_none_admits_anonymous_callers() {
     );
 }
 
-#[test]
-fn a_missing_token_gets_401_with_resource_metadata() {
+#[tokio::test]
+async fn a_missing_token_gets_401_with_resource_metadata() {
     let refused = gate(AuthMode::Oauth, Some(Arc::new(AcceptsOne)))
         .admit(request(None))
+        .await
         .expect_err("no token");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     let challenge = refused.headers()[header::WWW_AUTHENTICATE]
@@ -61,18 +71,20 @@ fn a_missing_token_gets_401_with_resource_metadata() {
     );
 }
 
-#[test]
-fn without_a_verifier_every_token_is_refused() {
+#[tokio::test]
+async fn without_a_verifier_every_token_is_refused() {
     let refused = gate(AuthMode::Oauth, None)
         .admit(request(Some("Bearer good")))
+        .await
         .expect_err("fails closed");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 }
 
-#[test]
-fn a_bad_token_is_refused_and_never_echoed() {
+#[tokio::test]
+async fn a_bad_token_is_refused_and_never_echoed() {
     let refused = gate(AuthMode::Oauth, Some(Arc::new(AcceptsOne)))
         .admit(request(Some("Bearer s3cr3t-canary")))
+        .await
         .expect_err("bad token");
     let challenge = refused.headers()[header::WWW_AUTHENTICATE]
         .to_str()
@@ -81,17 +93,23 @@ fn a_bad_token_is_refused_and_never_echoed() {
     assert!(!challenge.contains("s3cr3t-canary"), "{challenge}");
 }
 
-#[test]
-fn a_good_token_attaches_the_caller() {
+#[tokio::test]
+async fn a_good_token_attaches_the_caller_and_the_scheme_is_case_insensitive() {
     let admitted = gate(AuthMode::Oauth, Some(Arc::new(AcceptsOne)))
-        .admit(request(Some("Bearer good")))
+        .admit(request(Some("bearer good")))
+        .await
         .expect("valid");
-    let caller = admitted.extensions().get::<Caller>().unwrap();
     assert_eq!(
-        caller,
-        &Caller::Token {
-            subject: Some("alice".into()),
-            client_id: "app".into()
-        }
+        admitted.extensions().get::<Caller>(),
+        Some(&Caller::Token(claims()))
     );
+}
+
+#[tokio::test]
+async fn a_token_in_another_scheme_is_not_a_bearer_token() {
+    let refused = gate(AuthMode::Oauth, Some(Arc::new(AcceptsOne)))
+        .admit(request(Some("Basic good")))
+        .await
+        .expect_err("basic");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 }
