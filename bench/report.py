@@ -46,7 +46,7 @@ def command_output(*command: str) -> str:
         return "unknown"
 
 
-def machine() -> list[str]:
+def machine(checkout: str | None) -> list[str]:
     """Returns Markdown bullet lines describing this machine and checkout."""
     model, memory = "unknown", "unknown"
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -59,13 +59,15 @@ def machine() -> list[str]:
             if line.startswith("MemTotal"):
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
                 break
-    commit = command_output("git", "rev-parse", "--short", "HEAD")
-    dirty = " (with uncommitted changes)" if command_output("git", "status", "--porcelain", "--untracked-files=no") else ""
+    if checkout is None:
+        commit = command_output("git", "rev-parse", "--short", "HEAD")
+        dirty = command_output("git", "status", "--porcelain", "--untracked-files=no")
+        checkout = f"`{commit}`" + (" with uncommitted changes" if dirty else "")
     return [
         f"- CPU: {os.cpu_count()} × {model} (`nproc` = {command_output('nproc')})",
         f"- memory: {memory}; kernel: {platform.system()} {platform.release()}",
         f"- toolchain: {command_output('rustc', '-V')}; Python {platform.python_version()}",
-        f"- checkout: `{commit}`{dirty}",
+        f"- checkout: {checkout}",
     ]
 
 
@@ -185,32 +187,31 @@ def peer_lines(ours: dict[tuple, dict], peer: dict[int, dict] | None, note: str)
     if not peer:
         return [f"ContextForge was not measured in this run: {note or 'no peer results'}.", ""]
     lines = [
-        "| C | ContextForge rps (its direct) | CF / its direct | CF added p50 ms | CF gateway CPU ms/call "
-        "| Gatehouse rps, legacy / modern era | Gatehouse / direct | Gatehouse added p50 µs "
-        "| Gatehouse CPU µs/call | throughput Gatehouse ÷ CF | CPU per call CF ÷ Gatehouse |",
+        "| C | ContextForge rps (its direct) | CF ÷ its direct | CF added p50 ms | CF gateway CPU ms/call "
+        "| Gatehouse rps legacy / modern | Gatehouse ÷ direct legacy / modern | Gatehouse added p50 µs legacy / modern "
+        "| Gatehouse CPU µs/call legacy / modern | throughput Gatehouse ÷ CF legacy / modern "
+        "| CPU per call CF ÷ Gatehouse legacy / modern |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for concurrency, p in sorted(peer.items()):
-        legacy, modern = ours.get((concurrency, "legacy")), ours.get((concurrency, "modern"))
-        if legacy is None:
-            lines.append(f"| {concurrency} | {fmt(p['cf_rps'], 1)} ({fmt(p['direct_rps'], 1)}) | "
-                         f"{fmt(p['ratio'], 3)} | {fmt(p['added_p50_ms'], 2)} | {fmt(p['cpu_ms'], 2)} "
-                         "| – | – | – | – | – | – |")
-            continue
-        modern_rps = fmt(modern["gateway_rps"]) if modern else "–"
-        throughput = legacy["gateway_rps"] / p["cf_rps"] if p["cf_rps"] else None
-        cpu = 1000 * p["cpu_ms"] / legacy["gateway_cpu"] if legacy["gateway_cpu"] else None
+        eras = [ours.get((concurrency, era)) for era in ("legacy", "modern")]
+
+        def both(pick, digits=0, suffix=""):
+            return " / ".join("–" if s is None or pick(s) is None else fmt(pick(s), digits, suffix) for s in eras)
+
         lines.append(
             f"| {concurrency} | {fmt(p['cf_rps'], 1)} ({fmt(p['direct_rps'], 1)}) | {fmt(p['ratio'], 3)} "
-            f"| {fmt(p['added_p50_ms'], 2)} | {fmt(p['cpu_ms'], 2)} | {fmt(legacy['gateway_rps'])} / {modern_rps} "
-            f"| {fmt(legacy['ratio'], 2)} | {fmt(legacy['added_p50'])} | {fmt(legacy['gateway_cpu'], 1)} "
-            f"| {fmt(throughput, 0)}× | {fmt(cpu, 0)}× |"
+            f"| {fmt(p['added_p50_ms'], 2)} | {fmt(p['cpu_ms'], 2)} | {both(lambda s: s['gateway_rps'])} "
+            f"| {both(lambda s: s['ratio'], 2)} | {both(lambda s: s['added_p50'])} "
+            f"| {both(lambda s: s['gateway_cpu'], 1)} "
+            f"| {both(lambda s: s['gateway_rps'] / p['cf_rps'] if p['cf_rps'] else None, 0, '×')} "
+            f"| {both(lambda s: 1000 * p['cpu_ms'] / s['gateway_cpu'] if s['gateway_cpu'] else None, 0, '×')} |"
         )
     errors = sum(p["errors"] for p in peer.values())
     lines += ["", f"ContextForge runs: {sum(p['reps'] for p in peer.values())} paired repetitions, {errors} errors. "
               "Its \"direct\" is the peer bench's own Python FastMCP echo (stateful, SSE replies) driven by its "
-              "Python load generator; Gatehouse's figures are the legacy-era rows above (ContextForge speaks "
-              "the session era). The downstreams differ, so compare each gateway to its own direct baseline, "
+              "Python load generator; ContextForge speaks the session (legacy) era, so its closest Gatehouse "
+              "figures are the legacy-era rows. The downstreams differ, so compare each gateway to its own direct baseline, "
               "and compare gateway CPU per call, which does not depend on the downstream.", ""]
     return lines
 
@@ -223,6 +224,7 @@ def main() -> None:
     parser.add_argument("--command", required=True)
     parser.add_argument("--settings", default="")
     parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--checkout", help="what was built, e.g. '`abc1234` with uncommitted changes'")
     parser.add_argument("--notes", help="Markdown appended as the report's last section, if the file exists")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -249,7 +251,7 @@ def main() -> None:
         args.command,
         "```",
         "",
-        *machine(),
+        *machine(args.checkout),
         f"- settings: {args.settings}" if args.settings else "",
         "",
         "## Targets",

@@ -70,6 +70,8 @@ wait_line() { # file, extended regexp, seconds, pid: prints the first matching l
 
 port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
 
+CHECKOUT="\`$(git rev-parse --short HEAD)\`"
+[ -n "$(git status --porcelain --untracked-files=no)" ] && CHECKOUT="$CHECKOUT with uncommitted changes"
 say "building release gatehouse, mcp-echo, mcp-load (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release -p gatehouse --bin gatehouse
 cargo build --release -p e2e --bin mcp-echo --bin mcp-load
@@ -150,5 +152,6 @@ PEER_ARGS=()
 mkdir -p docs
 python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" --peer-note "$PEER_NOTE" \
   --command "$INVOCATION" --seconds "$SECONDS" --out docs/benchmarks.md --notes bench/notes.md \
+  --checkout "$CHECKOUT" \
   --settings "reps=$REPS, C=[$CONCURRENCY], eras=[$ERAS], $REQUESTS measured + $WARMUP warm-up calls per run (max ${MAX_SECONDS}s); ContextForge: $PEER_NOTE"
 say "wrote docs/benchmarks.md (raw results in $WORK)"
