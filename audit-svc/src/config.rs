@@ -1,10 +1,12 @@
 //! audit-svc's configuration.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-use svc_kit::{GrpcServerConfig, TelemetryConfig};
+use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
 
 use crate::error::Error;
 
@@ -23,6 +25,52 @@ pub struct Config {
     pub grpc: GrpcServerConfig,
     /// Configures logs and traces.
     pub telemetry: TelemetryConfig,
+    /// Holds the data directory: the SQLite file and the checkpoint key live here
+    /// unless configured elsewhere.
+    pub data_dir: PathBuf,
+    /// Chooses the event store.
+    pub store: StoreConfig,
+    /// Configures signed checkpoints.
+    pub checkpoint: CheckpointConfig,
+}
+
+/// Chooses the event store: PostgreSQL when `postgres_url` is set, otherwise a
+/// SQLite file (`sqlite_path`, default `<data_dir>/audit.db`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Holds the SQLite database file; defaults to `<data_dir>/audit.db`.
+    pub sqlite_path: Option<PathBuf>,
+    /// Holds the PostgreSQL URL, such as `postgres://audit@db/gatehouse`.
+    pub postgres_url: Option<DatabaseUrl>,
+}
+
+/// Holds a database URL, which may carry a password: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+/// Configures signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Holds how often a checkpoint of new events is signed.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Names the log in checkpoints (the note's first line and key name).
+    pub origin: String,
+    /// Holds the Ed25519 key file; defaults to `<data_dir>/audit-checkpoint.key`
+    /// and is generated on first start.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Names where the log is kept, resolved against the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// Holds a SQLite file path.
+    Sqlite(PathBuf),
+    /// Holds a PostgreSQL URL.
+    Postgres(DatabaseUrl),
 }
 
 impl Default for Config {
@@ -30,7 +78,39 @@ impl Default for Config {
         Self {
             grpc: GrpcServerConfig::with_listen_addr(DEFAULT_LISTEN_ADDR),
             telemetry: TelemetryConfig::default(),
+            data_dir: PathBuf::from(".gatehouse"),
+            store: StoreConfig::default(),
+            checkpoint: CheckpointConfig::default(),
         }
+    }
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            origin: "gatehouse.local/audit".to_owned(),
+            key_file: None,
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Returns the URL for a database client; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("DatabaseUrl(<redacted>)")
     }
 }
 
@@ -54,7 +134,49 @@ impl Config {
         self.telemetry
             .validate()
             .map_err(|error| error.nested("telemetry"))?;
+        if self.store.sqlite_path.is_some() && self.store.postgres_url.is_some() {
+            return Err(
+                ConfigError::new("store", "set sqlite_path or postgres_url, not both").into(),
+            );
+        }
+        if self.checkpoint.interval.is_zero() {
+            return Err(ConfigError::new("checkpoint.interval", "must be positive").into());
+        }
+        let origin = &self.checkpoint.origin;
+        if origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c == '+') {
+            return Err(ConfigError::new(
+                "checkpoint.origin",
+                "must be non-empty, without spaces or '+'",
+            )
+            .into());
+        }
         Ok(())
+    }
+
+    /// Returns the configuration with `dir` as its data directory, so that the
+    /// default SQLite file and checkpoint key are kept there
+    /// (`gatehouse up --data DIR`).
+    #[must_use]
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// Returns where the log is kept.
+    pub fn store_location(&self) -> StoreLocation {
+        match (&self.store.postgres_url, &self.store.sqlite_path) {
+            (Some(url), _) => StoreLocation::Postgres(url.clone()),
+            (None, Some(path)) => StoreLocation::Sqlite(path.clone()),
+            (None, None) => StoreLocation::Sqlite(self.data_dir.join("audit.db")),
+        }
+    }
+
+    /// Returns the checkpoint signing key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.checkpoint
+            .key_file
+            .clone()
+            .unwrap_or_else(|| crate::checkpoint::default_key_path(Path::new(&self.data_dir)))
     }
 }
 
@@ -68,6 +190,34 @@ mod tests {
     fn defaults_listen_on_the_audit_port() {
         let config = Config::load(Figment::new()).unwrap();
         assert_eq!(config.grpc.listen_addr, DEFAULT_LISTEN_ADDR);
+    }
+
+    #[test]
+    fn data_dir_holds_the_default_sqlite_file() {
+        let config = Config::load(Figment::new())
+            .unwrap()
+            .with_data_dir("/tmp/gh");
+        assert_eq!(
+            config.store_location(),
+            StoreLocation::Sqlite(PathBuf::from("/tmp/gh/audit.db"))
+        );
+        assert_eq!(
+            config.key_file(),
+            PathBuf::from("/tmp/gh/audit-checkpoint.key")
+        );
+    }
+
+    #[test]
+    fn postgres_url_is_redacted_in_debug() {
+        let sources = Figment::from(Toml::string(
+            "[store]\npostgres_url = \"postgres://u:canary-pw@h/db\"\n",
+        ));
+        let config = Config::load(sources).unwrap();
+        assert!(!format!("{config:?}").contains("canary-pw"));
+        assert!(matches!(
+            config.store_location(),
+            StoreLocation::Postgres(_)
+        ));
     }
 
     #[test]

@@ -33,10 +33,15 @@ async fn missing_config_file_exits_64() {
 
 #[tokio::test]
 async fn sigterm_stops_a_serving_process_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
     let process = ServiceProcess::spawn(
         Path::new(BINARY),
         &[],
-        &[("GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR", "127.0.0.1:0")],
+        &[
+            ("GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_AUDIT__DATA_DIR", data_dir),
+        ],
     )
     .await
     .unwrap();
@@ -51,4 +56,6 @@ async fn sigterm_stops_a_serving_process_cleanly() {
     assert_eq!(response.into_inner().status(), ServingStatus::Serving);
     let status = process.terminate().await.unwrap();
     assert!(status.success(), "{status:?}");
+    assert!(data.path().join("audit.db").is_file());
+    assert!(data.path().join("audit-checkpoint.key").is_file());
 }

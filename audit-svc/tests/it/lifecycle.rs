@@ -8,17 +8,19 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-async fn start() -> TestServer {
+async fn start() -> (TestServer, tempfile::TempDir) {
     init_test_tracing();
-    TestServer::start(|listener, shutdown| {
-        audit_svc::serve(audit_svc::Config::default(), listener, shutdown)
-    })
-    .await
+    let data = tempfile::tempdir().unwrap();
+    let config = audit_svc::Config::default().with_data_dir(data.path());
+    let server =
+        TestServer::start(move |listener, shutdown| audit_svc::serve(config, listener, shutdown))
+            .await;
+    (server, data)
 }
 
 #[tokio::test]
 async fn health_is_serving_and_shutdown_is_clean() {
-    let server = start().await;
+    let (server, _data) = start().await;
     let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
     let mut health = HealthClient::new(channel);
     let response = health
@@ -34,7 +36,7 @@ async fn health_is_serving_and_shutdown_is_clean() {
 
 #[tokio::test]
 async fn reflection_lists_the_health_service() {
-    let server = start().await;
+    let (server, _data) = start().await;
     let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
     let request = ServerReflectionRequest {
         host: String::new(),

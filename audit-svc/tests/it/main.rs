@@ -1,4 +1,6 @@
 //! audit-svc's integration tests: one binary, one module per topic.
+// Test helpers outside #[test] functions panic on setup failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod binary;
 mod lifecycle;

@@ -1,0 +1,271 @@
+//! The `gatehouse.audit.v1.Audit` gRPC service: decode, call the log, encode.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use proto::audit::v1 as pb;
+use proto::common::v1 as common;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::event::{AppendOutcome, EventId};
+use crate::log::{AuditLog, Leaf};
+use crate::query::{Filter, SearchQuery};
+
+mod convert;
+
+use convert::EventCodec;
+
+/// Is how many events a tail reads per page.
+const TAIL_PAGE: u32 = 500;
+/// Is how often a tail looks for events appended by other replicas.
+const TAIL_POLL: Duration = Duration::from_secs(1);
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Serves the audit API over an [`AuditLog`].
+#[derive(Debug, Clone)]
+pub(crate) struct AuditGrpc {
+    log: AuditLog,
+    codec: EventCodec,
+}
+
+impl AuditGrpc {
+    /// Returns the service over `log`.
+    pub(crate) fn new(log: AuditLog) -> anyhow::Result<Self> {
+        Ok(Self {
+            log,
+            codec: EventCodec::new()?,
+        })
+    }
+
+    async fn append_batch(&self, request: pb::AppendRequest) -> Result<pb::AppendResponse, Error> {
+        let decoded: Vec<Result<_, Error>> = request
+            .events
+            .iter()
+            .map(|event| self.codec.to_domain(event))
+            .collect();
+        let valid: Vec<_> = decoded
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .cloned()
+            .collect();
+        let mut outcomes = self.log.append(&valid).await?.into_iter();
+        let acks = request
+            .events
+            .iter()
+            .zip(decoded)
+            .map(|(event, decoded)| match decoded {
+                Ok(_) => ack(&event.event_id, outcomes.next()),
+                Err(error) => rejected(&event.event_id, &error.to_string()),
+            })
+            .collect();
+        Ok(pb::AppendResponse { acks })
+    }
+
+    async fn tail_loop(
+        self,
+        filter: Filter,
+        mut after: u64,
+        sender: mpsc::Sender<Result<pb::TailResponse, Status>>,
+    ) {
+        let mut head = self.log.subscribe();
+        loop {
+            head.borrow_and_update();
+            let page = match self.log.read(after, TAIL_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let _closed = sender.send(Err(error.into())).await;
+                    return;
+                }
+            };
+            let full = page.len() == TAIL_PAGE as usize;
+            if let Some(last) = page.last() {
+                after = last.sequence;
+            }
+            let events: Result<Vec<_>, Error> = page
+                .into_iter()
+                .filter(|stored| filter.matches(&stored.event))
+                .map(|stored| self.codec.stored(stored))
+                .collect();
+            let message = events.map(|events| pb::TailResponse { events });
+            let send = match message {
+                Ok(response) if response.events.is_empty() => Ok(()),
+                other => sender.send(other.map_err(Status::from)).await,
+            };
+            if send.is_err() || full {
+                if send.is_err() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(TAIL_POLL) => {}
+                () = sender.closed() => return,
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditGrpc {
+    type AppendStream = ResponseStream<pb::AppendResponse>;
+    type TailStream = ResponseStream<pb::TailResponse>;
+
+    #[tracing::instrument(skip_all)]
+    async fn append(
+        &self,
+        request: Request<Streaming<pb::AppendRequest>>,
+    ) -> Result<Response<Self::AppendStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (sender, receiver) = mpsc::channel(16);
+        let service = self.clone();
+        tokio::spawn(async move {
+            while let Some(request) = inbound.next().await {
+                let reply = match request {
+                    Ok(request) => service.append_batch(request).await.map_err(Status::from),
+                    Err(status) => Err(status),
+                };
+                let failed = reply.is_err();
+                if sender.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let request = request.into_inner();
+        let filter = Filter::try_from(request.filter.unwrap_or_default())?;
+        let page = request.page.unwrap_or_default();
+        let query = SearchQuery::new(filter, page.page_size, &page.page_token, request.descending)?;
+        let page = self.log.search(&query).await?;
+        let events = page
+            .events
+            .into_iter()
+            .map(|stored| self.codec.stored(stored))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::SearchResponse {
+            events,
+            page: Some(common::PageResponse {
+                next_page_token: page.next_page_token.unwrap_or_default(),
+            }),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn tail(
+        &self,
+        request: Request<pb::TailRequest>,
+    ) -> Result<Response<Self::TailStream>, Status> {
+        let request = request.into_inner();
+        let filter = Filter::try_from(request.filter.unwrap_or_default())?;
+        let after = match request.after_sequence {
+            Some(after) => after,
+            None => self.log.head().await?,
+        };
+        let (sender, receiver) = mpsc::channel(16);
+        tokio::spawn(self.clone().tail_loop(filter, after, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        let checkpoint = self.log.checkpoint(request.into_inner().tree_size).await?;
+        Ok(Response::new(pb::GetCheckpointResponse {
+            checkpoint: Some(checkpoint.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        let request = request.into_inner();
+        let leaf = match request.leaf {
+            Some(pb::get_inclusion_proof_request::Leaf::EventId(id)) => {
+                Leaf::EventId(EventId::try_from(id)?)
+            }
+            Some(pb::get_inclusion_proof_request::Leaf::Sequence(sequence)) => {
+                Leaf::Sequence(sequence)
+            }
+            None => {
+                return Err(Error::InvalidArgument {
+                    field: "leaf",
+                    reason: "must name an event id or a sequence",
+                }
+                .into());
+            }
+        };
+        let proof = self.log.inclusion_proof(&leaf, request.tree_size).await?;
+        let tlog_proof = proof.tlog_proof();
+        Ok(Response::new(pb::GetInclusionProofResponse {
+            leaf_index: proof.leaf_index,
+            audit_path: proof.audit_path.iter().map(|hash| hash.to_vec()).collect(),
+            tlog_proof,
+            event: Some(self.codec.stored(proof.event)?),
+            checkpoint: Some(proof.checkpoint.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let request = request.into_inner();
+        let to = Some(request.to_tree_size).filter(|size| *size != 0);
+        let proof = self
+            .log
+            .consistency_proof(request.from_tree_size, to)
+            .await?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            from: Some(proof.from.into()),
+            to: Some(proof.to.into()),
+            proof: proof.proof.iter().map(|hash| hash.to_vec()).collect(),
+        }))
+    }
+}
+
+fn ack(event_id: &str, outcome: Option<AppendOutcome>) -> pb::AppendAck {
+    match outcome {
+        Some(AppendOutcome::Stored(sequence)) => pb::AppendAck {
+            event_id: event_id.to_owned(),
+            status: pb::AppendStatus::Stored.into(),
+            sequence,
+            rejection_reason: String::new(),
+        },
+        Some(AppendOutcome::Duplicate(sequence)) => pb::AppendAck {
+            event_id: event_id.to_owned(),
+            status: pb::AppendStatus::Duplicate.into(),
+            sequence,
+            rejection_reason: String::new(),
+        },
+        Some(AppendOutcome::Conflict) | None => {
+            rejected(event_id, "event id already stored with different content")
+        }
+    }
+}
+
+fn rejected(event_id: &str, reason: &str) -> pb::AppendAck {
+    pb::AppendAck {
+        event_id: event_id.to_owned(),
+        status: pb::AppendStatus::Rejected.into(),
+        sequence: 0,
+        rejection_reason: reason.to_owned(),
+    }
+}

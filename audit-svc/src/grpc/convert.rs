@@ -1,0 +1,146 @@
+//! Conversions between the wire types of `gatehouse.audit.v1` and the domain.
+//!
+//! An event's canonical form is its proto3 JSON mapping, produced here by
+//! `prost-reflect` from the service's own descriptor set, then canonicalized per
+//! RFC 8785 by the domain.
+
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use proto::audit::v1 as pb;
+use proto::common::v1 as common;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::Error;
+use crate::event::{AuditEvent, StoredEvent};
+use crate::query::Filter;
+
+const EVENT_MESSAGE: &str = "gatehouse.audit.v1.AuditEvent";
+
+/// Turns wire events into canonical domain events and back.
+#[derive(Debug, Clone)]
+pub(crate) struct EventCodec {
+    descriptor: MessageDescriptor,
+}
+
+impl EventCodec {
+    /// Returns the codec for the descriptor set compiled into `proto`.
+    pub(crate) fn new() -> anyhow::Result<Self> {
+        let pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
+        let descriptor = pool
+            .get_message_by_name(EVENT_MESSAGE)
+            .ok_or_else(|| anyhow::anyhow!("descriptor set lacks {EVENT_MESSAGE}"))?;
+        Ok(Self { descriptor })
+    }
+
+    /// Returns the domain event for a wire event, or why it can never be stored.
+    pub(crate) fn to_domain(&self, event: &pb::AuditEvent) -> Result<AuditEvent, Error> {
+        let dynamic =
+            DynamicMessage::decode(self.descriptor.clone(), event.encode_to_vec().as_slice())
+                .map_err(|_| Error::InvalidArgument {
+                    field: "event",
+                    reason: "does not decode as an audit event",
+                })?;
+        let document = serde_json::to_value(&dynamic).map_err(|_| Error::InvalidArgument {
+            field: "event",
+            reason: "has no JSON form",
+        })?;
+        AuditEvent::from_document(&document)
+    }
+
+    /// Returns the wire event stored as `canonical_json`.
+    pub(crate) fn to_wire(&self, canonical_json: &[u8]) -> Result<pb::AuditEvent, Error> {
+        let mut deserializer = serde_json::Deserializer::from_slice(canonical_json);
+        let dynamic = DynamicMessage::deserialize(self.descriptor.clone(), &mut deserializer)
+            .map_err(|_| Error::Corrupt("canonical event"))?;
+        dynamic
+            .transcode_to::<pb::AuditEvent>()
+            .map_err(|_| Error::Corrupt("canonical event"))
+    }
+
+    /// Returns the wire form of a stored event.
+    pub(crate) fn stored(&self, stored: StoredEvent) -> Result<pb::StoredEvent, Error> {
+        Ok(pb::StoredEvent {
+            sequence: stored.sequence,
+            recorded_at: Some(timestamp(stored.recorded_at_micros)),
+            event: Some(self.to_wire(&stored.event.canonical_json)?),
+            canonical_json: stored.event.canonical_json,
+            leaf_hash: stored.leaf_hash.to_vec(),
+            chain_hash: stored.chain_hash.to_vec(),
+        })
+    }
+}
+
+impl From<Checkpoint> for pb::Checkpoint {
+    fn from(checkpoint: Checkpoint) -> Self {
+        Self {
+            origin: checkpoint.origin,
+            tree_size: checkpoint.tree_size,
+            root_hash: checkpoint.root_hash.to_vec(),
+            chain_hash: checkpoint.chain_hash.to_vec(),
+            time: Some(timestamp(checkpoint.time_micros)),
+            signed_note: checkpoint.signed_note,
+        }
+    }
+}
+
+impl TryFrom<pb::EventFilter> for Filter {
+    type Error = Error;
+
+    fn try_from(filter: pb::EventFilter) -> Result<Self, Error> {
+        let verdicts = names(&filter.verdicts, "filter.verdicts", |value| {
+            common::Verdict::try_from(value)
+                .ok()
+                .map(|v| v.as_str_name())
+        })?;
+        let outcomes = names(&filter.outcomes, "filter.outcomes", |value| {
+            pb::Outcome::try_from(value).ok().map(|v| v.as_str_name())
+        })?;
+        let kinds = names(&filter.kinds, "filter.kinds", |value| {
+            pb::EventKind::try_from(value).ok().map(|v| v.as_str_name())
+        })?;
+        Ok(Self {
+            member_ids: filter.member_ids,
+            agent_client_ids: filter.agent_client_ids,
+            virtual_servers: filter.virtual_servers,
+            connectors: filter.connectors,
+            tools: filter.tools,
+            verdicts,
+            outcomes,
+            kinds,
+            start_micros: filter.start.map(|time| micros(&time)),
+            end_micros: filter.end.map(|time| micros(&time)),
+            trace_id: Some(filter.trace_id).filter(|trace| !trace.is_empty()),
+        })
+    }
+}
+
+fn names(
+    values: &[i32],
+    field: &'static str,
+    name: impl Fn(i32) -> Option<&'static str>,
+) -> Result<Vec<String>, Error> {
+    values
+        .iter()
+        .map(|value| {
+            name(*value)
+                .map(str::to_owned)
+                .ok_or(Error::InvalidArgument {
+                    field,
+                    reason: "holds an unknown enum value",
+                })
+        })
+        .collect()
+}
+
+fn timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+fn micros(time: &prost_types::Timestamp) -> i64 {
+    time.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(time.nanos / 1_000))
+}

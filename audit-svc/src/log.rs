@@ -1,0 +1,250 @@
+//! The audit log as a whole: appends, searches, the live head, checkpoints and
+//! proofs over one [`Store`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{Checkpoint, Signer};
+use crate::error::Error;
+use crate::event::{AppendOutcome, AuditEvent, EventId, StoredEvent};
+use crate::merkle::{self, Hash};
+use crate::query::{SearchPage, SearchQuery};
+use crate::store::{GENESIS, Store, now_micros};
+
+/// Is the audit log: a store, the key that signs its checkpoints, and a feed of
+/// its head for live readers. Clones share everything.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+    signer: Arc<Signer>,
+    head: Arc<watch::Sender<u64>>,
+}
+
+/// Names the event an inclusion proof is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leaf {
+    /// Selects the event by id.
+    EventId(EventId),
+    /// Selects the event by sequence.
+    Sequence(u64),
+}
+
+/// Is an RFC 6962 inclusion proof of one event under a signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// Holds the proven event with its canonical bytes.
+    pub event: StoredEvent,
+    /// Holds the checkpoint the proof leads to.
+    pub checkpoint: Checkpoint,
+    /// Holds the event's leaf index (sequence − 1).
+    pub leaf_index: u64,
+    /// Holds the audit path from the leaf's sibling up to the root.
+    pub audit_path: Vec<Hash>,
+}
+
+/// Is an RFC 6962 consistency proof between two checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// Holds the older checkpoint.
+    pub from: Checkpoint,
+    /// Holds the newer checkpoint.
+    pub to: Checkpoint,
+    /// Holds the proof hashes.
+    pub proof: Vec<Hash>,
+}
+
+impl AuditLog {
+    /// Returns the log over `store`, signing with `signer`.
+    pub async fn new(store: Arc<dyn Store>, signer: Signer) -> Result<Self, Error> {
+        let head = store.head().await?;
+        Ok(Self {
+            store,
+            signer: Arc::new(signer),
+            head: Arc::new(watch::Sender::new(head)),
+        })
+    }
+
+    /// Returns the store the log writes to.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Returns the signer of the log's checkpoints.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Appends a batch durably (one transaction) and reports each event's fate.
+    pub async fn append(&self, events: &[AuditEvent]) -> Result<Vec<AppendOutcome>, Error> {
+        let outcomes = self.store.append(events).await?;
+        let newest = outcomes.iter().filter_map(|outcome| match outcome {
+            AppendOutcome::Stored(sequence) => Some(*sequence),
+            _ => None,
+        });
+        if let Some(newest) = newest.max() {
+            self.head.send_if_modified(|head| {
+                let advanced = newest > *head;
+                *head = (*head).max(newest);
+                advanced
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Returns one page of events matching `query`.
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, Error> {
+        let events = self.store.search(query).await?;
+        let full = events.len() == usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let next_page_token = match events.last() {
+            Some(last) if full => Some(query.token_after(last.sequence)),
+            _ => None,
+        };
+        Ok(SearchPage {
+            events,
+            next_page_token,
+        })
+    }
+
+    /// Returns a receiver of the head sequence, updated after each local append.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Returns the current head from the store (appends of other replicas count).
+    pub async fn head(&self) -> Result<u64, Error> {
+        self.store.head().await
+    }
+
+    /// Returns up to `limit` events after `after`, ascending.
+    pub async fn read(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, Error> {
+        self.store.read(after, limit).await
+    }
+
+    /// Signs and stores a checkpoint of the current head unless the latest
+    /// checkpoint already covers it; returns the latest checkpoint either way.
+    pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>, Error> {
+        let latest = self.store.checkpoint(None).await?;
+        let head = self.store.head().await?;
+        if head == 0
+            || latest
+                .as_ref()
+                .is_some_and(|latest| latest.tree_size >= head)
+        {
+            return Ok(latest);
+        }
+        let leaves = self.store.leaf_hashes(head).await?;
+        let tree_size = u64::try_from(leaves.len()).map_err(|_| Error::Corrupt("tree size"))?;
+        let chain_hash = match self
+            .store
+            .read(tree_size.saturating_sub(1), 1)
+            .await?
+            .first()
+        {
+            Some(last) => last.chain_hash,
+            None => GENESIS,
+        };
+        let checkpoint =
+            self.signer
+                .sign(tree_size, merkle::root(&leaves), chain_hash, now_micros());
+        self.store.put_checkpoint(&checkpoint).await?;
+        tracing::info!(tree_size, "audit checkpoint signed");
+        Ok(Some(checkpoint))
+    }
+
+    /// Makes a checkpoint every `interval` until `shutdown`, then a last one.
+    pub async fn run_checkpoints(self, interval: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => break,
+            }
+            if let Err(error) = self.checkpoint_now().await {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "audit checkpoint failed"
+                );
+            }
+        }
+        if let Err(error) = self.checkpoint_now().await {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "final audit checkpoint failed"
+            );
+        }
+    }
+
+    /// Returns the checkpoint of `tree_size`, or the latest.
+    pub async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Checkpoint, Error> {
+        match (self.store.checkpoint(tree_size).await?, tree_size) {
+            (Some(checkpoint), _) => Ok(checkpoint),
+            (None, Some(size)) => Err(Error::CheckpointNotFound(size)),
+            (None, None) => Err(Error::NoCheckpoint),
+        }
+    }
+
+    /// Returns the inclusion proof of `leaf` under the checkpoint of `tree_size`
+    /// (the latest when `None`).
+    pub async fn inclusion_proof(
+        &self,
+        leaf: &Leaf,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, Error> {
+        let event = match leaf {
+            Leaf::EventId(id) => self
+                .store
+                .find(id)
+                .await?
+                .ok_or_else(|| Error::EventNotFound(id.clone()))?,
+            Leaf::Sequence(sequence) => self
+                .store
+                .read(sequence.saturating_sub(1), 1)
+                .await?
+                .into_iter()
+                .find(|event| event.sequence == *sequence)
+                .ok_or(Error::SequenceNotFound(*sequence))?,
+        };
+        let checkpoint = self.checkpoint(tree_size).await?;
+        if event.sequence > checkpoint.tree_size {
+            return Err(Error::NotCovered {
+                sequence: event.sequence,
+                tree_size: checkpoint.tree_size,
+            });
+        }
+        let leaves = self.store.leaf_hashes(checkpoint.tree_size).await?;
+        let leaf_index = event.sequence - 1;
+        let index = usize::try_from(leaf_index).map_err(|_| Error::Corrupt("sequence"))?;
+        let audit_path = merkle::inclusion_proof(&leaves, index).ok_or(Error::Corrupt("tree"))?;
+        Ok(InclusionProof {
+            event,
+            checkpoint,
+            leaf_index,
+            audit_path,
+        })
+    }
+
+    /// Returns the consistency proof from the checkpoint of `from_size` to the one
+    /// of `to_size` (the latest when `None`).
+    pub async fn consistency_proof(
+        &self,
+        from_size: u64,
+        to_size: Option<u64>,
+    ) -> Result<ConsistencyProof, Error> {
+        let to = self.checkpoint(to_size).await?;
+        if from_size > to.tree_size {
+            return Err(Error::InvalidArgument {
+                field: "from_tree_size",
+                reason: "must not exceed to_tree_size",
+            });
+        }
+        let from = self.checkpoint(Some(from_size)).await?;
+        let leaves = self.store.leaf_hashes(to.tree_size).await?;
+        let old_size = usize::try_from(from_size).map_err(|_| Error::Corrupt("tree size"))?;
+        let proof = merkle::consistency_proof(&leaves, old_size).ok_or(Error::Corrupt("tree"))?;
+        Ok(ConsistencyProof { from, to, proof })
+    }
+}

@@ -1,0 +1,277 @@
+//! The insert-only event store: one trait, a SQLite and a PostgreSQL
+//! implementation, and the sealing rules both apply.
+//!
+//! Sequence numbers are assigned inside the appending transaction while it holds
+//! the log's write lock (SQLite: the process-wide writer mutex plus `BEGIN
+//! IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), so concurrent
+//! appenders — streams or replicas — get a gapless, ordered sequence: a batch
+//! either commits entirely after the previous one or not at all.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::Error;
+use crate::event::{self, AppendOutcome, AuditEvent, EventId, Facets, StoredEvent};
+use crate::merkle::Hash;
+use crate::query::SearchQuery;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Keeps audit events and checkpoints; nothing stored can be changed or removed
+/// through it.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Appends `events` in one transaction and reports each one's fate, in order;
+    /// returns only once the batch is committed (durable).
+    async fn append(&self, events: &[AuditEvent]) -> Result<Vec<AppendOutcome>, Error>;
+
+    /// Returns the number of stored events (the last sequence).
+    async fn head(&self) -> Result<u64, Error>;
+
+    /// Returns up to `limit` events with sequence greater than `after`, ascending.
+    async fn read(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, Error>;
+
+    /// Returns one page of events matching `query`.
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<StoredEvent>, Error>;
+
+    /// Returns the event stored under `id`, if any.
+    async fn find(&self, id: &EventId) -> Result<Option<StoredEvent>, Error>;
+
+    /// Returns the leaf hashes of the first `size` events, in sequence order.
+    async fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, Error>;
+
+    /// Stores a signed checkpoint; storing one of an existing size again is a no-op.
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), Error>;
+
+    /// Returns the checkpoint of `tree_size`, or the latest when `None`.
+    async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, Error>;
+}
+
+/// Is one row of `audit_event`, as both backends read it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    seq: i64,
+    event_id: String,
+    kind: String,
+    event_time: i64,
+    recorded_at: i64,
+    member_id: String,
+    agent_client_id: String,
+    virtual_server: String,
+    connector: String,
+    tool: String,
+    verdict: String,
+    outcome: String,
+    trace_id: String,
+    canonical_json: Vec<u8>,
+    leaf_hash: Vec<u8>,
+    chain_hash: Vec<u8>,
+}
+
+/// Is one row of `audit_checkpoint`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CheckpointRow {
+    tree_size: i64,
+    origin: String,
+    root_hash: Vec<u8>,
+    chain_hash: Vec<u8>,
+    made_at: i64,
+    signed_note: String,
+}
+
+/// Lists the columns of `audit_event` in [`EventRow`] order.
+pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, kind, event_time, recorded_at, member_id, \
+     agent_client_id, virtual_server, connector, tool, verdict, outcome, trace_id, \
+     canonical_json, leaf_hash, chain_hash";
+
+/// Inserts one event row; placeholders in [`EVENT_COLUMNS`] order.
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_event (seq, event_id, kind, event_time, \
+     recorded_at, member_id, agent_client_id, virtual_server, connector, tool, verdict, outcome, \
+     trace_id, canonical_json, leaf_hash, chain_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+     $10, $11, $12, $13, $14, $15, $16)";
+
+/// Tracks the log's tail while a batch is sealed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tail {
+    pub(crate) sequence: u64,
+    pub(crate) chain_hash: Hash,
+}
+
+/// Is the chain hash before the first event.
+pub(crate) const GENESIS: Hash = [0u8; 32];
+
+impl Tail {
+    /// Returns the tail for the last stored row, or the genesis tail.
+    pub(crate) fn from_last(last: Option<(i64, Vec<u8>)>) -> Result<Self, Error> {
+        match last {
+            None => Ok(Self {
+                sequence: 0,
+                chain_hash: GENESIS,
+            }),
+            Some((seq, chain)) => Ok(Self {
+                sequence: to_sequence(seq)?,
+                chain_hash: to_hash(chain, "chain hash")?,
+            }),
+        }
+    }
+
+    /// Seals `event` as the next record and advances the tail.
+    pub(crate) fn seal(&mut self, event: &AuditEvent, recorded_at_micros: i64) -> StoredEvent {
+        let leaf_hash = event.leaf_hash();
+        let chain_hash = event::chain_hash(&self.chain_hash, &leaf_hash);
+        self.sequence += 1;
+        self.chain_hash = chain_hash;
+        StoredEvent {
+            sequence: self.sequence,
+            recorded_at_micros,
+            event: event.clone(),
+            leaf_hash,
+            chain_hash,
+        }
+    }
+}
+
+impl TryFrom<EventRow> for StoredEvent {
+    type Error = Error;
+
+    fn try_from(row: EventRow) -> Result<Self, Error> {
+        Ok(Self {
+            sequence: to_sequence(row.seq)?,
+            recorded_at_micros: row.recorded_at,
+            event: AuditEvent {
+                id: EventId::try_from(row.event_id).map_err(|_| Error::Corrupt("event id"))?,
+                time_micros: row.event_time,
+                facets: Facets {
+                    kind: row.kind,
+                    member_id: row.member_id,
+                    agent_client_id: row.agent_client_id,
+                    virtual_server: row.virtual_server,
+                    connector: row.connector,
+                    tool: row.tool,
+                    verdict: row.verdict,
+                    outcome: row.outcome,
+                    trace_id: row.trace_id,
+                },
+                canonical_json: row.canonical_json,
+            },
+            leaf_hash: to_hash(row.leaf_hash, "leaf hash")?,
+            chain_hash: to_hash(row.chain_hash, "chain hash")?,
+        })
+    }
+}
+
+impl TryFrom<CheckpointRow> for Checkpoint {
+    type Error = Error;
+
+    fn try_from(row: CheckpointRow) -> Result<Self, Error> {
+        Ok(Self {
+            origin: row.origin,
+            tree_size: to_sequence(row.tree_size)?,
+            root_hash: to_hash(row.root_hash, "root hash")?,
+            chain_hash: to_hash(row.chain_hash, "chain hash")?,
+            time_micros: row.made_at,
+            signed_note: row.signed_note,
+        })
+    }
+}
+
+/// Returns now in microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Returns a sequence as the databases' signed 64-bit integer.
+pub(crate) fn to_db(sequence: u64) -> i64 {
+    i64::try_from(sequence).unwrap_or(i64::MAX)
+}
+
+fn to_sequence(value: i64) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| Error::Corrupt("sequence"))
+}
+
+/// Returns a stored hash column as a 32-byte hash.
+pub(crate) fn to_hash(bytes: Vec<u8>, what: &'static str) -> Result<Hash, Error> {
+    Hash::try_from(bytes).map_err(|_| Error::Corrupt(what))
+}
+
+/// Decides an event already stored under its id: identical content is a
+/// duplicate, anything else a conflict.
+pub(crate) fn existing_outcome(stored: &(i64, Vec<u8>), event: &AuditEvent) -> AppendOutcome {
+    match u64::try_from(stored.0) {
+        Ok(sequence) if stored.1 == event.canonical_json => AppendOutcome::Duplicate(sequence),
+        _ => AppendOutcome::Conflict,
+    }
+}
+
+/// Is one value bound to a search statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Returns the search statement for `query` with `$n` placeholders (which both
+/// SQLite and PostgreSQL accept) and the values to bind to them, in order.
+pub(crate) fn search_sql(query: &SearchQuery) -> (String, Vec<Bind>) {
+    let filter = &query.filter;
+    let mut binds = Vec::new();
+    let mut clauses = Vec::new();
+    let lists: [(&str, &Vec<String>); 8] = [
+        ("member_id", &filter.member_ids),
+        ("agent_client_id", &filter.agent_client_ids),
+        ("virtual_server", &filter.virtual_servers),
+        ("connector", &filter.connectors),
+        ("tool", &filter.tools),
+        ("verdict", &filter.verdicts),
+        ("outcome", &filter.outcomes),
+        ("kind", &filter.kinds),
+    ];
+    for (column, values) in lists.into_iter().filter(|(_, values)| !values.is_empty()) {
+        let placeholders: Vec<String> = values
+            .iter()
+            .map(|value| {
+                binds.push(Bind::Text(value.clone()));
+                format!("${}", binds.len())
+            })
+            .collect();
+        clauses.push(format!("{column} IN ({})", placeholders.join(", ")));
+    }
+    let mut compare = |clause: &str, bind: Bind| {
+        binds.push(bind);
+        clauses.push(format!("{clause} ${}", binds.len()));
+    };
+    if let Some(start) = filter.start_micros {
+        compare("event_time >=", Bind::Int(start));
+    }
+    if let Some(end) = filter.end_micros {
+        compare("event_time <", Bind::Int(end));
+    }
+    if let Some(trace_id) = &filter.trace_id {
+        compare("trace_id =", Bind::Text(trace_id.clone()));
+    }
+    if let Some(after) = query.after {
+        let op = if query.descending { "seq <" } else { "seq >" };
+        compare(op, Bind::Int(to_db(after)));
+    }
+    let condition = if clauses.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        clauses.join(" AND ")
+    };
+    let order = if query.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_event WHERE {condition} ORDER BY seq {order} LIMIT {}",
+        query.limit
+    );
+    (sql, binds)
+}

@@ -1,0 +1,199 @@
+//! The PostgreSQL store: the scale-out deployment's system of record.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool, Row as _};
+
+use super::{
+    Bind, CheckpointRow, EVENT_COLUMNS, EventRow, INSERT_EVENT, Store, Tail, existing_outcome,
+    now_micros, search_sql, to_db,
+};
+use crate::checkpoint::Checkpoint;
+use crate::error::Error;
+use crate::event::{AppendOutcome, AuditEvent, EventId, StoredEvent};
+use crate::merkle::Hash;
+use crate::query::SearchQuery;
+
+/// Is the advisory lock key that serializes appenders ("audit" in ASCII).
+const APPEND_LOCK: i64 = 0x0061_7564_6974;
+
+/// Stores the log in PostgreSQL; the migration's triggers refuse UPDATE, DELETE
+/// and TRUNCATE on the audit tables.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and migrates it.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let options: PgConnectOptions = url.parse().map_err(Error::from_sqlx)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(Error::from_sqlx)?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Returns the connection pool, for tests that tamper behind the store's back.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(&self, events: &[AuditEvent]) -> Result<Vec<AppendOutcome>, Error> {
+        let mut tx = self.pool.begin().await.map_err(Error::from_sqlx)?;
+        // One appender at a time across every replica: the lock is released by
+        // the commit, so sequence numbers stay gapless and ordered.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from_sqlx)?;
+        let last: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, chain_hash FROM audit_event ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::from_sqlx)?;
+        let mut tail = Tail::from_last(last)?;
+        let recorded_at = now_micros();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let existing: Option<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT seq, canonical_json FROM audit_event WHERE event_id = $1")
+                    .bind(event.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Error::from_sqlx)?;
+            if let Some(stored) = existing {
+                outcomes.push(existing_outcome(&stored, event));
+                continue;
+            }
+            let sealed = tail.seal(event, recorded_at);
+            insert(&mut tx, &sealed).await?;
+            outcomes.push(AppendOutcome::Stored(sealed.sequence));
+        }
+        tx.commit().await.map_err(Error::from_sqlx)?;
+        Ok(outcomes)
+    }
+
+    async fn head(&self) -> Result<u64, Error> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_event")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        u64::try_from(head).map_err(|_| Error::Corrupt("sequence"))
+    }
+
+    async fn read(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, Error> {
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM audit_event WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(to_db(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<StoredEvent>, Error> {
+        let (sql, binds) = search_sql(query);
+        let mut statement = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql));
+        for bind in binds {
+            statement = match bind {
+                Bind::Text(text) => statement.bind(text),
+                Bind::Int(int) => statement.bind(int),
+            };
+        }
+        let rows = statement
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    async fn find(&self, id: &EventId) -> Result<Option<StoredEvent>, Error> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM audit_event WHERE event_id = $1");
+        let row: Option<EventRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        row.map(StoredEvent::try_from).transpose()
+    }
+
+    async fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, Error> {
+        let rows = sqlx::query("SELECT leaf_hash FROM audit_event WHERE seq <= $1 ORDER BY seq")
+            .bind(to_db(size))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        rows.into_iter()
+            .map(|row| super::to_hash(row.get::<Vec<u8>, _>(0), "leaf hash"))
+            .collect()
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoint (tree_size, origin, root_hash, chain_hash, made_at, \
+             signed_note) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .bind(to_db(checkpoint.tree_size))
+        .bind(&checkpoint.origin)
+        .bind(checkpoint.root_hash.as_slice())
+        .bind(checkpoint.chain_hash.as_slice())
+        .bind(checkpoint.time_micros)
+        .bind(&checkpoint.signed_note)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, Error> {
+        let columns = "tree_size, origin, root_hash, chain_hash, made_at, signed_note";
+        let row: Option<CheckpointRow> = match tree_size {
+            Some(size) => sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {columns} FROM audit_checkpoint WHERE tree_size = $1"
+            )))
+            .bind(to_db(size)),
+            None => sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {columns} FROM audit_checkpoint ORDER BY tree_size DESC LIMIT 1"
+            ))),
+        }
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::from_sqlx)?;
+        row.map(Checkpoint::try_from).transpose()
+    }
+}
+
+async fn insert(tx: &mut sqlx::PgConnection, event: &StoredEvent) -> Result<(), Error> {
+    let facets = &event.event.facets;
+    sqlx::query(INSERT_EVENT)
+        .bind(to_db(event.sequence))
+        .bind(event.event.id.as_str())
+        .bind(&facets.kind)
+        .bind(event.event.time_micros)
+        .bind(event.recorded_at_micros)
+        .bind(&facets.member_id)
+        .bind(&facets.agent_client_id)
+        .bind(&facets.virtual_server)
+        .bind(&facets.connector)
+        .bind(&facets.tool)
+        .bind(&facets.verdict)
+        .bind(&facets.outcome)
+        .bind(&facets.trace_id)
+        .bind(event.event.canonical_json.as_slice())
+        .bind(event.leaf_hash.as_slice())
+        .bind(event.chain_hash.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from_sqlx)?;
+    Ok(())
+}
