@@ -2,5 +2,8 @@
 // Test helpers outside #[test] functions panic on setup failure by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backend;
 mod binary;
 mod lifecycle;
+mod store;
+mod tamper;
