@@ -9,6 +9,7 @@ use proto::common::v1 as common;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -32,14 +33,18 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub(crate) struct AuditGrpc {
     log: AuditLog,
     codec: EventCodec,
+    // Ends open Append and Tail streams, so that graceful shutdown does not wait
+    // on clients that keep them open.
+    shutdown: CancellationToken,
 }
 
 impl AuditGrpc {
-    /// Returns the service over `log`.
-    pub(crate) fn new(log: AuditLog) -> anyhow::Result<Self> {
+    /// Returns the service over `log`; its streams end when `shutdown` fires.
+    pub(crate) fn new(log: AuditLog, shutdown: CancellationToken) -> anyhow::Result<Self> {
         Ok(Self {
             log,
             codec: EventCodec::new()?,
+            shutdown,
         })
     }
 
@@ -107,6 +112,7 @@ impl AuditGrpc {
                 changed = head.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep(TAIL_POLL) => {}
                 () = sender.closed() => return,
+                () = self.shutdown.cancelled() => return,
             }
         }
     }
@@ -126,7 +132,14 @@ impl pb::audit_server::Audit for AuditGrpc {
         let (sender, receiver) = mpsc::channel(16);
         let service = self.clone();
         tokio::spawn(async move {
-            while let Some(request) = inbound.next().await {
+            loop {
+                // A batch already received is stored and acknowledged before
+                // shutdown ends the stream.
+                let request = tokio::select! {
+                    request = inbound.next() => request,
+                    () = service.shutdown.cancelled() => None,
+                };
+                let Some(request) = request else { return };
                 let reply = match request {
                     Ok(request) => service.append_batch(request).await.map_err(Status::from),
                     Err(status) => Err(status),

@@ -76,7 +76,7 @@ pub async fn serve(
         log.clone()
             .run_checkpoints(config.checkpoint.interval, shutdown.child_token()),
     );
-    let audit = grpc::AuditGrpc::new(log)?;
+    let audit = grpc::AuditGrpc::new(log, shutdown.child_token())?;
     let (health, health_service) = svc_kit::grpc::health().await;
     health
         .set_serving::<proto::audit::v1::audit_server::AuditServer<grpc::AuditGrpc>>()

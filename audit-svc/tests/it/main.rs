@@ -5,5 +5,6 @@
 mod backend;
 mod binary;
 mod lifecycle;
+mod service;
 mod store;
 mod tamper;
