@@ -8,6 +8,12 @@ use svc_kit::{GrpcServerConfig, TelemetryConfig};
 
 use crate::error::Error;
 
+mod authorization;
+
+pub use authorization::{
+    AuthorizationConfig, DEFAULT_ACCESS_TOKEN_TTL, MAX_AGENT_TOKEN_TTL, MemberConfig,
+};
+
 /// Prefixes the environment variables that configure authz-svc, such as
 /// `GATEHOUSE_AUTHZ__GRPC__LISTEN_ADDR`.
 pub const ENV_PREFIX: &str = "GATEHOUSE_AUTHZ__";

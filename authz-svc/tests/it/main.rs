@@ -1,4 +1,15 @@
 //! authz-svc's integration tests: one binary, one module per topic.
 
+// Test helpers outside #[test] functions fail by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod authorize;
 mod binary;
+mod harness;
 mod lifecycle;
+mod metadata;
+mod register;
+mod revocation;
+mod secrets;
+mod store;
+mod token;

@@ -1,0 +1,99 @@
+//! The `authorization:` section of the gatehouse configuration: how the OAuth
+//! authorization server logs members in and mints tokens.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use svc_kit::ConfigError;
+
+/// Is the default lifetime of an access token.
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// Caps the lifetime of an access token minted for an agent (client credentials).
+pub const MAX_AGENT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Configures the OAuth 2.1 authorization server (`authorization:` in the gatehouse YAML file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// Lists the members of the built-in login.
+    pub members: Vec<MemberConfig>,
+    /// Skips login and consent as member `test`: for the headless test profile only.
+    pub auto_approve_consent: bool,
+    /// Sets how long access tokens live.
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// Sets how long refresh tokens live.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Allows an `http://` issuer on a loopback address (development only).
+    pub allow_insecure_http: bool,
+    /// Lets dynamically registered confidential clients use `client_credentials`.
+    pub allow_registered_agents: bool,
+    /// Names the file holding the master key that encrypts signing keys at rest;
+    /// `GATEHOUSE_AUTHZ_MASTER_KEY` (base64) takes precedence over it. Defaults to
+    /// `authz.key` beside the SQLite database.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Describes one member of the built-in login.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Names the member; becomes the token's `sub`.
+    pub username: String,
+    /// Holds the member's argon2id password hash as a PHC string.
+    pub password_hash: SecretString,
+    /// Lists the member's groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        Self {
+            members: Vec::new(),
+            auto_approve_consent: false,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            allow_insecure_http: false,
+            allow_registered_agents: false,
+            master_key_file: None,
+        }
+    }
+}
+
+impl AuthorizationConfig {
+    /// Checks the values that parse but cannot be used.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.access_token_ttl.is_zero() || self.access_token_ttl > Duration::from_secs(3600) {
+            return Err(ConfigError::new(
+                "access_token_ttl",
+                "must be between 1s and 1h",
+            ));
+        }
+        if self.refresh_token_ttl < self.access_token_ttl {
+            return Err(ConfigError::new(
+                "refresh_token_ttl",
+                "must not be shorter than access_token_ttl",
+            ));
+        }
+        for (index, member) in self.members.iter().enumerate() {
+            let field = format!("members[{index}].password_hash");
+            crate::member::check_hash(&member.password_hash)
+                .map_err(|reason| ConfigError::new(field, reason))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for MemberConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberConfig")
+            .field("username", &self.username)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
+}

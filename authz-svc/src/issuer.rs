@@ -1,0 +1,103 @@
+//! The issuer identity the gateway hands the authorization server: its public
+//! origin and the protected resources (virtual servers) tokens are minted for.
+
+use url::Url;
+
+use crate::error::Error;
+use svc_kit::ConfigError;
+
+/// Describes what the authorization server needs from the gateway.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Is the public origin; its string form (without a trailing slash) is the
+    /// `issuer` everywhere: metadata, `iss` parameters and JWT `iss`.
+    pub issuer: Url,
+    /// Lists the protected resources tokens may be minted for.
+    pub resources: Vec<ProtectedResource>,
+}
+
+/// Describes one protected resource: a virtual server's canonical MCP URL and its scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedResource {
+    /// Is the canonical MCP URL, the token audience.
+    pub url: String,
+    /// Lists the scopes the resource declares.
+    pub scopes: Vec<String>,
+}
+
+/// Holds the validated issuer identity in the exact string forms used on the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuerIdentity {
+    pub(crate) issuer: String,
+    pub(crate) secure: bool,
+    pub(crate) resources: Vec<ProtectedResource>,
+}
+
+impl IssuerIdentity {
+    pub(crate) fn new(issuer: Issuer, allow_insecure_http: bool) -> Result<Self, Error> {
+        let url = issuer.issuer;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ConfigError::new("issuer", "must not have a query or fragment").into());
+        }
+        let secure = match url.scheme() {
+            "https" => true,
+            "http" if allow_insecure_http && is_loopback(&url) => false,
+            "http" => {
+                return Err(ConfigError::new(
+                    "issuer",
+                    "must be https (http only on loopback with allow_insecure_http)",
+                )
+                .into());
+            }
+            _ => return Err(ConfigError::new("issuer", "must be an https URL").into()),
+        };
+        Ok(Self {
+            issuer: url.as_str().trim_end_matches('/').to_owned(),
+            secure,
+            resources: issuer_resources(issuer.resources)?,
+        })
+    }
+
+    /// Returns the absolute URL of an endpoint at `path` under the issuer.
+    pub(crate) fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// Returns the protected resource whose canonical URL is `url`.
+    pub(crate) fn resource(&self, url: &str) -> Option<&ProtectedResource> {
+        self.resources.iter().find(|resource| resource.url == url)
+    }
+
+    /// Returns every scope some resource declares, sorted and deduplicated.
+    pub(crate) fn all_scopes(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = self
+            .resources
+            .iter()
+            .flat_map(|resource| resource.scopes.iter().cloned())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    }
+}
+
+fn issuer_resources(resources: Vec<ProtectedResource>) -> Result<Vec<ProtectedResource>, Error> {
+    for resource in &resources {
+        let parsed = Url::parse(&resource.url)
+            .map_err(|_| ConfigError::new("resources.url", "must be an absolute URL"))?;
+        if parsed.fragment().is_some() {
+            return Err(ConfigError::new("resources.url", "must not have a fragment").into());
+        }
+    }
+    Ok(resources)
+}
+
+/// Reports whether `url`'s host is a loopback address or `localhost`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}

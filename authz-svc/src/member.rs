@@ -1,0 +1,85 @@
+//! Members of the built-in login and their argon2id password check.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::config::MemberConfig;
+
+/// Is the member every auto-approved (test profile) authorization is issued to.
+pub const TEST_MEMBER: &str = "test";
+
+/// Holds the built-in login's members, keyed by username.
+#[derive(Clone)]
+pub(crate) struct Members {
+    by_name: Arc<HashMap<String, MemberConfig>>,
+    /// Is verified when the username is unknown, so that a miss costs what a hit does.
+    decoy: Arc<String>,
+}
+
+/// Returns why `hash` is not a usable argon2id PHC string, if it is not.
+pub(crate) fn check_hash(hash: &SecretString) -> Result<(), &'static str> {
+    let parsed = PasswordHash::new(hash.expose_secret()).map_err(|_| "is not a PHC string")?;
+    if parsed.algorithm != Algorithm::Argon2id.ident() {
+        return Err("must be an argon2id hash");
+    }
+    Ok(())
+}
+
+impl Members {
+    pub(crate) fn new(members: &[MemberConfig]) -> Self {
+        let by_name = members
+            .iter()
+            .map(|member| (member.username.clone(), member.clone()))
+            .collect();
+        // A decoy that cannot be built leaves misses fast; that never happens
+        // with a fixed, valid salt.
+        let decoy = SaltString::from_b64("Z2F0ZWhvdXNlZGVjb3k")
+            .ok()
+            .and_then(|salt| {
+                Argon2::default()
+                    .hash_password(b"decoy", &salt)
+                    .ok()
+                    .map(|hash| hash.to_string())
+            })
+            .unwrap_or_default();
+        Self {
+            by_name: Arc::new(by_name),
+            decoy: Arc::new(decoy),
+        }
+    }
+
+    /// Returns the member when `password` matches; runs on a blocking thread
+    /// because argon2id is deliberately slow.
+    pub(crate) async fn login(&self, username: &str, password: &str) -> Option<MemberConfig> {
+        let member = self.by_name.get(username).cloned();
+        let hash = member
+            .as_ref()
+            .map(|member| member.password_hash.expose_secret().to_owned())
+            .unwrap_or_else(|| self.decoy.as_str().to_owned());
+        let password = password.to_owned();
+        let matched = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        member.filter(|_| matched)
+    }
+}
+
+impl std::fmt::Debug for Members {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Members")
+            .field("count", &self.by_name.len())
+            .finish_non_exhaustive()
+    }
+}

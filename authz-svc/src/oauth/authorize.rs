@@ -1,0 +1,294 @@
+//! `GET/POST /authorize`: authorization code with PKCE S256, exact redirect URIs,
+//! RFC 8707 resources, RFC 9207 `iss` on every redirect, login and consent.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use url::Url;
+
+use super::Params;
+use super::consent::{self, Page};
+use crate::client::{AUTHORIZATION_CODE, redirect_uri_registered};
+use crate::grant::{CODE_TTL_SECS, hash_token, is_pkce_value, scopes_within};
+use crate::keys::random_token;
+use crate::member::TEST_MEMBER;
+use crate::state::AuthzState;
+use crate::store::{ClientRecord, CodeRecord};
+use crate::token::now;
+
+/// Holds a validated authorization request.
+#[derive(Debug, Clone)]
+pub(super) struct AuthorizeRequest {
+    pub(super) client: ClientRecord,
+    pub(super) redirect_uri: String,
+    pub(super) state: Option<String>,
+    pub(super) code_challenge: String,
+    pub(super) resource: String,
+    pub(super) scope: String,
+}
+
+/// Says how a refused authorization request is answered.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// The client or redirect URI cannot be trusted: show the error, never redirect.
+    Show(StatusCode, &'static str),
+    /// Redirect the error to the client (with `state` and `iss`).
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: &'static str,
+    },
+}
+
+/// Serves the login and consent page, or (test profile) approves at once.
+pub(super) async fn show(State(state): State<AuthzState>, RawQuery(query): RawQuery) -> Response {
+    let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
+        Ok(params) => params,
+        Err(_) => return show_error(StatusCode::BAD_REQUEST, "malformed authorization request"),
+    };
+    let request = match validate(&state, &params).await {
+        Ok(request) => request,
+        Err(refusal) => return refuse(&state, refusal),
+    };
+    if state.config.auto_approve_consent {
+        return approve(&state, &request, TEST_MEMBER).await;
+    }
+    consent::render(&state, &request, Page::Fresh)
+}
+
+/// Takes the login and consent form: checks CSRF, the member's password and the decision.
+pub(super) async fn decide(
+    State(state): State<AuthzState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match Params::parse(&body) {
+        Ok(params) => params,
+        Err(_) => return show_error(StatusCode::BAD_REQUEST, "malformed authorization form"),
+    };
+    let request = match validate(&state, &params).await {
+        Ok(request) => request,
+        Err(refusal) => return refuse(&state, refusal),
+    };
+    if !consent::csrf_valid(&state, &headers, &params, &request.client.client_id) {
+        return show_error(
+            StatusCode::FORBIDDEN,
+            "the form expired or was not sent by this page; start again",
+        );
+    }
+    if params.get("decision") != Some("approve") {
+        return refuse(
+            &state,
+            Refusal::Redirect {
+                redirect_uri: request.redirect_uri,
+                state: request.state,
+                error: "access_denied",
+                description: "the member denied the request",
+            },
+        );
+    }
+    let username = params.get("username").unwrap_or_default();
+    let password = params.get("password").unwrap_or_default();
+    match state.members.login(username, password).await {
+        Some(member) => approve(&state, &request, &member.username).await,
+        None => consent::render(&state, &request, Page::LoginFailed),
+    }
+}
+
+/// Returns the validated request, or how to refuse it.
+pub(super) async fn validate(
+    state: &AuthzState,
+    params: &Params,
+) -> Result<AuthorizeRequest, Refusal> {
+    let bad_client = Refusal::Show(
+        StatusCode::BAD_REQUEST,
+        "unknown client or unregistered redirect URI",
+    );
+    let client_id = params.get("client_id").ok_or(Refusal::Show(
+        StatusCode::BAD_REQUEST,
+        "client_id is required",
+    ))?;
+    let client = match state.store.client(client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return Err(bad_client),
+        Err(error) => {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "client lookup failed"
+            );
+            return Err(Refusal::Show(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ));
+        }
+    };
+    let redirect_uri = match params.get("redirect_uri") {
+        Some(uri) if redirect_uri_registered(&client, uri) => uri.to_owned(),
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        _ => return Err(bad_client),
+    };
+    let state_param = params.get("state").map(str::to_owned);
+    let redirect = |error, description| Refusal::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state_param.clone(),
+        error,
+        description,
+    };
+    if params.get("response_type") != Some("code") {
+        return Err(redirect(
+            "unsupported_response_type",
+            "only the code response type is supported",
+        ));
+    }
+    if !client.allows_grant(AUTHORIZATION_CODE) {
+        return Err(redirect(
+            "unauthorized_client",
+            "the client may not use the authorization code grant",
+        ));
+    }
+    let challenge = params
+        .get("code_challenge")
+        .ok_or_else(|| redirect("invalid_request", "code_challenge is required (PKCE)"))?;
+    if params.get("code_challenge_method") != Some("S256") {
+        return Err(redirect(
+            "invalid_request",
+            "code_challenge_method must be S256",
+        ));
+    }
+    if !is_pkce_value(challenge) {
+        return Err(redirect("invalid_request", "code_challenge is malformed"));
+    }
+    let resource = match params.get("resource") {
+        Some(url) => state.issuer.resource(url),
+        None if state.issuer.resources.len() == 1 => state.issuer.resources.first(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        redirect(
+            "invalid_target",
+            "resource is not a protected resource of this server",
+        )
+    })?;
+    let declared = resource.scopes.join(" ");
+    let scope = params
+        .get("scope")
+        .map_or_else(|| declared.clone(), str::to_owned);
+    if !scopes_within(&scope, &declared) {
+        return Err(redirect(
+            "invalid_scope",
+            "a requested scope is not offered by the resource",
+        ));
+    }
+    Ok(AuthorizeRequest {
+        client,
+        redirect_uri,
+        state: state_param,
+        code_challenge: challenge.to_owned(),
+        resource: resource.url.clone(),
+        scope,
+    })
+}
+
+/// Issues a code for `subject` and redirects it to the client.
+async fn approve(state: &AuthzState, request: &AuthorizeRequest, subject: &str) -> Response {
+    let issued = issue_code(state, request, subject).await;
+    let code = match issued {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "code issuance failed"
+            );
+            return refuse(
+                state,
+                Refusal::Redirect {
+                    redirect_uri: request.redirect_uri.clone(),
+                    state: request.state.clone(),
+                    error: "server_error",
+                    description: "internal error",
+                },
+            );
+        }
+    };
+    tracing::info!(client_id = %request.client.client_id, subject, resource = %request.resource, "authorization approved");
+    redirect_to(
+        &request.redirect_uri,
+        &[("code", &code)],
+        request.state.as_deref(),
+        state.issuer(),
+    )
+}
+
+async fn issue_code(
+    state: &AuthzState,
+    request: &AuthorizeRequest,
+    subject: &str,
+) -> Result<String, crate::Error> {
+    let code = random_token()?;
+    let record = CodeRecord {
+        code_hash: hash_token(&code),
+        client_id: request.client.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        resource: request.resource.clone(),
+        scope: request.scope.clone(),
+        subject: subject.to_owned(),
+        family_id: random_token()?,
+        expires_at: now() + CODE_TTL_SECS,
+        used: false,
+    };
+    state.store.insert_code(&record).await?;
+    Ok(code)
+}
+
+fn refuse(state: &AuthzState, refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Show(status, message) => show_error(status, message),
+        Refusal::Redirect {
+            redirect_uri,
+            state: client_state,
+            error,
+            description,
+        } => redirect_to(
+            &redirect_uri,
+            &[("error", error), ("error_description", description)],
+            client_state.as_deref(),
+            state.issuer(),
+        ),
+    }
+}
+
+/// Returns a 303 to `redirect_uri` with `pairs`, `state` and `iss` appended to its query.
+fn redirect_to(
+    redirect_uri: &str,
+    pairs: &[(&str, &str)],
+    state: Option<&str>,
+    issuer: &str,
+) -> Response {
+    let Ok(mut url) = Url::parse(redirect_uri) else {
+        return show_error(StatusCode::BAD_REQUEST, "unregistered redirect URI");
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (name, value) in pairs {
+            query.append_pair(name, value);
+        }
+        if let Some(state) = state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", issuer);
+    }
+    let Ok(location) = HeaderValue::from_str(url.as_str()) else {
+        return show_error(StatusCode::BAD_REQUEST, "unregistered redirect URI");
+    };
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    consent::protect(response.headers_mut());
+    response
+}
+
+fn show_error(status: StatusCode, message: &'static str) -> Response {
+    consent::error_page(status, message)
+}

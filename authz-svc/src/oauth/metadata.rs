@@ -1,0 +1,53 @@
+//! RFC 8414 authorization server metadata (also served as OIDC discovery) and the JWKS.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use crate::state::AuthzState;
+
+/// Serves the authorization server metadata.
+pub(super) async fn metadata(State(state): State<AuthzState>) -> impl IntoResponse {
+    Json(document(&state))
+}
+
+/// Serves the published signing keys; caches may keep them briefly.
+pub(super) async fn jwks(State(state): State<AuthzState>) -> impl IntoResponse {
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )],
+        Json(state.jwks()),
+    )
+}
+
+fn document(state: &AuthzState) -> Value {
+    let issuer = &state.issuer;
+    let mut grant_types = vec!["authorization_code", "refresh_token"];
+    if state.config.allow_registered_agents {
+        grant_types.push("client_credentials");
+    }
+    json!({
+        "issuer": issuer.issuer,
+        "authorization_endpoint": issuer.endpoint("/authorize"),
+        "token_endpoint": issuer.endpoint("/token"),
+        "registration_endpoint": issuer.endpoint("/register"),
+        "revocation_endpoint": issuer.endpoint("/revoke"),
+        "introspection_endpoint": issuer.endpoint("/introspect"),
+        "jwks_uri": issuer.endpoint("/jwks.json"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": grant_types,
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": true,
+        "scopes_supported": issuer.all_scopes(),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    })
+}

@@ -1,0 +1,270 @@
+//! `POST /token`: authorization code (PKCE), refresh token rotation with reuse
+//! detection, and client credentials.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{OAuthError, Params, authenticate_client, no_store};
+use crate::client::{AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN};
+use crate::config::MAX_AGENT_TOKEN_TTL;
+use crate::grant::{hash_token, scopes_within, verify_pkce};
+use crate::keys::random_token;
+use crate::state::AuthzState;
+use crate::store::{ClientRecord, FamilyRecord, NewRefresh, Redemption};
+use crate::token::{TokenRequest, mint, now};
+
+/// Serves the token endpoint.
+pub(super) async fn token(
+    State(state): State<AuthzState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match exchange(&state, &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn exchange(
+    state: &AuthzState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let params = Params::parse(body)?;
+    let grant_type = params
+        .require("grant_type", "grant_type is required")?
+        .to_owned();
+    let client = authenticate_client(state, headers, &params).await?;
+    if !matches!(
+        grant_type.as_str(),
+        AUTHORIZATION_CODE | REFRESH_TOKEN | CLIENT_CREDENTIALS
+    ) {
+        return Err(OAuthError::new(
+            "unsupported_grant_type",
+            "the grant type is not supported",
+        ));
+    }
+    if !client.allows_grant(&grant_type) {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "the client may not use this grant type",
+        ));
+    }
+    match grant_type.as_str() {
+        AUTHORIZATION_CODE => authorization_code(state, &client, &params).await,
+        REFRESH_TOKEN => refresh_token(state, &client, &params).await,
+        _ => client_credentials(state, &client, &params),
+    }
+}
+
+async fn authorization_code(
+    state: &AuthzState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let code = params.require("code", "code is required")?;
+    let verifier = params.require("code_verifier", "code_verifier is required (PKCE)")?;
+    let hash = hash_token(code);
+    let invalid = || {
+        OAuthError::new(
+            "invalid_grant",
+            "the code is invalid, expired, spent or not issued to this client",
+        )
+    };
+    let record = state.store.code(&hash).await?.ok_or_else(invalid)?;
+    if record.client_id != client.client_id {
+        return Err(invalid());
+    }
+    if !record.used {
+        if params
+            .get("redirect_uri")
+            .is_some_and(|uri| uri != record.redirect_uri)
+        {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "redirect_uri differs from the authorization request",
+            ));
+        }
+        if params
+            .get("resource")
+            .is_some_and(|resource| resource != record.resource)
+        {
+            return Err(OAuthError::new(
+                "invalid_target",
+                "resource differs from the authorization request",
+            ));
+        }
+        if !verify_pkce(verifier, &record.code_challenge) {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "code_verifier does not match the code challenge",
+            ));
+        }
+    }
+    let refresh = random_token()?;
+    let successor = new_refresh(state, &refresh);
+    match state.store.redeem_code(&hash, &successor, now()).await? {
+        Redemption::Redeemed(family) => grant_response(state, &family, Some(&refresh)),
+        Redemption::Replayed => {
+            tracing::warn!(client_id = %client.client_id, grant = %record.family_id, "authorization code replayed: grant revoked");
+            Err(invalid())
+        }
+        Redemption::Invalid => Err(invalid()),
+    }
+}
+
+async fn refresh_token(
+    state: &AuthzState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let presented = params.require("refresh_token", "refresh_token is required")?;
+    let hash = hash_token(presented);
+    let invalid = || {
+        OAuthError::new(
+            "invalid_grant",
+            "the refresh token is invalid, expired or revoked",
+        )
+    };
+    // Checked before spending: a token presented by the wrong client must not burn it.
+    let owner = state.store.refresh_family(&hash, now()).await?;
+    if owner
+        .as_ref()
+        .is_some_and(|family| family.client_id != client.client_id)
+    {
+        return Err(invalid());
+    }
+    if let Some(family) = &owner {
+        check_narrowing(params, family)?;
+    }
+    let refresh = random_token()?;
+    let successor = new_refresh(state, &refresh);
+    match state.store.rotate_refresh(&hash, &successor, now()).await? {
+        Redemption::Redeemed(mut family) if family.client_id == client.client_id => {
+            if let Some(scope) = params.get("scope") {
+                scope.clone_into(&mut family.scope);
+            }
+            grant_response(state, &family, Some(&refresh))
+        }
+        Redemption::Replayed => {
+            tracing::warn!(client_id = %client.client_id, "refresh token reused: grant revoked");
+            Err(invalid())
+        }
+        Redemption::Redeemed(_) | Redemption::Invalid => Err(invalid()),
+    }
+}
+
+fn check_narrowing(params: &Params, family: &FamilyRecord) -> Result<(), OAuthError> {
+    if params
+        .get("resource")
+        .is_some_and(|resource| resource != family.resource)
+    {
+        return Err(OAuthError::new(
+            "invalid_target",
+            "resource differs from the original grant",
+        ));
+    }
+    if params
+        .get("scope")
+        .is_some_and(|scope| !scopes_within(scope, &family.scope))
+    {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "the scope exceeds the original grant",
+        ));
+    }
+    Ok(())
+}
+
+fn client_credentials(
+    state: &AuthzState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    if !client.is_confidential() {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "client credentials need a confidential client",
+        ));
+    }
+    let resource = match params.get("resource") {
+        Some(url) => state.issuer.resource(url),
+        None if state.issuer.resources.len() == 1 => state.issuer.resources.first(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        OAuthError::new(
+            "invalid_target",
+            "resource is not a protected resource of this server",
+        )
+    })?;
+    let declared = resource.scopes.join(" ");
+    let scope = params
+        .get("scope")
+        .map_or_else(|| declared.clone(), str::to_owned);
+    if !scopes_within(&scope, &declared) {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "a requested scope is not offered by the resource",
+        ));
+    }
+    let ttl = state.config.access_token_ttl.min(MAX_AGENT_TOKEN_TTL);
+    let request = TokenRequest {
+        subject: &client.client_id,
+        audience: &resource.url,
+        client_id: &client.client_id,
+        scope: &scope,
+        grant: None,
+        ttl,
+    };
+    token_response(state, &request, None)
+}
+
+fn new_refresh(state: &AuthzState, token: &str) -> NewRefresh {
+    let ttl = i64::try_from(state.config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX);
+    NewRefresh {
+        token_hash: hash_token(token),
+        expires_at: now().saturating_add(ttl),
+    }
+}
+
+fn grant_response(
+    state: &AuthzState,
+    family: &FamilyRecord,
+    refresh: Option<&str>,
+) -> Result<Response, OAuthError> {
+    let request = TokenRequest {
+        subject: &family.subject,
+        audience: &family.resource,
+        client_id: &family.client_id,
+        scope: &family.scope,
+        grant: Some(&family.family_id),
+        ttl: state.config.access_token_ttl,
+    };
+    token_response(state, &request, refresh)
+}
+
+fn token_response(
+    state: &AuthzState,
+    request: &TokenRequest<'_>,
+    refresh: Option<&str>,
+) -> Result<Response, OAuthError> {
+    let (access_token, claims) = mint(&state.keys, state.issuer(), request)?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": Duration::from_secs(u64::try_from(claims.exp - claims.iat).unwrap_or(0)).as_secs(),
+        "scope": claims.scope,
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = json!(refresh);
+    }
+    tracing::info!(client_id = %claims.client_id, sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token issued");
+    Ok((no_store(), Json(body)).into_response())
+}

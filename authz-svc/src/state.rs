@@ -1,0 +1,162 @@
+//! `AuthzState`: the cloneable handles every OAuth endpoint works with.
+
+use std::sync::Arc;
+
+use crate::client::{ClientRegistration, RegistrationError, RegistrationPolicy, SecretHasher};
+use crate::config::AuthorizationConfig;
+use crate::error::Error;
+use crate::issuer::{Issuer, IssuerIdentity};
+use crate::keys::{KeySet, MasterKey, SigningKey, generate_key, load_master_key};
+use crate::member::Members;
+use crate::store::{self, ClientRecord, KeyStatus, Store, StoreConfig};
+use crate::token::{self, AccessClaims};
+
+/// Holds the authorization server's store, keys and configuration; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuthzState {
+    pub(crate) config: Arc<AuthorizationConfig>,
+    pub(crate) issuer: Arc<IssuerIdentity>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: Arc<KeySet>,
+    pub(crate) members: Members,
+    pub(crate) secrets: SecretHasher,
+    pub(crate) csrf_key: Arc<[u8; 32]>,
+}
+
+/// Describes a newly registered client, with its secret shown this once.
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    /// Is the stored client.
+    pub client: ClientRecord,
+    /// Is the client secret, for confidential clients.
+    pub client_secret: Option<secrecy::SecretString>,
+}
+
+impl AuthzState {
+    /// Opens the store, loads (or on first start generates) the signing keys and
+    /// returns the state the OAuth endpoints share.
+    pub async fn open(
+        config: AuthorizationConfig,
+        issuer: Issuer,
+        store_config: StoreConfig,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let issuer = IssuerIdentity::new(issuer, config.allow_insecure_http)?;
+        if config.auto_approve_consent {
+            tracing::warn!(
+                member = crate::member::TEST_MEMBER,
+                "auto_approve_consent is on: every authorization is approved without login or consent; test profile only"
+            );
+        }
+        let key_file = config
+            .master_key_file
+            .clone()
+            .or_else(|| match &store_config {
+                StoreConfig::Sqlite { path } => Some(path.with_file_name("authz.key")),
+                StoreConfig::Postgres { .. } => None,
+            });
+        let master = load_master_key(key_file.as_deref()).await?;
+        let store = store::open(&store_config).await?;
+        let keys = load_keys(store.as_ref(), &master).await?;
+        Ok(Self {
+            members: Members::new(&config.members),
+            config: Arc::new(config),
+            issuer: Arc::new(issuer),
+            store,
+            keys: Arc::new(keys),
+            secrets: SecretHasher::new(master.derive("client-secret")),
+            csrf_key: Arc::new(master.derive("csrf")),
+        })
+    }
+
+    /// Returns the issuer identifier, the exact string to put in protected-resource
+    /// metadata (`authorization_servers`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer.issuer
+    }
+
+    /// Returns the JWKS document edge verifies access tokens against.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys.jwks()
+    }
+
+    /// Returns the claims of `token` when it is a live access token of this issuer
+    /// (signature, `typ`, issuer, expiry, and not revoked), whatever its audience.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Option<AccessClaims>, Error> {
+        let Some(claims) = token::verify(&self.keys, &self.issuer.issuer, token) else {
+            return Ok(None);
+        };
+        if self.store.jti_revoked(&claims.jti).await? {
+            return Ok(None);
+        }
+        if let Some(grant) = &claims.sid {
+            let live = self
+                .store
+                .family(grant)
+                .await?
+                .is_some_and(|family| !family.revoked);
+            if !live {
+                return Ok(None);
+            }
+        }
+        Ok(Some(claims))
+    }
+
+    /// Registers a client under the registration rules (as `POST /register` does),
+    /// for callers such as the admin CLI.
+    pub async fn register_client(
+        &self,
+        request: ClientRegistration,
+    ) -> Result<Result<RegisteredClient, RegistrationError>, Error> {
+        let policy = RegistrationPolicy {
+            allow_insecure_http: self.config.allow_insecure_http,
+            allow_client_credentials: self.config.allow_registered_agents,
+        };
+        self.register_with(request, policy).await
+    }
+
+    pub(crate) async fn register_with(
+        &self,
+        request: ClientRegistration,
+        policy: RegistrationPolicy,
+    ) -> Result<Result<RegisteredClient, RegistrationError>, Error> {
+        let (client, secret) =
+            match crate::client::register(request, policy, &self.secrets, token::now())? {
+                Ok(registered) => registered,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+        self.store.insert_client(&client).await?;
+        tracing::info!(client_id = %client.client_id, auth_method = %client.auth_method, "client registered");
+        Ok(Ok(RegisteredClient {
+            client,
+            client_secret: secret.map(secrecy::SecretString::from),
+        }))
+    }
+}
+
+async fn load_keys(store: &dyn Store, master: &MasterKey) -> Result<KeySet, Error> {
+    let mut records = store.keys().await?;
+    if !records
+        .iter()
+        .any(|record| record.status == KeyStatus::Active)
+    {
+        let now = token::now();
+        let active = generate_key(master, KeyStatus::Active, now)?;
+        let next = generate_key(master, KeyStatus::Next, now)?;
+        if store.insert_initial_keys(&active, &next).await? {
+            tracing::info!(active = %active.kid, next = %next.kid, "signing keys generated");
+        }
+        records = store.keys().await?;
+    }
+    let mut active = None;
+    let mut published = Vec::with_capacity(records.len());
+    for record in &records {
+        let key = SigningKey::open(master, record)?;
+        if record.status == KeyStatus::Active {
+            active = Some(key.clone());
+        }
+        published.push(key);
+    }
+    let active = active.ok_or(Error::Corrupt("signing keys: no active key"))?;
+    Ok(KeySet { active, published })
+}

@@ -1,0 +1,105 @@
+//! Access tokens: RFC 9068 JWTs signed with ES256, and their verification for
+//! introspection and revocation.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::keys::{KeySet, random_bytes};
+
+/// Is the JOSE `typ` of an RFC 9068 access token.
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Holds the claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Is the issuer.
+    pub iss: String,
+    /// Is the member, or the client itself for client credentials.
+    pub sub: String,
+    /// Is the protected resource (canonical MCP URL).
+    pub aud: String,
+    /// Identifies the client the token was issued to.
+    pub client_id: String,
+    /// Is the space-separated scope.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// Identifies this token.
+    pub jti: String,
+    /// Records when the token was issued (unix seconds).
+    pub iat: i64,
+    /// Records when the token expires (unix seconds).
+    pub exp: i64,
+    /// Names the grant (refresh family) the token belongs to; revoking the grant revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// Describes what an access token is for, before it gets its id and times.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenRequest<'a> {
+    pub(crate) subject: &'a str,
+    pub(crate) audience: &'a str,
+    pub(crate) client_id: &'a str,
+    pub(crate) scope: &'a str,
+    pub(crate) grant: Option<&'a str>,
+    pub(crate) ttl: Duration,
+}
+
+/// Returns the current time in unix seconds.
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Returns a signed access token for `request` and its claims.
+pub(crate) fn mint(
+    keys: &KeySet,
+    issuer: &str,
+    request: &TokenRequest<'_>,
+) -> Result<(String, AccessClaims), Error> {
+    let iat = now();
+    let claims = AccessClaims {
+        iss: issuer.to_owned(),
+        sub: request.subject.to_owned(),
+        aud: request.audience.to_owned(),
+        client_id: request.client_id.to_owned(),
+        scope: request.scope.to_owned(),
+        jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>()?),
+        iat,
+        exp: iat.saturating_add(i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX)),
+        sid: request.grant.map(str::to_owned),
+    };
+    let header = Header {
+        typ: Some(ACCESS_TOKEN_TYPE.to_owned()),
+        kid: Some(keys.active.kid.clone()),
+        ..Header::new(Algorithm::ES256)
+    };
+    let token =
+        jsonwebtoken::encode(&header, &claims, &keys.active.encoding).map_err(Error::Signing)?;
+    Ok((token, claims))
+}
+
+/// Returns the claims of `token` when it is an unexpired access token this
+/// issuer signed with a published key, whatever its audience.
+pub(crate) fn verify(keys: &KeySet, issuer: &str, token: &str) -> Option<AccessClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        return None;
+    }
+    let key = keys.key(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+        .ok()
+        .map(|data| data.claims)
+}

@@ -1,0 +1,138 @@
+//! Secret canaries: client secrets, passwords, codes and tokens never reach
+//! logs, and refused secrets are never echoed in responses.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use authz_svc::AuthorizationConfig;
+use serde_json::Value;
+
+use crate::harness::{Harness, MEMBER_PASSWORD, RESOURCE, VERIFIER, member, test_config};
+
+const CANARY: &str = "CANARY-7f3a9c-do-not-log";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_never_reach_logs_or_error_bodies() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The current-thread runtime runs the server on this thread, so this
+    // subscriber sees its events.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let harness = Harness::with_config(AuthorizationConfig {
+        members: vec![member("alice", MEMBER_PASSWORD)],
+        ..test_config()
+    })
+    .await;
+    let (id, secret) = harness.confidential_client("client_secret_basic").await;
+    let mut bodies = Vec::new();
+    for (params, basic) in [
+        (
+            vec![("grant_type", "client_credentials"), ("resource", RESOURCE)],
+            Some((id.as_str(), CANARY)),
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", CANARY),
+            ],
+            None,
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", CANARY),
+                ("client_id", &id),
+                ("client_secret", &secret),
+            ],
+            None,
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", CANARY),
+                ("code_verifier", CANARY),
+                ("client_id", &id),
+                ("client_secret", &secret),
+            ],
+            None,
+        ),
+    ] {
+        let response = harness.post_form("/token", &params, basic).await;
+        assert!(response.status().is_client_error());
+        bodies.push(response.text().await.unwrap());
+    }
+    let issued: Value = harness
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials"), ("resource", RESOURCE)],
+            Some((&id, &secret)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = issued["access_token"].as_str().unwrap().to_owned();
+    let public = harness.public_client().await;
+    let code = harness.code_for(&public).await;
+    let grant: Value = harness
+        .redeem(&public, &code, VERIFIER)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refresh = grant["refresh_token"].as_str().unwrap().to_owned();
+    harness
+        .post_form(
+            "/revoke",
+            &[("token", &refresh), ("client_id", &public)],
+            None,
+        )
+        .await;
+    for body in &bodies {
+        assert!(
+            !body.contains(CANARY),
+            "a refused secret was echoed: {body}"
+        );
+    }
+    let logs = captured.text();
+    assert!(
+        logs.contains("access token issued"),
+        "the capture saw no server logs: {logs}"
+    );
+    for secret_value in [
+        CANARY,
+        secret.as_str(),
+        access.as_str(),
+        refresh.as_str(),
+        code.as_str(),
+        VERIFIER,
+        MEMBER_PASSWORD,
+    ] {
+        assert!(!logs.contains(secret_value), "a secret reached the logs");
+    }
+}

@@ -1,0 +1,319 @@
+//! One conformance suite for the `Store` trait, run against SQLite and PostgreSQL.
+//! PostgreSQL runs when `DATABASE_URL` is set (each test in its own database);
+//! unset, those tests print SKIPPED and pass.
+
+use std::sync::Arc;
+
+use authz_svc::{
+    ClientRecord, CodeRecord, KeyRecord, KeyStatus, NewRefresh, PostgresStore, Redemption,
+    SqliteStore, Store,
+};
+use sqlx::{Connection as _, Executor as _, PgConnection};
+
+fn client(id: &str) -> ClientRecord {
+    ClientRecord {
+        client_id: id.to_owned(),
+        secret_hash: Some(vec![1, 2, 3]),
+        client_name: "App".to_owned(),
+        redirect_uris: vec!["https://app.example/cb".to_owned()],
+        grant_types: vec!["authorization_code".to_owned()],
+        auth_method: "client_secret_basic".to_owned(),
+        application_type: "web".to_owned(),
+        created_at: 1,
+    }
+}
+
+fn code(hash: &[u8], family: &str, expires_at: i64) -> CodeRecord {
+    CodeRecord {
+        code_hash: hash.to_vec(),
+        client_id: "c1".to_owned(),
+        redirect_uri: "https://app.example/cb".to_owned(),
+        code_challenge: "challenge".to_owned(),
+        resource: "https://gw.example/v/a/mcp".to_owned(),
+        scope: "tools".to_owned(),
+        subject: "alice".to_owned(),
+        family_id: family.to_owned(),
+        expires_at,
+        used: false,
+    }
+}
+
+fn refresh(hash: &[u8]) -> NewRefresh {
+    NewRefresh {
+        token_hash: hash.to_vec(),
+        expires_at: 10_000,
+    }
+}
+
+async fn clients_round_trip_and_ids_are_unique(store: Arc<dyn Store>) {
+    store.insert_client(&client("c1")).await.unwrap();
+    assert_eq!(store.client("c1").await.unwrap(), Some(client("c1")));
+    assert_eq!(store.client("nope").await.unwrap(), None);
+    assert!(store.insert_client(&client("c1")).await.is_err());
+}
+
+async fn code_redeems_once_and_replay_revokes_its_grant(store: Arc<dyn Store>) {
+    store.insert_client(&client("c1")).await.unwrap();
+    store
+        .insert_code(&code(b"code-1", "fam-1", 1_000))
+        .await
+        .unwrap();
+    let Redemption::Redeemed(family) = store
+        .redeem_code(b"code-1", &refresh(b"rt-1"), 500)
+        .await
+        .unwrap()
+    else {
+        panic!("first redemption failed");
+    };
+    assert_eq!((family.subject.as_str(), family.revoked), ("alice", false));
+    assert!(store.code(b"code-1").await.unwrap().unwrap().used);
+    assert!(store.refresh_family(b"rt-1", 500).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .redeem_code(b"code-1", &refresh(b"rt-2"), 500)
+            .await
+            .unwrap(),
+        Redemption::Replayed
+    );
+    assert!(store.family("fam-1").await.unwrap().unwrap().revoked);
+    assert!(store.refresh_family(b"rt-1", 500).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .redeem_code(b"unknown", &refresh(b"rt-3"), 500)
+            .await
+            .unwrap(),
+        Redemption::Invalid
+    );
+    store
+        .insert_code(&code(b"code-2", "fam-2", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_code(b"code-2", &refresh(b"rt-4"), 1_000)
+            .await
+            .unwrap(),
+        Redemption::Invalid
+    );
+    assert!(
+        store.family("fam-2").await.unwrap().is_none(),
+        "an expired code opened a grant"
+    );
+}
+
+async fn refresh_rotation_and_reuse_revoke_the_family(store: Arc<dyn Store>) {
+    store.insert_client(&client("c1")).await.unwrap();
+    store
+        .insert_code(&code(b"code", "fam", 1_000))
+        .await
+        .unwrap();
+    store
+        .redeem_code(b"code", &refresh(b"rt-0"), 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh(b"rt-0", &refresh(b"rt-1"), 2)
+            .await
+            .unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert!(store.refresh_family(b"rt-0", 2).await.unwrap().is_none());
+    assert!(store.refresh_family(b"rt-1", 2).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .rotate_refresh(b"rt-0", &refresh(b"rt-2"), 3)
+            .await
+            .unwrap(),
+        Redemption::Replayed
+    );
+    assert!(store.family("fam").await.unwrap().unwrap().revoked);
+    assert_eq!(
+        store
+            .rotate_refresh(b"rt-1", &refresh(b"rt-3"), 3)
+            .await
+            .unwrap(),
+        Redemption::Replayed
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(b"unknown", &refresh(b"rt-4"), 3)
+            .await
+            .unwrap(),
+        Redemption::Invalid
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(b"rt-4", &refresh(b"rt-5"), 3)
+            .await
+            .unwrap(),
+        Redemption::Invalid
+    );
+}
+
+async fn concurrent_rotations_of_one_token_leave_one_winner_and_a_revoked_family(
+    store: Arc<dyn Store>,
+) {
+    store.insert_client(&client("c1")).await.unwrap();
+    store
+        .insert_code(&code(b"code", "fam", 1_000))
+        .await
+        .unwrap();
+    store
+        .redeem_code(b"code", &refresh(b"rt-0"), 1)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8u8)
+        .map(|index| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh(b"rt-0", &refresh(&[b'n', index]), 2)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Redemption::Redeemed(_) => winners += 1,
+            Redemption::Replayed => {}
+            Redemption::Invalid => panic!("a racing rotation saw an invalid token"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert!(store.family("fam").await.unwrap().unwrap().revoked);
+}
+
+async fn revoked_jtis_are_remembered_idempotently(store: Arc<dyn Store>) {
+    assert!(!store.jti_revoked("j1").await.unwrap());
+    store.revoke_jti("j1", 100).await.unwrap();
+    store.revoke_jti("j1", 100).await.unwrap();
+    assert!(store.jti_revoked("j1").await.unwrap());
+}
+
+fn key(kid: &str, status: KeyStatus) -> KeyRecord {
+    KeyRecord {
+        kid: kid.to_owned(),
+        status,
+        sealed_private_key: vec![9; 16],
+        public_x: "x".to_owned(),
+        public_y: "y".to_owned(),
+        created_at: 1,
+    }
+}
+
+async fn first_key_pair_wins(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .insert_initial_keys(&key("a1", KeyStatus::Active), &key("n1", KeyStatus::Next))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_initial_keys(&key("a2", KeyStatus::Active), &key("n2", KeyStatus::Next))
+            .await
+            .unwrap()
+    );
+    let kids: Vec<String> = store
+        .keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| key.kid)
+        .collect();
+    assert_eq!(kids, ["a1", "n1"]);
+}
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("authz.db"))
+        .await
+        .unwrap();
+    (Arc::new(store), dir)
+}
+
+/// A PostgreSQL database created for one test and dropped after it.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Option<(Arc<dyn Store>, Self)> {
+        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
+            eprintln!("SKIPPED: DATABASE_URL is unset; the PostgreSQL store was not tested");
+            return None;
+        };
+        let name = format!("authz_test_{}", uuid_like());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("DATABASE_URL is set but unreachable");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        let store = PostgresStore::open(&url.as_str().to_owned().into())
+            .await
+            .unwrap();
+        Some((Arc::new(store), Self { admin_url, name }))
+    }
+
+    async fn drop_database(self, store: Arc<dyn Store>) {
+        drop(store);
+        let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .await
+            .unwrap();
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:x}_{}", std::process::id())
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _dir) = super::sqlite().await;
+                    super::$case(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some((store, database)) = super::TestDatabase::create().await else { return };
+                    super::$case(store.clone()).await;
+                    database.drop_database(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    clients_round_trip_and_ids_are_unique,
+    code_redeems_once_and_replay_revokes_its_grant,
+    refresh_rotation_and_reuse_revoke_the_family,
+    concurrent_rotations_of_one_token_leave_one_winner_and_a_revoked_family,
+    revoked_jtis_are_remembered_idempotently,
+    first_key_pair_wins,
+);
