@@ -73,6 +73,9 @@ pub enum Error {
         /// The connect timeout.
         timeout: Duration,
     },
+    /// The HTTP client of a streamable HTTP connector could not be built.
+    #[error("cannot build the http client")]
+    HttpClient(#[source] reqwest::Error),
     /// An HTTP request of the legacy SSE transport failed.
     #[error("sse request to {url} failed")]
     SseRequest {

@@ -267,6 +267,9 @@ async fn serve_http(listen: SocketAddr) -> anyhow::Result<()> {
     writeln!(stdout, "http://{addr}/mcp")?;
     stdout.flush()?;
     drop(stdout);
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router).await?;
     Ok(())
 }
