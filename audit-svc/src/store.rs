@@ -7,6 +7,7 @@
 //! appenders — streams or replicas — get a gapless, ordered sequence: a batch
 //! either commits entirely after the previous one or not at all.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -90,11 +91,10 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, kind, event_time, recorde
      agent_client_id, virtual_server, connector, tool, verdict, outcome, trace_id, \
      canonical_json, leaf_hash, chain_hash";
 
-/// Inserts one event row; placeholders in [`EVENT_COLUMNS`] order.
-pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_event (seq, event_id, kind, event_time, \
+/// Starts an insert of event rows, columns in [`EVENT_COLUMNS`] order.
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO audit_event (seq, event_id, kind, event_time, \
      recorded_at, member_id, agent_client_id, virtual_server, connector, tool, verdict, outcome, \
-     trace_id, canonical_json, leaf_hash, chain_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-     $10, $11, $12, $13, $14, $15, $16)";
+     trace_id, canonical_json, leaf_hash, chain_hash) ";
 
 /// Tracks the log's tail while a batch is sealed.
 #[derive(Debug, Clone, Copy)]
@@ -204,13 +204,48 @@ pub(crate) fn to_hash(bytes: Vec<u8>, what: &'static str) -> Result<Hash, Error>
     Hash::try_from(bytes).map_err(|_| Error::Corrupt(what))
 }
 
-/// Decides an event already stored under its id: identical content is a
-/// duplicate, anything else a conflict.
-pub(crate) fn existing_outcome(stored: &(i64, Vec<u8>), event: &AuditEvent) -> AppendOutcome {
-    match u64::try_from(stored.0) {
-        Ok(sequence) if stored.1 == event.canonical_json => AppendOutcome::Duplicate(sequence),
-        _ => AppendOutcome::Conflict,
+/// Is what a batch does: each event's outcome, and the new records to insert.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub(crate) outcomes: Vec<AppendOutcome>,
+    pub(crate) records: Vec<StoredEvent>,
+}
+
+/// Plans a batch after `tail`: an id already stored (in `existing`, as sequence
+/// and canonical bytes, or earlier in the batch) with identical content is a
+/// duplicate, with different content a conflict; every other event is sealed
+/// as the next record.
+pub(crate) fn plan(
+    events: &[AuditEvent],
+    existing: Vec<(String, i64, Vec<u8>)>,
+    tail: &mut Tail,
+    recorded_at_micros: i64,
+) -> Plan {
+    let mut known: HashMap<String, (u64, Vec<u8>)> = existing
+        .into_iter()
+        .filter_map(|(id, seq, json)| Some((id, (u64::try_from(seq).ok()?, json))))
+        .collect();
+    let mut plan = Plan::default();
+    for event in events {
+        let outcome = match known.get(event.id.as_str()) {
+            Some((sequence, json)) if *json == event.canonical_json => {
+                AppendOutcome::Duplicate(*sequence)
+            }
+            Some(_) => AppendOutcome::Conflict,
+            None => {
+                let record = tail.seal(event, recorded_at_micros);
+                let sequence = record.sequence;
+                known.insert(
+                    event.id.as_str().to_owned(),
+                    (sequence, event.canonical_json.clone()),
+                );
+                plan.records.push(record);
+                AppendOutcome::Stored(sequence)
+            }
+        };
+        plan.outcomes.push(outcome);
     }
+    plan
 }
 
 /// Is one value bound to a search statement.

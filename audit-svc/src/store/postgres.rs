@@ -5,8 +5,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool, Row as _};
 
 use super::{
-    Bind, CheckpointRow, EVENT_COLUMNS, EventRow, INSERT_EVENT, Store, Tail, existing_outcome,
-    now_micros, search_sql, to_db,
+    Bind, CheckpointRow, EVENT_COLUMNS, EventRow, INSERT_EVENTS, Store, Tail, now_micros, plan,
+    search_sql, to_db,
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
@@ -60,25 +60,20 @@ impl Store for PostgresStore {
                 .await
                 .map_err(Error::from_sqlx)?;
         let mut tail = Tail::from_last(last)?;
-        let recorded_at = now_micros();
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            let existing: Option<(i64, Vec<u8>)> =
-                sqlx::query_as("SELECT seq, canonical_json FROM audit_event WHERE event_id = $1")
-                    .bind(event.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(Error::from_sqlx)?;
-            if let Some(stored) = existing {
-                outcomes.push(existing_outcome(&stored, event));
-                continue;
-            }
-            let sealed = tail.seal(event, recorded_at);
-            insert(&mut tx, &sealed).await?;
-            outcomes.push(AppendOutcome::Stored(sealed.sequence));
+        let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+        let existing: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT event_id, seq, canonical_json FROM audit_event WHERE event_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::from_sqlx)?;
+        let plan = plan(events, existing, &mut tail, now_micros());
+        if !plan.records.is_empty() {
+            insert(&mut tx, &plan.records).await?;
         }
         tx.commit().await.map_err(Error::from_sqlx)?;
-        Ok(outcomes)
+        Ok(plan.outcomes)
     }
 
     async fn head(&self) -> Result<u64, Error> {
@@ -173,27 +168,36 @@ impl Store for PostgresStore {
     }
 }
 
-async fn insert(tx: &mut sqlx::PgConnection, event: &StoredEvent) -> Result<(), Error> {
-    let facets = &event.event.facets;
-    sqlx::query(INSERT_EVENT)
-        .bind(to_db(event.sequence))
-        .bind(event.event.id.as_str())
-        .bind(&facets.kind)
-        .bind(event.event.time_micros)
-        .bind(event.recorded_at_micros)
-        .bind(&facets.member_id)
-        .bind(&facets.agent_client_id)
-        .bind(&facets.virtual_server)
-        .bind(&facets.connector)
-        .bind(&facets.tool)
-        .bind(&facets.verdict)
-        .bind(&facets.outcome)
-        .bind(&facets.trace_id)
-        .bind(event.event.canonical_json.as_slice())
-        .bind(event.leaf_hash.as_slice())
-        .bind(event.chain_hash.as_slice())
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::from_sqlx)?;
+// One statement per batch: each column travels as an array and UNNEST zips them
+// back into rows.
+async fn insert(tx: &mut sqlx::PgConnection, records: &[StoredEvent]) -> Result<(), Error> {
+    let column = |get: fn(&StoredEvent) -> &str| -> Vec<&str> { records.iter().map(get).collect() };
+    let blobs =
+        |get: fn(&StoredEvent) -> &[u8]| -> Vec<&[u8]> { records.iter().map(get).collect() };
+    let ints = |get: fn(&StoredEvent) -> i64| -> Vec<i64> { records.iter().map(get).collect() };
+    sqlx::query(AssertSqlSafe(format!(
+        "{INSERT_EVENTS} SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
+         $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+         $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bytea[])"
+    )))
+    .bind(ints(|r| to_db(r.sequence)))
+    .bind(column(|r| r.event.id.as_str()))
+    .bind(column(|r| &r.event.facets.kind))
+    .bind(ints(|r| r.event.time_micros))
+    .bind(ints(|r| r.recorded_at_micros))
+    .bind(column(|r| &r.event.facets.member_id))
+    .bind(column(|r| &r.event.facets.agent_client_id))
+    .bind(column(|r| &r.event.facets.virtual_server))
+    .bind(column(|r| &r.event.facets.connector))
+    .bind(column(|r| &r.event.facets.tool))
+    .bind(column(|r| &r.event.facets.verdict))
+    .bind(column(|r| &r.event.facets.outcome))
+    .bind(column(|r| &r.event.facets.trace_id))
+    .bind(blobs(|r| &r.event.canonical_json))
+    .bind(blobs(|r| &r.leaf_hash))
+    .bind(blobs(|r| &r.chain_hash))
+    .execute(&mut *tx)
+    .await
+    .map_err(Error::from_sqlx)?;
     Ok(())
 }

@@ -6,18 +6,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row as _, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row as _, Sqlite, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::{
-    Bind, CheckpointRow, EVENT_COLUMNS, EventRow, INSERT_EVENT, Store, Tail, existing_outcome,
-    now_micros, search_sql, to_db,
+    Bind, CheckpointRow, EVENT_COLUMNS, EventRow, INSERT_EVENTS, Store, Tail, now_micros, plan,
+    search_sql, to_db,
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::event::{AppendOutcome, AuditEvent, EventId, StoredEvent};
 use crate::merkle::Hash;
 use crate::query::SearchQuery;
+
+/// Is how many rows one statement carries (16 columns each, under SQLite's
+/// 32,766 bound parameters).
+const CHUNK: usize = 1000;
 
 /// Stores the log in a SQLite file (WAL, `synchronous = FULL`: a commit is on disk).
 #[derive(Debug)]
@@ -82,25 +86,29 @@ impl Store for SqliteStore {
                 .await
                 .map_err(Error::from_sqlx)?;
         let mut tail = Tail::from_last(last)?;
-        let recorded_at = now_micros();
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            let existing: Option<(i64, Vec<u8>)> =
-                sqlx::query_as("SELECT seq, canonical_json FROM audit_event WHERE event_id = $1")
-                    .bind(event.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(Error::from_sqlx)?;
-            if let Some(stored) = existing {
-                outcomes.push(existing_outcome(&stored, event));
-                continue;
+        let mut existing = Vec::new();
+        for chunk in events.chunks(CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT event_id, seq, canonical_json FROM audit_event WHERE event_id IN (",
+            );
+            let mut ids = query.separated(", ");
+            for event in chunk {
+                ids.push_bind(event.id.as_str());
             }
-            let sealed = tail.seal(event, recorded_at);
-            insert(&mut tx, &sealed).await?;
-            outcomes.push(AppendOutcome::Stored(sealed.sequence));
+            query.push(")");
+            let found: Vec<(String, i64, Vec<u8>)> = query
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Error::from_sqlx)?;
+            existing.extend(found);
+        }
+        let plan = plan(events, existing, &mut tail, now_micros());
+        for chunk in plan.records.chunks(CHUNK) {
+            insert(&mut tx, chunk).await?;
         }
         tx.commit().await.map_err(Error::from_sqlx)?;
-        Ok(outcomes)
+        Ok(plan.outcomes)
     }
 
     async fn head(&self) -> Result<u64, Error> {
@@ -195,25 +203,29 @@ impl Store for SqliteStore {
     }
 }
 
-async fn insert(tx: &mut sqlx::SqliteConnection, event: &StoredEvent) -> Result<(), Error> {
-    let facets = &event.event.facets;
-    sqlx::query(INSERT_EVENT)
-        .bind(to_db(event.sequence))
-        .bind(event.event.id.as_str())
-        .bind(&facets.kind)
-        .bind(event.event.time_micros)
-        .bind(event.recorded_at_micros)
-        .bind(&facets.member_id)
-        .bind(&facets.agent_client_id)
-        .bind(&facets.virtual_server)
-        .bind(&facets.connector)
-        .bind(&facets.tool)
-        .bind(&facets.verdict)
-        .bind(&facets.outcome)
-        .bind(&facets.trace_id)
-        .bind(event.event.canonical_json.as_slice())
-        .bind(event.leaf_hash.as_slice())
-        .bind(event.chain_hash.as_slice())
+async fn insert(tx: &mut sqlx::SqliteConnection, records: &[StoredEvent]) -> Result<(), Error> {
+    let mut query = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
+    query.push_values(records, |mut row, record| {
+        let facets = &record.event.facets;
+        row.push_bind(to_db(record.sequence))
+            .push_bind(record.event.id.as_str())
+            .push_bind(facets.kind.as_str())
+            .push_bind(record.event.time_micros)
+            .push_bind(record.recorded_at_micros)
+            .push_bind(facets.member_id.as_str())
+            .push_bind(facets.agent_client_id.as_str())
+            .push_bind(facets.virtual_server.as_str())
+            .push_bind(facets.connector.as_str())
+            .push_bind(facets.tool.as_str())
+            .push_bind(facets.verdict.as_str())
+            .push_bind(facets.outcome.as_str())
+            .push_bind(facets.trace_id.as_str())
+            .push_bind(record.event.canonical_json.as_slice())
+            .push_bind(record.leaf_hash.as_slice())
+            .push_bind(record.chain_hash.as_slice());
+    });
+    query
+        .build()
         .execute(&mut *tx)
         .await
         .map_err(Error::from_sqlx)?;

@@ -4,6 +4,7 @@
 
 mod backend;
 mod binary;
+mod canary;
 mod lifecycle;
 mod service;
 mod store;

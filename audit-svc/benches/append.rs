@@ -1,0 +1,96 @@
+//! Events per second durably stored (committed) on SQLite and PostgreSQL, in
+//! batches as edge-svc's Append stream sends them.
+//!
+//! PostgreSQL runs when `DATABASE_URL` is set (a scratch database is created and
+//! dropped); otherwise it prints "SKIPPED".
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use audit_svc::{AuditEvent, PostgresStore, SqliteStore, Store};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+
+const BATCH: u64 = 500;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn batch() -> Vec<AuditEvent> {
+    (0..BATCH)
+        .map(|_| {
+            let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            AuditEvent::from_document(&json!({
+                "eventId": format!("bench-{n:012}"),
+                "kind": "EVENT_KIND_MCP_REQUEST",
+                "time": "2026-11-22T03:00:00Z",
+                "principal": {"member": {"id": format!("member-{}", n % 97)}},
+                "target": {"virtualServer": "demo", "connector": "echo", "tool": {"name": "echo"}},
+                "decision": {"verdict": "VERDICT_ALLOW", "policyIds": ["p1"]},
+                "outcome": "OUTCOME_SUCCESS",
+                "latency": "0.000015s",
+                "payload": {"arguments": [{"name": "text", "sizeBytes": "42"}], "requestBytes": "180"},
+                "metadata": {"traceId": format!("{n:032x}"), "mcpMethod": "tools/call"},
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+fn bench_store(
+    c: &mut Criterion,
+    name: &str,
+    runtime: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+) {
+    let mut group = c.benchmark_group("append");
+    group.throughput(Throughput::Elements(BATCH));
+    group.sample_size(20);
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_batched(
+            batch,
+            |events| {
+                let store = store.clone();
+                async move { store.append(&events).await.unwrap() }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+fn append(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = runtime
+        .block_on(SqliteStore::open(&dir.path().join("audit.db")))
+        .unwrap();
+    bench_store(c, "sqlite", &runtime, Arc::new(sqlite));
+    let Ok(admin_url) = std::env::var("DATABASE_URL") else {
+        eprintln!("SKIPPED: DATABASE_URL is not set; PostgreSQL append bench did not run");
+        return;
+    };
+    let database = format!("audit_bench_{}", std::process::id());
+    let admin = |statement: String| {
+        let admin_url = admin_url.clone();
+        async move {
+            let mut connection = PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+    };
+    runtime.block_on(admin(format!("CREATE DATABASE {database}")));
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let postgres = runtime
+        .block_on(PostgresStore::connect(&format!("{base}/{database}")))
+        .unwrap();
+    bench_store(c, "postgres", &runtime, Arc::new(postgres.clone()));
+    runtime.block_on(postgres.pool().close());
+    runtime.block_on(admin(format!("DROP DATABASE {database} WITH (FORCE)")));
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);
