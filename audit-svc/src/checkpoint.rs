@@ -258,3 +258,58 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 pub(crate) fn default_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("audit-checkpoint.key")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new("example.com/log".to_owned(), &[3u8; 32])
+    }
+
+    #[test]
+    fn a_signed_note_round_trips_and_has_the_c2sp_shape() {
+        let checkpoint = signer().sign(7, [1; 32], [2; 32], 0);
+        let lines: Vec<&str> = checkpoint.signed_note.lines().collect();
+        assert_eq!(lines[0], "example.com/log");
+        assert_eq!(lines[1], "7");
+        assert_eq!(lines[2], STANDARD.encode([1u8; 32]));
+        assert_eq!(lines[4], "");
+        assert!(lines[5].starts_with("\u{2014} example.com/log "));
+        let parsed =
+            Checkpoint::from_note(&checkpoint.signed_note, &signer().verifying_key()).unwrap();
+        assert_eq!((parsed.tree_size, parsed.root_hash), (7, [1; 32]));
+        assert_eq!(parsed.chain_hash, [2; 32]);
+    }
+
+    #[test]
+    fn an_edited_note_or_a_foreign_key_is_refused() {
+        let note = signer().sign(7, [1; 32], [2; 32], 0).signed_note;
+        let key = signer().verifying_key();
+        let edited = note.replacen("\n7\n", "\n8\n", 1);
+        assert!(Checkpoint::from_note(&edited, &key).is_err());
+        let foreign = Signer::new("example.com/log".to_owned(), &[4u8; 32]).verifying_key();
+        assert!(Checkpoint::from_note(&note, &foreign).is_err());
+    }
+
+    #[test]
+    fn verifier_key_names_the_log_and_its_key_id() {
+        let key = verifier_key("example.com/log", &signer().verifying_key());
+        let parts: Vec<&str> = key.split('+').collect();
+        assert_eq!(parts[0], "example.com/log");
+        assert_eq!(parts[1].len(), 8);
+        assert_eq!(STANDARD.decode(parts[2]).unwrap().len(), 33);
+    }
+
+    #[test]
+    fn a_key_file_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/key");
+        let first = Signer::load_or_generate("o".to_owned(), &path).unwrap();
+        let second = Signer::load_or_generate("o".to_owned(), &path).unwrap();
+        assert_eq!(first.verifying_key(), second.verifying_key());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -72,6 +72,9 @@ impl AuditGrpc {
         Ok(pb::AppendResponse { acks })
     }
 
+    // Sends pages of matching events after `after`; when caught up, waits for a
+    // local append, the poll interval (other replicas' appends), the client
+    // leaving or shutdown. A failed read ends the stream with its status.
     async fn tail_loop(
         self,
         filter: Filter,
@@ -81,31 +84,19 @@ impl AuditGrpc {
         let mut head = self.log.subscribe();
         loop {
             head.borrow_and_update();
-            let page = match self.log.read(after, TAIL_PAGE).await {
+            let page = match self.tail_page(&filter, &mut after).await {
                 Ok(page) => page,
                 Err(error) => {
                     let _closed = sender.send(Err(error.into())).await;
                     return;
                 }
             };
-            let full = page.len() == TAIL_PAGE as usize;
-            if let Some(last) = page.last() {
-                after = last.sequence;
+            if let Some(events) = page.events
+                && sender.send(Ok(events)).await.is_err()
+            {
+                return;
             }
-            let events: Result<Vec<_>, Error> = page
-                .into_iter()
-                .filter(|stored| filter.matches(&stored.event))
-                .map(|stored| self.codec.stored(stored))
-                .collect();
-            let message = events.map(|events| pb::TailResponse { events });
-            let send = match message {
-                Ok(response) if response.events.is_empty() => Ok(()),
-                other => sender.send(other.map_err(Status::from)).await,
-            };
-            if send.is_err() || full {
-                if send.is_err() {
-                    return;
-                }
+            if page.full {
                 continue;
             }
             tokio::select! {
@@ -116,6 +107,30 @@ impl AuditGrpc {
             }
         }
     }
+
+    async fn tail_page(&self, filter: &Filter, after: &mut u64) -> Result<TailPage, Error> {
+        let page = self.log.read(*after, TAIL_PAGE).await?;
+        let full = page.len() == TAIL_PAGE as usize;
+        if let Some(last) = page.last() {
+            *after = last.sequence;
+        }
+        let events = page
+            .into_iter()
+            .filter(|stored| filter.matches(&stored.event))
+            .map(|stored| self.codec.stored(stored))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(TailPage {
+            events: (!events.is_empty()).then_some(pb::TailResponse { events }),
+            full,
+        })
+    }
+}
+
+/// Is one page read by a tail: what to send, and whether more may follow at once.
+#[derive(Debug)]
+struct TailPage {
+    events: Option<pb::TailResponse>,
+    full: bool,
 }
 
 #[tonic::async_trait]

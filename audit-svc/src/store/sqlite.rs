@@ -1,7 +1,6 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
 use std::path::Path;
-use std::str::FromStr as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,14 +40,6 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        Self::with_options(options).await
-    }
-
-    /// Opens the database a `sqlite:` URL names, such as `sqlite::memory:`.
-    pub async fn connect(url: &str) -> Result<Self, Error> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(Error::from_sqlx)?
-            .create_if_missing(true);
         Self::with_options(options).await
     }
 
