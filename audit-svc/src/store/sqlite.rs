@@ -49,7 +49,13 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(Error::from_sqlx)?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        let migrator = sqlx::migrate!("migrations/sqlite");
+        // sqlx takes no lock while migrating SQLite, so two processes starting
+        // on a fresh file can both try to apply a migration; the loser's retry
+        // finds it applied.
+        if migrator.run(&pool).await.is_err() {
+            migrator.run(&pool).await?;
+        }
         Ok(Self {
             pool,
             writer: Mutex::new(()),

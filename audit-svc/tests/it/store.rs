@@ -274,3 +274,24 @@ async fn search_pages_with_tokens_in_both_directions(backend: &Backend) {
 pub(crate) fn signer() -> audit_svc::Signer {
     audit_svc::Signer::new("test.example/audit".into(), &[7u8; 32])
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_opening_one_fresh_sqlite_file_both_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let (first, second) = tokio::join!(
+        audit_svc::SqliteStore::open(&path),
+        audit_svc::SqliteStore::open(&path)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    use audit_svc::Store as _;
+    first
+        .append(&[event("one", "alice", "echo", "VERDICT_ALLOW", 0)])
+        .await
+        .unwrap();
+    let outcomes = second
+        .append(&[event("two", "bob", "echo", "VERDICT_ALLOW", 1)])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [AppendOutcome::Stored(2)]);
+}
