@@ -61,6 +61,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Reports a data directory that cannot be created.
+    #[error("data directory {path} cannot be created")]
+    DataDir {
+        /// Holds the directory's path.
+        path: PathBuf,
+        /// Holds the I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Reports a key file whose content is not an Ed25519 seed.
     #[error("checkpoint key file {0} does not hold a base64 Ed25519 seed")]
     InvalidKey(PathBuf),
@@ -100,6 +109,7 @@ impl ServiceError for Error {
             | Self::Migrate(_)
             | Self::Corrupt(_)
             | Self::KeyFile { .. }
+            | Self::DataDir { .. }
             | Self::InvalidKey(_)
             | Self::Randomness => ErrorCode::Internal,
         }

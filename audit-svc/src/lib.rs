@@ -45,7 +45,7 @@ pub async fn open_store(location: &StoreLocation) -> Result<Arc<dyn Store>, Erro
                 .parent()
                 .filter(|parent| !parent.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(parent).map_err(|source| Error::KeyFile {
+                std::fs::create_dir_all(parent).map_err(|source| Error::DataDir {
                     path: parent.to_owned(),
                     source,
                 })?;
