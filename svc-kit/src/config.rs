@@ -151,7 +151,8 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             log_format: LogFormat::Json,
-            log_filter: "info".to_owned(),
+            // rmcp logs every MCP session it opens and closes at info: per call on the data plane.
+            log_filter: "info,rmcp=warn".to_owned(),
             otlp_endpoint: None,
             service_namespace: "gatehouse".to_owned(),
         }

@@ -25,7 +25,7 @@ pub struct TelemetryGuard {
 }
 
 /// Installs the process-wide telemetry for `service`: a `tracing` subscriber
-/// (filtered by `config.log_filter`, writing JSON or pretty lines to stdout), an
+/// (filtered by `config.log_filter`, writing JSON or pretty lines to stderr, so stdout stays for what a command prints), an
 /// OpenTelemetry layer so that every span has a trace id, an OTLP/gRPC span
 /// exporter when `config.otlp_endpoint` is set, and the W3C trace-context
 /// propagator.
@@ -57,11 +57,15 @@ pub(crate) fn install(
     opentelemetry::global::set_tracer_provider(provider.clone());
     let fmt_layer = match (config.log_format, test_writer) {
         (LogFormat::Json, false) => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .boxed(),
-        (LogFormat::Pretty, false) => tracing_subscriber::fmt::layer().boxed(),
+        (LogFormat::Pretty, false) => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
         (_, true) => tracing_subscriber::fmt::layer().with_test_writer().boxed(),
     };
     let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
