@@ -44,6 +44,15 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let router = http::router(&gateway, &face, auth, &shutdown);
+    serve_router(router, listener, shutdown).await
+}
+
+/// Serves any router built on [`http::router`] (for example merged with the OAuth endpoints).
+pub async fn serve_router(
+    router: axum::Router,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     // Small SSE writes must not wait for the client's delayed ACK (~40 ms per reply otherwise).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         if let Err(error) = tcp.set_nodelay(true) {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod backends;
+mod oauth;
 mod up;
 
 /// Gatehouse: an identity gateway for the Model Context Protocol.

@@ -27,8 +27,8 @@ const EXIT_CONFIG: u8 = 64;
 
 /// Runs the gateway until SIGINT/SIGTERM; invalid configuration exits 64 before anything binds.
 pub(crate) async fn run(options: UpOptions) -> ExitCode {
-    let spec = match edge_svc::load_spec(&options.config) {
-        Ok(spec) => spec,
+    let (spec, authorization) = match load(&options.config) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("gatehouse: {error}");
             return ExitCode::from(EXIT_CONFIG);
@@ -49,7 +49,7 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let outcome = serve(options, spec).await;
+    let outcome = serve(options, spec, authorization).await;
     telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,7 +60,24 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
     }
 }
 
-async fn serve(options: UpOptions, spec: edge_svc::GatewaySpec) -> anyhow::Result<()> {
+/// Reads the one gatehouse file: edge's connectors and virtual servers, authz's section.
+fn load(
+    path: &std::path::Path,
+) -> Result<(edge_svc::GatewaySpec, authz_svc::AuthorizationConfig), String> {
+    let source = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|error| format!("cannot read {source}: {error}"))?;
+    let spec =
+        edge_svc::GatewaySpec::from_yaml(&text, &source).map_err(|error| error.to_string())?;
+    let authorization = crate::oauth::section(&text, &source)?;
+    Ok((spec, authorization))
+}
+
+async fn serve(
+    options: UpOptions,
+    spec: edge_svc::GatewaySpec,
+    authorization: authz_svc::AuthorizationConfig,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data).map_err(|error| {
         anyhow::anyhow!(
             "cannot create data directory {}: {error}",
@@ -78,14 +95,12 @@ async fn serve(options: UpOptions, spec: edge_svc::GatewaySpec) -> anyhow::Resul
     let backends = crate::backends::start(&shutdown).await?;
     let gateway =
         edge_svc::Gateway::start(&spec, &shutdown).map_err(|reason| anyhow::anyhow!(reason))?;
-    announce(&gateway, &face, local, &backends)?;
-    let mut server = tokio::spawn(edge_svc::serve(
-        gateway,
-        face,
-        None,
-        listener,
-        shutdown.clone(),
-    ));
+    let (authz, auth) = crate::oauth::open(authorization, &spec, &face, &options.data).await?;
+    let issuer = authz.issuer().to_owned();
+    let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
+        .merge(authz_svc::oauth_router(authz));
+    announce(&gateway, &face, local, &backends, &issuer)?;
+    let mut server = tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
     tokio::select! {
         joined = &mut server => {
             shutdown.cancel();
@@ -106,6 +121,7 @@ fn announce(
     face: &HttpFace,
     local: SocketAddr,
     backends: &[crate::backends::Backend],
+    issuer: &str,
 ) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "gatehouse ready at http://{local}")?;
@@ -124,6 +140,11 @@ fn announce(
             server.auth()
         )?;
     }
+    writeln!(
+        out,
+        "  {:<31} {issuer}/.well-known/oauth-authorization-server",
+        "oauth issuer"
+    )?;
     for backend in backends {
         writeln!(
             out,

@@ -1,0 +1,84 @@
+//! The authorization server inside `gatehouse up`: same origin as the MCP endpoints.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use authz_svc::{AuthorizationConfig, AuthzState, Issuer, ProtectedResource, StoreConfig};
+use edge_svc::auth::JwksVerifier;
+use edge_svc::config::HttpFace;
+use edge_svc::http::ResourceAuth;
+use edge_svc::spec::{AuthMode, GatewaySpec};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+/// The gatehouse file as authz-svc reads it: its own section, the others left to edge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthorizationFile {
+    #[serde(default)]
+    authorization: AuthorizationConfig,
+    #[serde(default, rename = "connectors")]
+    _connectors: IgnoredAny,
+    #[serde(default, rename = "virtual_servers")]
+    _virtual_servers: IgnoredAny,
+}
+
+/// Parses the `authorization:` section; errors name the field path and line like edge's do.
+pub(crate) fn section(text: &str, source: &str) -> Result<AuthorizationConfig, String> {
+    let deserializer = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, AuthorizationFile>(deserializer)
+        .map(|file| file.authorization)
+        .map_err(|error| format!("{source}: {}: {}", error.path(), error.inner()))
+}
+
+/// Opens the authorization server for every virtual server that requires OAuth.
+///
+/// On a loopback listener the issuer is `http://`; that is allowed (with a warning) because
+/// nothing outside this machine can reach it, and refused anywhere else.
+pub(crate) async fn open(
+    mut config: AuthorizationConfig,
+    spec: &GatewaySpec,
+    face: &HttpFace,
+    data: &Path,
+) -> anyhow::Result<(AuthzState, ResourceAuth)> {
+    let loopback = face.public_url.host_str().is_some_and(is_loopback);
+    if loopback && face.public_url.scheme() == "http" && !config.allow_insecure_http {
+        tracing::warn!(
+            "loopback listener: the authorization server runs over plain http (development only)"
+        );
+        config.allow_insecure_http = true;
+    }
+    let resources = spec
+        .virtual_servers
+        .iter()
+        .filter(|server| server.auth == AuthMode::Oauth)
+        .map(|server| ProtectedResource {
+            url: face.resource_url(&server.name),
+            scopes: Vec::new(),
+        })
+        .collect();
+    let issuer = Issuer {
+        issuer: face.public_url.clone(),
+        resources,
+    };
+    let store = StoreConfig::Sqlite {
+        path: data.join("authz.db"),
+    };
+    let state = AuthzState::open(config, issuer, store).await?;
+    let jwks_url = url::Url::parse(&format!("{}/jwks.json", state.issuer()))?;
+    let verifier = Arc::new(JwksVerifier::new(state.issuer().to_owned(), jwks_url));
+    let auth = ResourceAuth {
+        verifier,
+        issuer: state.issuer().to_owned(),
+    };
+    Ok((state, auth))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
