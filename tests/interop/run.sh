@@ -13,6 +13,10 @@
 #   - the Python (modern, legacy) and TypeScript (v1 legacy, v2 modern) SDK drivers against
 #     /v/combined/mcp, checking curation (hidden, renamed, re-described, prefixed tools);
 #   - the Python driver against /v/legacy-sse/mcp (the FastMCP server over legacy HTTP+SSE);
+#   - OAuth with the gateway's own AS (auto-approved consent): the Python SDK's OAuthClientProvider
+#     (DCR, PKCE, authorize, token) and ClientCredentialsOAuthProvider (a DCR-registered agent) on
+#     both eras through /v/protected/mcp, each token refused at /v/protected-b/mcp; and
+#     `conformance authorization` against the issuer, driven headless;
 #   - killing the server-everything child and calling it again (the stdio connector restarts).
 # Everything it starts is killed on exit. The last line is `interop: N passed, M failed`; the exit
 # status is non-zero when anything failed. GATEHOUSE_INTEROP_KEEP=1 keeps the work directory.
@@ -24,7 +28,7 @@ direct_only=0
 for arg in "$@"; do
     case "$arg" in
         --direct-only) direct_only=1 ;;
-        -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
 done
@@ -294,6 +298,9 @@ connectors:
     http: {url: "$fixture_url"}
   - name: fast-sse
     sse: {url: "http://127.0.0.1:$sse_port/sse"}
+authorization:
+  auto_approve_consent: true      # test profile: /authorize redirects straight back (member `test`)
+  allow_registered_agents: true   # DCR-registered confidential clients may use client_credentials
 virtual_servers:
   - name: combined
     auth: none
@@ -313,6 +320,11 @@ virtual_servers:
   - name: legacy-sse
     auth: none
     connectors: [{connector: fast-sse, prefix: "sse__", deny: ["internal_*"]}]
+  # OAuth-protected (the default auth): tokens from the gateway's own AS, one audience each
+  - name: protected
+    connectors: [{connector: fast, deny: ["internal_*"]}]
+  - name: protected-b
+    connectors: [{connector: fast, deny: ["internal_*"]}]
 EOF
     gatehouse_port="$(free_port)"
     base="http://127.0.0.1:$gatehouse_port"
@@ -339,6 +351,20 @@ EOF
 
     driver "gateway-py-modern-legacy-sse" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode modern \
         "$base/v/legacy-sse/mcp" "$here/specs/legacy-sse.json"
+
+    # OAuth through the gateway: its AS at the issuer $base, /v/protected/mcp as the resource
+    protected="$base/v/protected/mcp"
+    protected_b="$base/v/protected-b/mcp"
+    for flow in authcode agent; do
+        for mode in modern legacy; do
+            driver "gateway-py-oauth-$flow-$mode" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \
+                "$flow" --mode "$mode" "$base" "$protected" "$protected_b" "$here/specs/protected.json"
+        done
+    done
+    say "---- gateway-conformance-authorization: conformance authorization --url $base --resource $protected"
+    timeout 180 "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/conformance_authorization.py" "$GATEHOUSE_CONFORMANCE" \
+        "$base" "$protected" "$work/results/gateway-conformance-authorization"
+    record "gateway-conformance-authorization" "$?"
 
     say "---- gateway-stdio-restart"
     stdio_restart "$combined"
