@@ -1,5 +1,6 @@
 //! Events per second durably stored (committed) on SQLite and PostgreSQL, in
-//! batches as edge-svc's Append stream sends them.
+//! batches as edge-svc's Append stream sends them, and events per second that
+//! `verify` re-checks.
 //!
 //! PostgreSQL runs when `DATABASE_URL` is set (a scratch database is created and
 //! dropped); otherwise it prints "SKIPPED".
@@ -92,5 +93,28 @@ fn append(c: &mut Criterion) {
     runtime.block_on(admin(format!("DROP DATABASE {database} WITH (FORCE)")));
 }
 
-criterion_group!(benches, append);
+/// Recomputes chain and tree over a 20,000-event SQLite log.
+fn verify(c: &mut Criterion) {
+    const EVENTS: u64 = 20_000;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = runtime
+        .block_on(SqliteStore::open(&dir.path().join("audit.db")))
+        .unwrap();
+    for _ in 0..EVENTS / BATCH {
+        runtime.block_on(store.append(&batch())).unwrap();
+    }
+    let mut group = c.benchmark_group("verify");
+    group.throughput(Throughput::Elements(EVENTS));
+    group.sample_size(10);
+    group.bench_function("sqlite", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let report = audit_svc::verify(&store, None).await.unwrap();
+            assert!(report.problem.is_none());
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, verify);
 criterion_main!(benches);
