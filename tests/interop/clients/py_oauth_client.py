@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx2
+import jwt
 from mcp.client import Client
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
@@ -128,6 +129,34 @@ async def register_agent(issuer: str, report: Report) -> tuple[str, str]:
     return body["client_id"], body["client_secret"]
 
 
+async def check_access_token(token: str, issuer: str, url: str, report: Report) -> None:
+    """The token is an RFC 9068 JWT from the issuer, for this virtual server, verifiable with the JWKS."""
+    header = jwt.get_unverified_header(token)
+    report.check(header.get("typ", "").lower() in ("at+jwt", "application/at+jwt"), "token typ at+jwt", repr(header))
+    async with httpx2.AsyncClient(timeout=DEADLINE) as http:
+        metadata = (await http.get(f"{issuer}/.well-known/oauth-authorization-server")).json()
+        jwks = (await http.get(metadata["jwks_uri"])).json()
+    keys = {key.get("kid"): key for key in jwks.get("keys", [])}
+    key = keys.get(header.get("kid"))
+    report.check(key is not None, "token kid is in the JWKS", f"kid {header.get('kid')!r}, JWKS kids {sorted(map(str, keys))}")
+    if key is None:
+        return
+    try:
+        claims = jwt.decode(
+            token,
+            jwt.PyJWK(key).key,
+            algorithms=[header.get("alg", "ES256")],
+            audience=url,
+            issuer=issuer,
+            options={"require": ["exp", "iat", "jti", "sub", "client_id"]},
+        )
+    except jwt.PyJWTError as error:
+        report.check(False, "token verifies against the JWKS (iss, aud = this virtual server, exp)", str(error))
+        return
+    report.check(True, f"token verifies against the JWKS (iss, aud = this virtual server, exp, alg {header.get('alg')})")
+    report.check(bool(claims.get("sub")), f"token sub {claims.get('sub')!r}, client_id {claims.get('client_id')!r}")
+
+
 async def refused_elsewhere(token: str, other_url: str, report: Report) -> None:
     """The token must be refused at another protected virtual server with a 401 naming that server."""
     request = {
@@ -201,6 +230,8 @@ async def run(
             tools = await list_all_tools(client)
             for name in spec.get("present", []):
                 report.check(name in tools, f"tool {name} listed", f"listed: {sorted(tools)}")
+            for name in spec.get("absent", []):
+                report.check(name not in tools, f"tool {name} hidden", "it is listed")
             for call in spec.get("calls", []):
                 await run_call(client, call, report)
     if flow == "authcode":
@@ -210,6 +241,7 @@ async def run(
     report.check(storage.tokens is not None, "the SDK stored an access token")
     if storage.tokens is not None:
         report.check(storage.tokens.token_type.lower() == "bearer", "token_type Bearer", storage.tokens.token_type)
+        await check_access_token(storage.tokens.access_token, issuer, url, report)
         await refused_elsewhere(storage.tokens.access_token, other_url, report)
     print(f"[{report.label}] {'passed' if report.failures == 0 else f'{report.failures} check(s) failed'}", flush=True)
     return 0 if report.failures == 0 else 1
