@@ -147,7 +147,7 @@ async fn unknown_client_is_shown_never_redirected() {
     assert!(response.headers().get(LOCATION).is_none());
 }
 
-async fn login_harness() -> Harness {
+pub(crate) async fn login_harness() -> Harness {
     Harness::with_config(AuthorizationConfig {
         auto_approve_consent: false,
         members: vec![member("alice", MEMBER_PASSWORD)],
@@ -157,7 +157,7 @@ async fn login_harness() -> Harness {
 }
 
 /// Opens the consent page; returns (cookie, csrf token).
-async fn consent_page(harness: &Harness, client: &str) -> (String, String) {
+pub(crate) async fn consent_page(harness: &Harness, client: &str) -> (String, String) {
     let response = harness.authorize(&harness.authorize_params(client)).await;
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
@@ -188,7 +188,7 @@ async fn consent_page(harness: &Harness, client: &str) -> (String, String) {
     (cookie.split(';').next().unwrap().to_owned(), csrf)
 }
 
-async fn submit(
+pub(crate) async fn submit(
     harness: &Harness,
     client: &str,
     cookie: Option<&str>,

@@ -136,3 +136,43 @@ async fn secrets_never_reach_logs_or_error_bodies() {
         assert!(!logs.contains(secret_value), "a secret reached the logs");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn member_passwords_never_reach_logs_or_pages() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let harness = crate::authorize::login_harness().await;
+    let client = harness.public_client().await;
+    let (cookie, csrf) = crate::authorize::consent_page(&harness, &client).await;
+    let refused =
+        crate::authorize::submit(&harness, &client, Some(&cookie), &csrf, CANARY, "approve").await;
+    assert_eq!(refused.status(), 401);
+    assert!(
+        !refused.text().await.unwrap().contains(CANARY),
+        "a refused password was echoed"
+    );
+    let approved = crate::authorize::submit(
+        &harness,
+        &client,
+        Some(&cookie),
+        &csrf,
+        MEMBER_PASSWORD,
+        "approve",
+    )
+    .await;
+    assert_eq!(approved.status(), 303);
+    let logs = captured.text();
+    assert!(
+        logs.contains("authorization approved"),
+        "the capture saw no server logs: {logs}"
+    );
+    assert!(
+        !logs.contains(CANARY) && !logs.contains(MEMBER_PASSWORD),
+        "a password reached the logs"
+    );
+}
