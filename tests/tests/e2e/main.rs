@@ -6,3 +6,4 @@
 
 mod connector;
 mod gateway;
+mod oauth;

@@ -1,0 +1,211 @@
+//! Gatehouse as an OAuth-protected MCP server: its own authorization server issues a token for
+//! one virtual server through the authorization-code flow, and edge accepts it there only.
+
+use std::sync::Arc;
+
+use authz_svc::{AuthorizationConfig, AuthzState, Issuer, ProtectedResource, StoreConfig};
+use edge_svc::auth::JwksVerifier;
+use edge_svc::config::HttpFace;
+use edge_svc::http::ResourceAuth;
+use edge_svc::{Gateway, GatewaySpec};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const ECHO: &str = env!("CARGO_BIN_EXE_mcp-echo");
+const VERIFIER: &str = "pkce-verifier-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF";
+/// BASE64URL(SHA256(VERIFIER)), computed once with openssl.
+const CHALLENGE: &str = "28djaMl0uObRimedfV6yyCsXAKfXuh07Fck65KYoJwE";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct Protected {
+    origin: String,
+    shutdown: CancellationToken,
+    _data: tempfile::TempDir,
+}
+
+async fn start() -> Protected {
+    let dir = std::path::Path::new(ECHO)
+        .parent()
+        .expect("binary dir")
+        .display()
+        .to_string();
+    let yaml = format!(
+        "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
+         virtual_servers:\n  - name: crm\n    connectors: [{{connector: local, prefix: \"\"}}]\n\
+         \x20 - name: hr\n    connectors: [{{connector: local, prefix: \"\"}}]\n"
+    );
+    let spec = GatewaySpec::from_yaml(&yaml, "oauth.yaml").expect("spec");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    let data = tempfile::tempdir().expect("data dir");
+    let config = AuthorizationConfig {
+        auto_approve_consent: true,
+        allow_insecure_http: true,
+        ..Default::default()
+    };
+    let resources = ["crm", "hr"].map(|name| ProtectedResource {
+        url: face.resource_url(name),
+        scopes: vec![],
+    });
+    let issuer = Issuer {
+        issuer: face.public_url.clone(),
+        resources: resources.to_vec(),
+    };
+    let store = StoreConfig::Sqlite {
+        path: data.path().join("authz.db"),
+    };
+    let state = AuthzState::open(config, issuer, store)
+        .await
+        .expect("authorization server");
+    let jwks = format!("{}/jwks.json", state.issuer())
+        .parse()
+        .expect("jwks url");
+    let auth = ResourceAuth {
+        verifier: Arc::new(JwksVerifier::new(state.issuer().to_owned(), jwks)),
+        issuer: state.issuer().to_owned(),
+    };
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&spec, &shutdown).expect("gateway");
+    let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
+        .merge(authz_svc::oauth_router(state));
+    tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
+    Protected {
+        origin,
+        shutdown,
+        _data: data,
+    }
+}
+
+/// Runs registration, the (auto-approved) authorization request and the code exchange for `resource`.
+async fn token_for(origin: &str, resource: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let registration: Value = http
+        .post(format!("{origin}/register"))
+        .json(&json!({"redirect_uris": [REDIRECT], "client_name": "e2e", "token_endpoint_auth_method": "none",
+                      "application_type": "native", "grant_types": ["authorization_code"]}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("registration json");
+    let client_id = registration["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    let authorize = http
+        .get(format!("{origin}/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", &client_id),
+            ("redirect_uri", REDIRECT),
+            ("state", "s1"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", resource),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    assert!(
+        authorize.status().is_redirection(),
+        "{}",
+        authorize.status()
+    );
+    let location: url::Url = authorize.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("location");
+    let params: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(
+        params.get("iss").map(String::as_str),
+        Some(origin),
+        "RFC 9207 iss"
+    );
+    assert_eq!(params.get("state").map(String::as_str), Some("s1"));
+    let token: Value = http
+        .post(format!("{origin}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &params["code"]),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+            ("resource", resource),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    token["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+async fn call_echo(url: &str, token: &str) -> reqwest::Response {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {},
+                      "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}});
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": "through oauth"}, "_meta": meta}}))
+        .send()
+        .await
+        .expect("call")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_for_one_virtual_server_works_there_and_nowhere_else() {
+    let gateway = start().await;
+    let crm = format!("{}/v/crm/mcp", gateway.origin);
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/v/crm/mcp",
+        gateway.origin
+    ))
+    .await
+    .expect("prm")
+    .json()
+    .await
+    .expect("prm json");
+    assert_eq!(metadata["resource"], json!(crm));
+    assert_eq!(metadata["authorization_servers"], json!([gateway.origin]));
+
+    let token = token_for(&gateway.origin, &crm).await;
+    let accepted = call_echo(&crm, &token).await;
+    assert_eq!(accepted.status(), StatusCode::OK);
+    let body = accepted.text().await.expect("body");
+    assert!(body.contains("through oauth"), "{body}");
+
+    let elsewhere = call_echo(&format!("{}/v/hr/mcp", gateway.origin), &token).await;
+    assert_eq!(elsewhere.status(), StatusCode::UNAUTHORIZED);
+    let challenge = elsewhere.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(challenge.contains("another resource"), "{challenge}");
+    assert!(!challenge.contains(&token), "the token is never echoed");
+
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(
+        call_echo(&crm, &forged).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a tampered signature is refused"
+    );
+    gateway.shutdown.cancel();
+}
