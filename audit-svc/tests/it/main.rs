@@ -6,6 +6,7 @@ mod backend;
 mod binary;
 mod canary;
 mod lifecycle;
+mod proof;
 mod service;
 mod store;
 mod tamper;
