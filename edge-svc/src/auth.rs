@@ -128,6 +128,11 @@ impl Gate {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
         }
+        // The refused request's body is never read, so the connection cannot carry another
+        // request; saying so lets clients open a fresh one instead of failing on a dead socket.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         Box::new(response)
     }
 }
