@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -103,7 +103,7 @@ impl TestServer {
 
 impl ServiceProcess {
     /// Starts `program` with `args` and extra environment `env`, and waits until
-    /// it logs the address it listens on.
+    /// it logs (on stderr, where svc-kit writes logs) the address it listens on.
     ///
     /// The service must log JSON lines with a `listen_addr` field (svc-kit's
     /// default log format); the rest of its output is discarded.
@@ -115,12 +115,12 @@ impl ServiceProcess {
         let mut child = Command::new(program)
             .args(args)
             .envs(env.iter().copied())
-            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
-        let stdout = child.stdout.take().context("child stdout is not piped")?;
-        let addr = tokio::time::timeout(DEADLINE, listen_addr(stdout))
+        let stderr = child.stderr.take().context("child stderr is not piped")?;
+        let addr = tokio::time::timeout(DEADLINE, listen_addr(stderr))
             .await
             .context("service did not log its listen address within 30 s")??;
         Ok(Self { child, addr })
@@ -149,9 +149,9 @@ impl ServiceProcess {
 
 // Reads log lines until one carries `"listen_addr":"…"`, then keeps draining the
 // pipe in the background so that the child never blocks on a full pipe.
-async fn listen_addr(stdout: ChildStdout) -> anyhow::Result<SocketAddr> {
+async fn listen_addr(stderr: ChildStderr) -> anyhow::Result<SocketAddr> {
     const FIELD: &str = "\"listen_addr\":\"";
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = BufReader::new(stderr).lines();
     while let Some(line) = lines.next_line().await? {
         let Some(start) = line.find(FIELD).map(|index| index + FIELD.len()) else {
             continue;
