@@ -18,10 +18,14 @@ pub(crate) struct Backend {
 ///
 /// Each reads its usual `GATEHOUSE_<SVC>__*` settings, so the embedded default and a standalone
 /// deployment configure a service the same way; only the listener is chosen here.
-pub(crate) async fn start(shutdown: &CancellationToken) -> anyhow::Result<Vec<Backend>> {
+pub(crate) async fn start(
+    shutdown: &CancellationToken,
+    data: &std::path::Path,
+) -> anyhow::Result<Vec<Backend>> {
     let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
     let vault = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?;
-    let audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?;
+    let audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?
+        .with_data_dir(data);
     let (authz_listener, authz_addr) = loopback().await?;
     let (vault_listener, vault_addr) = loopback().await?;
     let (audit_listener, audit_addr) = loopback().await?;

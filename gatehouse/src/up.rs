@@ -92,7 +92,7 @@ async fn serve(
     let local = listener.local_addr()?;
     let public_url = url::Url::parse(&format!("http://{local}"))?;
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
-    let backends = crate::backends::start(&shutdown).await?;
+    let backends = crate::backends::start(&shutdown, &options.data).await?;
     let gateway =
         edge_svc::Gateway::start(&spec, &shutdown).map_err(|reason| anyhow::anyhow!(reason))?;
     let (authz, auth) = crate::oauth::open(authorization, &spec, &face, &options.data).await?;
