@@ -25,9 +25,6 @@ pub enum Error {
     /// Reports a failure of a cryptographic primitive (key decoding, sealing, opening).
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
-    /// Reports a failure to sign a token.
-    #[error("token signing failed")]
-    Signing(#[source] jsonwebtoken::errors::Error),
     /// Reports a stored row that does not decode into the domain type.
     #[error("stored {0} is malformed")]
     Corrupt(&'static str),
@@ -42,7 +39,6 @@ impl ServiceError for Error {
             | Self::Migrate(_)
             | Self::MasterKey { .. }
             | Self::Crypto(_)
-            | Self::Signing(_)
             | Self::Corrupt(_) => ErrorCode::Internal,
         }
     }

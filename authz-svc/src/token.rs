@@ -81,9 +81,34 @@ pub(crate) fn mint(
         kid: Some(keys.active.kid.clone()),
         ..Header::new(Algorithm::ES256)
     };
-    let token =
-        jsonwebtoken::encode(&header, &claims, &keys.active.encoding).map_err(Error::Signing)?;
+    let token = sign(&header, &claims, &keys.active.signer)?;
     Ok((token, claims))
+}
+
+/// Returns the JWS compact serialization of `claims` under `header`, signed ES256.
+///
+/// Written here rather than through `jsonwebtoken::encode` only to sign with a
+/// key parsed once (see `SigningKey::signer`); verification stays with
+/// jsonwebtoken, and the tests verify these tokens with jsonwebtoken and authlib.
+fn sign(
+    header: &Header,
+    claims: &AccessClaims,
+    signer: &p256::ecdsa::SigningKey,
+) -> Result<String, Error> {
+    let header = serde_json::to_vec(header).map_err(|_| Error::Crypto("jws header encoding"))?;
+    let claims = serde_json::to_vec(claims).map_err(|_| Error::Crypto("jws claims encoding"))?;
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let signature: p256::ecdsa::Signature =
+        p256::ecdsa::signature::Signer::try_sign(signer, signing_input.as_bytes())
+            .map_err(|_| Error::Crypto("es256 signing"))?;
+    Ok(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    ))
 }
 
 /// Returns the claims of `token` when it is an unexpired access token this
