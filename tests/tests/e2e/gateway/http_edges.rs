@@ -106,7 +106,11 @@ async fn a_protected_virtual_server_challenges_without_leaking_the_token() {
     let url = gateway.url("locked");
     let anonymous = post(&url).body(INITIALIZE).send().await.expect("send");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(anonymous.headers()["connection"], "close", "the unread body ends the connection");
+    assert_eq!(
+        anonymous.headers()["connection"],
+        "close",
+        "the unread body ends the connection"
+    );
     let challenge = anonymous.headers()["www-authenticate"]
         .to_str()
         .expect("ascii")
