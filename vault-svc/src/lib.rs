@@ -1,6 +1,5 @@
 //! vault-svc: Gatehouse's credential broker, the only place downstream
-//! credentials live. It serves gRPC health and reflection; the
-//! `gatehouse.vault.v1` service joins them as it is implemented.
+//! credentials live.
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -8,7 +7,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 mod config;
+pub mod credential;
+pub mod crypto;
 mod error;
+pub mod event;
+pub mod secret;
+pub mod store;
 
 pub use config::{Config, DEFAULT_LISTEN_ADDR, ENV_PREFIX};
 pub use error::Error;
@@ -21,8 +25,6 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (_health, health_service) = svc_kit::grpc::health().await;
-    // Reflection lists only what is served; vault services are added with their
-    // implementations.
     let reflection = svc_kit::grpc::reflection(proto::FILE_DESCRIPTOR_SET, &[])?;
     let listen_addr = listener.local_addr()?;
     tracing::info!(%listen_addr, "vault-svc serving grpc");

@@ -1,0 +1,234 @@
+//! The credential store: one trait, a SQLite and a PostgreSQL implementation
+//! generated from the same SQL (both accept `$n` placeholders, `RETURNING` and
+//! `ON CONFLICT`), and one conformance suite run against both.
+//!
+//! Every credential write is a compare-and-swap on `version`; refresh writes
+//! also require the row's `fence` to equal the refresher's lock token, so a
+//! replica whose lock expired can neither claim nor overwrite a row.
+
+use async_trait::async_trait;
+
+use crate::credential::{
+    CredentialKey, CredentialKind, CredentialRecord, CredentialStatus, CredentialUpdate,
+    NewCredential,
+};
+use crate::error::Error;
+use crate::secret::Owner;
+
+#[macro_use]
+mod sql;
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Keeps sealed credentials, revoked principals and pending consents.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores `credential`, replacing (and bumping the version of) any credential
+    /// with the same key.
+    async fn put(&self, credential: &NewCredential) -> Result<CredentialRecord, Error>;
+
+    /// Returns the credential stored under `key`.
+    async fn get(&self, key: &CredentialKey) -> Result<Option<CredentialRecord>, Error>;
+
+    /// Returns the credential with id `id` in `tenant`.
+    async fn get_by_id(&self, tenant: &str, id: &str) -> Result<Option<CredentialRecord>, Error>;
+
+    /// Claims the row for a refresher holding fencing token `fence`, if the row
+    /// is still at `version` and no newer token claimed it; returns whether it did.
+    async fn claim(&self, id: &str, version: u64, fence: u64) -> Result<bool, Error>;
+
+    /// Applies `update` if the row is still at `version` (and, with `fence`,
+    /// still claimed by that token); returns the new row, or `None` when the
+    /// write lost.
+    async fn update(
+        &self,
+        id: &str,
+        version: u64,
+        fence: Option<u64>,
+        update: &CredentialUpdate,
+    ) -> Result<Option<CredentialRecord>, Error>;
+
+    /// Deletes and returns the credential with id `id` in `tenant`.
+    async fn delete(&self, tenant: &str, id: &str) -> Result<Option<CredentialRecord>, Error>;
+
+    /// Records `owner` as revoked and deletes every credential it owns, in one
+    /// transaction; returns the deleted credentials.
+    async fn revoke_principal(
+        &self,
+        tenant: &str,
+        owner: &Owner,
+        reason: &str,
+    ) -> Result<Vec<CredentialRecord>, Error>;
+
+    /// Returns whether any of `owners` is revoked (read from the table, never a cache).
+    async fn is_revoked(&self, tenant: &str, owners: &[&Owner]) -> Result<bool, Error>;
+
+    /// Returns one page of credential metadata matching `query`, ordered by id.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<CredentialRecord>, Error>;
+
+    /// Returns up to `limit` credentials whose refresh is due at `now`, earliest first.
+    async fn due_for_refresh(&self, now: i64, limit: u32) -> Result<Vec<CredentialRecord>, Error>;
+
+    /// Returns the next time any refresh is due, if any is scheduled.
+    async fn next_refresh_due(&self) -> Result<Option<i64>, Error>;
+
+    /// Returns up to `limit` credentials not wrapped by `kek_version`, ids after `after`.
+    async fn stale_kek(
+        &self,
+        kek_version: u32,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<CredentialRecord>, Error>;
+
+    /// Returns (credentials not wrapped by `kek_version`, all credentials).
+    async fn count_stale_kek(&self, kek_version: u32) -> Result<(u64, u64), Error>;
+
+    /// Replaces a credential's sealed value with a re-wrapped one, if still at
+    /// `version`; the version is unchanged (the material is the same).
+    async fn rewrap(
+        &self,
+        id: &str,
+        version: u64,
+        sealed: &[u8],
+        kek_version: u32,
+    ) -> Result<bool, Error>;
+
+    /// Returns every KEK version some stored value is wrapped by.
+    async fn kek_versions(&self) -> Result<Vec<u32>, Error>;
+
+    /// Stores a pending consent under the hash of its state.
+    async fn put_consent(&self, consent: &ConsentRecord) -> Result<(), Error>;
+
+    /// Removes and returns the consent stored under `state_hash`: each state is
+    /// usable once. Expired consents are purged on the way.
+    async fn take_consent(
+        &self,
+        state_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<ConsentRecord>, Error>;
+}
+
+/// Filters and pages a credential listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Holds the tenant.
+    pub tenant: String,
+    /// Restricts to one connector.
+    pub connector: Option<String>,
+    /// Restricts to one owner.
+    pub owner: Option<Owner>,
+    /// Restricts to these statuses; empty for all.
+    pub statuses: Vec<CredentialStatus>,
+    /// Continues after this id.
+    pub after: String,
+    /// Bounds the page.
+    pub limit: u32,
+}
+
+/// Is a pending per-member consent: who started it, for which connector, and
+/// its sealed PKCE verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// Holds the SHA-256 of the state parameter; the state itself is never stored.
+    pub state_hash: Vec<u8>,
+    /// Holds the tenant.
+    pub tenant: String,
+    /// Holds the connector.
+    pub connector: String,
+    /// Holds the member the link was issued to.
+    pub member_id: String,
+    /// Holds the sealed flow secrets (PKCE verifier, endpoints).
+    pub sealed: Vec<u8>,
+    /// Holds when the link expires, in Unix microseconds.
+    pub expires_at: i64,
+}
+
+/// Is one row of `vault_credential`, as both backends read it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Row {
+    id: String,
+    tenant: String,
+    connector: String,
+    owner_kind: String,
+    owner_id: String,
+    kind: String,
+    status: String,
+    version: i64,
+    kek_version: i64,
+    sealed: Vec<u8>,
+    description: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: Option<i64>,
+    refresh_due_at: Option<i64>,
+    refresh_failures: i64,
+}
+
+/// Is one row of `vault_consent`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ConsentRow {
+    state_hash: Vec<u8>,
+    tenant: String,
+    connector: String,
+    member_id: String,
+    sealed: Vec<u8>,
+    expires_at: i64,
+}
+
+impl TryFrom<Row> for CredentialRecord {
+    type Error = Error;
+
+    fn try_from(row: Row) -> Result<Self, Error> {
+        Ok(Self {
+            id: row.id,
+            key: CredentialKey {
+                tenant: row.tenant,
+                connector: row.connector,
+                owner: Owner::from_columns(&row.owner_kind, row.owner_id)
+                    .ok_or(Error::Corrupt("owner kind"))?,
+            },
+            kind: CredentialKind::parse(&row.kind).ok_or(Error::Corrupt("credential kind"))?,
+            status: CredentialStatus::parse(&row.status).ok_or(Error::Corrupt("status"))?,
+            version: u64::try_from(row.version).map_err(|_| Error::Corrupt("version"))?,
+            kek_version: u32::try_from(row.kek_version)
+                .map_err(|_| Error::Corrupt("kek version"))?,
+            sealed: row.sealed,
+            description: row.description,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            expires_at: row.expires_at,
+            refresh_due_at: row.refresh_due_at,
+            refresh_failures: u32::try_from(row.refresh_failures).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+impl From<ConsentRow> for ConsentRecord {
+    fn from(row: ConsentRow) -> Self {
+        Self {
+            state_hash: row.state_hash,
+            tenant: row.tenant,
+            connector: row.connector,
+            member_id: row.member_id,
+            sealed: row.sealed,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// Returns an unsigned counter as the databases' signed 64-bit integer.
+pub(crate) fn to_db(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Returns the statuses filter as `,a,b,` (matched with LIKE), or empty for all.
+pub(crate) fn status_filter(statuses: &[CredentialStatus]) -> String {
+    if statuses.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = statuses.iter().map(|status| status.as_str()).collect();
+    format!(",{},", names.join(","))
+}
