@@ -37,6 +37,9 @@ pub struct Config {
     /// Logging and tracing.
     #[serde(default)]
     pub telemetry: svc_kit::TelemetryConfig,
+    /// Where decided requests are recorded; without it the edge keeps no audit trail.
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 fn default_listen_addr() -> SocketAddr {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Recorder;
 use crate::catalogue::Curation;
 use crate::connector::{Connector, Era, Relay, Transport};
 use crate::spec::{AuthMode, GatewaySpec, VirtualServerSpec};
@@ -17,6 +18,7 @@ pub struct Gateway {
     servers: Vec<Arc<VirtualServer>>,
     connectors: Vec<Connector>,
     board: Arc<Switchboard>,
+    recorder: Recorder,
 }
 
 /// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin.
@@ -60,7 +62,20 @@ impl Gateway {
             servers,
             connectors,
             board,
+            recorder: Recorder::disabled(),
         })
+    }
+
+    /// Records every decided request through `recorder` (the gateway keeps no audit trail without one).
+    #[must_use]
+    pub fn with_audit(mut self, recorder: Recorder) -> Self {
+        self.recorder = recorder;
+        self
+    }
+
+    /// Returns the audit recorder every handler writes to.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
     /// Returns the virtual servers in declaration order.

@@ -3,6 +3,7 @@
 //! Serves each virtual server at `/v/{name}/mcp` on both MCP protocol eras, forwards to the
 //! connectors behind it, and leaves the bearer-token check to the [`auth`] seam.
 
+pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod config;
@@ -59,7 +60,9 @@ pub async fn serve_router(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
+    // Connection addresses feed the audit record's source address.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -32,7 +32,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     svc_kit::shutdown::cancel_on_signal(shutdown.clone());
     let face = config.http_face(listener.local_addr()?)?;
-    let gateway = edge_svc::Gateway::start(&spec, &shutdown).map_err(anyhow::Error::msg)?;
+    let recorder = match &config.audit {
+        Some(audit) => edge_svc::audit::Recorder::start(audit, &shutdown)?,
+        None => {
+            tracing::warn!("NO AUDIT TRAIL: set `audit` to record calls in audit-svc");
+            edge_svc::audit::Recorder::disabled()
+        }
+    };
+    let gateway = edge_svc::Gateway::start(&spec, &shutdown)
+        .map_err(anyhow::Error::msg)?
+        .with_audit(recorder);
     let mut server = tokio::spawn(edge_svc::serve(
         gateway,
         face,

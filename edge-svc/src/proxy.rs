@@ -25,6 +25,9 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 
+use proto::audit::v1::Outcome;
+
+use crate::audit::{CallRecord, Recorder, Unrecordable};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{self, VirtualServer};
 
@@ -40,18 +43,86 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 pub struct Proxy {
     server: Arc<VirtualServer>,
     forwarder: Forwarder,
+    recorder: Recorder,
     session: u64,
 }
 
 impl Proxy {
     /// Creates the handler rmcp runs for one session or stateless request.
-    pub fn new(server: Arc<VirtualServer>, board: Arc<Switchboard>) -> Self {
+    pub fn new(server: Arc<VirtualServer>, board: Arc<Switchboard>, recorder: Recorder) -> Self {
         Self {
             forwarder: Forwarder::new(Arc::clone(&server), board),
             server,
+            recorder,
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         }
     }
+
+    fn begin(
+        &self,
+        method: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallRecord, ErrorData> {
+        CallRecord::begin(&self.recorder, self.server.name(), method, context).map_err(unrecorded)
+    }
+
+    fn connector_name(&self, member: usize) -> &str {
+        self.server
+            .members()
+            .get(member)
+            .map_or("", |member| member.connector.name())
+    }
+}
+
+/// Refuses a call whose audit event cannot be kept (fail-closed), without saying more than that.
+fn unrecorded(error: Unrecordable) -> ErrorData {
+    tracing::error!(%error, "refusing a call that cannot be audited");
+    ErrorData::internal_error(
+        "the gateway cannot record this call in its audit trail right now; retry later",
+        None,
+    )
+}
+
+/// Ends a record for a request refused before it reached a connector.
+fn refused(record: CallRecord, error: ErrorData) -> ErrorData {
+    match record.finish(Outcome::Denied, Some(&error), 0) {
+        Ok(()) => error,
+        Err(unkept) => unrecorded(unkept),
+    }
+}
+
+/// Classifies a failed forward: the client hung up, the downstream failed, or the downstream said no.
+fn failure_outcome(context: &RequestContext<RoleServer>) -> Outcome {
+    if context.ct.is_cancelled() {
+        Outcome::Cancelled
+    } else {
+        Outcome::UpstreamError
+    }
+}
+
+/// Writes a finished request's event; the answer is withheld when the event cannot be kept.
+///
+/// `describe` gives a successful answer's outcome and its size in bytes.
+fn settle<T>(
+    record: CallRecord,
+    answer: Result<T, ErrorData>,
+    context: &RequestContext<RoleServer>,
+    describe: impl FnOnce(&T) -> (Outcome, u64),
+) -> Result<T, ErrorData> {
+    let kept = match &answer {
+        Ok(result) => {
+            let (outcome, bytes) = describe(result);
+            record.finish(outcome, None, bytes)
+        }
+        Err(error) => record.finish(failure_outcome(context), Some(error), 0),
+    };
+    kept.map_err(unrecorded)?;
+    answer
+}
+
+/// Returns the JSON size of a result, as the audit record reports it.
+fn json_size(value: &impl serde::Serialize) -> u64 {
+    serde_json::to_vec(value).map_or(0, |bytes| bytes.len() as u64)
 }
 
 fn unknown(kind: &str, name: &str) -> ErrorData {
@@ -112,12 +183,18 @@ impl ServerHandler for Proxy {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let mut record = self.begin("tools/call", &context)?;
+        record.arguments(request.arguments.as_ref());
         let snapshot = self.server.snapshot().await;
-        let route = snapshot
-            .tools
-            .route(&request.name)
-            .ok_or_else(|| unknown("tool", &request.name))?
-            .clone();
+        let Some(route) = snapshot.tools.route(&request.name).cloned() else {
+            record.not_listed();
+            return Err(refused(record, unknown("tool", &request.name)));
+        };
+        record.tool(
+            &request.name,
+            self.connector_name(route.member),
+            &route.original,
+        );
         let mut downstream = request;
         downstream.name = route.original.into();
         let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
@@ -130,7 +207,7 @@ impl ServerHandler for Proxy {
                 ClientRequest::CallToolRequest(CallToolRequest::new(params))
             })
             .await;
-        match result {
+        let answer = match result {
             Ok(ServerResult::CallToolResult(result)) => Ok(CallToolResponse::Complete(result)),
             Ok(ServerResult::InputRequiredResult(result)) => {
                 Ok(CallToolResponse::InputRequired(result))
@@ -138,7 +215,16 @@ impl ServerHandler for Proxy {
             Ok(ServerResult::CreateTaskResult(result)) => Ok(CallToolResponse::Task(result)),
             Ok(_) => Err(unexpected("tools/call")),
             Err(error) => Err(error),
-        }
+        };
+        settle(record, answer, &context, |response| match response {
+            CallToolResponse::Complete(result) if result.is_error == Some(true) => {
+                (Outcome::ToolError, json_size(result))
+            }
+            CallToolResponse::Complete(result) => (Outcome::Success, json_size(result)),
+            CallToolResponse::InputRequired(result) => (Outcome::Success, json_size(result)),
+            CallToolResponse::Task(result) => (Outcome::Success, json_size(result)),
+            _ => (Outcome::Success, 0),
+        })
     }
 
     async fn list_prompts(
@@ -155,12 +241,14 @@ impl ServerHandler for Proxy {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let mut record = self.begin("prompts/get", &context)?;
+        record.arguments(request.arguments.as_ref());
         let snapshot = self.server.snapshot().await;
-        let (member, original) = snapshot
-            .prompt_routes
-            .get(&request.name)
-            .cloned()
-            .ok_or_else(|| unknown("prompt", &request.name))?;
+        let Some((member, original)) = snapshot.prompt_routes.get(&request.name).cloned() else {
+            record.not_listed();
+            return Err(refused(record, unknown("prompt", &request.name)));
+        };
+        record.prompt(&request.name, self.connector_name(member), &original);
         let mut downstream = request;
         downstream.name = original;
         let first = ClientRequest::GetPromptRequest(GetPromptRequest::new(downstream.clone()));
@@ -172,14 +260,20 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
             })
-            .await?;
-        match result {
-            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
-            ServerResult::InputRequiredResult(result) => {
+            .await;
+        let answer = match result {
+            Ok(ServerResult::GetPromptResult(result)) => Ok(GetPromptResponse::Complete(result)),
+            Ok(ServerResult::InputRequiredResult(result)) => {
                 Ok(GetPromptResponse::InputRequired(result))
             }
-            _ => Err(unexpected("prompts/get")),
-        }
+            Ok(_) => Err(unexpected("prompts/get")),
+            Err(error) => Err(error),
+        };
+        settle(record, answer, &context, |response| match response {
+            GetPromptResponse::Complete(result) => (Outcome::Success, json_size(result)),
+            GetPromptResponse::InputRequired(result) => (Outcome::Success, json_size(result)),
+            _ => (Outcome::Success, 0),
+        })
     }
 
     async fn list_resources(
@@ -212,13 +306,15 @@ impl ServerHandler for Proxy {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        let mut record = self.begin("resources/read", &context)?;
         let snapshot = self.server.snapshot().await;
-        let member = self
-            .server
-            .resource_member(&snapshot, &request.uri)
-            .ok_or_else(|| {
-                ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None)
-            })?;
+        let Some(member) = self.server.resource_member(&snapshot, &request.uri) else {
+            record.not_listed();
+            let error =
+                ErrorData::resource_not_found(format!("unknown resource `{}`", request.uri), None);
+            return Err(refused(record, error));
+        };
+        record.resource(&request.uri, self.connector_name(member));
         let first = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
         let result = self
             .forwarder
@@ -228,14 +324,22 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
             })
-            .await?;
-        match result {
-            ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
-            ServerResult::InputRequiredResult(result) => {
+            .await;
+        let answer = match result {
+            Ok(ServerResult::ReadResourceResult(result)) => {
+                Ok(ReadResourceResponse::Complete(result))
+            }
+            Ok(ServerResult::InputRequiredResult(result)) => {
                 Ok(ReadResourceResponse::InputRequired(result))
             }
-            _ => Err(unexpected("resources/read")),
-        }
+            Ok(_) => Err(unexpected("resources/read")),
+            Err(error) => Err(error),
+        };
+        settle(record, answer, &context, |response| match response {
+            ReadResourceResponse::Complete(result) => (Outcome::Success, json_size(result)),
+            ReadResourceResponse::InputRequired(result) => (Outcome::Success, json_size(result)),
+            _ => (Outcome::Success, 0),
+        })
     }
 
     async fn subscribe(

@@ -93,8 +93,19 @@ async fn serve(
     let public_url = url::Url::parse(&format!("http://{local}"))?;
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
     let backends = crate::backends::start(&shutdown, &options.data).await?;
-    let gateway =
-        edge_svc::Gateway::start(&spec, &shutdown).map_err(|reason| anyhow::anyhow!(reason))?;
+    let audit_addr = backends
+        .iter()
+        .find(|backend| backend.name == "audit-svc")
+        .map(|backend| backend.addr)
+        .ok_or_else(|| anyhow::anyhow!("audit-svc did not start"))?;
+    let audit = edge_svc::audit::AuditConfig::new(
+        format!("http://{audit_addr}"),
+        options.data.join("edge-spool"),
+    );
+    let recorder = edge_svc::audit::Recorder::start(&audit, &shutdown)?;
+    let gateway = edge_svc::Gateway::start(&spec, &shutdown)
+        .map_err(|reason| anyhow::anyhow!(reason))?
+        .with_audit(recorder);
     let (authz, auth) = crate::oauth::open(authorization, &spec, &face, &options.data).await?;
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)

@@ -46,6 +46,19 @@ pub fn current_context() -> Context {
     tracing::Span::current().context()
 }
 
+/// Returns the current span's W3C trace id (32 hex digits), or `None` outside a sampled trace.
+///
+/// Audit records carry it so a security reviewer can jump from a record to its trace.
+pub fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = current_context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
 impl Interceptor for TraceContextInterceptor {
     fn call(
         &mut self,

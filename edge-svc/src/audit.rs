@@ -1,0 +1,222 @@
+//! Edge's audit trail: one event per MCP request that reaches a decision.
+//!
+//! Each event is written to a durable spool on local disk before the call is answered, then
+//! delivered to audit-svc in order (at least once, idempotent by event id). When the spool is
+//! full because audit-svc has been away too long, edge refuses new calls (fail closed, the
+//! default, as Vault does) or serves them unrecorded and raises an alarm (fail open).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use proto::audit::v1::{AuditEvent, Emitter};
+use prost::Message as _;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+mod call;
+mod forward;
+pub mod spool;
+
+pub use call::{CallRecord, Subject};
+pub use spool::{Spool, SpoolError, SpoolLimits};
+
+/// Settings of edge's audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// audit-svc's gRPC endpoint, such as `http://127.0.0.1:50053`.
+    pub endpoint: String,
+    /// Directory of the durable spool; it must be on local disk and private to this edge.
+    pub spool_dir: PathBuf,
+    /// Most unacknowledged bytes the spool keeps before `when_full` applies.
+    #[serde(default = "default_max_spool_bytes")]
+    pub max_spool_bytes: u64,
+    /// Size of one spool segment file.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// How often the spool is fsynced; `0s` fsyncs every event before the call is answered.
+    ///
+    /// Every event reaches the kernel before its call is answered, so a killed edge loses
+    /// nothing; this interval bounds only what a power loss can take.
+    #[serde(with = "humantime_serde", default = "default_sync_interval")]
+    pub sync_interval: Duration,
+    /// What edge does when the spool is full.
+    #[serde(default)]
+    pub when_full: WhenFull,
+    /// Most events sent to audit-svc in one append.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Names this replica in events' emitter; defaults to the host name and process id.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+}
+
+fn default_max_spool_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_segment_bytes() -> u64 {
+    8 * 1024 * 1024
+}
+
+fn default_sync_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_batch_size() -> usize {
+    500
+}
+
+impl AuditConfig {
+    /// Returns the defaults for delivering to `endpoint` through a spool in `spool_dir`.
+    pub fn new(endpoint: impl Into<String>, spool_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            spool_dir: spool_dir.into(),
+            max_spool_bytes: default_max_spool_bytes(),
+            segment_bytes: default_segment_bytes(),
+            sync_interval: default_sync_interval(),
+            when_full: WhenFull::default(),
+            batch_size: default_batch_size(),
+            instance_id: None,
+        }
+    }
+
+    fn limits(&self) -> SpoolLimits {
+        SpoolLimits {
+            max_bytes: self.max_spool_bytes,
+            segment_bytes: self.segment_bytes,
+            sync_interval: self.sync_interval,
+        }
+    }
+}
+
+/// What edge does with new calls while it cannot record them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Refuse them: nothing runs that the audit trail cannot show.
+    #[default]
+    FailClosed,
+    /// Serve them unrecorded and log an error-level alarm once per outage.
+    FailOpen,
+}
+
+/// Why a call cannot be served or its event kept.
+#[derive(Debug, thiserror::Error)]
+pub enum Unrecordable {
+    /// The spool is full (audit-svc unreachable for too long) and edge fails closed.
+    #[error("the audit spool is full: audit-svc has not acknowledged {backlog} bytes")]
+    Full {
+        /// Unacknowledged bytes in the spool.
+        backlog: u64,
+    },
+    /// The spool could not take the event.
+    #[error("the audit trail cannot record this call: {0}")]
+    Spool(#[from] SpoolError),
+}
+
+/// Writes audit events; cheap to clone, shared by every handler.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    active: Option<Arc<Active>>,
+}
+
+#[derive(Debug)]
+struct Active {
+    spool: Spool,
+    when_full: WhenFull,
+    emitter: Emitter,
+    /// Set while fail-open mode is dropping events, so the alarm fires once per outage.
+    alarmed: AtomicBool,
+}
+
+impl Recorder {
+    /// Returns a recorder that keeps nothing (a standalone edge with no audit-svc configured).
+    pub fn disabled() -> Self {
+        Self::default()
+    }
+
+    /// Opens the spool and starts fsyncing it and delivering it to audit-svc until `shutdown`.
+    pub fn start(config: &AuditConfig, shutdown: &CancellationToken) -> Result<Self, SpoolError> {
+        let spool = Spool::open(&config.spool_dir, config.limits())?;
+        spool.spawn_sync(shutdown.child_token());
+        forward::spawn(
+            spool.clone(),
+            config.endpoint.clone(),
+            config.batch_size.max(1),
+            shutdown.child_token(),
+        );
+        let instance_id = config.instance_id.clone().unwrap_or_else(default_instance);
+        Ok(Self {
+            active: Some(Arc::new(Active {
+                spool,
+                when_full: config.when_full,
+                emitter: Emitter {
+                    service: "edge-svc".to_owned(),
+                    instance_id,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                },
+                alarmed: AtomicBool::new(false),
+            })),
+        })
+    }
+
+    /// Says whether events are kept at all.
+    pub fn is_enabled(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Returns the spool, for health reporting and tests.
+    pub fn spool(&self) -> Option<&Spool> {
+        self.active.as_deref().map(|active| &active.spool)
+    }
+
+    /// Checks, before a call is forwarded, that its event can be kept (fail-closed mode).
+    pub fn admit(&self) -> Result<(), Unrecordable> {
+        match self.active.as_deref() {
+            Some(active) if active.when_full == WhenFull::FailClosed && active.spool.is_full() => {
+                Err(Unrecordable::Full {
+                    backlog: active.spool.backlog(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes one event to the spool, stamping it with this edge as emitter.
+    pub fn record(&self, mut event: AuditEvent) -> Result<(), Unrecordable> {
+        let Some(active) = self.active.as_deref() else {
+            return Ok(());
+        };
+        event.emitter = Some(active.emitter.clone());
+        match active.spool.append(&event.encode_to_vec()) {
+            Ok(_) => {
+                if active.alarmed.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("audit spool has room again: calls are recorded again");
+                }
+                Ok(())
+            }
+            Err(error) if active.when_full == WhenFull::FailOpen => {
+                if !active.alarmed.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        %error,
+                        event_id = %event.event_id,
+                        "AUDIT ALARM: calls are being served WITHOUT an audit record (when_full: fail_open)"
+                    );
+                }
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "edge".to_owned());
+    format!("{host}/{}", std::process::id())
+}

@@ -1,0 +1,297 @@
+//! The audit event of one MCP request, filled in as the request is decided and answered.
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::ConnectInfo;
+use proto::audit::v1::{
+    ArgumentMetadata, AuditEvent, ErrorDetail, EventKind, Outcome, PayloadMetadata,
+};
+use proto::common::v1::{
+    Agent, AuthenticationMethod, Decision, DenyReason, Member, Principal, ProtocolEra,
+    RequestMetadata, Target, Verdict, target,
+};
+use rmcp::RoleServer;
+use rmcp::model::{ErrorData, JsonObject, ProtocolVersion, RequestId};
+use rmcp::service::RequestContext;
+use sha2::{Digest as _, Sha256};
+
+use super::{Recorder, Unrecordable};
+use crate::auth::Caller;
+
+/// Who is calling, as the audit record names them (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// Nobody authenticated (`auth: none`).
+    Anonymous,
+    /// A member using an app (`sub` differs from `client_id`).
+    Member {
+        /// The member's subject.
+        id: String,
+        /// The app's client id.
+        client_id: String,
+    },
+    /// An agent acting as itself (`sub` equals `client_id`, as client-credentials tokens do).
+    Agent {
+        /// The agent's client id.
+        client_id: String,
+    },
+}
+
+impl Subject {
+    /// Reads the caller the bearer-token gate left in the request.
+    pub fn of(caller: Option<&Caller>) -> Self {
+        match caller {
+            Some(Caller::Token(claims)) if claims.subject == claims.client_id => Self::Agent {
+                client_id: claims.client_id.clone(),
+            },
+            Some(Caller::Token(claims)) => Self::Member {
+                id: claims.subject.clone(),
+                client_id: claims.client_id.clone(),
+            },
+            Some(Caller::Anonymous) | None => Self::Anonymous,
+        }
+    }
+
+    fn principal(&self) -> Principal {
+        match self {
+            Self::Anonymous => Principal {
+                authentication_method: AuthenticationMethod::None.into(),
+                ..Principal::default()
+            },
+            Self::Member { id, client_id } => Principal {
+                member: Some(Member {
+                    id: id.clone(),
+                    subject: id.clone(),
+                    ..Member::default()
+                }),
+                client_id: client_id.clone(),
+                authentication_method: AuthenticationMethod::AuthorizationCode.into(),
+                ..Principal::default()
+            },
+            Self::Agent { client_id } => Principal {
+                agent: Some(Agent {
+                    client_id: client_id.clone(),
+                    ..Agent::default()
+                }),
+                client_id: client_id.clone(),
+                authentication_method: AuthenticationMethod::ClientSecret.into(),
+                ..Principal::default()
+            },
+        }
+    }
+}
+
+/// One request's event under construction; [`CallRecord::finish`] writes it to the spool.
+#[derive(Debug)]
+pub struct CallRecord {
+    recorder: Recorder,
+    started: Instant,
+    /// `None` when the recorder keeps nothing, so an unaudited edge pays nothing.
+    event: Option<Box<AuditEvent>>,
+}
+
+impl CallRecord {
+    /// Starts the record of `method` on `virtual_server`, refusing when it could not be kept.
+    pub fn begin(
+        recorder: &Recorder,
+        virtual_server: &str,
+        method: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Self, Unrecordable> {
+        recorder.admit()?;
+        let started = Instant::now();
+        let event = recorder.is_enabled().then(|| {
+            let event_id = uuid::Uuid::now_v7().to_string();
+            Box::new(AuditEvent {
+                call_id: event_id.clone(),
+                event_id,
+                kind: EventKind::McpRequest.into(),
+                time: Some(prost_types::Timestamp::from(SystemTime::now())),
+                principal: Some(caller_subject(context).principal()),
+                metadata: Some(metadata(virtual_server, method, context)),
+                target: Some(Target {
+                    virtual_server: virtual_server.to_owned(),
+                    ..Target::default()
+                }),
+                ..AuditEvent::default()
+            })
+        });
+        Ok(Self {
+            recorder: recorder.clone(),
+            started,
+            event,
+        })
+    }
+
+    /// Names the tool called: its exposed name, its connector and its name there.
+    pub fn tool(&mut self, exposed: &str, connector: &str, upstream: &str) {
+        self.item(
+            connector,
+            target::Item::Tool(proto::common::v1::Tool {
+                name: exposed.to_owned(),
+                upstream_name: upstream.to_owned(),
+                annotations: None,
+            }),
+        );
+    }
+
+    /// Names the prompt fetched.
+    pub fn prompt(&mut self, exposed: &str, connector: &str, upstream: &str) {
+        self.item(
+            connector,
+            target::Item::Prompt(proto::common::v1::Prompt {
+                name: exposed.to_owned(),
+                upstream_name: upstream.to_owned(),
+            }),
+        );
+    }
+
+    /// Names the resource read.
+    pub fn resource(&mut self, uri: &str, connector: &str) {
+        self.item(
+            connector,
+            target::Item::Resource(proto::common::v1::Resource {
+                uri: uri.to_owned(),
+                upstream_uri: uri.to_owned(),
+            }),
+        );
+    }
+
+    fn item(&mut self, connector: &str, item: target::Item) {
+        if let Some(target) = self.event.as_mut().and_then(|event| event.target.as_mut()) {
+            connector.clone_into(&mut target.connector);
+            target.item = Some(item);
+        }
+    }
+
+    /// Describes the arguments by name, size and digest — never by value.
+    pub fn arguments(&mut self, arguments: Option<&JsonObject>) {
+        let Some(event) = self.event.as_mut() else {
+            return;
+        };
+        let Some(arguments) = arguments else {
+            return;
+        };
+        let described = arguments
+            .iter()
+            .map(|(name, value)| ArgumentMetadata {
+                name: name.clone(),
+                size_bytes: serde_json::to_vec(value).map_or(0, |bytes| bytes.len() as u64),
+            })
+            .collect();
+        let canonical = serde_json_canonicalizer::to_vec(arguments).unwrap_or_default();
+        event.payload = Some(PayloadMetadata {
+            arguments: described,
+            arguments_digest: format!("sha256:{:x}", Sha256::digest(&canonical)),
+            request_bytes: canonical.len() as u64,
+            ..PayloadMetadata::default()
+        });
+    }
+
+    /// Records the decision that let the request through or stopped it.
+    pub fn decision(&mut self, decision: Decision) {
+        if let Some(event) = self.event.as_mut() {
+            event.decision = Some(decision);
+        }
+    }
+
+    /// Records a refusal for a name the caller may not use (unknown and unlisted look the same).
+    pub fn not_listed(&mut self) {
+        self.decision(Decision {
+            verdict: Verdict::Deny.into(),
+            reason: DenyReason::NoPermit.into(),
+            explanation: "the name is not in this virtual server's catalogue".to_owned(),
+            ..Decision::default()
+        });
+    }
+
+    /// Stamps how the request ended and writes the event; an error means it could not be kept.
+    pub fn finish(
+        mut self,
+        outcome: Outcome,
+        error: Option<&ErrorData>,
+        response_bytes: u64,
+    ) -> Result<(), Unrecordable> {
+        let Some(mut event) = self.event.take() else {
+            return Ok(());
+        };
+        event.outcome = outcome.into();
+        event.latency = prost_types::Duration::try_from(self.started.elapsed()).ok();
+        if let Some(payload) = event.payload.as_mut() {
+            payload.response_bytes = response_bytes;
+        } else if response_bytes > 0 {
+            event.payload = Some(PayloadMetadata {
+                response_bytes,
+                ..PayloadMetadata::default()
+            });
+        }
+        if let Some(error) = error {
+            event.error = Some(ErrorDetail {
+                jsonrpc_code: error.code.0,
+                message: error.message.to_string(),
+                ..ErrorDetail::default()
+            });
+        }
+        if event.decision.is_none() {
+            event.decision = Some(Decision {
+                verdict: Verdict::Allow.into(),
+                explanation: "listed in the virtual server's curated catalogue".to_owned(),
+                ..Decision::default()
+            });
+        }
+        self.recorder.record(*event)
+    }
+}
+
+fn caller_subject(context: &RequestContext<RoleServer>) -> Subject {
+    let parts = context.extensions.get::<http::request::Parts>();
+    Subject::of(parts.and_then(|parts| parts.extensions.get::<Caller>()))
+}
+
+fn metadata(
+    virtual_server: &str,
+    method: &str,
+    context: &RequestContext<RoleServer>,
+) -> RequestMetadata {
+    let parts = context.extensions.get::<http::request::Parts>();
+    let header = |name: &str| {
+        parts
+            .and_then(|parts| parts.headers.get(name))
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let version = context.protocol_version();
+    let era = match &version {
+        Some(version) if version.as_str() >= ProtocolVersion::V_2026_07_28.as_str() => {
+            ProtocolEra::Modern
+        }
+        Some(_) => ProtocolEra::Legacy,
+        None => ProtocolEra::Unspecified,
+    };
+    let client = context.client_info();
+    RequestMetadata {
+        trace_id: svc_kit::telemetry::propagation::current_trace_id().unwrap_or_default(),
+        traceparent: header("traceparent"),
+        source_address: parts
+            .and_then(|parts| parts.extensions.get::<ConnectInfo<SocketAddr>>())
+            .map(|ConnectInfo(address)| address.to_string())
+            .unwrap_or_default(),
+        virtual_server: virtual_server.to_owned(),
+        mcp_method: method.to_owned(),
+        protocol_era: era.into(),
+        protocol_version: version.map(|v| v.as_str().to_owned()).unwrap_or_default(),
+        mcp_session_id: header("mcp-session-id"),
+        jsonrpc_id: match &context.id {
+            RequestId::Number(number) => number.to_string(),
+            RequestId::String(text) => text.to_string(),
+        },
+        user_agent: header("user-agent"),
+        mcp_client_name: client
+            .as_ref()
+            .map(|client| client.name.clone())
+            .unwrap_or_default(),
+        mcp_client_version: client.map(|client| client.version).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,421 @@
+//! A bounded, ordered spool of audit events on local disk, between a call's answer and audit-svc.
+//!
+//! Written by hand: the disk queues on crates.io either hold items in memory until a batch
+//! spills (losing them on `kill -9`) or fsync every item through SQLite (milliseconds per call).
+//! Here each record is written through to the kernel before the call is answered, so a killed
+//! edge loses nothing it answered, and a background task fsyncs on an interval, which bounds
+//! what a power loss can take.
+//!
+//! Layout: segment files named by the global byte offset of their first record
+//! (`00000000000000000000.seg`), each a run of frames `len: u32 LE | crc32: u32 LE | payload`,
+//! and a `cursor` file holding the offset of the first record audit-svc has not acknowledged.
+//! Positions are global byte offsets, so "how much is unacknowledged" is one subtraction.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Bytes in a frame header: length and checksum.
+const HEADER: u64 = 8;
+
+/// Largest payload a frame may claim; anything larger is corruption, not an event.
+const MAX_PAYLOAD: u64 = 16 * 1024 * 1024;
+
+/// How large a spool may grow and how it reaches the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolLimits {
+    /// Most unacknowledged bytes kept; an append beyond it is refused as [`SpoolError::Full`].
+    pub max_bytes: u64,
+    /// Size at which the current segment is closed and a new one started.
+    pub segment_bytes: u64,
+    /// How often written records are fsynced; zero fsyncs every record before it returns.
+    pub sync_interval: Duration,
+}
+
+/// Why the spool could not take or give back a record.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The unacknowledged backlog reached its bound.
+    #[error("the audit spool is full ({max_bytes} bytes unacknowledged)")]
+    Full {
+        /// The configured bound.
+        max_bytes: u64,
+    },
+    /// A record is larger than any event can be.
+    #[error("an audit record of {0} bytes is larger than the spool accepts")]
+    TooLarge(usize),
+    /// A frame failed its checksum or claims an impossible length.
+    #[error("the audit spool is corrupt at offset {position}")]
+    Corrupt {
+        /// Where the bad frame starts.
+        position: u64,
+    },
+    /// The disk refused.
+    #[error("audit spool I/O in {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+}
+
+/// One record read back, with the position just past it (what to acknowledge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledRecord {
+    /// The record's payload.
+    pub payload: Vec<u8>,
+    /// The offset just past this record.
+    pub next: u64,
+}
+
+/// The spool shared by every writer and its one reader.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    limits: SpoolLimits,
+    writer: Mutex<Writer>,
+    /// Offset just past the last record written completely (what a reader may read up to).
+    end: AtomicU64,
+    /// Offset of the first record not yet acknowledged.
+    acked: AtomicU64,
+    /// Wakes the reader when a record is written.
+    written: Notify,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: Arc<File>,
+    base: u64,
+    len: u64,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir`, dropping a torn last frame left by a crash.
+    pub fn open(dir: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let mut bases = segment_bases(dir)?;
+        if bases.is_empty() {
+            let start = read_cursor(dir)?.unwrap_or(0);
+            File::create(segment_path(dir, start)).map_err(io_at(&segment_path(dir, start)))?;
+            bases.push(start);
+        }
+        let first = bases[0];
+        let base = bases[bases.len() - 1];
+        let path = segment_path(dir, base);
+        let valid = valid_prefix(&path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        file.set_len(valid).map_err(io_at(&path))?;
+        let end = base + valid;
+        let acked = read_cursor(dir)?.unwrap_or(first).clamp(first, end);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                limits,
+                writer: Mutex::new(Writer {
+                    file: Arc::new(file),
+                    base,
+                    len: valid,
+                }),
+                end: AtomicU64::new(end),
+                acked: AtomicU64::new(acked),
+                written: Notify::new(),
+            }),
+        })
+    }
+
+    /// Returns how many bytes are written but not acknowledged.
+    pub fn backlog(&self) -> u64 {
+        self.inner.end.load(Ordering::Acquire) - self.inner.acked.load(Ordering::Acquire)
+    }
+
+    /// Says whether the backlog has reached its bound (new calls are refused in fail-closed mode).
+    pub fn is_full(&self) -> bool {
+        self.backlog() >= self.inner.limits.max_bytes
+    }
+
+    /// Returns the offset of the first unacknowledged record.
+    pub fn acknowledged(&self) -> u64 {
+        self.inner.acked.load(Ordering::Acquire)
+    }
+
+    /// Returns the offset just past the last complete record.
+    pub fn end(&self) -> u64 {
+        self.inner.end.load(Ordering::Acquire)
+    }
+
+    /// Writes one record through to the kernel (fsynced too when the interval is zero).
+    ///
+    /// The write is a short `write(2)` to the page cache under a mutex: cheaper than handing the
+    /// record to another task and waiting for it.
+    pub fn append(&self, payload: &[u8]) -> Result<u64, SpoolError> {
+        let length = u64::try_from(payload.len()).unwrap_or(u64::MAX);
+        if length > MAX_PAYLOAD {
+            return Err(SpoolError::TooLarge(payload.len()));
+        }
+        let frame_len = HEADER + length;
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        frame.extend_from_slice(&u32::try_from(length).unwrap_or(u32::MAX).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        frame.extend_from_slice(payload);
+        let mut writer = self.lock();
+        let end = writer.base + writer.len;
+        let max_bytes = self.inner.limits.max_bytes;
+        if end - self.inner.acked.load(Ordering::Acquire) + frame_len > max_bytes {
+            return Err(SpoolError::Full { max_bytes });
+        }
+        if writer.len > 0 && writer.len + frame_len > self.inner.limits.segment_bytes {
+            self.roll(&mut writer, end)?;
+        }
+        let path = segment_path(&self.inner.dir, writer.base);
+        if let Err(source) = (&*writer.file).write_all(&frame) {
+            // Cut a partly written frame off so the next record does not land behind garbage.
+            let _ = writer.file.set_len(writer.len);
+            return Err(SpoolError::Io { path, source });
+        }
+        if self.inner.limits.sync_interval.is_zero() {
+            writer.file.sync_data().map_err(io_at(&path))?;
+        }
+        writer.len += frame_len;
+        let next = writer.base + writer.len;
+        self.inner.end.store(next, Ordering::Release);
+        drop(writer);
+        self.inner.written.notify_one();
+        Ok(next)
+    }
+
+    /// Reads up to `max_records` complete records starting at `from`.
+    ///
+    /// Returns an empty batch when nothing is written past `from` yet.
+    pub fn read(&self, from: u64, max_records: usize) -> Result<Vec<SpooledRecord>, SpoolError> {
+        let end = self.end();
+        let mut records = Vec::new();
+        let mut position = from;
+        while position < end && records.len() < max_records {
+            let Some((base, next_base)) = self.segment_holding(position)? else {
+                break;
+            };
+            // A position before the first kept segment was acknowledged and removed already.
+            position = position.max(base);
+            let limit = next_base.unwrap_or(end).min(end);
+            let path = segment_path(&self.inner.dir, base);
+            let mut file = File::open(&path).map_err(io_at(&path))?;
+            file.seek(SeekFrom::Start(position - base))
+                .map_err(io_at(&path))?;
+            let mut reader = io::BufReader::with_capacity(256 * 1024, file);
+            while position < limit && records.len() < max_records {
+                let payload = read_frame(&mut reader, position, limit - position)?;
+                position += HEADER + payload.len() as u64;
+                records.push(SpooledRecord {
+                    payload,
+                    next: position,
+                });
+            }
+            if position >= limit
+                && let Some(next_base) = next_base
+            {
+                position = next_base;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Returns the start of the segment after the one holding `position` (to skip corruption).
+    pub fn next_segment(&self, position: u64) -> Result<Option<u64>, SpoolError> {
+        Ok(self
+            .segment_holding(position)?
+            .and_then(|(_, next_base)| next_base))
+    }
+
+    /// Records that everything before `position` is stored by audit-svc and frees its segments.
+    pub fn acknowledge(&self, position: u64) -> Result<(), SpoolError> {
+        let dir = &self.inner.dir;
+        let temporary = dir.join("cursor.tmp");
+        fs::write(&temporary, position.to_string()).map_err(io_at(&temporary))?;
+        fs::rename(&temporary, dir.join("cursor")).map_err(io_at(dir))?;
+        self.inner.acked.fetch_max(position, Ordering::AcqRel);
+        let current = self.lock().base;
+        let bases = segment_bases(dir)?;
+        for pair in bases.windows(2) {
+            let (base, next_base) = (pair[0], pair[1]);
+            if next_base <= position && base < current {
+                let path = segment_path(dir, base);
+                fs::remove_file(&path).map_err(io_at(&path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until a record is written after the last wake-up.
+    pub async fn written(&self) {
+        self.inner.written.notified().await;
+    }
+
+    /// Fsyncs the current segment every `sync_interval` until `shutdown`, and once more then.
+    pub fn spawn_sync(&self, shutdown: CancellationToken) {
+        let interval = self.inner.limits.sync_interval;
+        if interval.is_zero() {
+            return;
+        }
+        let spool = self.clone();
+        tokio::spawn(async move {
+            let mut synced = spool.end();
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                let stopping = tokio::select! {
+                    _ = ticks.tick() => false,
+                    () = shutdown.cancelled() => true,
+                };
+                let end = spool.end();
+                if end != synced {
+                    let file = Arc::clone(&spool.lock().file);
+                    match tokio::task::spawn_blocking(move || file.sync_data()).await {
+                        Ok(Ok(())) => synced = end,
+                        Ok(Err(error)) => tracing::error!(%error, "cannot fsync the audit spool"),
+                        Err(error) => tracing::error!(%error, "audit spool fsync task failed"),
+                    }
+                }
+                if stopping {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        // A panic while holding the lock leaves the writer consistent (length is updated last).
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Closes the current segment (fsynced, so segment order survives a power loss) and opens one at `end`.
+    fn roll(&self, writer: &mut Writer, end: u64) -> Result<(), SpoolError> {
+        let old = segment_path(&self.inner.dir, writer.base);
+        writer.file.sync_data().map_err(io_at(&old))?;
+        let path = segment_path(&self.inner.dir, end);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        *writer = Writer {
+            file: Arc::new(file),
+            base: end,
+            len: 0,
+        };
+        Ok(())
+    }
+
+    /// Finds the segment whose range holds `position`, and the base of the one after it.
+    fn segment_holding(&self, position: u64) -> Result<Option<(u64, Option<u64>)>, SpoolError> {
+        let bases = segment_bases(&self.inner.dir)?;
+        let index = bases.partition_point(|base| *base <= position);
+        if index == 0 {
+            // Everything before the first segment was acknowledged and removed.
+            return Ok(bases.first().map(|first| (*first, bases.get(1).copied())));
+        }
+        Ok(Some((bases[index - 1], bases.get(index).copied())))
+    }
+}
+
+fn read_frame(reader: &mut impl Read, position: u64, room: u64) -> Result<Vec<u8>, SpoolError> {
+    let corrupt = || SpoolError::Corrupt { position };
+    let mut header = [0_u8; 8];
+    reader.read_exact(&mut header).map_err(|_| corrupt())?;
+    let length = u64::from(u32::from_le_bytes([
+        header[0], header[1], header[2], header[3],
+    ]));
+    let checksum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if length > MAX_PAYLOAD || HEADER + length > room {
+        return Err(corrupt());
+    }
+    let mut payload = vec![0_u8; usize::try_from(length).map_err(|_| corrupt())?];
+    reader.read_exact(&mut payload).map_err(|_| corrupt())?;
+    if crc32fast::hash(&payload) != checksum {
+        return Err(corrupt());
+    }
+    Ok(payload)
+}
+
+/// Returns how many leading bytes of a segment are whole, valid frames.
+fn valid_prefix(path: &Path) -> Result<u64, SpoolError> {
+    let file = File::open(path).map_err(io_at(path))?;
+    let size = file.metadata().map_err(io_at(path))?.len();
+    let mut reader = io::BufReader::new(file);
+    let mut valid = 0;
+    while valid < size {
+        match read_frame(&mut reader, valid, size - valid) {
+            Ok(payload) => valid += HEADER + payload.len() as u64,
+            Err(_) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    offset = valid,
+                    dropped = size - valid,
+                    "dropping a torn record at the end of the audit spool (written when the process died)"
+                );
+                break;
+            }
+        }
+    }
+    Ok(valid)
+}
+
+fn segment_bases(dir: &Path) -> Result<Vec<u64>, SpoolError> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+        let entry = entry.map_err(io_at(dir))?;
+        let name = entry.file_name();
+        if let Some(base) = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".seg"))
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.seg"))
+}
+
+fn read_cursor(dir: &Path) -> Result<Option<u64>, SpoolError> {
+    let path = dir.join("cursor");
+    match fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| SpoolError::Corrupt { position: 0 }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SpoolError::Io { path, source }),
+    }
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests;
