@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
 
 use crate::error::Error;
+use crate::sinks::SinkConfig;
 
 /// Prefixes the environment variables that configure audit-svc, such as
 /// `GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR`.
@@ -32,6 +33,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Configures signed checkpoints.
     pub checkpoint: CheckpointConfig,
+    /// Lists the SIEM sinks, each a durable cursor over the log (`[[sinks]]`).
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// Chooses the event store: PostgreSQL when `postgres_url` is set, otherwise a
@@ -81,6 +84,7 @@ impl Default for Config {
             data_dir: PathBuf::from(".gatehouse"),
             store: StoreConfig::default(),
             checkpoint: CheckpointConfig::default(),
+            sinks: Vec::new(),
         }
     }
 }
@@ -149,6 +153,18 @@ impl Config {
                 "must be non-empty, without spaces or '+'",
             )
             .into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (index, sink) in self.sinks.iter().enumerate() {
+            sink.validate()
+                .map_err(|error| error.nested(&format!("sinks[{index}]")))?;
+            if !names.insert(sink.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("sinks[{index}].name"),
+                    "must be unique: each name owns a cursor",
+                )
+                .into());
+            }
         }
         Ok(())
     }

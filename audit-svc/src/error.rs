@@ -76,6 +76,17 @@ pub enum Error {
     /// Reports that the operating system gave no randomness for a new key.
     #[error("no randomness for a new checkpoint key")]
     Randomness,
+    /// Reports a sink that cannot be set up (an unreadable CA file, a bad URL).
+    #[error("sink {field} is unusable: {reason}")]
+    SinkSetup {
+        /// Names the configuration key.
+        field: &'static str,
+        /// Says what is wrong, without secrets.
+        reason: String,
+    },
+    /// Reports a retention run that could not archive or prune.
+    #[error("retention failed: {0}")]
+    Retention(String),
     /// Reports a signed note that does not parse or whose signature fails.
     #[error("invalid checkpoint note: {0}")]
     InvalidNote(&'static str),
@@ -111,7 +122,9 @@ impl ServiceError for Error {
             | Self::KeyFile { .. }
             | Self::DataDir { .. }
             | Self::InvalidKey(_)
-            | Self::Randomness => ErrorCode::Internal,
+            | Self::Randomness
+            | Self::SinkSetup { .. }
+            | Self::Retention(_) => ErrorCode::Internal,
         }
     }
 }

@@ -17,6 +17,7 @@ mod grpc;
 mod log;
 pub mod merkle;
 mod query;
+pub mod sinks;
 mod store;
 mod verify;
 
@@ -31,7 +32,8 @@ pub use event::{AppendOutcome, AuditEvent, EventId, Facets, StoredEvent};
 pub use log::{AuditLog, ConsistencyProof, InclusionProof, Leaf};
 pub use merkle::Hash;
 pub use query::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE, SearchPage, SearchQuery};
-pub use store::{PostgresStore, SqliteStore, Store};
+pub use sinks::{SinkConfig, SinkHandle, SinkLag};
+pub use store::{DeadLetter, PostgresStore, SinkCursor, SqliteStore, Store};
 pub use verify::{Problem, VerifyReport, verify, verify_inclusion};
 
 /// Is the fully qualified name of the audit gRPC service.
@@ -72,6 +74,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let log = open(&config).await.context("cannot open the audit log")?;
+    let sinks = sinks::start(&log, &config.sinks, &shutdown).context("cannot start audit sinks")?;
     let checkpoints = tokio::spawn(
         log.clone()
             .run_checkpoints(config.checkpoint.interval, shutdown.child_token()),
@@ -95,6 +98,9 @@ pub async fn serve(
         .await
         .context("audit-svc grpc server failed")?;
     checkpoints.await.context("audit checkpoint task failed")?;
+    for sink in sinks {
+        sink.join().await;
+    }
     tracing::info!("audit-svc stopped");
     Ok(())
 }

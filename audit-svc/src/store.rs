@@ -52,6 +52,89 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Returns the checkpoint of `tree_size`, or the latest when `None`.
     async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, Error>;
+
+    /// Returns the cursor of the sink named `sink` (zeros for a new sink).
+    async fn sink_cursor(&self, sink: &str) -> Result<SinkCursor, Error>;
+
+    /// Stores the cursor of `sink`; each field only ever moves forward, so a
+    /// late writer (another replica, a retry) cannot rewind it.
+    async fn set_sink_cursor(&self, sink: &str, cursor: SinkCursor) -> Result<(), Error>;
+
+    /// Records events that `sink` refused for good; recording one again is a no-op.
+    async fn put_dead_letters(&self, sink: &str, letters: &[DeadLetter]) -> Result<(), Error>;
+
+    /// Returns the dead letters of `sink`, in sequence order.
+    async fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>, Error>;
+}
+
+/// Is where a sink stands: what it delivered and which checkpoint it anchored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCursor {
+    /// Holds the last sequence the sink accepted (everything up to it is delivered
+    /// or dead-lettered).
+    pub delivered: u64,
+    /// Holds the tree size of the last checkpoint written to the sink.
+    pub anchored: u64,
+}
+
+/// Is an event a sink refused for good (a 4xx other than 429, say); kept so an
+/// operator can replay it, since the cursor moves past it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Holds the event's sequence.
+    pub sequence: u64,
+    /// Holds the event's id.
+    pub event_id: String,
+    /// Says why the sink refused it (status and the sink's message, never a secret).
+    pub reason: String,
+    /// Holds when it was refused, in microseconds since the Unix epoch.
+    pub failed_at_micros: i64,
+}
+
+/// Reads a sink's cursor (both backends accept `$n` placeholders).
+pub(crate) const SELECT_CURSOR: &str =
+    "SELECT delivered_seq, anchored_size FROM audit_sink_cursor WHERE sink = $1";
+
+/// Upserts a sink's cursor, never moving a field backwards.
+pub(crate) const UPSERT_CURSOR: &str = "INSERT INTO audit_sink_cursor (sink, delivered_seq, \
+     anchored_size, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (sink) DO UPDATE SET \
+     delivered_seq = CASE WHEN excluded.delivered_seq > audit_sink_cursor.delivered_seq \
+     THEN excluded.delivered_seq ELSE audit_sink_cursor.delivered_seq END, \
+     anchored_size = CASE WHEN excluded.anchored_size > audit_sink_cursor.anchored_size \
+     THEN excluded.anchored_size ELSE audit_sink_cursor.anchored_size END, \
+     updated_at = excluded.updated_at";
+
+/// Inserts one dead letter unless it is already recorded.
+pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO audit_sink_dead_letter (sink, seq, \
+     event_id, reason, failed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sink, seq) DO NOTHING";
+
+/// Reads a sink's dead letters in sequence order.
+pub(crate) const SELECT_DEAD_LETTERS: &str = "SELECT seq, event_id, reason, failed_at FROM \
+     audit_sink_dead_letter WHERE sink = $1 ORDER BY seq";
+
+/// Returns a cursor from its stored row.
+pub(crate) fn to_cursor(row: Option<(i64, i64)>) -> Result<SinkCursor, Error> {
+    let (delivered, anchored) = row.unwrap_or((0, 0));
+    Ok(SinkCursor {
+        delivered: to_sequence(delivered)?,
+        anchored: to_sequence(anchored)?,
+    })
+}
+
+/// Returns dead letters from their stored rows.
+pub(crate) fn to_dead_letters(
+    rows: Vec<(i64, String, String, i64)>,
+) -> Result<Vec<DeadLetter>, Error> {
+    rows.into_iter()
+        .map(|(seq, event_id, reason, failed_at_micros)| {
+            Ok(DeadLetter {
+                sequence: to_sequence(seq)?,
+                event_id,
+                reason,
+                failed_at_micros,
+            })
+        })
+        .collect()
 }
 
 /// Is one row of `audit_event`, as both backends read it.

@@ -9,7 +9,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row as _, Sqlite, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::{
-    Bind, CheckpointRow, EVENT_COLUMNS, EventRow, INSERT_EVENTS, Store, Tail, now_micros, plan,
+    Bind, CheckpointRow, DeadLetter, EVENT_COLUMNS, EventRow, INSERT_DEAD_LETTER, INSERT_EVENTS,
+    SELECT_CURSOR, SELECT_DEAD_LETTERS, SinkCursor, Store, Tail, UPSERT_CURSOR, now_micros, plan,
     search_sql, to_db,
 };
 use crate::checkpoint::Checkpoint;
@@ -197,6 +198,52 @@ impl Store for SqliteStore {
         .await
         .map_err(Error::from_sqlx)?;
         row.map(Checkpoint::try_from).transpose()
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<SinkCursor, Error> {
+        let row: Option<(i64, i64)> = sqlx::query_as(SELECT_CURSOR)
+            .bind(sink)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        super::to_cursor(row)
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, cursor: SinkCursor) -> Result<(), Error> {
+        sqlx::query(UPSERT_CURSOR)
+            .bind(sink)
+            .bind(to_db(cursor.delivered))
+            .bind(to_db(cursor.anchored))
+            .bind(now_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn put_dead_letters(&self, sink: &str, letters: &[DeadLetter]) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(Error::from_sqlx)?;
+        for letter in letters {
+            sqlx::query(INSERT_DEAD_LETTER)
+                .bind(sink)
+                .bind(to_db(letter.sequence))
+                .bind(&letter.event_id)
+                .bind(&letter.reason)
+                .bind(letter.failed_at_micros)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::from_sqlx)?;
+        }
+        tx.commit().await.map_err(Error::from_sqlx)
+    }
+
+    async fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>, Error> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(SELECT_DEAD_LETTERS)
+            .bind(sink)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        super::to_dead_letters(rows)
     }
 }
 

@@ -8,5 +8,6 @@ mod canary;
 mod lifecycle;
 mod proof;
 mod service;
+mod sinks;
 mod store;
 mod tamper;
