@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use proto::audit::v1::{AuditEvent, Emitter};
 use prost::Message as _;
+use proto::audit::v1::{AuditEvent, Emitter};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ mod forward;
 pub mod spool;
 
 pub use call::{CallRecord, Subject};
-pub use spool::{Spool, SpoolError, SpoolLimits};
+pub use spool::{Reservation, Spool, SpoolError, SpoolLimits};
 
 /// Settings of edge's audit trail.
 #[derive(Debug, Clone, Deserialize)]
@@ -174,25 +174,33 @@ impl Recorder {
         self.active.as_deref().map(|active| &active.spool)
     }
 
-    /// Checks, before a call is forwarded, that its event can be kept (fail-closed mode).
-    pub fn admit(&self) -> Result<(), Unrecordable> {
-        match self.active.as_deref() {
-            Some(active) if active.when_full == WhenFull::FailClosed && active.spool.is_full() => {
-                Err(Unrecordable::Full {
-                    backlog: active.spool.backlog(),
-                })
-            }
-            _ => Ok(()),
+    /// Admits a call before it is forwarded: sets room aside for its event, or refuses it
+    /// when the spool is full and edge fails closed.
+    pub fn admit(&self) -> Result<Admission, Unrecordable> {
+        let Some(active) = self.active.as_deref() else {
+            return Ok(Admission(None));
+        };
+        match active.spool.reserve(CALL_RESERVATION) {
+            Ok(reservation) => Ok(Admission(Some(reservation))),
+            Err(_) if active.when_full == WhenFull::FailOpen => Ok(Admission(None)),
+            Err(_) => Err(Unrecordable::Full {
+                backlog: active.spool.backlog(),
+            }),
         }
     }
 
     /// Writes one event to the spool, stamping it with this edge as emitter.
-    pub fn record(&self, mut event: AuditEvent) -> Result<(), Unrecordable> {
+    pub fn record(&self, mut event: AuditEvent, admission: Admission) -> Result<(), Unrecordable> {
         let Some(active) = self.active.as_deref() else {
             return Ok(());
         };
         event.emitter = Some(active.emitter.clone());
-        match active.spool.append(&event.encode_to_vec()) {
+        let payload = event.encode_to_vec();
+        let written = match admission.0 {
+            Some(reservation) => active.spool.append_reserved(&payload, reservation),
+            None => active.spool.append(&payload),
+        };
+        match written {
             Ok(_) => {
                 if active.alarmed.swap(false, Ordering::Relaxed) {
                     tracing::warn!("audit spool has room again: calls are recorded again");
@@ -213,6 +221,13 @@ impl Recorder {
         }
     }
 }
+
+/// Room promised to an admitted call's event (nothing when edge keeps no audit trail).
+#[derive(Debug)]
+pub struct Admission(Option<Reservation>);
+
+/// Room set aside per admitted call; events are smaller, so this only bounds the overshoot.
+const CALL_RESERVATION: u64 = 4096;
 
 fn default_instance() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

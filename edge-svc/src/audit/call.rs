@@ -16,7 +16,7 @@ use rmcp::model::{ErrorData, JsonObject, ProtocolVersion, RequestId};
 use rmcp::service::RequestContext;
 use sha2::{Digest as _, Sha256};
 
-use super::{Recorder, Unrecordable};
+use super::{Admission, Recorder, Unrecordable};
 use crate::auth::Caller;
 
 /// Who is calling, as the audit record names them (never the token).
@@ -86,6 +86,7 @@ impl Subject {
 #[derive(Debug)]
 pub struct CallRecord {
     recorder: Recorder,
+    admission: Admission,
     started: Instant,
     /// `None` when the recorder keeps nothing, so an unaudited edge pays nothing.
     event: Option<Box<AuditEvent>>,
@@ -99,7 +100,7 @@ impl CallRecord {
         method: &str,
         context: &RequestContext<RoleServer>,
     ) -> Result<Self, Unrecordable> {
-        recorder.admit()?;
+        let admission = recorder.admit()?;
         let started = Instant::now();
         let event = recorder.is_enabled().then(|| {
             let event_id = uuid::Uuid::now_v7().to_string();
@@ -119,6 +120,7 @@ impl CallRecord {
         });
         Ok(Self {
             recorder: recorder.clone(),
+            admission,
             started,
             event,
         })
@@ -240,7 +242,7 @@ impl CallRecord {
                 ..Decision::default()
             });
         }
-        self.recorder.record(*event)
+        self.recorder.record(*event, self.admission)
     }
 }
 

@@ -34,7 +34,12 @@ enum DeliveryError {
 }
 
 /// Starts the delivery loop; it reconnects with backoff until `shutdown`.
-pub(super) fn spawn(spool: Spool, endpoint: String, batch_size: usize, shutdown: CancellationToken) {
+pub(super) fn spawn(
+    spool: Spool,
+    endpoint: String,
+    batch_size: usize,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -91,13 +96,15 @@ async fn deliver(
         };
         let events: Vec<AuditEvent> = batch
             .iter()
-            .filter_map(|record| match AuditEvent::decode(record.payload.as_slice()) {
-                Ok(event) => Some(event),
-                Err(error) => {
-                    tracing::error!(%error, "dropping an undecodable audit spool record");
-                    None
-                }
-            })
+            .filter_map(
+                |record| match AuditEvent::decode(record.payload.as_slice()) {
+                    Ok(event) => Some(event),
+                    Err(error) => {
+                        tracing::error!(%error, "dropping an undecodable audit spool record");
+                        None
+                    }
+                },
+            )
             .collect();
         let sent = events.len();
         if sent > 0 {

@@ -66,6 +66,19 @@ pub enum SpoolError {
     },
 }
 
+/// Room promised to one admitted call; dropping it without writing gives the room back.
+#[derive(Debug)]
+pub struct Reservation {
+    inner: Arc<Inner>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.inner.reserved.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// One record read back, with the position just past it (what to acknowledge).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpooledRecord {
@@ -90,6 +103,8 @@ struct Inner {
     end: AtomicU64,
     /// Offset of the first record not yet acknowledged.
     acked: AtomicU64,
+    /// Room promised to admitted calls whose events are not written yet.
+    reserved: AtomicU64,
     /// Wakes the reader when a record is written.
     written: Notify,
 }
@@ -133,6 +148,7 @@ impl Spool {
                 }),
                 end: AtomicU64::new(end),
                 acked: AtomicU64::new(acked),
+                reserved: AtomicU64::new(0),
                 written: Notify::new(),
             }),
         })
@@ -143,9 +159,48 @@ impl Spool {
         self.inner.end.load(Ordering::Acquire) - self.inner.acked.load(Ordering::Acquire)
     }
 
-    /// Says whether the backlog has reached its bound (new calls are refused in fail-closed mode).
+    /// Says whether the backlog and promised room have reached the bound.
     pub fn is_full(&self) -> bool {
-        self.backlog() >= self.inner.limits.max_bytes
+        self.backlog() + self.inner.reserved.load(Ordering::Acquire) >= self.inner.limits.max_bytes
+    }
+
+    /// Promises `bytes` of room to one admitted call, so that its event can always be written.
+    ///
+    /// The promise is what makes fail-closed exact: a call is refused before it reaches a
+    /// connector, never after it ran because its event did not fit.
+    pub fn reserve(&self, bytes: u64) -> Result<Reservation, SpoolError> {
+        let max_bytes = self.inner.limits.max_bytes;
+        let mut current = self.inner.reserved.load(Ordering::Acquire);
+        loop {
+            if self.backlog() + current + bytes > max_bytes {
+                return Err(SpoolError::Full { max_bytes });
+            }
+            match self.inner.reserved.compare_exchange_weak(
+                current,
+                current + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Reservation {
+                        inner: Arc::clone(&self.inner),
+                        bytes,
+                    });
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Writes a record into room promised earlier; the bound was checked when it was promised.
+    pub fn append_reserved(
+        &self,
+        payload: &[u8],
+        reservation: Reservation,
+    ) -> Result<u64, SpoolError> {
+        let written = self.write(payload, false);
+        drop(reservation);
+        written
     }
 
     /// Returns the offset of the first unacknowledged record.
@@ -163,6 +218,10 @@ impl Spool {
     /// The write is a short `write(2)` to the page cache under a mutex: cheaper than handing the
     /// record to another task and waiting for it.
     pub fn append(&self, payload: &[u8]) -> Result<u64, SpoolError> {
+        self.write(payload, true)
+    }
+
+    fn write(&self, payload: &[u8], bounded: bool) -> Result<u64, SpoolError> {
         let length = u64::try_from(payload.len()).unwrap_or(u64::MAX);
         if length > MAX_PAYLOAD {
             return Err(SpoolError::TooLarge(payload.len()));
@@ -175,7 +234,10 @@ impl Spool {
         let mut writer = self.lock();
         let end = writer.base + writer.len;
         let max_bytes = self.inner.limits.max_bytes;
-        if end - self.inner.acked.load(Ordering::Acquire) + frame_len > max_bytes {
+        let promised = self.inner.reserved.load(Ordering::Acquire);
+        if bounded
+            && end - self.inner.acked.load(Ordering::Acquire) + promised + frame_len > max_bytes
+        {
             return Err(SpoolError::Full { max_bytes });
         }
         if writer.len > 0 && writer.len + frame_len > self.inner.limits.segment_bytes {

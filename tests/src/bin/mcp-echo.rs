@@ -4,7 +4,15 @@
 //! streamable HTTP at `/mcp` on both protocol eras (sessions for the legacy era, JSON
 //! responses where rmcp allows) and prints `http://ADDR/mcp` as its first stdout line.
 
-use std::{io::Write, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -92,6 +100,9 @@ struct ExitParams {
     code: i32,
 }
 
+/// Counts the echo calls this process answered, so tests can prove a refused call never arrived.
+static ECHOES: AtomicU64 = AtomicU64::new(0);
+
 /// The echo server's tools, resource and prompt.
 #[derive(Debug, Clone)]
 struct Echo {
@@ -108,7 +119,13 @@ impl Echo {
 
     #[tool(description = "Return the text unchanged")]
     fn echo(&self, Parameters(params): Parameters<EchoParams>) -> String {
+        ECHOES.fetch_add(1, Ordering::Relaxed);
         params.text
+    }
+
+    #[tool(description = "Return how many echo calls this process has answered")]
+    fn echoes(&self) -> String {
+        ECHOES.load(Ordering::Relaxed).to_string()
     }
 
     #[tool(description = "Add two integers")]

@@ -19,13 +19,18 @@ const VERIFIER: &str = "pkce-verifier-0123456789abcdefghijklmnopqrstuvwxyz-ABCDE
 const CHALLENGE: &str = "28djaMl0uObRimedfV6yyCsXAKfXuh07Fck65KYoJwE";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-struct Protected {
-    origin: String,
-    shutdown: CancellationToken,
+pub(super) struct Protected {
+    pub(super) origin: String,
+    pub(super) shutdown: CancellationToken,
     _data: tempfile::TempDir,
 }
 
 async fn start() -> Protected {
+    start_with(edge_svc::audit::Recorder::disabled()).await
+}
+
+/// Starts the protected gateway recording its calls through `recorder`.
+pub(super) async fn start_with(recorder: edge_svc::audit::Recorder) -> Protected {
     let dir = std::path::Path::new(ECHO)
         .parent()
         .expect("binary dir")
@@ -68,7 +73,9 @@ async fn start() -> Protected {
         issuer: state.issuer().to_owned(),
     };
     let shutdown = CancellationToken::new();
-    let gateway = Gateway::start(&spec, &shutdown).expect("gateway");
+    let gateway = Gateway::start(&spec, &shutdown)
+        .expect("gateway")
+        .with_audit(recorder);
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::oauth_router(state));
     tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
@@ -80,7 +87,7 @@ async fn start() -> Protected {
 }
 
 /// Runs registration, the (auto-approved) authorization request and the code exchange for `resource`.
-async fn token_for(origin: &str, resource: &str) -> String {
+pub(super) async fn token_for(origin: &str, resource: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -153,6 +160,16 @@ async fn token_for(origin: &str, resource: &str) -> String {
 }
 
 async fn call_echo(url: &str, token: &str) -> reqwest::Response {
+    call_tool(url, token, "echo", json!({"text": "through oauth"})).await
+}
+
+/// Calls `tool` statelessly (2026-07-28) with a bearer token.
+pub(super) async fn call_tool(
+    url: &str,
+    token: &str,
+    tool: &str,
+    arguments: Value,
+) -> reqwest::Response {
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {},
                       "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}});
@@ -162,9 +179,9 @@ async fn call_echo(url: &str, token: &str) -> reqwest::Response {
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
-        .header("mcp-name", "echo")
+        .header("mcp-name", tool)
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": "echo", "arguments": {"text": "through oauth"}, "_meta": meta}}))
+                      "params": {"name": tool, "arguments": arguments, "_meta": meta}}))
         .send()
         .await
         .expect("call")

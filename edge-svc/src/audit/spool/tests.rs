@@ -146,3 +146,22 @@ fn a_flipped_byte_is_reported_as_corruption_not_returned() {
         Err(SpoolError::Corrupt { position: 0 })
     ));
 }
+
+#[test]
+fn promised_room_is_kept_for_admitted_calls_and_refused_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), limits(100, 1 << 20)).unwrap();
+    let promised = spool.reserve(60).unwrap();
+    assert!(matches!(spool.reserve(60), Err(SpoolError::Full { .. })));
+    assert!(matches!(
+        spool.append(&[1; 50]),
+        Err(SpoolError::Full { .. })
+    ));
+    // The admitted call's event is written even if larger than promised: its call already ran.
+    spool.append_reserved(&[1; 70], promised).unwrap();
+    assert_eq!(spool.backlog(), 78);
+    assert!(spool.reserve(30).is_err());
+    let dropped = spool.reserve(20).unwrap();
+    drop(dropped);
+    assert!(spool.reserve(20).is_ok());
+}

@@ -1,0 +1,420 @@
+//! The audit trail end to end: every decided call reaches audit-svc in order, nothing answered
+//! is lost when audit-svc is away or the whole gateway is killed, and a full spool fails closed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edge_svc::audit::{AuditConfig, Recorder};
+use edge_svc::config::HttpFace;
+use edge_svc::{Gateway, GatewaySpec};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const ECHO: &str = env!("CARGO_BIN_EXE_mcp-echo");
+
+fn echo_dir() -> String {
+    Path::new(ECHO)
+        .parent()
+        .expect("binary dir")
+        .display()
+        .to_string()
+}
+
+fn spec_yaml() -> String {
+    let dir = echo_dir();
+    format!(
+        "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
+         virtual_servers:\n  - name: tools\n    auth: none\n    connectors: [{{connector: local, prefix: \"\"}}]\n"
+    )
+}
+
+/// The digest edge records for `arguments`: SHA-256 of their RFC 8785 form.
+fn digest(arguments: &Value) -> String {
+    let canonical = serde_json_canonicalizer::to_vec(arguments).expect("canonical");
+    format!("sha256:{:x}", Sha256::digest(&canonical))
+}
+
+/// Calls a tool statelessly (2026-07-28) and returns the JSON-RPC response.
+async fn call(http: &reqwest::Client, url: &str, id: u64, tool: &str, arguments: Value) -> Value {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {},
+                      "io.modelcontextprotocol/clientInfo": {"name": "audit-e2e", "version": "1"}});
+    http.post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": tool, "arguments": arguments, "_meta": meta}}))
+        .send()
+        .await
+        .expect("call")
+        .json()
+        .await
+        .expect("json-rpc response")
+}
+
+fn result_text(response: &Value) -> Option<&str> {
+    response["result"]["content"][0]["text"].as_str()
+}
+
+/// Reads every stored event's canonical JSON, in sequence order.
+async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
+    let log = audit_svc::open(config).await.expect("audit log");
+    let mut events = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |(sequence, _)| *sequence);
+        let page = log.read(after, 500).await.expect("read");
+        if page.is_empty() {
+            return events;
+        }
+        for stored in page {
+            let document = serde_json::from_slice(&stored.event.canonical_json).expect("json");
+            events.push((stored.sequence, document));
+        }
+    }
+}
+
+/// Waits until `done` holds for the stored events, or fails after a deadline.
+async fn wait_for_events(
+    config: &audit_svc::Config,
+    what: &str,
+    done: impl Fn(&[(u64, Value)]) -> bool,
+) -> Vec<(u64, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = stored(config).await;
+        if done(&events) {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn reserve_port() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_full_and_delivered_in_order()
+ {
+    let audit_addr = reserve_port().await;
+    let spool_dir = tempfile::tempdir().expect("spool");
+    let audit_dir = tempfile::tempdir().expect("audit data");
+    let shutdown = CancellationToken::new();
+    let mut audit = AuditConfig::new(format!("http://{audit_addr}"), spool_dir.path());
+    audit.max_spool_bytes = 4 * 1024;
+    audit.sync_interval = Duration::ZERO;
+    let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
+    let spec = GatewaySpec::from_yaml(&spec_yaml(), "audit.yaml").expect("spec");
+    let gateway = Gateway::start(&spec, &shutdown)
+        .expect("gateway")
+        .with_audit(recorder);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    tokio::spawn(edge_svc::serve(
+        gateway,
+        face,
+        None,
+        listener,
+        shutdown.clone(),
+    ));
+    let url = format!("{origin}/v/tools/mcp");
+    let http = reqwest::Client::new();
+
+    // audit-svc is not running: calls are answered from the spool's room, then refused.
+    let mut answered = Vec::new();
+    let refusal = loop {
+        let id = answered.len() as u64 + 1;
+        let response = call(
+            &http,
+            &url,
+            id,
+            "echo",
+            json!({"text": format!("call-{id}")}),
+        )
+        .await;
+        if let Some(text) = result_text(&response) {
+            assert_eq!(text, format!("call-{id}"));
+            answered.push(id.to_string());
+        } else {
+            break response;
+        }
+        assert!(answered.len() < 200, "the spool never filled");
+    };
+    assert!(
+        !answered.is_empty(),
+        "calls are answered while the spool has room"
+    );
+    assert_eq!(refusal["error"]["code"], -32603, "{refusal}");
+    let message = refusal["error"]["message"].as_str().expect("message");
+    assert!(message.contains("audit trail"), "{message}");
+
+    // audit-svc comes up: the backlog is delivered in call order and calls flow again.
+    let audit_config = audit_svc::Config::default().with_data_dir(audit_dir.path());
+    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
+    tokio::spawn(audit_svc::serve(
+        audit_config.clone(),
+        audit_listener,
+        shutdown.clone(),
+    ));
+    let events = wait_for_events(&audit_config, "the spooled events", |events| {
+        events.len() >= answered.len()
+    })
+    .await;
+    let recorded: Vec<String> = events
+        .iter()
+        .map(|(_, event)| {
+            event["metadata"]["jsonrpcId"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        recorded, answered,
+        "delivered once each, in the order answered"
+    );
+    let sequences: Vec<u64> = events.iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
+
+    let mut echoes = None;
+    for attempt in 0..50 {
+        let response = call(&http, &url, 1000 + attempt, "echoes", json!({})).await;
+        if let Some(text) = result_text(&response) {
+            echoes = Some(text.parse::<usize>().expect("count"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        echoes,
+        Some(answered.len()),
+        "the refused call never reached the connector"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
+    let audit_addr = reserve_port().await;
+    let dirs = (
+        tempfile::tempdir().expect("spool"),
+        tempfile::tempdir().expect("audit"),
+    );
+    let shutdown = CancellationToken::new();
+    let audit_config = audit_svc::Config::default().with_data_dir(dirs.1.path());
+    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
+    tokio::spawn(audit_svc::serve(
+        audit_config.clone(),
+        audit_listener,
+        shutdown.clone(),
+    ));
+    let audit = AuditConfig::new(format!("http://{audit_addr}"), dirs.0.path());
+    let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
+    let protected = super::oauth::start_with(recorder).await;
+    let token = super::oauth::token_for(
+        &protected.origin,
+        &format!("{}/v/crm/mcp", protected.origin),
+    )
+    .await;
+    let canary = "canary-value-7f3a9c";
+    let response = super::oauth::call_tool(
+        &format!("{}/v/crm/mcp", protected.origin),
+        &token,
+        "echo",
+        json!({"text": canary}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let unknown = super::oauth::call_tool(
+        &format!("{}/v/crm/mcp", protected.origin),
+        &token,
+        "drop_tables",
+        json!({}),
+    )
+    .await;
+    assert_eq!(unknown.status(), 200, "a JSON-RPC error, not an HTTP one");
+
+    let events = wait_for_events(&audit_config, "both calls", |events| events.len() >= 2).await;
+    let (_, allowed) = &events[0];
+    assert_eq!(allowed["kind"], "EVENT_KIND_MCP_REQUEST");
+    assert_eq!(allowed["emitter"]["service"], "edge-svc");
+    assert!(
+        allowed["principal"]["member"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert!(
+        allowed["principal"]["clientId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(allowed["target"]["virtualServer"], "crm");
+    assert_eq!(allowed["target"]["connector"], "local");
+    assert_eq!(allowed["target"]["tool"]["name"], "echo");
+    assert_eq!(allowed["metadata"]["mcpMethod"], "tools/call");
+    assert_eq!(allowed["metadata"]["protocolEra"], "PROTOCOL_ERA_MODERN");
+    assert!(
+        allowed["metadata"]["sourceAddress"]
+            .as_str()
+            .is_some_and(|address| address.starts_with("127.0.0.1:"))
+    );
+    assert_eq!(allowed["decision"]["verdict"], "VERDICT_ALLOW");
+    assert_eq!(allowed["outcome"], "OUTCOME_SUCCESS");
+    assert_eq!(allowed["payload"]["arguments"][0]["name"], "text");
+    assert_eq!(
+        allowed["payload"]["argumentsDigest"],
+        digest(&json!({"text": canary}))
+    );
+    assert!(allowed["latency"].is_string());
+
+    let (_, denied) = &events[1];
+    assert_eq!(denied["decision"]["verdict"], "VERDICT_DENY");
+    assert_eq!(denied["outcome"], "OUTCOME_DENIED");
+    assert_eq!(denied["target"]["tool"], Value::Null);
+
+    for (_, event) in &events {
+        let text = event.to_string();
+        assert!(!text.contains(canary), "an argument value leaked: {text}");
+        assert!(!text.contains(&token), "the access token leaked: {text}");
+    }
+    protected.shutdown.cancel();
+    shutdown.cancel();
+}
+
+/// Starts `gatehouse up` on `data` and returns the child and its MCP URL.
+async fn gatehouse_up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
+    let binary = PathBuf::from(ECHO).with_file_name("gatehouse");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (`cargo build --workspace --bins`)",
+        binary.display()
+    );
+    let mut child = tokio::process::Command::new(binary)
+        .arg("up")
+        .arg("--config")
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gatehouse up");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("stdout line") {
+            if let Some(origin) = line.strip_prefix("gatehouse ready at ") {
+                return origin.trim().to_owned();
+            }
+        }
+        panic!("gatehouse exited before it was ready");
+    })
+    .await
+    .expect("gatehouse ready in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("{ready}/v/tools/mcp"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_gap() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(&config, spec_yaml()).expect("config");
+    let data = dir.path().join("data");
+    let (mut child, url) = gatehouse_up(&config, &data).await;
+
+    let answered = Arc::new(Mutex::new(BTreeSet::new()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (http, url, answered) = (http.clone(), url.clone(), Arc::clone(&answered));
+            tokio::spawn(async move {
+                for i in 0_u64.. {
+                    let arguments = json!({"text": format!("w{worker}-{i}")});
+                    let Ok(response) = http
+                        .post(&url)
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-protocol-version", "2026-07-28")
+                        .header("mcp-method", "tools/call")
+                        .header("mcp-name", "echo")
+                        .json(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                                      "params": {"name": "echo", "arguments": arguments,
+                                                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                                           "io.modelcontextprotocol/clientCapabilities": {},
+                                                           "io.modelcontextprotocol/clientInfo": {"name": "load", "version": "1"}}}}))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    let Ok(body) = response.json::<Value>().await else {
+                        return;
+                    };
+                    if result_text(&body).is_some() {
+                        answered.lock().expect("lock").insert(digest(&arguments));
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once a few hundred calls were answered, while the workers keep calling.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.lock().expect("lock").len() < 300 {
+        assert!(Instant::now() < deadline, "no load got through");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+    child.wait().await.expect("reaped");
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let answered = answered.lock().expect("lock").clone();
+
+    let (_restarted, _) = gatehouse_up(&config, &data).await;
+    let audit_config = audit_svc::Config::default().with_data_dir(&data);
+    let events = wait_for_events(&audit_config, "every answered call's event", |events| {
+        let recorded: BTreeSet<&str> = events
+            .iter()
+            .filter_map(|(_, event)| event["payload"]["argumentsDigest"].as_str())
+            .collect();
+        answered
+            .iter()
+            .all(|digest| recorded.contains(digest.as_str()))
+    })
+    .await;
+    let sequences: Vec<u64> = events.iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "no gaps"
+    );
+    let store = audit_svc::open_store(&audit_config.store_location())
+        .await
+        .expect("store");
+    let report = audit_svc::verify(store.as_ref(), None)
+        .await
+        .expect("verify");
+    assert_eq!(
+        report.problem, None,
+        "the chain and tree verify after kill -9"
+    );
+    assert_eq!(report.tree_size, events.len() as u64);
+}
