@@ -1,10 +1,13 @@
 //! vault-svc's configuration.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-use svc_kit::{GrpcServerConfig, TelemetryConfig};
+use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
 
 use crate::error::Error;
 
@@ -23,6 +26,162 @@ pub struct Config {
     pub grpc: GrpcServerConfig,
     /// Configures logs and traces.
     pub telemetry: TelemetryConfig,
+    /// Holds the data directory: the SQLite file and the generated key file live
+    /// here unless configured elsewhere.
+    pub data_dir: PathBuf,
+    /// Names the tenant every credential and ciphertext is bound to.
+    pub tenant: String,
+    /// Chooses the credential store.
+    pub store: StoreConfig,
+    /// Chooses the key-encryption key source.
+    pub kek: KekConfig,
+    /// Holds the service tokens that identify callers.
+    pub callers: CallersConfig,
+    /// Configures the refresh engine and its locks.
+    pub refresh: RefreshConfig,
+    /// Configures vault-svc's HTTP face (per-member consent).
+    pub http: HttpConfig,
+    /// Declares the connectors vault-svc holds credentials for, by name.
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+/// Chooses the store: PostgreSQL when `postgres_url` is set, otherwise a SQLite
+/// file (`sqlite_path`, default `<data_dir>/vault.db`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Holds the SQLite database file; defaults to `<data_dir>/vault.db`.
+    pub sqlite_path: Option<PathBuf>,
+    /// Holds the PostgreSQL URL.
+    pub postgres_url: Option<SecretSetting>,
+}
+
+/// Chooses where the key-encryption keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KekConfig {
+    /// Reads the keyring (`VERSION:BASE64,…`) from this environment variable
+    /// instead of a key file, when set. Such a keyring is rotated by the
+    /// operator (add a version, restart); vault-svc re-wraps on start.
+    pub env_var: Option<String>,
+    /// Holds the key file; defaults to `<data_dir>/vault.kek`, generated (mode
+    /// 0600) on first start.
+    pub key_file: Option<PathBuf>,
+    /// Bounds how many credentials one re-wrap batch touches.
+    pub rewrap_batch: u32,
+}
+
+/// Holds the service tokens callers present in the `x-gatehouse-service-token`
+/// metadata. A caller whose token matches none is refused; a role without a
+/// token configured has no caller at all (fail closed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallersConfig {
+    /// Identifies edge-svc, the only caller that receives material.
+    pub edge_token: Option<SecretSetting>,
+    /// Identifies authz-svc, which may revoke principals.
+    pub authz_token: Option<SecretSetting>,
+    /// Identifies the admin surface (CLI, admin API).
+    pub admin_token: Option<SecretSetting>,
+}
+
+/// Configures the refresh engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// Runs the refresh engine in this process.
+    pub enabled: bool,
+    /// Holds the Redis URL for cross-replica locks; in-process locks without it.
+    pub redis_url: Option<SecretSetting>,
+    /// Prefixes every Redis key vault-svc writes.
+    pub redis_key_prefix: String,
+    /// Bounds how long the engine sleeps between scans for due credentials.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Holds a lock's lease; must far exceed `http_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub lock_ttl: Duration,
+    /// Bounds one call to a provider's token endpoint.
+    #[serde(with = "humantime_serde")]
+    pub http_timeout: Duration,
+    /// Bounds how many refreshes run at once in this process.
+    pub concurrency: usize,
+    /// Bounds how many due credentials one scan reads.
+    pub batch: u32,
+}
+
+/// Configures the HTTP face.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Holds the public base URL of the HTTP face, such as
+    /// `https://gatehouse.example.com/vault`; consent links and OAuth redirect
+    /// URIs are built from it.
+    pub public_url: String,
+    /// Bounds how long a consent link stays usable.
+    #[serde(with = "humantime_serde")]
+    pub consent_ttl: Duration,
+}
+
+/// Declares one connector's credential model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Says whose credential a call uses.
+    pub credential: CredentialMode,
+    /// Configures the downstream OAuth provider for per-member consent.
+    #[serde(default)]
+    pub oauth: Option<OAuthProviderConfig>,
+}
+
+/// Says whose credential a connector's calls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialMode {
+    /// The connector's shared service-account credential.
+    Shared,
+    /// The calling member's own credential.
+    PerMember,
+}
+
+/// Configures a downstream OAuth provider: static endpoints, or discovery from
+/// the connector's RFC 9728 resource metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthProviderConfig {
+    /// Holds the client id vault-svc registered at the provider.
+    pub client_id: String,
+    /// Holds the client secret, for confidential clients.
+    #[serde(default)]
+    pub client_secret: Option<SecretSetting>,
+    /// Holds the authorization endpoint (static configuration).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Holds the token endpoint (static configuration).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// Holds the connector's resource URL; with no static endpoints, its RFC 9728
+    /// metadata names the authorization server (RFC 8414). Sent as `resource`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Holds the scopes to request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// Holds a configuration value that is a secret (a token, a URL with a
+/// password): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretSetting(String);
+
+/// Names where credentials are kept, resolved against the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// Holds a SQLite file path.
+    Sqlite(PathBuf),
+    /// Holds a PostgreSQL URL.
+    Postgres(SecretSetting),
 }
 
 impl Default for Config {
@@ -30,7 +189,68 @@ impl Default for Config {
         Self {
             grpc: GrpcServerConfig::with_listen_addr(DEFAULT_LISTEN_ADDR),
             telemetry: TelemetryConfig::default(),
+            data_dir: PathBuf::from(".gatehouse"),
+            tenant: "default".to_owned(),
+            store: StoreConfig::default(),
+            kek: KekConfig::default(),
+            callers: CallersConfig::default(),
+            refresh: RefreshConfig::default(),
+            http: HttpConfig::default(),
+            connectors: BTreeMap::new(),
         }
+    }
+}
+
+impl Default for KekConfig {
+    fn default() -> Self {
+        Self {
+            env_var: None,
+            key_file: None,
+            rewrap_batch: 100,
+        }
+    }
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            redis_url: None,
+            redis_key_prefix: "gatehouse:vault:".to_owned(),
+            poll_interval: Duration::from_secs(1),
+            lock_ttl: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(10),
+            concurrency: 16,
+            batch: 200,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080/vault".to_owned(),
+            consent_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+impl SecretSetting {
+    /// Returns the value for its one consumer; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretSetting {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for SecretSetting {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("<redacted>")
     }
 }
 
@@ -54,7 +274,89 @@ impl Config {
         self.telemetry
             .validate()
             .map_err(|error| error.nested("telemetry"))?;
+        if self.store.sqlite_path.is_some() && self.store.postgres_url.is_some() {
+            return Err(
+                ConfigError::new("store", "set sqlite_path or postgres_url, not both").into(),
+            );
+        }
+        if self.tenant.is_empty() {
+            return Err(ConfigError::new("tenant", "must not be empty").into());
+        }
+        let refresh = &self.refresh;
+        if refresh.poll_interval.is_zero() || refresh.concurrency == 0 || refresh.batch == 0 {
+            return Err(ConfigError::new(
+                "refresh",
+                "poll_interval, concurrency and batch must be positive",
+            )
+            .into());
+        }
+        if refresh.lock_ttl < refresh.http_timeout * 2 {
+            return Err(ConfigError::new(
+                "refresh.lock_ttl",
+                "must be at least twice refresh.http_timeout",
+            )
+            .into());
+        }
+        if self.kek.rewrap_batch == 0 {
+            return Err(ConfigError::new("kek.rewrap_batch", "must be positive").into());
+        }
+        for token in [
+            &self.callers.edge_token,
+            &self.callers.authz_token,
+            &self.callers.admin_token,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if token.expose().len() < 16 {
+                return Err(ConfigError::new(
+                    "callers",
+                    "service tokens must be at least 16 characters",
+                )
+                .into());
+            }
+        }
+        url::Url::parse(&self.http.public_url)
+            .map_err(|_| ConfigError::new("http.public_url", "must be an absolute URL"))?;
+        for (name, connector) in &self.connectors {
+            if let Some(oauth) = &connector.oauth {
+                let static_endpoints =
+                    oauth.authorization_endpoint.is_some() && oauth.token_endpoint.is_some();
+                if !static_endpoints && oauth.resource.is_none() {
+                    return Err(ConfigError::new(
+                        format!("connectors.{name}.oauth"),
+                        "set authorization_endpoint and token_endpoint, or resource for discovery",
+                    )
+                    .into());
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Returns the configuration with `dir` as its data directory, so that the
+    /// default SQLite file and key file are kept there (`gatehouse up --data DIR`).
+    #[must_use]
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// Returns where credentials are kept.
+    pub fn store_location(&self) -> StoreLocation {
+        match (&self.store.postgres_url, &self.store.sqlite_path) {
+            (Some(url), _) => StoreLocation::Postgres(url.clone()),
+            (None, Some(path)) => StoreLocation::Sqlite(path.clone()),
+            (None, None) => StoreLocation::Sqlite(self.data_dir.join("vault.db")),
+        }
+    }
+
+    /// Returns the key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.kek
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("vault.kek"))
     }
 }
 
@@ -68,6 +370,45 @@ mod tests {
     fn defaults_listen_on_the_vault_port() {
         let config = Config::load(Figment::new()).unwrap();
         assert_eq!(config.grpc.listen_addr, DEFAULT_LISTEN_ADDR);
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_data_dir_holds_the_defaults() {
+        let sources = Figment::from(Toml::string(
+            "[store]\npostgres_url = \"postgres://u:canary-pw@h/db\"\n\
+             [callers]\nedge_token = \"canary-edge-token-0123\"\n",
+        ));
+        let config = Config::load(sources).unwrap().with_data_dir("/tmp/gh");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("canary"), "{debug}");
+        assert_eq!(config.key_file(), PathBuf::from("/tmp/gh/vault.kek"));
+        assert!(matches!(
+            config.store_location(),
+            StoreLocation::Postgres(_)
+        ));
+    }
+
+    #[test]
+    fn short_service_token_is_refused() {
+        let sources = Figment::from(Toml::string("[callers]\nedge_token = \"short\"\n"));
+        assert!(
+            Config::load(sources)
+                .unwrap_err()
+                .to_string()
+                .contains("callers")
+        );
+    }
+
+    #[test]
+    fn oauth_connector_needs_endpoints_or_a_resource() {
+        let sources = Figment::from(Toml::string(
+            "[connectors.github]\ncredential = \"per_member\"\n[connectors.github.oauth]\nclient_id = \"c\"\n",
+        ));
+        let error = Config::load(sources).unwrap_err();
+        assert!(
+            error.to_string().contains("connectors.github.oauth"),
+            "{error}"
+        );
     }
 
     #[test]

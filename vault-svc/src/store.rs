@@ -118,8 +118,8 @@ pub struct ListQuery {
     pub tenant: String,
     /// Restricts to one connector.
     pub connector: Option<String>,
-    /// Restricts to one owner.
-    pub owner: Option<Owner>,
+    /// Restricts to credentials of this member or agent id.
+    pub owner_id: Option<String>,
     /// Restricts to these statuses; empty for all.
     pub statuses: Vec<CredentialStatus>,
     /// Continues after this id.

@@ -204,12 +204,12 @@ macro_rules! sql_store {
                 }
                 let count: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM vault_revoked_principal WHERE tenant = $1 AND \
-                     ((owner_kind = 'member' AND owner_id = $2) OR \
-                      (owner_kind = 'agent' AND owner_id = $3))",
+                     ((owner_kind = 'member' AND $2 <> '' AND owner_id = $2) OR \
+                      (owner_kind = 'agent' AND $3 <> '' AND owner_id = $3))",
                 )
                 .bind(tenant)
-                .bind(member.unwrap_or("\u{0}"))
-                .bind(agent.unwrap_or("\u{0}"))
+                .bind(member.unwrap_or(""))
+                .bind(agent.unwrap_or(""))
                 .fetch_one(&self.pool)
                 .await
                 .map_err(Error::from_sqlx)?;
@@ -217,22 +217,17 @@ macro_rules! sql_store {
             }
 
             async fn list(&self, query: &ListQuery) -> Result<Vec<CredentialRecord>, Error> {
-                let (owner_kind, owner_id) = match &query.owner {
-                    Some(owner) => (owner.kind(), owner.id()),
-                    None => ("", ""),
-                };
                 let rows: Vec<Row> = sqlx::query_as(concat!(
                     "SELECT ",
                     columns!(),
                     " FROM vault_credential WHERE tenant = $1 AND ($2 = '' OR connector = $2) \
-                     AND ($3 = '' OR (owner_kind = $3 AND owner_id = $4)) \
-                     AND ($5 = '' OR $5 LIKE '%,' || status || ',%') AND id > $6 \
-                     ORDER BY id LIMIT $7"
+                     AND ($3 = '' OR (owner_kind <> 'shared' AND owner_id = $3)) \
+                     AND ($4 = '' OR $4 LIKE '%,' || status || ',%') AND id > $5 \
+                     ORDER BY id LIMIT $6"
                 ))
                 .bind(&query.tenant)
                 .bind(query.connector.as_deref().unwrap_or(""))
-                .bind(owner_kind)
-                .bind(owner_id)
+                .bind(query.owner_id.as_deref().unwrap_or(""))
                 .bind(status_filter(&query.statuses))
                 .bind(&query.after)
                 .bind(i64::from(query.limit))

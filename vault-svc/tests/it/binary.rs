@@ -33,10 +33,15 @@ async fn missing_config_file_exits_64() {
 
 #[tokio::test]
 async fn sigterm_stops_a_serving_process_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
     let process = ServiceProcess::spawn(
         Path::new(BINARY),
         &[],
-        &[("GATEHOUSE_VAULT__GRPC__LISTEN_ADDR", "127.0.0.1:0")],
+        &[
+            ("GATEHOUSE_VAULT__GRPC__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_VAULT__DATA_DIR", data_dir),
+        ],
     )
     .await
     .unwrap();
@@ -51,4 +56,60 @@ async fn sigterm_stops_a_serving_process_cleanly() {
     assert_eq!(response.into_inner().status(), ServingStatus::Serving);
     let status = process.terminate().await.unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn missing_kek_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(BINARY)
+        .env("GATEHOUSE_VAULT__GRPC__LISTEN_ADDR", "127.0.0.1:0")
+        .env("GATEHOUSE_VAULT__DATA_DIR", dir.path())
+        .env(
+            "GATEHOUSE_VAULT__KEK__ENV_VAR",
+            "GATEHOUSE_TEST_KEK_THAT_IS_NOT_SET",
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("cannot open the vault"), "{stderr}");
+}
+
+#[tokio::test]
+async fn kek_from_the_environment_serves_and_a_corrupt_key_file_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let process = ServiceProcess::spawn(
+        Path::new(BINARY),
+        &[],
+        &[
+            ("GATEHOUSE_VAULT__GRPC__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_VAULT__DATA_DIR", data_dir),
+            ("GATEHOUSE_VAULT__KEK__ENV_VAR", "GATEHOUSE_TEST_KEK"),
+            (
+                "GATEHOUSE_TEST_KEK",
+                "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(process.terminate().await.unwrap().success());
+    let key_file = dir.path().join("vault.kek");
+    std::fs::write(&key_file, "1:not-base64\n").unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(BINARY)
+        .env("GATEHOUSE_VAULT__GRPC__LISTEN_ADDR", "127.0.0.1:0")
+        .env("GATEHOUSE_VAULT__DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("not-base64"), "{stderr}");
 }

@@ -8,17 +8,18 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-async fn start() -> TestServer {
+async fn start() -> (TestServer, tempfile::TempDir) {
     init_test_tracing();
-    TestServer::start(|listener, shutdown| {
-        vault_svc::serve(vault_svc::Config::default(), listener, shutdown)
-    })
-    .await
+    let dir = tempfile::tempdir().unwrap();
+    let config = vault_svc::Config::default().with_data_dir(dir.path());
+    let server =
+        TestServer::start(|listener, shutdown| vault_svc::serve(config, listener, shutdown)).await;
+    (server, dir)
 }
 
 #[tokio::test]
 async fn health_is_serving_and_shutdown_is_clean() {
-    let server = start().await;
+    let (server, _dir) = start().await;
     let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
     let mut health = HealthClient::new(channel);
     let response = health
@@ -33,8 +34,8 @@ async fn health_is_serving_and_shutdown_is_clean() {
 }
 
 #[tokio::test]
-async fn reflection_lists_the_health_service() {
-    let server = start().await;
+async fn reflection_lists_health_and_vault() {
+    let (server, _dir) = start().await;
     let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -54,10 +55,9 @@ async fn reflection_lists_the_health_service() {
         .into_iter()
         .map(|service| service.name)
         .collect();
-    assert!(
-        names.iter().any(|name| name == "grpc.health.v1.Health"),
-        "{names:?}"
-    );
+    for service in ["grpc.health.v1.Health", vault_svc::SERVICE_NAME] {
+        assert!(names.iter().any(|name| name == service), "{names:?}");
+    }
     drop(responses);
     server.stop().await.unwrap();
 }

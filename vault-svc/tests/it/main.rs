@@ -1,4 +1,11 @@
 //! vault-svc's integration tests: one binary, one module per topic.
+// Test helpers outside #[test] functions panic on setup failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backend;
 mod binary;
+mod fixture;
 mod lifecycle;
+mod lock;
+mod service;
+mod store;

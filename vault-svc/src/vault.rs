@@ -1,0 +1,515 @@
+//! The credential broker's domain operations: release, store, delete, revoke,
+//! list and health. No tonic, sqlx or redis types here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{ConnectorConfig, CredentialMode};
+use crate::consent::{ConsentIssuer, ConsentLink};
+use crate::credential::{
+    CredentialKey, CredentialKind, CredentialRecord, CredentialStatus, Material, NewCredential,
+    now_micros,
+};
+use crate::crypto::Envelope;
+use crate::error::Error;
+use crate::event::{CredentialAction, CredentialEvent, EventSink};
+use crate::refresh::schedule_after_store;
+use crate::rotation::Rotation;
+use crate::secret::Owner;
+use crate::store::{ListQuery, Store};
+
+/// Is the credential broker: cheap to clone, shared by gRPC, HTTP and the
+/// background jobs.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tenant: String,
+    store: Arc<dyn Store>,
+    envelope: Envelope,
+    connectors: BTreeMap<String, ConnectorConfig>,
+    events: Arc<dyn EventSink>,
+    consent: ConsentIssuer,
+    rotation: Rotation,
+}
+
+/// Asks for the credential of one principal for one connector.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialQuery {
+    /// Holds the member's id, when a member is behind the call.
+    pub member_id: Option<String>,
+    /// Holds the agent's client id, when an agent makes the call.
+    pub agent_client_id: Option<String>,
+    /// Names the connector.
+    pub connector: String,
+    /// Holds the request's trace id, for the audit event.
+    pub trace_id: String,
+}
+
+/// Is what a credential read yields.
+#[derive(Debug)]
+pub enum CredentialOutcome {
+    /// Holds material to inject into one call.
+    Released(Released),
+    /// Says the member must connect their account first.
+    ConsentRequired(ConsentLink),
+}
+
+/// Is released material with its identifiers.
+#[derive(Debug)]
+pub struct Released {
+    /// Identifies the stored credential.
+    pub credential_id: String,
+    /// Holds the credential's version.
+    pub version: u64,
+    /// Holds the material to inject (OAuth credentials as a bearer token).
+    pub material: Material,
+    /// Holds when the material expires, in Unix microseconds, if known.
+    pub expires_at: Option<i64>,
+}
+
+/// Reports a principal's revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokeReport {
+    /// Counts the purged credentials.
+    pub credentials_revoked: u32,
+    /// Counts failed upstream revocation calls.
+    pub upstream_revocations_failed: u32,
+}
+
+/// Is one connector's credential health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorHealth {
+    /// Names the connector.
+    pub connector: String,
+    /// Holds the overall state.
+    pub state: HealthState,
+    /// Says the shared credential is failing.
+    pub shared_credential_failing: bool,
+    /// Lists the members whose credentials are failing.
+    pub failing_member_ids: Vec<String>,
+    /// Explains the state; never a secret.
+    pub detail: String,
+}
+
+/// Is a connector's credential health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// Credentials work as far as vault-svc knows.
+    Healthy,
+    /// A provider rejected a grant: its owner must reconnect.
+    AuthFailing,
+    /// Refreshing a credential fails.
+    RefreshFailing,
+}
+
+impl Vault {
+    /// Returns a vault over `store`, sealing with `envelope`, serving `connectors`.
+    pub fn new(
+        tenant: String,
+        store: Arc<dyn Store>,
+        envelope: Envelope,
+        connectors: BTreeMap<String, ConnectorConfig>,
+        events: Arc<dyn EventSink>,
+        consent: ConsentIssuer,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tenant,
+                store,
+                envelope,
+                connectors,
+                events,
+                consent,
+                rotation: Rotation::default(),
+            }),
+        }
+    }
+
+    /// Returns the tenant.
+    pub fn tenant(&self) -> &str {
+        &self.inner.tenant
+    }
+
+    /// Returns the store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Returns the envelope.
+    pub fn envelope(&self) -> &Envelope {
+        &self.inner.envelope
+    }
+
+    /// Returns the consent issuer.
+    pub fn consent(&self) -> &ConsentIssuer {
+        &self.inner.consent
+    }
+
+    pub(crate) fn rotation(&self) -> &Rotation {
+        &self.inner.rotation
+    }
+
+    /// Records `event` on the configured sink.
+    pub fn emit(&self, event: CredentialEvent) {
+        self.inner.events.record(event);
+    }
+
+    /// Returns the connector's configuration, or `ConnectorNotFound`.
+    pub fn connector(&self, name: &str) -> Result<&ConnectorConfig, Error> {
+        self.inner
+            .connectors
+            .get(name)
+            .ok_or_else(|| Error::ConnectorNotFound(name.to_owned()))
+    }
+
+    /// Returns the material for one call of `query`'s principal to its connector.
+    ///
+    /// The revoked list is read from the store on every call (never cached), so a
+    /// revocation takes effect on the next request on every replica.
+    pub async fn get_credential(
+        &self,
+        query: &CredentialQuery,
+    ) -> Result<CredentialOutcome, Error> {
+        let result = self.resolve(query).await;
+        let mut event = CredentialEvent::new(CredentialAction::Read, self.tenant(), "ok");
+        event.connector = Some(query.connector.clone());
+        event.trace_id = query.trace_id.clone();
+        event.owner = query
+            .member_id
+            .clone()
+            .map(Owner::Member)
+            .or_else(|| query.agent_client_id.clone().map(Owner::Agent));
+        match &result {
+            Ok(CredentialOutcome::Released(released)) => {
+                event.credential_id = Some(released.credential_id.clone());
+                event.version = Some(released.version);
+            }
+            Ok(CredentialOutcome::ConsentRequired(_)) => {
+                event.action = CredentialAction::ReadRefused;
+                event.outcome = "consent_required";
+            }
+            Err(error) => {
+                event.action = CredentialAction::ReadRefused;
+                event.outcome = refusal(error);
+            }
+        }
+        self.emit(event);
+        result
+    }
+
+    async fn resolve(&self, query: &CredentialQuery) -> Result<CredentialOutcome, Error> {
+        let connector = self.connector(&query.connector)?;
+        let member = query.member_id.clone().map(Owner::Member);
+        let agent = query.agent_client_id.clone().map(Owner::Agent);
+        let principals: Vec<&Owner> = member.iter().chain(agent.iter()).collect();
+        if self
+            .inner
+            .store
+            .is_revoked(self.tenant(), &principals)
+            .await?
+        {
+            return Err(Error::PrincipalRevoked);
+        }
+        let owner = match connector.credential {
+            CredentialMode::Shared => Owner::Shared,
+            CredentialMode::PerMember => member
+                .clone()
+                .ok_or_else(|| Error::MemberRequired(query.connector.clone()))?,
+        };
+        let key = CredentialKey {
+            tenant: self.tenant().to_owned(),
+            connector: query.connector.clone(),
+            owner,
+        };
+        let Some(record) = self.inner.store.get(&key).await? else {
+            return match (&key.owner, &connector.oauth) {
+                (Owner::Member(member_id), Some(oauth)) => Ok(CredentialOutcome::ConsentRequired(
+                    self.inner
+                        .consent
+                        .issue(self, member_id, &query.connector, oauth, false)
+                        .await?,
+                )),
+                _ => Err(Error::CredentialNotFound),
+            };
+        };
+        if record.status == CredentialStatus::NeedsAttention {
+            if let (Owner::Member(member_id), Some(oauth)) = (&key.owner, &connector.oauth) {
+                return Ok(CredentialOutcome::ConsentRequired(
+                    self.inner
+                        .consent
+                        .issue(self, member_id, &query.connector, oauth, true)
+                        .await?,
+                ));
+            }
+            return Err(Error::RefreshFailing);
+        }
+        if record
+            .expires_at
+            .is_some_and(|expires| expires <= now_micros())
+        {
+            return Err(Error::RefreshFailing);
+        }
+        let material = Material::open(&self.inner.envelope, &key, &record.sealed).await?;
+        let material = injectable(material)?;
+        Ok(CredentialOutcome::Released(Released {
+            credential_id: record.id,
+            version: record.version,
+            material,
+            expires_at: record.expires_at,
+        }))
+    }
+
+    /// Stores `material` as `owner`'s credential for `connector`, replacing any,
+    /// and schedules its refresh when it is an OAuth credential.
+    pub async fn store_credential(
+        &self,
+        connector: &str,
+        owner: Owner,
+        material: &Material,
+        expires_at: Option<i64>,
+        description: String,
+    ) -> Result<CredentialRecord, Error> {
+        self.connector(connector)?;
+        let principals: Vec<&Owner> = [&owner]
+            .into_iter()
+            .filter(|owner| **owner != Owner::Shared)
+            .collect();
+        if self
+            .inner
+            .store
+            .is_revoked(self.tenant(), &principals)
+            .await?
+        {
+            return Err(Error::PrincipalRevoked);
+        }
+        let key = CredentialKey {
+            tenant: self.tenant().to_owned(),
+            connector: connector.to_owned(),
+            owner,
+        };
+        let sealed = material.seal(&self.inner.envelope, &key).await?;
+        let record = self
+            .inner
+            .store
+            .put(&NewCredential {
+                refresh_due_at: schedule_after_store(material, expires_at),
+                key,
+                kind: material.kind(),
+                sealed,
+                description,
+                expires_at,
+            })
+            .await?;
+        let mut event = CredentialEvent::new(CredentialAction::Write, self.tenant(), "ok");
+        event.credential_id = Some(record.id.clone());
+        event.connector = Some(record.key.connector.clone());
+        event.owner = Some(record.key.owner.clone());
+        event.version = Some(record.version);
+        self.emit(event);
+        Ok(record)
+    }
+
+    /// Stores a connector's shared credential (write-only: nothing returns it).
+    pub async fn set_shared(
+        &self,
+        connector: &str,
+        material: &Material,
+        expires_at: Option<i64>,
+        description: String,
+    ) -> Result<CredentialRecord, Error> {
+        validate_material(material)?;
+        self.store_credential(connector, Owner::Shared, material, expires_at, description)
+            .await
+    }
+
+    /// Deletes the credential `id`.
+    pub async fn delete(&self, id: &str) -> Result<CredentialRecord, Error> {
+        let record = self
+            .inner
+            .store
+            .delete(self.tenant(), id)
+            .await?
+            .ok_or(Error::CredentialNotFound)?;
+        let mut event = CredentialEvent::new(CredentialAction::Delete, self.tenant(), "ok");
+        event.credential_id = Some(record.id.clone());
+        event.connector = Some(record.key.connector.clone());
+        event.owner = Some(record.key.owner.clone());
+        self.emit(event);
+        Ok(record)
+    }
+
+    /// Purges every credential of `principal` and marks it revoked for good.
+    pub async fn revoke_principal(
+        &self,
+        principal: Owner,
+        reason: &str,
+    ) -> Result<RevokeReport, Error> {
+        if principal == Owner::Shared || principal.id().is_empty() {
+            return Err(Error::InvalidArgument {
+                field: "principal",
+                reason: "must name a member or an agent",
+            });
+        }
+        let purged = self
+            .inner
+            .store
+            .revoke_principal(self.tenant(), &principal, reason)
+            .await?;
+        let mut event = CredentialEvent::new(CredentialAction::Revoke, self.tenant(), "ok");
+        event.owner = Some(principal);
+        event.version = Some(u64::try_from(purged.len()).unwrap_or(u64::MAX));
+        self.emit(event);
+        Ok(RevokeReport {
+            credentials_revoked: u32::try_from(purged.len()).unwrap_or(u32::MAX),
+            upstream_revocations_failed: 0,
+        })
+    }
+
+    /// Returns one page of credential metadata.
+    pub async fn list(&self, mut query: ListQuery) -> Result<Vec<CredentialRecord>, Error> {
+        query.tenant = self.tenant().to_owned();
+        self.inner.store.list(&query).await
+    }
+
+    /// Returns the credential health of `names` (all configured connectors when empty).
+    pub async fn health(&self, names: &[String]) -> Result<Vec<ConnectorHealth>, Error> {
+        let names: Vec<String> = if names.is_empty() {
+            self.inner.connectors.keys().cloned().collect()
+        } else {
+            for name in names {
+                self.connector(name)?;
+            }
+            names.to_vec()
+        };
+        let mut reports = Vec::with_capacity(names.len());
+        for name in names {
+            let failing = self
+                .list(ListQuery {
+                    connector: Some(name.clone()),
+                    statuses: vec![
+                        CredentialStatus::RefreshFailing,
+                        CredentialStatus::NeedsAttention,
+                    ],
+                    limit: 1000,
+                    ..ListQuery::default()
+                })
+                .await?;
+            reports.push(health_of(name, &failing));
+        }
+        Ok(reports)
+    }
+}
+
+/// Returns the report for `connector` given its failing credentials.
+fn health_of(connector: String, failing: &[CredentialRecord]) -> ConnectorHealth {
+    let auth_failing = failing
+        .iter()
+        .any(|record| record.status == CredentialStatus::NeedsAttention);
+    let state = match (failing.is_empty(), auth_failing) {
+        (true, _) => HealthState::Healthy,
+        (false, true) => HealthState::AuthFailing,
+        (false, false) => HealthState::RefreshFailing,
+    };
+    let detail = match state {
+        HealthState::Healthy => String::new(),
+        HealthState::AuthFailing => format!(
+            "{} credential(s) rejected by the provider; owners must reconnect",
+            failing.len()
+        ),
+        HealthState::RefreshFailing => {
+            format!("{} credential(s) failing to refresh", failing.len())
+        }
+    };
+    ConnectorHealth {
+        shared_credential_failing: failing
+            .iter()
+            .any(|record| record.key.owner == Owner::Shared),
+        failing_member_ids: failing
+            .iter()
+            .filter_map(|record| match &record.key.owner {
+                Owner::Member(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect(),
+        connector,
+        state,
+        detail,
+    }
+}
+
+/// Returns what edge-svc injects for stored `material`: OAuth credentials
+/// become their current access token; refresh tokens and client secrets never
+/// leave vault-svc.
+fn injectable(material: Material) -> Result<Material, Error> {
+    Ok(match material {
+        Material::OauthGrant(grant) => Material::Bearer {
+            token: grant.access_token.clone(),
+        },
+        Material::OauthClientCredentials(credentials) => Material::Bearer {
+            token: credentials
+                .access_token
+                .clone()
+                .ok_or(Error::RefreshFailing)?,
+        },
+        other => other,
+    })
+}
+
+/// Refuses empty or malformed material.
+fn validate_material(material: &Material) -> Result<(), Error> {
+    let invalid = |field| {
+        Err(Error::InvalidArgument {
+            field,
+            reason: "must not be empty",
+        })
+    };
+    match material {
+        Material::Bearer { token } if token.is_empty() => invalid("material.bearer.token"),
+        Material::ApiKey { header_name, key } if header_name.is_empty() || key.is_empty() => {
+            invalid("material.api_key")
+        }
+        Material::Basic { username, password } if username.is_empty() || password.is_empty() => {
+            invalid("material.basic")
+        }
+        Material::Environment { variables }
+            if variables.is_empty() || variables.keys().any(String::is_empty) =>
+        {
+            invalid("material.environment")
+        }
+        Material::Headers { headers }
+            if headers.is_empty() || headers.keys().any(String::is_empty) =>
+        {
+            invalid("material.headers")
+        }
+        Material::OauthClientCredentials(credentials)
+            if credentials.client_id.is_empty()
+                || credentials.client_secret.is_empty()
+                || url::Url::parse(&credentials.token_endpoint).is_err() =>
+        {
+            invalid("oauth_client_credentials")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Returns the audit outcome of a refused read.
+fn refusal(error: &Error) -> &'static str {
+    match error {
+        Error::PrincipalRevoked => "revoked",
+        Error::ConnectorNotFound(_) | Error::CredentialNotFound => "not_found",
+        Error::MemberRequired(_) => "member_required",
+        Error::RefreshFailing => "refresh_failing",
+        _ => "error",
+    }
+}
+
+impl CredentialKind {
+    /// Returns whether vault-svc refreshes credentials of this kind.
+    pub fn is_refreshed(self) -> bool {
+        matches!(self, Self::OauthGrant | Self::OauthClientCredentials)
+    }
+}
