@@ -7,5 +7,6 @@ mod binary;
 mod fixture;
 mod lifecycle;
 mod lock;
+mod rotation;
 mod service;
 mod store;
