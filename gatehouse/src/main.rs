@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod backends;
 mod oauth;
 mod up;
@@ -34,6 +35,11 @@ enum Command {
         /// Log format on stderr: `pretty` for people, `json` for log shippers.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
         log_format: String,
+    },
+    /// Verifies, proves, searches and follows the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
 }
 
@@ -66,5 +72,6 @@ fn main() -> ExitCode {
                 json_logs,
             }))
         }
+        Command::Audit { command } => runtime.block_on(audit::run(command)),
     }
 }

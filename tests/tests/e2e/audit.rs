@@ -417,4 +417,104 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
         "the chain and tree verify after kill -9"
     );
     assert_eq!(report.tree_size, events.len() as u64);
+    cli_verifies_searches_and_proves(&data, &events[0].1);
+}
+
+fn gatehouse_cli(args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(PathBuf::from(ECHO).with_file_name("gatehouse"))
+        .args(args)
+        .output()
+        .expect("gatehouse cli");
+    assert!(
+        output.status.code().is_some(),
+        "gatehouse {args:?} was killed: {output:?}"
+    );
+    output
+}
+
+fn json_stdout(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "not JSON ({error}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// `gatehouse audit verify`, `search`, `proof` and `check-proof` against the log just written.
+fn cli_verifies_searches_and_proves(data: &Path, first: &Value) {
+    let data = data.to_str().expect("utf-8 path");
+    let verify = gatehouse_cli(&["audit", "verify", "--data", data]);
+    assert!(verify.status.success(), "{verify:?}");
+    assert_eq!(json_stdout(&verify)["intact"], true);
+
+    let search = gatehouse_cli(&[
+        "audit",
+        "search",
+        "--data",
+        data,
+        "--tool",
+        "echo",
+        "--decision",
+        "allow",
+        "--limit",
+        "5",
+    ]);
+    assert!(search.status.success(), "{search:?}");
+    let page = json_stdout(&search);
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(5));
+    assert_eq!(page["events"][0]["event"]["target"]["tool"]["name"], "echo");
+    let token = page["next_page_token"].as_str().expect("more pages");
+    let next = gatehouse_cli(&[
+        "audit",
+        "search",
+        "--data",
+        data,
+        "--tool",
+        "echo",
+        "--decision",
+        "allow",
+        "--limit",
+        "5",
+        "--page-token",
+        token,
+    ]);
+    assert_eq!(json_stdout(&next)["events"][0]["sequence"], 6);
+    let nobody = gatehouse_cli(&["audit", "search", "--data", data, "--tool", "no_such_tool"]);
+    assert_eq!(json_stdout(&nobody)["events"], json!([]));
+
+    let event_id = first["eventId"].as_str().expect("event id");
+    let proof = gatehouse_cli(&["audit", "proof", "--data", data, event_id]);
+    assert!(proof.status.success(), "{proof:?}");
+    let bundle = json_stdout(&proof);
+    let key = bundle["verifier_key"].as_str().expect("key").to_owned();
+    let file = Path::new(data).join("proof.json");
+    std::fs::write(&file, &proof.stdout).expect("proof file");
+    let file = file.to_str().expect("utf-8 path");
+    let checked = gatehouse_cli(&["audit", "check-proof", file, "--key", &key]);
+    assert!(checked.status.success(), "{checked:?}");
+    assert_eq!(json_stdout(&checked)["valid"], true);
+
+    // The same proof for an edited event, or under another log's key, does not verify.
+    let mut forged = bundle.clone();
+    let edited = bundle["canonical_json"]
+        .as_str()
+        .expect("json")
+        .replace("echo", "exit");
+    forged["canonical_json"] = json!(edited);
+    std::fs::write(file, forged.to_string()).expect("forged proof");
+    let refused = gatehouse_cli(&["audit", "check-proof", file, "--key", &key]);
+    assert!(
+        !refused.status.success(),
+        "a forged event verified: {refused:?}"
+    );
+    std::fs::write(file, bundle.to_string()).expect("proof again");
+    // A well-formed Ed25519 key (the curve's base point) that did not sign this log.
+    let foreign = "other+00000000+AVhmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZm";
+    let wrong_key = gatehouse_cli(&["audit", "check-proof", file, "--key", foreign]);
+    assert!(
+        !wrong_key.status.success(),
+        "verified under a foreign key: {wrong_key:?}"
+    );
 }
