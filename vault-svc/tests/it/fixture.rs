@@ -58,6 +58,16 @@ pub(crate) fn vault_with(
     public_url: &str,
 ) -> (Vault, mpsc::Receiver<CredentialEvent>) {
     let keyring = Arc::new(LocalKeyring::load_or_generate(key_file).unwrap());
+    vault_over(store, keyring, provider, public_url)
+}
+
+/// Returns a vault over `store` sealing with `keyring`.
+pub(crate) fn vault_over(
+    store: Arc<dyn vault_svc::store::Store>,
+    keyring: Arc<LocalKeyring>,
+    provider: &str,
+    public_url: &str,
+) -> (Vault, mpsc::Receiver<CredentialEvent>) {
     let (sink, events) = ChannelSink::new(100_000);
     let consent = ConsentIssuer::new(
         public_url,

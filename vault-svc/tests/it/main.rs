@@ -7,6 +7,8 @@ mod binary;
 mod fixture;
 mod lifecycle;
 mod lock;
+mod peer;
+mod refresh;
 mod rotation;
 mod service;
 mod store;
