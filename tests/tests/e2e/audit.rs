@@ -484,6 +484,25 @@ fn cli_verifies_searches_and_proves(data: &Path, first: &Value) {
     let nobody = gatehouse_cli(&["audit", "search", "--data", data, "--tool", "no_such_tool"]);
     assert_eq!(json_stdout(&nobody)["events"], json!([]));
 
+    let mut tail = std::process::Command::new(PathBuf::from(ECHO).with_file_name("gatehouse"))
+        .args([
+            "audit", "tail", "--data", data, "--after", "0", "--tool", "echo",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gatehouse audit tail");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(tail.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("a tailed event");
+    tail.kill().expect("stop tail");
+    tail.wait().expect("reap tail");
+    let tailed: Value = serde_json::from_str(&line).expect("tail prints JSON lines");
+    assert_eq!(tailed["sequence"], 1);
+    assert_eq!(tailed["event"]["eventId"], first["eventId"]);
+
     let event_id = first["eventId"].as_str().expect("event id");
     let proof = gatehouse_cli(&["audit", "proof", "--data", data, event_id]);
     assert!(proof.status.success(), "{proof:?}");
