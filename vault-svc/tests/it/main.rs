@@ -4,6 +4,7 @@
 
 mod backend;
 mod binary;
+mod consent;
 mod fixture;
 mod lifecycle;
 mod lock;
