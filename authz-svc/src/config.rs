@@ -9,10 +9,12 @@ use svc_kit::{GrpcServerConfig, TelemetryConfig};
 use crate::error::Error;
 
 mod authorization;
+mod policies;
 
 pub use authorization::{
     AuthorizationConfig, DEFAULT_ACCESS_TOKEN_TTL, MAX_AGENT_TOKEN_TTL, MemberConfig,
 };
+pub use policies::PolicyConfig;
 
 /// Prefixes the environment variables that configure authz-svc, such as
 /// `GATEHOUSE_AUTHZ__GRPC__LISTEN_ADDR`.
@@ -29,6 +31,8 @@ pub struct Config {
     pub grpc: GrpcServerConfig,
     /// Configures logs and traces.
     pub telemetry: TelemetryConfig,
+    /// Configures the policies in force at start.
+    pub policies: PolicyConfig,
 }
 
 impl Default for Config {
@@ -36,6 +40,7 @@ impl Default for Config {
         Self {
             grpc: GrpcServerConfig::with_listen_addr(DEFAULT_LISTEN_ADDR),
             telemetry: TelemetryConfig::default(),
+            policies: PolicyConfig::default(),
         }
     }
 }
@@ -60,6 +65,8 @@ impl Config {
         self.telemetry
             .validate()
             .map_err(|error| error.nested("telemetry"))?;
+        // Invalid policies refuse the start, with Cedar's diagnostics, before binding.
+        crate::policy::PolicyStore::new(&self.policies)?;
         Ok(())
     }
 }
@@ -80,6 +87,38 @@ mod tests {
     fn unknown_key_is_refused() {
         let sources = Figment::from(Toml::string("listen_adr = \"127.0.0.1:1\"\n"));
         assert!(Config::load(sources).is_err());
+    }
+
+    #[test]
+    fn policies_section_is_read() {
+        let sources = Figment::from(Toml::string(
+            r#"
+[policies]
+cedar = 'permit (principal in Role::"sales", action, resource in VirtualServer::"crm");'
+[policies.virtual_servers.crm.constraints.update_opportunity.amount]
+max = 100000
+[policies.virtual_servers.crm.scopes]
+"crm:read" = ["search_contacts"]
+"crm:write" = { description = "Update opportunities", tools = ["update_opportunity"] }
+"#,
+        ));
+        let config = Config::load(sources).unwrap();
+        let crm = &config.policies.virtual_servers["crm"];
+        assert_eq!(crm.scopes.len(), 2);
+        assert_eq!(
+            crm.constraints["update_opportunity"]["amount"].max,
+            Some(100_000.into())
+        );
+    }
+
+    #[test]
+    fn invalid_policy_refuses_the_start_with_diagnostics() {
+        let sources = Figment::from(Toml::string(
+            "[policies]\ncedar = 'permit (principal, action == Action::\"fly\", resource);'\n",
+        ));
+        let error = Config::load(sources).unwrap_err().to_string();
+        assert!(error.contains("config#0"), "{error}");
+        assert!(error.contains("fly"), "{error}");
     }
 
     #[test]

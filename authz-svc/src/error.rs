@@ -28,6 +28,37 @@ pub enum Error {
     /// Reports a stored row that does not decode into the domain type.
     #[error("stored {0} is malformed")]
     Corrupt(&'static str),
+    /// Reports policies that do not parse or validate, with Cedar's diagnostics, so
+    /// that the administrator who supplied them can fix them.
+    #[error("invalid policies: {0}")]
+    InvalidPolicy(policy::Diagnostics),
+    /// Reports a policy file that cannot be read.
+    #[error("cannot read policy file {}", path.display())]
+    PolicyFile {
+        /// Names the file.
+        path: std::path::PathBuf,
+        /// Is the read failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reports a request the caller can fix (a missing principal, an unknown action).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Reports a failure of the policy engine's own invariants.
+    #[error("policy engine failure: {0}")]
+    PolicyEngine(String),
+}
+
+impl From<policy::Error> for Error {
+    fn from(error: policy::Error) -> Self {
+        match error {
+            policy::Error::Invalid(diagnostics) => Self::InvalidPolicy(diagnostics),
+            policy::Error::InvalidRequest(reason) => Self::InvalidRequest(reason),
+            policy::Error::MalformedSnapshot(reason) | policy::Error::Internal(reason) => {
+                Self::PolicyEngine(reason)
+            }
+        }
+    }
 }
 
 impl ServiceError for Error {
@@ -39,7 +70,10 @@ impl ServiceError for Error {
             | Self::Migrate(_)
             | Self::MasterKey { .. }
             | Self::Crypto(_)
-            | Self::Corrupt(_) => ErrorCode::Internal,
+            | Self::Corrupt(_)
+            | Self::PolicyFile { .. }
+            | Self::PolicyEngine(_) => ErrorCode::Internal,
+            Self::InvalidPolicy(_) | Self::InvalidRequest(_) => ErrorCode::InvalidArgument,
         }
     }
 }

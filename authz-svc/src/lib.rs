@@ -1,7 +1,8 @@
 //! authz-svc: Gatehouse's OAuth 2.1 authorization server and policy decision
 //! point. Its OAuth HTTP face ([`oauth_router`]) is mounted on the gateway's
-//! public origin; its gRPC server serves health and reflection, and the
-//! `gatehouse.authz.v1` services join them as they are implemented.
+//! public origin; its gRPC server serves health, reflection and the
+//! `gatehouse.authz.v1.Authz` data-plane service (policy decisions and the policy
+//! feed, over a [`PolicyStore`]).
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -12,10 +13,12 @@ mod client;
 mod config;
 mod error;
 mod grant;
+mod grpc;
 mod issuer;
 mod keys;
 mod member;
 mod oauth;
+mod policy;
 mod state;
 mod store;
 mod token;
@@ -25,13 +28,14 @@ pub use client::{
 };
 pub use config::{
     AuthorizationConfig, Config, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_LISTEN_ADDR, ENV_PREFIX,
-    MAX_AGENT_TOKEN_TTL, MemberConfig,
+    MAX_AGENT_TOKEN_TTL, MemberConfig, PolicyConfig,
 };
 pub use error::Error;
 pub use issuer::{Issuer, ProtectedResource};
 pub use keys::MASTER_KEY_ENV;
 pub use member::TEST_MEMBER;
 pub use oauth::oauth_router;
+pub use policy::PolicyStore;
 pub use state::{AuthzState, RegisteredClient};
 pub use store::{
     ClientRecord, CodeRecord, FamilyRecord, KeyRecord, KeyStatus, NewRefresh, PostgresStore,
@@ -39,22 +43,42 @@ pub use store::{
 };
 pub use token::{ACCESS_TOKEN_TYPE, AccessClaims};
 
+/// Is the fully qualified name of the data-plane gRPC service.
+pub const SERVICE_NAME: &str = "gatehouse.authz.v1.Authz";
+
 /// Serves authz-svc's gRPC API on `listener` until `shutdown` is cancelled, then
-/// lets in-flight requests finish and returns.
+/// lets in-flight requests finish and returns. The policies come from
+/// `config.policies`; invalid ones refuse the start with Cedar's diagnostics.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (_health, health_service) = svc_kit::grpc::health().await;
-    // Reflection lists only what is served; authz services are added with their
-    // implementations.
-    let reflection = svc_kit::grpc::reflection(proto::FILE_DESCRIPTOR_SET, &[])?;
+    let policies = PolicyStore::new(&config.policies).context("cannot load policies")?;
+    serve_with(config, policies, listener, shutdown).await
+}
+
+/// Serves authz-svc's gRPC API over `policies`, a store the caller keeps to
+/// replace policies at runtime (the admin API) or to hand its watch channel to an
+/// edge in the same process (`gatehouse up`).
+pub async fn serve_with(
+    config: Config,
+    policies: PolicyStore,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let authz = grpc::AuthzGrpc::new(policies, shutdown.child_token());
+    let (health, health_service) = svc_kit::grpc::health().await;
+    health
+        .set_serving::<proto::authz::v1::authz_server::AuthzServer<grpc::AuthzGrpc>>()
+        .await;
+    let reflection = svc_kit::grpc::reflection(proto::FILE_DESCRIPTOR_SET, &[SERVICE_NAME])?;
     let listen_addr = listener.local_addr()?;
     tracing::info!(%listen_addr, "authz-svc serving grpc");
     svc_kit::grpc::server(&config.grpc)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(proto::authz::v1::authz_server::AuthzServer::new(authz))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled_owned(),

@@ -8,6 +8,7 @@ mod binary;
 mod harness;
 mod lifecycle;
 mod metadata;
+mod pdp;
 mod peers;
 mod register;
 mod revocation;
