@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
 
 use crate::error::Error;
+use crate::retention::RetentionConfig;
 use crate::sinks::SinkConfig;
 
 /// Prefixes the environment variables that configure audit-svc, such as
@@ -35,6 +36,8 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// Lists the SIEM sinks, each a durable cursor over the log (`[[sinks]]`).
     pub sinks: Vec<SinkConfig>,
+    /// Configures archiving and removing old events.
+    pub retention: RetentionConfig,
 }
 
 /// Chooses the event store: PostgreSQL when `postgres_url` is set, otherwise a
@@ -85,6 +88,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             checkpoint: CheckpointConfig::default(),
             sinks: Vec::new(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -154,6 +158,20 @@ impl Config {
             )
             .into());
         }
+        if self.retention.interval.is_zero() {
+            return Err(ConfigError::new("retention.interval", "must be positive").into());
+        }
+        if self
+            .retention
+            .max_age
+            .is_some_and(|age| age < self.checkpoint.interval)
+        {
+            return Err(ConfigError::new(
+                "retention.max_age",
+                "must be at least checkpoint.interval (a prune ends at a checkpoint)",
+            )
+            .into());
+        }
         let mut names = std::collections::HashSet::new();
         for (index, sink) in self.sinks.iter().enumerate() {
             sink.validate()
@@ -185,6 +203,14 @@ impl Config {
             (None, Some(path)) => StoreLocation::Sqlite(path.clone()),
             (None, None) => StoreLocation::Sqlite(self.data_dir.join("audit.db")),
         }
+    }
+
+    /// Returns the retention archive directory.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.retention
+            .archive_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("archive"))
     }
 
     /// Returns the checkpoint signing key file.

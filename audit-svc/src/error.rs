@@ -40,6 +40,9 @@ pub enum Error {
         /// Holds the checkpoint's tree size.
         tree_size: u64,
     },
+    /// Reports a request for events retention already archived and removed.
+    #[error("events up to sequence {0} were archived and removed from the log")]
+    Pruned(u64),
     /// Reports that the database cannot be reached; retrying later may succeed.
     #[error("audit store unavailable")]
     StoreUnavailable(#[source] sqlx::Error),
@@ -113,7 +116,7 @@ impl ServiceError for Error {
             | Self::SequenceNotFound(_)
             | Self::CheckpointNotFound(_)
             | Self::NoCheckpoint => ErrorCode::NotFound,
-            Self::NotCovered { .. } => ErrorCode::FailedPrecondition,
+            Self::NotCovered { .. } | Self::Pruned(_) => ErrorCode::FailedPrecondition,
             Self::StoreUnavailable(_) => ErrorCode::Unavailable,
             Self::Config(_)
             | Self::Store(_)

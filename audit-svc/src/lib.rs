@@ -17,6 +17,7 @@ mod grpc;
 mod log;
 pub mod merkle;
 mod query;
+pub mod retention;
 pub mod sinks;
 mod store;
 mod verify;
@@ -32,8 +33,9 @@ pub use event::{AppendOutcome, AuditEvent, EventId, Facets, StoredEvent};
 pub use log::{AuditLog, ConsistencyProof, InclusionProof, Leaf};
 pub use merkle::Hash;
 pub use query::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE, SearchPage, SearchQuery};
+pub use retention::{ArchiveReport, RetentionConfig, verify_archive};
 pub use sinks::{SinkConfig, SinkHandle, SinkLag};
-pub use store::{DeadLetter, PostgresStore, SinkCursor, SqliteStore, Store};
+pub use store::{DeadLetter, PostgresStore, PruneRecord, SinkCursor, SqliteStore, Store};
 pub use verify::{Problem, VerifyReport, verify, verify_inclusion};
 
 /// Is the fully qualified name of the audit gRPC service.
@@ -79,6 +81,13 @@ pub async fn serve(
         log.clone()
             .run_checkpoints(config.checkpoint.interval, shutdown.child_token()),
     );
+    let retention = tokio::spawn(retention::run(
+        log.clone(),
+        config.retention.clone(),
+        config.archive_dir(),
+        config.sinks.iter().map(|sink| sink.name.clone()).collect(),
+        shutdown.child_token(),
+    ));
     let audit = grpc::AuditGrpc::new(log, shutdown.child_token())?;
     let (health, health_service) = svc_kit::grpc::health().await;
     health
@@ -98,6 +107,7 @@ pub async fn serve(
         .await
         .context("audit-svc grpc server failed")?;
     checkpoints.await.context("audit checkpoint task failed")?;
+    retention.await.context("audit retention task failed")?;
     for sink in sinks {
         sink.join().await;
     }

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{Checkpoint, Signer};
 use crate::error::Error;
 use crate::event::{AppendOutcome, AuditEvent, EventId, StoredEvent};
-use crate::merkle::{self, Hash};
+use crate::merkle::{Hash, Prefix};
 use crate::query::{SearchPage, SearchQuery};
-use crate::store::{GENESIS, Store, now_micros};
+use crate::store::{GENESIS, PruneRecord, Store, now_micros};
 
 /// Is the audit log: a store, the key that signs its checkpoints, and a feed of
 /// its head for live readers. Clones share everything.
@@ -135,8 +135,8 @@ impl AuditLog {
         {
             return Ok(latest);
         }
-        let leaves = self.store.leaf_hashes(head).await?;
-        let tree_size = u64::try_from(leaves.len()).map_err(|_| Error::Corrupt("tree size"))?;
+        let (prefix, leaves) = self.tree(head).await?;
+        let tree_size = head;
         let chain_hash = match self
             .store
             .read(tree_size.saturating_sub(1), 1)
@@ -146,9 +146,8 @@ impl AuditLog {
             Some(last) => last.chain_hash,
             None => GENESIS,
         };
-        let checkpoint =
-            self.signer
-                .sign(tree_size, merkle::root(&leaves), chain_hash, now_micros());
+        let root = prefix.root(&leaves).ok_or(Error::Corrupt("tree"))?;
+        let checkpoint = self.signer.sign(tree_size, root, chain_hash, now_micros());
         self.store.put_checkpoint(&checkpoint).await?;
         tracing::info!(tree_size, "audit checkpoint signed");
         Ok(Some(checkpoint))
@@ -215,16 +214,31 @@ impl AuditLog {
                 tree_size: checkpoint.tree_size,
             });
         }
-        let leaves = self.store.leaf_hashes(checkpoint.tree_size).await?;
+        let (prefix, leaves) = self.tree(checkpoint.tree_size).await?;
         let leaf_index = event.sequence - 1;
-        let index = usize::try_from(leaf_index).map_err(|_| Error::Corrupt("sequence"))?;
-        let audit_path = merkle::inclusion_proof(&leaves, index).ok_or(Error::Corrupt("tree"))?;
+        let audit_path = prefix
+            .inclusion_proof(&leaves, leaf_index)
+            .ok_or(Error::Corrupt("tree"))?;
         Ok(InclusionProof {
             event,
             checkpoint,
             leaf_index,
             audit_path,
         })
+    }
+
+    /// Returns the removed prefix (empty without retention) and the stored leaf
+    /// hashes after it, up to tree size `size`.
+    pub(crate) async fn tree(&self, size: u64) -> Result<(Prefix, Vec<Hash>), Error> {
+        let prefix = prefix_of(self.store.pruned().await?.as_ref());
+        if size < prefix.size {
+            return Err(Error::Pruned(prefix.size));
+        }
+        let leaves = self.store.leaf_hashes(size).await?;
+        if prefix.size + leaves.len() as u64 != size {
+            return Err(Error::Corrupt("tree size"));
+        }
+        Ok((prefix, leaves))
     }
 
     /// Returns the consistency proof from the checkpoint of `from_size` to the one
@@ -242,9 +256,21 @@ impl AuditLog {
             });
         }
         let from = self.checkpoint(Some(from_size)).await?;
-        let leaves = self.store.leaf_hashes(to.tree_size).await?;
-        let old_size = usize::try_from(from_size).map_err(|_| Error::Corrupt("tree size"))?;
-        let proof = merkle::consistency_proof(&leaves, old_size).ok_or(Error::Corrupt("tree"))?;
+        let (prefix, leaves) = self.tree(to.tree_size).await?;
+        if from_size < prefix.size {
+            return Err(Error::Pruned(prefix.size));
+        }
+        let proof = prefix
+            .consistency_proof(&leaves, from_size)
+            .ok_or(Error::Corrupt("tree"))?;
         Ok(ConsistencyProof { from, to, proof })
     }
+}
+
+/// Returns the removed prefix a prune record describes (empty for none).
+pub(crate) fn prefix_of(pruned: Option<&PruneRecord>) -> Prefix {
+    pruned.map_or_else(Prefix::default, |record| Prefix {
+        size: record.through,
+        nodes: record.frontier.clone(),
+    })
 }

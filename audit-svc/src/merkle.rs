@@ -7,6 +7,10 @@
 
 use sha2::{Digest as _, Sha256};
 
+mod prefix;
+
+pub use prefix::Prefix;
+
 /// Is a SHA-256 digest.
 pub type Hash = [u8; 32];
 

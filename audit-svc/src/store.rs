@@ -65,6 +65,101 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Returns the dead letters of `sink`, in sequence order.
     async fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>, Error>;
+
+    /// Returns the largest checkpointed tree size, at most `limit`, whose last
+    /// event was committed before `cutoff_micros`: the end of what retention may
+    /// remove.
+    async fn prunable(&self, cutoff_micros: i64, limit: u64) -> Result<Option<u64>, Error>;
+
+    /// Returns the latest prune (the removed prefix), if retention removed any.
+    async fn pruned(&self) -> Result<Option<PruneRecord>, Error>;
+
+    /// Records `record` and removes the events it covers, in one transaction;
+    /// returns how many were removed. The database refuses to remove events no
+    /// prune record covers.
+    async fn prune(&self, record: &PruneRecord) -> Result<u64, Error>;
+}
+
+/// Records a removed prefix of the log: what a verifier needs to go on from
+/// the first remaining event, and where the removed events were archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneRecord {
+    /// Holds the last removed sequence (events `1..=through` are gone).
+    pub through: u64,
+    /// Holds the chain hash of event `through`, which the next event links to.
+    pub chain_hash: Hash,
+    /// Holds the compact range of the removed leaves.
+    pub frontier: Vec<Hash>,
+    /// Holds the signed checkpoint of tree size `through`.
+    pub signed_note: String,
+    /// Names the archive the removed events went to.
+    pub archive: String,
+    /// Holds the archive file's SHA-256.
+    pub archive_sha256: Hash,
+    /// Holds when the prefix was removed, in microseconds since the Unix epoch.
+    pub pruned_at_micros: i64,
+}
+
+/// Is one row of `audit_prune`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PruneRow {
+    through_seq: i64,
+    chain_hash: Vec<u8>,
+    frontier: Vec<u8>,
+    signed_note: String,
+    archive: String,
+    archive_sha256: Vec<u8>,
+    pruned_at: i64,
+}
+
+/// Reads the latest prune record.
+pub(crate) const SELECT_PRUNE: &str = "SELECT through_seq, chain_hash, frontier, signed_note, \
+     archive, archive_sha256, pruned_at FROM audit_prune ORDER BY through_seq DESC LIMIT 1";
+
+/// Finds the newest checkpoint whose last event is older than the cutoff.
+pub(crate) const SELECT_PRUNABLE: &str = "SELECT MAX(c.tree_size) FROM audit_checkpoint c \
+     JOIN audit_event e ON e.seq = c.tree_size WHERE e.recorded_at < $1 AND c.tree_size <= $2";
+
+/// Inserts a prune record.
+pub(crate) const INSERT_PRUNE: &str = "INSERT INTO audit_prune (through_seq, chain_hash, \
+     frontier, signed_note, archive, archive_sha256, pruned_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Reads the tail a prune left when no event remains.
+pub(crate) const SELECT_PRUNED_TAIL: &str =
+    "SELECT through_seq, chain_hash FROM audit_prune ORDER BY through_seq DESC LIMIT 1";
+
+/// Returns the head: the last event, or the last pruned one when none remains.
+pub(crate) const SELECT_HEAD: &str = "SELECT COALESCE((SELECT MAX(seq) FROM audit_event), \
+     (SELECT MAX(through_seq) FROM audit_prune), 0)";
+
+impl TryFrom<PruneRow> for PruneRecord {
+    type Error = Error;
+
+    fn try_from(row: PruneRow) -> Result<Self, Error> {
+        if !row.frontier.len().is_multiple_of(32) {
+            return Err(Error::Corrupt("prune frontier"));
+        }
+        Ok(Self {
+            through: to_sequence(row.through_seq)?,
+            chain_hash: to_hash(row.chain_hash, "prune chain hash")?,
+            frontier: row
+                .frontier
+                .chunks(32)
+                .map(|chunk| to_hash(chunk.to_vec(), "prune frontier"))
+                .collect::<Result<_, _>>()?,
+            signed_note: row.signed_note,
+            archive: row.archive,
+            archive_sha256: to_hash(row.archive_sha256, "archive hash")?,
+            pruned_at_micros: row.pruned_at,
+        })
+    }
+}
+
+impl PruneRecord {
+    /// Returns the frontier as stored: the hashes concatenated.
+    pub(crate) fn frontier_bytes(&self) -> Vec<u8> {
+        self.frontier.concat()
+    }
 }
 
 /// Is where a sink stands: what it delivered and which checkpoint it anchored.

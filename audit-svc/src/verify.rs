@@ -10,7 +10,8 @@ use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::event::{self, AuditEvent, EventId, StoredEvent};
 use crate::log::InclusionProof;
-use crate::merkle::{self, Hash};
+use crate::log::prefix_of;
+use crate::merkle::{self, Hash, Prefix};
 use crate::store::{GENESIS, Store};
 
 const PAGE: u32 = 1000;
@@ -26,6 +27,11 @@ pub struct VerifyReport {
     pub chain_hash: Hash,
     /// Names the first problem; `None` when the log is intact.
     pub problem: Option<Problem>,
+    /// Holds the last sequence retention archived and removed (0 for none):
+    /// verification starts after it, from the prune's compact range and chain
+    /// head, and checkpoints older than it are not checked here (the archive
+    /// holds their events).
+    pub pruned_through: u64,
 }
 
 /// Names the first record that breaks the log's integrity.
@@ -97,8 +103,26 @@ impl std::fmt::Display for Problem {
 /// [`Checkpoint::from_note`]); the log must extend it. The latest stored
 /// checkpoint is checked too.
 pub async fn verify(store: &dyn Store, from: Option<&Checkpoint>) -> Result<VerifyReport, Error> {
-    let mut walk = Walk::default();
-    let mut after = 0;
+    let pruned = store.pruned().await?;
+    let mut walk = Walk {
+        base: prefix_of(pruned.as_ref()),
+        base_chain: pruned.as_ref().map_or(GENESIS, |record| record.chain_hash),
+        ..Walk::default()
+    };
+    let mut after = walk.base.size;
+    if after > 0 {
+        // The removed prefix must still be the one its signed checkpoint names.
+        let matches = store
+            .checkpoint(Some(after))
+            .await?
+            .is_some_and(|checkpoint| {
+                walk.base.root(&[]) == Some(checkpoint.root_hash)
+                    && walk.base_chain == checkpoint.chain_hash
+            });
+        if !matches {
+            walk.problem = Some(Problem::CheckpointMismatch { tree_size: after });
+        }
+    }
     while walk.problem.is_none() {
         let page = store.read(after, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -112,15 +136,19 @@ pub async fn verify(store: &dyn Store, from: Option<&Checkpoint>) -> Result<Veri
         }
     }
     Ok(VerifyReport {
-        tree_size: walk.leaves.len() as u64,
-        root_hash: merkle::root(&walk.leaves),
-        chain_hash: walk.chain.last().copied().unwrap_or(GENESIS),
+        tree_size: walk.base.size + walk.leaves.len() as u64,
+        root_hash: walk.base.root(&walk.leaves).ok_or(Error::Corrupt("tree"))?,
+        chain_hash: walk.chain.last().copied().unwrap_or(walk.base_chain),
         problem: walk.problem,
+        pruned_through: walk.base.size,
     })
 }
 
 #[derive(Debug, Default)]
 struct Walk {
+    /// The prefix retention removed, and the chain head it ends with.
+    base: Prefix,
+    base_chain: Hash,
     leaves: Vec<Hash>,
     chain: Vec<Hash>,
     previous_id: Option<EventId>,
@@ -129,12 +157,11 @@ struct Walk {
 
 impl Walk {
     fn previous_chain(&self, back: usize) -> Hash {
-        self.chain
-            .len()
-            .checked_sub(back)
-            .and_then(|index| self.chain.get(index))
-            .copied()
-            .unwrap_or(GENESIS)
+        match self.chain.len().checked_sub(back) {
+            Some(index) => self.chain.get(index).copied().unwrap_or(GENESIS),
+            None if self.chain.len() + 1 == back => self.base_chain,
+            None => GENESIS,
+        }
     }
 
     fn check_page(&mut self, page: &[StoredEvent]) {
@@ -150,7 +177,7 @@ impl Walk {
     }
 
     fn check(&self, record: &StoredEvent, next: Option<&StoredEvent>) -> Option<Problem> {
-        let expected = self.leaves.len() as u64 + 1;
+        let expected = self.base.size + self.leaves.len() as u64 + 1;
         let event_id = record.event.id.clone();
         let sequence = record.sequence;
         if sequence != expected {
@@ -194,18 +221,20 @@ impl Walk {
     }
 
     fn against(&self, checkpoint: &Checkpoint) -> Option<Problem> {
-        let size = usize::try_from(checkpoint.tree_size).unwrap_or(usize::MAX);
+        // Older checkpoints cover archived events: the prune checked them.
+        let beyond = checkpoint.tree_size.checked_sub(self.base.size)?;
+        let size = usize::try_from(beyond).unwrap_or(usize::MAX);
         if size > self.leaves.len() {
             return Some(Problem::Deleted {
-                sequence: self.leaves.len() as u64 + 1,
+                sequence: self.base.size + self.leaves.len() as u64 + 1,
             });
         }
-        let root = merkle::root(&self.leaves[..size]);
+        let root = self.base.root(&self.leaves[..size])?;
         let chain = size
             .checked_sub(1)
             .and_then(|index| self.chain.get(index))
             .copied()
-            .unwrap_or(GENESIS);
+            .unwrap_or(self.base_chain);
         (root != checkpoint.root_hash || chain != checkpoint.chain_hash).then_some(
             Problem::CheckpointMismatch {
                 tree_size: checkpoint.tree_size,

@@ -6,8 +6,9 @@ use sqlx::{AssertSqlSafe, PgPool, Row as _};
 
 use super::{
     Bind, CheckpointRow, DeadLetter, EVENT_COLUMNS, EventRow, INSERT_DEAD_LETTER, INSERT_EVENTS,
-    SELECT_CURSOR, SELECT_DEAD_LETTERS, SinkCursor, Store, Tail, UPSERT_CURSOR, now_micros, plan,
-    search_sql, to_db,
+    INSERT_PRUNE, PruneRecord, PruneRow, SELECT_CURSOR, SELECT_DEAD_LETTERS, SELECT_HEAD,
+    SELECT_PRUNABLE, SELECT_PRUNE, SELECT_PRUNED_TAIL, SinkCursor, Store, Tail, UPSERT_CURSOR,
+    now_micros, plan, search_sql, to_db,
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
@@ -60,6 +61,14 @@ impl Store for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(Error::from_sqlx)?;
+        // Retention may have removed every event: go on from the pruned tail.
+        let last = match last {
+            Some(last) => Some(last),
+            None => sqlx::query_as(SELECT_PRUNED_TAIL)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::from_sqlx)?,
+        };
         let mut tail = Tail::from_last(last)?;
         let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
         let existing: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
@@ -78,7 +87,7 @@ impl Store for PostgresStore {
     }
 
     async fn head(&self) -> Result<u64, Error> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_event")
+        let head: i64 = sqlx::query_scalar(SELECT_HEAD)
             .fetch_one(&self.pool)
             .await
             .map_err(Error::from_sqlx)?;
@@ -212,6 +221,54 @@ impl Store for PostgresStore {
             .await
             .map_err(Error::from_sqlx)?;
         super::to_dead_letters(rows)
+    }
+
+    async fn prunable(&self, cutoff_micros: i64, limit: u64) -> Result<Option<u64>, Error> {
+        let size: Option<i64> = sqlx::query_scalar(SELECT_PRUNABLE)
+            .bind(cutoff_micros)
+            .bind(to_db(limit))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        size.map(|size| u64::try_from(size).map_err(|_| Error::Corrupt("tree size")))
+            .transpose()
+    }
+
+    async fn pruned(&self) -> Result<Option<PruneRecord>, Error> {
+        let row: Option<PruneRow> = sqlx::query_as(SELECT_PRUNE)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
+        row.map(PruneRecord::try_from).transpose()
+    }
+
+    async fn prune(&self, record: &PruneRecord) -> Result<u64, Error> {
+        let mut tx = self.pool.begin().await.map_err(Error::from_sqlx)?;
+        // Appends wait: a prune never races a tail read.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from_sqlx)?;
+        sqlx::query(INSERT_PRUNE)
+            .bind(to_db(record.through))
+            .bind(record.chain_hash.as_slice())
+            .bind(record.frontier_bytes())
+            .bind(&record.signed_note)
+            .bind(&record.archive)
+            .bind(record.archive_sha256.as_slice())
+            .bind(record.pruned_at_micros)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from_sqlx)?;
+        let removed = sqlx::query("DELETE FROM audit_event WHERE seq <= $1")
+            .bind(to_db(record.through))
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from_sqlx)?
+            .rows_affected();
+        tx.commit().await.map_err(Error::from_sqlx)?;
+        Ok(removed)
     }
 }
 

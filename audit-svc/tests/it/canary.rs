@@ -102,3 +102,43 @@ async fn a_canary_never_reaches_logs_acks_or_errors() {
         assert!(!text.contains(CANARY), "canary in {text}");
     }
 }
+
+// current_thread: the sink's task runs on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn sink_credentials_never_reach_logs_errors_or_debug() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_env_filter("debug,h2=info,hyper=info,reqwest=info")
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // The receiver expects another token: every delivery is refused (401) and
+    // retried, which logs the receiver's answer.
+    let receiver = crate::sinks::hec_receiver::HecReceiver::start("the-right-token", true).await;
+    let configs = crate::sinks::sinks(&format!(
+        "[[sinks]]\nname = \"splunk\"\n[sinks.retry]\ninitial = \"5ms\"\nmax = \"20ms\"\n\
+         [sinks.splunk_hec]\nurl = \"{}\"\ntoken = \"{CANARY}\"\nack = true\n\
+         [[sinks]]\nname = \"archive\"\n[sinks.s3]\nendpoint = \"http://127.0.0.1:9\"\n\
+         bucket = \"b\"\naccess_key_id = \"k\"\nsecret_access_key = \"{CANARY}\"\n",
+        receiver.url
+    ));
+    let debug = format!("{configs:?}");
+    assert!(!debug.contains(CANARY), "canary in config debug: {debug}");
+    let backend = crate::backend::Backend::sqlite().await;
+    let log = crate::sinks::log_over(&backend).await;
+    crate::sinks::append(&log, "c", 0, 2).await;
+    let running = crate::sinks::Running::start(&log, &configs);
+    running.retried(3).await;
+    running.stop().await;
+    let seen = receiver.state.lock().unwrap().authorizations.clone();
+    assert!(
+        seen.iter().all(|header| header.contains(CANARY)),
+        "{seen:?}"
+    );
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("audit sink delivery failed; retrying"),
+        "logs were not captured:\n{logs}"
+    );
+    assert!(!logs.contains(CANARY), "canary in logs:\n{logs}");
+}

@@ -7,6 +7,7 @@ mod binary;
 mod canary;
 mod lifecycle;
 mod proof;
+mod retention;
 mod service;
 mod sinks;
 mod store;

@@ -14,7 +14,7 @@ use crate::backend::{Backend, event};
 
 mod cursor;
 mod hec;
-mod hec_receiver;
+pub(crate) mod hec_receiver;
 mod otlp;
 mod s3;
 mod syslog;
