@@ -52,7 +52,8 @@ fi
 py="$venv/bin/python"
 has() { "$py" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('$1') == '$2' else 1)" 2>/dev/null; }
 pip_install() { "$py" -m pip install --quiet --disable-pip-version-check --no-input "$@"; }
-if has moto "$MOTO_VERSION" && has flask "$("$py" -c 'import importlib.metadata as m; print(m.version("flask"))' 2>/dev/null || echo none)"; then
+# The [server] extra is what brings flask and flask-cors.
+if has moto "$MOTO_VERSION" && "$py" -c 'import flask, flask_cors' 2>/dev/null; then
     log "moto[server] $MOTO_VERSION already installed"
 else
     log "installing moto[server]==$MOTO_VERSION into $venv"
@@ -64,6 +65,8 @@ else
     log "installing rotel==$ROTEL_VERSION into $venv"
     pip_install --pre "rotel==$ROTEL_VERSION"
 fi
+# The interop suite shares this venv: what we add must not break its pins.
+"$py" -m pip check >/dev/null || die "pip check failed in $venv"
 moto_server="$venv/bin/moto_server"
 [[ -x "$moto_server" ]] || die "moto_server missing in $venv"
 rotel="$("$py" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
