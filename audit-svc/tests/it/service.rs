@@ -24,10 +24,16 @@ pub(crate) struct Service {
 }
 
 pub(crate) async fn start() -> Service {
+    start_with(|_, _| {}).await
+}
+
+/// Starts the service with checkpoints every 50 ms and `configure` applied.
+pub(crate) async fn start_with(configure: impl FnOnce(&mut Config, &std::path::Path)) -> Service {
     init_test_tracing();
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::default().with_data_dir(data.path());
     config.checkpoint.interval = Duration::from_millis(50);
+    configure(&mut config, data.path());
     let served = config.clone();
     let server =
         TestServer::start(move |listener, shutdown| audit_svc::serve(served, listener, shutdown))

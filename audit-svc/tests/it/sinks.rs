@@ -157,3 +157,29 @@ pub(crate) async fn wait_for_text(path: &Path, needle: &str, count: usize) -> St
         text.matches(needle).count()
     );
 }
+
+/// `serve` starts the configured sinks (so `gatehouse up` does too): events
+/// appended over gRPC reach a JSONL sink, followed by a signed checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_the_configured_sinks() {
+    let mut service = crate::service::start_with(|config, data| {
+        config.sinks = sinks(&format!(
+            "[[sinks]]\nname = \"file\"\n[sinks.jsonl]\npath = \"{}\"\n",
+            data.join("sink.jsonl").display()
+        ));
+    })
+    .await;
+    let (sender, mut acks) = crate::service::append_stream(&mut service.client).await;
+    let allow = proto::common::v1::Verdict::Allow;
+    let events = (0..3)
+        .map(|n| crate::service::wire_event(&format!("served-{n}"), "alice", "echo", allow))
+        .collect();
+    crate::service::append(&sender, &mut acks, events).await;
+    let path = service.data.path().join("sink.jsonl");
+    let text = wait_for_text(&path, "served-", 3).await;
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let notes = service.data.path().join("sink.jsonl.checkpoints");
+    wait_for_text(&notes, "\n3\n", 1).await;
+    drop(sender);
+    service.server.stop().await.unwrap();
+}
