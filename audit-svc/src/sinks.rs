@@ -101,6 +101,9 @@ pub(crate) trait Transport: Send + std::fmt::Debug {
 
     /// Writes a signed checkpoint to the receiver as an external anchor.
     async fn anchor(&mut self, checkpoint: &Checkpoint) -> Result<(), Failure>;
+
+    /// Releases the receiver at shutdown (closes a connection cleanly).
+    async fn close(&mut self) {}
 }
 
 impl SinkHandle {
@@ -265,6 +268,7 @@ impl Runner {
                 }
             }
         }
+        self.transport.close().await;
         tracing::info!(sink = %self.config.name, "audit sink stopped");
     }
 

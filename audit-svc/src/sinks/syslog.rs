@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
@@ -30,8 +30,60 @@ const SEVERITY_INFO: u8 = 6;
 /// Marks MSG as UTF-8 (RFC 5424 §6.4).
 const BOM: &str = "\u{feff}";
 
-trait Stream: AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
-impl<T: AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> Stream for T {}
+/// Is an open connection to the receiver.
+#[derive(Debug)]
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Connection {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// Says whether the receiver hung up. A syslog receiver never sends, so
+    /// anything readable (end of stream, a TLS alert) means the connection is
+    /// over; checking before each batch keeps a batch from being written into a
+    /// socket whose peer is gone, where the write would still "succeed".
+    fn closed_by_peer(&self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.tcp().try_read(&mut byte) {
+            Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        }
+    }
+
+    async fn write(&mut self, frames: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(tcp) => {
+                tcp.write_all(frames).await?;
+                tcp.flush().await
+            }
+            Self::Tls(tls) => {
+                tls.write_all(frames).await?;
+                tls.flush().await
+            }
+        }
+    }
+
+    /// Ends the connection cleanly (TLS close_notify, then FIN).
+    async fn close(&mut self) {
+        let closed = match self {
+            Self::Plain(tcp) => tcp.shutdown().await,
+            Self::Tls(tls) => tls.shutdown().await,
+        };
+        if let Err(error) = closed {
+            tracing::debug!(
+                error = &error as &dyn std::error::Error,
+                "syslog connection did not close cleanly"
+            );
+        }
+    }
+}
 
 /// Holds the TLS client setup (rustls' connector has no `Debug`).
 struct Tls {
@@ -53,7 +105,7 @@ impl std::fmt::Debug for Tls {
 pub(crate) struct SyslogTransport {
     config: SyslogConfig,
     tls: Option<Tls>,
-    connection: Option<Box<dyn Stream>>,
+    connection: Option<Connection>,
 }
 
 impl SyslogTransport {
@@ -70,7 +122,7 @@ impl SyslogTransport {
         })
     }
 
-    async fn connect(&self) -> Result<Box<dyn Stream>, Failure> {
+    async fn connect(&self) -> Result<Connection, Failure> {
         let retry = |reason: String| Failure::Retry {
             after: None,
             reason,
@@ -80,14 +132,14 @@ impl SyslogTransport {
             .map_err(|error| retry(format!("connect {}: {error}", self.config.address)))?;
         tcp.set_nodelay(true).ok();
         match &self.tls {
-            None => Ok(Box::new(tcp)),
+            None => Ok(Connection::Plain(tcp)),
             Some(tls) => {
                 let stream = tls
                     .connector
                     .connect(tls.server_name.clone(), tcp)
                     .await
                     .map_err(|error| retry(format!("tls handshake: {error}")))?;
-                Ok(Box::new(stream))
+                Ok(Connection::Tls(Box::new(stream)))
             }
         }
     }
@@ -95,6 +147,14 @@ impl SyslogTransport {
     async fn send(&mut self, frames: &[u8]) -> Result<(), Failure> {
         let timeout = self.config.timeout;
         let attempt = async {
+            if self
+                .connection
+                .as_ref()
+                .is_some_and(Connection::closed_by_peer)
+            {
+                tracing::info!(address = %self.config.address, "syslog receiver closed the connection; reconnecting");
+                self.connection = None;
+            }
             if self.connection.is_none() {
                 self.connection = Some(self.connect().await?);
             }
@@ -104,14 +164,13 @@ impl SyslogTransport {
                     reason: "no connection".to_owned(),
                 });
             };
-            let written = async {
-                connection.write_all(frames).await?;
-                connection.flush().await
-            };
-            written.await.map_err(|error| Failure::Retry {
-                after: None,
-                reason: format!("write: {error}"),
-            })
+            connection
+                .write(frames)
+                .await
+                .map_err(|error| Failure::Retry {
+                    after: None,
+                    reason: format!("write: {error}"),
+                })
         };
         let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
@@ -142,6 +201,12 @@ impl Transport for SyslogTransport {
         let mut frames = Vec::new();
         frame(&mut frames, &checkpoint_message(&self.config, checkpoint));
         self.send(&frames).await
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            connection.close().await;
+        }
     }
 }
 

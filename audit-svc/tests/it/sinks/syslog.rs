@@ -17,7 +17,10 @@ struct Rsyslog {
 
 impl Rsyslog {
     async fn start(rsyslogd: &Path, dir: &Path, tls: bool) -> Self {
-        let port = free_port();
+        Self::start_at(rsyslogd, dir, tls, free_port()).await
+    }
+
+    async fn start_at(rsyslogd: &Path, dir: &Path, tls: bool, port: u16) -> Self {
         let d = dir.display();
         std::fs::create_dir_all(dir.join("work")).unwrap();
         let (global_tls, input_tls) = if tls {
@@ -76,6 +79,7 @@ ruleset(name="audit") {{ action(type="omfile" file="{d}/out.jsonl" template="jso
 
     async fn stop(mut self) {
         self.child.kill().await.unwrap();
+        self.child.wait().await.unwrap();
     }
 }
 
@@ -291,4 +295,36 @@ async fn syslog_tls_refuses_a_receiver_the_ca_did_not_sign() {
     });
     let cursor = backend.store().sink_cursor("wrong-ca").await.unwrap();
     assert_eq!(cursor.delivered, 0, "{lag:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_reconnects_when_rsyslog_restarts_and_loses_nothing() {
+    let Some(rsyslogd) = receiver("RSYSLOGD") else {
+        return;
+    };
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rsyslog = Rsyslog::start(&rsyslogd, first.path(), false).await;
+    let port = rsyslog.port;
+    let backend = Backend::sqlite().await;
+    let log = log_over(&backend).await;
+    let config = sinks(&format!(
+        "[[sinks]]\nname = \"restart\"\n[sinks.retry]\ninitial = \"10ms\"\nmax = \"100ms\"\n\
+         [sinks.syslog]\naddress = \"127.0.0.1:{port}\"\n"
+    ));
+    let running = Running::start(&log, &config);
+    append(&log, "before", 0, 2).await;
+    running.delivered(2).await;
+    wait_for_text(&first.path().join("out.jsonl"), "\"app\"", 2).await;
+    // The receiver goes away while the sink holds its connection open.
+    rsyslog.stop().await;
+    let rsyslog = Rsyslog::start_at(&rsyslogd, second.path(), false, port).await;
+    append(&log, "after", 0, 2).await;
+    running.delivered(4).await;
+    // The batch written after the restart reached the new receiver: it was not
+    // written into the dead connection.
+    let text = wait_for_text(&second.path().join("out.jsonl"), "\"app\"", 2).await;
+    running.stop().await;
+    rsyslog.stop().await;
+    assert!(text.contains("eventId=\\\"after-0\\\""), "{text}");
+    assert!(text.contains("eventId=\\\"after-1\\\""), "{text}");
 }
