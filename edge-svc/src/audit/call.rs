@@ -100,17 +100,32 @@ impl CallRecord {
         method: &str,
         context: &RequestContext<RoleServer>,
     ) -> Result<Self, Unrecordable> {
+        Self::open(recorder, virtual_server, || {
+            (
+                caller_subject(context),
+                metadata(virtual_server, method, context),
+            )
+        })
+    }
+
+    /// Starts a record whose caller and request metadata `facts` gives (read only when recording).
+    pub fn open(
+        recorder: &Recorder,
+        virtual_server: &str,
+        facts: impl FnOnce() -> (Subject, RequestMetadata),
+    ) -> Result<Self, Unrecordable> {
         let admission = recorder.admit()?;
         let started = Instant::now();
         let event = recorder.is_enabled().then(|| {
+            let (subject, metadata) = facts();
             let event_id = uuid::Uuid::now_v7().to_string();
             Box::new(AuditEvent {
                 call_id: event_id.clone(),
                 event_id,
                 kind: EventKind::McpRequest.into(),
                 time: Some(prost_types::Timestamp::from(SystemTime::now())),
-                principal: Some(caller_subject(context).principal()),
-                metadata: Some(metadata(virtual_server, method, context)),
+                principal: Some(subject.principal()),
+                metadata: Some(metadata),
                 target: Some(Target {
                     virtual_server: virtual_server.to_owned(),
                     ..Target::default()
