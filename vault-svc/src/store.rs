@@ -33,6 +33,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Returns the credential stored under `key`.
     async fn get(&self, key: &CredentialKey) -> Result<Option<CredentialRecord>, Error>;
 
+    /// Returns whether any of `principals` is revoked and the credential stored
+    /// under `key`, in one round trip (the hot path of every release).
+    async fn fetch(
+        &self,
+        key: &CredentialKey,
+        principals: &[&Owner],
+    ) -> Result<(bool, Option<CredentialRecord>), Error>;
+
     /// Returns the credential with id `id` in `tenant`.
     async fn get_by_id(&self, tenant: &str, id: &str) -> Result<Option<CredentialRecord>, Error>;
 
@@ -167,6 +175,28 @@ pub(crate) struct Row {
     refresh_failures: i64,
 }
 
+/// Is the hot-path read: the revoked flag, and a credential row if one exists.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct FetchRow {
+    revoked: i64,
+    id: Option<String>,
+    tenant: Option<String>,
+    connector: Option<String>,
+    owner_kind: Option<String>,
+    owner_id: Option<String>,
+    kind: Option<String>,
+    status: Option<String>,
+    version: Option<i64>,
+    kek_version: Option<i64>,
+    sealed: Option<Vec<u8>>,
+    description: Option<String>,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+    expires_at: Option<i64>,
+    refresh_due_at: Option<i64>,
+    refresh_failures: Option<i64>,
+}
+
 /// Is one row of `vault_consent`.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ConsentRow {
@@ -204,6 +234,49 @@ impl TryFrom<Row> for CredentialRecord {
             refresh_failures: u32::try_from(row.refresh_failures).unwrap_or(u32::MAX),
         })
     }
+}
+
+impl FetchRow {
+    /// Returns the revoked flag and the credential, if the join found one.
+    pub(crate) fn split(self) -> Result<(bool, Option<CredentialRecord>), Error> {
+        let revoked = self.revoked > 0;
+        let Some(id) = self.id else {
+            return Ok((revoked, None));
+        };
+        let missing = || Error::Corrupt("credential row");
+        let row = Row {
+            id,
+            tenant: self.tenant.ok_or_else(missing)?,
+            connector: self.connector.ok_or_else(missing)?,
+            owner_kind: self.owner_kind.ok_or_else(missing)?,
+            owner_id: self.owner_id.ok_or_else(missing)?,
+            kind: self.kind.ok_or_else(missing)?,
+            status: self.status.ok_or_else(missing)?,
+            version: self.version.ok_or_else(missing)?,
+            kek_version: self.kek_version.ok_or_else(missing)?,
+            sealed: self.sealed.ok_or_else(missing)?,
+            description: self.description.ok_or_else(missing)?,
+            created_at: self.created_at.ok_or_else(missing)?,
+            updated_at: self.updated_at.ok_or_else(missing)?,
+            expires_at: self.expires_at,
+            refresh_due_at: self.refresh_due_at,
+            refresh_failures: self.refresh_failures.ok_or_else(missing)?,
+        };
+        Ok((revoked, Some(row.try_into()?)))
+    }
+}
+
+/// Returns the member and agent ids among `owners` ('' when absent).
+pub(crate) fn principal_ids<'a>(owners: &[&'a Owner]) -> (&'a str, &'a str) {
+    let member = owners.iter().find_map(|owner| match owner {
+        Owner::Member(id) => Some(id.as_str()),
+        _ => None,
+    });
+    let agent = owners.iter().find_map(|owner| match owner {
+        Owner::Agent(id) => Some(id.as_str()),
+        _ => None,
+    });
+    (member.unwrap_or(""), agent.unwrap_or(""))
 }
 
 impl From<ConsentRow> for ConsentRecord {

@@ -206,26 +206,33 @@ impl Vault {
         let member = query.member_id.clone().map(Owner::Member);
         let agent = query.agent_client_id.clone().map(Owner::Agent);
         let principals: Vec<&Owner> = member.iter().chain(agent.iter()).collect();
-        if self
-            .inner
-            .store
-            .is_revoked(self.tenant(), &principals)
-            .await?
-        {
-            return Err(Error::PrincipalRevoked);
-        }
-        let owner = match connector.credential {
-            CredentialMode::Shared => Owner::Shared,
-            CredentialMode::PerMember => member
-                .clone()
-                .ok_or_else(|| Error::MemberRequired(query.connector.clone()))?,
+        let owner = match (connector.credential, &member) {
+            (CredentialMode::Shared, _) => Owner::Shared,
+            (CredentialMode::PerMember, Some(member)) => member.clone(),
+            (CredentialMode::PerMember, None) => {
+                // A revoked agent hears that it is revoked, not why else it failed.
+                if self
+                    .inner
+                    .store
+                    .is_revoked(self.tenant(), &principals)
+                    .await?
+                {
+                    return Err(Error::PrincipalRevoked);
+                }
+                return Err(Error::MemberRequired(query.connector.clone()));
+            }
         };
         let key = CredentialKey {
             tenant: self.tenant().to_owned(),
             connector: query.connector.clone(),
             owner,
         };
-        let Some(record) = self.inner.store.get(&key).await? else {
+        // One round trip: the revoked list (authoritative, never cached) and the row.
+        let (revoked, record) = self.inner.store.fetch(&key, &principals).await?;
+        if revoked {
+            return Err(Error::PrincipalRevoked);
+        }
+        let Some(record) = record else {
             return match (&key.owner, &connector.oauth) {
                 (Owner::Member(member_id), Some(oauth)) => Ok(CredentialOutcome::ConsentRequired(
                     self.inner

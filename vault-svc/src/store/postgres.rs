@@ -4,7 +4,9 @@
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{ConsentRecord, ConsentRow, ListQuery, Row, status_filter, to_db};
+use super::{
+    ConsentRecord, ConsentRow, FetchRow, ListQuery, Row, principal_ids, status_filter, to_db,
+};
 use crate::credential::{
     CredentialKey, CredentialRecord, CredentialUpdate, NewCredential, now_micros, random_id,
 };

@@ -69,6 +69,34 @@ macro_rules! sql_store {
                 row.map(CredentialRecord::try_from).transpose()
             }
 
+            async fn fetch(
+                &self,
+                key: &CredentialKey,
+                principals: &[&Owner],
+            ) -> Result<(bool, Option<CredentialRecord>), Error> {
+                let (member, agent) = principal_ids(principals);
+                let row: FetchRow = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM vault_revoked_principal r WHERE r.tenant = $1 AND \
+                     ((r.owner_kind = 'member' AND $5 <> '' AND r.owner_id = $5) OR \
+                      (r.owner_kind = 'agent' AND $6 <> '' AND r.owner_id = $6))) AS revoked, \
+                     c.id, c.tenant, c.connector, c.owner_kind, c.owner_id, c.kind, c.status, \
+                     c.version, c.kek_version, c.sealed, c.description, c.created_at, \
+                     c.updated_at, c.expires_at, c.refresh_due_at, c.refresh_failures \
+                     FROM (SELECT 1 AS probe) AS probe LEFT JOIN vault_credential c ON \
+                     c.tenant = $1 AND c.connector = $2 AND c.owner_kind = $3 AND c.owner_id = $4",
+                )
+                .bind(&key.tenant)
+                .bind(&key.connector)
+                .bind(key.owner.kind())
+                .bind(key.owner.id())
+                .bind(member)
+                .bind(agent)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Error::from_sqlx)?;
+                row.split()
+            }
+
             async fn get_by_id(
                 &self,
                 tenant: &str,
@@ -191,15 +219,8 @@ macro_rules! sql_store {
             }
 
             async fn is_revoked(&self, tenant: &str, owners: &[&Owner]) -> Result<bool, Error> {
-                let member = owners.iter().find_map(|owner| match owner {
-                    Owner::Member(id) => Some(id.as_str()),
-                    _ => None,
-                });
-                let agent = owners.iter().find_map(|owner| match owner {
-                    Owner::Agent(id) => Some(id.as_str()),
-                    _ => None,
-                });
-                if member.is_none() && agent.is_none() {
+                let (member, agent) = principal_ids(owners);
+                if member.is_empty() && agent.is_empty() {
                     return Ok(false);
                 }
                 let count: i64 = sqlx::query_scalar(
@@ -208,8 +229,8 @@ macro_rules! sql_store {
                       (owner_kind = 'agent' AND $3 <> '' AND owner_id = $3))",
                 )
                 .bind(tenant)
-                .bind(member.unwrap_or(""))
-                .bind(agent.unwrap_or(""))
+                .bind(member)
+                .bind(agent)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(Error::from_sqlx)?;

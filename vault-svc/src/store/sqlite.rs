@@ -6,7 +6,9 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{ConsentRecord, ConsentRow, ListQuery, Row, status_filter, to_db};
+use super::{
+    ConsentRecord, ConsentRow, FetchRow, ListQuery, Row, principal_ids, status_filter, to_db,
+};
 use crate::credential::{
     CredentialKey, CredentialRecord, CredentialUpdate, NewCredential, now_micros, random_id,
 };
