@@ -263,6 +263,50 @@ mod tests {
     }
 
     #[test]
+    fn sinks_and_retention_parse() {
+        let sources = Figment::from(Toml::string(
+            "[retention]\nmax_age = \"30d\"\n\
+             [[sinks]]\nname = \"splunk\"\nshape = \"ocsf\"\n\
+             [sinks.splunk_hec]\nurl = \"https://s:8088\"\ntoken = \"t\"\nack = true\n\
+             [[sinks]]\nname = \"syslog\"\nshape = \"cef\"\n\
+             [sinks.syslog]\naddress = \"s:6514\"\n[sinks.syslog.tls]\nca_file = \"/ca.pem\"\n",
+        ));
+        let config = Config::load(sources).unwrap();
+        assert_eq!(config.sinks.len(), 2);
+        assert_eq!(config.sinks[0].shape, crate::sinks::Shape::Ocsf);
+        assert!(config.sinks[0].splunk_hec.as_ref().unwrap().ack);
+        assert_eq!(config.sinks[1].batch_size, 500);
+        assert_eq!(
+            config.retention.max_age,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(config.archive_dir(), PathBuf::from(".gatehouse/archive"));
+    }
+
+    #[test]
+    fn a_sink_needs_exactly_one_transport_and_a_unique_name() {
+        for toml in [
+            "[[sinks]]\nname = \"x\"\n",
+            "[[sinks]]\nname = \"x\"\n[sinks.jsonl]\npath = \"a\"\n\
+             [sinks.otlp]\nendpoint = \"http://c:4318\"\n",
+            "[[sinks]]\nname = \"x\"\n[sinks.jsonl]\npath = \"a\"\n\
+             [[sinks]]\nname = \"x\"\n[sinks.jsonl]\npath = \"b\"\n",
+            "[[sinks]]\nname = \"bad name\"\n[sinks.jsonl]\npath = \"a\"\n",
+            "[[sinks]]\nname = \"x\"\nshape = \"xml\"\n[sinks.jsonl]\npath = \"a\"\n",
+        ] {
+            let error = Config::load(Figment::from(Toml::string(toml))).unwrap_err();
+            assert!(error.to_string().contains("sinks"), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn retention_shorter_than_a_checkpoint_interval_is_refused() {
+        let sources = Figment::from(Toml::string("[retention]\nmax_age = \"1s\"\n"));
+        let error = Config::load(sources).unwrap_err();
+        assert!(error.to_string().contains("retention.max_age"), "{error}");
+    }
+
+    #[test]
     fn unknown_key_is_refused() {
         let sources = Figment::from(Toml::string("listen_adr = \"127.0.0.1:1\"\n"));
         assert!(Config::load(sources).is_err());
