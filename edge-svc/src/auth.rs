@@ -24,7 +24,7 @@ pub enum Caller {
     /// Nobody authenticated: the virtual server runs with `auth: none`.
     Anonymous,
     /// A verified access token's identities and grant.
-    Token(TokenClaims),
+    Token(Box<TokenClaims>),
 }
 
 /// What a verified access token says about its holder (never the token itself).
@@ -40,6 +40,14 @@ pub struct TokenClaims {
     pub token_id: String,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The issuer that signed the token.
+    pub issuer: String,
+    /// The RFC 8693 `act` claim: the agent acting for the subject, when delegated.
+    pub act: Option<serde_json::Value>,
+    /// The member's groups, as the issuer asserted them.
+    pub groups: Vec<String>,
+    /// The member's roles, as the issuer asserted them.
+    pub roles: Vec<String>,
 }
 
 /// Why a bearer token was refused (the text is safe to show: it never contains the token).
@@ -94,7 +102,7 @@ impl Gate {
                     .and_then(|value| value.to_str().ok())
                     .and_then(bearer_token)
                     .map(str::to_owned);
-                Caller::Token(self.authenticate(presented.as_deref()).await?)
+                Caller::Token(Box::new(self.authenticate(presented.as_deref()).await?))
             }
         };
         request.extensions_mut().insert(caller);

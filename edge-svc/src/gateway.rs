@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Access;
 use crate::audit::Recorder;
 use crate::catalogue::Curation;
 use crate::connector::{Connector, Era, Relay, Transport};
@@ -19,6 +20,7 @@ pub struct Gateway {
     connectors: Vec<Connector>,
     board: Arc<Switchboard>,
     recorder: Recorder,
+    access: Access,
 }
 
 /// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin.
@@ -63,6 +65,7 @@ impl Gateway {
             connectors,
             board,
             recorder: Recorder::disabled(),
+            access: Access::unrestricted(),
         })
     }
 
@@ -71,6 +74,18 @@ impl Gateway {
     pub fn with_audit(mut self, recorder: Recorder) -> Self {
         self.recorder = recorder;
         self
+    }
+
+    /// Enforces `access` on every list and call (curation alone decides without one).
+    #[must_use]
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Returns the policy every handler enforces.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Returns the audit recorder every handler writes to.

@@ -54,13 +54,14 @@ pub fn router(
             .with_json_response(true)
             .with_cancellation_token(shutdown.child_token());
         let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
-        let recorder = gateway.recorder().clone();
+        let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
         let service = StreamableHttpService::new(
             move || {
                 Ok(Proxy::new(
                     Arc::clone(&server_for_factory),
                     Arc::clone(&board),
                     recorder.clone(),
+                    access.clone(),
                 ))
             },
             Arc::new(LocalSessionManager::default()),

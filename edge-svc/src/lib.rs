@@ -3,6 +3,7 @@
 //! Serves each virtual server at `/v/{name}/mcp` on both MCP protocol eras, forwards to the
 //! connectors behind it, and leaves the bearer-token check to the [`auth`] seam.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod catalogue;

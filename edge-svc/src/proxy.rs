@@ -25,8 +25,11 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 
+use policy::{Action, Item};
 use proto::audit::v1::Outcome;
+use rmcp::model::JsonObject;
 
+use crate::access::{self, Access};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{self, VirtualServer};
@@ -44,16 +47,23 @@ pub struct Proxy {
     server: Arc<VirtualServer>,
     forwarder: Forwarder,
     recorder: Recorder,
+    access: Access,
     session: u64,
 }
 
 impl Proxy {
     /// Creates the handler rmcp runs for one session or stateless request.
-    pub fn new(server: Arc<VirtualServer>, board: Arc<Switchboard>, recorder: Recorder) -> Self {
+    pub fn new(
+        server: Arc<VirtualServer>,
+        board: Arc<Switchboard>,
+        recorder: Recorder,
+        access: Access,
+    ) -> Self {
         Self {
             forwarder: Forwarder::new(Arc::clone(&server), board),
             server,
             recorder,
+            access,
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -170,12 +180,34 @@ impl ServerHandler for Proxy {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        Ok(ListToolsResult::with_all_items(
-            snapshot.tools.tools().to_vec(),
-        ))
+        let tools = snapshot.tools.tools();
+        let Some((evaluator, subject)) = self.access.subject(&context) else {
+            return Ok(ListToolsResult::with_all_items(tools.to_vec()));
+        };
+        let name = self.server.name();
+        let visible = tools
+            .iter()
+            .filter_map(|tool| {
+                let route = snapshot.tools.route(&tool.name)?;
+                let item = access::tool_item(tool, &route.original);
+                let connector = self.connector_name(route.member);
+                if !subject.lists(&evaluator, Action::CallTool, name, connector, item) {
+                    return None;
+                }
+                let schema = serde_json::Value::Object(tool.input_schema.as_ref().clone());
+                let mut narrowed = tool.clone();
+                if let serde_json::Value::Object(object) =
+                    evaluator.narrow_input_schema(name, &tool.name, &schema)
+                {
+                    narrowed.input_schema = Arc::new(object);
+                }
+                Some(narrowed)
+            })
+            .collect();
+        Ok(ListToolsResult::with_all_items(visible))
     }
 
     async fn call_tool(
@@ -190,11 +222,25 @@ impl ServerHandler for Proxy {
             record.not_listed();
             return Err(refused(record, unknown("tool", &request.name)));
         };
-        record.tool(
-            &request.name,
-            self.connector_name(route.member),
-            &route.original,
-        );
+        let connector = self.connector_name(route.member);
+        record.tool(&request.name, connector, &route.original);
+        if let Some((evaluator, subject)) = self.access.subject(&context) {
+            let tool = self.server.cached_tool(&request.name).unwrap_or_else(|| {
+                rmcp::model::Tool::new(request.name.clone(), "", JsonObject::new())
+            });
+            let verdict = subject.decide(
+                &evaluator,
+                Action::CallTool,
+                self.server.name(),
+                connector,
+                access::tool_item(&tool, &route.original),
+                request.arguments.as_ref(),
+            );
+            record.decision(access::audit_decision(&verdict.decision));
+            if let Some(error) = verdict.refusal {
+                return Err(refused(record, error));
+            }
+        }
         let mut downstream = request;
         downstream.name = route.original.into();
         let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
@@ -230,10 +276,34 @@ impl ServerHandler for Proxy {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        Ok(ListPromptsResult::with_all_items(snapshot.prompts.clone()))
+        let Some((evaluator, subject)) = self.access.subject(&context) else {
+            return Ok(ListPromptsResult::with_all_items(snapshot.prompts.clone()));
+        };
+        let visible = snapshot
+            .prompts
+            .iter()
+            .filter(|prompt| {
+                snapshot
+                    .prompt_routes
+                    .get(&prompt.name)
+                    .is_some_and(|(member, _)| {
+                        subject.lists(
+                            &evaluator,
+                            Action::GetPrompt,
+                            self.server.name(),
+                            self.connector_name(*member),
+                            Item::Prompt {
+                                name: prompt.name.clone(),
+                            },
+                        )
+                    })
+            })
+            .cloned()
+            .collect();
+        Ok(ListPromptsResult::with_all_items(visible))
     }
 
     async fn get_prompt(
@@ -249,6 +319,22 @@ impl ServerHandler for Proxy {
             return Err(refused(record, unknown("prompt", &request.name)));
         };
         record.prompt(&request.name, self.connector_name(member), &original);
+        if let Some((evaluator, subject)) = self.access.subject(&context) {
+            let verdict = subject.decide(
+                &evaluator,
+                Action::GetPrompt,
+                self.server.name(),
+                self.connector_name(member),
+                Item::Prompt {
+                    name: request.name.clone(),
+                },
+                request.arguments.as_ref(),
+            );
+            record.decision(access::audit_decision(&verdict.decision));
+            if let Some(error) = verdict.refusal {
+                return Err(refused(record, error));
+            }
+        }
         let mut downstream = request;
         downstream.name = original;
         let first = ClientRequest::GetPromptRequest(GetPromptRequest::new(downstream.clone()));
@@ -279,12 +365,35 @@ impl ServerHandler for Proxy {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        Ok(ListResourcesResult::with_all_items(
-            snapshot.resources.clone(),
-        ))
+        let Some((evaluator, subject)) = self.access.subject(&context) else {
+            return Ok(ListResourcesResult::with_all_items(
+                snapshot.resources.clone(),
+            ));
+        };
+        let visible = snapshot
+            .resources
+            .iter()
+            .filter(|resource| {
+                self.server
+                    .resource_member(&snapshot, &resource.uri)
+                    .is_some_and(|member| {
+                        subject.lists(
+                            &evaluator,
+                            Action::ReadResource,
+                            self.server.name(),
+                            self.connector_name(member),
+                            Item::Resource {
+                                uri: resource.uri.clone(),
+                            },
+                        )
+                    })
+            })
+            .cloned()
+            .collect();
+        Ok(ListResourcesResult::with_all_items(visible))
     }
 
     async fn list_resource_templates(
@@ -315,6 +424,22 @@ impl ServerHandler for Proxy {
             return Err(refused(record, error));
         };
         record.resource(&request.uri, self.connector_name(member));
+        if let Some((evaluator, subject)) = self.access.subject(&context) {
+            let verdict = subject.decide(
+                &evaluator,
+                Action::ReadResource,
+                self.server.name(),
+                self.connector_name(member),
+                Item::Resource {
+                    uri: request.uri.clone(),
+                },
+                None,
+            );
+            record.decision(access::audit_decision(&verdict.decision));
+            if let Some(error) = verdict.refusal {
+                return Err(refused(record, error));
+            }
+        }
         let first = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
         let result = self
             .forwarder

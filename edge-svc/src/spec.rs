@@ -22,6 +22,9 @@ pub struct GatewaySpec {
     /// The authorization server's section, read by authz-svc; edge only tolerates its presence.
     #[serde(default)]
     pub authorization: Option<serde::de::IgnoredAny>,
+    /// The policy section (Cedar, constraints, scopes), read by authz-svc's policy store.
+    #[serde(default)]
+    pub policies: Option<serde::de::IgnoredAny>,
 }
 
 /// One downstream MCP server as written in the config file.

@@ -17,17 +17,23 @@ use serde::de::IgnoredAny;
 struct AuthorizationFile {
     #[serde(default)]
     authorization: AuthorizationConfig,
+    #[serde(default)]
+    policies: authz_svc::PolicyConfig,
     #[serde(default, rename = "connectors")]
     _connectors: IgnoredAny,
     #[serde(default, rename = "virtual_servers")]
     _virtual_servers: IgnoredAny,
 }
 
-/// Parses the `authorization:` section; errors name the field path and line like edge's do.
-pub(crate) fn section(text: &str, source: &str) -> Result<AuthorizationConfig, String> {
+/// Parses the `authorization:` and `policies:` sections; errors name the field path and line
+/// like edge's do.
+pub(crate) fn section(
+    text: &str,
+    source: &str,
+) -> Result<(AuthorizationConfig, authz_svc::PolicyConfig), String> {
     let deserializer = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, AuthorizationFile>(deserializer)
-        .map(|file| file.authorization)
+        .map(|file| (file.authorization, file.policies))
         .map_err(|error| format!("{source}: {}: {}", error.path(), error.inner()))
 }
 

@@ -27,7 +27,7 @@ const EXIT_CONFIG: u8 = 64;
 
 /// Runs the gateway until SIGINT/SIGTERM; invalid configuration exits 64 before anything binds.
 pub(crate) async fn run(options: UpOptions) -> ExitCode {
-    let (spec, authorization) = match load(&options.config) {
+    let (spec, (authorization, policies)) = match load(&options.config) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("gatehouse: {error}");
@@ -49,7 +49,7 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let outcome = serve(options, spec, authorization).await;
+    let outcome = serve(options, spec, authorization, policies).await;
     telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,23 +60,29 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
     }
 }
 
-/// Reads the one gatehouse file: edge's connectors and virtual servers, authz's section.
-fn load(
-    path: &std::path::Path,
-) -> Result<(edge_svc::GatewaySpec, authz_svc::AuthorizationConfig), String> {
+/// Reads the one gatehouse file: edge's connectors and virtual servers, authz's sections.
+///
+/// Policies are compiled here so that an invalid one stops the start with Cedar's diagnostics.
+fn load(path: &std::path::Path) -> Result<(edge_svc::GatewaySpec, Sections), String> {
     let source = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|error| format!("cannot read {source}: {error}"))?;
     let spec =
         edge_svc::GatewaySpec::from_yaml(&text, &source).map_err(|error| error.to_string())?;
-    let authorization = crate::oauth::section(&text, &source)?;
-    Ok((spec, authorization))
+    let (authorization, policies) = crate::oauth::section(&text, &source)?;
+    authz_svc::PolicyStore::new(&policies)
+        .map_err(|error| format!("{source}: policies: {error}"))?;
+    Ok((spec, (authorization, policies)))
 }
+
+/// The sections of the gatehouse file that authz-svc reads.
+type Sections = (authz_svc::AuthorizationConfig, authz_svc::PolicyConfig);
 
 async fn serve(
     options: UpOptions,
     spec: edge_svc::GatewaySpec,
     authorization: authz_svc::AuthorizationConfig,
+    policies: authz_svc::PolicyConfig,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data).map_err(|error| {
         anyhow::anyhow!(
@@ -103,9 +109,15 @@ async fn serve(
         options.data.join("edge-spool"),
     );
     let recorder = edge_svc::audit::Recorder::start(&audit, &shutdown)?;
+    let access = if policies == authz_svc::PolicyConfig::default() {
+        edge_svc::access::Access::unrestricted()
+    } else {
+        edge_svc::access::Access::live(authz_svc::PolicyStore::new(&policies)?.subscribe())
+    };
     let gateway = edge_svc::Gateway::start(&spec, &shutdown)
         .map_err(|reason| anyhow::anyhow!(reason))?
-        .with_audit(recorder);
+        .with_audit(recorder)
+        .with_access(access);
     let (authz, auth) = crate::oauth::open(authorization, &spec, &face, &options.data).await?;
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)

@@ -36,12 +36,19 @@ pub struct JwksVerifier {
 
 #[derive(Debug, Deserialize)]
 struct AccessClaims {
+    iss: String,
     sub: String,
     client_id: String,
     #[serde(default)]
     scope: String,
     jti: String,
     exp: u64,
+    #[serde(default)]
+    act: Option<serde_json::Value>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
 }
 
 impl JwksVerifier {
@@ -165,6 +172,10 @@ impl JwksVerifier {
             scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
             token_id: claims.jti,
             expires_at: claims.exp,
+            issuer: claims.iss,
+            act: claims.act,
+            groups: claims.groups,
+            roles: claims.roles,
         })
     }
 }

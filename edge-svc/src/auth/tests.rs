@@ -23,6 +23,10 @@ fn claims() -> TokenClaims {
         scopes: vec!["crm:read".into()],
         token_id: "jti-1".into(),
         expires_at: u64::MAX,
+        issuer: "https://gatehouse.example".into(),
+        act: None,
+        groups: vec!["sales".into()],
+        roles: Vec::new(),
     }
 }
 
@@ -101,7 +105,7 @@ async fn a_good_token_attaches_the_caller_and_the_scheme_is_case_insensitive() {
         .expect("valid");
     assert_eq!(
         admitted.extensions().get::<Caller>(),
-        Some(&Caller::Token(claims()))
+        Some(&Caller::Token(Box::new(claims())))
     );
 }
 

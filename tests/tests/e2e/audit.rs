@@ -220,7 +220,8 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     ));
     let audit = AuditConfig::new(format!("http://{audit_addr}"), dirs.0.path());
     let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
-    let protected = super::oauth::start_with(recorder).await;
+    let protected =
+        super::oauth::start_with(recorder, edge_svc::access::Access::unrestricted()).await;
     let token = super::oauth::token_for(
         &protected.origin,
         &format!("{}/v/crm/mcp", protected.origin),

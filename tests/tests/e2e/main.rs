@@ -8,3 +8,4 @@ mod audit;
 mod connector;
 mod gateway;
 mod oauth;
+mod policy;

@@ -26,11 +26,18 @@ pub(super) struct Protected {
 }
 
 async fn start() -> Protected {
-    start_with(edge_svc::audit::Recorder::disabled()).await
+    start_with(
+        edge_svc::audit::Recorder::disabled(),
+        edge_svc::access::Access::unrestricted(),
+    )
+    .await
 }
 
-/// Starts the protected gateway recording its calls through `recorder`.
-pub(super) async fn start_with(recorder: edge_svc::audit::Recorder) -> Protected {
+/// Starts the protected gateway recording its calls through `recorder` and enforcing `access`.
+pub(super) async fn start_with(
+    recorder: edge_svc::audit::Recorder,
+    access: edge_svc::access::Access,
+) -> Protected {
     let dir = std::path::Path::new(ECHO)
         .parent()
         .expect("binary dir")
@@ -75,7 +82,8 @@ pub(super) async fn start_with(recorder: edge_svc::audit::Recorder) -> Protected
     let shutdown = CancellationToken::new();
     let gateway = Gateway::start(&spec, &shutdown)
         .expect("gateway")
-        .with_audit(recorder);
+        .with_audit(recorder)
+        .with_access(access);
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::oauth_router(state));
     tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));

@@ -1,0 +1,200 @@
+//! Who may see and call what: the policy edge enforces on every request.
+//!
+//! Edge evaluates the same [`policy::Evaluator`] authz-svc decides with, on a snapshot kept
+//! current through a watch channel (in process under `gatehouse up`), so a decision costs no
+//! round trip, and list-time filtering and call-time checks are one function that cannot
+//! disagree. Without a policy, every curated item is open to every authenticated caller.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::ConnectInfo;
+use policy::{Action, Evaluator, Item, Principal, Request, RequestContext, Target};
+use rmcp::RoleServer;
+use rmcp::model::{ErrorCode, ErrorData, JsonObject, Tool};
+use rmcp::service::RequestContext as McpContext;
+use tokio::sync::watch;
+
+use crate::auth::Caller;
+
+/// JSON-RPC code of a policy refusal (implementation-defined server error range).
+pub const POLICY_DENIED: ErrorCode = ErrorCode(-32003);
+
+/// The policy in force, or none; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    live: Option<watch::Receiver<Arc<Evaluator>>>,
+}
+
+/// A caller as policy sees it, with the request facts every decision of one request shares.
+#[derive(Debug)]
+pub struct Subject {
+    principal: Principal,
+    scopes: Vec<String>,
+    source: Option<IpAddr>,
+}
+
+/// A decision and the verdict it leads to for the client.
+#[derive(Debug)]
+pub struct Verdict {
+    /// The decision with its explanation, for the audit record.
+    pub decision: policy::Decision,
+    /// The client's error when the request is refused.
+    pub refusal: Option<ErrorData>,
+}
+
+impl Access {
+    /// Returns the absence of a policy: curation alone decides what is exposed.
+    pub fn unrestricted() -> Self {
+        Self::default()
+    }
+
+    /// Enforces the snapshots `receiver` delivers, switching at once when a new one arrives.
+    pub fn live(receiver: watch::Receiver<Arc<Evaluator>>) -> Self {
+        Self {
+            live: Some(receiver),
+        }
+    }
+
+    /// Returns the policy subject of a request, or `None` when no policy applies to it.
+    ///
+    /// An anonymous caller (`auth: none`) has no identity to decide on: such a virtual server
+    /// is open by definition.
+    pub fn subject(&self, context: &McpContext<RoleServer>) -> Option<(Arc<Evaluator>, Subject)> {
+        let evaluator = self.live.as_ref()?.borrow().clone();
+        let parts = context.extensions.get::<http::request::Parts>()?;
+        let Some(Caller::Token(claims)) = parts.extensions.get::<Caller>() else {
+            return None;
+        };
+        let principal = Principal::from_claims(&policy::TokenClaims {
+            issuer: &claims.issuer,
+            subject: &claims.subject,
+            client_id: &claims.client_id,
+            act: claims.act.as_ref(),
+            groups: &claims.groups,
+            roles: &claims.roles,
+            authentication_method: if claims.subject == claims.client_id {
+                policy::AuthenticationMethod::ClientSecret
+            } else {
+                policy::AuthenticationMethod::AuthorizationCode
+            },
+        });
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        Some((
+            evaluator,
+            Subject {
+                principal,
+                scopes: claims.scopes.clone(),
+                source,
+            },
+        ))
+    }
+}
+
+impl Subject {
+    /// Decides `action` on `item` of `connector` in `virtual_server`, with the call's arguments.
+    pub fn decide(
+        &self,
+        evaluator: &Evaluator,
+        action: Action,
+        virtual_server: &str,
+        connector: &str,
+        item: Item,
+        arguments: Option<&JsonObject>,
+    ) -> Verdict {
+        let target = Target {
+            virtual_server: virtual_server.to_owned(),
+            connector: Some(connector.to_owned()),
+            item: Some(item),
+        };
+        let context = RequestContext {
+            arguments: arguments.cloned(),
+            time: SystemTime::now(),
+            source_address: self.source,
+        };
+        let decision = evaluator.decide(&Request {
+            principal: &self.principal,
+            scopes: &self.scopes,
+            action,
+            target: &target,
+            context: &context,
+        });
+        let refusal = (!decision.allowed).then(|| refusal(&target, &decision));
+        Verdict { decision, refusal }
+    }
+
+    /// Says whether an item belongs in this caller's lists (allowed, or missing only a scope
+    /// the client can step up to).
+    pub fn lists(
+        &self,
+        evaluator: &Evaluator,
+        action: Action,
+        virtual_server: &str,
+        connector: &str,
+        item: Item,
+    ) -> bool {
+        self.decide(evaluator, action, virtual_server, connector, item, None)
+            .decision
+            .is_listed()
+    }
+}
+
+/// The policy view of an exposed tool: its exposed and upstream names and its annotations.
+pub fn tool_item(tool: &Tool, upstream: &str) -> Item {
+    let annotations = tool.annotations.as_ref();
+    Item::Tool(policy::Tool {
+        name: tool.name.to_string(),
+        upstream_name: upstream.to_owned(),
+        annotations: policy::Annotations {
+            read_only: annotations.and_then(|a| a.read_only_hint),
+            destructive: annotations.and_then(|a| a.destructive_hint),
+            idempotent: annotations.and_then(|a| a.idempotent_hint),
+            open_world: annotations.and_then(|a| a.open_world_hint),
+        },
+    })
+}
+
+/// The client's error for a denial: the item and the reason class, never policy text or ids.
+fn refusal(target: &Target, decision: &policy::Decision) -> ErrorData {
+    let reason = decision.reason.unwrap_or(policy::DenyReason::NoPermit);
+    let (kind, name) = match &target.item {
+        Some(Item::Tool(tool)) => ("tool", tool.name.as_str()),
+        Some(Item::Prompt { name }) => ("prompt", name.as_str()),
+        Some(Item::Resource { uri }) => ("resource", uri.as_str()),
+        None => ("virtual server", target.virtual_server.as_str()),
+    };
+    let message = reason
+        .client_message(name)
+        .replacen("tool ", &format!("{kind} "), 1);
+    let mut data = serde_json::json!({"reason": reason.as_str()});
+    if !decision.required_scopes.is_empty() {
+        data["required_scopes"] = serde_json::json!(decision.required_scopes);
+    }
+    ErrorData::new(POLICY_DENIED, message, Some(data))
+}
+
+/// The audit form of a decision: verdict, reason, determining policies and the explanation.
+pub fn audit_decision(decision: &policy::Decision) -> proto::common::v1::Decision {
+    use proto::common::v1::{DenyReason, Verdict};
+    let reason = decision.reason.map_or(DenyReason::Unspecified, |reason| {
+        DenyReason::from_str_name(&format!("DENY_REASON_{}", reason.as_str().to_uppercase()))
+            .unwrap_or(DenyReason::Unspecified)
+    });
+    proto::common::v1::Decision {
+        verdict: if decision.allowed {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        }
+        .into(),
+        reason: reason.into(),
+        policy_ids: decision.policy_ids.clone(),
+        required_scopes: decision.required_scopes.clone(),
+        explanation: decision.explanation.clone(),
+        policy_version: decision.policy_version,
+    }
+}

@@ -1,0 +1,134 @@
+//! Policy at the edge through the real HTTP face: what a member sees in `tools/list` is what
+//! they may call, constraints narrow the advertised schema and refuse bad values, and a denied
+//! client learns the tool and the reason class — never policy text.
+
+use edge_svc::access::Access;
+use edge_svc::audit::Recorder;
+use serde_json::{Value, json};
+
+const POLICIES: &str = r#"
+@id("members-may-use-crm")
+permit(principal is Member, action, resource);
+
+@id("nobody-adds")
+forbid(principal, action == Action::"call_tool", resource is Tool)
+when { resource.name == "add" };
+"#;
+
+/// Sends one stateless (2026-07-28) request and returns its JSON-RPC response.
+async fn rpc(url: &str, token: &str, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientCapabilities": {},
+                             "io.modelcontextprotocol/clientInfo": {"name": "policy-e2e", "version": "1"}});
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params["name"].as_str() {
+        request = request.header("mcp-name", name);
+    }
+    request
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json-rpc response")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_sees_only_what_policy_lets_them_call_with_constrained_arguments() {
+    let config: authz_svc::PolicyConfig = serde_json::from_value(json!({
+        "cedar": POLICIES,
+        "virtual_servers": {"crm": {"constraints": {"echo": {"text": {"max_length": 10}}}}}
+    }))
+    .expect("policy config");
+    let store = authz_svc::PolicyStore::new(&config).expect("valid policies");
+    let protected =
+        super::oauth::start_with(Recorder::disabled(), Access::live(store.subscribe())).await;
+    let crm = format!("{}/v/crm/mcp", protected.origin);
+    let token = super::oauth::token_for(&protected.origin, &crm).await;
+
+    let listed = rpc(&crm, &token, "tools/list", json!({})).await;
+    let tools = listed["result"]["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert!(names.contains(&"echo"), "{names:?}");
+    assert!(
+        !names.contains(&"add"),
+        "a forbidden tool is not listed: {names:?}"
+    );
+    let echo = tools
+        .iter()
+        .find(|tool| tool["name"] == "echo")
+        .expect("echo");
+    assert_eq!(
+        echo["inputSchema"]["properties"]["text"]["maxLength"], 10,
+        "the constraint narrows the advertised schema: {echo}"
+    );
+
+    let by_name = rpc(
+        &crm,
+        &token,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 1, "b": 2}}),
+    )
+    .await;
+    assert_eq!(by_name["error"]["code"], -32003, "{by_name}");
+    let message = by_name["error"]["message"].as_str().expect("message");
+    assert!(message.contains("add"), "names the tool: {message}");
+    assert!(
+        !by_name.to_string().contains("nobody-adds") && !by_name.to_string().contains("forbid("),
+        "no policy text or id reaches the client: {by_name}"
+    );
+
+    let short = rpc(
+        &crm,
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "short"}}),
+    )
+    .await;
+    assert_eq!(short["result"]["content"][0]["text"], "short", "{short}");
+    let long = rpc(
+        &crm,
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "much longer than ten"}}),
+    )
+    .await;
+    assert_eq!(long["error"]["code"], -32003, "{long}");
+    assert_eq!(
+        long["error"]["data"]["reason"], "argument_constraint",
+        "{long}"
+    );
+
+    // A policy change reaches the running edge without a restart.
+    store
+        .replace_cedar(
+            r#"@id("admin-forbids-echo")
+               forbid(principal, action == Action::"call_tool", resource is Tool)
+               when { resource.name == "echo" };"#,
+        )
+        .expect("valid replacement");
+    let after = rpc(
+        &crm,
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "short"}}),
+    )
+    .await;
+    assert_eq!(after["error"]["code"], -32003, "{after}");
+    let relisted = rpc(&crm, &token, "tools/list", json!({})).await;
+    assert!(
+        !relisted.to_string().contains("\"echo\""),
+        "echo disappears from the list too: {relisted}"
+    );
+    protected.shutdown.cancel();
+}
