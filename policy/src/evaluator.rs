@@ -18,6 +18,7 @@ use crate::principal::Principal;
 use crate::request::{Action, Request, RequestContext, Target, Tool};
 use crate::schema;
 use crate::scope::{self, Scopes};
+use crate::slice::Slicer;
 use crate::snapshot::{PolicyDocument, Snapshot};
 
 /// Is a validated, compiled policy snapshot: decides requests in-process, in
@@ -30,6 +31,8 @@ pub struct Evaluator {
     // The reason class each forbid policy reports (`@reason`), by id.
     reasons: HashMap<PolicyId, DenyReason>,
     entities: Entities,
+    // `None` when static entities make the resource hierarchy unknowable.
+    slicer: Option<Slicer>,
     servers: HashMap<String, CompiledServer>,
     types: Types,
     authorizer: Authorizer,
@@ -108,9 +111,11 @@ impl Evaluator {
                 (name.clone(), compiled)
             })
             .collect();
+        let slicer = entities.is_empty().then(|| Slicer::new(&policies));
         Ok(Self {
             snapshot,
             schema,
+            slicer,
             policies,
             reasons,
             entities,
@@ -177,9 +182,14 @@ impl Evaluator {
             Ok(cedar_request) => cedar_request,
             Err(error) => return self.failed(request, &format!("request: {error}")),
         };
+        let slice = self
+            .slicer
+            .as_ref()
+            .map(|slicer| slicer.slice(request.action, request.target));
+        let policies = slice.as_deref().unwrap_or(&self.policies);
         let response = self
             .authorizer
-            .is_authorized(&cedar_request, &self.policies, &entities);
+            .is_authorized(&cedar_request, policies, &entities);
         let diagnostics = response.diagnostics();
         let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
         determining.sort();

@@ -26,6 +26,7 @@ mod principal;
 mod request;
 mod schema;
 mod scope;
+mod slice;
 mod snapshot;
 mod time;
 

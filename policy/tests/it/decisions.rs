@@ -604,3 +604,41 @@ fn a_target_of_the_wrong_kind_is_an_evaluation_error_not_an_allow() {
     assert!(!decision.allowed);
     assert_eq!(decision.reason, Some(DenyReason::EvaluationError));
 }
+
+#[test]
+fn a_forbid_that_fails_to_evaluate_denies_instead_of_being_skipped() {
+    // Cedar skips a policy whose evaluation errors; for a forbid that would allow
+    // what it meant to refuse, so Gatehouse fails closed.
+    let mut document = policy::PolicyDocument::default();
+    document.add_cedar(
+        "test",
+        r#"@id("everyone") permit (principal, action, resource);
+           @id("overflows-when-delegated") forbid (principal, action, resource)
+           when { context.delegation_depth * 9223372036854775807 * 2 > 0 };"#,
+        policy::PolicyOrigin::Config,
+    );
+    let evaluator = policy::Evaluator::build(&document, 1, std::time::UNIX_EPOCH).unwrap();
+    let context = RequestContext::listing(business_hours(), office());
+    let crm = Target::virtual_server("crm");
+    let decide = |principal: &str| {
+        evaluator.decide(&Request {
+            principal: &fixture::principal(principal),
+            scopes: &[],
+            action: Action::Connect,
+            target: &crm,
+            context: &context,
+        })
+    };
+    assert!(
+        decide("member alice (sales)").allowed,
+        "no delegation: nothing errors"
+    );
+    let delegated = decide("assistant for alice");
+    assert!(!delegated.allowed);
+    assert_eq!(delegated.reason, Some(DenyReason::EvaluationError));
+    assert!(
+        delegated.explanation.contains("overflows-when-delegated"),
+        "{}",
+        delegated.explanation
+    );
+}

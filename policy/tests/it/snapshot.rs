@@ -187,3 +187,56 @@ fn request_entities_and_context_conform_to_the_published_schema() {
         decision.explanation
     );
 }
+
+#[test]
+fn slicing_policies_by_scope_never_changes_a_decision() {
+    // Static entities turn slicing off (their hierarchy could make any scope
+    // match), which gives an unsliced evaluator of the same policies to compare.
+    let sliced = fixture::evaluator();
+    let mut snapshot = sliced.snapshot().clone();
+    snapshot.entities_json =
+        r#"[{"uid": {"type": "Group", "id": "unused"}, "attrs": {}, "parents": []}]"#.to_owned();
+    let unsliced = Evaluator::new(snapshot).unwrap();
+    let scopes = fixture::all_scopes();
+    let arguments = [
+        None,
+        Some(json!({})),
+        Some(json!({"stage": "stalled", "amount": -5, "region": "us"})),
+    ];
+    let mut compared = 0;
+    for (label, principal) in fixture::principals() {
+        let mut targets: Vec<(Action, Target)> = fixture::tools()
+            .into_iter()
+            .map(|(server, connector, tool)| {
+                (Action::CallTool, Target::tool(server, connector, tool))
+            })
+            .collect();
+        for server in ["crm", "db", "elsewhere"] {
+            targets.push((Action::Connect, Target::virtual_server(server)));
+            targets.push((Action::ListTools, Target::virtual_server(server)));
+        }
+        for (action, target) in &targets {
+            for arguments in &arguments {
+                let context = RequestContext {
+                    arguments: arguments.as_ref().map(|a| a.as_object().unwrap().clone()),
+                    time: fixture::business_hours(),
+                    source_address: fixture::office(),
+                };
+                let request = Request {
+                    principal: &principal,
+                    scopes: &scopes,
+                    action: *action,
+                    target,
+                    context: &context,
+                };
+                assert_eq!(
+                    sliced.decide(&request),
+                    unsliced.decide(&request),
+                    "{label} {action:?} {target:?}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 200);
+}
