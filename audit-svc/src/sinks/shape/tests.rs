@@ -2,6 +2,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
+use super::cef::{cef_header, cef_value};
+use super::ocsf::activity;
 use super::*;
 use crate::event::AuditEvent;
 use crate::store::{GENESIS, Tail};
