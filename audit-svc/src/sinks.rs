@@ -105,6 +105,9 @@ pub(crate) trait Transport: Send + std::fmt::Debug {
     /// Writes a signed checkpoint to the receiver as an external anchor.
     async fn anchor(&mut self, checkpoint: &Checkpoint) -> Result<(), Failure>;
 
+    /// Learns the checkpoint anchored last before a restart.
+    fn resume(&mut self, _checkpoint: &Checkpoint) {}
+
     /// Releases the receiver at shutdown (closes a connection cleanly).
     async fn close(&mut self) {}
 }

@@ -57,6 +57,7 @@ impl Runner {
         let mut head = self.log.subscribe();
         let mut failures = 0u32;
         tracing::info!(sink = %self.config.name, shape = ?self.config.shape, "audit sink started");
+        self.resume().await;
         while !shutdown.is_cancelled() {
             match self.step(&shutdown).await {
                 Ok(true) => failures = 0,
@@ -82,6 +83,18 @@ impl Runner {
         }
         self.transport.close().await;
         tracing::info!(sink = %self.config.name, "audit sink stopped");
+    }
+
+    /// Tells the transport which checkpoint it anchored last (before a restart).
+    async fn resume(&mut self) {
+        let store = self.log.store();
+        let anchored = match store.sink_cursor(&self.config.name).await {
+            Ok(cursor) if cursor.anchored > 0 => cursor.anchored,
+            _ => return,
+        };
+        if let Ok(Some(checkpoint)) = store.checkpoint(Some(anchored)).await {
+            self.transport.resume(&checkpoint);
+        }
     }
 
     /// Delivers the next batch, if any; returns whether there was one.

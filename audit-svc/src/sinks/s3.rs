@@ -202,4 +202,8 @@ impl Transport for S3Transport {
         self.latest = Some(checkpoint.clone());
         Ok(())
     }
+
+    fn resume(&mut self, checkpoint: &Checkpoint) {
+        self.latest = Some(checkpoint.clone());
+    }
 }

@@ -135,4 +135,14 @@ async fn s3_batches_are_gzip_jsonl_with_metadata_and_checkpoints() {
     running.stop().await;
     assert_eq!(lag.dead_lettered, 0);
     assert_eq!(list(&bucket).await.len(), keys.len());
+    // After a restart the sink still knows the checkpoint it anchored last.
+    append(&log, "s3", 5, 1).await;
+    let running = Running::start(&log, &sinks(&s3_sink("archive", &moto.endpoint)));
+    running.delivered(6).await;
+    running.stop().await;
+    let third = "audit/v1/events/00000000000000000006-00000000000000000006.jsonl.gz";
+    let response = get(&bucket, third).await;
+    assert_eq!(response.headers()["x-amz-meta-checkpoint-size"], "3");
+    let keys = list(&bucket).await;
+    assert!(keys.contains(&format!("{third}.checkpoint")), "{keys:?}");
 }
