@@ -68,7 +68,8 @@ impl RedisLock {
 #[async_trait]
 impl RefreshLock for RedisLock {
     async fn try_acquire(&self, name: &str, ttl: Duration) -> Result<Option<Lease>, Error> {
-        let holder = random_id("")?;
+        // The holder names the process, so an operator can tell who holds what.
+        let holder = format!("{}:{}", std::process::id(), random_id("")?);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut connection = self.connection.clone();
         let started = tokio::time::Instant::now();

@@ -19,8 +19,17 @@ use crate::backend::{Backend, drop_database, fresh_database, redis_url};
 use crate::fixture;
 use crate::peer::{Provider, SeededGrant};
 
+/// Serializes these tests: each drives a provider, engines and a database hard
+/// enough on two cores that running them together would measure contention
+/// (late refreshes), not the engine.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Is every access token's lifetime at the provider, in seconds.
 const LIFETIME: u64 = 3;
+/// Is the lifetime in the three-process test: five processes (three replicas,
+/// the provider, PostgreSQL) share two cores with the rest of the suite, so the
+/// third of a lifetime left after the refresh is due gets a little more room.
+const PROCESS_LIFETIME: u64 = 5;
 const KEK: &str = "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
 fn refresh_config(redis_prefix: &str) -> RefreshConfig {
@@ -36,8 +45,8 @@ fn refresh_config(redis_prefix: &str) -> RefreshConfig {
     }
 }
 
-async fn store_grants(vault: &Vault, provider: &Provider, grants: &[SeededGrant]) {
-    let expires_at = now_micros() + i64::try_from(LIFETIME).unwrap() * 1_000_000;
+async fn store_grants(vault: &Vault, provider: &Provider, grants: &[SeededGrant], lifetime: u64) {
+    let expires_at = now_micros() + i64::try_from(lifetime).unwrap() * 1_000_000;
     for grant in grants {
         let material = Material::OauthGrant(OAuthGrant {
             access_token: SecretText::from(grant.access_token.as_str()),
@@ -83,12 +92,12 @@ async fn wait_for_cycles(
 
 /// Asserts the provider saw each refresh token redeemed once, each before its
 /// access token expired, and no grant refreshed more often than its schedule.
-fn assert_exactly_once_per_cycle(stats: &serde_json::Value, elapsed: Duration) {
+fn assert_exactly_once_per_cycle(stats: &serde_json::Value, elapsed: Duration, lifetime: u64) {
     assert_eq!(stats["reuse_detected"], 0, "{stats}");
     assert_eq!(stats["revoked_grants"], 0, "{stats}");
     assert_eq!(stats["late_refreshes"], 0, "{stats}");
     // Refreshes come at least 2/3 of a lifetime minus 10 % jitter apart.
-    let shortest = LIFETIME as f64 * (2.0 / 3.0 - 0.1);
+    let shortest = lifetime as f64 * (2.0 / 3.0 - 0.1);
     let most = (elapsed.as_secs_f64() / shortest).floor() as u64 + 1;
     let counts = stats["refreshes"].as_object().unwrap();
     let total: u64 = counts.values().map(|count| count.as_u64().unwrap()).sum();
@@ -132,7 +141,7 @@ async fn two_engines_refresh_once_per_cycle(backend: &Backend, locks: [Arc<dyn R
     let (vault, _events) = fixture::vault(backend, &provider.url);
     let grants = provider.seed("member", 40).await;
     let started = tokio::time::Instant::now();
-    store_grants(&vault, &provider, &grants).await;
+    store_grants(&vault, &provider, &grants, LIFETIME).await;
     let shutdown = CancellationToken::new();
     let mut engines = Vec::new();
     for lock in locks {
@@ -140,7 +149,7 @@ async fn two_engines_refresh_once_per_cycle(backend: &Backend, locks: [Arc<dyn R
         engines.push(tokio::spawn(engine.run(shutdown.child_token())));
     }
     let stats = wait_for_cycles(&provider, grants.len(), 3, Duration::from_secs(40)).await;
-    assert_exactly_once_per_cycle(&stats, started.elapsed());
+    assert_exactly_once_per_cycle(&stats, started.elapsed(), LIFETIME);
     assert_readable_and_valid(&vault, &provider, &grants).await;
     shutdown.cancel();
     for engine in engines {
@@ -150,6 +159,7 @@ async fn two_engines_refresh_once_per_cycle(backend: &Backend, locks: [Arc<dyn R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_locks_refresh_each_grant_once_per_cycle() {
+    let _heavy = HEAVY.lock().await;
     let backend = Backend::sqlite().await;
     let lock: Arc<dyn RefreshLock> = Arc::new(InProcessLock::default());
     two_engines_refresh_once_per_cycle(&backend, [lock.clone(), lock]).await;
@@ -158,6 +168,7 @@ async fn in_process_locks_refresh_each_grant_once_per_cycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_locks_refresh_each_grant_once_per_cycle() {
+    let _heavy = HEAVY.lock().await;
     let Some(url) = redis_url() else { return };
     let Some(backend) = Backend::postgres().await else {
         return;
@@ -185,22 +196,98 @@ fn replica(database_url: &str, redis_url: &str, prefix: &str, data_dir: &std::pa
         .env("GATEHOUSE_VAULT__REFRESH__LOCK_TTL", "2s")
         .env("GATEHOUSE_VAULT__REFRESH__HTTP_TIMEOUT", "800ms")
         .env("GATEHOUSE_VAULT__REFRESH__CONCURRENCY", "32")
-        .env("GATEHOUSE_VAULT__TELEMETRY__LOG_FILTER", "warn")
-        .stderr(std::process::Stdio::null())
+        .env(
+            "GATEHOUSE_VAULT__TELEMETRY__LOG_FILTER",
+            "warn,vault_svc=info",
+        )
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap()
 }
 
+/// Waits until `replica` logs that it serves (it has migrated, passed its KEK
+/// self-test and started its refresh engine), then drains its log.
+async fn wait_until_serving(replica: &mut Child) {
+    use tokio::io::AsyncBufReadExt as _;
+    let stderr = replica.stderr.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listen_addr") {
+                return;
+            }
+        }
+        panic!("replica exited before serving");
+    })
+    .await
+    .expect("replica did not serve within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+}
+
+/// Stops `replica` (SIGSTOP) at a moment it holds no refresh lock, then kills
+/// it with SIGKILL. A SIGKILL while a token request is in flight can lose the
+/// provider's answer, which no client can fence (the provider then sees the
+/// next redemption as reuse); every request runs under a held lock, so a
+/// stopped replica holding none has nothing in flight.
+async fn kill_between_refreshes(replica: &mut Child, redis_url: &str, prefix: &str) {
+    let pid = replica.id().unwrap().to_string();
+    let mut redis = redis::Client::open(redis_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .await
+                .unwrap()
+                .success()
+        );
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}lock:*"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let mut holds = false;
+        for key in keys {
+            let holder: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            holds |= holder.is_some_and(|holder| holder.starts_with(&format!("{pid}:")));
+        }
+        if !holds {
+            break;
+        }
+        assert!(
+            Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .await
+                .unwrap()
+                .success()
+        );
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the replica never stopped holding locks"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    replica.start_kill().unwrap();
+}
+
 /// Three vault-svc processes share PostgreSQL and Redis; one is killed with
-/// SIGKILL between refresh bursts. A SIGKILL while a token request is in
-/// flight can lose the provider's answer, which no client can fence (the
-/// provider then sees the next redemption as reuse), so the kill waits for a
-/// moment with nothing due within 400 ms.
+/// SIGKILL mid-run, between two of its refreshes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_one_killed_refresh_each_grant_once_per_cycle() {
+    let _heavy = HEAVY.lock().await;
     let Some(redis) = redis_url() else { return };
-    let Some(provider) = Provider::start(LIFETIME).await else {
+    let Some(provider) = Provider::start(PROCESS_LIFETIME).await else {
         return;
     };
     let Some((admin_url, database, database_url)) = fresh_database().await else {
@@ -214,35 +301,26 @@ async fn three_processes_one_killed_refresh_each_grant_once_per_cycle() {
         &provider.url,
         "http://127.0.0.1:9/vault",
     );
-    let grants = provider.seed("member", 200).await;
-    let started = tokio::time::Instant::now();
-    store_grants(&vault, &provider, &grants).await;
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("vault-it:{}:", random_id("").unwrap());
     let mut replicas: Vec<Child> = (0..3)
         .map(|_| replica(&database_url, &redis, &prefix, dir.path()))
         .collect();
-    wait_for_cycles(&provider, grants.len(), 1, Duration::from_secs(30)).await;
-    let quiet_by = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let soon = now_micros() + 400_000;
-        if store.due_for_refresh(soon, 1).await.unwrap().is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < quiet_by,
-            "no quiet moment to kill a replica"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for replica in &mut replicas {
+        wait_until_serving(replica).await;
     }
-    replicas[0].start_kill().unwrap();
+    let grants = provider.seed("member", 200).await;
+    let started = tokio::time::Instant::now();
+    store_grants(&vault, &provider, &grants, PROCESS_LIFETIME).await;
+    wait_for_cycles(&provider, grants.len(), 1, Duration::from_secs(30)).await;
+    kill_between_refreshes(&mut replicas[0], &redis, &prefix).await;
     let status = replicas[0].wait().await.unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)
     );
     let stats = wait_for_cycles(&provider, grants.len(), 4, Duration::from_secs(60)).await;
-    assert_exactly_once_per_cycle(&stats, started.elapsed());
+    assert_exactly_once_per_cycle(&stats, started.elapsed(), PROCESS_LIFETIME);
     assert_readable_and_valid(&vault, &provider, &grants).await;
     for replica in &mut replicas[1..] {
         assert!(
@@ -254,4 +332,71 @@ async fn three_processes_one_killed_refresh_each_grant_once_per_cycle() {
     drop(vault);
     drop(store);
     drop_database(&admin_url, &database).await;
+}
+
+/// A shared client-credentials pair: the engine obtains a token at once, then
+/// renews it before expiry; edge receives only the access token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_are_exchanged_and_renewed() {
+    let _heavy = HEAVY.lock().await;
+    let Some(provider) = Provider::start(LIFETIME).await else {
+        return;
+    };
+    let backend = Backend::sqlite().await;
+    let (vault, _events) = fixture::vault(&backend, &provider.url);
+    let material = Material::OauthClientCredentials(vault_svc::credential::ClientCredentials {
+        token_endpoint: format!("{}/token", provider.url),
+        client_id: "vault-client".to_owned(),
+        client_secret: SecretText::from("vault-client-secret"),
+        scopes: vec!["read".to_owned()],
+        audience: Some("https://mcp.example.com/shared".to_owned()),
+        access_token: None,
+    });
+    vault
+        .set_shared("shared", &material, None, "service account".into())
+        .await
+        .unwrap();
+    let query = CredentialQuery {
+        agent_client_id: Some("bot".into()),
+        connector: "shared".into(),
+        ..CredentialQuery::default()
+    };
+    assert!(
+        matches!(
+            vault.get_credential(&query).await,
+            Err(vault_svc::Error::RefreshFailing)
+        ),
+        "no token before the first exchange"
+    );
+    let shutdown = CancellationToken::new();
+    let engine = RefreshEngine::new(
+        vault.clone(),
+        Arc::new(InProcessLock::default()),
+        refresh_config(""),
+    )
+    .unwrap();
+    let running = tokio::spawn(engine.run(shutdown.child_token()));
+    let mut seen = std::collections::HashSet::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "tokens seen: {}",
+            seen.len()
+        );
+        if let Ok(CredentialOutcome::Released(released)) = vault.get_credential(&query).await {
+            let Material::Bearer { token } = released.material else {
+                panic!("not a bearer token")
+            };
+            if seen.insert(token.expose().to_owned()) {
+                assert_eq!(
+                    provider.whoami(token.expose()).await.as_deref(),
+                    Some("client:vault-client")
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
 }

@@ -6,6 +6,8 @@ whole grant (as Auth0, Okta and others do). It counts every refresh per grant,
 every reuse, and every refresh that came after the previous access token had
 expired, and serves them at GET /admin/stats.
 
+Client credentials are accepted too (tokens for user "client:vault-client").
+
 Endpoints: /authorize (auto-approves the user named by the `user` query
 parameter, i.e. the member "logging in"), /token, /whoami (bearer-protected),
 POST /admin/seed (creates grants directly, as if consent had happened), GET
@@ -69,7 +71,7 @@ class Client(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type):
-        return grant_type in ("authorization_code", "refresh_token")
+        return grant_type in ("authorization_code", "refresh_token", "client_credentials")
 
 
 CLIENT = Client()
@@ -187,7 +189,8 @@ def save_token(data, req):
         grant_id = req.refresh_token.grant_id
     else:
         grant_id = str(uuid.uuid4())
-    token = Token(grant_id, req.user, data.get("scope", ""), data)
+    user = req.user if req.user is not None else f"client:{CLIENT_ID}"
+    token = Token(grant_id, user, data.get("scope", ""), data)
     with LOCK:
         BY_ACCESS[token.access_token] = token
         if token.refresh_token:
@@ -196,11 +199,16 @@ def save_token(data, req):
 
 def create_app(expires_in):
     app = Flask(__name__)
-    app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {"authorization_code": expires_in, "refresh_token": expires_in}
+    app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
+        "authorization_code": expires_in,
+        "refresh_token": expires_in,
+        "client_credentials": expires_in,
+    }
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
     server = AuthorizationServer(app, query_client=lambda client_id: CLIENT if client_id == CLIENT_ID else None, save_token=save_token)
     server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
+    server.register_grant(grants.ClientCredentialsGrant)
 
     @app.get("/authorize")
     def authorize():
