@@ -1,7 +1,7 @@
 //! Per-argument constraints: declared per tool, compiled into Cedar `forbid`
 //! policies, and applied to the tool's input schema that clients see.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -113,20 +113,27 @@ fn conditions(
             format!("{value} has matches_pattern && {value}.matches_pattern"),
         ));
     }
-    for (kind, bound, method) in [
-        ("max", &constraint.max, "lessThanOrEqual"),
-        ("min", &constraint.min, "greaterThanOrEqual"),
+    for (kind, bound, method, operator) in [
+        ("max", &constraint.max, "lessThanOrEqual", "<="),
+        ("min", &constraint.min, "greaterThanOrEqual", ">="),
     ] {
         if let Some(bound) = bound {
-            match decimal(bound) {
-                Some(bound) => conditions.push((
-                    kind,
-                    format!("{value} has number && {value}.number.{method}(decimal(\"{bound}\"))"),
-                )),
-                None => problem(format!(
-                    "{kind} {bound} is not a decimal Cedar can hold (at most 4 fractional digits, |x| < 922337203685477)"
-                )),
-            }
+            let condition = match (bound.as_i64(), decimal(bound)) {
+                // Integers compare as longs; other numbers as decimals.
+                (Some(integer), Some(literal)) => format!(
+                    "({value} has long && {value}.long {operator} {integer}) || (!({value} has long) && {value} has number && {value}.number.{method}(decimal(\"{literal}\")))"
+                ),
+                (None, Some(literal)) => {
+                    format!("{value} has number && {value}.number.{method}(decimal(\"{literal}\"))")
+                }
+                (_, None) => {
+                    problem(format!(
+                        "{kind} {bound} is not a decimal Cedar can hold (at most 4 fractional digits, |x| < 922337203685477)"
+                    ));
+                    continue;
+                }
+            };
+            conditions.push((kind, condition));
         }
     }
     if let Some(max_length) = constraint.max_length {
@@ -187,6 +194,9 @@ pub(crate) fn decimal(number: &Number) -> Option<String> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CompiledTool {
     pub(crate) patterns: BTreeMap<String, Regex>,
+    // Arguments with a fractional max or min, whose integer values must be
+    // exposed as decimals too.
+    pub(crate) decimal_bounds: BTreeSet<String>,
 }
 
 impl CompiledTool {
@@ -199,7 +209,20 @@ impl CompiledTool {
                 Some((argument.clone(), pattern))
             })
             .collect();
-        Self { patterns }
+        let decimal_bounds = constraints
+            .iter()
+            .filter(|(_, constraint)| {
+                [&constraint.max, &constraint.min]
+                    .into_iter()
+                    .flatten()
+                    .any(|bound| !bound.is_i64())
+            })
+            .map(|(argument, _)| argument.clone())
+            .collect();
+        Self {
+            patterns,
+            decimal_bounds,
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! entities.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::str::FromStr as _;
+use std::sync::{Mutex, PoisonError};
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde_json::Value;
@@ -27,6 +29,52 @@ pub(crate) struct Types {
     prompt: EntityTypeName,
     arguments: EntityTypeName,
     action: EntityTypeName,
+}
+
+/// Caches the extension values (`datetime`, `ip`) requests repeat.
+///
+/// Cedar's `RestrictedExpression::new_ip` and `new_datetime` parse the extension
+/// function's name with the full Cedar parser on every call, which costs more than
+/// evaluating a whole policy set; times repeat within a second and client
+/// addresses repeat across requests.
+#[derive(Debug, Default)]
+pub(crate) struct ExtensionCache {
+    time: Mutex<Option<(i64, RestrictedExpression)>>,
+    addresses: Mutex<HashMap<IpAddr, RestrictedExpression>>,
+}
+
+/// Bounds the cached addresses; the cache starts over when full.
+const MAX_CACHED_ADDRESSES: usize = 4096;
+
+impl ExtensionCache {
+    fn datetime(&self, time: std::time::SystemTime) -> (RestrictedExpression, i64) {
+        let (text, day_of_week, second) = time::rfc3339(time);
+        let mut cached = self.time.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, expression)) = cached.as_ref()
+            && *at == second
+        {
+            return (expression.clone(), day_of_week);
+        }
+        let expression = RestrictedExpression::new_datetime(text);
+        *cached = Some((second, expression.clone()));
+        (expression, day_of_week)
+    }
+
+    fn ip(&self, address: IpAddr) -> RestrictedExpression {
+        let mut cached = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(expression) = cached.get(&address) {
+            return expression.clone();
+        }
+        if cached.len() >= MAX_CACHED_ADDRESSES {
+            cached.clear();
+        }
+        let expression = RestrictedExpression::new_ip(address.to_string());
+        cached.insert(address, expression.clone());
+        expression
+    }
 }
 
 /// Is a request in Cedar's terms.
@@ -67,13 +115,14 @@ impl Types {
         &self,
         request: &Request<'_>,
         tool: Option<&CompiledTool>,
+        cache: &ExtensionCache,
     ) -> Result<CedarRequest, Error> {
         let mut entities = Vec::with_capacity(8);
         let principal = self.principal(request, &mut entities)?;
         let resource = self.resource(request.action, request.target, &mut entities)?;
         let arguments = uid(&self.arguments, "call");
         entities.push(arguments_entity(arguments.clone(), request, tool)?);
-        let context = context(request, arguments)?;
+        let context = context(request, arguments, cache)?;
         Ok(CedarRequest {
             principal,
             action: uid(&self.action, request.action.as_str()),
@@ -244,8 +293,12 @@ impl Types {
     }
 }
 
-fn context(request: &Request<'_>, arguments: EntityUid) -> Result<Context, Error> {
-    let (time, day_of_week) = time::rfc3339(request.context.time);
+fn context(
+    request: &Request<'_>,
+    arguments: EntityUid,
+    cache: &ExtensionCache,
+) -> Result<Context, Error> {
+    let (time, day_of_week) = cache.datetime(request.context.time);
     let principal = request.principal;
     let actors = principal.act.iter().map(|actor| {
         actor
@@ -261,7 +314,7 @@ fn context(request: &Request<'_>, arguments: EntityUid) -> Result<Context, Error
             RestrictedExpression::new_bool(request.context.arguments.is_none()),
         ),
         ("scopes", strings(request.scopes)),
-        ("time", RestrictedExpression::new_datetime(time)),
+        ("time", time),
         ("day_of_week", RestrictedExpression::new_long(day_of_week)),
         (
             "authentication_method",
@@ -277,10 +330,7 @@ fn context(request: &Request<'_>, arguments: EntityUid) -> Result<Context, Error
         ),
     ];
     if let Some(address) = request.context.source_address {
-        pairs.push((
-            "source_address",
-            RestrictedExpression::new_ip(address.to_string()),
-        ));
+        pairs.push(("source_address", cache.ip(address)));
     }
     Context::from_pairs(
         pairs
@@ -301,13 +351,20 @@ fn arguments_entity(
     };
     let tags = arguments.iter().map(|(name, value)| {
         let pattern = tool.and_then(|tool| tool.patterns.get(name));
-        (name.clone(), argument(value, pattern))
+        let decimal = tool.is_some_and(|tool| tool.decimal_bounds.contains(name));
+        (name.clone(), argument(value, pattern, decimal))
     });
     Entity::new_with_tags(uid, [], [], tags)
         .map_err(|error| Error::Internal(format!("arguments entity: {error}")))
 }
 
-fn argument(value: &Value, pattern: Option<&regex::Regex>) -> RestrictedExpression {
+// Integers are exposed as `long`; `number` (a Cedar decimal, costly to build) only
+// for non-integers, or when a constraint on the argument has a fractional bound.
+fn argument(
+    value: &Value,
+    pattern: Option<&regex::Regex>,
+    decimal_bound: bool,
+) -> RestrictedExpression {
     let mut fields: Vec<(String, RestrictedExpression)> =
         vec![("json".to_owned(), string(&canonical(value)))];
     match value {
@@ -317,7 +374,12 @@ fn argument(value: &Value, pattern: Option<&regex::Regex>) -> RestrictedExpressi
             fields.push(("length".to_owned(), RestrictedExpression::new_long(length)));
         }
         Value::Number(number) => {
-            if let Some(number) = decimal(number) {
+            if let Some(long) = number.as_i64() {
+                fields.push(("long".to_owned(), RestrictedExpression::new_long(long)));
+            }
+            if (decimal_bound || !number.is_i64())
+                && let Some(number) = decimal(number)
+            {
                 fields.push((
                     "number".to_owned(),
                     RestrictedExpression::new_decimal(number),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::constraint::{self, CompiledTool, ToolConstraints};
 use crate::decision::{Decision, DenyReason};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::entity::Types;
+use crate::entity::{ExtensionCache, Types};
 use crate::error::Error;
 use crate::principal::Principal;
 use crate::request::{Action, Request, RequestContext, Target, Tool};
@@ -35,6 +35,7 @@ pub struct Evaluator {
     slicer: Option<Slicer>,
     servers: HashMap<String, CompiledServer>,
     types: Types,
+    cache: ExtensionCache,
     authorizer: Authorizer,
 }
 
@@ -121,6 +122,7 @@ impl Evaluator {
             entities,
             servers,
             types: Types::new()?,
+            cache: ExtensionCache::default(),
             authorizer: Authorizer::new(),
         })
     }
@@ -159,7 +161,7 @@ impl Evaluator {
         let compiled = server
             .zip(tool)
             .and_then(|(server, tool)| server.tools.get(&tool.name));
-        let cedar = match self.types.cedar_request(request, compiled) {
+        let cedar = match self.types.cedar_request(request, compiled, &self.cache) {
             Ok(cedar) => cedar,
             Err(error) => return self.failed(request, &error.to_string()),
         };

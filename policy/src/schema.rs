@@ -51,12 +51,15 @@ entity Prompt in [Connector, VirtualServer] = {
   "virtual_server": VirtualServer,
 };
 // One call argument. `json` is the value as compact JSON; the other fields are set
-// when they apply: `text` for strings, `number` for numbers a decimal holds
-// exactly, `length` for strings (in characters), `bool` for booleans, and
-// `matches_pattern` when the tool declares a pattern constraint for the argument.
+// when they apply: `text` for strings, `long` for integers, `number` for
+// non-integers a decimal holds exactly (and for integers when a constraint on the
+// argument has a fractional bound), `length` for strings (in characters), `bool`
+// for booleans, and `matches_pattern` when the tool declares a pattern constraint
+// for the argument.
 type Argument = {
   "json": String,
   "text"?: String,
+  "long"?: Long,
   "number"?: decimal,
   "length"?: Long,
   "bool"?: Bool,
