@@ -24,6 +24,11 @@ bash tests/interop/install.sh
 # shellcheck disable=SC1091
 source "${GATEHOUSE_INTEROP_DIR:-$HOME/.cache/gatehouse-interop}/env.sh"
 
+step "real SIEM receivers (rsyslog, moto, rotel)"
+bash audit-svc/tests/install-receivers.sh
+# shellcheck disable=SC1091
+source "${GATEHOUSE_AUDIT_RECEIVERS_DIR:-$HOME/.cache/gatehouse-audit-receivers}/env.sh"
+
 step "build binaries"
 cargo build --workspace --bins --locked
 

@@ -25,6 +25,9 @@ pub struct GatewaySpec {
     /// The policy section (Cedar, constraints, scopes), read by authz-svc's policy store.
     #[serde(default)]
     pub policies: Option<serde::de::IgnoredAny>,
+    /// The audit section (SIEM sinks, retention), read by audit-svc.
+    #[serde(default)]
+    pub audit: Option<serde::de::IgnoredAny>,
 }
 
 /// One downstream MCP server as written in the config file.

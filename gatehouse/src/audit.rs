@@ -144,6 +144,7 @@ async fn execute(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 "tree_size": report.tree_size,
                 "root_hash": STANDARD.encode(report.root_hash),
                 "chain_hash": STANDARD.encode(report.chain_hash),
+                "pruned_through": report.pruned_through,
                 "intact": report.problem.is_none(),
                 "problem": report.problem.as_ref().map(ToString::to_string),
             });

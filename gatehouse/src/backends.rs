@@ -21,11 +21,18 @@ pub(crate) struct Backend {
 pub(crate) async fn start(
     shutdown: &CancellationToken,
     data: &std::path::Path,
+    audit_section: crate::oauth::AuditSection,
 ) -> anyhow::Result<Vec<Backend>> {
     let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
     let vault = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?;
-    let audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?
+    let mut audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?
         .with_data_dir(data);
+    if !audit_section.sinks.is_empty() {
+        audit.sinks = audit_section.sinks;
+    }
+    if audit_section.retention != audit_svc::RetentionConfig::default() {
+        audit.retention = audit_section.retention;
+    }
     let (authz_listener, authz_addr) = loopback().await?;
     let (vault_listener, vault_addr) = loopback().await?;
     let (audit_listener, audit_addr) = loopback().await?;

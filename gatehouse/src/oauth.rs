@@ -19,21 +19,42 @@ struct AuthorizationFile {
     authorization: AuthorizationConfig,
     #[serde(default)]
     policies: authz_svc::PolicyConfig,
+    #[serde(default)]
+    audit: AuditSection,
     #[serde(default, rename = "connectors")]
     _connectors: IgnoredAny,
     #[serde(default, rename = "virtual_servers")]
     _virtual_servers: IgnoredAny,
 }
 
-/// Parses the `authorization:` and `policies:` sections; errors name the field path and line
-/// like edge's do.
-pub(crate) fn section(
-    text: &str,
-    source: &str,
-) -> Result<(AuthorizationConfig, authz_svc::PolicyConfig), String> {
+/// The `audit:` section: where audit-svc streams events and how long it keeps them.
+///
+/// Lists of sinks are awkward in environment variables, so the one gatehouse file holds them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AuditSection {
+    pub(crate) sinks: Vec<audit_svc::SinkConfig>,
+    pub(crate) retention: audit_svc::RetentionConfig,
+}
+
+/// The sections of the gatehouse file that the backends read.
+#[derive(Debug)]
+pub(crate) struct Sections {
+    pub(crate) authorization: AuthorizationConfig,
+    pub(crate) policies: authz_svc::PolicyConfig,
+    pub(crate) audit: AuditSection,
+}
+
+/// Parses the `authorization:`, `policies:` and `audit:` sections; errors name the field path
+/// and line like edge's do.
+pub(crate) fn sections(text: &str, source: &str) -> Result<Sections, String> {
     let deserializer = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, AuthorizationFile>(deserializer)
-        .map(|file| (file.authorization, file.policies))
+        .map(|file| Sections {
+            authorization: file.authorization,
+            policies: file.policies,
+            audit: file.audit,
+        })
         .map_err(|error| format!("{source}: {}: {}", error.path(), error.inner()))
 }
 

@@ -27,7 +27,7 @@ const EXIT_CONFIG: u8 = 64;
 
 /// Runs the gateway until SIGINT/SIGTERM; invalid configuration exits 64 before anything binds.
 pub(crate) async fn run(options: UpOptions) -> ExitCode {
-    let (spec, (authorization, policies)) = match load(&options.config) {
+    let (spec, sections) = match load(&options.config) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("gatehouse: {error}");
@@ -49,7 +49,7 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let outcome = serve(options, spec, authorization, policies).await;
+    let outcome = serve(options, spec, sections).await;
     telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,30 +60,31 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
     }
 }
 
-/// Reads the one gatehouse file: edge's connectors and virtual servers, authz's sections.
+/// Reads the one gatehouse file: edge's connectors and virtual servers, the backends' sections.
 ///
 /// Policies are compiled here so that an invalid one stops the start with Cedar's diagnostics.
-fn load(path: &std::path::Path) -> Result<(edge_svc::GatewaySpec, Sections), String> {
+fn load(path: &std::path::Path) -> Result<(edge_svc::GatewaySpec, crate::oauth::Sections), String> {
     let source = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|error| format!("cannot read {source}: {error}"))?;
     let spec =
         edge_svc::GatewaySpec::from_yaml(&text, &source).map_err(|error| error.to_string())?;
-    let (authorization, policies) = crate::oauth::section(&text, &source)?;
-    authz_svc::PolicyStore::new(&policies)
+    let sections = crate::oauth::sections(&text, &source)?;
+    authz_svc::PolicyStore::new(&sections.policies)
         .map_err(|error| format!("{source}: policies: {error}"))?;
-    Ok((spec, (authorization, policies)))
+    Ok((spec, sections))
 }
-
-/// The sections of the gatehouse file that authz-svc reads.
-type Sections = (authz_svc::AuthorizationConfig, authz_svc::PolicyConfig);
 
 async fn serve(
     options: UpOptions,
     spec: edge_svc::GatewaySpec,
-    authorization: authz_svc::AuthorizationConfig,
-    policies: authz_svc::PolicyConfig,
+    sections: crate::oauth::Sections,
 ) -> anyhow::Result<()> {
+    let crate::oauth::Sections {
+        authorization,
+        policies,
+        audit: audit_section,
+    } = sections;
     std::fs::create_dir_all(&options.data).map_err(|error| {
         anyhow::anyhow!(
             "cannot create data directory {}: {error}",
@@ -98,7 +99,7 @@ async fn serve(
     let local = listener.local_addr()?;
     let public_url = url::Url::parse(&format!("http://{local}"))?;
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
-    let backends = crate::backends::start(&shutdown, &options.data).await?;
+    let backends = crate::backends::start(&shutdown, &options.data, audit_section).await?;
     let audit_addr = backends
         .iter()
         .find(|backend| backend.name == "audit-svc")

@@ -334,7 +334,13 @@ async fn gatehouse_up(config: &Path, data: &Path) -> (tokio::process::Child, Str
 async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_gap() {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("gatehouse.yaml");
-    std::fs::write(&config, spec_yaml()).expect("config");
+    let siem_file = dir.path().join("siem.jsonl");
+    let with_sink = format!(
+        "{}audit:\n  sinks:\n    - name: siem-file\n      shape: ocsf\n      poll_interval: 100ms\n      jsonl: {{path: \"{}\"}}\n",
+        spec_yaml(),
+        siem_file.display()
+    );
+    std::fs::write(&config, with_sink).expect("config");
     let data = dir.path().join("data");
     let (mut child, url) = gatehouse_up(&config, &data).await;
 
@@ -419,6 +425,25 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
     );
     assert_eq!(report.tree_size, events.len() as u64);
     cli_verifies_searches_and_proves(&data, &events[0].1);
+
+    // The gatehouse file's `audit:` section streams the same events to the SIEM, as OCSF.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let streamed = std::fs::read_to_string(&siem_file).unwrap_or_default();
+        let api_activity = streamed
+            .lines()
+            .filter(|line| line.contains("\"class_uid\":6003"))
+            .count();
+        if api_activity >= events.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{api_activity} of {} events reached the SIEM file",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn gatehouse_cli(args: &[&str]) -> std::process::Output {
