@@ -74,6 +74,27 @@ pub(crate) fn redis_url() -> Option<String> {
     }
 }
 
+/// Deletes every Redis key under `prefix` (the fencing counter has no TTL).
+pub(crate) async fn forget_redis_prefix(url: &str, prefix: &str) {
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+}
+
 impl Backend {
     pub(crate) async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();

@@ -7,9 +7,20 @@ use std::time::Duration;
 use vault_svc::credential::random_id;
 use vault_svc::lock::{InProcessLock, RedisLock, RefreshLock};
 
-use crate::backend::redis_url;
+use crate::backend::{forget_redis_prefix, redis_url};
 
-async fn locks() -> Vec<(&'static str, Arc<dyn RefreshLock>)> {
+/// Is where a test's Redis keys live, deleted when it ends.
+struct RedisKeys(Option<(String, String)>);
+
+impl RedisKeys {
+    async fn forget(self) {
+        if let Some((url, prefix)) = self.0 {
+            forget_redis_prefix(&url, &prefix).await;
+        }
+    }
+}
+
+async fn locks() -> (Vec<(&'static str, Arc<dyn RefreshLock>)>, RedisKeys) {
     let mut locks: Vec<(&'static str, Arc<dyn RefreshLock>)> =
         vec![("in-process", Arc::new(InProcessLock::default()))];
     if let Some(url) = redis_url() {
@@ -18,13 +29,15 @@ async fn locks() -> Vec<(&'static str, Arc<dyn RefreshLock>)> {
             .await
             .expect("REDIS_URL is set but Redis is unreachable");
         locks.push(("redis", Arc::new(lock)));
+        return (locks, RedisKeys(Some((url, prefix))));
     }
-    locks
+    (locks, RedisKeys(None))
 }
 
 #[tokio::test]
 async fn one_holder_at_a_time_with_increasing_fences() {
-    for (name, lock) in locks().await {
+    let (locks, keys) = locks().await;
+    for (name, lock) in locks {
         let first = lock
             .try_acquire("cred_a", Duration::from_secs(10))
             .await
@@ -52,11 +65,13 @@ async fn one_holder_at_a_time_with_increasing_fences() {
         assert!(second.fence > other.fence, "{name}");
         assert!(second.remaining() > Duration::from_secs(9), "{name}");
     }
+    keys.forget().await;
 }
 
 #[tokio::test]
 async fn an_expired_holder_cannot_release_the_next_holders_lock() {
-    for (name, lock) in locks().await {
+    let (locks, keys) = locks().await;
+    for (name, lock) in locks {
         let stale = lock
             .try_acquire("cred_x", Duration::from_millis(50))
             .await
@@ -96,11 +111,13 @@ async fn an_expired_holder_cannot_release_the_next_holders_lock() {
             "{name}"
         );
     }
+    keys.forget().await;
 }
 
 #[tokio::test]
 async fn concurrent_contenders_get_exactly_one_lease() {
-    for (name, lock) in locks().await {
+    let (locks, keys) = locks().await;
+    for (name, lock) in locks {
         let mut tasks = Vec::new();
         for _ in 0..32 {
             let lock = lock.clone();
@@ -118,4 +135,5 @@ async fn concurrent_contenders_get_exactly_one_lease() {
         let fences: HashSet<u64> = winners.iter().map(|lease| lease.fence).collect();
         assert_eq!(fences.len(), 1);
     }
+    keys.forget().await;
 }

@@ -15,7 +15,7 @@ use vault_svc::secret::{Owner, SecretText};
 use vault_svc::store::{PostgresStore, Store};
 use vault_svc::{CredentialOutcome, CredentialQuery, RefreshConfig, RefreshEngine, Vault};
 
-use crate::backend::{Backend, drop_database, fresh_database, redis_url};
+use crate::backend::{Backend, drop_database, forget_redis_prefix, fresh_database, redis_url};
 use crate::fixture;
 use crate::peer::{Provider, SeededGrant};
 
@@ -178,6 +178,7 @@ async fn redis_locks_refresh_each_grant_once_per_cycle() {
     let two: Arc<dyn RefreshLock> = Arc::new(RedisLock::connect(&url, &prefix).await.unwrap());
     two_engines_refresh_once_per_cycle(&backend, [one, two]).await;
     backend.finish().await;
+    forget_redis_prefix(&url, &prefix).await;
 }
 
 const BINARY: &str = env!("CARGO_BIN_EXE_vault-svc");
@@ -332,6 +333,7 @@ async fn three_processes_one_killed_refresh_each_grant_once_per_cycle() {
     drop(vault);
     drop(store);
     drop_database(&admin_url, &database).await;
+    forget_redis_prefix(&redis, &prefix).await;
 }
 
 /// A shared client-credentials pair: the engine obtains a token at once, then
