@@ -52,6 +52,13 @@ impl Members {
         }
     }
 
+    /// Returns the groups of the member `username` (none for an unknown one), for tokens.
+    pub(crate) fn groups(&self, username: &str) -> &[String] {
+        self.by_name
+            .get(username)
+            .map_or(&[], |member| member.groups.as_slice())
+    }
+
     /// Returns the member when `password` matches; runs on a blocking thread
     /// because argon2id is deliberately slow.
     pub(crate) async fn login(&self, username: &str, password: &str) -> Option<MemberConfig> {

@@ -37,6 +37,9 @@ pub struct AccessClaims {
     /// Names the grant (refresh family) the token belongs to; revoking the grant revokes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Lists the member's groups, so that resource servers can decide by group without a lookup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Describes what an access token is for, before it gets its id and times.
@@ -48,6 +51,7 @@ pub(crate) struct TokenRequest<'a> {
     pub(crate) scope: &'a str,
     pub(crate) grant: Option<&'a str>,
     pub(crate) ttl: Duration,
+    pub(crate) groups: &'a [String],
 }
 
 /// Returns the current time in unix seconds.
@@ -75,6 +79,7 @@ pub(crate) fn mint(
         iat,
         exp: iat.saturating_add(i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX)),
         sid: request.grant.map(str::to_owned),
+        groups: request.groups.to_vec(),
     };
     let header = Header {
         typ: Some(ACCESS_TOKEN_TYPE.to_owned()),

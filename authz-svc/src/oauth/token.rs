@@ -222,6 +222,7 @@ fn client_credentials(
         scope: &scope,
         grant: None,
         ttl,
+        groups: &[],
     };
     token_response(state, &request, None)
 }
@@ -246,6 +247,7 @@ fn grant_response(
         scope: &family.scope,
         grant: Some(&family.family_id),
         ttl: state.config.access_token_ttl,
+        groups: state.members.groups(&family.subject),
     };
     token_response(state, &request, refresh)
 }

@@ -240,6 +240,11 @@ async fn member_login_and_consent_issue_a_code() {
         .unwrap();
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.aud, RESOURCE);
+    assert_eq!(
+        claims.groups,
+        vec!["staff".to_owned()],
+        "the member's groups travel in the token for group policies"
+    );
 }
 
 #[tokio::test]
