@@ -17,6 +17,8 @@
 #     (DCR, PKCE, authorize, token) and ClientCredentialsOAuthProvider (a DCR-registered agent) on
 #     both eras through /v/protected/mcp, each token refused at /v/protected-b/mcp; and
 #     `conformance authorization` against the issuer, driven headless;
+#   - policy through the same SDK clients at /v/policed/mcp: a member outside the `finance` group
+#     and an agent neither see nor can call `add`;
 #   - killing the server-everything child and calling it again (the stdio connector restarts).
 # Everything it starts is killed on exit. The last line is `interop: N passed, M failed`; the exit
 # status is non-zero when anything failed. GATEHOUSE_INTEROP_KEEP=1 keeps the work directory.
@@ -325,6 +327,17 @@ virtual_servers:
     connectors: [{connector: fast, deny: ["internal_*"]}]
   - name: protected-b
     connectors: [{connector: fast, deny: ["internal_*"]}]
+  # OAuth plus policy: only the finance group may add; the test member and agents are not in it
+  - name: policed
+    connectors: [{connector: fast, prefix: "", deny: ["internal_*"]}]
+policies:
+  cedar: |
+    @id("interop-open")
+    permit(principal, action, resource);
+    @id("only-finance-adds")
+    forbid(principal, action == Action::"call_tool", resource in VirtualServer::"policed")
+      when { resource.name == "add" }
+      unless { principal in Group::"finance" };
 EOF
     gatehouse_port="$(free_port)"
     base="http://127.0.0.1:$gatehouse_port"
@@ -360,6 +373,11 @@ EOF
             driver "gateway-py-oauth-$flow-$mode" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \
                 "$flow" --mode "$mode" "$base" "$protected" "$protected_b" "$here/specs/protected.json"
         done
+    done
+    # Policy through the SDK: a member outside the group and an agent neither see nor call `add`
+    for flow in authcode agent; do
+        driver "gateway-py-oauth-policy-$flow" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \
+            "$flow" --mode modern "$base" "$base/v/policed/mcp" "$protected_b" "$here/specs/policed.json"
     done
     say "---- gateway-conformance-authorization: conformance authorization --url $base --resource $protected"
     timeout 180 "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/conformance_authorization.py" "$GATEHOUSE_CONFORMANCE" \
