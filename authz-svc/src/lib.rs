@@ -12,6 +12,7 @@ use tonic::transport::server::TcpIncoming;
 mod client;
 mod config;
 mod error;
+mod events;
 mod grant;
 mod grpc;
 mod issuer;
@@ -31,6 +32,7 @@ pub use config::{
     MAX_AGENT_TOKEN_TTL, MemberConfig, PolicyConfig,
 };
 pub use error::Error;
+pub use events::AuditSink;
 pub use issuer::{Issuer, ProtectedResource};
 pub use keys::MASTER_KEY_ENV;
 pub use member::TEST_MEMBER;

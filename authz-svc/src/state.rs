@@ -21,6 +21,7 @@ pub struct AuthzState {
     pub(crate) members: Members,
     pub(crate) secrets: SecretHasher,
     pub(crate) csrf_key: Arc<[u8; 32]>,
+    pub(crate) audit: Option<Arc<dyn crate::events::AuditSink>>,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -66,7 +67,23 @@ impl AuthzState {
             keys: Arc::new(keys),
             secrets: SecretHasher::new(master.derive("client-secret")),
             csrf_key: Arc::new(master.derive("csrf")),
+            audit: None,
         })
+    }
+
+    /// Records every token issued and revoked through `sink`.
+    #[must_use]
+    pub fn with_audit(mut self, sink: Arc<dyn crate::events::AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// Hands `event` to the audit sink, when there is one.
+    pub(crate) fn audit(&self, event: proto::audit::v1::AuditEvent) -> Result<(), String> {
+        match &self.audit {
+            Some(sink) => sink.record(event),
+            None => Ok(()),
+        }
     }
 
     /// Returns the issuer identifier, the exact string to put in protected-resource

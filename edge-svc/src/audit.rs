@@ -189,12 +189,20 @@ impl Recorder {
         }
     }
 
-    /// Writes one event to the spool, stamping it with this edge as emitter.
+    /// Writes an event that no admitted call reserved room for (another service's, say),
+    /// within the spool's bound.
+    pub fn record_event(&self, event: AuditEvent) -> Result<(), Unrecordable> {
+        self.record(event, Admission(None))
+    }
+
+    /// Writes one event to the spool, stamping it with this edge as emitter unless it names one.
     pub fn record(&self, mut event: AuditEvent, admission: Admission) -> Result<(), Unrecordable> {
         let Some(active) = self.active.as_deref() else {
             return Ok(());
         };
-        event.emitter = Some(active.emitter.clone());
+        if event.emitter.is_none() {
+            event.emitter = Some(active.emitter.clone());
+        }
         let payload = event.encode_to_vec();
         let written = match admission.0 {
             Some(reservation) => active.spool.append_reserved(&payload, reservation),

@@ -120,6 +120,9 @@ async fn serve(
         .with_audit(recorder)
         .with_access(access);
     let (authz, auth) = crate::oauth::open(authorization, &spec, &face, &options.data).await?;
+    let authz = authz.with_audit(std::sync::Arc::new(SpooledAudit(
+        gateway.recorder().clone(),
+    )));
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::oauth_router(authz));
@@ -177,4 +180,16 @@ fn announce(
         )?;
     }
     out.flush()
+}
+
+/// Hands authz-svc's token events to edge's spool: one durable path to audit-svc for both.
+#[derive(Debug)]
+struct SpooledAudit(edge_svc::audit::Recorder);
+
+impl authz_svc::AuditSink for SpooledAudit {
+    fn record(&self, event: proto::audit::v1::AuditEvent) -> Result<(), String> {
+        self.0
+            .record_event(event)
+            .map_err(|error| error.to_string())
+    }
 }

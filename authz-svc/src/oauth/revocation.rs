@@ -42,6 +42,15 @@ async fn revoke_token(
         if family.client_id == client.client_id {
             state.store.revoke_family(&family.family_id).await?;
             tracing::info!(client_id = %client.client_id, grant = %family.family_id, "grant revoked");
+            record(
+                state,
+                crate::events::token_revoked(
+                    &family.subject,
+                    &client.client_id,
+                    None,
+                    Some(&family.family_id),
+                ),
+            );
         }
         return Ok(());
     }
@@ -50,8 +59,19 @@ async fn revoke_token(
     {
         state.store.revoke_jti(&claims.jti, claims.exp).await?;
         tracing::info!(client_id = %client.client_id, jti = %claims.jti, "access token revoked");
+        record(
+            state,
+            crate::events::token_revoked(&claims.sub, &client.client_id, Some(&claims.jti), None),
+        );
     }
     Ok(())
+}
+
+/// Records a revocation; the revocation itself already happened and stands either way.
+fn record(state: &AuthzState, event: proto::audit::v1::AuditEvent) {
+    if let Err(why) = state.audit(event) {
+        tracing::error!(%why, "a revocation could not be recorded in the audit trail");
+    }
 }
 
 /// Tells an authenticated confidential client whether its token is active.

@@ -110,7 +110,9 @@ async fn authorization_code(
     let refresh = random_token()?;
     let successor = new_refresh(state, &refresh);
     match state.store.redeem_code(&hash, &successor, now()).await? {
-        Redemption::Redeemed(family) => grant_response(state, &family, Some(&refresh)),
+        Redemption::Redeemed(family) => {
+            grant_response(state, &family, Some(&refresh), AUTHORIZATION_CODE)
+        }
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, grant = %record.family_id, "authorization code replayed: grant revoked");
             Err(invalid())
@@ -150,7 +152,7 @@ async fn refresh_token(
             if let Some(scope) = params.get("scope") {
                 scope.clone_into(&mut family.scope);
             }
-            grant_response(state, &family, Some(&refresh))
+            grant_response(state, &family, Some(&refresh), REFRESH_TOKEN)
         }
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, "refresh token reused: grant revoked");
@@ -224,7 +226,7 @@ fn client_credentials(
         ttl,
         groups: &[],
     };
-    token_response(state, &request, None)
+    token_response(state, &request, None, "client_credentials")
 }
 
 fn new_refresh(state: &AuthzState, token: &str) -> NewRefresh {
@@ -239,6 +241,7 @@ fn grant_response(
     state: &AuthzState,
     family: &FamilyRecord,
     refresh: Option<&str>,
+    grant_type: &str,
 ) -> Result<Response, OAuthError> {
     let request = TokenRequest {
         subject: &family.subject,
@@ -249,15 +252,23 @@ fn grant_response(
         ttl: state.config.access_token_ttl,
         groups: state.members.groups(&family.subject),
     };
-    token_response(state, &request, refresh)
+    token_response(state, &request, refresh, grant_type)
 }
 
 fn token_response(
     state: &AuthzState,
     request: &TokenRequest<'_>,
     refresh: Option<&str>,
+    grant_type: &str,
 ) -> Result<Response, OAuthError> {
     let (access_token, claims) = mint(&state.keys, state.issuer(), request)?;
+    // A token the audit trail cannot show is not issued (fail closed, like edge's calls).
+    state
+        .audit(crate::events::token_issued(&claims, grant_type))
+        .map_err(|why| {
+            tracing::error!(%why, "refusing to issue a token that cannot be audited");
+            OAuthError::new("temporarily_unavailable", "try again later")
+        })?;
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",

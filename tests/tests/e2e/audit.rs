@@ -245,8 +245,25 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     .await;
     assert_eq!(unknown.status(), 200, "a JSON-RPC error, not an HTTP one");
 
-    let events = wait_for_events(&audit_config, "both calls", |events| events.len() >= 2).await;
-    let (_, allowed) = &events[0];
+    let events = wait_for_events(&audit_config, "the token and both calls", |events| {
+        events.len() >= 3
+    })
+    .await;
+    let (_, issued) = &events[0];
+    assert_eq!(issued["kind"], "EVENT_KIND_TOKEN_ISSUED");
+    assert_eq!(issued["emitter"]["service"], "authz-svc");
+    assert_eq!(issued["token"]["grantType"], "authorization_code");
+    assert!(
+        issued["token"]["jti"]
+            .as_str()
+            .is_some_and(|jti| !jti.is_empty())
+    );
+    assert_eq!(
+        issued["token"]["audiences"][0],
+        format!("{}/v/crm/mcp", protected.origin)
+    );
+    let calls = &events[1..];
+    let (_, allowed) = &calls[0];
     assert_eq!(allowed["kind"], "EVENT_KIND_MCP_REQUEST");
     assert_eq!(allowed["emitter"]["service"], "edge-svc");
     assert!(
@@ -278,7 +295,7 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     );
     assert!(allowed["latency"].is_string());
 
-    let (_, denied) = &events[1];
+    let (_, denied) = &calls[1];
     assert_eq!(denied["decision"]["verdict"], "VERDICT_DENY");
     assert_eq!(denied["outcome"], "OUTCOME_DENIED");
     assert_eq!(denied["target"]["tool"], Value::Null);

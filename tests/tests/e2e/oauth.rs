@@ -71,7 +71,8 @@ pub(super) async fn start_with(
     };
     let state = AuthzState::open(config, issuer, store)
         .await
-        .expect("authorization server");
+        .expect("authorization server")
+        .with_audit(Arc::new(SpooledAudit(recorder.clone())));
     let jwks = format!("{}/jwks.json", state.issuer())
         .parse()
         .expect("jwks url");
@@ -91,6 +92,18 @@ pub(super) async fn start_with(
         origin,
         shutdown,
         _data: data,
+    }
+}
+
+/// Hands the authorization server's token events to edge's spool, as `gatehouse up` does.
+#[derive(Debug)]
+struct SpooledAudit(edge_svc::audit::Recorder);
+
+impl authz_svc::AuditSink for SpooledAudit {
+    fn record(&self, event: proto::audit::v1::AuditEvent) -> Result<(), String> {
+        self.0
+            .record_event(event)
+            .map_err(|error| error.to_string())
     }
 }
 
