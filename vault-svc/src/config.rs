@@ -167,6 +167,10 @@ pub struct OAuthProviderConfig {
     /// Holds the scopes to request.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Holds the RFC 7009 revocation endpoint; grants are revoked there when
+    /// deleted or when their member is revoked.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
 }
 
 /// Holds a configuration value that is a secret (a token, a URL with a

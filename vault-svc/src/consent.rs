@@ -77,6 +77,16 @@ impl ConsentIssuer {
         })
     }
 
+    /// Returns the downstream OAuth client (shared with upstream revocation).
+    pub(crate) fn oauth(&self) -> &OAuthClient {
+        &self.oauth
+    }
+
+    /// Returns the HTTP deadline of provider calls.
+    pub(crate) fn http_timeout(&self) -> Duration {
+        self.http_timeout
+    }
+
     /// Returns the redirect URI registered at providers.
     pub fn redirect_uri(&self) -> String {
         format!("{}/oauth/callback", self.public_url)
@@ -208,6 +218,7 @@ impl ConsentIssuer {
                 .as_ref()
                 .map(|secret| SecretText::from(secret.expose())),
             resource: config.resource.clone(),
+            revocation_endpoint: config.revocation_endpoint.clone(),
         });
         let record = vault
             .store_credential(

@@ -67,6 +67,9 @@ pub struct OAuthGrant {
     /// Holds the RFC 8707 resource the grant is for, if any.
     #[serde(default)]
     pub resource: Option<String>,
+    /// Holds the provider's RFC 7009 revocation endpoint, if it has one.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
 }
 
 /// Is an OAuth client-credentials pair, with the last access token obtained.

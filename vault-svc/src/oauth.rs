@@ -110,6 +110,50 @@ impl OAuthClient {
         token_set(request.request_async(&http).await)
     }
 
+    /// Revokes `grant` at its provider (RFC 7009): the refresh token, which ends
+    /// the grant, or else the access token. Returns whether the provider agreed.
+    ///
+    /// A plain form POST rather than `oauth2`'s revocation request, which
+    /// refuses non-HTTPS endpoints (loopback providers included).
+    pub(crate) async fn revoke(&self, grant: &OAuthGrant, timeout: Duration) -> bool {
+        let Some(endpoint) = &grant.revocation_endpoint else {
+            return true;
+        };
+        let (token, hint) = match &grant.refresh_token {
+            Some(token) => (token.expose(), "refresh_token"),
+            None => (grant.access_token.expose(), "access_token"),
+        };
+        let mut form = vec![("token", token), ("token_type_hint", hint)];
+        let mut request = self.http.post(endpoint).timeout(timeout);
+        match &grant.client_secret {
+            Some(secret) => request = request.basic_auth(&grant.client_id, Some(secret.expose())),
+            None => form.push(("client_id", grant.client_id.as_str())),
+        }
+        let body = serde_urlencoded_form(&form);
+        match request
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => true,
+            Ok(response) => {
+                tracing::warn!(
+                    status = response.status().as_u16(),
+                    "token revocation refused"
+                );
+                false
+            }
+            Err(_) => {
+                tracing::warn!("token revocation endpoint unreachable");
+                false
+            }
+        }
+    }
+
     /// Exchanges an authorization code with its PKCE verifier.
     pub(crate) async fn exchange_code(
         &self,
@@ -143,6 +187,13 @@ impl OAuthClient {
         };
         token_set(request.request_async(&http).await)
     }
+}
+
+/// Returns `pairs` as an `application/x-www-form-urlencoded` body.
+fn serde_urlencoded_form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// Names what an authorization-code exchange needs.

@@ -345,8 +345,31 @@ impl Vault {
         event.credential_id = Some(record.id.clone());
         event.connector = Some(record.key.connector.clone());
         event.owner = Some(record.key.owner.clone());
+        if !self.revoke_upstream(&record).await {
+            event.outcome = "upstream_revocation_failed";
+        }
         self.emit(event);
         Ok(record)
+    }
+
+    /// Revokes a deleted OAuth grant at its provider (RFC 7009), best effort:
+    /// the local purge has happened already. Returns whether it succeeded (true
+    /// when there is nothing to revoke).
+    async fn revoke_upstream(&self, record: &CredentialRecord) -> bool {
+        if record.kind != CredentialKind::OauthGrant {
+            return true;
+        }
+        let Ok(Material::OauthGrant(grant)) =
+            Material::open(&self.inner.envelope, &record.key, &record.sealed).await
+        else {
+            return false;
+        };
+        let consent = &self.inner.consent;
+        let revoked = consent.oauth().revoke(&grant, consent.http_timeout()).await;
+        if !revoked {
+            tracing::warn!(credential_id = %record.id, "upstream revocation failed");
+        }
+        revoked
     }
 
     /// Purges every credential of `principal` and marks it revoked for good.
@@ -366,13 +389,24 @@ impl Vault {
             .store
             .revoke_principal(self.tenant(), &principal, reason)
             .await?;
-        let mut event = CredentialEvent::new(CredentialAction::Revoke, self.tenant(), "ok");
+        let mut failed = 0u32;
+        for record in &purged {
+            if !self.revoke_upstream(record).await {
+                failed += 1;
+            }
+        }
+        let outcome = if failed == 0 {
+            "ok"
+        } else {
+            "upstream_revocation_failed"
+        };
+        let mut event = CredentialEvent::new(CredentialAction::Revoke, self.tenant(), outcome);
         event.owner = Some(principal);
         event.version = Some(u64::try_from(purged.len()).unwrap_or(u64::MAX));
         self.emit(event);
         Ok(RevokeReport {
             credentials_revoked: u32::try_from(purged.len()).unwrap_or(u32::MAX),
-            upstream_revocations_failed: 0,
+            upstream_revocations_failed: failed,
         })
     }
 

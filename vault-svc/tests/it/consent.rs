@@ -36,6 +36,7 @@ fn oauth(provider: &str, resource: String, discovered: bool) -> OAuthProviderCon
         token_endpoint: (!discovered).then(|| format!("{provider}/token")),
         resource: Some(resource),
         scopes: vec!["read".to_owned()],
+        revocation_endpoint: Some(format!("{provider}/revoke")),
     }
 }
 
@@ -187,6 +188,25 @@ async fn two_members_connect_their_own_accounts_and_no_token_leaks() {
         }
     }
     assert_eq!(provider.stats().await["codes_redeemed"], 4);
+    // Offboarding alice purges her grants and revokes them at the provider (RFC 7009).
+    let report = vault
+        .revoke_principal(
+            vault_svc::secret::Owner::Member("alice".into()),
+            "offboarded",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.credentials_revoked,
+            report.upstream_revocations_failed
+        ),
+        (2, 0)
+    );
+    assert_eq!(provider.stats().await["revocations"], 2);
+    assert_eq!(provider.whoami(&tokens[0]).await, None);
+    assert_eq!(provider.whoami(&tokens[2]).await, None);
+    assert_eq!(provider.whoami(&tokens[1]).await.as_deref(), Some("bob"));
     let unique: std::collections::HashSet<&String> = tokens.iter().collect();
     assert_eq!(unique.len(), 4);
     let bogus = browser

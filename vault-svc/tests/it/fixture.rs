@@ -33,6 +33,7 @@ pub(crate) fn connectors(provider: &str) -> BTreeMap<String, ConnectorConfig> {
                 token_endpoint: Some(format!("{provider}/token")),
                 resource: Some("https://mcp.example.com/personal".to_owned()),
                 scopes: vec!["read".to_owned()],
+                revocation_endpoint: Some(format!("{provider}/revoke")),
             }),
         },
     );

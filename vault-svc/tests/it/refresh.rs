@@ -55,6 +55,7 @@ async fn store_grants(vault: &Vault, provider: &Provider, grants: &[SeededGrant]
             client_id: "vault-client".to_owned(),
             client_secret: Some(SecretText::from("vault-client-secret")),
             resource: None,
+            revocation_endpoint: Some(format!("{}/revoke", provider.url)),
         });
         vault
             .store_credential(

@@ -8,7 +8,7 @@ expired, and serves them at GET /admin/stats.
 
 Client credentials are accepted too (tokens for user "client:vault-client").
 
-Endpoints: /authorize (auto-approves the user named by the `user` query
+Endpoints: /revoke (RFC 7009; revoking either token ends the grant), /authorize (auto-approves the user named by the `user` query
 parameter, i.e. the member "logging in"), /token, /whoami (bearer-protected),
 POST /admin/seed (creates grants directly, as if consent had happened), GET
 /admin/stats, and RFC 8414 metadata.
@@ -31,6 +31,7 @@ os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
 from authlib.integrations.flask_oauth2 import AuthorizationServer  # noqa: E402
 from authlib.oauth2.rfc6749 import grants  # noqa: E402
 from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin, TokenMixin  # noqa: E402
+from authlib.oauth2.rfc7009 import RevocationEndpoint  # noqa: E402
 from authlib.oauth2.rfc7636 import CodeChallenge  # noqa: E402
 from flask import Flask, jsonify, request  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
@@ -43,7 +44,7 @@ CODES = {}
 BY_ACCESS = {}
 BY_REFRESH = {}
 REVOKED_GRANTS = set()
-STATS = {"refreshes": {}, "reuse_detected": 0, "late_refreshes": 0, "codes_redeemed": 0}
+STATS = {"refreshes": {}, "reuse_detected": 0, "late_refreshes": 0, "codes_redeemed": 0, "revocations": 0}
 
 
 class Client(ClientMixin):
@@ -184,6 +185,20 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         refresh_token.refresh_used = True
 
 
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        with LOCK:
+            return BY_REFRESH.get(token_string) or BY_ACCESS.get(token_string)
+
+    def revoke_token(self, token, req):
+        # Revoking either token ends the whole grant.
+        with LOCK:
+            REVOKED_GRANTS.add(token.grant_id)
+            STATS["revocations"] += 1
+
+
 def save_token(data, req):
     if getattr(req, "refresh_token", None) is not None:
         grant_id = req.refresh_token.grant_id
@@ -209,6 +224,11 @@ def create_app(expires_in):
     server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(grants.ClientCredentialsGrant)
+    server.register_endpoint(Revocation)
+
+    @app.post("/revoke")
+    def revoke():
+        return server.create_endpoint_response(Revocation.ENDPOINT_NAME)
 
     @app.get("/authorize")
     def authorize():
@@ -256,6 +276,7 @@ def create_app(expires_in):
                 late_refreshes=STATS["late_refreshes"],
                 revoked_grants=len(REVOKED_GRANTS),
                 codes_redeemed=STATS["codes_redeemed"],
+                revocations=STATS["revocations"],
             )
 
     @app.get("/.well-known/oauth-authorization-server")
