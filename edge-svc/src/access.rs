@@ -176,25 +176,3 @@ fn refusal(target: &Target, decision: &policy::Decision) -> ErrorData {
     }
     ErrorData::new(POLICY_DENIED, message, Some(data))
 }
-
-/// The audit form of a decision: verdict, reason, determining policies and the explanation.
-pub fn audit_decision(decision: &policy::Decision) -> proto::common::v1::Decision {
-    use proto::common::v1::{DenyReason, Verdict};
-    let reason = decision.reason.map_or(DenyReason::Unspecified, |reason| {
-        DenyReason::from_str_name(&format!("DENY_REASON_{}", reason.as_str().to_uppercase()))
-            .unwrap_or(DenyReason::Unspecified)
-    });
-    proto::common::v1::Decision {
-        verdict: if decision.allowed {
-            Verdict::Allow
-        } else {
-            Verdict::Deny
-        }
-        .into(),
-        reason: reason.into(),
-        policy_ids: decision.policy_ids.clone(),
-        required_scopes: decision.required_scopes.clone(),
-        explanation: decision.explanation.clone(),
-        policy_version: decision.policy_version,
-    }
-}

@@ -236,7 +236,7 @@ impl ServerHandler for Proxy {
                 access::tool_item(&tool, &route.original),
                 request.arguments.as_ref(),
             );
-            record.decision(access::audit_decision(&verdict.decision));
+            record.decision((&verdict.decision).into());
             if let Some(error) = verdict.refusal {
                 return Err(refused(record, error));
             }
@@ -330,7 +330,7 @@ impl ServerHandler for Proxy {
                 },
                 request.arguments.as_ref(),
             );
-            record.decision(access::audit_decision(&verdict.decision));
+            record.decision((&verdict.decision).into());
             if let Some(error) = verdict.refusal {
                 return Err(refused(record, error));
             }
@@ -435,7 +435,7 @@ impl ServerHandler for Proxy {
                 },
                 None,
             );
-            record.decision(access::audit_decision(&verdict.decision));
+            record.decision((&verdict.decision).into());
             if let Some(error) = verdict.refusal {
                 return Err(refused(record, error));
             }

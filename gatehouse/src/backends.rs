@@ -22,6 +22,7 @@ pub(crate) async fn start(
     shutdown: &CancellationToken,
     data: &std::path::Path,
     audit_section: crate::oauth::AuditSection,
+    policies: authz_svc::PolicyStore,
 ) -> anyhow::Result<Vec<Backend>> {
     let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
     let vault = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?;
@@ -40,8 +41,10 @@ pub(crate) async fn start(
         Backend {
             name: "authz-svc",
             addr: authz_addr,
-            task: tokio::spawn(authz_svc::serve(
+            // The same store edge enforces: a policy change reaches Decide and edge together.
+            task: tokio::spawn(authz_svc::serve_with(
                 authz,
+                policies,
                 authz_listener,
                 shutdown.child_token(),
             )),

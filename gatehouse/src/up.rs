@@ -99,7 +99,14 @@ async fn serve(
     let local = listener.local_addr()?;
     let public_url = url::Url::parse(&format!("http://{local}"))?;
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
-    let backends = crate::backends::start(&shutdown, &options.data, audit_section).await?;
+    let policy_store = authz_svc::PolicyStore::new(&policies)?;
+    let backends = crate::backends::start(
+        &shutdown,
+        &options.data,
+        audit_section,
+        policy_store.clone(),
+    )
+    .await?;
     let audit_addr = backends
         .iter()
         .find(|backend| backend.name == "audit-svc")
@@ -113,7 +120,7 @@ async fn serve(
     let access = if policies == authz_svc::PolicyConfig::default() {
         edge_svc::access::Access::unrestricted()
     } else {
-        edge_svc::access::Access::live(authz_svc::PolicyStore::new(&policies)?.subscribe())
+        edge_svc::access::Access::live(policy_store.subscribe())
     };
     let gateway = edge_svc::Gateway::start(&spec, &shutdown)
         .map_err(|reason| anyhow::anyhow!(reason))?
