@@ -17,6 +17,15 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
     fn record(&self, event: AuditEvent) -> Result<(), String>;
 }
 
+/// Learns of every revocation at once, so that resource servers refuse revoked tokens before
+/// they expire (edge verifies tokens locally and would otherwise accept them until `exp`).
+pub trait RevocationListener: Send + Sync + std::fmt::Debug + 'static {
+    /// The access token `jti`, valid until `expires_at` (unix seconds), is revoked.
+    fn token_revoked(&self, jti: &str, expires_at: i64);
+    /// Every token of the grant (refresh family) `grant_id` is revoked.
+    fn grant_revoked(&self, grant_id: &str);
+}
+
 /// Returns the event of an access token just minted under `grant_type`.
 pub(crate) fn token_issued(claims: &AccessClaims, grant_type: &str) -> AuditEvent {
     let mut event = base(EventKind::TokenIssued, &claims.sub, &claims.client_id);

@@ -32,7 +32,7 @@ pub use config::{
     MAX_AGENT_TOKEN_TTL, MemberConfig, PolicyConfig,
 };
 pub use error::Error;
-pub use events::AuditSink;
+pub use events::{AuditSink, RevocationListener};
 pub use issuer::{Issuer, ProtectedResource};
 pub use keys::MASTER_KEY_ENV;
 pub use member::TEST_MEMBER;

@@ -22,6 +22,7 @@ pub struct AuthzState {
     pub(crate) secrets: SecretHasher,
     pub(crate) csrf_key: Arc<[u8; 32]>,
     pub(crate) audit: Option<Arc<dyn crate::events::AuditSink>>,
+    pub(crate) revocations: Option<Arc<dyn crate::events::RevocationListener>>,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -68,7 +69,32 @@ impl AuthzState {
             secrets: SecretHasher::new(master.derive("client-secret")),
             csrf_key: Arc::new(master.derive("csrf")),
             audit: None,
+            revocations: None,
         })
+    }
+
+    /// Tells `listener` of every token and grant revoked from now on.
+    #[must_use]
+    pub fn with_revocation_listener(
+        mut self,
+        listener: Arc<dyn crate::events::RevocationListener>,
+    ) -> Self {
+        self.revocations = Some(listener);
+        self
+    }
+
+    /// Passes a grant's revocation on to the listener, when there is one.
+    pub(crate) fn grant_revoked(&self, grant_id: &str) {
+        if let Some(listener) = &self.revocations {
+            listener.grant_revoked(grant_id);
+        }
+    }
+
+    /// Passes an access token's revocation on to the listener, when there is one.
+    pub(crate) fn token_revoked(&self, jti: &str, expires_at: i64) {
+        if let Some(listener) = &self.revocations {
+            listener.token_revoked(jti, expires_at);
+        }
     }
 
     /// Records every token issued and revoked through `sink`.

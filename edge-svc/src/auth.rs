@@ -15,8 +15,10 @@ use http::{HeaderValue, StatusCode, header};
 use crate::spec::AuthMode;
 
 mod jwt;
+mod revocation;
 
 pub use jwt::JwksVerifier;
+pub use revocation::Revocations;
 
 /// The authenticated caller, inserted into request extensions for the MCP handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct TokenClaims {
     pub groups: Vec<String>,
     /// The member's roles, as the issuer asserted them.
     pub roles: Vec<String>,
+    /// The grant (refresh family, `sid`) the token belongs to; revoking the grant revokes it.
+    pub grant: Option<String>,
 }
 
 /// Why a bearer token was refused (the text is safe to show: it never contains the token).

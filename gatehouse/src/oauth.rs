@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use authz_svc::{AuthorizationConfig, AuthzState, Issuer, ProtectedResource, StoreConfig};
-use edge_svc::auth::JwksVerifier;
+use edge_svc::auth::{JwksVerifier, Revocations};
 use edge_svc::config::HttpFace;
 use edge_svc::http::ResourceAuth;
 use edge_svc::spec::{AuthMode, GatewaySpec};
@@ -91,9 +91,15 @@ pub(crate) async fn open(
     let store = StoreConfig::Sqlite {
         path: data.join("authz.db"),
     };
-    let state = AuthzState::open(config, issuer, store).await?;
+    let revocations = Revocations::default();
+    let state = AuthzState::open(config, issuer, store)
+        .await?
+        .with_revocation_listener(Arc::new(RevocationFeed(revocations.clone())));
     let jwks_url = url::Url::parse(&format!("{}/jwks.json", state.issuer()))?;
-    let verifier = Arc::new(JwksVerifier::new(state.issuer().to_owned(), jwks_url));
+    let verifier = revocations.guard(Arc::new(JwksVerifier::new(
+        state.issuer().to_owned(),
+        jwks_url,
+    )));
     let auth = ResourceAuth {
         verifier,
         issuer: state.issuer().to_owned(),
@@ -108,4 +114,19 @@ fn is_loopback(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Carries the authorization server's revocations to edge at once, in this process.
+#[derive(Debug)]
+struct RevocationFeed(Revocations);
+
+impl authz_svc::RevocationListener for RevocationFeed {
+    fn token_revoked(&self, jti: &str, expires_at: i64) {
+        self.0
+            .revoke_token(jti, u64::try_from(expires_at).unwrap_or(0));
+    }
+
+    fn grant_revoked(&self, grant_id: &str) {
+        self.0.revoke_grant(grant_id);
+    }
 }

@@ -115,6 +115,7 @@ async fn authorization_code(
         }
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, grant = %record.family_id, "authorization code replayed: grant revoked");
+            state.grant_revoked(&record.family_id);
             Err(invalid())
         }
         Redemption::Invalid => Err(invalid()),
@@ -156,6 +157,9 @@ async fn refresh_token(
         }
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, "refresh token reused: grant revoked");
+            if let Some(family) = &owner {
+                state.grant_revoked(&family.family_id);
+            }
             Err(invalid())
         }
         Redemption::Redeemed(_) | Redemption::Invalid => Err(invalid()),

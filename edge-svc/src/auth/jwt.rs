@@ -49,6 +49,8 @@ struct AccessClaims {
     groups: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
+    #[serde(default)]
+    sid: Option<String>,
 }
 
 impl JwksVerifier {
@@ -176,6 +178,7 @@ impl JwksVerifier {
             act: claims.act,
             groups: claims.groups,
             roles: claims.roles,
+            grant: claims.sid,
         })
     }
 }

@@ -27,6 +27,7 @@ fn claims() -> TokenClaims {
         act: None,
         groups: vec!["sales".into()],
         roles: Vec::new(),
+        grant: Some("grant-1".into()),
     }
 }
 

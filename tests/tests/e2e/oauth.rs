@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use authz_svc::{AuthorizationConfig, AuthzState, Issuer, ProtectedResource, StoreConfig};
-use edge_svc::auth::JwksVerifier;
+use edge_svc::auth::{JwksVerifier, Revocations};
 use edge_svc::config::HttpFace;
 use edge_svc::http::ResourceAuth;
 use edge_svc::{Gateway, GatewaySpec};
@@ -69,15 +69,17 @@ pub(super) async fn start_with(
     let store = StoreConfig::Sqlite {
         path: data.path().join("authz.db"),
     };
+    let revocations = Revocations::default();
     let state = AuthzState::open(config, issuer, store)
         .await
         .expect("authorization server")
-        .with_audit(Arc::new(SpooledAudit(recorder.clone())));
+        .with_audit(Arc::new(SpooledAudit(recorder.clone())))
+        .with_revocation_listener(Arc::new(RevocationFeed(revocations.clone())));
     let jwks = format!("{}/jwks.json", state.issuer())
         .parse()
         .expect("jwks url");
     let auth = ResourceAuth {
-        verifier: Arc::new(JwksVerifier::new(state.issuer().to_owned(), jwks)),
+        verifier: revocations.guard(Arc::new(JwksVerifier::new(state.issuer().to_owned(), jwks))),
         issuer: state.issuer().to_owned(),
     };
     let shutdown = CancellationToken::new();
@@ -107,8 +109,28 @@ impl authz_svc::AuditSink for SpooledAudit {
     }
 }
 
+/// Carries the authorization server's revocations to edge at once, as `gatehouse up` does.
+#[derive(Debug)]
+struct RevocationFeed(Revocations);
+
+impl authz_svc::RevocationListener for RevocationFeed {
+    fn token_revoked(&self, jti: &str, expires_at: i64) {
+        self.0
+            .revoke_token(jti, u64::try_from(expires_at).unwrap_or(0));
+    }
+
+    fn grant_revoked(&self, grant_id: &str) {
+        self.0.revoke_grant(grant_id);
+    }
+}
+
 /// Runs registration, the (auto-approved) authorization request and the code exchange for `resource`.
 pub(super) async fn token_for(origin: &str, resource: &str) -> String {
+    grant_for(origin, resource).await.0
+}
+
+/// Like [`token_for`], also returning the public client's id and its refresh token.
+pub(super) async fn grant_for(origin: &str, resource: &str) -> (String, String, String) {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -174,10 +196,46 @@ pub(super) async fn token_for(origin: &str, resource: &str) -> String {
         .json()
         .await
         .expect("token json");
-    token["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
+    let field = |name: &str| token[name].as_str().expect(name).to_owned();
+    (field("access_token"), client_id, field("refresh_token"))
+}
+
+/// Revokes `token` at the authorization server as the public client `client_id` (RFC 7009).
+async fn revoke(origin: &str, client_id: &str, token: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{origin}/revoke"))
+        .form(&[("token", token), ("client_id", client_id)])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_or_grant_is_refused_at_edge_at_once() {
+    let gateway = start().await;
+    let crm = format!("{}/v/crm/mcp", gateway.origin);
+
+    let (token, client_id, _) = grant_for(&gateway.origin, &crm).await;
+    assert_eq!(call_echo(&crm, &token).await.status(), StatusCode::OK);
+    revoke(&gateway.origin, &client_id, &token).await;
+    let refused = call_echo(&crm, &token).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "the access token itself"
+    );
+
+    let (token, client_id, refresh) = grant_for(&gateway.origin, &crm).await;
+    assert_eq!(call_echo(&crm, &token).await.status(), StatusCode::OK);
+    revoke(&gateway.origin, &client_id, &refresh).await;
+    let refused = call_echo(&crm, &token).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "an access token of a revoked grant"
+    );
+    gateway.shutdown.cancel();
 }
 
 async fn call_echo(url: &str, token: &str) -> reqwest::Response {
