@@ -29,6 +29,10 @@ bash audit-svc/tests/install-receivers.sh
 # shellcheck disable=SC1091
 source "${GATEHOUSE_AUDIT_RECEIVERS_DIR:-$HOME/.cache/gatehouse-audit-receivers}/env.sh"
 
+step "vault-svc's OAuth provider peer (authlib + flask in the interop venv)"
+"$GATEHOUSE_INTEROP_PYTHON" -m pip install --quiet --disable-pip-version-check "flask==3.1.3"
+export GATEHOUSE_VAULT_PEERS_PYTHON="$GATEHOUSE_INTEROP_PYTHON"
+
 step "build binaries"
 cargo build --workspace --bins --locked
 

@@ -25,7 +25,8 @@ pub(crate) async fn start(
     policies: authz_svc::PolicyStore,
 ) -> anyhow::Result<Vec<Backend>> {
     let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
-    let vault = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?;
+    let vault = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?
+        .with_data_dir(data);
     let mut audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?
         .with_data_dir(data);
     if !audit_section.sinks.is_empty() {
