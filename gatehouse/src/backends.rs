@@ -1,6 +1,7 @@
 //! The three backend services, started in this process on loopback ports for `gatehouse up`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -14,7 +15,16 @@ pub(crate) struct Backend {
     pub(crate) task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Starts authz-svc, vault-svc and audit-svc on ephemeral loopback ports.
+/// The backends and the one audit path every service of this process writes to.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) backends: Vec<Backend>,
+    /// Edge's durable spool, delivering to the in-process audit-svc; token and credential
+    /// events take the same path as call events.
+    pub(crate) recorder: edge_svc::audit::Recorder,
+}
+
+/// Starts audit-svc, the audit spool, authz-svc and vault-svc on ephemeral loopback ports.
 ///
 /// Each reads its usual `GATEHOUSE_<SVC>__*` settings, so the embedded default and a standalone
 /// deployment configure a service the same way; only the listener is chosen here.
@@ -23,10 +33,11 @@ pub(crate) async fn start(
     data: &std::path::Path,
     audit_section: crate::oauth::AuditSection,
     policies: authz_svc::PolicyStore,
-) -> anyhow::Result<Vec<Backend>> {
+) -> anyhow::Result<Started> {
     let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
-    let vault = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?
-        .with_data_dir(data);
+    let vault_config =
+        vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?
+            .with_data_dir(data);
     let mut audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?
         .with_data_dir(data);
     if !audit_section.sinks.is_empty() {
@@ -38,7 +49,21 @@ pub(crate) async fn start(
     let (authz_listener, authz_addr) = loopback().await?;
     let (vault_listener, vault_addr) = loopback().await?;
     let (audit_listener, audit_addr) = loopback().await?;
-    Ok(vec![
+    let audit_task = tokio::spawn(audit_svc::serve(
+        audit,
+        audit_listener,
+        shutdown.child_token(),
+    ));
+    let spool =
+        edge_svc::audit::AuditConfig::new(format!("http://{audit_addr}"), data.join("edge-spool"));
+    let recorder = edge_svc::audit::Recorder::start(&spool, shutdown)?;
+    let vault = vault_svc::open(
+        &vault_config,
+        Arc::new(crate::trail::CredentialAudit(recorder.clone())),
+    )
+    .await?;
+    let vault_shutdown = shutdown.child_token();
+    let backends = vec![
         Backend {
             name: "authz-svc",
             addr: authz_addr,
@@ -53,22 +78,17 @@ pub(crate) async fn start(
         Backend {
             name: "vault-svc",
             addr: vault_addr,
-            task: tokio::spawn(vault_svc::serve(
-                vault,
-                vault_listener,
-                shutdown.child_token(),
-            )),
+            task: tokio::spawn(async move {
+                vault_svc::serve_vault(vault, &vault_config, vault_listener, vault_shutdown).await
+            }),
         },
         Backend {
             name: "audit-svc",
             addr: audit_addr,
-            task: tokio::spawn(audit_svc::serve(
-                audit,
-                audit_listener,
-                shutdown.child_token(),
-            )),
+            task: audit_task,
         },
-    ])
+    ];
+    Ok(Started { backends, recorder })
 }
 
 async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {

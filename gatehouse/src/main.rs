@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod backends;
 mod oauth;
+mod trail;
 mod up;
 
 /// Gatehouse: an identity gateway for the Model Context Protocol.

@@ -100,23 +100,13 @@ async fn serve(
     let public_url = url::Url::parse(&format!("http://{local}"))?;
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
     let policy_store = authz_svc::PolicyStore::new(&policies)?;
-    let backends = crate::backends::start(
+    let crate::backends::Started { backends, recorder } = crate::backends::start(
         &shutdown,
         &options.data,
         audit_section,
         policy_store.clone(),
     )
     .await?;
-    let audit_addr = backends
-        .iter()
-        .find(|backend| backend.name == "audit-svc")
-        .map(|backend| backend.addr)
-        .ok_or_else(|| anyhow::anyhow!("audit-svc did not start"))?;
-    let audit = edge_svc::audit::AuditConfig::new(
-        format!("http://{audit_addr}"),
-        options.data.join("edge-spool"),
-    );
-    let recorder = edge_svc::audit::Recorder::start(&audit, &shutdown)?;
     let access = if policies == authz_svc::PolicyConfig::default() {
         edge_svc::access::Access::unrestricted()
     } else {
@@ -127,7 +117,7 @@ async fn serve(
         .with_audit(recorder)
         .with_access(access);
     let (authz, auth) = crate::oauth::open(authorization, &spec, &face, &options.data).await?;
-    let authz = authz.with_audit(std::sync::Arc::new(SpooledAudit(
+    let authz = authz.with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(
         gateway.recorder().clone(),
     )));
     let issuer = authz.issuer().to_owned();
@@ -187,16 +177,4 @@ fn announce(
         )?;
     }
     out.flush()
-}
-
-/// Hands authz-svc's token events to edge's spool: one durable path to audit-svc for both.
-#[derive(Debug)]
-struct SpooledAudit(edge_svc::audit::Recorder);
-
-impl authz_svc::AuditSink for SpooledAudit {
-    fn record(&self, event: proto::audit::v1::AuditEvent) -> Result<(), String> {
-        self.0
-            .record_event(event)
-            .map_err(|error| error.to_string())
-    }
 }
