@@ -92,3 +92,94 @@ fn credential_event(event: CredentialEvent) -> AuditEvent {
         ..AuditEvent::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proto::audit::v1::{EventKind, Outcome, audit_event};
+    use vault_svc::event::{CredentialAction, CredentialEvent};
+
+    use super::credential_event;
+
+    fn event(action: CredentialAction, outcome: &'static str) -> CredentialEvent {
+        CredentialEvent {
+            credential_id: Some("cred-1".to_owned()),
+            connector: Some("crm".to_owned()),
+            version: Some(3),
+            owner: Some(vault_svc::secret::Owner::Shared),
+            ..CredentialEvent::new(action, "default", outcome)
+        }
+    }
+
+    #[test]
+    fn credential_events_keep_their_identifiers_and_map_kind_and_outcome() {
+        let cases = [
+            (
+                CredentialAction::Read,
+                "ok",
+                EventKind::CredentialRead,
+                Outcome::Success,
+            ),
+            (
+                CredentialAction::ReadRefused,
+                "revoked",
+                EventKind::CredentialRead,
+                Outcome::Denied,
+            ),
+            (
+                CredentialAction::ConsentIssued,
+                "ok",
+                EventKind::CredentialRead,
+                Outcome::ConsentRequired,
+            ),
+            (
+                CredentialAction::Write,
+                "ok",
+                EventKind::CredentialWritten,
+                Outcome::Success,
+            ),
+            (
+                CredentialAction::RefreshFailed,
+                "invalid_grant",
+                EventKind::CredentialRefreshed,
+                Outcome::UpstreamError,
+            ),
+            (
+                CredentialAction::KekRotated,
+                "ok",
+                EventKind::CredentialRotated,
+                Outcome::Success,
+            ),
+            (
+                CredentialAction::Revoke,
+                "ok",
+                EventKind::CredentialRevoked,
+                Outcome::Success,
+            ),
+        ];
+        for (action, result, kind, outcome) in cases {
+            let audited = credential_event(event(action, result));
+            assert_eq!(audited.kind(), kind, "{action:?}");
+            assert_eq!(audited.outcome(), outcome, "{action:?}");
+            assert_eq!(
+                audited.emitter.as_ref().map(|e| e.service.as_str()),
+                Some("vault-svc")
+            );
+            let Some(audit_event::Details::Credential(details)) = audited.details else {
+                panic!("{action:?} has no credential details");
+            };
+            assert_eq!(details.credential_id, "cred-1");
+            assert_eq!(details.connector, "crm");
+            assert_eq!(details.version, 3);
+            assert_eq!(details.owner_id, "", "shared credentials name no owner");
+        }
+        let member = CredentialEvent {
+            owner: Some(vault_svc::secret::Owner::Member("alice".to_owned())),
+            ..event(CredentialAction::Read, "ok")
+        };
+        let Some(audit_event::Details::Credential(details)) = credential_event(member).details
+        else {
+            panic!("no credential details");
+        };
+        assert_eq!(details.owner_id, "member:alice");
+    }
+}
