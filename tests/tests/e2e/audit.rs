@@ -580,3 +580,113 @@ fn cli_verifies_searches_and_proves(data: &Path, first: &Value) {
         "verified under a foreign key: {wrong_key:?}"
     );
 }
+
+/// Starts the standalone audit-svc binary on `addr` with its log in `data`.
+fn audit_svc_process(addr: std::net::SocketAddr, data: &Path) -> std::process::Child {
+    let binary = PathBuf::from(ECHO).with_file_name("audit-svc");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (`cargo build --workspace --bins`)",
+        binary.display()
+    );
+    std::process::Command::new(binary)
+        .env("GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR", addr.to_string())
+        .env("GATEHOUSE_AUDIT__DATA_DIR", data)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("audit-svc")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_audit_svc_under_load_loses_nothing_and_the_chain_stays_gapless() {
+    let audit_addr = reserve_port().await;
+    let (spool_dir, audit_dir) = (
+        tempfile::tempdir().expect("spool"),
+        tempfile::tempdir().expect("audit"),
+    );
+    let mut audit = audit_svc_process(audit_addr, audit_dir.path());
+    let shutdown = CancellationToken::new();
+    let recorder = Recorder::start(
+        &AuditConfig::new(format!("http://{audit_addr}"), spool_dir.path()),
+        &shutdown,
+    )
+    .expect("recorder");
+    let spec = GatewaySpec::from_yaml(&spec_yaml(), "audit.yaml").expect("spec");
+    let gateway = Gateway::start(&spec, &shutdown)
+        .expect("gateway")
+        .with_audit(recorder);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    tokio::spawn(edge_svc::serve(
+        gateway,
+        face,
+        None,
+        listener,
+        shutdown.clone(),
+    ));
+    let url = format!("{origin}/v/tools/mcp");
+    let http = reqwest::Client::new();
+    let audit_config = audit_svc::Config::default().with_data_dir(audit_dir.path());
+
+    // Calls keep coming while audit-svc is killed mid-stream and started again.
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let answered = Arc::clone(&answered);
+        tokio::spawn(async move {
+            for id in 1..=300_u64 {
+                let text = format!("call-{id}");
+                let response = call(&http, &url, id, "echo", json!({"text": text})).await;
+                assert_eq!(result_text(&response), Some(text.as_str()), "{response}");
+                answered.lock().expect("lock").push(id.to_string());
+            }
+        })
+    };
+    let answered_count = || answered.lock().expect("lock").len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered_count() < 50 {
+        assert!(Instant::now() < deadline, "no load got through");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    audit.kill().expect("kill -9 audit-svc");
+    audit.wait().expect("reaped");
+    while answered_count() < 150 {
+        assert!(
+            Instant::now() < deadline,
+            "calls stopped while audit-svc was down"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    audit = audit_svc_process(audit_addr, audit_dir.path());
+    load.await.expect("load");
+    let answered = answered.lock().expect("lock").clone();
+    let events = wait_for_events(
+        &audit_config,
+        "every answered call after the kill",
+        |events| events.len() >= answered.len(),
+    )
+    .await;
+    let recorded: Vec<String> = events
+        .iter()
+        .map(|(_, event)| {
+            event["metadata"]["jsonrpcId"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(recorded, answered, "each answered call once, in order");
+    let store = audit_svc::open_store(&audit_config.store_location())
+        .await
+        .expect("store");
+    let report = audit_svc::verify(store.as_ref(), None)
+        .await
+        .expect("verify");
+    assert_eq!(report.problem, None);
+    assert_eq!(report.tree_size, answered.len() as u64);
+    audit.kill().expect("stop audit-svc");
+    audit.wait().expect("reaped");
+    shutdown.cancel();
+}
