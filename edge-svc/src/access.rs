@@ -57,6 +57,35 @@ impl Access {
         }
     }
 
+    /// Returns the OAuth scopes `virtual_server` declares, for its protected-resource metadata.
+    pub fn scopes_supported(&self, virtual_server: &str) -> Vec<String> {
+        let Some(live) = &self.live else {
+            return Vec::new();
+        };
+        live.borrow()
+            .scopes(virtual_server)
+            .map(|scopes| scopes.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Returns the scopes any one of which a `tools/call` of `tool` needs, when the caller's
+    /// token holds none of them (the step-up a client must make), or `None`.
+    ///
+    /// Checked at the HTTP layer for requests that name their tool in `Mcp-Name`, so that the
+    /// client gets the RFC 6750 `insufficient_scope` challenge its OAuth library understands.
+    pub fn missing_scopes(
+        &self,
+        virtual_server: &str,
+        tool: &str,
+        held: &[String],
+    ) -> Option<Vec<String>> {
+        let live = self.live.as_ref()?;
+        let evaluator = live.borrow();
+        let granting = evaluator.scopes_for_tool(virtual_server, tool);
+        (!granting.is_empty() && !granting.iter().any(|scope| held.contains(scope)))
+            .then(|| granting.to_vec())
+    }
+
     /// Returns the policy subject of a request, or `None` when no policy applies to it.
     ///
     /// An anonymous caller (`auth: none`) has no identity to decide on: such a virtual server

@@ -12,6 +12,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
+use crate::access::Access;
 use crate::spec::AuthMode;
 
 mod jwt;
@@ -76,6 +77,8 @@ pub struct Gate {
     mode: AuthMode,
     verifier: Option<Arc<dyn TokenVerifier>>,
     resource_metadata: String,
+    /// The policy and virtual server whose tool scopes are checked before the handler.
+    scopes: Option<(Access, String)>,
 }
 
 impl Gate {
@@ -91,7 +94,16 @@ impl Gate {
             mode,
             verifier,
             resource_metadata,
+            scopes: None,
         }
+    }
+
+    /// Answers `tools/call` requests that name a tool whose scope the token lacks with the
+    /// RFC 6750 `insufficient_scope` challenge (step-up), per `access` for `virtual_server`.
+    #[must_use]
+    pub fn with_scopes(mut self, access: Access, virtual_server: &str) -> Self {
+        self.scopes = Some((access, virtual_server.to_owned()));
+        self
     }
 
     /// Admits the request with its caller attached, or answers the challenge itself.
@@ -106,7 +118,11 @@ impl Gate {
                     .and_then(|value| value.to_str().ok())
                     .and_then(bearer_token)
                     .map(str::to_owned);
-                Caller::Token(Box::new(self.authenticate(presented.as_deref()).await?))
+                let claims = self.authenticate(presented.as_deref()).await?;
+                if let Some(required) = self.missing_scopes(&request, &claims) {
+                    return Err(self.insufficient_scope(&required));
+                }
+                Caller::Token(Box::new(claims))
             }
         };
         request.extensions_mut().insert(caller);
@@ -124,6 +140,40 @@ impl Gate {
             .verify(&self.resource, token)
             .await
             .map_err(|error| self.challenge(Some(&error.to_string())))
+    }
+
+    /// Returns the scopes a `tools/call` named in `Mcp-Name` needs and the token lacks.
+    fn missing_scopes(&self, request: &Request<Body>, claims: &TokenClaims) -> Option<Vec<String>> {
+        let (access, virtual_server) = self.scopes.as_ref()?;
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        };
+        if header("mcp-method") != Some("tools/call") {
+            return None;
+        }
+        access.missing_scopes(virtual_server, header("mcp-name")?, &claims.scopes)
+    }
+
+    /// Builds the 403 step-up challenge naming the scopes to ask for.
+    fn insufficient_scope(&self, required: &[String]) -> Box<Response> {
+        let value = format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\", error_description=\"this tool needs another scope\"",
+            required.join(" "),
+            self.resource_metadata
+        );
+        let mut response = (StatusCode::FORBIDDEN, "insufficient scope").into_response();
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Box::new(response)
     }
 
     /// Builds the 401 with `WWW-Authenticate` pointing at the protected-resource metadata.

@@ -72,7 +72,8 @@ pub fn router(
             server.auth(),
             verifier.clone(),
             face.resource_metadata_url(server.name()),
-        );
+        )
+        .with_scopes(gateway.access().clone(), server.name());
         let max_body_bytes = face.max_body_bytes;
         let endpoint = Router::new()
             .route_service("/", service)
@@ -82,15 +83,18 @@ pub fn router(
             .layer(middleware::from_fn_with_state(gate, admit));
         router = router.nest(&format!("/v/{}/mcp", server.name()), endpoint);
         if let (Some(auth), AuthMode::Oauth) = (&auth, server.auth()) {
-            let (resource, issuer, name) = (
+            let (resource, issuer, name, access) = (
                 face.resource_url(server.name()),
                 auth.issuer.clone(),
                 server.name().to_owned(),
+                gateway.access().clone(),
             );
             let path = format!("/.well-known/oauth-protected-resource/v/{name}/mcp");
             router = router.route(
                 &path,
-                get(move || async move { metadata::document(&resource, &issuer, &name) }),
+                get(move || async move {
+                    metadata::document(&resource, &issuer, &name, &access.scopes_supported(&name))
+                }),
             );
         }
     }

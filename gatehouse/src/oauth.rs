@@ -67,6 +67,7 @@ pub(crate) async fn open(
     spec: &GatewaySpec,
     face: &HttpFace,
     data: &Path,
+    access: &edge_svc::access::Access,
 ) -> anyhow::Result<(AuthzState, ResourceAuth)> {
     let loopback = face.public_url.host_str().is_some_and(is_loopback);
     if loopback && face.public_url.scheme() == "http" && !config.allow_insecure_http {
@@ -81,7 +82,8 @@ pub(crate) async fn open(
         .filter(|server| server.auth == AuthMode::Oauth)
         .map(|server| ProtectedResource {
             url: face.resource_url(&server.name),
-            scopes: Vec::new(),
+            // The scopes the virtual server's policy declares, as it started.
+            scopes: access.scopes_supported(&server.name),
         })
         .collect();
     let issuer = Issuer {

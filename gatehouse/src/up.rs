@@ -116,7 +116,8 @@ async fn serve(
         .map_err(|reason| anyhow::anyhow!(reason))?
         .with_audit(recorder)
         .with_access(access);
-    let (authz, auth) = crate::oauth::open(authorization, &spec, &face, &options.data).await?;
+    let (authz, auth) =
+        crate::oauth::open(authorization, &spec, &face, &options.data, gateway.access()).await?;
     let authz = authz.with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(
         gateway.recorder().clone(),
     )));

@@ -60,7 +60,7 @@ pub(super) async fn start_with(
     };
     let resources = ["crm", "hr"].map(|name| ProtectedResource {
         url: face.resource_url(name),
-        scopes: vec![],
+        scopes: access.scopes_supported(name),
     });
     let issuer = Issuer {
         issuer: face.public_url.clone(),
@@ -131,6 +131,15 @@ pub(super) async fn token_for(origin: &str, resource: &str) -> String {
 
 /// Like [`token_for`], also returning the public client's id and its refresh token.
 pub(super) async fn grant_for(origin: &str, resource: &str) -> (String, String, String) {
+    grant_with_scope(origin, resource, None).await
+}
+
+/// Like [`grant_for`], asking for `scope` (the resource's declared scopes when `None`).
+pub(super) async fn grant_with_scope(
+    origin: &str,
+    resource: &str,
+    scope: Option<&str>,
+) -> (String, String, String) {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -149,17 +158,21 @@ pub(super) async fn grant_for(origin: &str, resource: &str) -> (String, String, 
         .as_str()
         .expect("client_id")
         .to_owned();
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("state", "s1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("resource", resource),
+    ];
+    if let Some(scope) = scope {
+        query.push(("scope", scope));
+    }
     let authorize = http
         .get(format!("{origin}/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", &client_id),
-            ("redirect_uri", REDIRECT),
-            ("state", "s1"),
-            ("code_challenge", CHALLENGE),
-            ("code_challenge_method", "S256"),
-            ("resource", resource),
-        ])
+        .query(&query)
         .send()
         .await
         .expect("authorize");

@@ -132,3 +132,69 @@ async fn a_member_sees_only_what_policy_lets_them_call_with_constrained_argument
     );
     protected.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_needing_a_scope_the_token_lacks_gets_the_step_up_challenge() {
+    let config: authz_svc::PolicyConfig = serde_json::from_value(json!({
+        "cedar": "@id(\"open\") permit(principal, action, resource);",
+        "virtual_servers": {"crm": {"scopes": {"crm:read": ["echo"], "crm:write": ["add"]}}}
+    }))
+    .expect("policy config");
+    let store = authz_svc::PolicyStore::new(&config).expect("valid policies");
+    let protected =
+        super::oauth::start_with(Recorder::disabled(), Access::live(store.subscribe())).await;
+    let crm = format!("{}/v/crm/mcp", protected.origin);
+
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/v/crm/mcp",
+        protected.origin
+    ))
+    .await
+    .expect("metadata")
+    .json()
+    .await
+    .expect("metadata json");
+    assert_eq!(
+        metadata["scopes_supported"],
+        json!(["crm:read", "crm:write"])
+    );
+
+    let (reader, _, _) =
+        super::oauth::grant_with_scope(&protected.origin, &crm, Some("crm:read")).await;
+    let read = rpc(
+        &crm,
+        &reader,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "hi"}}),
+    )
+    .await;
+    assert_eq!(read["result"]["content"][0]["text"], "hi", "{read}");
+
+    let write = super::oauth::call_tool(&crm, &reader, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(write.status(), 403);
+    let challenge = write.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"crm:write\""), "{challenge}");
+    assert!(challenge.contains("resource_metadata="), "{challenge}");
+
+    let (writer, _, _) =
+        super::oauth::grant_with_scope(&protected.origin, &crm, Some("crm:read crm:write")).await;
+    let stepped_up = rpc(
+        &crm,
+        &writer,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 1, "b": 2}}),
+    )
+    .await;
+    assert_eq!(
+        stepped_up["result"]["content"][0]["text"], "3",
+        "{stepped_up}"
+    );
+    protected.shutdown.cancel();
+}
