@@ -12,6 +12,7 @@
 )]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,7 +41,40 @@ pub struct UpstreamCall {
     pub progress_token: Option<ProgressToken>,
     /// Whether the upstream may receive server→client requests on this call (legacy era only).
     pub accepts_requests: bool,
+    /// Notifications of this call being relayed right now.
+    relaying: AtomicUsize,
+    /// Wakes [`RouteGuard::settle`] when the last relay in flight finishes.
+    settled: Notify,
 }
+
+impl UpstreamCall {
+    /// Describes the upstream side of a call about to be forwarded.
+    pub fn new(
+        peer: Peer<RoleServer>,
+        progress_token: Option<ProgressToken>,
+        accepts_requests: bool,
+    ) -> Self {
+        Self {
+            peer,
+            progress_token,
+            accepts_requests,
+            relaying: AtomicUsize::new(0),
+            settled: Notify::new(),
+        }
+    }
+
+    /// Relays one notification of this call, counted so the call's answer can wait for it.
+    async fn relaying<F: std::future::Future<Output = ()>>(&self, relay: F) {
+        self.relaying.fetch_add(1, Ordering::AcqRel);
+        relay.await;
+        if self.relaying.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_waiters();
+        }
+    }
+}
+
+/// Longest a call's answer waits for its own notifications still being relayed.
+const SETTLE_LIMIT: Duration = Duration::from_millis(100);
 
 /// The gateway-wide routing table shared by every connector's relay.
 #[derive(Debug, Default)]
@@ -64,6 +98,32 @@ pub struct RouteGuard {
     connector: String,
     request: Option<RequestId>,
     progress: Option<ProgressToken>,
+    call: Arc<UpstreamCall>,
+}
+
+impl RouteGuard {
+    /// Lets the call's notifications that arrived before its answer reach the client first.
+    ///
+    /// rmcp hands each downstream notification to its own task but resolves the response
+    /// directly, so a progress or log message sent just before the result can still be on its
+    /// way when the result is; answering first would close the stream under it.
+    pub async fn settle(&self) {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let limit = tokio::time::sleep(SETTLE_LIMIT);
+        tokio::pin!(limit);
+        loop {
+            let settled = self.call.settled.notified();
+            if self.call.relaying.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::select! {
+                () = settled => {}
+                () = &mut limit => return,
+            }
+        }
+    }
 }
 
 impl Switchboard {
@@ -173,7 +233,7 @@ impl Registration {
                 .insert((connector.to_owned(), request.clone()), Arc::clone(&call));
             routes
                 .by_progress
-                .insert((connector.to_owned(), progress.clone()), call);
+                .insert((connector.to_owned(), progress.clone()), Arc::clone(&call));
             routes.registering -= 1;
         }
         self.done = true;
@@ -183,6 +243,7 @@ impl Registration {
             connector: connector.to_owned(),
             request: Some(request),
             progress: Some(progress),
+            call,
         }
     }
 }
@@ -240,7 +301,8 @@ impl Relay for Switchboard {
             ServerNotification::ProgressNotification(progress) => {
                 let token = progress.params.progress_token.clone();
                 if let Some(call) = self.lookup(connector, origin.as_ref(), Some(&token)).await {
-                    forward_progress(&call, progress.params).await;
+                    call.relaying(forward_progress(&call, progress.params))
+                        .await;
                 }
             }
             ServerNotification::LoggingMessageNotification(message) => {
@@ -249,7 +311,10 @@ impl Relay for Switchboard {
                     None => self.sole_call(connector),
                 };
                 if let Some(call) = call {
-                    let _ = call.peer.notify_logging_message(message.params).await;
+                    call.relaying(async {
+                        let _ = call.peer.notify_logging_message(message.params).await;
+                    })
+                    .await;
                 }
             }
             ServerNotification::ToolListChangedNotification(_)

@@ -95,24 +95,27 @@ impl Forwarder {
             .await
             .map_err(downstream_error)?;
         let (id, downstream_peer) = (handle.id.clone(), handle.peer.clone());
-        let _route = registration.register(
+        let route = registration.register(
             connector.name(),
             handle.id.clone(),
             handle.progress_token.clone(),
-            UpstreamCall {
-                peer: context.peer.clone(),
-                progress_token: context.meta.get_progress_token(),
-                accepts_requests: !is_modern(context),
-            },
+            UpstreamCall::new(
+                context.peer.clone(),
+                context.meta.get_progress_token(),
+                !is_modern(context),
+            ),
         );
         let modern_client = is_modern(context);
         tokio::select! {
-            answer = handle.await_response() => answer.map_err(downstream_error).map(|mut result| {
-                if modern_client {
-                    mark_complete(&mut result);
-                }
-                result
-            }),
+            answer = handle.await_response() => {
+                route.settle().await;
+                answer.map_err(downstream_error).map(|mut result| {
+                    if modern_client {
+                        mark_complete(&mut result);
+                    }
+                    result
+                })
+            }
             () = context.ct.cancelled() => {
                 let params = CancelledNotificationParam::new(Some(id), Some("client cancelled".into()));
                 let _ = downstream_peer.notify_cancelled(params).await;
