@@ -53,10 +53,17 @@ impl SqliteStore {
             .map_err(Error::from_sqlx)?;
         let migrator = sqlx::migrate!("migrations/sqlite");
         // sqlx takes no lock while migrating SQLite, so two processes starting
-        // on a fresh file can both try to apply a migration; the loser's retry
-        // finds it applied.
-        if migrator.run(&pool).await.is_err() {
-            migrator.run(&pool).await?;
+        // on a fresh file can both try to apply a migration; the loser retries and
+        // finds it applied. Every lost race means the winner got one migration
+        // further, so one attempt per migration always suffices.
+        let attempts = migrator.iter().count() + 1;
+        let mut failed = 0;
+        while let Err(error) = migrator.run(&pool).await {
+            failed += 1;
+            if failed >= attempts {
+                return Err(error.into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(Self {
             pool,
