@@ -112,16 +112,17 @@ fn failure_outcome(context: &RequestContext<RoleServer>) -> Outcome {
 
 /// Writes a finished request's event; the answer is withheld when the event cannot be kept.
 ///
-/// `describe` gives a successful answer's outcome and its size in bytes.
+/// `describe` gives a successful answer's outcome and, when the event is kept, its size in bytes
+/// (measuring means serializing the result once more, which an unaudited edge skips).
 fn settle<T>(
     record: CallRecord,
     answer: Result<T, ErrorData>,
     context: &RequestContext<RoleServer>,
-    describe: impl FnOnce(&T) -> (Outcome, u64),
+    describe: impl FnOnce(&T, bool) -> (Outcome, u64),
 ) -> Result<T, ErrorData> {
     let kept = match &answer {
         Ok(result) => {
-            let (outcome, bytes) = describe(result);
+            let (outcome, bytes) = describe(result, record.is_recording());
             record.finish(outcome, None, bytes)
         }
         Err(error) => record.finish(failure_outcome(context), Some(error), 0),
@@ -130,8 +131,11 @@ fn settle<T>(
     answer
 }
 
-/// Returns the JSON size of a result, as the audit record reports it.
-fn json_size(value: &impl serde::Serialize) -> u64 {
+/// Returns the JSON size of a result, as the audit record reports it, when `measured`.
+fn json_size(value: &impl serde::Serialize, measured: bool) -> u64 {
+    if !measured {
+        return 0;
+    }
     serde_json::to_vec(value).map_or(0, |bytes| bytes.len() as u64)
 }
 
@@ -262,15 +266,24 @@ impl ServerHandler for Proxy {
             Ok(_) => Err(unexpected("tools/call")),
             Err(error) => Err(error),
         };
-        settle(record, answer, &context, |response| match response {
-            CallToolResponse::Complete(result) if result.is_error == Some(true) => {
-                (Outcome::ToolError, json_size(result))
-            }
-            CallToolResponse::Complete(result) => (Outcome::Success, json_size(result)),
-            CallToolResponse::InputRequired(result) => (Outcome::Success, json_size(result)),
-            CallToolResponse::Task(result) => (Outcome::Success, json_size(result)),
-            _ => (Outcome::Success, 0),
-        })
+        settle(
+            record,
+            answer,
+            &context,
+            |response, measured| match response {
+                CallToolResponse::Complete(result) if result.is_error == Some(true) => {
+                    (Outcome::ToolError, json_size(result, measured))
+                }
+                CallToolResponse::Complete(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                CallToolResponse::InputRequired(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                CallToolResponse::Task(result) => (Outcome::Success, json_size(result, measured)),
+                _ => (Outcome::Success, 0),
+            },
+        )
     }
 
     async fn list_prompts(
@@ -355,11 +368,20 @@ impl ServerHandler for Proxy {
             Ok(_) => Err(unexpected("prompts/get")),
             Err(error) => Err(error),
         };
-        settle(record, answer, &context, |response| match response {
-            GetPromptResponse::Complete(result) => (Outcome::Success, json_size(result)),
-            GetPromptResponse::InputRequired(result) => (Outcome::Success, json_size(result)),
-            _ => (Outcome::Success, 0),
-        })
+        settle(
+            record,
+            answer,
+            &context,
+            |response, measured| match response {
+                GetPromptResponse::Complete(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                GetPromptResponse::InputRequired(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                _ => (Outcome::Success, 0),
+            },
+        )
     }
 
     async fn list_resources(
@@ -460,11 +482,20 @@ impl ServerHandler for Proxy {
             Ok(_) => Err(unexpected("resources/read")),
             Err(error) => Err(error),
         };
-        settle(record, answer, &context, |response| match response {
-            ReadResourceResponse::Complete(result) => (Outcome::Success, json_size(result)),
-            ReadResourceResponse::InputRequired(result) => (Outcome::Success, json_size(result)),
-            _ => (Outcome::Success, 0),
-        })
+        settle(
+            record,
+            answer,
+            &context,
+            |response, measured| match response {
+                ReadResourceResponse::Complete(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                ReadResourceResponse::InputRequired(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                _ => (Outcome::Success, 0),
+            },
+        )
     }
 
     async fn subscribe(

@@ -141,6 +141,11 @@ impl CallRecord {
         })
     }
 
+    /// Says whether this request's event is kept (the recorder is on).
+    pub fn is_recording(&self) -> bool {
+        self.event.is_some()
+    }
+
     /// Names the tool called: its exposed name, its connector and its name there.
     pub fn tool(&mut self, exposed: &str, connector: &str, upstream: &str) {
         self.item(

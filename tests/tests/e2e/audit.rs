@@ -41,6 +41,19 @@ fn digest(arguments: &Value) -> String {
 
 /// Calls a tool statelessly (2026-07-28) and returns the JSON-RPC response.
 async fn call(http: &reqwest::Client, url: &str, id: u64, tool: &str, arguments: Value) -> Value {
+    try_call(http, url, id, tool, arguments)
+        .await
+        .expect("a JSON-RPC response")
+}
+
+/// Like [`call`], but `None` when the gateway cannot be reached or answers no JSON (killed).
+async fn try_call(
+    http: &reqwest::Client,
+    url: &str,
+    id: u64,
+    tool: &str,
+    arguments: Value,
+) -> Option<Value> {
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {},
                       "io.modelcontextprotocol/clientInfo": {"name": "audit-e2e", "version": "1"}});
@@ -53,10 +66,29 @@ async fn call(http: &reqwest::Client, url: &str, id: u64, tool: &str, arguments:
                       "params": {"name": tool, "arguments": arguments, "_meta": meta}}))
         .send()
         .await
-        .expect("call")
+        .ok()?
         .json()
         .await
-        .expect("json-rpc response")
+        .ok()
+}
+
+/// Serves the echo virtual server in process, recording through `recorder`; returns its MCP URL.
+async fn serve_edge(recorder: Recorder, shutdown: &CancellationToken) -> String {
+    let spec = GatewaySpec::from_yaml(&spec_yaml(), "audit.yaml").expect("spec");
+    let gateway = Gateway::start(&spec, shutdown)
+        .expect("gateway")
+        .with_audit(recorder);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    tokio::spawn(edge_svc::serve(
+        gateway,
+        face,
+        None,
+        listener,
+        shutdown.clone(),
+    ));
+    format!("{origin}/v/tools/mcp")
 }
 
 fn result_text(response: &Value) -> Option<&str> {
@@ -113,21 +145,7 @@ async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_ful
     audit.max_spool_bytes = 4 * 1024;
     audit.sync_interval = Duration::ZERO;
     let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
-    let spec = GatewaySpec::from_yaml(&spec_yaml(), "audit.yaml").expect("spec");
-    let gateway = Gateway::start(&spec, &shutdown)
-        .expect("gateway")
-        .with_audit(recorder);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let origin = format!("http://{}", listener.local_addr().expect("addr"));
-    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
-    tokio::spawn(edge_svc::serve(
-        gateway,
-        face,
-        None,
-        listener,
-        shutdown.clone(),
-    ));
-    let url = format!("{origin}/v/tools/mcp");
+    let url = serve_edge(recorder, &shutdown).await;
     let http = reqwest::Client::new();
 
     // audit-svc is not running: calls are answered from the spool's room, then refused.
@@ -372,23 +390,8 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
             tokio::spawn(async move {
                 for i in 0_u64.. {
                     let arguments = json!({"text": format!("w{worker}-{i}")});
-                    let Ok(response) = http
-                        .post(&url)
-                        .header("accept", "application/json, text/event-stream")
-                        .header("mcp-protocol-version", "2026-07-28")
-                        .header("mcp-method", "tools/call")
-                        .header("mcp-name", "echo")
-                        .json(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                                      "params": {"name": "echo", "arguments": arguments,
-                                                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                                                           "io.modelcontextprotocol/clientCapabilities": {},
-                                                           "io.modelcontextprotocol/clientInfo": {"name": "load", "version": "1"}}}}))
-                        .send()
-                        .await
+                    let Some(body) = try_call(&http, &url, i, "echo", arguments.clone()).await
                     else {
-                        return;
-                    };
-                    let Ok(body) = response.json::<Value>().await else {
                         return;
                     };
                     if result_text(&body).is_some() {
@@ -613,21 +616,7 @@ async fn kill_9_of_audit_svc_under_load_loses_nothing_and_the_chain_stays_gaples
         &shutdown,
     )
     .expect("recorder");
-    let spec = GatewaySpec::from_yaml(&spec_yaml(), "audit.yaml").expect("spec");
-    let gateway = Gateway::start(&spec, &shutdown)
-        .expect("gateway")
-        .with_audit(recorder);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let origin = format!("http://{}", listener.local_addr().expect("addr"));
-    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
-    tokio::spawn(edge_svc::serve(
-        gateway,
-        face,
-        None,
-        listener,
-        shutdown.clone(),
-    ));
-    let url = format!("{origin}/v/tools/mcp");
+    let url = serve_edge(recorder, &shutdown).await;
     let http = reqwest::Client::new();
     let audit_config = audit_svc::Config::default().with_data_dir(audit_dir.path());
 
