@@ -196,9 +196,7 @@ fn refusal(target: &Target, decision: &policy::Decision) -> ErrorData {
         Some(Item::Resource { uri }) => ("resource", uri.as_str()),
         None => ("virtual server", target.virtual_server.as_str()),
     };
-    let message = reason
-        .client_message(name)
-        .replacen("tool ", &format!("{kind} "), 1);
+    let message = reason.client_message(kind, name);
     let mut data = serde_json::json!({"reason": reason.as_str()});
     if !decision.required_scopes.is_empty() {
         data["required_scopes"] = serde_json::json!(decision.required_scopes);

@@ -80,9 +80,9 @@ impl DenyReason {
         })
     }
 
-    /// Returns a sentence a client may be shown about a denied `tool`; it never
-    /// quotes policy text or ids.
-    pub fn client_message(self, tool: &str) -> String {
+    /// Returns a sentence a client may be shown about a denied item, such as the
+    /// `tool` or `prompt` called `name`; it never quotes policy text or ids.
+    pub fn client_message(self, kind: &str, name: &str) -> String {
         let why = match self {
             Self::NoPermit | Self::Forbidden => "is not permitted for you",
             Self::InsufficientScope => "needs a scope your token does not carry",
@@ -92,6 +92,6 @@ impl DenyReason {
             Self::Revoked => "is not available: your access has been revoked",
             Self::EvaluationError => "could not be authorized",
         };
-        format!("tool {tool} {why}")
+        format!("{kind} {name} {why}")
     }
 }

@@ -495,7 +495,10 @@ fn explanation_is_for_audit_and_reason_class_for_clients() {
             decision.explanation
         );
     }
-    let message = decision.reason.unwrap().client_message("delete_account");
+    let message = decision
+        .reason
+        .unwrap()
+        .client_message("tool", "delete_account");
     assert_eq!(message, "tool delete_account is not permitted for you");
     assert!(!message.contains("no-destructive-agents"));
 }
