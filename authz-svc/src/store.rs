@@ -223,6 +223,16 @@ impl KeyStatus {
 }
 
 /// Classifies a driver error where code meets the driver.
+/// Says whether a store error is a PostgreSQL deadlock or serialization failure, which a
+/// retried transaction resolves.
+pub(crate) fn is_conflict(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Store(sqlx::Error::Database(database))
+            if matches!(database.code().as_deref(), Some("40P01" | "40001"))
+    )
+}
+
 fn classify(error: sqlx::Error) -> Error {
     Error::Store(error)
 }

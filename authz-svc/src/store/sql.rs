@@ -144,44 +144,57 @@ macro_rules! sql_store {
                 now: i64,
             ) -> Result<$crate::store::Redemption, $crate::error::Error> {
                 use $crate::store::Redemption;
-                let mut tx = self.pool.begin().await.map_err($crate::store::classify)?;
-                let spent = sqlx::query("UPDATE refresh_tokens SET used = TRUE WHERE token_hash = $1 AND used = FALSE")
-                    .bind(token_hash)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::classify)?
-                    .rows_affected();
-                let row: Option<(String, i64, String, String, String, String, String, bool)> = sqlx::query_as(
-                    "SELECT t.family_id, t.expires_at, f.client_id, f.subject, f.resource, f.scope, f.family_id, \
-                     f.revoked FROM refresh_tokens t JOIN grant_families f ON f.family_id = t.family_id \
-                     WHERE t.token_hash = $1",
-                )
-                .bind(token_hash)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::store::classify)?;
-                let Some((family_id, expires_at, client_id, subject, resource, scope, _, revoked)) = row else {
-                    return Ok(Redemption::Invalid);
-                };
-                if spent == 0 {
-                    revoke_family_in(&mut tx, &family_id).await?;
-                    tx.commit().await.map_err($crate::store::classify)?;
-                    return Ok(Redemption::Replayed);
+                // Concurrent rotations of one token can deadlock on PostgreSQL (each spends
+                // the token, then revokes or extends the family); the victim retries and
+                // then finds the token spent, the answer it should have had anyway.
+                let mut attempt = 0;
+                loop {
+                    let outcome = async {
+                        let mut tx = self.pool.begin().await.map_err($crate::store::classify)?;
+                        let spent = sqlx::query("UPDATE refresh_tokens SET used = TRUE WHERE token_hash = $1 AND used = FALSE")
+                            .bind(token_hash)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err($crate::store::classify)?
+                            .rows_affected();
+                        let row: Option<(String, i64, String, String, String, String, String, bool)> = sqlx::query_as(
+                            "SELECT t.family_id, t.expires_at, f.client_id, f.subject, f.resource, f.scope, f.family_id, \
+                             f.revoked FROM refresh_tokens t JOIN grant_families f ON f.family_id = t.family_id \
+                             WHERE t.token_hash = $1",
+                        )
+                        .bind(token_hash)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err($crate::store::classify)?;
+                        let Some((family_id, expires_at, client_id, subject, resource, scope, _, revoked)) = row else {
+                            return Ok(Redemption::Invalid);
+                        };
+                        if spent == 0 {
+                            revoke_family_in(&mut tx, &family_id).await?;
+                            tx.commit().await.map_err($crate::store::classify)?;
+                            return Ok(Redemption::Replayed);
+                        }
+                        if revoked || expires_at <= now {
+                            tx.commit().await.map_err($crate::store::classify)?;
+                            return Ok(Redemption::Invalid);
+                        }
+                        insert_refresh_in(&mut tx, &family_id, successor).await?;
+                        tx.commit().await.map_err($crate::store::classify)?;
+                        Ok(Redemption::Redeemed($crate::store::FamilyRecord {
+                            family_id,
+                            client_id,
+                            subject,
+                            resource,
+                            scope,
+                            revoked: false,
+                        }))
+                    }
+                    .await;
+                    match outcome {
+                        Err(error) if attempt < 3 && $crate::store::is_conflict(&error) => attempt += 1,
+                        outcome => return outcome,
+                    }
                 }
-                if revoked || expires_at <= now {
-                    tx.commit().await.map_err($crate::store::classify)?;
-                    return Ok(Redemption::Invalid);
-                }
-                insert_refresh_in(&mut tx, &family_id, successor).await?;
-                tx.commit().await.map_err($crate::store::classify)?;
-                Ok(Redemption::Redeemed($crate::store::FamilyRecord {
-                    family_id,
-                    client_id,
-                    subject,
-                    resource,
-                    scope,
-                    revoked: false,
-                }))
             }
 
             async fn refresh_family(
