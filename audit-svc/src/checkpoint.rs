@@ -237,7 +237,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     {
         std::fs::create_dir_all(parent)?;
     }
-    let staging = path.with_extension(format!("tmp.{}", std::process::id()));
+    // A random staging name: two starts in one process (same pid) must not share a file.
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+    let staging = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        u64::from_le_bytes(nonce)
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use svc_kit::callers::{MIN_TOKEN_LEN, SecretSetting};
 use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
 
 use crate::error::Error;
@@ -38,6 +39,24 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// Configures archiving and removing old events.
     pub retention: RetentionConfig,
+    /// Holds the service tokens that identify callers; a role without a token
+    /// admits nobody, so an unconfigured audit-svc serves no one.
+    pub callers: CallersConfig,
+}
+
+/// Holds the service tokens callers present in the `x-gatehouse-service-token`
+/// metadata, one per role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallersConfig {
+    /// Identifies edge-svc, which appends call events.
+    pub edge_token: Option<SecretSetting>,
+    /// Identifies authz-svc, which appends token and grant events.
+    pub authz_token: Option<SecretSetting>,
+    /// Identifies vault-svc, which appends credential events.
+    pub vault_token: Option<SecretSetting>,
+    /// Identifies auditors and administrators, who search, tail and prove.
+    pub auditor_token: Option<SecretSetting>,
 }
 
 /// Chooses the event store: PostgreSQL when `postgres_url` is set, otherwise a
@@ -89,6 +108,7 @@ impl Default for Config {
             checkpoint: CheckpointConfig::default(),
             sinks: Vec::new(),
             retention: RetentionConfig::default(),
+            callers: CallersConfig::default(),
         }
     }
 }
@@ -171,6 +191,23 @@ impl Config {
                 "must be at least checkpoint.interval (a prune ends at a checkpoint)",
             )
             .into());
+        }
+        for (field, token) in [
+            ("callers.edge_token", &self.callers.edge_token),
+            ("callers.authz_token", &self.callers.authz_token),
+            ("callers.vault_token", &self.callers.vault_token),
+            ("callers.auditor_token", &self.callers.auditor_token),
+        ] {
+            if token
+                .as_ref()
+                .is_some_and(|token| token.expose().len() < MIN_TOKEN_LEN)
+            {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be at least {MIN_TOKEN_LEN} characters"),
+                )
+                .into());
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (index, sink) in self.sinks.iter().enumerate() {

@@ -6,11 +6,14 @@ use std::time::Duration;
 use futures::Stream;
 use proto::audit::v1 as pb;
 use proto::common::v1 as common;
+use svc_kit::callers::ServiceTokens;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::CallersConfig;
 
 use crate::error::Error;
 use crate::event::{AppendOutcome, EventId};
@@ -33,17 +36,45 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub(crate) struct AuditGrpc {
     log: AuditLog,
     codec: EventCodec,
+    callers: ServiceTokens<Role>,
     // Ends open Append and Tail streams, so that graceful shutdown does not wait
     // on clients that keep them open.
     shutdown: CancellationToken,
 }
 
+/// Is a caller's role, from its service token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Edge,
+    Authz,
+    Vault,
+    Auditor,
+}
+
+/// May append events: the Gatehouse services that emit them.
+const EMITTERS: &[Role] = &[Role::Edge, Role::Authz, Role::Vault];
+/// May read events and proofs.
+const AUDITORS: &[Role] = &[Role::Auditor];
+/// May read checkpoints: auditors, and services that anchor or verify them.
+const CHECKPOINT_READERS: &[Role] = &[Role::Edge, Role::Authz, Role::Vault, Role::Auditor];
+
 impl AuditGrpc {
-    /// Returns the service over `log`; its streams end when `shutdown` fires.
-    pub(crate) fn new(log: AuditLog, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    /// Returns the service over `log`, admitting the callers `callers` names;
+    /// its streams end when `shutdown` fires.
+    pub(crate) fn new(
+        log: AuditLog,
+        callers: &CallersConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             log,
             codec: EventCodec::new()?,
+            callers: ServiceTokens::new([
+                (Role::Edge, callers.edge_token.as_ref()),
+                (Role::Authz, callers.authz_token.as_ref()),
+                (Role::Vault, callers.vault_token.as_ref()),
+                (Role::Auditor, callers.auditor_token.as_ref()),
+            ]),
             shutdown,
         })
     }
@@ -143,6 +174,7 @@ impl pb::audit_server::Audit for AuditGrpc {
         &self,
         request: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<Self::AppendStream>, Status> {
+        self.callers.require(&request, EMITTERS)?;
         let mut inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(16);
         let service = self.clone();
@@ -173,6 +205,7 @@ impl pb::audit_server::Audit for AuditGrpc {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.callers.require(&request, AUDITORS)?;
         let request = request.into_inner();
         let filter = Filter::try_from(request.filter.unwrap_or_default())?;
         let page = request.page.unwrap_or_default();
@@ -196,6 +229,7 @@ impl pb::audit_server::Audit for AuditGrpc {
         &self,
         request: Request<pb::TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
+        self.callers.require(&request, AUDITORS)?;
         let request = request.into_inner();
         let filter = Filter::try_from(request.filter.unwrap_or_default())?;
         let after = match request.after_sequence {
@@ -212,6 +246,7 @@ impl pb::audit_server::Audit for AuditGrpc {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        self.callers.require(&request, CHECKPOINT_READERS)?;
         let checkpoint = self.log.checkpoint(request.into_inner().tree_size).await?;
         Ok(Response::new(pb::GetCheckpointResponse {
             checkpoint: Some(checkpoint.into()),
@@ -223,6 +258,7 @@ impl pb::audit_server::Audit for AuditGrpc {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        self.callers.require(&request, AUDITORS)?;
         let request = request.into_inner();
         let leaf = match request.leaf {
             Some(pb::get_inclusion_proof_request::Leaf::EventId(id)) => {
@@ -255,6 +291,7 @@ impl pb::audit_server::Audit for AuditGrpc {
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        self.callers.require(&request, AUDITORS)?;
         let request = request.into_inner();
         let to = Some(request.to_tree_size).filter(|size| *size != 0);
         let proof = self

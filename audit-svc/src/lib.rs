@@ -24,8 +24,8 @@ mod verify;
 
 pub use checkpoint::{Checkpoint, Signer, verifier_key};
 pub use config::{
-    CheckpointConfig, Config, DEFAULT_LISTEN_ADDR, DatabaseUrl, ENV_PREFIX, StoreConfig,
-    StoreLocation,
+    CallersConfig, CheckpointConfig, Config, DEFAULT_LISTEN_ADDR, DatabaseUrl, ENV_PREFIX,
+    StoreConfig, StoreLocation,
 };
 pub use ed25519_dalek::VerifyingKey;
 pub use error::Error;
@@ -88,7 +88,7 @@ pub async fn serve(
         config.sinks.iter().map(|sink| sink.name.clone()).collect(),
         shutdown.child_token(),
     ));
-    let audit = grpc::AuditGrpc::new(log, shutdown.child_token())?;
+    let audit = grpc::AuditGrpc::new(log, &config.callers, shutdown.child_token())?;
     let (health, health_service) = svc_kit::grpc::health().await;
     health
         .set_serving::<proto::audit::v1::audit_server::AuditServer<grpc::AuditGrpc>>()

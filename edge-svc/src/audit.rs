@@ -13,6 +13,7 @@ use std::time::Duration;
 use prost::Message as _;
 use proto::audit::v1::{AuditEvent, Emitter};
 use serde::Deserialize;
+use svc_kit::callers::{InvalidToken, PresentToken, SecretSetting};
 use tokio_util::sync::CancellationToken;
 
 mod call;
@@ -51,6 +52,9 @@ pub struct AuditConfig {
     /// Names this replica in events' emitter; defaults to the host name and process id.
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// The service token edge presents to audit-svc (its `callers.edge_token`).
+    #[serde(default)]
+    pub token: Option<SecretSetting>,
 }
 
 fn default_max_spool_bytes() -> u64 {
@@ -81,7 +85,15 @@ impl AuditConfig {
             when_full: WhenFull::default(),
             batch_size: default_batch_size(),
             instance_id: None,
+            token: None,
         }
+    }
+
+    /// Returns these settings presenting `token` to audit-svc.
+    #[must_use]
+    pub fn with_token(mut self, token: SecretSetting) -> Self {
+        self.token = Some(token);
+        self
     }
 
     fn limits(&self) -> SpoolLimits {
@@ -118,6 +130,17 @@ pub enum Unrecordable {
     Spool(#[from] SpoolError),
 }
 
+/// Why the audit trail cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The spool directory cannot be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The configured service token cannot be sent.
+    #[error("audit.token: {0}")]
+    Token(#[from] InvalidToken),
+}
+
 /// Writes audit events; cheap to clone, shared by every handler.
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
@@ -140,12 +163,14 @@ impl Recorder {
     }
 
     /// Opens the spool and starts fsyncing it and delivering it to audit-svc until `shutdown`.
-    pub fn start(config: &AuditConfig, shutdown: &CancellationToken) -> Result<Self, SpoolError> {
+    pub fn start(config: &AuditConfig, shutdown: &CancellationToken) -> Result<Self, StartError> {
+        let token = PresentToken::new(config.token.as_ref())?;
         let spool = Spool::open(&config.spool_dir, config.limits())?;
         spool.spawn_sync(shutdown.child_token());
         forward::spawn(
             spool.clone(),
             config.endpoint.clone(),
+            token,
             config.batch_size.max(1),
             shutdown.child_token(),
         );

@@ -49,13 +49,21 @@ pub(crate) async fn start(
     let (authz_listener, authz_addr) = loopback().await?;
     let (vault_listener, vault_addr) = loopback().await?;
     let (audit_listener, audit_addr) = loopback().await?;
+    // Edge's spool is the one emitter in this process (token and credential events go through
+    // it), so it is the one caller audit-svc admits besides any configured auditor.
+    let edge_token = match audit.callers.edge_token.clone() {
+        Some(token) => token,
+        None => svc_kit::callers::SecretSetting::generate()?,
+    };
+    audit.callers.edge_token = Some(edge_token.clone());
+    let spool =
+        edge_svc::audit::AuditConfig::new(format!("http://{audit_addr}"), data.join("edge-spool"))
+            .with_token(edge_token);
     let audit_task = tokio::spawn(audit_svc::serve(
         audit,
         audit_listener,
         shutdown.child_token(),
     ));
-    let spool =
-        edge_svc::audit::AuditConfig::new(format!("http://{audit_addr}"), data.join("edge-spool"));
     let recorder = edge_svc::audit::Recorder::start(&spool, shutdown)?;
     let vault = vault_svc::open(
         &vault_config,

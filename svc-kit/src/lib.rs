@@ -2,6 +2,7 @@
 //! error-to-status mapping, graceful shutdown and the standard gRPC server and
 //! client setup. It holds no domain types and depends on no service crate.
 
+pub mod callers;
 pub mod config;
 pub mod error;
 pub mod grpc;

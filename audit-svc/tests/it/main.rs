@@ -4,6 +4,7 @@
 
 mod backend;
 mod binary;
+mod callers;
 mod canary;
 mod lifecycle;
 mod proof;

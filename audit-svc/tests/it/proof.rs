@@ -4,17 +4,12 @@ use std::path::PathBuf;
 
 use audit_svc::Signer;
 use proto::audit::v1 as pb;
-use proto::audit::v1::audit_client::AuditClient;
 use proto::common::v1 as common;
-use tonic::transport::Channel;
 
-use crate::service::{DEADLINE, Service, append, append_stream, start, wire_event};
+use crate::service::{Client, DEADLINE, Service, append, append_stream, start, wire_event};
 
 /// Waits until the service has signed a checkpoint covering `size` events.
-pub(crate) async fn checkpoint_covering(
-    client: &mut AuditClient<Channel>,
-    size: u64,
-) -> pb::Checkpoint {
+pub(crate) async fn checkpoint_covering(client: &mut Client, size: u64) -> pb::Checkpoint {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let response = client

@@ -8,17 +8,34 @@ use proto::audit::v1 as pb;
 use proto::audit::v1::audit_client::AuditClient;
 use proto::common::v1 as common;
 use svc_kit::GrpcClientConfig;
+use svc_kit::callers::{PresentToken, SecretSetting};
 use svc_kit::testing::{TestServer, init_test_tracing};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Bounds every wait on the service.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
+/// Is an Audit client presenting a service token.
+pub(crate) type Client = AuditClient<InterceptedService<Channel, PresentToken>>;
+
+/// Is the token the suite's client presents: configured for an emitter and the
+/// auditor role alike, so one client appends and reads.
+pub(crate) fn suite_token() -> SecretSetting {
+    SecretSetting::from("suite-token-".repeat(4))
+}
+
+/// Returns a client of `url` presenting `token`.
+pub(crate) fn client(url: &str, token: Option<&SecretSetting>) -> Client {
+    let channel = svc_kit::grpc::channel(url, &GrpcClientConfig::default()).unwrap();
+    AuditClient::with_interceptor(channel, PresentToken::new(token).unwrap())
+}
+
 pub(crate) struct Service {
     pub(crate) server: TestServer,
-    pub(crate) client: AuditClient<Channel>,
+    pub(crate) client: Client,
     pub(crate) data: tempfile::TempDir,
     pub(crate) config: Config,
 }
@@ -33,15 +50,16 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut Config, &std::path::P
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::default().with_data_dir(data.path());
     config.checkpoint.interval = Duration::from_millis(50);
+    config.callers.edge_token = Some(suite_token());
+    config.callers.auditor_token = Some(suite_token());
     configure(&mut config, data.path());
     let served = config.clone();
     let server =
         TestServer::start(move |listener, shutdown| audit_svc::serve(served, listener, shutdown))
             .await;
-    let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
     Service {
+        client: client(&server.url(), Some(&suite_token())),
         server,
-        client: AuditClient::new(channel),
         data,
         config,
     }
@@ -90,7 +108,7 @@ pub(crate) fn wire_event(
 
 /// Opens an Append stream; returns its sender and the acknowledgement stream.
 pub(crate) async fn append_stream(
-    client: &mut AuditClient<Channel>,
+    client: &mut Client,
 ) -> (
     mpsc::Sender<pb::AppendRequest>,
     tonic::Streaming<pb::AppendResponse>,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prost::Message as _;
 use proto::audit::v1::audit_client::AuditClient;
 use proto::audit::v1::{AppendRequest, AppendStatus, AuditEvent};
+use svc_kit::callers::PresentToken;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -37,13 +38,14 @@ enum DeliveryError {
 pub(super) fn spawn(
     spool: Spool,
     endpoint: String,
+    token: PresentToken,
     batch_size: usize,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match deliver(&spool, &endpoint, batch_size, &shutdown).await {
+            match deliver(&spool, &endpoint, &token, batch_size, &shutdown).await {
                 Ok(()) => return,
                 Err(error) => tracing::warn!(
                     %error,
@@ -65,6 +67,7 @@ pub(super) fn spawn(
 async fn deliver(
     spool: &Spool,
     endpoint: &str,
+    token: &PresentToken,
     batch_size: usize,
     shutdown: &CancellationToken,
 ) -> Result<(), DeliveryError> {
@@ -74,7 +77,7 @@ async fn deliver(
         .connect()
         .await?;
     let (requests, outgoing) = mpsc::channel(1);
-    let mut acks = AuditClient::new(channel)
+    let mut acks = AuditClient::with_interceptor(channel, token.clone())
         .append(ReceiverStream::new(outgoing))
         .await?
         .into_inner();

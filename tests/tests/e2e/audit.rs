@@ -11,6 +11,7 @@ use edge_svc::config::HttpFace;
 use edge_svc::{Gateway, GatewaySpec};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use svc_kit::callers::SecretSetting;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +133,23 @@ async fn wait_for_events(
     }
 }
 
+/// Is the service token edge presents to audit-svc in these tests.
+fn edge_token() -> SecretSetting {
+    SecretSetting::from("edge-audit-e2e-".repeat(3))
+}
+
+/// Returns audit-svc's settings with its log in `data`, admitting edge.
+fn audit_svc_config(data: &Path) -> audit_svc::Config {
+    let mut config = audit_svc::Config::default().with_data_dir(data);
+    config.callers.edge_token = Some(edge_token());
+    config
+}
+
+/// Returns edge's audit settings: a spool in `spool_dir` delivering to `audit_addr`.
+fn edge_spool(audit_addr: std::net::SocketAddr, spool_dir: &Path) -> AuditConfig {
+    AuditConfig::new(format!("http://{audit_addr}"), spool_dir).with_token(edge_token())
+}
+
 async fn reserve_port() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("addr")
@@ -144,7 +162,7 @@ async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_ful
     let spool_dir = tempfile::tempdir().expect("spool");
     let audit_dir = tempfile::tempdir().expect("audit data");
     let shutdown = CancellationToken::new();
-    let mut audit = AuditConfig::new(format!("http://{audit_addr}"), spool_dir.path());
+    let mut audit = edge_spool(audit_addr, spool_dir.path());
     audit.max_spool_bytes = 4 * 1024;
     audit.sync_interval = Duration::ZERO;
     let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
@@ -180,7 +198,7 @@ async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_ful
     assert!(message.contains("audit trail"), "{message}");
 
     // audit-svc comes up: the backlog is delivered in call order and calls flow again.
-    let audit_config = audit_svc::Config::default().with_data_dir(audit_dir.path());
+    let audit_config = audit_svc_config(audit_dir.path());
     let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
     tokio::spawn(audit_svc::serve(
         audit_config.clone(),
@@ -232,14 +250,14 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
         tempfile::tempdir().expect("audit"),
     );
     let shutdown = CancellationToken::new();
-    let audit_config = audit_svc::Config::default().with_data_dir(dirs.1.path());
+    let audit_config = audit_svc_config(dirs.1.path());
     let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
     tokio::spawn(audit_svc::serve(
         audit_config.clone(),
         audit_listener,
         shutdown.clone(),
     ));
-    let audit = AuditConfig::new(format!("http://{audit_addr}"), dirs.0.path());
+    let audit = edge_spool(audit_addr, dirs.0.path());
     let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
     let protected =
         super::oauth::start_with(recorder, edge_svc::access::Access::unrestricted()).await;
@@ -419,7 +437,7 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
     let answered = answered.lock().expect("lock").clone();
 
     let (_restarted, _) = gatehouse_up(&config, &data).await;
-    let audit_config = audit_svc::Config::default().with_data_dir(&data);
+    let audit_config = audit_svc_config(&data);
     let events = wait_for_events(&audit_config, "every answered call's event", |events| {
         let recorded: BTreeSet<&str> = events
             .iter()
@@ -598,6 +616,10 @@ fn audit_svc_process(addr: std::net::SocketAddr, data: &Path) -> std::process::C
     std::process::Command::new(binary)
         .env("GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR", addr.to_string())
         .env("GATEHOUSE_AUDIT__DATA_DIR", data)
+        .env(
+            "GATEHOUSE_AUDIT__CALLERS__EDGE_TOKEN",
+            edge_token().expose(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -614,14 +636,11 @@ async fn kill_9_of_audit_svc_under_load_loses_nothing_and_the_chain_stays_gaples
     );
     let mut audit = audit_svc_process(audit_addr, audit_dir.path());
     let shutdown = CancellationToken::new();
-    let recorder = Recorder::start(
-        &AuditConfig::new(format!("http://{audit_addr}"), spool_dir.path()),
-        &shutdown,
-    )
-    .expect("recorder");
+    let recorder =
+        Recorder::start(&edge_spool(audit_addr, spool_dir.path()), &shutdown).expect("recorder");
     let url = serve_edge(recorder, &shutdown).await;
     let http = reqwest::Client::new();
-    let audit_config = audit_svc::Config::default().with_data_dir(audit_dir.path());
+    let audit_config = audit_svc_config(audit_dir.path());
 
     // Calls keep coming while audit-svc is killed mid-stream and started again.
     let answered = Arc::new(Mutex::new(Vec::new()));
