@@ -66,6 +66,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Returns the dead letters of `sink`, in sequence order.
     async fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>, Error>;
 
+    /// Returns the names of the sinks that ever delivered or dead-lettered an
+    /// event, sorted (what an operator asks about without the config at hand).
+    async fn sinks(&self) -> Result<Vec<String>, Error>;
+
     /// Returns the largest checkpointed tree size, at most `limit`, whose last
     /// event was committed before `cutoff_micros`: the end of what retention may
     /// remove.
@@ -202,6 +206,10 @@ pub(crate) const UPSERT_CURSOR: &str = "INSERT INTO audit_sink_cursor (sink, del
 /// Inserts one dead letter unless it is already recorded.
 pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO audit_sink_dead_letter (sink, seq, \
      event_id, reason, failed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sink, seq) DO NOTHING";
+
+/// Lists every sink with a cursor or a dead letter (both backends).
+pub(crate) const SELECT_SINKS: &str = "SELECT sink FROM audit_sink_cursor UNION \
+     SELECT sink FROM audit_sink_dead_letter ORDER BY 1";
 
 /// Reads a sink's dead letters in sequence order.
 pub(crate) const SELECT_DEAD_LETTERS: &str = "SELECT seq, event_id, reason, failed_at FROM \

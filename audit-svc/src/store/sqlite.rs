@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 use super::{
     Bind, CheckpointRow, DeadLetter, EVENT_COLUMNS, EventRow, INSERT_DEAD_LETTER, INSERT_EVENTS,
     INSERT_PRUNE, PruneRecord, PruneRow, SELECT_CURSOR, SELECT_DEAD_LETTERS, SELECT_HEAD,
-    SELECT_PRUNABLE, SELECT_PRUNE, SELECT_PRUNED_TAIL, SinkCursor, Store, Tail, UPSERT_CURSOR,
-    now_micros, plan, search_sql, to_db,
+    SELECT_PRUNABLE, SELECT_PRUNE, SELECT_PRUNED_TAIL, SELECT_SINKS, SinkCursor, Store, Tail,
+    UPSERT_CURSOR, now_micros, plan, search_sql, to_db,
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
@@ -260,6 +260,13 @@ impl Store for SqliteStore {
             .await
             .map_err(Error::from_sqlx)?;
         super::to_dead_letters(rows)
+    }
+
+    async fn sinks(&self) -> Result<Vec<String>, Error> {
+        sqlx::query_scalar(SELECT_SINKS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)
     }
 
     async fn prunable(&self, cutoff_micros: i64, limit: u64) -> Result<Option<u64>, Error> {

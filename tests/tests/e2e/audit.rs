@@ -485,6 +485,16 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let sinks = gatehouse_cli(&["audit", "sinks", "--data", data.to_str().expect("utf-8")]);
+    assert!(sinks.status.success(), "{sinks:?}");
+    let sinks = json_stdout(&sinks);
+    let siem = &sinks["sinks"][0];
+    assert_eq!(siem["sink"], "siem-file", "{sinks}");
+    assert_eq!(siem["dead_letters"], 0, "{sinks}");
+    assert!(
+        siem["delivered"].as_u64() <= siem["head"].as_u64() && siem["head"].as_u64() > Some(0),
+        "{sinks}"
+    );
 }
 
 fn gatehouse_cli(args: &[&str]) -> std::process::Output {

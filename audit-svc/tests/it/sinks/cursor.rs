@@ -119,8 +119,17 @@ async fn cursor_never_moves_backwards_and_dead_letters_are_idempotent(backend: &
         .put_dead_letters("s", std::slice::from_ref(&letter))
         .await
         .unwrap();
-    assert_eq!(store.dead_letters("s").await.unwrap(), vec![letter]);
+    assert_eq!(store.dead_letters("s").await.unwrap(), vec![letter.clone()]);
     assert!(store.dead_letters("other").await.unwrap().is_empty());
+    store
+        .put_dead_letters("only-refused", std::slice::from_ref(&letter))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sinks().await.unwrap(),
+        ["only-refused", "s"],
+        "sinks with a cursor or a dead letter, sorted, each once"
+    );
 }
 
 conformance!(
