@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+pub use svc_kit::callers::SecretSetting;
 use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
 
 use crate::error::Error;
@@ -173,12 +174,6 @@ pub struct OAuthProviderConfig {
     pub revocation_endpoint: Option<String>,
 }
 
-/// Holds a configuration value that is a secret (a token, a URL with a
-/// password): `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SecretSetting(String);
-
 /// Names where credentials are kept, resolved against the data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -236,25 +231,6 @@ impl Default for HttpConfig {
             public_url: "http://127.0.0.1:8080/vault".to_owned(),
             consent_ttl: Duration::from_secs(600),
         }
-    }
-}
-
-impl SecretSetting {
-    /// Returns the value for its one consumer; never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for SecretSetting {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl std::fmt::Debug for SecretSetting {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("<redacted>")
     }
 }
 

@@ -20,9 +20,6 @@ pub enum Error {
         /// Says what is wrong with it, without echoing its value.
         reason: &'static str,
     },
-    /// Reports a caller that may not use the operation.
-    #[error("permission denied")]
-    PermissionDenied,
     /// Reports a connector vault-svc is not configured for.
     #[error("connector {0} not found")]
     ConnectorNotFound(String),
@@ -123,7 +120,6 @@ impl ServiceError for Error {
         match self {
             // Exhaustive on purpose: a new variant forces a decision.
             Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            Self::PermissionDenied => ErrorCode::PermissionDenied,
             Self::ConnectorNotFound(_) | Self::CredentialNotFound | Self::ConsentInvalid => {
                 ErrorCode::NotFound
             }

@@ -8,8 +8,7 @@
 //! administrative RPC. A missing or unknown token is PERMISSION_DENIED.
 
 use proto::vault::v1 as pb;
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
+use svc_kit::callers::ServiceTokens;
 use tonic::{Request, Response, Status};
 
 use crate::config::CallersConfig;
@@ -21,7 +20,7 @@ use crate::vault::{CredentialOutcome, Vault};
 mod convert;
 
 /// Is the metadata key carrying a caller's service token.
-pub const SERVICE_TOKEN_METADATA: &str = "x-gatehouse-service-token";
+pub use svc_kit::callers::SERVICE_TOKEN_METADATA;
 
 /// Bounds a listing page.
 const MAX_PAGE: u32 = 500;
@@ -30,7 +29,7 @@ const MAX_PAGE: u32 = 500;
 #[derive(Debug, Clone)]
 pub struct VaultGrpc {
     vault: Vault,
-    callers: Callers,
+    callers: ServiceTokens<Role>,
 }
 
 /// Is a caller's role.
@@ -41,61 +40,13 @@ enum Role {
     Admin,
 }
 
-/// Holds the digests of the configured service tokens.
-#[derive(Clone)]
-struct Callers {
-    tokens: Vec<(Role, [u8; 32])>,
-}
-
-impl std::fmt::Debug for Callers {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Callers")
-            .field("roles", &self.tokens.len())
-            .finish()
-    }
-}
-
-impl Callers {
-    fn new(config: &CallersConfig) -> Self {
-        let tokens = [
-            (Role::Edge, &config.edge_token),
-            (Role::Authz, &config.authz_token),
-            (Role::Admin, &config.admin_token),
-        ]
-        .into_iter()
-        .filter_map(|(role, token)| token.as_ref().map(|token| (role, digest(token.expose()))))
-        .collect();
-        Self { tokens }
-    }
-
-    /// Returns the role of the request's token; every configured token is
-    /// compared, so timing does not tell which one matched.
-    fn role<T>(&self, request: &Request<T>) -> Option<Role> {
-        let presented = request
-            .metadata()
-            .get(SERVICE_TOKEN_METADATA)?
-            .to_str()
-            .ok()?;
-        let presented = digest(presented);
-        let mut found = None;
-        for (role, expected) in &self.tokens {
-            if bool::from(expected.ct_eq(&presented)) {
-                found = Some(*role);
-            }
-        }
-        found
-    }
-
-    fn require<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<Role, Error> {
-        self.role(request)
-            .filter(|role| allowed.contains(role))
-            .ok_or(Error::PermissionDenied)
-    }
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// Builds the role table from the configured tokens.
+fn role_table(config: &CallersConfig) -> ServiceTokens<Role> {
+    ServiceTokens::new([
+        (Role::Edge, config.edge_token.as_ref()),
+        (Role::Authz, config.authz_token.as_ref()),
+        (Role::Admin, config.admin_token.as_ref()),
+    ])
 }
 
 impl VaultGrpc {
@@ -103,7 +54,7 @@ impl VaultGrpc {
     pub fn new(vault: Vault, callers: &CallersConfig) -> Self {
         Self {
             vault,
-            callers: Callers::new(callers),
+            callers: role_table(callers),
         }
     }
 }
