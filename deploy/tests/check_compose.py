@@ -16,12 +16,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from verdict import Failure, run
+
 # Environment variable names that carry secret material and so belong in an env file.
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEK|KEY|CREDENTIAL|_URL$", re.IGNORECASE)
-
-
-class Failure(Exception):
-    """Reports a property the compose file does not have."""
 
 
 def check_compose_file_matches_the_compose_specification(path, _compose):
@@ -89,19 +87,7 @@ CHECKS = [
 def main(path):
     with open(path, encoding="utf-8") as file:
         compose = yaml.safe_load(file)
-    passed = failed = 0
-    for check in CHECKS:
-        label = check.__name__.removeprefix("check_").replace("_", " ")
-        try:
-            check(path, compose)
-        except Failure as failure:
-            failed += 1
-            print(f"FAIL {label}: {failure}")
-        else:
-            passed += 1
-            print(f"PASS {label}")
-    print(f"compose: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run("compose", [(check, (path, compose)) for check in CHECKS])
 
 
 if __name__ == "__main__":

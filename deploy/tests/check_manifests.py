@@ -15,6 +15,8 @@ import sys
 import kubernetes_validate
 import yaml
 
+from verdict import Failure, run
+
 # The chart's `kubeVersion` floor and the newest schemas kubernetes-validate bundles.
 KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
 
@@ -31,10 +33,6 @@ SECRET_CONFIG_KEY = re.compile(
 
 # A URL with a password in it (scheme://user:password@host).
 URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
-
-
-class Failure(Exception):
-    """Reports a property the manifests do not have."""
 
 
 def load(path):
@@ -260,19 +258,7 @@ def main(manifests_path, values_path):
     values = values_docs[0]
     checks = [(check, (docs, values)) for check in CHECKS]
     checks.append((check_values_hold_no_secret_values, (docs, values, values_text)))
-    passed = failed = 0
-    for check, arguments in checks:
-        label = check.__name__.removeprefix("check_").replace("_", " ")
-        try:
-            check(*arguments)
-        except Failure as failure:
-            failed += 1
-            print(f"FAIL {label}: {failure}")
-        else:
-            passed += 1
-            print(f"PASS {label}")
-    print(f"manifests: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run("manifests", checks)
 
 
 if __name__ == "__main__":
