@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The deployment checks, as CI runs them (`tests/run.sh` step "deployment manifests"):
-#   1. the chart lints (helm lint --strict) and deploy/k8s/ is exactly what deploy/render.sh
-#      renders from it today;
+#   1. the chart lints (helm lint --strict), its values schema refuses a literal secret, and
+#      deploy/k8s/ is exactly what deploy/render.sh renders from it today;
 #   2. the rendered manifests, and a rendering with the optional parts switched the other way,
 #      pass check_manifests.py (Kubernetes schemas, probes, selectors, routes' backends, secrets);
 #   3. the compose trial passes check_compose.py (Compose schema, env files, mounts, public URL);
@@ -28,6 +28,16 @@ if "$GATEHOUSE_HELM" lint --strict "$chart" >"$work/lint.log" 2>&1; then
     pass "the chart lints"
 else
     fail "the chart lints: $(cat "$work/lint.log")"
+fi
+
+# values.schema.json: a secret is a reference, so Helm itself refuses a value next to it.
+if "$GATEHOUSE_HELM" template gatehouse "$chart" --set secrets.vaultKek.value=hunter2 \
+    >/dev/null 2>"$work/schema.log"; then
+    fail "helm accepted a literal secret value in values"
+elif grep -q "additional properties 'value' not allowed" "$work/schema.log"; then
+    pass "helm refuses a literal secret value in values"
+else
+    fail "helm refused a literal secret value otherwise: $(cat "$work/schema.log")"
 fi
 
 GATEHOUSE_HELM="$GATEHOUSE_HELM" bash "$deploy/render.sh" "$work/rendered" 2>/dev/null
