@@ -183,12 +183,9 @@ impl Faces {
         }
         let face = HttpFace::new(rendered.origin.clone(), &[], &[], 1 << 20);
         let data = tempfile::tempdir().expect("data dir");
-        let resources = spec
-            .virtual_servers
-            .iter()
-            .filter(|server| server.auth == AuthMode::Oauth)
-            .map(|server| ProtectedResource {
-                url: face.resource_url(&server.name),
+        let resources = protected(&spec)
+            .map(|name| ProtectedResource {
+                url: face.resource_url(name),
                 scopes: Vec::new(),
             })
             .collect();
@@ -269,6 +266,14 @@ impl Faces {
         assert_eq!(response.status(), StatusCode::OK, "{component} {path}");
         response.json().await.expect("JSON")
     }
+}
+
+/// Returns the names of the virtual servers that require OAuth.
+fn protected(spec: &GatewaySpec) -> impl Iterator<Item = &str> {
+    spec.virtual_servers
+        .iter()
+        .filter(|server| server.auth == AuthMode::Oauth)
+        .map(|server| server.name.as_str())
 }
 
 fn path_of(url: &str) -> String {
