@@ -4,24 +4,22 @@
 //! back to them, and hand each service configuration and environment its binary accepts. The
 //! compose trial's gateway file must be one `gatehouse up` accepts.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use authz_svc::{AuthorizationConfig, AuthzState, Issuer, ProtectedResource, StoreConfig};
-use edge_svc::auth::JwksVerifier;
-use edge_svc::config::HttpFace;
-use edge_svc::http::ResourceAuth;
+use authz_svc::AuthorizationConfig;
+use edge_svc::GatewaySpec;
 use edge_svc::spec::AuthMode;
-use edge_svc::{Gateway, GatewaySpec};
 use figment::Jail;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/k8s/gatehouse.yaml");
+use faces::{Faces, path_of};
+use rendered::{Rendered, kinds, prefix_matches, str_at};
+
+mod faces;
+mod rendered;
+
 const COMPOSE_GATEWAY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../deploy/compose/gatehouse.yaml"
@@ -29,256 +27,6 @@ const COMPOSE_GATEWAY: &str = concat!(
 
 /// The services that serve HTTP, by the `app.kubernetes.io/component` label the chart gives them.
 const HTTP_COMPONENTS: [&str; 3] = ["edge", "authz", "vault"];
-
-/// One path of the Ingress and the component its backend Service selects.
-#[derive(Debug)]
-struct Route {
-    path: String,
-    exact: bool,
-    component: String,
-}
-
-/// What the tests read from the rendered manifests.
-#[derive(Debug)]
-struct Rendered {
-    docs: Vec<Value>,
-    routes: Vec<Route>,
-    origin: url::Url,
-}
-
-impl Rendered {
-    fn load() -> Self {
-        let text = std::fs::read_to_string(MANIFESTS).expect("deploy/k8s/gatehouse.yaml");
-        let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
-            .map(|document| Value::deserialize(document).expect("a YAML document"))
-            .filter(|document| !document.is_null())
-            .collect();
-        let (routes, origin) = ingress(&docs);
-        Self {
-            docs,
-            routes,
-            origin,
-        }
-    }
-
-    /// Returns the component the Ingress sends `path` to, by the Kubernetes Ingress rules: an
-    /// Exact path wins, then the longest Prefix that matches whole path elements.
-    fn component_for(&self, path: &str) -> Option<&str> {
-        if let Some(route) = self
-            .routes
-            .iter()
-            .find(|route| route.exact && route.path == path)
-        {
-            return Some(&route.component);
-        }
-        self.routes
-            .iter()
-            .filter(|route| !route.exact && prefix_matches(&route.path, path))
-            .max_by_key(|route| route.path.len())
-            .map(|route| route.component.as_str())
-    }
-
-    /// Returns the data of the rendered ConfigMap.
-    fn config_file(&self, key: &str) -> String {
-        let configmap = kinds(&self.docs, "ConfigMap").next().expect("a ConfigMap");
-        str_at(configmap, &format!("/data/{key}")).to_owned()
-    }
-
-    fn gateway(&self) -> GatewaySpec {
-        GatewaySpec::from_yaml(&self.config_file("gateway.yaml"), "gateway.yaml")
-            .expect("the chart's gateway is one edge accepts")
-    }
-
-    /// Returns the environment of `component`'s container: names and whether a Secret fills it.
-    fn environment(&self, component: &str) -> Vec<(String, bool)> {
-        let deployment = kinds(&self.docs, "Deployment")
-            .find(|deployment| {
-                str_at(deployment, "/metadata/labels/app.kubernetes.io~1component") == component
-            })
-            .expect("the component's Deployment");
-        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .map(|env| {
-                env.iter()
-                    .map(|var| {
-                        let from_secret = var.pointer("/valueFrom/secretKeyRef").is_some();
-                        (str_at(var, "/name").to_owned(), from_secret)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// Returns the Ingress's routes, each resolved to the component its Service selects, and the
-/// public origin its host and TLS block make.
-fn ingress(docs: &[Value]) -> (Vec<Route>, url::Url) {
-    let component_of: BTreeMap<&str, &str> = kinds(docs, "Service")
-        .map(|service| {
-            (
-                str_at(service, "/metadata/name"),
-                str_at(service, "/spec/selector/app.kubernetes.io~1component"),
-            )
-        })
-        .collect();
-    let ingress = kinds(docs, "Ingress").next().expect("an Ingress");
-    let rule = &ingress["spec"]["rules"][0];
-    let routes = rule["http"]["paths"]
-        .as_array()
-        .expect("paths")
-        .iter()
-        .map(|path| Route {
-            path: str_at(path, "/path").to_owned(),
-            exact: str_at(path, "/pathType") == "Exact",
-            component: component_of[str_at(path, "/backend/service/name")].to_owned(),
-        })
-        .collect();
-    let scheme = if ingress["spec"]["tls"].is_array() {
-        "https"
-    } else {
-        "http"
-    };
-    let origin = format!("{scheme}://{}", str_at(rule, "/host"))
-        .parse()
-        .expect("the Ingress host is a URL host");
-    (routes, origin)
-}
-
-fn kinds<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> {
-    docs.iter().filter(move |doc| doc["kind"] == kind)
-}
-
-fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("{pointer} missing in {value}"))
-}
-
-/// Matches an Ingress Prefix path element-wise, as Kubernetes does (`/v` matches `/v/x`, not `/vx`).
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    path == prefix || path.starts_with(&format!("{prefix}/"))
-}
-
-/// The three HTTP faces, each on its own loopback listener, built from the rendered gateway.
-struct Faces {
-    base: BTreeMap<&'static str, String>,
-    face: HttpFace,
-    spec: GatewaySpec,
-    shutdown: CancellationToken,
-    _data: tempfile::TempDir,
-}
-
-impl Faces {
-    async fn start(rendered: &Rendered) -> Self {
-        let spec = rendered.gateway();
-        // The chart's virtual servers as they are; their connectors point at a closed loopback
-        // port instead, since nothing here may reach the cluster's MCP servers.
-        let mut local = spec.clone();
-        for connector in &mut local.connectors {
-            if let Some(http) = &mut connector.http {
-                http.url = "http://127.0.0.1:9/mcp".parse().expect("url");
-            }
-        }
-        let face = HttpFace::new(rendered.origin.clone(), &[], &[], 1 << 20);
-        let data = tempfile::tempdir().expect("data dir");
-        let resources = protected(&spec)
-            .map(|name| ProtectedResource {
-                url: face.resource_url(name),
-                scopes: Vec::new(),
-            })
-            .collect();
-        let issuer = Issuer {
-            issuer: rendered.origin.clone(),
-            resources,
-        };
-        let store = StoreConfig::Sqlite {
-            path: data.path().join("authz.db"),
-        };
-        let authz = AuthzState::open(AuthorizationConfig::default(), issuer, store)
-            .await
-            .expect("authorization server");
-        let jwks = format!("{}/jwks.json", authz.issuer())
-            .parse()
-            .expect("jwks url");
-        let auth = ResourceAuth {
-            verifier: Arc::new(JwksVerifier::new(authz.issuer().to_owned(), jwks)),
-            issuer: authz.issuer().to_owned(),
-        };
-        let mut vault_config = vault_svc::Config::default().with_data_dir(data.path());
-        vault_config.http.public_url = rendered.origin.to_string();
-        let vault = vault_svc::open(&vault_config, Arc::new(vault_svc::event::LogSink))
-            .await
-            .expect("vault");
-        let shutdown = CancellationToken::new();
-        let gateway = Gateway::start(&local, &shutdown).expect("gateway");
-        let routers = [
-            (
-                "edge",
-                edge_svc::http::router(&gateway, &face, Some(auth), &shutdown),
-            ),
-            ("authz", authz_svc::oauth_router(authz)),
-            ("vault", vault_svc::http::router(vault)),
-        ];
-        let mut base = BTreeMap::new();
-        for (component, router) in routers {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            base.insert(
-                component,
-                format!("http://{}", listener.local_addr().expect("addr")),
-            );
-            tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
-        }
-        Self {
-            base,
-            face,
-            spec,
-            shutdown,
-            _data: data,
-        }
-    }
-
-    /// Returns the paths of edge's public URLs: each virtual server's MCP endpoint and, for an
-    /// OAuth-protected one, its RFC 9728 metadata.
-    fn edge_paths(&self) -> Vec<String> {
-        let mut urls = Vec::new();
-        for server in &self.spec.virtual_servers {
-            urls.push(self.face.resource_url(&server.name));
-            if server.auth == AuthMode::Oauth {
-                urls.push(self.face.resource_metadata_url(&server.name));
-            }
-        }
-        urls.iter().map(|url| path_of(url)).collect()
-    }
-
-    async fn status(&self, component: &str, path: &str) -> StatusCode {
-        reqwest::get(format!("{}{path}", self.base[component]))
-            .await
-            .expect("request")
-            .status()
-    }
-
-    async fn json(&self, component: &str, path: &str) -> Value {
-        let response = reqwest::get(format!("{}{path}", self.base[component]))
-            .await
-            .expect("request");
-        assert_eq!(response.status(), StatusCode::OK, "{component} {path}");
-        response.json().await.expect("JSON")
-    }
-}
-
-/// Returns the names of the virtual servers that require OAuth.
-fn protected(spec: &GatewaySpec) -> impl Iterator<Item = &str> {
-    spec.virtual_servers
-        .iter()
-        .filter(|server| server.auth == AuthMode::Oauth)
-        .map(|server| server.name.as_str())
-}
-
-fn path_of(url: &str) -> String {
-    url::Url::parse(url).expect("URL").path().to_owned()
-}
 
 #[tokio::test]
 async fn every_ingress_path_reaches_the_one_service_whose_router_serves_it() {
