@@ -19,6 +19,9 @@ cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+step "deployment manifests (helm chart, deploy/k8s, compose)"
+bash deploy/tests/run.sh
+
 step "real peers (node 22, conformance, MCP SDKs, reference servers)"
 bash tests/interop/install.sh
 # shellcheck disable=SC1091

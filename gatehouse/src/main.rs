@@ -33,6 +33,11 @@ enum Command {
         /// Address of the one public HTTP listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The origin clients reach the gateway at (`https://mcp.example.com`); defaults to
+        /// `http://{listen}`. Resource URLs, the OAuth issuer and the accepted Host and Origin
+        /// derive from it, so set it behind a proxy or a container port mapping.
+        #[arg(long, env = "GATEHOUSE_PUBLIC_URL")]
+        public_url: Option<url::Url>,
         /// Log format on stderr: `pretty` for people, `json` for log shippers.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
         log_format: String,
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
             config,
             data,
             listen,
+            public_url,
             log_format,
         } => {
             let json_logs = log_format == "json";
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
                 config,
                 data,
                 listen,
+                public_url,
                 json_logs,
             }))
         }

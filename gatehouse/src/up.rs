@@ -16,6 +16,8 @@ pub(crate) struct UpOptions {
     pub(crate) config: PathBuf,
     pub(crate) data: PathBuf,
     pub(crate) listen: SocketAddr,
+    /// The origin clients use; `None` means the listener's own `http://` address.
+    pub(crate) public_url: Option<url::Url>,
     pub(crate) json_logs: bool,
 }
 
@@ -97,7 +99,10 @@ async fn serve(
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", options.listen))?;
     let local = listener.local_addr()?;
-    let public_url = url::Url::parse(&format!("http://{local}"))?;
+    let public_url = match options.public_url {
+        Some(url) => url,
+        None => url::Url::parse(&format!("http://{local}"))?,
+    };
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
     let policy_store = authz_svc::PolicyStore::new(&policies)?;
     let crate::backends::Started { backends, recorder } = crate::backends::start(

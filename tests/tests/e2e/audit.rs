@@ -26,7 +26,7 @@ fn echo_dir() -> String {
         .to_string()
 }
 
-fn spec_yaml() -> String {
+pub(super) fn spec_yaml() -> String {
     let dir = echo_dir();
     format!(
         "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
@@ -348,8 +348,12 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     shutdown.cancel();
 }
 
-/// Starts `gatehouse up` on `data` and returns the child and its MCP URL.
-async fn gatehouse_up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
+/// Starts `gatehouse up` on `data` with `extra` arguments and returns the child and its MCP URL.
+pub(super) async fn gatehouse_up(
+    config: &Path,
+    data: &Path,
+    extra: &[&str],
+) -> (tokio::process::Child, String) {
     let binary = PathBuf::from(ECHO).with_file_name("gatehouse");
     assert!(
         binary.is_file(),
@@ -364,6 +368,7 @@ async fn gatehouse_up(config: &Path, data: &Path) -> (tokio::process::Child, Str
         .arg(data)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -398,7 +403,7 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
     );
     std::fs::write(&config, with_sink).expect("config");
     let data = dir.path().join("data");
-    let (mut child, url) = gatehouse_up(&config, &data).await;
+    let (mut child, url) = gatehouse_up(&config, &data, &[]).await;
 
     let answered = Arc::new(Mutex::new(BTreeSet::new()));
     let http = reqwest::Client::builder()
@@ -436,7 +441,7 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
     }
     let answered = answered.lock().expect("lock").clone();
 
-    let (_restarted, _) = gatehouse_up(&config, &data).await;
+    let (_restarted, _) = gatehouse_up(&config, &data, &[]).await;
     let audit_config = audit_svc_config(&data);
     let events = wait_for_events(&audit_config, "every answered call's event", |events| {
         let recorded: BTreeSet<&str> = events
