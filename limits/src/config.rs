@@ -5,15 +5,16 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-/// The bucket store: this process (the default) or a Redis every replica shares.
+/// The bucket store: this process's memory by default (exact for one edge, one budget per
+/// replica for several), or a Redis every replica shares.
+///
+/// A struct with one optional member, not an enum, so YAML writes `{redis: {url: …}}`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum BackendConfig {
-    /// Buckets in this process's memory: exact for one edge, per replica for several.
-    #[default]
-    InProcess,
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
     /// Buckets in Redis, decided by one atomic script, so N replicas share one budget.
-    Redis(RedisConfig),
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
 }
 
 /// How to reach the Redis that holds the buckets.

@@ -67,9 +67,9 @@ impl Limiter {
 
     /// Opens the configured store; Redis is connected now, so a wrong address fails the start.
     pub async fn open(config: &BackendConfig, on_error: FailureMode) -> Result<Self, Error> {
-        let backend: Arc<dyn Backend> = match config {
-            BackendConfig::InProcess => Arc::new(InProcess::default()),
-            BackendConfig::Redis(redis) => Arc::new(RedisBackend::connect(redis).await?),
+        let backend: Arc<dyn Backend> = match &config.redis {
+            None => Arc::new(InProcess::default()),
+            Some(redis) => Arc::new(RedisBackend::connect(redis).await?),
         };
         Ok(Self::new(backend, on_error))
     }
