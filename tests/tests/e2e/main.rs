@@ -7,5 +7,6 @@
 mod audit;
 mod connector;
 mod gateway;
+mod limits;
 mod oauth;
 mod policy;
