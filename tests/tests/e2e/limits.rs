@@ -3,13 +3,12 @@
 //! as rate limited; two edges sharing Redis enforce one global budget.
 
 use edge_svc::access::Access;
-use edge_svc::audit::{AuditConfig, Recorder};
+use edge_svc::audit::Recorder;
 use edge_svc::quota::{Quotas, RateLimitsSpec};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::audit::{reserve_port, wait_for_events};
+use super::audit::{Audited, audited, wait_for_events};
 use super::oauth::{call_tool, start_limited, token_for};
 
 async fn quotas(yaml: &str) -> Quotas {
@@ -32,21 +31,12 @@ async fn downstream_echoes(url: &str, token: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_over_budget_is_refused_with_a_retry_hint_audited_and_never_forwarded() {
-    let audit_addr = reserve_port().await;
-    let dirs = (
-        tempfile::tempdir().expect("spool"),
-        tempfile::tempdir().expect("audit"),
-    );
     let shutdown = CancellationToken::new();
-    let audit_config = audit_svc::Config::default().with_data_dir(dirs.1.path());
-    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
-    tokio::spawn(audit_svc::serve(
-        audit_config.clone(),
-        audit_listener,
-        shutdown.clone(),
-    ));
-    let spool = AuditConfig::new(format!("http://{audit_addr}"), dirs.0.path());
-    let recorder = Recorder::start(&spool, &shutdown).expect("recorder");
+    let Audited {
+        recorder,
+        config: audit_config,
+        _dirs,
+    } = audited(&shutdown).await;
     let limits =
         quotas("rules: [{name: echo-per-member, per: member, tool: echo, rate: 1/hour, burst: 2}]")
             .await;
