@@ -19,6 +19,7 @@ use rmcp::model::{ErrorCode, ErrorData};
 use rmcp::service::RequestContext;
 
 use crate::auth::Caller;
+use crate::error::Error;
 
 mod rule;
 
@@ -51,18 +52,25 @@ impl Quotas {
         Self::default()
     }
 
-    /// Opens the bucket store of a validated `rate_limits:` section (no rules: unlimited).
-    pub async fn open(spec: &RateLimitsSpec) -> Result<Self, limits::Error> {
+    /// Compiles the rules of a `rate_limits:` section and opens its bucket store (no rules:
+    /// unlimited, and no store is opened).
+    pub async fn open(spec: &RateLimitsSpec) -> Result<Self, Error> {
         if spec.rules.is_empty() {
             return Ok(Self::unlimited());
         }
-        let limiter = limits::Limiter::open(&spec.backend, spec.on_backend_error).await?;
-        // Validated with the spec, so a rule that does not compile here cannot occur.
         let rules = spec
             .rules
             .iter()
-            .filter_map(|rule| Rule::try_from(rule).ok())
-            .collect();
+            .enumerate()
+            .map(|(index, rule)| {
+                Rule::try_from(rule).map_err(|(field, reason)| {
+                    Error::Start(format!("rate_limits.rules[{index}].{field}: {reason}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let limiter = limits::Limiter::open(&spec.backend, spec.on_backend_error)
+            .await
+            .map_err(Error::RateLimits)?;
         Ok(Self {
             enforced: Some(Arc::new(Enforced { limiter, rules })),
         })
