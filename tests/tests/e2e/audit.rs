@@ -229,7 +229,7 @@ pub(super) struct Audited {
     pub(super) recorder: Recorder,
     /// Where audit-svc stores events, for [`wait_for_events`].
     pub(super) config: audit_svc::Config,
-    pub(super) _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 /// Starts audit-svc and a recorder delivering to it, both stopped by `shutdown`.
@@ -258,13 +258,9 @@ pub(super) async fn audited(shutdown: &CancellationToken) -> Audited {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     let shutdown = CancellationToken::new();
-    let Audited {
-        recorder,
-        config: audit_config,
-        _dirs,
-    } = audited(&shutdown).await;
+    let trail = audited(&shutdown).await;
     let protected =
-        super::oauth::start_with(recorder, edge_svc::access::Access::unrestricted()).await;
+        super::oauth::start_with(trail.recorder, edge_svc::access::Access::unrestricted()).await;
     let token = super::oauth::token_for(
         &protected.origin,
         &format!("{}/v/crm/mcp", protected.origin),
@@ -288,7 +284,7 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     .await;
     assert_eq!(unknown.status(), 200, "a JSON-RPC error, not an HTTP one");
 
-    let events = wait_for_events(&audit_config, "the token and both calls", |events| {
+    let events = wait_for_events(&trail.config, "the token and both calls", |events| {
         events.len() >= 3
     })
     .await;

@@ -8,7 +8,7 @@ use edge_svc::quota::{Quotas, RateLimitsSpec};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::audit::{Audited, audited, wait_for_events};
+use super::audit::{audited, wait_for_events};
 use super::oauth::{call_tool, start_limited, token_for};
 
 async fn quotas(yaml: &str) -> Quotas {
@@ -32,15 +32,11 @@ async fn downstream_echoes(url: &str, token: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_over_budget_is_refused_with_a_retry_hint_audited_and_never_forwarded() {
     let shutdown = CancellationToken::new();
-    let Audited {
-        recorder,
-        config: audit_config,
-        _dirs,
-    } = audited(&shutdown).await;
+    let trail = audited(&shutdown).await;
     let limits =
         quotas("rules: [{name: echo-per-member, per: member, tool: echo, rate: 1/hour, burst: 2}]")
             .await;
-    let gateway = start_limited(recorder, Access::unrestricted(), limits).await;
+    let gateway = start_limited(trail.recorder, Access::unrestricted(), limits).await;
     let crm = format!("{}/v/crm/mcp", gateway.origin);
     let token = token_for(&gateway.origin, &crm).await;
 
@@ -73,7 +69,7 @@ async fn a_caller_over_budget_is_refused_with_a_retry_hint_audited_and_never_for
         "the refused call never reached the downstream"
     );
 
-    let events = wait_for_events(&audit_config, "the token and four calls", |events| {
+    let events = wait_for_events(&trail.config, "the token and four calls", |events| {
         events.len() >= 5
     })
     .await;
