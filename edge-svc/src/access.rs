@@ -16,7 +16,7 @@ use rmcp::model::{ErrorCode, ErrorData, JsonObject, Tool};
 use rmcp::service::RequestContext as McpContext;
 use tokio::sync::watch;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, TokenClaims};
 
 /// JSON-RPC code of a policy refusal (implementation-defined server error range).
 pub const POLICY_DENIED: ErrorCode = ErrorCode(-32003);
@@ -96,19 +96,7 @@ impl Access {
         let Some(Caller::Token(claims)) = parts.extensions.get::<Caller>() else {
             return None;
         };
-        let principal = Principal::from_claims(&policy::TokenClaims {
-            issuer: &claims.issuer,
-            subject: &claims.subject,
-            client_id: &claims.client_id,
-            act: claims.act.as_ref(),
-            groups: &claims.groups,
-            roles: &claims.roles,
-            authentication_method: if claims.subject == claims.client_id {
-                policy::AuthenticationMethod::ClientSecret
-            } else {
-                policy::AuthenticationMethod::AuthorizationCode
-            },
-        });
+        let principal = principal(claims);
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -170,6 +158,23 @@ impl Subject {
             .decision
             .is_listed()
     }
+}
+
+/// Returns who a verified token names: member, agent (its own or acting for the member), client.
+pub fn principal(claims: &TokenClaims) -> Principal {
+    Principal::from_claims(&policy::TokenClaims {
+        issuer: &claims.issuer,
+        subject: &claims.subject,
+        client_id: &claims.client_id,
+        act: claims.act.as_ref(),
+        groups: &claims.groups,
+        roles: &claims.roles,
+        authentication_method: if claims.subject == claims.client_id {
+            policy::AuthenticationMethod::ClientSecret
+        } else {
+            policy::AuthenticationMethod::AuthorizationCode
+        },
+    })
 }
 
 /// The policy view of an exposed tool: its exposed and upstream names and its annotations.

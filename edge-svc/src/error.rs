@@ -20,6 +20,9 @@ pub enum Error {
     /// A connector or virtual server could not be started.
     #[error("cannot start the gateway: {0}")]
     Start(String),
+    /// The rate-limit store could not be opened (Redis unreachable at start, for example).
+    #[error("cannot open the rate-limit store")]
+    RateLimits(#[source] limits::Error),
 }
 
 impl ServiceError for Error {
@@ -27,7 +30,7 @@ impl ServiceError for Error {
         match self {
             Self::ReadSpec { .. } => ErrorCode::FailedPrecondition,
             Self::Spec(_) => ErrorCode::InvalidArgument,
-            Self::Start(_) => ErrorCode::Internal,
+            Self::Start(_) | Self::RateLimits(_) => ErrorCode::Internal,
         }
     }
 }

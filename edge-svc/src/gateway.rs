@@ -9,6 +9,7 @@ use crate::access::Access;
 use crate::audit::Recorder;
 use crate::catalogue::Curation;
 use crate::connector::{Connector, Era, Relay, Transport};
+use crate::quota::Quotas;
 use crate::spec::{AuthMode, GatewaySpec, VirtualServerSpec};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{Member, VirtualServer};
@@ -21,6 +22,7 @@ pub struct Gateway {
     board: Arc<Switchboard>,
     recorder: Recorder,
     access: Access,
+    quotas: Quotas,
 }
 
 /// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin.
@@ -66,6 +68,7 @@ impl Gateway {
             board,
             recorder: Recorder::disabled(),
             access: Access::unrestricted(),
+            quotas: Quotas::unlimited(),
         })
     }
 
@@ -81,6 +84,18 @@ impl Gateway {
     pub fn with_access(mut self, access: Access) -> Self {
         self.access = access;
         self
+    }
+
+    /// Charges every call to the rate limits of `quotas` (no limits without one).
+    #[must_use]
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// Returns the rate limits every handler enforces.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     /// Returns the policy every handler enforces.

@@ -55,6 +55,7 @@ pub fn router(
             .with_cancellation_token(shutdown.child_token());
         let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
         let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
+        let quotas = gateway.quotas().clone();
         let service = StreamableHttpService::new(
             move || {
                 Ok(Proxy::new(
@@ -62,6 +63,7 @@ pub fn router(
                     Arc::clone(&board),
                     recorder.clone(),
                     access.clone(),
+                    quotas.clone(),
                 ))
             },
             Arc::new(LocalSessionManager::default()),
@@ -75,8 +77,11 @@ pub fn router(
         )
         .with_scopes(gateway.access().clone(), server.name());
         let max_body_bytes = face.max_body_bytes;
-        let endpoint = Router::new()
-            .route_service("/", service)
+        let mut endpoint = Router::new().route_service("/", service);
+        if gateway.quotas().is_enforced() {
+            endpoint = endpoint.layer(middleware::from_fn(crate::quota::retry_after));
+        }
+        let endpoint = endpoint
             .layer(middleware::from_fn(move |request, next| {
                 malformed::spec_shaped(max_body_bytes, request, next)
             }))

@@ -13,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod proxy;
+pub mod quota;
 pub mod spec;
 pub mod switchboard;
 pub mod vmcp;

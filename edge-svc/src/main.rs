@@ -39,9 +39,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             edge_svc::audit::Recorder::disabled()
         }
     };
+    let quotas = edge_svc::quota::Quotas::open(&spec.rate_limits).await?;
     let gateway = edge_svc::Gateway::start(&spec, &shutdown)
         .map_err(anyhow::Error::msg)?
-        .with_audit(recorder);
+        .with_audit(recorder)
+        .with_quotas(quotas);
     let mut server = tokio::spawn(edge_svc::serve(
         gateway,
         face,

@@ -31,6 +31,7 @@ use rmcp::model::JsonObject;
 
 use crate::access::{self, Access};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
+use crate::quota::{Charge, Quotas};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{self, VirtualServer};
 
@@ -48,6 +49,7 @@ pub struct Proxy {
     forwarder: Forwarder,
     recorder: Recorder,
     access: Access,
+    quotas: Quotas,
     session: u64,
 }
 
@@ -58,12 +60,14 @@ impl Proxy {
         board: Arc<Switchboard>,
         recorder: Recorder,
         access: Access,
+        quotas: Quotas,
     ) -> Self {
         Self {
             forwarder: Forwarder::new(Arc::clone(&server), board),
             server,
             recorder,
             access,
+            quotas,
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -95,7 +99,16 @@ fn unrecorded(error: Unrecordable) -> ErrorData {
 
 /// Ends a record for a request refused before it reached a connector.
 fn refused(record: CallRecord, error: ErrorData) -> ErrorData {
-    match record.finish(Outcome::Denied, Some(&error), 0) {
+    refused_as(record, Outcome::Denied, error)
+}
+
+/// Ends a record for a request a rate limit stopped before it reached a connector.
+fn limited(record: CallRecord, error: ErrorData) -> ErrorData {
+    refused_as(record, Outcome::RateLimited, error)
+}
+
+fn refused_as(record: CallRecord, outcome: Outcome, error: ErrorData) -> ErrorData {
+    match record.finish(outcome, Some(&error), 0) {
         Ok(()) => error,
         Err(unkept) => unrecorded(unkept),
     }
@@ -245,6 +258,10 @@ impl ServerHandler for Proxy {
                 return Err(refused(record, error));
             }
         }
+        let charge = Charge::tool(self.server.name(), &request.name);
+        if let Err(error) = self.quotas.admit(&context, charge).await {
+            return Err(limited(record, error));
+        }
         let mut downstream = request;
         downstream.name = route.original.into();
         let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
@@ -347,6 +364,10 @@ impl ServerHandler for Proxy {
             if let Some(error) = verdict.refusal {
                 return Err(refused(record, error));
             }
+        }
+        let charge = Charge::prompt(self.server.name(), &request.name);
+        if let Err(error) = self.quotas.admit(&context, charge).await {
+            return Err(limited(record, error));
         }
         let mut downstream = request;
         downstream.name = original;
@@ -461,6 +482,10 @@ impl ServerHandler for Proxy {
             if let Some(error) = verdict.refusal {
                 return Err(refused(record, error));
             }
+        }
+        let charge = Charge::resource(self.server.name(), &request.uri);
+        if let Err(error) = self.quotas.admit(&context, charge).await {
+            return Err(limited(record, error));
         }
         let first = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
         let result = self

@@ -28,6 +28,9 @@ pub struct GatewaySpec {
     /// The audit section (SIEM sinks, retention), read by audit-svc.
     #[serde(default)]
     pub audit: Option<serde::de::IgnoredAny>,
+    /// Rate limits edge enforces on every call; none by default.
+    #[serde(default)]
+    pub rate_limits: crate::quota::RateLimitsSpec,
 }
 
 /// One downstream MCP server as written in the config file.
@@ -179,7 +182,7 @@ impl GatewaySpec {
                     .map_err(|reason| (member_path, reason))?;
             }
         }
-        Ok(())
+        self.rate_limits.validate(&server_names)
     }
 }
 

@@ -117,10 +117,12 @@ async fn serve(
     } else {
         edge_svc::access::Access::live(policy_store.subscribe())
     };
+    let quotas = edge_svc::quota::Quotas::open(&spec.rate_limits).await?;
     let gateway = edge_svc::Gateway::start(&spec, &shutdown)
         .map_err(|reason| anyhow::anyhow!(reason))?
         .with_audit(recorder)
-        .with_access(access);
+        .with_access(access)
+        .with_quotas(quotas);
     let (authz, auth) =
         crate::oauth::open(authorization, &spec, &face, &options.data, gateway.access()).await?;
     let authz = authz.with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(

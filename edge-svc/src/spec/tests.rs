@@ -114,3 +114,57 @@ fn malformed_yaml_is_a_syntax_error_not_a_panic() {
     let error = GatewaySpec::from_yaml("connectors: [", "gw.yaml").expect_err("malformed");
     assert!(matches!(error, SpecError::Syntax { .. }));
 }
+
+#[test]
+fn rate_limits_parse_with_an_in_process_default() {
+    let text = format!(
+        "{VALID}rate_limits:\n  rules:\n    - {{name: per-member, per: member, virtual_server: combined, tool: \"ev__*\", rate: 60/minute, burst: 10}}\n"
+    );
+    let spec = GatewaySpec::from_yaml(&text, "gw.yaml").expect("valid spec");
+    assert!(spec.rate_limits.backend.redis.is_none());
+    assert_eq!(spec.rate_limits.rules[0].burst, 10);
+}
+
+#[test]
+fn rate_limit_errors_name_the_field() {
+    let cases = [
+        (
+            "{name: r, per: member, virtual_server: nowhere, rate: 1/second}",
+            "gw.yaml: rate_limits.rules[0].virtual_server: ",
+            "unknown virtual server `nowhere`",
+        ),
+        (
+            "{name: r, per: member, rate: 1/second, burst: 0}",
+            "gw.yaml: rate_limits.rules[0].burst: ",
+            "must be at least 1",
+        ),
+        (
+            "{name: r, per: member, tool: \"[\", rate: 1/second}",
+            "gw.yaml: rate_limits.rules[0].tool: ",
+            "invalid glob `[`",
+        ),
+        (
+            "{name: r, per: member, rate: 60/fortnight}",
+            "gw.yaml: rate_limits.rules[0].rate: ",
+            "`60/fortnight` is not a rate",
+        ),
+    ];
+    for (rule, path, reason) in cases {
+        let text = format!("{VALID}rate_limits:\n  rules:\n    - {rule}\n");
+        let error = GatewaySpec::from_yaml(&text, "gw.yaml")
+            .expect_err("invalid rule")
+            .to_string();
+        assert!(error.starts_with(path), "{error}");
+        assert!(error.contains(reason), "{error}");
+    }
+    let text = format!(
+        "{VALID}rate_limits:\n  backend: {{redis: {{url: \"redis://127.0.0.1:6379\", timeout: 1s}}}}\n  rules:\n    - {{name: r, per: member, rate: 1/second}}\n    - {{name: r, per: agent, rate: 1/second}}\n"
+    );
+    let error = GatewaySpec::from_yaml(&text, "gw.yaml")
+        .expect_err("duplicate")
+        .to_string();
+    assert_eq!(
+        error,
+        "gw.yaml: rate_limits.rules[1].name: duplicate rule `r`"
+    );
+}

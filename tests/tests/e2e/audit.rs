@@ -117,7 +117,7 @@ async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
 }
 
 /// Waits until `done` holds for the stored events, or fails after a deadline.
-async fn wait_for_events(
+pub(super) async fn wait_for_events(
     config: &audit_svc::Config,
     what: &str,
     done: impl Fn(&[(u64, Value)]) -> bool,
@@ -242,25 +242,43 @@ async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_ful
     shutdown.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
+/// An audit-svc running in this process and an edge recorder spooling to it.
+pub(super) struct Audited {
+    pub(super) recorder: Recorder,
+    /// Where audit-svc stores events, for [`wait_for_events`].
+    pub(super) config: audit_svc::Config,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// Starts audit-svc and a recorder delivering to it, both stopped by `shutdown`.
+pub(super) async fn audited(shutdown: &CancellationToken) -> Audited {
     let audit_addr = reserve_port().await;
     let dirs = (
         tempfile::tempdir().expect("spool"),
         tempfile::tempdir().expect("audit"),
     );
-    let shutdown = CancellationToken::new();
-    let audit_config = audit_svc_config(dirs.1.path());
+    let config = audit_svc_config(dirs.1.path());
     let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
     tokio::spawn(audit_svc::serve(
-        audit_config.clone(),
+        config.clone(),
         audit_listener,
         shutdown.clone(),
     ));
-    let audit = edge_spool(audit_addr, dirs.0.path());
-    let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
+    let spool = edge_spool(audit_addr, dirs.0.path());
+    let recorder = Recorder::start(&spool, shutdown).expect("recorder");
+    Audited {
+        recorder,
+        config,
+        _dirs: dirs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
+    let shutdown = CancellationToken::new();
+    let trail = audited(&shutdown).await;
     let protected =
-        super::oauth::start_with(recorder, edge_svc::access::Access::unrestricted()).await;
+        super::oauth::start_with(trail.recorder, edge_svc::access::Access::unrestricted()).await;
     let token = super::oauth::token_for(
         &protected.origin,
         &format!("{}/v/crm/mcp", protected.origin),
@@ -284,7 +302,7 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     .await;
     assert_eq!(unknown.status(), 200, "a JSON-RPC error, not an HTTP one");
 
-    let events = wait_for_events(&audit_config, "the token and both calls", |events| {
+    let events = wait_for_events(&trail.config, "the token and both calls", |events| {
         events.len() >= 3
     })
     .await;

@@ -8,5 +8,6 @@ mod audit;
 mod connector;
 mod deploy;
 mod gateway;
+mod limits;
 mod oauth;
 mod policy;

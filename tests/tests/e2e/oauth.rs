@@ -38,6 +38,15 @@ pub(super) async fn start_with(
     recorder: edge_svc::audit::Recorder,
     access: edge_svc::access::Access,
 ) -> Protected {
+    start_limited(recorder, access, edge_svc::quota::Quotas::unlimited()).await
+}
+
+/// Like [`start_with`], also charging every call to the rate limits of `quotas`.
+pub(super) async fn start_limited(
+    recorder: edge_svc::audit::Recorder,
+    access: edge_svc::access::Access,
+    quotas: edge_svc::quota::Quotas,
+) -> Protected {
     let dir = std::path::Path::new(ECHO)
         .parent()
         .expect("binary dir")
@@ -86,7 +95,8 @@ pub(super) async fn start_with(
     let gateway = Gateway::start(&spec, &shutdown)
         .expect("gateway")
         .with_audit(recorder)
-        .with_access(access);
+        .with_access(access)
+        .with_quotas(quotas);
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::oauth_router(state));
     tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));

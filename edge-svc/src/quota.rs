@@ -1,0 +1,200 @@
+//! Rate limits at the edge: every rule that matches a call charges it, after the policy
+//! decision and before forwarding; a call over any budget is refused and never reaches the
+//! connector.
+//!
+//! The refusal is a JSON-RPC error [`RATE_LIMITED`] whose `data.retryAfterSeconds` says when to
+//! retry. A modern-era (2026-07-28) request is answered with plain JSON, so its HTTP status can
+//! say it too: [`retry_after`] turns that answer into HTTP 429 with `Retry-After`. Legacy
+//! sessions keep HTTP 200, as their clients expect errors in the JSON-RPC body only.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+use rmcp::RoleServer;
+use rmcp::model::{ErrorCode, ErrorData};
+use rmcp::service::RequestContext;
+
+use crate::auth::Caller;
+use crate::error::Error;
+
+mod rule;
+
+pub use rule::{Charge, Dimension, Item, Per, RateLimitsSpec, RuleSpec};
+
+use rule::{Payer, Rule};
+
+/// JSON-RPC code of a rate-limit refusal (implementation-defined server error range; 429's echo).
+pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
+
+/// The rate limits in force, or none; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Quotas {
+    enforced: Option<Arc<Enforced>>,
+}
+
+#[derive(Debug)]
+struct Enforced {
+    limiter: limits::Limiter,
+    rules: Vec<Rule>,
+}
+
+/// The seconds a refused modern request should wait, left by the handler for the HTTP layer.
+#[derive(Debug, Clone, Default)]
+struct RetryAfter(Arc<OnceLock<u64>>);
+
+impl Quotas {
+    /// Returns no rate limits at all.
+    pub fn unlimited() -> Self {
+        Self::default()
+    }
+
+    /// Compiles the rules of a `rate_limits:` section and opens its bucket store (no rules:
+    /// unlimited, and no store is opened).
+    pub async fn open(spec: &RateLimitsSpec) -> Result<Self, Error> {
+        if spec.rules.is_empty() {
+            return Ok(Self::unlimited());
+        }
+        let rules = spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| {
+                Rule::try_from(rule).map_err(|(field, reason)| {
+                    Error::Start(format!("rate_limits.rules[{index}].{field}: {reason}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let limiter = limits::Limiter::open(&spec.backend, spec.on_backend_error)
+            .await
+            .map_err(Error::RateLimits)?;
+        Ok(Self {
+            enforced: Some(Arc::new(Enforced { limiter, rules })),
+        })
+    }
+
+    /// Says whether any rule is enforced.
+    pub fn is_enforced(&self) -> bool {
+        self.enforced.is_some()
+    }
+
+    /// Charges the call to every matching rule's bucket, or returns the client's refusal.
+    pub async fn admit(
+        &self,
+        context: &RequestContext<RoleServer>,
+        charge: Charge<'_>,
+    ) -> Result<(), ErrorData> {
+        let Some(enforced) = &self.enforced else {
+            return Ok(());
+        };
+        let parts = context.extensions.get::<http::request::Parts>();
+        let payer = payer(parts.and_then(|parts| parts.extensions.get::<Caller>()));
+        let (rules, keys): (Vec<&Rule>, Vec<String>) = enforced
+            .rules
+            .iter()
+            .filter_map(|rule| Some((rule, rule.bucket(&charge, &payer)?)))
+            .unzip();
+        let checks: Vec<limits::Check<'_>> = rules
+            .iter()
+            .zip(&keys)
+            .map(|(rule, key)| limits::Check {
+                key,
+                quota: rule.quota,
+            })
+            .collect();
+        match enforced.limiter.acquire(&checks).await {
+            Ok(limits::Decision::Allowed) => Ok(()),
+            Ok(limits::Decision::Limited { check, retry_after }) => {
+                let seconds = whole_seconds(retry_after);
+                if let Some(slot) = parts.and_then(|parts| parts.extensions.get::<RetryAfter>()) {
+                    let _ = slot.0.set(seconds);
+                }
+                let class = rules
+                    .get(check)
+                    .map_or("global", |rule| rule.class.as_str());
+                Err(refusal(&charge, class, seconds))
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "call refused: rate limits cannot be checked"
+                );
+                Err(ErrorData::internal_error(
+                    "the gateway cannot check rate limits right now; retry later",
+                    None,
+                ))
+            }
+        }
+    }
+}
+
+/// Answers a modern-era request that a rate limit refused with HTTP 429 and `Retry-After`.
+///
+/// Only a JSON answer is rewritten: an SSE stream's status is already on the wire.
+pub async fn retry_after(mut request: Request, next: Next) -> Response {
+    let modern = request.headers().contains_key("mcp-method");
+    let slot = RetryAfter::default();
+    if modern {
+        request.extensions_mut().insert(slot.clone());
+    }
+    let mut response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if let (Some(seconds), true) = (slot.0.get(), json) {
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+    }
+    response
+}
+
+/// Reads the identities a call can be metered by from the caller the gate admitted.
+fn payer(caller: Option<&Caller>) -> Payer {
+    let Some(Caller::Token(claims)) = caller else {
+        return Payer::default();
+    };
+    let principal = crate::access::principal(claims);
+    Payer {
+        agent: principal.agent.map(|agent| agent.client_id),
+        groups: principal
+            .member
+            .as_ref()
+            .map(|member| member.groups.clone())
+            .unwrap_or_default(),
+        member: principal.member.map(|member| member.id),
+        client: Some(principal.client_id),
+    }
+}
+
+/// Rounds a wait up to whole seconds (at least one), the unit `Retry-After` speaks.
+fn whole_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+/// The client's error: the item, the rule class and the wait — never other callers' usage.
+fn refusal(charge: &Charge<'_>, class: &str, seconds: u64) -> ErrorData {
+    let (kind, name) = match charge.item {
+        Item::Tool(name) => ("tool", name),
+        Item::Prompt(name) => ("prompt", name),
+        Item::Resource(uri) => ("resource", uri),
+    };
+    ErrorData::new(
+        RATE_LIMITED,
+        format!("rate limit (per {class}) reached for {kind} `{name}`; retry after {seconds} s"),
+        Some(serde_json::json!({
+            "reason": "rate_limited",
+            "limit": class,
+            "retryAfterSeconds": seconds,
+        })),
+    )
+}
+
+#[cfg(test)]
+mod tests;

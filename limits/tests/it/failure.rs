@@ -1,0 +1,116 @@
+//! When Redis goes away: the limiter lets calls through (the default) or refuses them, as
+//! configured. The test reaches the real Redis through a TCP link it can cut.
+
+use std::sync::Arc;
+
+use limits::{Check, Decision, Error, FailureMode, Limiter, Quota, RedisBackend, RedisConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::store::redis_url;
+
+/// Forwards connections to Redis until dropped; dropping it closes every forwarded connection.
+struct Link {
+    url: String,
+    /// Dropping it aborts the accept loop and, with it, every forwarded connection.
+    _forwarding: JoinSet<()>,
+}
+
+impl Link {
+    async fn to(redis: &str) -> Self {
+        let target = url::Url::parse(redis).expect("REDIS_URL");
+        let upstream = format!(
+            "{}:{}",
+            target.host_str().expect("host"),
+            target.port().unwrap_or(6379)
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut cut = target.clone();
+        cut.set_port(Some(listener.local_addr().expect("addr").port()))
+            .expect("port");
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self {
+            url: cut.to_string(),
+            _forwarding: tasks,
+        }
+    }
+}
+
+async fn limiter_through_link(mode: FailureMode) -> Option<(Limiter, Link)> {
+    let link = Link::to(&redis_url()?).await;
+    let mut config = RedisConfig::new(link.url.clone());
+    config.key_prefix = format!(
+        "gatehouse:limits-it:{}:failure:{mode:?}:",
+        std::process::id()
+    );
+    let backend = RedisBackend::connect(&config)
+        .await
+        .expect("REDIS_URL is set but Redis is unreachable");
+    Some((Limiter::new(Arc::new(backend), mode), link))
+}
+
+fn one_call() -> [Check<'static>; 1] {
+    [Check {
+        key: "member=grace",
+        quota: Quota::new("1/hour".parse().unwrap(), 1).unwrap(),
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_lost_store_lets_calls_through_unmetered() {
+    let Some((limiter, link)) = limiter_through_link(FailureMode::default()).await else {
+        return;
+    };
+    assert_eq!(
+        limiter.acquire(&one_call()).await.unwrap(),
+        Decision::Allowed
+    );
+    assert!(matches!(
+        limiter.acquire(&one_call()).await.unwrap(),
+        Decision::Limited { .. }
+    ));
+    drop(link);
+    for _ in 0..3 {
+        assert_eq!(
+            limiter.acquire(&one_call()).await.unwrap(),
+            Decision::Allowed,
+            "fail open while Redis is unreachable"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_closed_limiter_refuses_while_the_store_is_lost() {
+    let Some((limiter, link)) = limiter_through_link(FailureMode::Refuse).await else {
+        return;
+    };
+    assert_eq!(
+        limiter.acquire(&one_call()).await.unwrap(),
+        Decision::Allowed
+    );
+    drop(link);
+    let error = limiter.acquire(&one_call()).await.unwrap_err();
+    assert!(matches!(error, Error::Unavailable), "{error}");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_the_start_without_showing_the_password() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let config = RedisConfig::new(format!("redis://:hunter2-secret@127.0.0.1:{port}"));
+    let error = RedisBackend::connect(&config).await.unwrap_err();
+    let shown = format!("{error} {error:?} {config:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+}
