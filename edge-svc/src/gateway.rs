@@ -9,6 +9,7 @@ use crate::access::Access;
 use crate::audit::Recorder;
 use crate::catalogue::Curation;
 use crate::connector::{Connector, Era, Relay, Transport};
+use crate::inspect::Inspector;
 use crate::spec::{AuthMode, GatewaySpec, VirtualServerSpec};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{Member, VirtualServer};
@@ -21,6 +22,7 @@ pub struct Gateway {
     board: Arc<Switchboard>,
     recorder: Recorder,
     access: Access,
+    inspector: Inspector,
 }
 
 /// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin.
@@ -60,12 +62,19 @@ impl Gateway {
             board.attach(Arc::clone(&server));
             servers.push(server);
         }
+        // The spec's `dlp:` section was compiled once when validated; this is the same input.
+        let inspector = if spec.dlp.rules.is_empty() {
+            Inspector::disabled()
+        } else {
+            Inspector::new(dlp::Dlp::new(&spec.dlp).map_err(|error| error.to_string())?)
+        };
         Ok(Self {
             servers,
             connectors,
             board,
             recorder: Recorder::disabled(),
             access: Access::unrestricted(),
+            inspector,
         })
     }
 
@@ -86,6 +95,11 @@ impl Gateway {
     /// Returns the policy every handler enforces.
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// Returns the DLP inspection every handler applies (from the spec's `dlp:` section).
+    pub fn inspector(&self) -> &Inspector {
+        &self.inspector
     }
 
     /// Returns the audit recorder every handler writes to.

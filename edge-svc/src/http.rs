@@ -55,6 +55,7 @@ pub fn router(
             .with_cancellation_token(shutdown.child_token());
         let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
         let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
+        let inspector = gateway.inspector().clone();
         let service = StreamableHttpService::new(
             move || {
                 Ok(Proxy::new(
@@ -62,7 +63,8 @@ pub fn router(
                     Arc::clone(&board),
                     recorder.clone(),
                     access.clone(),
-                ))
+                )
+                .with_inspector(inspector.clone()))
             },
             Arc::new(LocalSessionManager::default()),
             config,

@@ -31,6 +31,7 @@ use rmcp::model::JsonObject;
 
 use crate::access::{self, Access};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
+use crate::inspect::{self, Inspector};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{self, VirtualServer};
 
@@ -48,6 +49,7 @@ pub struct Proxy {
     forwarder: Forwarder,
     recorder: Recorder,
     access: Access,
+    inspector: Inspector,
     session: u64,
 }
 
@@ -64,7 +66,23 @@ impl Proxy {
             server,
             recorder,
             access,
+            inspector: Inspector::disabled(),
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Inspects inputs and masks outputs as `inspector`'s DLP rules say.
+    #[must_use]
+    pub fn with_inspector(mut self, inspector: Inspector) -> Self {
+        self.inspector = inspector;
+        self
+    }
+
+    fn target<'a>(&'a self, member: usize, tool: Option<&'a str>) -> dlp::Target<'a> {
+        dlp::Target {
+            virtual_server: self.server.name(),
+            connector: self.connector_name(member),
+            tool,
         }
     }
 
@@ -96,6 +114,14 @@ fn unrecorded(error: Unrecordable) -> ErrorData {
 /// Ends a record for a request refused before it reached a connector.
 fn refused(record: CallRecord, error: ErrorData) -> ErrorData {
     match record.finish(Outcome::Denied, Some(&error), 0) {
+        Ok(()) => error,
+        Err(unkept) => unrecorded(unkept),
+    }
+}
+
+/// Ends a record for a request that inspection refused (its input, or its result).
+fn blocked(record: CallRecord, error: ErrorData) -> ErrorData {
+    match record.finish(Outcome::BlockedByDlp, Some(&error), 0) {
         Ok(()) => error,
         Err(unkept) => unrecorded(unkept),
     }
@@ -246,7 +272,19 @@ impl ServerHandler for Proxy {
             }
         }
         let mut downstream = request;
-        downstream.name = route.original.into();
+        let exposed = std::mem::replace(&mut downstream.name, route.original.into());
+        let target = self.target(route.member, Some(&exposed));
+        let item = inspect::Item {
+            kind: "tool",
+            name: &exposed,
+        };
+        let inspected = self
+            .inspector
+            .input(&target, item, &mut downstream.arguments, &mut record)
+            .await;
+        if let Err(error) = inspected {
+            return Err(blocked(record, error));
+        }
         let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
         let result = self
             .forwarder
@@ -258,7 +296,16 @@ impl ServerHandler for Proxy {
             })
             .await;
         let answer = match result {
-            Ok(ServerResult::CallToolResult(result)) => Ok(CallToolResponse::Complete(result)),
+            Ok(ServerResult::CallToolResult(mut result)) => {
+                let inspected = self
+                    .inspector
+                    .output(&target, item, &mut result, &mut record)
+                    .await;
+                if let Err(error) = inspected {
+                    return Err(blocked(record, error));
+                }
+                Ok(CallToolResponse::Complete(result))
+            }
             Ok(ServerResult::InputRequiredResult(result)) => {
                 Ok(CallToolResponse::InputRequired(result))
             }
@@ -349,7 +396,19 @@ impl ServerHandler for Proxy {
             }
         }
         let mut downstream = request;
-        downstream.name = original;
+        let exposed = std::mem::replace(&mut downstream.name, original);
+        let target = self.target(member, None);
+        let item = inspect::Item {
+            kind: "prompt",
+            name: &exposed,
+        };
+        let inspected = self
+            .inspector
+            .input(&target, item, &mut downstream.arguments, &mut record)
+            .await;
+        if let Err(error) = inspected {
+            return Err(blocked(record, error));
+        }
         let first = ClientRequest::GetPromptRequest(GetPromptRequest::new(downstream.clone()));
         let result = self
             .forwarder
@@ -361,7 +420,16 @@ impl ServerHandler for Proxy {
             })
             .await;
         let answer = match result {
-            Ok(ServerResult::GetPromptResult(result)) => Ok(GetPromptResponse::Complete(result)),
+            Ok(ServerResult::GetPromptResult(mut result)) => {
+                let inspected = self
+                    .inspector
+                    .output(&target, item, &mut result, &mut record)
+                    .await;
+                if let Err(error) = inspected {
+                    return Err(blocked(record, error));
+                }
+                Ok(GetPromptResponse::Complete(result))
+            }
             Ok(ServerResult::InputRequiredResult(result)) => {
                 Ok(GetPromptResponse::InputRequired(result))
             }
@@ -473,7 +541,18 @@ impl ServerHandler for Proxy {
             })
             .await;
         let answer = match result {
-            Ok(ServerResult::ReadResourceResult(result)) => {
+            Ok(ServerResult::ReadResourceResult(mut result)) => {
+                let item = inspect::Item {
+                    kind: "resource",
+                    name: &request.uri,
+                };
+                let inspected = self
+                    .inspector
+                    .output(&self.target(member, None), item, &mut result, &mut record)
+                    .await;
+                if let Err(error) = inspected {
+                    return Err(blocked(record, error));
+                }
                 Ok(ReadResourceResponse::Complete(result))
             }
             Ok(ServerResult::InputRequiredResult(result)) => {

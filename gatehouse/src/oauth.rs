@@ -25,6 +25,8 @@ struct AuthorizationFile {
     _connectors: IgnoredAny,
     #[serde(default, rename = "virtual_servers")]
     _virtual_servers: IgnoredAny,
+    #[serde(default, rename = "dlp")]
+    _dlp: IgnoredAny,
 }
 
 /// The `audit:` section: where audit-svc streams events and how long it keeps them.
