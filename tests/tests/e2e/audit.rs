@@ -15,9 +15,9 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const ECHO: &str = env!("CARGO_BIN_EXE_mcp-echo");
+pub(super) const ECHO: &str = env!("CARGO_BIN_EXE_mcp-echo");
 
-fn echo_dir() -> String {
+pub(super) fn echo_dir() -> String {
     Path::new(ECHO)
         .parent()
         .expect("binary dir")
@@ -25,7 +25,7 @@ fn echo_dir() -> String {
         .to_string()
 }
 
-fn spec_yaml() -> String {
+pub(super) fn spec_yaml() -> String {
     let dir = echo_dir();
     format!(
         "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
@@ -34,13 +34,19 @@ fn spec_yaml() -> String {
 }
 
 /// The digest edge records for `arguments`: SHA-256 of their RFC 8785 form.
-fn digest(arguments: &Value) -> String {
+pub(super) fn digest(arguments: &Value) -> String {
     let canonical = serde_json_canonicalizer::to_vec(arguments).expect("canonical");
     format!("sha256:{:x}", Sha256::digest(&canonical))
 }
 
 /// Calls a tool statelessly (2026-07-28) and returns the JSON-RPC response.
-async fn call(http: &reqwest::Client, url: &str, id: u64, tool: &str, arguments: Value) -> Value {
+pub(super) async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    id: u64,
+    tool: &str,
+    arguments: Value,
+) -> Value {
     try_call(http, url, id, tool, arguments)
         .await
         .expect("a JSON-RPC response")
@@ -74,7 +80,16 @@ async fn try_call(
 
 /// Serves the echo virtual server in process, recording through `recorder`; returns its MCP URL.
 async fn serve_edge(recorder: Recorder, shutdown: &CancellationToken) -> String {
-    let spec = GatewaySpec::from_yaml(&spec_yaml(), "audit.yaml").expect("spec");
+    serve_spec(&spec_yaml(), recorder, shutdown).await
+}
+
+/// Serves the gateway `yaml` describes in process (its one virtual server is `tools`).
+pub(super) async fn serve_spec(
+    yaml: &str,
+    recorder: Recorder,
+    shutdown: &CancellationToken,
+) -> String {
+    let spec = GatewaySpec::from_yaml(yaml, "audit.yaml").expect("spec");
     let gateway = Gateway::start(&spec, shutdown)
         .expect("gateway")
         .with_audit(recorder);
@@ -96,7 +111,7 @@ fn result_text(response: &Value) -> Option<&str> {
 }
 
 /// Reads every stored event's canonical JSON, in sequence order.
-async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
+pub(super) async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
     // The store alone: the log's signing key is audit-svc's to create, possibly right now.
     let log = audit_svc::open_store(&config.store_location())
         .await
@@ -116,7 +131,7 @@ async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
 }
 
 /// Waits until `done` holds for the stored events, or fails after a deadline.
-async fn wait_for_events(
+pub(super) async fn wait_for_events(
     config: &audit_svc::Config,
     what: &str,
     done: impl Fn(&[(u64, Value)]) -> bool,
@@ -132,7 +147,7 @@ async fn wait_for_events(
     }
 }
 
-async fn reserve_port() -> std::net::SocketAddr {
+pub(super) async fn reserve_port() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("addr")
 }
