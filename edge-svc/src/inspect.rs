@@ -38,6 +38,39 @@ pub struct Item<'a> {
     pub name: &'a str,
 }
 
+/// Masks what a downstream sends during one call (progress and log messages) before it is relayed.
+///
+/// Each message is masked whole, with the call's output rule. A relayed message cannot be
+/// recalled, so a value split across two messages is found only when each part matches on its
+/// own; the byte-stream case is [`dlp::TextStream`]'s carry-over window, which would change what
+/// each message says and is therefore not applied to discrete notifications.
+#[derive(Debug, Clone)]
+pub struct NotificationMask {
+    dlp: Arc<Dlp>,
+    side: dlp::Side,
+}
+
+impl NotificationMask {
+    /// Masks `value` in place; findings are logged by name and count (a notification has no audit record).
+    pub fn apply(&self, value: &mut Value) {
+        let findings = self.dlp.mask(value, self.side);
+        if !findings.is_empty() {
+            tracing::info!(detectors = %findings.names(), "masked a relayed notification");
+        }
+    }
+
+    /// Masks an optional text in place.
+    pub fn apply_text(&self, text: &mut Option<String>) {
+        if let Some(text) = text {
+            let mut value = Value::String(std::mem::take(text));
+            self.apply(&mut value);
+            if let Value::String(masked) = value {
+                *text = masked;
+            }
+        }
+    }
+}
+
 impl Inspector {
     /// Returns an inspector that inspects nothing (no `dlp:` rules).
     pub fn disabled() -> Self {
@@ -109,6 +142,20 @@ impl Inspector {
             })?;
         }
         Ok(())
+    }
+
+    /// Returns the mask for what the downstream sends during a call to `target`, if the call's
+    /// output is masked.
+    pub fn notifications(&self, target: &Target<'_>) -> Option<NotificationMask> {
+        let dlp = self.dlp.as_ref()?;
+        if !dlp.covers(target.virtual_server) {
+            return None;
+        }
+        let side = dlp.side(target, Direction::Output)?;
+        (side.action == Action::Mask).then(|| NotificationMask {
+            dlp: Arc::clone(dlp),
+            side,
+        })
     }
 
     fn covering(&self, target: &Target<'_>) -> Option<&Dlp> {

@@ -243,7 +243,7 @@ impl ServerHandler for Proxy {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let mut record = self.begin("tools/call", &context)?;
         record.arguments(request.arguments.as_ref());
@@ -284,6 +284,9 @@ impl ServerHandler for Proxy {
             .await;
         if let Err(error) = inspected {
             return Err(blocked(record, error));
+        }
+        if let Some(mask) = self.inspector.notifications(&target) {
+            context.extensions.insert(mask);
         }
         let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
         let result = self
