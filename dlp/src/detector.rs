@@ -150,7 +150,7 @@ fn valid_card(candidate: &str) -> bool {
             _ => digit * 2,
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Checks the ISO 13616 length bounds and the mod-97 checksum.
