@@ -95,7 +95,7 @@ impl Inspector {
         arguments: &mut Option<JsonObject>,
         record: &mut CallRecord,
     ) -> Result<(), ErrorData> {
-        let Some(dlp) = self.covering(target) else {
+        let Some(dlp) = self.covering(target, Direction::Input) else {
             return Ok(());
         };
         let Some(object) = arguments.take() else {
@@ -122,7 +122,7 @@ impl Inspector {
         result: &mut T,
         record: &mut CallRecord,
     ) -> Result<(), ErrorData> {
-        let Some(dlp) = self.covering(target) else {
+        let Some(dlp) = self.covering(target, Direction::Output) else {
             return Ok(());
         };
         // A result that cannot be inspected is withheld: masking fails closed.
@@ -158,10 +158,13 @@ impl Inspector {
         })
     }
 
-    fn covering(&self, target: &Target<'_>) -> Option<&Dlp> {
-        self.dlp
-            .as_deref()
-            .filter(|dlp| dlp.covers(target.virtual_server))
+    /// Returns the rules when any of them applies to `direction` of calls to `target`, so an
+    /// uncovered call pays for no serialization.
+    fn covering(&self, target: &Target<'_>, direction: Direction) -> Option<&Dlp> {
+        self.dlp.as_deref().filter(|dlp| {
+            dlp.covers(target.virtual_server)
+                && (dlp.side(target, direction).is_some() || dlp.hook(target, direction).is_some())
+        })
     }
 }
 

@@ -78,6 +78,42 @@ impl Proxy {
         self
     }
 
+    /// Inspects a call's arguments; the record of a blocked call is finished here.
+    async fn screen_input(
+        &self,
+        mut record: CallRecord,
+        target: &dlp::Target<'_>,
+        item: inspect::Item<'_>,
+        arguments: &mut Option<JsonObject>,
+    ) -> Result<CallRecord, ErrorData> {
+        match self
+            .inspector
+            .input(target, item, arguments, &mut record)
+            .await
+        {
+            Ok(()) => Ok(record),
+            Err(error) => Err(blocked(record, error)),
+        }
+    }
+
+    /// Inspects a result; the record of a withheld result is finished here.
+    async fn screen_output<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        mut record: CallRecord,
+        target: &dlp::Target<'_>,
+        item: inspect::Item<'_>,
+        result: &mut T,
+    ) -> Result<CallRecord, ErrorData> {
+        match self
+            .inspector
+            .output(target, item, result, &mut record)
+            .await
+        {
+            Ok(()) => Ok(record),
+            Err(error) => Err(blocked(record, error)),
+        }
+    }
+
     fn target<'a>(&'a self, member: usize, tool: Option<&'a str>) -> dlp::Target<'a> {
         dlp::Target {
             virtual_server: self.server.name(),
@@ -278,13 +314,9 @@ impl ServerHandler for Proxy {
             kind: "tool",
             name: &exposed,
         };
-        let inspected = self
-            .inspector
-            .input(&target, item, &mut downstream.arguments, &mut record)
-            .await;
-        if let Err(error) = inspected {
-            return Err(blocked(record, error));
-        }
+        let mut record = self
+            .screen_input(record, &target, item, &mut downstream.arguments)
+            .await?;
         if let Some(mask) = self.inspector.notifications(&target) {
             context.extensions.insert(mask);
         }
@@ -300,13 +332,9 @@ impl ServerHandler for Proxy {
             .await;
         let answer = match result {
             Ok(ServerResult::CallToolResult(mut result)) => {
-                let inspected = self
-                    .inspector
-                    .output(&target, item, &mut result, &mut record)
-                    .await;
-                if let Err(error) = inspected {
-                    return Err(blocked(record, error));
-                }
+                record = self
+                    .screen_output(record, &target, item, &mut result)
+                    .await?;
                 Ok(CallToolResponse::Complete(result))
             }
             Ok(ServerResult::InputRequiredResult(result)) => {
@@ -405,13 +433,9 @@ impl ServerHandler for Proxy {
             kind: "prompt",
             name: &exposed,
         };
-        let inspected = self
-            .inspector
-            .input(&target, item, &mut downstream.arguments, &mut record)
-            .await;
-        if let Err(error) = inspected {
-            return Err(blocked(record, error));
-        }
+        let mut record = self
+            .screen_input(record, &target, item, &mut downstream.arguments)
+            .await?;
         let first = ClientRequest::GetPromptRequest(GetPromptRequest::new(downstream.clone()));
         let result = self
             .forwarder
@@ -424,13 +448,9 @@ impl ServerHandler for Proxy {
             .await;
         let answer = match result {
             Ok(ServerResult::GetPromptResult(mut result)) => {
-                let inspected = self
-                    .inspector
-                    .output(&target, item, &mut result, &mut record)
-                    .await;
-                if let Err(error) = inspected {
-                    return Err(blocked(record, error));
-                }
+                record = self
+                    .screen_output(record, &target, item, &mut result)
+                    .await?;
                 Ok(GetPromptResponse::Complete(result))
             }
             Ok(ServerResult::InputRequiredResult(result)) => {
@@ -549,13 +569,9 @@ impl ServerHandler for Proxy {
                     kind: "resource",
                     name: &request.uri,
                 };
-                let inspected = self
-                    .inspector
-                    .output(&self.target(member, None), item, &mut result, &mut record)
-                    .await;
-                if let Err(error) = inspected {
-                    return Err(blocked(record, error));
-                }
+                record = self
+                    .screen_output(record, &self.target(member, None), item, &mut result)
+                    .await?;
                 Ok(ReadResourceResponse::Complete(result))
             }
             Ok(ServerResult::InputRequiredResult(result)) => {

@@ -147,7 +147,7 @@ pub(super) async fn wait_for_events(
     }
 }
 
-pub(super) async fn reserve_port() -> std::net::SocketAddr {
+async fn reserve_port() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("addr")
 }
@@ -239,23 +239,47 @@ async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_ful
     shutdown.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
+/// An audit-svc running in process and an edge recorder delivering to it.
+pub(super) struct Audited {
+    /// audit-svc's config, to read its store.
+    pub(super) config: audit_svc::Config,
+    /// The recorder to give the edge.
+    pub(super) recorder: Recorder,
+    /// The spool and store directories, removed when the test ends.
+    pub(super) _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// Starts audit-svc on a fresh store and a recorder spooling to it, until `shutdown`.
+pub(super) async fn audited(shutdown: &CancellationToken) -> Audited {
     let audit_addr = reserve_port().await;
     let dirs = (
         tempfile::tempdir().expect("spool"),
         tempfile::tempdir().expect("audit"),
     );
-    let shutdown = CancellationToken::new();
-    let audit_config = audit_svc::Config::default().with_data_dir(dirs.1.path());
+    let config = audit_svc::Config::default().with_data_dir(dirs.1.path());
     let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
     tokio::spawn(audit_svc::serve(
-        audit_config.clone(),
+        config.clone(),
         audit_listener,
         shutdown.clone(),
     ));
     let audit = AuditConfig::new(format!("http://{audit_addr}"), dirs.0.path());
-    let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
+    let recorder = Recorder::start(&audit, shutdown).expect("recorder");
+    Audited {
+        config,
+        recorder,
+        _dirs: dirs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
+    let shutdown = CancellationToken::new();
+    let Audited {
+        config: audit_config,
+        recorder,
+        _dirs,
+    } = audited(&shutdown).await;
     let protected =
         super::oauth::start_with(recorder, edge_svc::access::Access::unrestricted()).await;
     let token = super::oauth::token_for(

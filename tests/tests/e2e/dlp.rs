@@ -3,15 +3,12 @@
 //! received), an inspection service's replacement is what the client gets, and the audit
 //! record carries the findings — detector names and counts, never the values.
 
-use std::time::Duration;
-
 use axum::Json;
-use edge_svc::audit::{AuditConfig, Recorder};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::audit::{call, digest, reserve_port, serve_spec, spec_yaml, wait_for_events};
+use super::audit::{Audited, audited, call, digest, serve_spec, spec_yaml, wait_for_events};
 
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "123-45-6789";
@@ -66,22 +63,12 @@ async fn cards_are_masked_blocked_inputs_never_arrive_and_audit_keeps_no_value()
          \x20     hook: {{url: \"{hook}\", timeout_ms: 2000, on_error: fail_closed, directions: [output]}}\n",
         spec_yaml()
     );
-    let audit_addr = reserve_port().await;
-    let dirs = (
-        tempfile::tempdir().expect("spool"),
-        tempfile::tempdir().expect("audit"),
-    );
     let shutdown = CancellationToken::new();
-    let audit_config = audit_svc::Config::default().with_data_dir(dirs.1.path());
-    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
-    tokio::spawn(audit_svc::serve(
-        audit_config.clone(),
-        audit_listener,
-        shutdown.clone(),
-    ));
-    let mut audit = AuditConfig::new(format!("http://{audit_addr}"), dirs.0.path());
-    audit.sync_interval = Duration::ZERO;
-    let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
+    let Audited {
+        config: audit_config,
+        recorder,
+        _dirs,
+    } = audited(&shutdown).await;
     let url = serve_spec(&yaml, recorder, &shutdown).await;
     let http = reqwest::Client::new();
 
