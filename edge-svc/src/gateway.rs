@@ -10,6 +10,7 @@ use crate::audit::Recorder;
 use crate::catalogue::Curation;
 use crate::connector::{Connector, Era, Relay, Transport};
 use crate::quota::Quotas;
+use crate::inspect::Inspector;
 use crate::spec::{AuthMode, GatewaySpec, VirtualServerSpec};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{Member, VirtualServer};
@@ -23,6 +24,7 @@ pub struct Gateway {
     recorder: Recorder,
     access: Access,
     quotas: Quotas,
+    inspector: Inspector,
 }
 
 /// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin.
@@ -62,6 +64,12 @@ impl Gateway {
             board.attach(Arc::clone(&server));
             servers.push(server);
         }
+        // The spec's `dlp:` section was compiled once when validated; this is the same input.
+        let inspector = if spec.dlp.rules.is_empty() {
+            Inspector::disabled()
+        } else {
+            Inspector::new(dlp::Dlp::new(&spec.dlp).map_err(|error| error.to_string())?)
+        };
         Ok(Self {
             servers,
             connectors,
@@ -69,6 +77,7 @@ impl Gateway {
             recorder: Recorder::disabled(),
             access: Access::unrestricted(),
             quotas: Quotas::unlimited(),
+            inspector,
         })
     }
 
@@ -101,6 +110,11 @@ impl Gateway {
     /// Returns the policy every handler enforces.
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// Returns the DLP inspection every handler applies (from the spec's `dlp:` section).
+    pub fn inspector(&self) -> &Inspector {
+        &self.inspector
     }
 
     /// Returns the audit recorder every handler writes to.

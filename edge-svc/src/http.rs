@@ -55,7 +55,7 @@ pub fn router(
             .with_cancellation_token(shutdown.child_token());
         let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
         let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
-        let quotas = gateway.quotas().clone();
+        let (quotas, inspector) = (gateway.quotas().clone(), gateway.inspector().clone());
         let service = StreamableHttpService::new(
             move || {
                 Ok(Proxy::new(
@@ -64,7 +64,8 @@ pub fn router(
                     recorder.clone(),
                     access.clone(),
                     quotas.clone(),
-                ))
+                )
+                .with_inspector(inspector.clone()))
             },
             Arc::new(LocalSessionManager::default()),
             config,

@@ -12,6 +12,7 @@ pub mod connector;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod inspect;
 pub mod proxy;
 pub mod quota;
 pub mod spec;

@@ -32,6 +32,7 @@ use rmcp::model::JsonObject;
 use crate::access::{self, Access};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
 use crate::quota::{Charge, Quotas};
+use crate::inspect::{self, Inspector};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{self, VirtualServer};
 
@@ -50,6 +51,7 @@ pub struct Proxy {
     recorder: Recorder,
     access: Access,
     quotas: Quotas,
+    inspector: Inspector,
     session: u64,
 }
 
@@ -68,7 +70,59 @@ impl Proxy {
             recorder,
             access,
             quotas,
+            inspector: Inspector::disabled(),
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Inspects inputs and masks outputs as `inspector`'s DLP rules say.
+    #[must_use]
+    pub fn with_inspector(mut self, inspector: Inspector) -> Self {
+        self.inspector = inspector;
+        self
+    }
+
+    /// Inspects a call's arguments; the record of a blocked call is finished here.
+    async fn screen_input(
+        &self,
+        mut record: CallRecord,
+        target: &dlp::Target<'_>,
+        item: inspect::Item<'_>,
+        arguments: &mut Option<JsonObject>,
+    ) -> Result<CallRecord, ErrorData> {
+        match self
+            .inspector
+            .input(target, item, arguments, &mut record)
+            .await
+        {
+            Ok(()) => Ok(record),
+            Err(error) => Err(blocked(record, error)),
+        }
+    }
+
+    /// Inspects a result; the record of a withheld result is finished here.
+    async fn screen_output<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        mut record: CallRecord,
+        target: &dlp::Target<'_>,
+        item: inspect::Item<'_>,
+        result: &mut T,
+    ) -> Result<CallRecord, ErrorData> {
+        match self
+            .inspector
+            .output(target, item, result, &mut record)
+            .await
+        {
+            Ok(()) => Ok(record),
+            Err(error) => Err(blocked(record, error)),
+        }
+    }
+
+    fn target<'a>(&'a self, member: usize, tool: Option<&'a str>) -> dlp::Target<'a> {
+        dlp::Target {
+            virtual_server: self.server.name(),
+            connector: self.connector_name(member),
+            tool,
         }
     }
 
@@ -109,6 +163,14 @@ fn limited(record: CallRecord, error: ErrorData) -> ErrorData {
 
 fn refused_as(record: CallRecord, outcome: Outcome, error: ErrorData) -> ErrorData {
     match record.finish(outcome, Some(&error), 0) {
+        Ok(()) => error,
+        Err(unkept) => unrecorded(unkept),
+    }
+}
+
+/// Ends a record for a request that inspection refused (its input, or its result).
+fn blocked(record: CallRecord, error: ErrorData) -> ErrorData {
+    match record.finish(Outcome::BlockedByDlp, Some(&error), 0) {
         Ok(()) => error,
         Err(unkept) => unrecorded(unkept),
     }
@@ -230,7 +292,7 @@ impl ServerHandler for Proxy {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let mut record = self.begin("tools/call", &context)?;
         record.arguments(request.arguments.as_ref());
@@ -263,7 +325,18 @@ impl ServerHandler for Proxy {
             return Err(limited(record, error));
         }
         let mut downstream = request;
-        downstream.name = route.original.into();
+        let exposed = std::mem::replace(&mut downstream.name, route.original.into());
+        let target = self.target(route.member, Some(&exposed));
+        let item = inspect::Item {
+            kind: "tool",
+            name: &exposed,
+        };
+        let mut record = self
+            .screen_input(record, &target, item, &mut downstream.arguments)
+            .await?;
+        if let Some(mask) = self.inspector.notifications(&target) {
+            context.extensions.insert(mask);
+        }
         let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
         let result = self
             .forwarder
@@ -275,7 +348,12 @@ impl ServerHandler for Proxy {
             })
             .await;
         let answer = match result {
-            Ok(ServerResult::CallToolResult(result)) => Ok(CallToolResponse::Complete(result)),
+            Ok(ServerResult::CallToolResult(mut result)) => {
+                record = self
+                    .screen_output(record, &target, item, &mut result)
+                    .await?;
+                Ok(CallToolResponse::Complete(result))
+            }
             Ok(ServerResult::InputRequiredResult(result)) => {
                 Ok(CallToolResponse::InputRequired(result))
             }
@@ -370,7 +448,15 @@ impl ServerHandler for Proxy {
             return Err(limited(record, error));
         }
         let mut downstream = request;
-        downstream.name = original;
+        let exposed = std::mem::replace(&mut downstream.name, original);
+        let target = self.target(member, None);
+        let item = inspect::Item {
+            kind: "prompt",
+            name: &exposed,
+        };
+        let mut record = self
+            .screen_input(record, &target, item, &mut downstream.arguments)
+            .await?;
         let first = ClientRequest::GetPromptRequest(GetPromptRequest::new(downstream.clone()));
         let result = self
             .forwarder
@@ -382,7 +468,12 @@ impl ServerHandler for Proxy {
             })
             .await;
         let answer = match result {
-            Ok(ServerResult::GetPromptResult(result)) => Ok(GetPromptResponse::Complete(result)),
+            Ok(ServerResult::GetPromptResult(mut result)) => {
+                record = self
+                    .screen_output(record, &target, item, &mut result)
+                    .await?;
+                Ok(GetPromptResponse::Complete(result))
+            }
             Ok(ServerResult::InputRequiredResult(result)) => {
                 Ok(GetPromptResponse::InputRequired(result))
             }
@@ -498,7 +589,14 @@ impl ServerHandler for Proxy {
             })
             .await;
         let answer = match result {
-            Ok(ServerResult::ReadResourceResult(result)) => {
+            Ok(ServerResult::ReadResourceResult(mut result)) => {
+                let item = inspect::Item {
+                    kind: "resource",
+                    name: &request.uri,
+                };
+                record = self
+                    .screen_output(record, &self.target(member, None), item, &mut result)
+                    .await?;
                 Ok(ReadResourceResponse::Complete(result))
             }
             Ok(ServerResult::InputRequiredResult(result)) => {

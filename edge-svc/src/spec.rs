@@ -31,6 +31,9 @@ pub struct GatewaySpec {
     /// Rate limits edge enforces on every call; none by default.
     #[serde(default)]
     pub rate_limits: crate::quota::RateLimitsSpec,
+    /// Input inspection and output masking: custom detectors and per-call rules.
+    #[serde(default)]
+    pub dlp: dlp::DlpConfig,
 }
 
 /// One downstream MCP server as written in the config file.
@@ -182,7 +185,44 @@ impl GatewaySpec {
                     .map_err(|reason| (member_path, reason))?;
             }
         }
-        self.rate_limits.validate(&server_names)
+        self.rate_limits.validate(&server_names)?;
+        self.validate_dlp()
+    }
+
+    /// Compiles the `dlp:` section and checks that its rules name declared servers and members.
+    fn validate_dlp(&self) -> Result<(), (String, String)> {
+        dlp::Dlp::new(&self.dlp).map_err(|error| match error {
+            dlp::ConfigError::Invalid { field, reason } => (field, reason),
+            other => ("dlp".to_owned(), other.to_string()),
+        })?;
+        for (index, rule) in self.dlp.rules.iter().enumerate() {
+            let path = format!("dlp.rules[{index}]");
+            let Some(server) = self
+                .virtual_servers
+                .iter()
+                .find(|server| server.name == rule.virtual_server)
+            else {
+                return Err((
+                    format!("{path}.virtual_server"),
+                    format!("unknown virtual server `{}`", rule.virtual_server),
+                ));
+            };
+            if let Some(connector) = &rule.connector
+                && !server
+                    .connectors
+                    .iter()
+                    .any(|member| &member.connector == connector)
+            {
+                return Err((
+                    format!("{path}.connector"),
+                    format!(
+                        "connector `{connector}` is not part of virtual server `{}`",
+                        server.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -24,6 +24,7 @@ use rmcp::{Peer, RoleServer};
 use tokio::sync::Notify;
 
 use crate::connector::Relay;
+use crate::inspect::NotificationMask;
 use crate::vmcp::VirtualServer;
 
 /// How long a downstream message may wait for its call to finish registering.
@@ -45,6 +46,8 @@ pub struct UpstreamCall {
     relaying: AtomicUsize,
     /// Wakes [`RouteGuard::settle`] when the last relay in flight finishes.
     settled: Notify,
+    /// Masks the call's progress and log messages as its output is masked.
+    mask: Option<NotificationMask>,
 }
 
 impl UpstreamCall {
@@ -60,7 +63,15 @@ impl UpstreamCall {
             accepts_requests,
             relaying: AtomicUsize::new(0),
             settled: Notify::new(),
+            mask: None,
         }
+    }
+
+    /// Masks this call's relayed progress and log messages with `mask`.
+    #[must_use]
+    pub fn with_mask(mut self, mask: Option<NotificationMask>) -> Self {
+        self.mask = mask;
+        self
     }
 
     /// Relays one notification of this call, counted so the call's answer can wait for it.
@@ -311,8 +322,12 @@ impl Relay for Switchboard {
                     None => self.sole_call(connector),
                 };
                 if let Some(call) = call {
+                    let mut params = message.params;
+                    if let Some(mask) = &call.mask {
+                        mask.apply(&mut params.data);
+                    }
                     call.relaying(async {
-                        let _ = call.peer.notify_logging_message(message.params).await;
+                        let _ = call.peer.notify_logging_message(params).await;
                     })
                     .await;
                 }
@@ -339,6 +354,9 @@ async fn forward_progress(call: &UpstreamCall, mut params: ProgressNotificationP
         return;
     };
     params.progress_token = token;
+    if let Some(mask) = &call.mask {
+        mask.apply_text(&mut params.message);
+    }
     let _ = call.peer.notify_progress(params).await;
 }
 

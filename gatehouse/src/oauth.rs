@@ -27,6 +27,8 @@ struct AuthorizationFile {
     _virtual_servers: IgnoredAny,
     #[serde(default, rename = "rate_limits")]
     _rate_limits: IgnoredAny,
+    #[serde(default, rename = "dlp")]
+    _dlp: IgnoredAny,
 }
 
 /// The `audit:` section: where audit-svc streams events and how long it keeps them.

@@ -19,6 +19,8 @@
 #     `conformance authorization` against the issuer, driven headless;
 #   - policy through the same SDK clients at /v/policed/mcp: a member outside the `finance` group
 #     and an agent neither see nor can call `add`;
+#   - DLP through the Python SDK at /v/guarded/mcp: a card in a tool result comes back masked, and
+#     an argument with an SSN is refused and absent from FastMCP's own record of what it received;
 #   - killing the server-everything child and calling it again (the stdio connector restarts).
 # Everything it starts is killed on exit. The last line is `interop: N passed, M failed`; the exit
 # status is non-zero when anything failed. GATEHOUSE_INTEROP_KEEP=1 keeps the work directory.
@@ -330,6 +332,10 @@ virtual_servers:
   # OAuth plus policy: only the finance group may add; the test member and agents are not in it
   - name: policed
     connectors: [{connector: fast, prefix: "", deny: ["internal_*"]}]
+  # DLP: cards in results are masked, an SSN in arguments is blocked before it reaches FastMCP
+  - name: guarded
+    auth: none
+    connectors: [{connector: fast, prefix: "", deny: ["internal_*"]}]
 policies:
   cedar: |
     @id("interop-open")
@@ -338,6 +344,11 @@ policies:
     forbid(principal, action == Action::"call_tool", resource in VirtualServer::"policed")
       when { resource.name == "add" }
       unless { principal in Group::"finance" };
+dlp:
+  rules:
+    - virtual_server: guarded
+      input: {action: block, detectors: [ssn]}
+      output: {action: mask, detectors: [card]}
 EOF
     gatehouse_port="$(free_port)"
     base="http://127.0.0.1:$gatehouse_port"
@@ -378,6 +389,11 @@ EOF
     for flow in authcode agent; do
         driver "gateway-py-oauth-policy-$flow" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \
             "$flow" --mode modern "$base" "$base/v/policed/mcp" "$protected_b" "$here/specs/policed.json"
+    done
+    # DLP through the SDK: a card in a result comes back masked; a blocked SSN never reaches FastMCP
+    for mode in modern legacy; do
+        driver "gateway-py-dlp-$mode" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode "$mode" \
+            "$base/v/guarded/mcp" "$here/specs/guarded.json"
     done
     say "---- gateway-conformance-authorization: conformance authorization --url $base --resource $protected"
     timeout 180 "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/conformance_authorization.py" "$GATEHOUSE_CONFORMANCE" \

@@ -5,7 +5,8 @@ use std::time::{Instant, SystemTime};
 
 use axum::extract::ConnectInfo;
 use proto::audit::v1::{
-    ArgumentMetadata, AuditEvent, ErrorDetail, EventKind, Outcome, PayloadMetadata,
+    ArgumentMetadata, AuditEvent, DlpAction, DlpDirection, DlpFinding, ErrorDetail, EventKind,
+    Outcome, PayloadMetadata,
 };
 use proto::common::v1::{
     Agent, AuthenticationMethod, Decision, DenyReason, Member, Principal, ProtocolEra,
@@ -209,6 +210,25 @@ impl CallRecord {
             request_bytes: canonical.len() as u64,
             ..PayloadMetadata::default()
         });
+    }
+
+    /// Adds what inspection found on one side of the call: detector names and counts only.
+    pub fn dlp_findings<'a>(
+        &mut self,
+        direction: DlpDirection,
+        action: DlpAction,
+        findings: impl IntoIterator<Item = (&'a str, u32)>,
+    ) {
+        if let Some(event) = self.event.as_mut() {
+            event
+                .dlp_findings
+                .extend(findings.into_iter().map(|(detector, count)| DlpFinding {
+                    detector_type: detector.to_owned(),
+                    count,
+                    direction: direction.into(),
+                    action: action.into(),
+                }));
+        }
     }
 
     /// Records the decision that let the request through or stopped it.

@@ -20,6 +20,7 @@ use rmcp::model::{
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
 
+use crate::inspect::NotificationMask;
 use crate::switchboard::{Switchboard, UpstreamCall};
 use crate::vmcp::VirtualServer;
 
@@ -103,7 +104,8 @@ impl Forwarder {
                 context.peer.clone(),
                 context.meta.get_progress_token(),
                 !is_modern(context),
-            ),
+            )
+            .with_mask(context.extensions.get::<NotificationMask>().cloned()),
         );
         let modern_client = is_modern(context);
         tokio::select! {

@@ -168,3 +168,46 @@ fn rate_limit_errors_name_the_field() {
         "gw.yaml: rate_limits.rules[1].name: duplicate rule `r`"
     );
 }
+
+#[test]
+fn a_dlp_section_parses_and_its_errors_name_the_field() {
+    let dlp = |section: &str| format!("{VALID}dlp:\n{section}");
+    let valid = dlp(r#"  custom: [{name: employee_id, pattern: "EMP-[0-9]{6}"}]
+  rules:
+    - virtual_server: combined
+      connector: fast
+      tool: "fast__*"
+      input: {action: block, detectors: [card, employee_id]}
+      output: {action: mask}
+      hook: {url: "http://127.0.0.1:9/inspect", timeout_ms: 200, on_error: fail_closed}
+"#);
+    let spec = GatewaySpec::from_yaml(&valid, "gw.yaml").expect("valid dlp section");
+    assert_eq!(spec.dlp.rules.len(), 1);
+    for (section, field) in [
+        (
+            "  custom: [{name: bad, pattern: \"EMP-[\"}]\n",
+            "dlp.custom[0].pattern",
+        ),
+        (
+            "  rules: [{virtual_server: nope, output: {action: mask}}]\n",
+            "dlp.rules[0].virtual_server",
+        ),
+        (
+            "  rules: [{virtual_server: combined, connector: nope, output: {action: mask}}]\n",
+            "dlp.rules[0].connector",
+        ),
+        (
+            "  rules: [{virtual_server: combined, input: {action: mask, detectors: [visa]}}]\n",
+            "dlp.rules[0].input.detectors",
+        ),
+        (
+            "  rules: [{virtual_server: combined, output: {action: erase}}]\n",
+            "dlp.rules[0].output.action",
+        ),
+    ] {
+        let error = GatewaySpec::from_yaml(&dlp(section), "gw.yaml")
+            .expect_err(section)
+            .to_string();
+        assert!(error.contains(field), "{section}: {error}");
+    }
+}

@@ -13,7 +13,8 @@ SPEC.json (shared with the TypeScript drivers):
       "calls": [
         {"tool": "fast__add", "arguments": {"a": 2, "b": 3}, "text": "5"},          # exact text
         {"tool": "ev__say", "arguments": {"message": "hi"}, "contains": "hi"},     # substring
-        {"tool": "ev__get-env", "arguments": {}, "rejected": true}                  # must fail
+        {"tool": "ev__get-env", "arguments": {}, "rejected": true},                 # must fail
+        {"tool": "notes", "arguments": {}, "contains": "hi", "excludes": "123-45"}  # and must not contain
       ]
     }
 
@@ -93,10 +94,13 @@ async def run_call(client: Client, call: dict[str, Any], report: Report) -> None
         return
     if result.is_error:
         report.check(False, what, f"isError result: {text!r}")
+    elif "excludes" in call and call["excludes"] in text:
+        report.check(False, f"{what} excludes {call['excludes']!r}", f"got {text!r}")
     elif "text" in call:
         report.check(text == call["text"], f"{what} == {call['text']!r}", f"got {text!r}")
     elif "contains" in call:
-        report.check(call["contains"] in text, f"{what} contains {call['contains']!r}", f"got {text!r}")
+        excludes = f" and not {call['excludes']!r}" if "excludes" in call else ""
+        report.check(call["contains"] in text, f"{what} contains {call['contains']!r}{excludes}", f"got {text!r}")
     else:
         report.check(True, what)
 

@@ -43,6 +43,29 @@ def whoami(ctx: Context) -> str:
     return f"fast-server: client={client}, authorization={authorization}"
 
 
+# What `note` received, so a test can prove a call the gateway blocked never arrived here.
+received_notes: list[str] = []
+
+
+@mcp.tool
+def card_on_file() -> str:
+    """Returns the (test) payment card on file, which a DLP-guarded virtual server must mask."""
+    return "card on file: 4111 1111 1111 1111"
+
+
+@mcp.tool
+def note(text: str) -> str:
+    """Keeps a note; the downstream's own record of what it received."""
+    received_notes.append(text)
+    return f"noted {len(text)} characters"
+
+
+@mcp.tool
+def notes() -> str:
+    """Returns every note this process received, one per line."""
+    return "\n".join(received_notes)
+
+
 @mcp.tool
 def internal_debug() -> str:
     """Internal diagnostics that a curated virtual server must hide."""

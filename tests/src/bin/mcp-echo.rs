@@ -80,6 +80,9 @@ struct AddParams {
 struct SlowParams {
     /// Milliseconds to take.
     ms: u64,
+    /// Text each progress notification carries as its message.
+    #[serde(default)]
+    note: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -138,7 +141,7 @@ impl Echo {
     )]
     async fn slow(
         &self,
-        Parameters(SlowParams { ms }): Parameters<SlowParams>,
+        Parameters(SlowParams { ms, note }): Parameters<SlowParams>,
         meta: RequestMetaObject,
         client: Peer<RoleServer>,
     ) -> Result<String, ErrorData> {
@@ -146,8 +149,11 @@ impl Echo {
         for done in 1..=SLOW_STEPS {
             tokio::time::sleep(step).await;
             if let Some(token) = meta.get_progress_token() {
-                let progress = ProgressNotificationParam::new(token, f64::from(done))
+                let mut progress = ProgressNotificationParam::new(token, f64::from(done))
                     .with_total(f64::from(SLOW_STEPS));
+                if let Some(note) = &note {
+                    progress = progress.with_message(note.clone());
+                }
                 client
                     .notify_progress(progress)
                     .await

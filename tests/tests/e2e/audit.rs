@@ -16,9 +16,9 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const ECHO: &str = env!("CARGO_BIN_EXE_mcp-echo");
+pub(super) const ECHO: &str = env!("CARGO_BIN_EXE_mcp-echo");
 
-fn echo_dir() -> String {
+pub(super) fn echo_dir() -> String {
     Path::new(ECHO)
         .parent()
         .expect("binary dir")
@@ -35,13 +35,19 @@ pub(super) fn spec_yaml() -> String {
 }
 
 /// The digest edge records for `arguments`: SHA-256 of their RFC 8785 form.
-fn digest(arguments: &Value) -> String {
+pub(super) fn digest(arguments: &Value) -> String {
     let canonical = serde_json_canonicalizer::to_vec(arguments).expect("canonical");
     format!("sha256:{:x}", Sha256::digest(&canonical))
 }
 
 /// Calls a tool statelessly (2026-07-28) and returns the JSON-RPC response.
-async fn call(http: &reqwest::Client, url: &str, id: u64, tool: &str, arguments: Value) -> Value {
+pub(super) async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    id: u64,
+    tool: &str,
+    arguments: Value,
+) -> Value {
     try_call(http, url, id, tool, arguments)
         .await
         .expect("a JSON-RPC response")
@@ -75,7 +81,16 @@ async fn try_call(
 
 /// Serves the echo virtual server in process, recording through `recorder`; returns its MCP URL.
 async fn serve_edge(recorder: Recorder, shutdown: &CancellationToken) -> String {
-    let spec = GatewaySpec::from_yaml(&spec_yaml(), "audit.yaml").expect("spec");
+    serve_spec(&spec_yaml(), recorder, shutdown).await
+}
+
+/// Serves the gateway `yaml` describes in process (its one virtual server is `tools`).
+pub(super) async fn serve_spec(
+    yaml: &str,
+    recorder: Recorder,
+    shutdown: &CancellationToken,
+) -> String {
+    let spec = GatewaySpec::from_yaml(yaml, "audit.yaml").expect("spec");
     let gateway = Gateway::start(&spec, shutdown)
         .expect("gateway")
         .with_audit(recorder);
@@ -97,7 +112,7 @@ fn result_text(response: &Value) -> Option<&str> {
 }
 
 /// Reads every stored event's canonical JSON, in sequence order.
-async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
+pub(super) async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
     // The store alone: the log's signing key is audit-svc's to create, possibly right now.
     let log = audit_svc::open_store(&config.store_location())
         .await
@@ -247,7 +262,7 @@ pub(super) struct Audited {
     pub(super) recorder: Recorder,
     /// Where audit-svc stores events, for [`wait_for_events`].
     pub(super) config: audit_svc::Config,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    pub(super) _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 /// Starts audit-svc and a recorder delivering to it, both stopped by `shutdown`.

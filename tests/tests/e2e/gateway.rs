@@ -325,6 +325,32 @@ async fn progress_reaches_only_the_calling_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_messages_of_a_masked_call_are_masked_too() {
+    let spec = format!(
+        "{COMBINED}dlp:\n  rules: [{{virtual_server: combined, output: {{action: mask, detectors: [card]}}}}]\n"
+    );
+    let gateway = RunningGateway::start(&spec).await;
+    let log = Arc::new(Recorder::default());
+    let (caller, stop) = client(&gateway.url("combined"), Era::Legacy, Arc::clone(&log));
+    let peer = caller.peer().await.expect("caller");
+    let note = "charging 4111 1111 1111 1111";
+    call_text(&peer, "slow", json!({"ms": 20, "note": note})).await;
+    let messages: Vec<Option<String>> = log
+        .progress
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|progress| progress.message.clone())
+        .collect();
+    assert!(!messages.is_empty(), "the caller got its progress");
+    for message in messages {
+        assert_eq!(message.as_deref(), Some("charging [REDACTED:card]"));
+    }
+    stop.cancel();
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_connector_shows_in_status_not_as_a_hang() {
     let yaml = "connectors:\n  - name: gone\n    http: {url: \"http://127.0.0.1:9/mcp\", connect_timeout: 1s}\n";
     let spec = GatewaySpec::from_yaml(yaml, "t.yaml").expect("spec");

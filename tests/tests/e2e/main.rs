@@ -7,6 +7,7 @@
 mod audit;
 mod connector;
 mod deploy;
+mod dlp;
 mod gateway;
 mod limits;
 mod oauth;

@@ -1,0 +1,277 @@
+//! The compiled detectors: one prefilter pass over clean text, then the detectors that fired.
+//!
+//! A [`regex::RegexSet`] of every pattern answers "does anything match?" in one DFA pass, so
+//! clean text (the common case) costs one scan regardless of how many detectors are configured.
+
+use std::collections::BTreeMap;
+
+use regex::{Regex, RegexSet};
+
+use crate::detector::Builtin;
+use crate::error::ConfigError;
+
+/// Most detectors one scanner holds, so that a [`Selection`] fits one bitmask.
+pub(crate) const MAX_DETECTORS: usize = 128;
+
+/// Every detector, built-in and custom, compiled once at startup.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    detectors: Vec<Detector>,
+    prefilter: RegexSet,
+}
+
+/// Which of a scanner's detectors a rule enables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection(u128);
+
+/// Detector names and how many values each found: what the audit record may show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings(BTreeMap<String, u32>);
+
+#[derive(Debug, Clone)]
+struct Detector {
+    name: String,
+    regex: Regex,
+    builtin: Option<Builtin>,
+}
+
+/// One confirmed match, in bytes of the scanned text.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    detector: usize,
+}
+
+impl Scanner {
+    /// Compiles the built-ins and `custom` (name, pattern) pairs; errors name the failing entry.
+    pub fn new(custom: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut detectors: Vec<Detector> = Builtin::ALL
+            .into_iter()
+            .map(|builtin| {
+                Regex::new(builtin.pattern()).map(|regex| Detector {
+                    name: builtin.name().to_owned(),
+                    regex,
+                    builtin: Some(builtin),
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|error| ConfigError::Builtin(error.to_string()))?;
+        for (index, (name, pattern)) in custom.iter().enumerate() {
+            let field = format!("dlp.custom[{index}]");
+            if !valid_name(name) {
+                return Err(ConfigError::invalid(
+                    format!("{field}.name"),
+                    format!("`{name}` must be 1-64 characters of [a-z0-9_]"),
+                ));
+            }
+            if detectors.iter().any(|detector| detector.name == *name) {
+                return Err(ConfigError::invalid(
+                    format!("{field}.name"),
+                    format!("detector `{name}` already exists"),
+                ));
+            }
+            let regex = Regex::new(pattern).map_err(|error| {
+                ConfigError::invalid(format!("{field}.pattern"), error.to_string())
+            })?;
+            if regex.is_match("") {
+                return Err(ConfigError::invalid(
+                    format!("{field}.pattern"),
+                    "matches the empty string, so it would mask everything".to_owned(),
+                ));
+            }
+            detectors.push(Detector {
+                name: name.clone(),
+                regex,
+                builtin: None,
+            });
+        }
+        if detectors.len() > MAX_DETECTORS {
+            return Err(ConfigError::invalid(
+                "dlp.custom".to_owned(),
+                format!(
+                    "at most {} custom detectors",
+                    MAX_DETECTORS - Builtin::ALL.len()
+                ),
+            ));
+        }
+        let prefilter = RegexSet::new(detectors.iter().map(|detector| detector.regex.as_str()))
+            .map_err(|error| ConfigError::Builtin(error.to_string()))?;
+        Ok(Self {
+            detectors,
+            prefilter,
+        })
+    }
+
+    /// Returns every detector.
+    pub fn all(&self) -> Selection {
+        Selection(u128::MAX >> (MAX_DETECTORS - self.detectors.len()))
+    }
+
+    /// Returns the selection of `names`, or the first name no detector has.
+    pub fn select<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<Selection, &'n str> {
+        let mut bits = 0u128;
+        for name in names {
+            let index = self
+                .detectors
+                .iter()
+                .position(|detector| detector.name == name)
+                .ok_or(name)?;
+            bits |= 1 << index;
+        }
+        Ok(Selection(bits))
+    }
+
+    /// Masks `fragments` as one text, adding what was found to `findings`.
+    ///
+    /// The fragments are the consecutive pieces of one logical text (such as adjacent text
+    /// content blocks), so a value split between two of them is still found. A match's
+    /// placeholder goes into the fragment where it starts; its remainder is removed from the
+    /// fragments after, so the joined output reads `[REDACTED:<detector>]` once.
+    pub fn mask_fragments(
+        &self,
+        fragments: &mut [&mut String],
+        selection: Selection,
+        findings: &mut Findings,
+    ) {
+        let masked = {
+            let pieces: Vec<&str> = fragments.iter().map(|fragment| fragment.as_str()).collect();
+            let joined;
+            let text = match pieces.as_slice() {
+                [] => return,
+                [only] => *only,
+                _ => {
+                    joined = pieces.concat();
+                    joined.as_str()
+                }
+            };
+            let spans = self.spans(text, selection);
+            if spans.is_empty() {
+                return;
+            }
+            for span in &spans {
+                findings.add(&self.detectors[span.detector].name, 1);
+            }
+            let mut offset = 0;
+            pieces
+                .iter()
+                .map(|piece| {
+                    let range = offset..offset + piece.len();
+                    offset = range.end;
+                    self.rewrite(text, range, &spans)
+                })
+                .collect::<Vec<_>>()
+        };
+        for (fragment, masked) in fragments.iter_mut().zip(masked) {
+            **fragment = masked;
+        }
+    }
+
+    /// Masks one text, adding what was found to `findings`.
+    pub fn mask_text(&self, text: &mut String, selection: Selection, findings: &mut Findings) {
+        self.mask_fragments(&mut [text], selection, findings);
+    }
+
+    /// Returns the start of a confirmed match that begins before `cut` and ends after it.
+    pub(crate) fn straddling(&self, text: &str, cut: usize, selection: Selection) -> Option<usize> {
+        self.spans(text, selection)
+            .into_iter()
+            .find(|span| span.start < cut && span.end > cut)
+            .map(|span| span.start)
+    }
+
+    /// Returns the confirmed matches of the selected detectors, earliest first, never overlapping.
+    fn spans(&self, text: &str, selection: Selection) -> Vec<Span> {
+        let hits = self.prefilter.matches(text);
+        if !hits.matched_any() {
+            return Vec::new();
+        }
+        let mut spans = Vec::new();
+        for index in hits.iter().filter(|index| selection.0 & (1 << index) != 0) {
+            let detector = &self.detectors[index];
+            for found in detector.regex.find_iter(text) {
+                let confirmed = detector
+                    .builtin
+                    .is_none_or(|builtin| builtin.confirms(found.as_str()));
+                if confirmed {
+                    spans.push(Span {
+                        start: found.start(),
+                        end: found.end(),
+                        detector: index,
+                    });
+                }
+            }
+        }
+        // Earliest start first, the longer of two matches at one position wins.
+        spans.sort_by_key(|span| (span.start, std::cmp::Reverse(span.end)));
+        let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
+        for span in spans {
+            if kept.last().is_none_or(|last| span.start >= last.end) {
+                kept.push(span);
+            }
+        }
+        kept
+    }
+
+    /// Returns `text[range]` with the parts covered by `spans` replaced.
+    fn rewrite(&self, text: &str, range: std::ops::Range<usize>, spans: &[Span]) -> String {
+        let mut out = String::with_capacity(range.len());
+        let mut cursor = range.start;
+        for span in spans
+            .iter()
+            .filter(|span| span.end > range.start && span.start < range.end)
+        {
+            let start = span.start.max(range.start);
+            out.push_str(&text[cursor..start]);
+            if span.start >= range.start {
+                out.push_str("[REDACTED:");
+                out.push_str(&self.detectors[span.detector].name);
+                out.push(']');
+            }
+            cursor = span.end.min(range.end);
+        }
+        out.push_str(&text[cursor..range.end]);
+        out
+    }
+}
+
+impl Findings {
+    /// Says whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Counts `count` more matches of `detector`.
+    pub fn add(&mut self, detector: &str, count: u32) {
+        *self.0.entry(detector.to_owned()).or_default() += count;
+    }
+
+    /// Returns (detector, count) pairs in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.0.iter().map(|(name, count)| (name.as_str(), *count))
+    }
+
+    /// Returns the detector names, comma-separated, for a client-facing message.
+    pub fn names(&self) -> String {
+        self.0
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Detector names appear in placeholders and audit records, so they are kept plain.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests;
