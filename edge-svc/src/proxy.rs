@@ -31,8 +31,8 @@ use rmcp::model::JsonObject;
 
 use crate::access::{self, Access};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
-use crate::quota::{Charge, Quotas};
 use crate::inspect::{self, Inspector};
+use crate::quota::{Charge, Quotas};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{self, VirtualServer};
 
