@@ -39,7 +39,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             edge_svc::audit::Recorder::disabled()
         }
     };
-    let gateway = edge_svc::Gateway::start(&spec, &shutdown)
+    let credentials = config
+        .vault
+        .as_ref()
+        .map(edge_svc::credentials::Credentials::connect)
+        .transpose()?;
+    let gateway = edge_svc::Gateway::start_with(&spec, credentials.as_ref(), &shutdown)
         .map_err(anyhow::Error::msg)?
         .with_audit(recorder);
     let mut server = tokio::spawn(edge_svc::serve(
