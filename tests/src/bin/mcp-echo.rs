@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler, ServiceExt,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    handler::server::{common::Extension, router::tool::ToolRouter, wrapper::Parameters},
     model::{
         CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
         ListPromptsResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
@@ -178,6 +178,23 @@ impl Echo {
     #[tool(description = "Exit the process at once with the given status")]
     fn exit(&self, Parameters(ExitParams { code }): Parameters<ExitParams>) -> String {
         std::process::exit(code)
+    }
+
+    #[tool(
+        description = "Return the SHA-256 (hex) of the Authorization header this request carried, or \"none\": proves which credential arrived without echoing it"
+    )]
+    fn authorization_digest(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+    ) -> String {
+        use sha2::Digest as _;
+        parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map_or_else(
+                || "none".to_owned(),
+                |value| format!("{:x}", sha2::Sha256::digest(value.as_bytes())),
+            )
     }
 
     #[tool(description = "Return the process id")]

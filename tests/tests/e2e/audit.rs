@@ -116,7 +116,7 @@ async fn stored(config: &audit_svc::Config) -> Vec<(u64, Value)> {
 }
 
 /// Waits until `done` holds for the stored events, or fails after a deadline.
-async fn wait_for_events(
+pub(super) async fn wait_for_events(
     config: &audit_svc::Config,
     what: &str,
     done: impl Fn(&[(u64, Value)]) -> bool,
@@ -132,7 +132,7 @@ async fn wait_for_events(
     }
 }
 
-async fn reserve_port() -> std::net::SocketAddr {
+pub(super) async fn reserve_port() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("addr")
 }

@@ -1,0 +1,311 @@
+//! Downstream credentials from vault-svc, injected by edge: a shared credential reaches the
+//! shared connector, each member's own credential reaches only that member's calls, a member
+//! who has not connected gets the first-use link, and no credential ever appears in a response,
+//! an audit record or a vault event.
+//!
+//! Identities come from a token table standing in for authz-svc's login (which the oauth
+//! module exercises): what is under test is edge ↔ vault, keyed by the verified subject.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use edge_svc::audit::{AuditConfig, Recorder};
+use edge_svc::auth::{TokenClaims, TokenError, TokenVerifier};
+use edge_svc::config::HttpFace;
+use edge_svc::credentials::Credentials;
+use edge_svc::http::ResourceAuth;
+use edge_svc::{Gateway, GatewaySpec};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio::net::TcpListener;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use vault_svc::credential::Material;
+use vault_svc::secret::Owner;
+
+use super::connector::UrlServer;
+
+const EDGE_TOKEN: &str = "edge-service-token-0123456789abcdef";
+const SHARED: &str = "canary-shared-7c1d";
+const ALICE: &str = "canary-alice-4e2b";
+const BOB: &str = "canary-bob-9a0f";
+
+/// Members by access token, as a verified token would name them.
+#[derive(Debug)]
+struct Members(HashMap<&'static str, &'static str>);
+
+#[async_trait::async_trait]
+impl TokenVerifier for Members {
+    async fn verify(&self, _resource: &str, token: &str) -> Result<TokenClaims, TokenError> {
+        let member = self
+            .0
+            .get(token)
+            .ok_or(TokenError::Invalid("unknown token"))?;
+        Ok(TokenClaims {
+            subject: (*member).to_owned(),
+            client_id: "desktop-app".to_owned(),
+            scopes: Vec::new(),
+            token_id: format!("jti-{member}"),
+            expires_at: u64::MAX,
+            issuer: "http://issuer.test".to_owned(),
+            act: None,
+            groups: Vec::new(),
+            roles: Vec::new(),
+            grant: None,
+        })
+    }
+}
+
+fn digest(authorization: &str) -> String {
+    format!("{:x}", sha2::Sha256::digest(authorization.as_bytes()))
+}
+
+/// Calls a tool statelessly (2026-07-28) as `token`, declaring `capabilities`.
+async fn call(url: &str, token: &str, tool: &str, capabilities: Value) -> Value {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": capabilities,
+                      "io.modelcontextprotocol/clientInfo": {"name": "credentials-e2e", "version": "1"}});
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": tool, "arguments": {}, "_meta": meta}}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json-rpc response")
+}
+
+fn text(response: &Value) -> String {
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a tool result: {response}"))
+        .to_owned()
+}
+
+/// Starts vault-svc with a shared and a per-member connector and their credentials stored.
+async fn start_vault(
+    dir: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> (
+    String,
+    tokio::sync::mpsc::Receiver<vault_svc::event::CredentialEvent>,
+) {
+    let mut config = vault_svc::Config::default().with_data_dir(dir);
+    config.callers.edge_token = Some(EDGE_TOKEN.to_owned().into());
+    let oauth = vault_svc::OAuthProviderConfig {
+        client_id: "gatehouse".to_owned(),
+        client_secret: None,
+        authorization_endpoint: Some("http://127.0.0.1:9/authorize".to_owned()),
+        token_endpoint: Some("http://127.0.0.1:9/token".to_owned()),
+        resource: None,
+        scopes: vec!["crm".to_owned()],
+        revocation_endpoint: None,
+    };
+    config.connectors.insert(
+        "team".to_owned(),
+        vault_svc::ConnectorConfig {
+            credential: vault_svc::CredentialMode::Shared,
+            oauth: None,
+        },
+    );
+    config.connectors.insert(
+        "own".to_owned(),
+        vault_svc::ConnectorConfig {
+            credential: vault_svc::CredentialMode::PerMember,
+            oauth: Some(oauth),
+        },
+    );
+    let (sink, events) = vault_svc::event::ChannelSink::new(10_000);
+    let vault = vault_svc::open(&config, Arc::new(sink))
+        .await
+        .expect("vault");
+    let bearer = |token: &str| Material::Bearer {
+        token: token.into(),
+    };
+    vault
+        .set_shared("team", &bearer(SHARED), None, "team account".into())
+        .await
+        .expect("shared credential");
+    for (member, token) in [("alice", ALICE), ("bob", BOB)] {
+        vault
+            .store_credential(
+                "own",
+                Owner::Member(member.into()),
+                &bearer(token),
+                None,
+                String::new(),
+            )
+            .await
+            .expect("member credential");
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let vault_shutdown = shutdown.clone();
+    tokio::spawn(
+        async move { vault_svc::serve_vault(vault, &config, listener, vault_shutdown).await },
+    );
+    (endpoint, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_carries_the_right_credential_and_none_ever_leaks() {
+    let dirs = (
+        tempfile::tempdir().expect("vault"),
+        tempfile::tempdir().expect("spool"),
+        tempfile::tempdir().expect("audit"),
+    );
+    let shutdown = CancellationToken::new();
+    let (vault, mut vault_events) = start_vault(dirs.0.path(), &shutdown).await;
+    let audit_addr = super::audit::reserve_port().await;
+    let audit_config = audit_svc::Config::default().with_data_dir(dirs.2.path());
+    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
+    tokio::spawn(audit_svc::serve(
+        audit_config.clone(),
+        audit_listener,
+        shutdown.clone(),
+    ));
+    let audit = AuditConfig::new(format!("http://{audit_addr}"), dirs.1.path());
+    let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
+
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    echo.args(["http", "--listen", "127.0.0.1:0"]);
+    let downstream = UrlServer::start(echo).await;
+    let yaml = format!(
+        "connectors:\n\
+         \x20 - name: team\n    http: {{url: \"{url}\"}}\n    credentials: {{mode: shared}}\n\
+         \x20 - name: own\n    http: {{url: \"{url}\"}}\n    credentials:\n      mode: per_member\n      \
+         inject: {{headers: {{Authorization: \"Bearer {{token}}\"}}}}\n      \
+         oauth: {{client_id: gatehouse, authorization_endpoint: \"http://127.0.0.1:9/authorize\", token_endpoint: \"http://127.0.0.1:9/token\"}}\n\
+         virtual_servers:\n  - name: crm\n    connectors: [{{connector: team}}, {{connector: own}}]\n",
+        url = downstream.url
+    );
+    let spec = GatewaySpec::from_yaml(&yaml, "credentials.yaml").expect("spec");
+    let credentials =
+        Credentials::with_token(&vault, EDGE_TOKEN, std::time::Duration::from_secs(30))
+            .expect("vault client");
+    let gateway = Gateway::start_with(&spec, Some(&credentials), &shutdown)
+        .expect("gateway")
+        .with_audit(recorder);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    let tokens = [("t-alice", "alice"), ("t-bob", "bob"), ("t-carol", "carol")];
+    let auth = ResourceAuth {
+        verifier: Arc::new(Members(tokens.into_iter().collect())),
+        issuer: "http://issuer.test".to_owned(),
+    };
+    tokio::spawn(edge_svc::serve(
+        gateway,
+        face,
+        Some(auth),
+        listener,
+        shutdown.clone(),
+    ));
+    let url = format!("{origin}/v/crm/mcp");
+    let mut seen = Vec::new();
+
+    // The shared connector carries the shared credential, whoever calls.
+    for token in ["t-alice", "t-bob"] {
+        let response = call(&url, token, "team__authorization_digest", json!({})).await;
+        assert_eq!(
+            text(&response),
+            digest(&format!("Bearer {SHARED}")),
+            "{response}"
+        );
+        seen.push(response.to_string());
+    }
+    // The per-member connector carries each member's own, also when their calls interleave.
+    let rounds = (0..4).map(|_| async {
+        let (alice, bob) = tokio::join!(
+            call(&url, "t-alice", "own__authorization_digest", json!({})),
+            call(&url, "t-bob", "own__authorization_digest", json!({})),
+        );
+        (alice, bob)
+    });
+    for (alice, bob) in futures_join(rounds).await {
+        assert_eq!(
+            text(&alice),
+            digest(&format!("Bearer {ALICE}")),
+            "alice got {alice}"
+        );
+        assert_eq!(
+            text(&bob),
+            digest(&format!("Bearer {BOB}")),
+            "bob got {bob}"
+        );
+        seen.extend([alice.to_string(), bob.to_string()]);
+    }
+    // Carol has not connected: a URL-capable client gets the elicitation error, others a tool error.
+    let elicited = call(
+        &url,
+        "t-carol",
+        "own__authorization_digest",
+        json!({"elicitation": {"url": {}}}),
+    )
+    .await;
+    assert_eq!(elicited["error"]["code"], -32042, "{elicited}");
+    let link = elicited["error"]["data"]["elicitations"][0]["url"]
+        .as_str()
+        .expect("a link");
+    assert!(link.starts_with("http://127.0.0.1:9/authorize?"), "{link}");
+    let plain = call(&url, "t-carol", "own__authorization_digest", json!({})).await;
+    assert_eq!(plain["result"]["isError"], true, "{plain}");
+    assert!(
+        text(&plain).contains("http://127.0.0.1:9/authorize?"),
+        "{plain}"
+    );
+    seen.extend([elicited.to_string(), plain.to_string()]);
+
+    let events =
+        super::audit::wait_for_events(&audit_config, "the calls", |events| events.len() >= 12)
+            .await;
+    let outcomes: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, event)| event["outcome"].as_str())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| **outcome == "OUTCOME_CONSENT_REQUIRED")
+            .count(),
+        2,
+        "{outcomes:?}"
+    );
+    seen.extend(events.iter().map(|(_, event)| event.to_string()));
+    shutdown.cancel();
+    vault_events.close();
+    while let Some(event) = vault_events.recv().await {
+        seen.push(format!("{event:?}"));
+    }
+    for secret in [SHARED, ALICE, BOB] {
+        assert!(
+            seen.iter().all(|text| !text.contains(secret)),
+            "a credential leaked into a response, an audit record or a vault event"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .all(|(_, event)| !event.to_string().contains("127.0.0.1:9/authorize")),
+        "the member-bound link stays out of the audit trail"
+    );
+    downstream.stop().await;
+}
+
+/// Runs the rounds one after another (each round's two calls run at once).
+async fn futures_join<F: std::future::Future<Output = (Value, Value)>>(
+    rounds: impl Iterator<Item = F>,
+) -> Vec<(Value, Value)> {
+    let mut results = Vec::new();
+    for round in rounds {
+        results.push(round.await);
+    }
+    results
+}
