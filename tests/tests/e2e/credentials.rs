@@ -90,15 +90,8 @@ fn text(response: &Value) -> String {
 }
 
 /// Starts vault-svc with a shared and a per-member connector and their credentials stored.
-async fn start_vault(
-    dir: &std::path::Path,
-    shutdown: &CancellationToken,
-) -> (
-    String,
-    tokio::sync::mpsc::Receiver<vault_svc::event::CredentialEvent>,
-) {
+async fn start_vault(dir: &std::path::Path, shutdown: &CancellationToken) -> (String, VaultEvents) {
     let mut config = vault_svc::Config::default().with_data_dir(dir);
-    config.callers.edge_token = Some(EDGE_TOKEN.to_owned().into());
     let oauth = vault_svc::OAuthProviderConfig {
         client_id: "gatehouse".to_owned(),
         client_secret: None,
@@ -122,10 +115,7 @@ async fn start_vault(
             oauth: Some(oauth),
         },
     );
-    let (sink, events) = vault_svc::event::ChannelSink::new(10_000);
-    let vault = vault_svc::open(&config, Arc::new(sink))
-        .await
-        .expect("vault");
+    let (endpoint, vault, events) = run_vault(config, shutdown).await;
     let bearer = |token: &str| Material::Bearer {
         token: token.into(),
     };
@@ -145,13 +135,29 @@ async fn start_vault(
             .await
             .expect("member credential");
     }
+    (endpoint, events)
+}
+
+type VaultEvents = tokio::sync::mpsc::Receiver<vault_svc::event::CredentialEvent>;
+
+/// Opens and serves vault-svc per `config`, admitting edge by [`EDGE_TOKEN`].
+async fn run_vault(
+    mut config: vault_svc::Config,
+    shutdown: &CancellationToken,
+) -> (String, vault_svc::Vault, VaultEvents) {
+    config.callers.edge_token = Some(EDGE_TOKEN.to_owned().into());
+    let (sink, events) = vault_svc::event::ChannelSink::new(10_000);
+    let vault = vault_svc::open(&config, Arc::new(sink))
+        .await
+        .expect("vault");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let served = vault.clone();
     let vault_shutdown = shutdown.clone();
     tokio::spawn(
-        async move { vault_svc::serve_vault(vault, &config, listener, vault_shutdown).await },
+        async move { vault_svc::serve_vault(served, &config, listener, vault_shutdown).await },
     );
-    (endpoint, events)
+    (endpoint, vault, events)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,29 +192,8 @@ async fn each_call_carries_the_right_credential_and_none_ever_leaks() {
          virtual_servers:\n  - name: crm\n    connectors: [{{connector: team}}, {{connector: own}}]\n",
         url = downstream.url
     );
-    let spec = GatewaySpec::from_yaml(&yaml, "credentials.yaml").expect("spec");
-    let credentials =
-        Credentials::with_token(&vault, EDGE_TOKEN, std::time::Duration::from_secs(30))
-            .expect("vault client");
-    let gateway = Gateway::start_with(&spec, Some(&credentials), &shutdown)
-        .expect("gateway")
-        .with_audit(recorder);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let origin = format!("http://{}", listener.local_addr().expect("addr"));
-    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
-    let tokens = [("t-alice", "alice"), ("t-bob", "bob"), ("t-carol", "carol")];
-    let auth = ResourceAuth {
-        verifier: Arc::new(Members(tokens.into_iter().collect())),
-        issuer: "http://issuer.test".to_owned(),
-    };
-    tokio::spawn(edge_svc::serve(
-        gateway,
-        face,
-        Some(auth),
-        listener,
-        shutdown.clone(),
-    ));
-    let url = format!("{origin}/v/crm/mcp");
+    let url = serve_edge(listener, &yaml, &vault, recorder, None, &shutdown);
     let mut seen = Vec::new();
 
     // The shared connector carries the shared credential, whoever calls.
@@ -299,6 +284,41 @@ async fn each_call_carries_the_right_credential_and_none_ever_leaks() {
     downstream.stop().await;
 }
 
+/// Serves `yaml`'s virtual server `crm` on `listener` with credentials from the vault-svc at
+/// `vault_endpoint` (and its consent callback under `/vault`, when given); returns its MCP URL.
+fn serve_edge(
+    listener: TcpListener,
+    yaml: &str,
+    vault_endpoint: &str,
+    recorder: Recorder,
+    consent: Option<vault_svc::Vault>,
+    shutdown: &CancellationToken,
+) -> String {
+    let spec = GatewaySpec::from_yaml(yaml, "credentials.yaml").expect("spec");
+    let credentials = Credentials::with_token(
+        vault_endpoint,
+        EDGE_TOKEN,
+        std::time::Duration::from_secs(30),
+    )
+    .expect("vault client");
+    let gateway = Gateway::start_with(&spec, Some(&credentials), shutdown)
+        .expect("gateway")
+        .with_audit(recorder);
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    let tokens = [("t-alice", "alice"), ("t-bob", "bob"), ("t-carol", "carol")];
+    let auth = ResourceAuth {
+        verifier: Arc::new(Members(tokens.into_iter().collect())),
+        issuer: "http://issuer.test".to_owned(),
+    };
+    let mut router = edge_svc::http::router(&gateway, &face, Some(auth), shutdown);
+    if let Some(vault) = consent {
+        router = router.nest("/vault", vault_svc::http::router(vault));
+    }
+    tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
+    format!("{origin}/v/crm/mcp")
+}
+
 /// Runs the rounds one after another (each round's two calls run at once).
 async fn futures_join<F: std::future::Future<Output = (Value, Value)>>(
     rounds: impl Iterator<Item = F>,
@@ -308,4 +328,141 @@ async fn futures_join<F: std::future::Future<Output = (Value, Value)>>(
         results.push(round.await);
     }
     results
+}
+
+/// The authlib provider of vault-svc's tests, or `None` (printed loudly) without its Python.
+async fn provider() -> Option<UrlServer> {
+    let python = std::env::var("GATEHOUSE_VAULT_PEERS_PYTHON")
+        .or_else(|_| std::env::var("GATEHOUSE_INTEROP_PYTHON"));
+    let Ok(python) = python else {
+        eprintln!(
+            "SKIPPED: no Python with authlib+flask (set GATEHOUSE_VAULT_PEERS_PYTHON); the \
+             first-use flow through a real OAuth provider did not run"
+        );
+        return None;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../vault-svc/tests/peers/oauth_provider.py"
+    );
+    let mut command = Command::new(python);
+    command.args([script, "--expires-in", "600", "--print-url"]);
+    Some(UrlServer::start(command).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_connect_their_own_accounts_at_a_real_provider_and_retry() {
+    let Some(provider) = provider().await else {
+        return;
+    };
+    let base = provider.url.clone();
+    let dir = tempfile::tempdir().expect("vault");
+    let shutdown = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut config = vault_svc::Config::default().with_data_dir(dir.path());
+    config.http.public_url = format!("{origin}/vault");
+    config.connectors.insert(
+        "idp".to_owned(),
+        vault_svc::ConnectorConfig {
+            credential: vault_svc::CredentialMode::PerMember,
+            oauth: Some(vault_svc::OAuthProviderConfig {
+                client_id: "vault-client".to_owned(),
+                client_secret: Some("vault-client-secret".to_owned().into()),
+                authorization_endpoint: Some(format!("{base}/authorize")),
+                token_endpoint: Some(format!("{base}/token")),
+                resource: None,
+                scopes: vec!["read".to_owned()],
+                revocation_endpoint: None,
+            }),
+        },
+    );
+    let (vault_endpoint, vault, mut vault_events) = run_vault(config, &shutdown).await;
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    let whoami = format!("{base}/whoami");
+    echo.args(["http", "--listen", "127.0.0.1:0", "--whoami", &whoami]);
+    let downstream = UrlServer::start(echo).await;
+    let yaml = format!(
+        "connectors:\n  - name: idp\n    http: {{url: \"{}\"}}\n    credentials:\n      mode: per_member\n      \
+         oauth: {{client_id: vault-client, authorization_endpoint: \"{base}/authorize\", token_endpoint: \"{base}/token\"}}\n\
+         virtual_servers:\n  - name: crm\n    connectors: [{{connector: idp, prefix: \"\"}}]\n",
+        downstream.url
+    );
+    let url = serve_edge(
+        listener,
+        &yaml,
+        &vault_endpoint,
+        Recorder::disabled(),
+        Some(vault.clone()),
+        &shutdown,
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("browser");
+    let mut seen = Vec::new();
+    for (token, member) in [("t-alice", "alice"), ("t-bob", "bob")] {
+        let first = call(&url, token, "whoami", json!({})).await;
+        assert_eq!(first["result"]["isError"], true, "{first}");
+        let message = text(&first);
+        let link = message
+            .split_whitespace()
+            .find(|word| word.starts_with(&format!("{base}/authorize?")))
+            .unwrap_or_else(|| panic!("the tool error carries the link: {message}"));
+        // The member logs in at the provider (auto-approved as `user`), which sends the browser
+        // to vault-svc's callback on the gateway's origin.
+        let authorized = browser
+            .get(format!("{link}&user={member}"))
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(authorized.status(), 302);
+        let callback = authorized.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(
+            callback.starts_with(&format!("{origin}/vault/oauth/callback?")),
+            "{callback}"
+        );
+        let page = browser.get(&callback).send().await.expect("callback");
+        assert_eq!(page.status(), 200);
+        seen.push(page.text().await.expect("page"));
+        let retried = call(&url, token, "whoami", json!({})).await;
+        assert_eq!(text(&retried), member, "the downstream saw {retried}");
+        seen.extend([first.to_string(), retried.to_string()]);
+    }
+    let again = call(&url, "t-alice", "whoami", json!({})).await;
+    assert_eq!(text(&again), "alice", "{again}");
+    seen.push(again.to_string());
+    let mut tokens = Vec::new();
+    for member in ["alice", "bob"] {
+        let query = vault_svc::CredentialQuery {
+            member_id: Some(member.to_owned()),
+            connector: "idp".to_owned(),
+            ..vault_svc::CredentialQuery::default()
+        };
+        let vault_svc::CredentialOutcome::Released(released) =
+            vault.get_credential(&query).await.expect("credential")
+        else {
+            panic!("{member} connected");
+        };
+        let Material::Bearer { token } = released.material else {
+            panic!("a bearer token");
+        };
+        tokens.push(token.expose().to_owned());
+    }
+    shutdown.cancel();
+    vault_events.close();
+    while let Some(event) = vault_events.recv().await {
+        seen.push(format!("{event:?}"));
+    }
+    for token in &tokens {
+        assert!(
+            seen.iter().all(|text| !text.contains(token.as_str())),
+            "a member's token leaked into a response, a page or a vault event"
+        );
+    }
+    downstream.stop().await;
+    provider.stop().await;
 }
