@@ -22,6 +22,7 @@ pub use sessions::ConnectorCredentials;
 pub use spec::{CredentialMode, CredentialSpec, InjectSpec, OAuthSpec};
 pub use template::Injection;
 
+use crate::audit::Subject;
 use crate::auth::Caller;
 
 /// How edge reaches vault-svc: its gRPC endpoint and edge's service token.
@@ -211,17 +212,13 @@ impl Released {
 }
 
 impl Who {
-    /// Reads the caller the bearer-token gate left in the request (`None`: no gate ran).
+    /// Reads the caller the bearer-token gate left in the request (`None`: no gate ran), as
+    /// the audit record names it.
     pub fn of(caller: Option<&Caller>) -> Self {
-        match caller {
-            Some(Caller::Token(claims)) if claims.subject == claims.client_id => Self::Agent {
-                client_id: claims.client_id.clone(),
-            },
-            Some(Caller::Token(claims)) => Self::Member {
-                id: claims.subject.clone(),
-                client_id: claims.client_id.clone(),
-            },
-            Some(Caller::Anonymous) | None => Self::Gateway,
+        match Subject::of(caller) {
+            Subject::Member { id, client_id } => Self::Member { id, client_id },
+            Subject::Agent { client_id } => Self::Agent { client_id },
+            Subject::Anonymous => Self::Gateway,
         }
     }
 

@@ -2,6 +2,8 @@
 //!
 //! The headers are asked of a [`HeaderSource`] per request, not fixed at session start, so a
 //! refreshed or rotated credential takes effect on the next request without a new session.
+//! Every method of rmcp's client trait is overridden, including the `_with_max_sse_event_size`
+//! variants whose defaults would drop the transport's SSE event limit.
 
 use std::collections::HashMap;
 use std::sync::Arc;

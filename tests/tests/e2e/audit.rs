@@ -331,7 +331,7 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
 }
 
 /// Starts `gatehouse up` on `data` and returns the child and its MCP URL.
-async fn gatehouse_up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
+pub(super) async fn gatehouse_up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
     let binary = PathBuf::from(ECHO).with_file_name("gatehouse");
     assert!(
         binary.is_file(),

@@ -466,3 +466,73 @@ async fn members_connect_their_own_accounts_at_a_real_provider_and_retry() {
     downstream.stop().await;
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatehouse_up_injects_a_shared_credential_set_through_the_cli() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    echo.args(["http", "--listen", "127.0.0.1:0"]);
+    let downstream = UrlServer::start(echo).await;
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "connectors:\n  - name: team\n    http: {{url: \"{}\"}}\n    credentials: {{mode: shared}}\n\
+             virtual_servers:\n  - name: tools\n    auth: none\n    connectors: [{{connector: team, prefix: \"\"}}]\n",
+            downstream.url
+        ),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let gatehouse =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_mcp-echo")).with_file_name("gatehouse");
+    let place = [
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+    ];
+    // The value comes from standard input, never from the command line.
+    let mut set = std::process::Command::new(&gatehouse)
+        .args([
+            "credentials",
+            "set",
+            "team",
+            "--bearer-env",
+            "GATEHOUSE_E2E_UNSET_TOKEN",
+        ])
+        .args(place)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("credentials set");
+    std::io::Write::write_all(&mut set.stdin.take().expect("stdin"), SHARED.as_bytes())
+        .expect("secret on stdin");
+    let stored = set.wait_with_output().expect("credentials set ran");
+    assert!(stored.status.success(), "{stored:?}");
+    let printed = String::from_utf8_lossy(&stored.stdout).into_owned();
+    assert!(printed.contains("stored shared credential"), "{printed}");
+    let status = std::process::Command::new(&gatehouse)
+        .args(["connectors", "status"])
+        .args(place)
+        .output()
+        .expect("connectors status");
+    let report = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        report.contains("team") && report.contains("Healthy"),
+        "{report}"
+    );
+
+    let (mut up, url) = super::audit::gatehouse_up(&config, &data).await;
+    let response = call(&url, "unused", "authorization_digest", json!({})).await;
+    assert_eq!(
+        text(&response),
+        digest(&format!("Bearer {SHARED}")),
+        "{response}"
+    );
+    for text in [printed, report, response.to_string()] {
+        assert!(!text.contains(SHARED), "the credential was echoed");
+    }
+    up.kill().await.expect("gatehouse stopped");
+    downstream.stop().await;
+}
