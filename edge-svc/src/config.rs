@@ -40,6 +40,10 @@ pub struct Config {
     /// Where decided requests are recorded; without it the edge keeps no audit trail.
     #[serde(default)]
     pub audit: Option<crate::audit::AuditConfig>,
+    /// Where connectors' downstream credentials come from; required when any connector
+    /// declares `credentials`.
+    #[serde(default)]
+    pub vault: Option<crate::credentials::VaultConfig>,
 }
 
 fn default_listen_addr() -> SocketAddr {

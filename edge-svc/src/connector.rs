@@ -5,8 +5,10 @@
 //! dead session on demand, restarts a crashed child with backoff, and relays whatever the
 //! downstream sends during a call back to the caller through a [`Relay`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use ::http::{HeaderName, HeaderValue};
 use rmcp::{
     ErrorData,
     model::{ClientResult, ProtocolVersion, RequestId, ServerNotification, ServerRequest},
@@ -17,6 +19,7 @@ mod config;
 mod error;
 mod handler;
 mod http;
+mod inject;
 mod origin;
 pub mod sandbox;
 mod session;
@@ -58,6 +61,15 @@ pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
     );
 }
 
+/// Supplies the credential headers of every HTTP request one downstream session sends.
+#[async_trait::async_trait]
+pub trait HeaderSource: Send + Sync + std::fmt::Debug + 'static {
+    /// Returns the headers to add, as current at the moment of the request.
+    async fn headers(
+        &self,
+    ) -> Result<HashMap<HeaderName, HeaderValue>, crate::credentials::CredentialError>;
+}
+
 /// A supervised downstream MCP server; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Connector {
@@ -75,8 +87,19 @@ impl Connector {
         relay: Arc<dyn Relay>,
         shutdown: CancellationToken,
     ) -> Self {
+        Self::spawn_with_headers(name, transport, None, relay, shutdown)
+    }
+
+    /// Like [`Connector::spawn`], adding `headers`' credential to every HTTP request.
+    pub fn spawn_with_headers(
+        name: String,
+        transport: Transport,
+        headers: Option<Arc<dyn HeaderSource>>,
+        relay: Arc<dyn Relay>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
-            inner: supervisor::Supervisor::spawn(name, transport, relay, shutdown),
+            inner: supervisor::Supervisor::spawn(name, transport, headers, relay, shutdown),
         }
     }
 

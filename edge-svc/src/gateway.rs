@@ -9,9 +9,10 @@ use crate::access::Access;
 use crate::audit::Recorder;
 use crate::catalogue::Curation;
 use crate::connector::{Connector, Era, Relay, Transport};
+use crate::credentials::{ConnectorCredentials, CredentialMode, Credentials};
 use crate::inspect::Inspector;
 use crate::quota::Quotas;
-use crate::spec::{AuthMode, GatewaySpec, VirtualServerSpec};
+use crate::spec::{AuthMode, ConnectorSpec, GatewaySpec, VirtualServerSpec};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{Member, VirtualServer};
 
@@ -27,8 +28,13 @@ pub struct Gateway {
     inspector: Inspector,
 }
 
-/// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin.
-type Sessions = (Connector, Option<Connector>);
+/// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin, with
+/// the credential binding of a connector that injects one.
+type Sessions = (
+    Connector,
+    Option<Connector>,
+    Option<Arc<ConnectorCredentials>>,
+);
 
 impl Gateway {
     /// Spawns each connector once (shared by every virtual server that lists it) and builds the servers.
@@ -36,6 +42,18 @@ impl Gateway {
     /// The spec was validated when parsed, so a transport or curation error here is reported
     /// as the same message rather than trusted away.
     pub fn start(spec: &GatewaySpec, shutdown: &CancellationToken) -> Result<Self, String> {
+        Self::start_with(spec, None, shutdown)
+    }
+
+    /// Like [`Gateway::start`], fetching connectors' downstream credentials through `credentials`.
+    ///
+    /// A connector that declares credentials cannot start without a vault-svc client: the
+    /// gateway fails closed rather than call it unauthenticated.
+    pub fn start_with(
+        spec: &GatewaySpec,
+        credentials: Option<&Credentials>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, String> {
         let board = Arc::new(Switchboard::default());
         let relay: Arc<dyn Relay> = board.clone();
         let mut by_name = HashMap::new();
@@ -44,8 +62,16 @@ impl Gateway {
             let transport = declared
                 .transport()
                 .map_err(|reason| format!("connector `{}`: {reason}", declared.name))?;
+            let binding = bind(declared, credentials, &transport, &relay, shutdown)?;
+            let source = binding.as_ref().map(ConnectorCredentials::main_source);
             let spawn = |name: String, transport| {
-                Connector::spawn(name, transport, Arc::clone(&relay), shutdown.child_token())
+                Connector::spawn_with_headers(
+                    name,
+                    transport,
+                    source.clone(),
+                    Arc::clone(&relay),
+                    shutdown.child_token(),
+                )
             };
             let legacy = legacy_twin(&transport)
                 .map(|twin| spawn(format!("{}@legacy", declared.name), twin));
@@ -55,7 +81,7 @@ impl Gateway {
                 Arc::clone(&relay),
                 shutdown.child_token(),
             );
-            by_name.insert(declared.name.clone(), (connector.clone(), legacy));
+            by_name.insert(declared.name.clone(), (connector.clone(), legacy, binding));
             connectors.push(connector);
         }
         let mut servers = Vec::new();
@@ -144,18 +170,20 @@ fn virtual_server(
 ) -> Result<VirtualServer, String> {
     let mut members = Vec::new();
     for member in &declared.connectors {
-        let (connector, legacy) = by_name.get(&member.connector).cloned().ok_or_else(|| {
-            format!(
-                "virtual server `{}`: unknown connector `{}`",
-                declared.name, member.connector
-            )
-        })?;
+        let (connector, legacy, credentials) =
+            by_name.get(&member.connector).cloned().ok_or_else(|| {
+                format!(
+                    "virtual server `{}`: unknown connector `{}`",
+                    declared.name, member.connector
+                )
+            })?;
         let curation = Curation::try_from(member)
             .map_err(|reason| format!("virtual server `{}`: {reason}", declared.name))?;
         members.push(Member {
             connector,
             legacy,
             curation,
+            credentials,
         });
     }
     if declared.auth == AuthMode::None {
@@ -170,6 +198,33 @@ fn virtual_server(
         declared.auth,
         members,
     ))
+}
+
+/// Binds a connector that declares credentials to the vault-svc client.
+fn bind(
+    declared: &ConnectorSpec,
+    credentials: Option<&Credentials>,
+    transport: &Transport,
+    relay: &Arc<dyn Relay>,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<ConnectorCredentials>>, String> {
+    if declared.credentials.mode == CredentialMode::None {
+        return Ok(None);
+    }
+    let broker = credentials.ok_or_else(|| {
+        format!(
+            "connector `{}` declares credentials but this edge has no vault-svc client (set `vault`)",
+            declared.name
+        )
+    })?;
+    Ok(Some(ConnectorCredentials::new(
+        &declared.name,
+        &declared.credentials,
+        broker.clone(),
+        transport,
+        relay,
+        shutdown,
+    )))
 }
 
 /// Returns a legacy-pinned copy of an HTTP transport that may negotiate the modern era.

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod config;
 pub mod connector;
+pub mod credentials;
 pub mod error;
 pub mod gateway;
 pub mod http;

@@ -40,7 +40,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let quotas = edge_svc::quota::Quotas::open(&spec.rate_limits).await?;
-    let gateway = edge_svc::Gateway::start(&spec, &shutdown)
+    let credentials = config
+        .vault
+        .as_ref()
+        .map(edge_svc::credentials::Credentials::connect)
+        .transpose()?;
+    let gateway = edge_svc::Gateway::start_with(&spec, credentials.as_ref(), &shutdown)
         .map_err(anyhow::Error::msg)?
         .with_audit(recorder)
         .with_quotas(quotas);

@@ -31,6 +31,7 @@ use rmcp::model::JsonObject;
 
 use crate::access::{self, Access};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
+use crate::credentials::consent;
 use crate::inspect::{self, Inspector};
 use crate::quota::{Charge, Quotas};
 use crate::switchboard::Switchboard;
@@ -177,8 +178,10 @@ fn blocked(record: CallRecord, error: ErrorData) -> ErrorData {
 }
 
 /// Classifies a failed forward: the client hung up, the downstream failed, or the downstream said no.
-fn failure_outcome(context: &RequestContext<RoleServer>) -> Outcome {
-    if context.ct.is_cancelled() {
+fn failure_outcome(context: &RequestContext<RoleServer>, error: &ErrorData) -> Outcome {
+    if consent::is_consent_error(error) {
+        Outcome::ConsentRequired
+    } else if context.ct.is_cancelled() {
         Outcome::Cancelled
     } else {
         Outcome::UpstreamError
@@ -200,7 +203,7 @@ fn settle<T>(
             let (outcome, bytes) = describe(result, record.is_recording());
             record.finish(outcome, None, bytes)
         }
-        Err(error) => record.finish(failure_outcome(context), Some(error), 0),
+        Err(error) => record.finish(failure_outcome(context, error), Some(error), 0),
     };
     kept.map_err(unrecorded)?;
     answer
@@ -366,6 +369,9 @@ impl ServerHandler for Proxy {
             answer,
             &context,
             |response, measured| match response {
+                CallToolResponse::Complete(result) if consent::is_consent_answer(result) => {
+                    (Outcome::ConsentRequired, json_size(result, measured))
+                }
                 CallToolResponse::Complete(result) if result.is_error == Some(true) => {
                     (Outcome::ToolError, json_size(result, measured))
                 }

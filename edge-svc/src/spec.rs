@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use crate::connector::{HttpConfig, SseConfig, StdioConfig, Transport};
+use crate::credentials::CredentialSpec;
 
 /// The whole declared gateway: every connector and every virtual server.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +49,9 @@ pub struct ConnectorSpec {
     pub http: Option<HttpConfig>,
     /// A legacy 2024-11-05 HTTP+SSE endpoint.
     pub sse: Option<SseConfig>,
+    /// The downstream credential injected into its requests (none by default).
+    #[serde(default)]
+    pub credentials: CredentialSpec,
 }
 
 /// How clients authenticate to a virtual server.
@@ -155,7 +159,13 @@ impl GatewaySpec {
                     format!("duplicate connector `{}`", connector.name),
                 ));
             }
-            connector.transport().map_err(|reason| (path, reason))?;
+            let transport = connector
+                .transport()
+                .map_err(|reason| (path.clone(), reason))?;
+            connector
+                .credentials
+                .validate(transport.kind())
+                .map_err(|(field, reason)| (format!("{path}.credentials.{field}"), reason))?;
         }
         let mut server_names = BTreeSet::new();
         for (index, server) in self.virtual_servers.iter().enumerate() {

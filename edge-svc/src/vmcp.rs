@@ -13,6 +13,7 @@ use rmcp::{Peer, RoleClient, RoleServer};
 
 use crate::catalogue::{Curation, ToolCatalogue};
 use crate::connector::Connector;
+use crate::credentials::ConnectorCredentials;
 use crate::spec::AuthMode;
 
 mod listeners;
@@ -31,6 +32,8 @@ pub struct Member {
     pub legacy: Option<Connector>,
     /// Its curated view.
     pub curation: Curation,
+    /// The credential its calls carry, when the connector injects one.
+    pub credentials: Option<Arc<ConnectorCredentials>>,
 }
 
 impl Member {

@@ -22,7 +22,23 @@ pub(crate) struct Started {
     /// Edge's durable spool, delivering to the in-process audit-svc; token and credential
     /// events take the same path as call events.
     pub(crate) recorder: edge_svc::audit::Recorder,
+    /// Edge's vault-svc client, authenticated by this process's random edge token.
+    pub(crate) credentials: edge_svc::credentials::Credentials,
+    /// vault-svc itself, whose HTTP face (the consent callback) the public listener serves.
+    pub(crate) vault: vault_svc::Vault,
 }
+
+/// What vault-svc learns from the gateway file and the public listener.
+#[derive(Debug)]
+pub(crate) struct VaultFacts {
+    /// The connectors that declare credentials, as vault-svc configures them.
+    pub(crate) connectors: std::collections::BTreeMap<String, vault_svc::ConnectorConfig>,
+    /// Where members' browsers reach vault-svc's HTTP face (`{public}/vault`).
+    pub(crate) public_url: String,
+}
+
+/// How long edge reuses released material before asking vault-svc again.
+const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Starts audit-svc, the audit spool, authz-svc and vault-svc on ephemeral loopback ports.
 ///
@@ -33,11 +49,19 @@ pub(crate) async fn start(
     data: &std::path::Path,
     audit_section: crate::oauth::AuditSection,
     policies: authz_svc::PolicyStore,
+    facts: VaultFacts,
 ) -> anyhow::Result<Started> {
     let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
     let vault_config =
         vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?
             .with_data_dir(data);
+    let mut vault_config = vault_config;
+    // The gateway file is the one source of truth for connectors; the edge token is random per
+    // process, so only this process's edge can ever receive material.
+    let edge_token = crate::credentials::service_token()?;
+    vault_config.connectors = facts.connectors;
+    vault_config.http.public_url = facts.public_url;
+    vault_config.callers.edge_token = Some(edge_token.clone().into());
     let mut audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?
         .with_data_dir(data);
     if !audit_section.sinks.is_empty() {
@@ -70,7 +94,13 @@ pub(crate) async fn start(
         Arc::new(crate::trail::CredentialAudit(recorder.clone())),
     )
     .await?;
+    let credentials = edge_svc::credentials::Credentials::with_token(
+        &format!("http://{vault_addr}"),
+        &edge_token,
+        CREDENTIAL_CACHE_TTL,
+    )?;
     let vault_shutdown = shutdown.child_token();
+    let served = vault.clone();
     let backends = vec![
         Backend {
             name: "authz-svc",
@@ -87,7 +117,7 @@ pub(crate) async fn start(
             name: "vault-svc",
             addr: vault_addr,
             task: tokio::spawn(async move {
-                vault_svc::serve_vault(vault, &vault_config, vault_listener, vault_shutdown).await
+                vault_svc::serve_vault(served, &vault_config, vault_listener, vault_shutdown).await
             }),
         },
         Backend {
@@ -96,7 +126,12 @@ pub(crate) async fn start(
             task: audit_task,
         },
     ];
-    Ok(Started { backends, recorder })
+    Ok(Started {
+        backends,
+        recorder,
+        credentials,
+        vault,
+    })
 }
 
 async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {

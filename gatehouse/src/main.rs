@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod backends;
+mod credentials;
 mod oauth;
 mod trail;
 mod up;
@@ -41,6 +42,16 @@ enum Command {
         /// Log format on stderr: `pretty` for people, `json` for log shippers.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
         log_format: String,
+    },
+    /// Sets connectors' shared credentials (write-only).
+    Credentials {
+        #[command(subcommand)]
+        command: credentials::CredentialsCommand,
+    },
+    /// Reports on connectors.
+    Connectors {
+        #[command(subcommand)]
+        command: credentials::ConnectorsCommand,
     },
     /// Verifies, proves, searches and follows the audit log.
     Audit {
@@ -81,5 +92,7 @@ fn main() -> ExitCode {
             }))
         }
         Command::Audit { command } => runtime.block_on(audit::run(command)),
+        Command::Credentials { command } => runtime.block_on(credentials::run_credentials(command)),
+        Command::Connectors { command } => runtime.block_on(credentials::run_connectors(command)),
     }
 }

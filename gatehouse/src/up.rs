@@ -105,11 +105,21 @@ async fn serve(
     };
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
     let policy_store = authz_svc::PolicyStore::new(&policies)?;
-    let crate::backends::Started { backends, recorder } = crate::backends::start(
+    let facts = crate::backends::VaultFacts {
+        connectors: crate::credentials::vault_connectors(&spec).map_err(anyhow::Error::msg)?,
+        public_url: format!("{}/vault", face.public_url.as_str().trim_end_matches('/')),
+    };
+    let crate::backends::Started {
+        backends,
+        recorder,
+        credentials,
+        vault,
+    } = crate::backends::start(
         &shutdown,
         &options.data,
         audit_section,
         policy_store.clone(),
+        facts,
     )
     .await?;
     let access = if policies == authz_svc::PolicyConfig::default() {
@@ -118,7 +128,7 @@ async fn serve(
         edge_svc::access::Access::live(policy_store.subscribe())
     };
     let quotas = edge_svc::quota::Quotas::open(&spec.rate_limits).await?;
-    let gateway = edge_svc::Gateway::start(&spec, &shutdown)
+    let gateway = edge_svc::Gateway::start_with(&spec, Some(&credentials), &shutdown)
         .map_err(|reason| anyhow::anyhow!(reason))?
         .with_audit(recorder)
         .with_access(access)
@@ -130,7 +140,8 @@ async fn serve(
     )));
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
-        .merge(authz_svc::oauth_router(authz));
+        .merge(authz_svc::oauth_router(authz))
+        .nest("/vault", vault_svc::http::router(vault));
     announce(&gateway, &face, local, &backends, &issuer)?;
     let mut server = tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
     tokio::select! {

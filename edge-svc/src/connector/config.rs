@@ -184,6 +184,15 @@ pub struct SseConfig {
 }
 
 impl Transport {
+    /// Returns the transport's key in the config file: `stdio`, `http` or `sse`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stdio(_) => "stdio",
+            Self::Http(_) => "http",
+            Self::Sse(_) => "sse",
+        }
+    }
+
     /// Returns how long [`Connector::peer`](super::Connector::peer) waits for a session.
     pub fn connect_timeout(&self) -> Duration {
         match self {

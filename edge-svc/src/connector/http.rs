@@ -1,6 +1,7 @@
 //! Streamable HTTP connectors, on either protocol era, using rmcp's client transport.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 use rmcp::transport::{
@@ -9,8 +10,9 @@ use rmcp::transport::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Error, HttpConfig,
+    Error, HeaderSource, HttpConfig,
     handler::RelayHandler,
+    inject::InjectingClient,
     origin::OriginTracking,
     session::{Session, handshake},
 };
@@ -33,9 +35,11 @@ fn pooled_client() -> Result<reqwest::Client, Error> {
         .map_err(Error::HttpClient)
 }
 
-/// Opens an MCP session with the streamable HTTP endpoint of `config`.
+/// Opens an MCP session with the streamable HTTP endpoint of `config`, adding `credential`'s
+/// headers to every request when the connector injects one.
 pub(crate) async fn open(
     config: &HttpConfig,
+    credential: Option<Arc<dyn HeaderSource>>,
     handler: RelayHandler,
     session_ct: CancellationToken,
 ) -> Result<Session, Error> {
@@ -44,15 +48,34 @@ pub(crate) async fn open(
         .reinit_on_expired_session(true)
         // A gateway multiplexes many callers onto one connector session.
         .max_concurrent_requests(MAX_CONCURRENT_REQUESTS);
-    let transport = StreamableHttpClientTransport::with_client(pooled_client()?, transport_config);
-    let service = handshake(
-        handler,
-        OriginTracking::new(transport),
-        config.era,
-        config.connect_timeout,
-        session_ct,
-    )
-    .await?;
+    let http = pooled_client()?;
+    let service = match credential {
+        Some(source) => {
+            let client = InjectingClient::new(http, source);
+            let transport = StreamableHttpClientTransport::with_client(client, transport_config);
+            let tracked = OriginTracking::new(transport);
+            handshake(
+                handler,
+                tracked,
+                config.era,
+                config.connect_timeout,
+                session_ct,
+            )
+            .await?
+        }
+        None => {
+            let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+            let tracked = OriginTracking::new(transport);
+            handshake(
+                handler,
+                tracked,
+                config.era,
+                config.connect_timeout,
+                session_ct,
+            )
+            .await?
+        }
+    };
     Ok(Session::new(service, None))
 }
 

@@ -14,7 +14,8 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ConnectorState, ConnectorStatus, Error, LandlockState, Relay, RestartPolicy, Transport,
+    ConnectorState, ConnectorStatus, Error, HeaderSource, LandlockState, Relay, RestartPolicy,
+    Transport,
     handler::RelayHandler,
     http, sandbox,
     session::Session,
@@ -34,6 +35,8 @@ pub(crate) struct Supervisor {
     stderr: StderrTail,
     landlock_warned: AtomicBool,
     wake: Notify,
+    /// The credential added to every HTTP request, for connectors that inject one.
+    headers: Option<Arc<dyn HeaderSource>>,
 }
 
 /// Where the supervision loop is; `peer()` waits on changes of this.
@@ -51,14 +54,11 @@ impl Supervisor {
     pub(crate) fn spawn(
         name: String,
         transport: Transport,
+        headers: Option<Arc<dyn HeaderSource>>,
         relay: Arc<dyn Relay>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        let kind = match &transport {
-            Transport::Stdio(_) => "stdio",
-            Transport::Http(_) => "http",
-            Transport::Sse(_) => "sse",
-        };
+        let kind = transport.kind();
         let supervisor = Arc::new(Self {
             name: name.into(),
             kind,
@@ -68,6 +68,7 @@ impl Supervisor {
             stderr: StderrTail::default(),
             landlock_warned: AtomicBool::new(false),
             wake: Notify::new(),
+            headers,
         });
         supervisor.warn_about_sandbox(&transport);
         let handler = RelayHandler::new(Arc::clone(&supervisor.name), relay);
@@ -253,7 +254,9 @@ async fn open(
 ) -> Result<Session, Error> {
     match transport {
         Transport::Stdio(config) => stdio::open(supervisor, config, handler, session_ct).await,
-        Transport::Http(config) => http::open(config, handler, session_ct).await,
+        Transport::Http(config) => {
+            http::open(config, supervisor.headers.clone(), handler, session_ct).await
+        }
         Transport::Sse(config) => sse::open(config, handler, session_ct).await,
     }
 }

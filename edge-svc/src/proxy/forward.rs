@@ -20,6 +20,11 @@ use rmcp::model::{
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
 
+use crate::auth::Caller;
+use crate::connector::Connector;
+use crate::credentials::Who;
+use crate::credentials::consent;
+use crate::credentials::sessions::Route;
 use crate::inspect::NotificationMask;
 use crate::switchboard::{Switchboard, UpstreamCall};
 use crate::vmcp::VirtualServer;
@@ -75,7 +80,10 @@ impl Forwarder {
         context: &RequestContext<RoleServer>,
         request: ClientRequest,
     ) -> Result<ServerResult, ErrorData> {
-        let connector = self.server.members()[member].for_client(is_modern(context));
+        let connector = match self.session(member, context, &request).await {
+            Ok(connector) => connector,
+            Err(answer) => return answer,
+        };
         let peer = connector.peer().await.map_err(|error| {
             tracing::warn!(connector = connector.name(), %error, "connector unavailable");
             ErrorData::internal_error(
@@ -122,6 +130,43 @@ impl Forwarder {
                 let params = CancelledNotificationParam::new(Some(id), Some("client cancelled".into()));
                 let _ = downstream_peer.notify_cancelled(params).await;
                 Err(ErrorData::internal_error("request cancelled by the client", None))
+            }
+        }
+    }
+}
+
+impl Forwarder {
+    /// Returns the session that carries this caller's call to `member`, or the answer to give
+    /// instead: the first-use link, or why no credential can be injected.
+    async fn session(
+        &self,
+        member: usize,
+        context: &RequestContext<RoleServer>,
+        request: &ClientRequest,
+    ) -> Result<Connector, Result<ServerResult, ErrorData>> {
+        let member = &self.server.members()[member];
+        let main = member.for_client(is_modern(context));
+        let Some(binding) = &member.credentials else {
+            return Ok(main.clone());
+        };
+        let parts = context.extensions.get::<http::request::Parts>();
+        let who = Who::of(parts.and_then(|parts| parts.extensions.get::<Caller>()));
+        let trace_id = svc_kit::telemetry::propagation::current_trace_id().unwrap_or_default();
+        let name = member.connector.name();
+        match binding.route(&who, &trace_id).await {
+            Ok(Route::Main) => Ok(main.clone()),
+            Ok(Route::Member(connector)) => Ok(connector),
+            Ok(Route::Consent(link)) => Err(match request {
+                ClientRequest::CallToolRequest(_)
+                    if !consent::opens_urls(context.client_capabilities().as_ref()) =>
+                {
+                    Ok(ServerResult::CallToolResult(link.tool_error(name)))
+                }
+                _ => Err(link.elicitation(name)),
+            }),
+            Err(error) => {
+                tracing::warn!(connector = name, %error, "no credential for a call");
+                Err(Err(error.client_error(name)))
             }
         }
     }

@@ -211,3 +211,36 @@ fn a_dlp_section_parses_and_its_errors_name_the_field() {
         assert!(error.contains(field), "{section}: {error}");
     }
 }
+
+fn connector_error(block: &str) -> String {
+    let yaml = format!(
+        "connectors:\n  - name: crm\n    http: {{url: \"http://127.0.0.1:1/mcp\"}}\n    credentials: {block}\n"
+    );
+    GatewaySpec::from_yaml(&yaml, "g.yaml")
+        .map(|_| String::new())
+        .unwrap_or_else(|error| error.to_string())
+}
+
+#[test]
+fn credentials_parse_and_errors_name_the_field() {
+    assert_eq!(
+        connector_error(
+            "{mode: per_member, inject: {headers: {Authorization: \"Bearer {token}\"}}, \
+             oauth: {client_id: c, authorization_endpoint: \"http://idp/a\", token_endpoint: \"http://idp/t\"}}"
+        ),
+        ""
+    );
+    let typo = connector_error("{mode: shared, injet: {}}");
+    assert!(typo.contains("connectors[0].credentials"), "{typo}");
+    let placeholder = connector_error("{mode: shared, inject: {headers: {X-Key: \"{secret}\"}}}");
+    assert!(
+        placeholder.contains("connectors[0].credentials.inject.headers.X-Key"),
+        "{placeholder}"
+    );
+    let oauth = connector_error("{mode: per_member, oauth: {client_id: c}}");
+    assert!(oauth.contains("connectors[0].credentials.oauth"), "{oauth}");
+    let shared_oauth = connector_error(
+        "{mode: shared, oauth: {client_id: c, resource: \"http://127.0.0.1:1/mcp\"}}",
+    );
+    assert!(shared_oauth.contains("per_member"), "{shared_oauth}");
+}

@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler, ServiceExt,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    handler::server::{common::Extension, router::tool::ToolRouter, wrapper::Parameters},
     model::{
         CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
         ListPromptsResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
@@ -59,6 +59,10 @@ enum Mode {
         /// Address to bind.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// An OAuth provider's token-owner endpoint; the `whoami` tool asks it who the
+        /// request's bearer token belongs to, so only that provider's tokens get an answer.
+        #[arg(long, value_name = "URL")]
+        whoami: Option<String>,
     },
 }
 
@@ -110,13 +114,46 @@ static ECHOES: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone)]
 struct Echo {
     tool_router: ToolRouter<Self>,
+    whoami: Option<Arc<str>>,
 }
 
 #[tool_router]
 impl Echo {
-    fn new() -> Self {
+    fn new(whoami: Option<Arc<str>>) -> Self {
         Self {
             tool_router: Self::tool_router(),
+            whoami,
+        }
+    }
+
+    #[tool(
+        description = "Return the user the OAuth provider says this request's bearer token belongs to"
+    )]
+    async fn whoami(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+    ) -> CallToolResult {
+        let refused = |why: &str| CallToolResult::error(vec![ContentBlock::text(why.to_owned())]);
+        let Some(url) = &self.whoami else {
+            return refused("no provider configured");
+        };
+        let Some(authorization) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return refused("no bearer token");
+        };
+        let asked = reqwest::Client::new()
+            .get(url.as_ref())
+            .header(axum::http::header::AUTHORIZATION, authorization.clone())
+            .send()
+            .await;
+        let owner = match asked {
+            Ok(response) if response.status().is_success() => {
+                response.json::<serde_json::Value>().await.ok()
+            }
+            _ => None,
+        };
+        match owner.as_ref().and_then(|body| body["user"].as_str()) {
+            Some(user) => CallToolResult::success(vec![ContentBlock::text(user.to_owned())]),
+            None => refused("the provider refused the token"),
         }
     }
 
@@ -184,6 +221,23 @@ impl Echo {
     #[tool(description = "Exit the process at once with the given status")]
     fn exit(&self, Parameters(ExitParams { code }): Parameters<ExitParams>) -> String {
         std::process::exit(code)
+    }
+
+    #[tool(
+        description = "Return the SHA-256 (hex) of the Authorization header this request carried, or \"none\": proves which credential arrived without echoing it"
+    )]
+    fn authorization_digest(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+    ) -> String {
+        use sha2::Digest as _;
+        parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map_or_else(
+                || "none".to_owned(),
+                |value| format!("{:x}", sha2::Sha256::digest(value.as_bytes())),
+            )
     }
 
     #[tool(description = "Return the process id")]
@@ -260,19 +314,19 @@ impl ServerHandler for Echo {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::Stdio => serve_stdio().await,
-        Mode::Http { listen } => serve_http(listen).await,
+        Mode::Http { listen, whoami } => serve_http(listen, whoami.map(Arc::from)).await,
     }
 }
 
 async fn serve_stdio() -> anyhow::Result<()> {
     // One stderr line per start, so supervisors' stderr tails show each launch.
     eprintln!("mcp-echo {}: serving stdio", std::process::id());
-    let service = Echo::new().serve(rmcp::transport::stdio()).await?;
+    let service = Echo::new(None).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())
 }
 
-async fn serve_http(listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve_http(listen: SocketAddr, whoami: Option<Arc<str>>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .context("bind")?;
@@ -281,7 +335,7 @@ async fn serve_http(listen: SocketAddr) -> anyhow::Result<()> {
         .with_legacy_session_mode(true)
         .with_json_response(true);
     let service = StreamableHttpService::new(
-        || Ok(Echo::new()),
+        move || Ok(Echo::new(whoami.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -149,23 +149,23 @@ pub(super) async fn wait_for_events(
 }
 
 /// Is the service token edge presents to audit-svc in these tests.
-fn edge_token() -> SecretSetting {
+pub(super) fn edge_token() -> SecretSetting {
     SecretSetting::from("edge-audit-e2e-".repeat(3))
 }
 
 /// Returns audit-svc's settings with its log in `data`, admitting edge.
-fn audit_svc_config(data: &Path) -> audit_svc::Config {
+pub(super) fn audit_svc_config(data: &Path) -> audit_svc::Config {
     let mut config = audit_svc::Config::default().with_data_dir(data);
     config.callers.edge_token = Some(edge_token());
     config
 }
 
 /// Returns edge's audit settings: a spool in `spool_dir` delivering to `audit_addr`.
-fn edge_spool(audit_addr: std::net::SocketAddr, spool_dir: &Path) -> AuditConfig {
+pub(super) fn edge_spool(audit_addr: std::net::SocketAddr, spool_dir: &Path) -> AuditConfig {
     AuditConfig::new(format!("http://{audit_addr}"), spool_dir).with_token(edge_token())
 }
 
-async fn reserve_port() -> std::net::SocketAddr {
+pub(super) async fn reserve_port() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("addr")
 }

@@ -179,13 +179,13 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// A child process that prints its URL on its first stdout line (mcp-echo http, FastMCP).
-struct UrlServer {
-    url: String,
+pub(super) struct UrlServer {
+    pub(super) url: String,
     child: Child,
 }
 
 impl UrlServer {
-    async fn start(mut command: Command) -> Self {
+    pub(super) async fn start(mut command: Command) -> Self {
         let mut child = command
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -206,7 +206,7 @@ impl UrlServer {
     }
 
     /// Kills the server and waits until it is gone.
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         self.child.kill().await.expect("server killed");
     }
 }

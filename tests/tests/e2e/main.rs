@@ -6,6 +6,7 @@
 
 mod audit;
 mod connector;
+mod credentials;
 mod deploy;
 mod dlp;
 mod gateway;

@@ -13,8 +13,9 @@ parameter, i.e. the member "logging in"), /token, /whoami (bearer-protected),
 POST /admin/seed (creates grants directly, as if consent had happened), GET
 /admin/stats, and RFC 8414 metadata.
 
-Usage: python oauth_provider.py --expires-in SECONDS. Prints one JSON line
-{"port": N} on stdout once listening on 127.0.0.1.
+Usage: python oauth_provider.py --expires-in SECONDS [--print-url]. Prints one
+JSON line {"port": N} (or, with --print-url, the base URL) on stdout once
+listening on 127.0.0.1.
 """
 
 import argparse
@@ -296,10 +297,14 @@ def create_app(expires_in):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--expires-in", type=int, default=3)
+    parser.add_argument("--print-url", action="store_true", help="print http://127.0.0.1:PORT instead of JSON")
     args = parser.parse_args()
     app = create_app(args.expires_in)
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    print(json.dumps({"port": server.server_port}), flush=True)
+    if args.print_url:
+        print(f"http://127.0.0.1:{server.server_port}", flush=True)
+    else:
+        print(json.dumps({"port": server.server_port}), flush=True)
     server.serve_forever()
 
 

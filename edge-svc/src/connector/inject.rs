@@ -1,0 +1,140 @@
+//! An HTTP client for rmcp's streamable HTTP transport that adds a credential to every request.
+//!
+//! The headers are asked of a [`HeaderSource`] per request, not fixed at session start, so a
+//! refreshed or rotated credential takes effect on the next request without a new session.
+//! Every method of rmcp's client trait is overridden, including the `_with_max_sse_event_size`
+//! variants whose defaults would drop the transport's SSE event limit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use http::{HeaderName, HeaderValue};
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+};
+use sse_stream::{Error as SseError, Sse};
+
+use super::HeaderSource;
+
+/// A pooled reqwest client plus the source of one session's credential headers.
+#[derive(Debug, Clone)]
+pub(crate) struct InjectingClient {
+    http: reqwest::Client,
+    source: Arc<dyn HeaderSource>,
+}
+
+type Failure = StreamableHttpError<reqwest::Error>;
+
+impl InjectingClient {
+    /// Wraps `http`, adding `source`'s headers to every request.
+    pub(crate) fn new(http: reqwest::Client, source: Arc<dyn HeaderSource>) -> Self {
+        Self { http, source }
+    }
+
+    /// Adds the credential to `headers`. A missing credential is reported as an I/O error
+    /// (rmcp's error type is fixed by the inner client); its source is the typed reason.
+    async fn with_credential(
+        &self,
+        mut headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<HashMap<HeaderName, HeaderValue>, Failure> {
+        let credential = self.source.headers().await.map_err(|error| {
+            StreamableHttpError::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                error,
+            ))
+        })?;
+        headers.extend(credential);
+        Ok(headers)
+    }
+}
+
+impl StreamableHttpClient for InjectingClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        let headers = self.with_credential(custom_headers).await?;
+        self.http
+            .post_message(uri, message, session_id, auth_header, headers)
+            .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        let headers = self.with_credential(custom_headers).await?;
+        self.http
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), Failure> {
+        let headers = self.with_credential(custom_headers).await?;
+        self.http
+            .delete_session(uri, session_id, auth_header, headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
+        let headers = self.with_credential(custom_headers).await?;
+        self.http
+            .get_stream(uri, session_id, last_event_id, auth_header, headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
+        let headers = self.with_credential(custom_headers).await?;
+        self.http
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+}

@@ -1,0 +1,168 @@
+//! How a connector's downstream credential is declared in the gateway file.
+//!
+//! The gateway file is the one source of truth: `gatehouse up` derives vault-svc's connector
+//! table from these declarations, and edge renders the `inject` templates with what vault-svc
+//! releases.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Whose credential a connector's calls carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialMode {
+    /// Nothing is injected (the default): the connector needs no credential or has a static header.
+    #[default]
+    None,
+    /// The connector's one service-account credential, set by an administrator.
+    Shared,
+    /// The calling member's own credential, connected through the first-use link.
+    PerMember,
+}
+
+/// The `credentials:` block of one connector.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSpec {
+    /// Whose credential is used.
+    #[serde(default)]
+    pub mode: CredentialMode,
+    /// Where the material goes; by default where its kind belongs (a bearer token in
+    /// `Authorization: Bearer`, an API key in its own header).
+    #[serde(default)]
+    pub inject: InjectSpec,
+    /// The downstream OAuth provider members connect to (`per_member` only).
+    #[serde(default)]
+    pub oauth: Option<OAuthSpec>,
+}
+
+/// Templates that place credential material into a request.
+///
+/// `{token}` and `{key}` stand for the secret itself (a bearer token, an API key or a
+/// password), `{username}` for a basic-auth user name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectSpec {
+    /// Header name → value template, for example `Authorization: "Bearer {token}"`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Environment variable → value template, for stdio connectors.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A downstream OAuth provider: static endpoints, or discovery from `resource` (RFC 9728).
+///
+/// The client secret is named by an environment variable so that the gateway file holds no
+/// secret and can be committed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSpec {
+    /// The client id Gatehouse registered at the provider.
+    pub client_id: String,
+    /// The environment variable holding the client secret, for confidential clients.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// The provider's authorization endpoint.
+    #[serde(default)]
+    pub authorization_endpoint: Option<url::Url>,
+    /// The provider's token endpoint.
+    #[serde(default)]
+    pub token_endpoint: Option<url::Url>,
+    /// The provider's RFC 7009 revocation endpoint.
+    #[serde(default)]
+    pub revocation_endpoint: Option<url::Url>,
+    /// Scopes to request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The connector's resource URL (RFC 8707 `resource`; RFC 9728 discovery without endpoints).
+    #[serde(default)]
+    pub resource: Option<url::Url>,
+}
+
+/// The placeholders a template may use.
+const PLACEHOLDERS: [&str; 3] = ["token", "key", "username"];
+
+impl CredentialSpec {
+    /// Checks the block against its connector's transport (`kind` is `stdio`, `http` or `sse`);
+    /// errors are `(field below credentials, reason)`.
+    pub fn validate(&self, kind: &str) -> Result<(), (String, String)> {
+        let declared = !self.inject.headers.is_empty() || !self.inject.env.is_empty();
+        if self.mode == CredentialMode::None {
+            if declared || self.oauth.is_some() {
+                return Err((
+                    "mode".into(),
+                    "is `none`: set `shared` or `per_member` to inject a credential".into(),
+                ));
+            }
+            return Ok(());
+        }
+        if kind != "http" {
+            return Err((
+                "mode".into(),
+                format!("credentials are injected into `http` connectors only, not `{kind}`"),
+            ));
+        }
+        if !self.inject.env.is_empty() {
+            return Err((
+                "inject.env".into(),
+                "applies to stdio connectors; use `inject.headers` for http".into(),
+            ));
+        }
+        for (name, template) in &self.inject.headers {
+            check_template(template)
+                .map_err(|reason| (format!("inject.headers.{name}"), reason))?;
+            http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                (
+                    format!("inject.headers.{name}"),
+                    "is not a header name".into(),
+                )
+            })?;
+        }
+        match (&self.oauth, self.mode) {
+            (Some(_), CredentialMode::Shared) => Err((
+                "oauth".into(),
+                "applies to `per_member` credentials; shared ones are set with `gatehouse credentials set`".into(),
+            )),
+            (Some(oauth), _) => oauth.validate(),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+impl OAuthSpec {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.client_id.is_empty() {
+            return Err(("oauth.client_id".into(), "must not be empty".into()));
+        }
+        let static_endpoints =
+            self.authorization_endpoint.is_some() && self.token_endpoint.is_some();
+        if !static_endpoints && self.resource.is_none() {
+            return Err((
+                "oauth".into(),
+                "set authorization_endpoint and token_endpoint, or resource for discovery".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses placeholders edge cannot fill, so a typo fails at start rather than per call.
+fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| "has an unclosed `{`".to_owned())?;
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "uses unknown placeholder `{{{name}}}` (known: {{token}}, {{key}}, {{username}})"
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}

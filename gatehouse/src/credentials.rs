@@ -1,0 +1,227 @@
+//! Connector credentials in the product binary: vault-svc's connector table derived from the
+//! gateway file (its one source of truth), and the `credentials` / `connectors` commands.
+//!
+//! The commands open vault-svc's store directly (the embedded default's SQLite file in the data
+//! directory, or PostgreSQL per `GATEHOUSE_VAULT__*`), as `gatehouse audit` reads audit-svc's.
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use edge_svc::credentials::{CredentialMode, OAuthSpec};
+use vault_svc::credential::Material;
+use vault_svc::secret::SecretText;
+
+/// `gatehouse credentials …`: writes connectors' shared credentials (never reads them back).
+#[derive(Debug, Subcommand)]
+pub(crate) enum CredentialsCommand {
+    /// Stores or replaces a connector's shared credential, read from an environment variable
+    /// or, when the variable is not set, from standard input — never from the command line.
+    Set {
+        /// The connector's name in the gateway file.
+        connector: String,
+        /// Stores the value as a bearer token (`Authorization: Bearer …` by default).
+        #[arg(long, value_name = "NAME", conflicts_with = "header_env")]
+        bearer_env: Option<String>,
+        /// Stores the value as an API key (sent in `--header`, or as the connector's template says).
+        #[arg(long, value_name = "NAME")]
+        header_env: Option<String>,
+        /// The header an API key travels in when the connector declares no template.
+        #[arg(long, default_value = "X-Api-Key")]
+        header: String,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+/// `gatehouse connectors …`: connectors as administrators see them.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConnectorsCommand {
+    /// Prints each connector's credential health (never a credential).
+    Status {
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+/// Which gateway file and data directory a command works on.
+#[derive(Debug, Args)]
+pub(crate) struct Place {
+    /// The gateway file (its connectors are vault-svc's connectors).
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// The data directory of `gatehouse up`.
+    #[arg(long, default_value = ".gatehouse")]
+    data: PathBuf,
+}
+
+/// Returns vault-svc's connector table for the gateway file's connectors that declare credentials.
+///
+/// A per-member OAuth client secret is read from its environment variable here, so the file
+/// itself never holds one.
+pub(crate) fn vault_connectors(
+    spec: &edge_svc::GatewaySpec,
+) -> Result<BTreeMap<String, vault_svc::ConnectorConfig>, String> {
+    let mut table = BTreeMap::new();
+    for connector in &spec.connectors {
+        let credential = match connector.credentials.mode {
+            CredentialMode::None => continue,
+            CredentialMode::Shared => vault_svc::CredentialMode::Shared,
+            CredentialMode::PerMember => vault_svc::CredentialMode::PerMember,
+        };
+        let oauth = connector
+            .credentials
+            .oauth
+            .as_ref()
+            .map(|oauth| provider(&connector.name, oauth))
+            .transpose()?;
+        table.insert(
+            connector.name.clone(),
+            vault_svc::ConnectorConfig { credential, oauth },
+        );
+    }
+    Ok(table)
+}
+
+fn provider(connector: &str, oauth: &OAuthSpec) -> Result<vault_svc::OAuthProviderConfig, String> {
+    let client_secret = oauth
+        .client_secret_env
+        .as_ref()
+        .map(|name| {
+            std::env::var(name).map(vault_svc::SecretSetting::from).map_err(|_| {
+                format!(
+                    "connectors.{connector}.credentials.oauth.client_secret_env: environment variable {name} is not set"
+                )
+            })
+        })
+        .transpose()?;
+    let text = |url: &Option<url::Url>| url.as_ref().map(url::Url::to_string);
+    Ok(vault_svc::OAuthProviderConfig {
+        client_id: oauth.client_id.clone(),
+        client_secret,
+        authorization_endpoint: text(&oauth.authorization_endpoint),
+        token_endpoint: text(&oauth.token_endpoint),
+        resource: text(&oauth.resource),
+        scopes: oauth.scopes.clone(),
+        revocation_endpoint: text(&oauth.revocation_endpoint),
+    })
+}
+
+/// Returns a fresh random service token (256 bits, URL-safe base64) for one process's callers.
+pub(crate) fn service_token() -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Runs a `credentials` command.
+pub(crate) async fn run_credentials(command: CredentialsCommand) -> ExitCode {
+    let CredentialsCommand::Set {
+        connector,
+        bearer_env,
+        header_env,
+        header,
+        place,
+    } = command;
+    let outcome = async {
+        let (variable, bearer) = match (bearer_env, header_env) {
+            (Some(name), None) => (name, true),
+            (None, Some(name)) => (name, false),
+            _ => anyhow::bail!("name the value's variable with --bearer-env or --header-env"),
+        };
+        let value = SecretText::from(secret_value(&variable)?);
+        let material = if bearer {
+            Material::Bearer { token: value }
+        } else {
+            Material::ApiKey {
+                header_name: header,
+                key: value,
+            }
+        };
+        let vault = open(&place).await?;
+        let record = vault
+            .set_shared(
+                &connector,
+                &material,
+                None,
+                format!("set by gatehouse credentials set from {variable}"),
+            )
+            .await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "stored shared credential {} for connector {connector} (version {})",
+            record.id, record.version
+        )?;
+        Ok(())
+    };
+    finish(outcome.await)
+}
+
+/// Runs a `connectors` command.
+pub(crate) async fn run_connectors(command: ConnectorsCommand) -> ExitCode {
+    let ConnectorsCommand::Status { place } = command;
+    let outcome = async {
+        let vault = open(&place).await?;
+        let reports = vault.health(&[]).await?;
+        let mut out = std::io::stdout().lock();
+        for report in reports {
+            let mut line = format!("{:<24} {:?}", report.connector, report.state);
+            if report.shared_credential_failing {
+                line.push_str("  shared credential failing");
+            }
+            if !report.failing_member_ids.is_empty() {
+                line.push_str(&format!(
+                    "  failing members: {}",
+                    report.failing_member_ids.join(", ")
+                ));
+            }
+            if !report.detail.is_empty() {
+                line.push_str(&format!("  ({})", report.detail));
+            }
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    };
+    finish(outcome.await)
+}
+
+fn finish(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gatehouse: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the secret from `variable`, else from standard input (one value, trailing newline trimmed).
+fn secret_value(variable: &str) -> anyhow::Result<String> {
+    if let Ok(value) = std::env::var(variable)
+        && !value.is_empty()
+    {
+        return Ok(value);
+    }
+    let mut value = String::new();
+    std::io::stdin().read_to_string(&mut value)?;
+    let value = value.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !value.is_empty(),
+        "{variable} is not set and standard input is empty"
+    );
+    Ok(value)
+}
+
+/// Opens vault-svc's store as `gatehouse up` would, with the gateway file's connectors.
+async fn open(place: &Place) -> anyhow::Result<vault_svc::Vault> {
+    let spec = edge_svc::load_spec(&place.config)?;
+    let mut config = vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?
+        .with_data_dir(&place.data);
+    config.connectors = vault_connectors(&spec).map_err(anyhow::Error::msg)?;
+    Ok(vault_svc::open(&config, Arc::new(vault_svc::event::LogSink)).await?)
+}

@@ -1,0 +1,538 @@
+//! Downstream credentials from vault-svc, injected by edge: a shared credential reaches the
+//! shared connector, each member's own credential reaches only that member's calls, a member
+//! who has not connected gets the first-use link, and no credential ever appears in a response,
+//! an audit record or a vault event.
+//!
+//! Identities come from a token table standing in for authz-svc's login (which the oauth
+//! module exercises): what is under test is edge ↔ vault, keyed by the verified subject.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use edge_svc::audit::{AuditConfig, Recorder};
+use edge_svc::auth::{TokenClaims, TokenError, TokenVerifier};
+use edge_svc::config::HttpFace;
+use edge_svc::credentials::Credentials;
+use edge_svc::http::ResourceAuth;
+use edge_svc::{Gateway, GatewaySpec};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio::net::TcpListener;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use vault_svc::credential::Material;
+use vault_svc::secret::Owner;
+
+use super::connector::UrlServer;
+
+const EDGE_TOKEN: &str = "edge-service-token-0123456789abcdef";
+const SHARED: &str = "canary-shared-7c1d";
+const ALICE: &str = "canary-alice-4e2b";
+const BOB: &str = "canary-bob-9a0f";
+
+/// Members by access token, as a verified token would name them.
+#[derive(Debug)]
+struct Members(HashMap<&'static str, &'static str>);
+
+#[async_trait::async_trait]
+impl TokenVerifier for Members {
+    async fn verify(&self, _resource: &str, token: &str) -> Result<TokenClaims, TokenError> {
+        let member = self
+            .0
+            .get(token)
+            .ok_or(TokenError::Invalid("unknown token"))?;
+        Ok(TokenClaims {
+            subject: (*member).to_owned(),
+            client_id: "desktop-app".to_owned(),
+            scopes: Vec::new(),
+            token_id: format!("jti-{member}"),
+            expires_at: u64::MAX,
+            issuer: "http://issuer.test".to_owned(),
+            act: None,
+            groups: Vec::new(),
+            roles: Vec::new(),
+            grant: None,
+        })
+    }
+}
+
+fn digest(authorization: &str) -> String {
+    format!("{:x}", sha2::Sha256::digest(authorization.as_bytes()))
+}
+
+/// Calls a tool statelessly (2026-07-28) as `token`, declaring `capabilities`.
+async fn call(url: &str, token: &str, tool: &str, capabilities: Value) -> Value {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": capabilities,
+                      "io.modelcontextprotocol/clientInfo": {"name": "credentials-e2e", "version": "1"}});
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": tool, "arguments": {}, "_meta": meta}}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json-rpc response")
+}
+
+fn text(response: &Value) -> String {
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a tool result: {response}"))
+        .to_owned()
+}
+
+/// Starts vault-svc with a shared and a per-member connector and their credentials stored.
+async fn start_vault(dir: &std::path::Path, shutdown: &CancellationToken) -> (String, VaultEvents) {
+    let mut config = vault_svc::Config::default().with_data_dir(dir);
+    let oauth = vault_svc::OAuthProviderConfig {
+        client_id: "gatehouse".to_owned(),
+        client_secret: None,
+        authorization_endpoint: Some("http://127.0.0.1:9/authorize".to_owned()),
+        token_endpoint: Some("http://127.0.0.1:9/token".to_owned()),
+        resource: None,
+        scopes: vec!["crm".to_owned()],
+        revocation_endpoint: None,
+    };
+    config.connectors.insert(
+        "team".to_owned(),
+        vault_svc::ConnectorConfig {
+            credential: vault_svc::CredentialMode::Shared,
+            oauth: None,
+        },
+    );
+    config.connectors.insert(
+        "own".to_owned(),
+        vault_svc::ConnectorConfig {
+            credential: vault_svc::CredentialMode::PerMember,
+            oauth: Some(oauth),
+        },
+    );
+    let (endpoint, vault, events) = run_vault(config, shutdown).await;
+    let bearer = |token: &str| Material::Bearer {
+        token: token.into(),
+    };
+    vault
+        .set_shared("team", &bearer(SHARED), None, "team account".into())
+        .await
+        .expect("shared credential");
+    for (member, token) in [("alice", ALICE), ("bob", BOB)] {
+        vault
+            .store_credential(
+                "own",
+                Owner::Member(member.into()),
+                &bearer(token),
+                None,
+                String::new(),
+            )
+            .await
+            .expect("member credential");
+    }
+    (endpoint, events)
+}
+
+type VaultEvents = tokio::sync::mpsc::Receiver<vault_svc::event::CredentialEvent>;
+
+/// Opens and serves vault-svc per `config`, admitting edge by [`EDGE_TOKEN`].
+async fn run_vault(
+    mut config: vault_svc::Config,
+    shutdown: &CancellationToken,
+) -> (String, vault_svc::Vault, VaultEvents) {
+    config.callers.edge_token = Some(EDGE_TOKEN.to_owned().into());
+    let (sink, events) = vault_svc::event::ChannelSink::new(10_000);
+    let vault = vault_svc::open(&config, Arc::new(sink))
+        .await
+        .expect("vault");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let served = vault.clone();
+    let vault_shutdown = shutdown.clone();
+    tokio::spawn(
+        async move { vault_svc::serve_vault(served, &config, listener, vault_shutdown).await },
+    );
+    (endpoint, vault, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_carries_the_right_credential_and_none_ever_leaks() {
+    let dirs = (
+        tempfile::tempdir().expect("vault"),
+        tempfile::tempdir().expect("spool"),
+        tempfile::tempdir().expect("audit"),
+    );
+    let shutdown = CancellationToken::new();
+    let (vault, mut vault_events) = start_vault(dirs.0.path(), &shutdown).await;
+    let audit_addr = super::audit::reserve_port().await;
+    let audit_config = super::audit::audit_svc_config(dirs.2.path());
+    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
+    tokio::spawn(audit_svc::serve(
+        audit_config.clone(),
+        audit_listener,
+        shutdown.clone(),
+    ));
+    let audit = super::audit::edge_spool(audit_addr, dirs.1.path());
+    let recorder = Recorder::start(&audit, &shutdown).expect("recorder");
+
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    echo.args(["http", "--listen", "127.0.0.1:0"]);
+    let downstream = UrlServer::start(echo).await;
+    let yaml = format!(
+        "connectors:\n\
+         \x20 - name: team\n    http: {{url: \"{url}\"}}\n    credentials: {{mode: shared}}\n\
+         \x20 - name: own\n    http: {{url: \"{url}\"}}\n    credentials:\n      mode: per_member\n      \
+         inject: {{headers: {{Authorization: \"Bearer {{token}}\"}}}}\n      \
+         oauth: {{client_id: gatehouse, authorization_endpoint: \"http://127.0.0.1:9/authorize\", token_endpoint: \"http://127.0.0.1:9/token\"}}\n\
+         virtual_servers:\n  - name: crm\n    connectors: [{{connector: team}}, {{connector: own}}]\n",
+        url = downstream.url
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = serve_edge(listener, &yaml, &vault, recorder, None, &shutdown);
+    let mut seen = Vec::new();
+
+    // The shared connector carries the shared credential, whoever calls.
+    for token in ["t-alice", "t-bob"] {
+        let response = call(&url, token, "team__authorization_digest", json!({})).await;
+        assert_eq!(
+            text(&response),
+            digest(&format!("Bearer {SHARED}")),
+            "{response}"
+        );
+        seen.push(response.to_string());
+    }
+    // The per-member connector carries each member's own, also when their calls interleave.
+    let rounds = (0..4).map(|_| async {
+        let (alice, bob) = tokio::join!(
+            call(&url, "t-alice", "own__authorization_digest", json!({})),
+            call(&url, "t-bob", "own__authorization_digest", json!({})),
+        );
+        (alice, bob)
+    });
+    for (alice, bob) in futures_join(rounds).await {
+        assert_eq!(
+            text(&alice),
+            digest(&format!("Bearer {ALICE}")),
+            "alice got {alice}"
+        );
+        assert_eq!(
+            text(&bob),
+            digest(&format!("Bearer {BOB}")),
+            "bob got {bob}"
+        );
+        seen.extend([alice.to_string(), bob.to_string()]);
+    }
+    // Carol has not connected: a URL-capable client gets the elicitation error, others a tool error.
+    let elicited = call(
+        &url,
+        "t-carol",
+        "own__authorization_digest",
+        json!({"elicitation": {"url": {}}}),
+    )
+    .await;
+    assert_eq!(elicited["error"]["code"], -32042, "{elicited}");
+    let link = elicited["error"]["data"]["elicitations"][0]["url"]
+        .as_str()
+        .expect("a link");
+    assert!(link.starts_with("http://127.0.0.1:9/authorize?"), "{link}");
+    let plain = call(&url, "t-carol", "own__authorization_digest", json!({})).await;
+    assert_eq!(plain["result"]["isError"], true, "{plain}");
+    assert!(
+        text(&plain).contains("http://127.0.0.1:9/authorize?"),
+        "{plain}"
+    );
+    seen.extend([elicited.to_string(), plain.to_string()]);
+
+    let events =
+        super::audit::wait_for_events(&audit_config, "the calls", |events| events.len() >= 12)
+            .await;
+    let outcomes: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, event)| event["outcome"].as_str())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| **outcome == "OUTCOME_CONSENT_REQUIRED")
+            .count(),
+        2,
+        "{outcomes:?}"
+    );
+    seen.extend(events.iter().map(|(_, event)| event.to_string()));
+    shutdown.cancel();
+    vault_events.close();
+    while let Some(event) = vault_events.recv().await {
+        seen.push(format!("{event:?}"));
+    }
+    for secret in [SHARED, ALICE, BOB] {
+        assert!(
+            seen.iter().all(|text| !text.contains(secret)),
+            "a credential leaked into a response, an audit record or a vault event"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .all(|(_, event)| !event.to_string().contains("127.0.0.1:9/authorize")),
+        "the member-bound link stays out of the audit trail"
+    );
+    downstream.stop().await;
+}
+
+/// Serves `yaml`'s virtual server `crm` on `listener` with credentials from the vault-svc at
+/// `vault_endpoint` (and its consent callback under `/vault`, when given); returns its MCP URL.
+fn serve_edge(
+    listener: TcpListener,
+    yaml: &str,
+    vault_endpoint: &str,
+    recorder: Recorder,
+    consent: Option<vault_svc::Vault>,
+    shutdown: &CancellationToken,
+) -> String {
+    let spec = GatewaySpec::from_yaml(yaml, "credentials.yaml").expect("spec");
+    let credentials = Credentials::with_token(
+        vault_endpoint,
+        EDGE_TOKEN,
+        std::time::Duration::from_secs(30),
+    )
+    .expect("vault client");
+    let gateway = Gateway::start_with(&spec, Some(&credentials), shutdown)
+        .expect("gateway")
+        .with_audit(recorder);
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    let tokens = [("t-alice", "alice"), ("t-bob", "bob"), ("t-carol", "carol")];
+    let auth = ResourceAuth {
+        verifier: Arc::new(Members(tokens.into_iter().collect())),
+        issuer: "http://issuer.test".to_owned(),
+    };
+    let mut router = edge_svc::http::router(&gateway, &face, Some(auth), shutdown);
+    if let Some(vault) = consent {
+        router = router.nest("/vault", vault_svc::http::router(vault));
+    }
+    tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
+    format!("{origin}/v/crm/mcp")
+}
+
+/// Runs the rounds one after another (each round's two calls run at once).
+async fn futures_join<F: std::future::Future<Output = (Value, Value)>>(
+    rounds: impl Iterator<Item = F>,
+) -> Vec<(Value, Value)> {
+    let mut results = Vec::new();
+    for round in rounds {
+        results.push(round.await);
+    }
+    results
+}
+
+/// The authlib provider of vault-svc's tests, or `None` (printed loudly) without its Python.
+async fn provider() -> Option<UrlServer> {
+    let python = std::env::var("GATEHOUSE_VAULT_PEERS_PYTHON")
+        .or_else(|_| std::env::var("GATEHOUSE_INTEROP_PYTHON"));
+    let Ok(python) = python else {
+        eprintln!(
+            "SKIPPED: no Python with authlib+flask (set GATEHOUSE_VAULT_PEERS_PYTHON); the \
+             first-use flow through a real OAuth provider did not run"
+        );
+        return None;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../vault-svc/tests/peers/oauth_provider.py"
+    );
+    let mut command = Command::new(python);
+    command.args([script, "--expires-in", "600", "--print-url"]);
+    Some(UrlServer::start(command).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_connect_their_own_accounts_at_a_real_provider_and_retry() {
+    let Some(provider) = provider().await else {
+        return;
+    };
+    let base = provider.url.clone();
+    let dir = tempfile::tempdir().expect("vault");
+    let shutdown = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut config = vault_svc::Config::default().with_data_dir(dir.path());
+    config.http.public_url = format!("{origin}/vault");
+    config.connectors.insert(
+        "idp".to_owned(),
+        vault_svc::ConnectorConfig {
+            credential: vault_svc::CredentialMode::PerMember,
+            oauth: Some(vault_svc::OAuthProviderConfig {
+                client_id: "vault-client".to_owned(),
+                client_secret: Some("vault-client-secret".to_owned().into()),
+                authorization_endpoint: Some(format!("{base}/authorize")),
+                token_endpoint: Some(format!("{base}/token")),
+                resource: None,
+                scopes: vec!["read".to_owned()],
+                revocation_endpoint: None,
+            }),
+        },
+    );
+    let (vault_endpoint, vault, mut vault_events) = run_vault(config, &shutdown).await;
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    let whoami = format!("{base}/whoami");
+    echo.args(["http", "--listen", "127.0.0.1:0", "--whoami", &whoami]);
+    let downstream = UrlServer::start(echo).await;
+    let yaml = format!(
+        "connectors:\n  - name: idp\n    http: {{url: \"{}\"}}\n    credentials:\n      mode: per_member\n      \
+         oauth: {{client_id: vault-client, authorization_endpoint: \"{base}/authorize\", token_endpoint: \"{base}/token\"}}\n\
+         virtual_servers:\n  - name: crm\n    connectors: [{{connector: idp, prefix: \"\"}}]\n",
+        downstream.url
+    );
+    let url = serve_edge(
+        listener,
+        &yaml,
+        &vault_endpoint,
+        Recorder::disabled(),
+        Some(vault.clone()),
+        &shutdown,
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("browser");
+    let mut seen = Vec::new();
+    for (token, member) in [("t-alice", "alice"), ("t-bob", "bob")] {
+        let first = call(&url, token, "whoami", json!({})).await;
+        assert_eq!(first["result"]["isError"], true, "{first}");
+        let message = text(&first);
+        let link = message
+            .split_whitespace()
+            .find(|word| word.starts_with(&format!("{base}/authorize?")))
+            .unwrap_or_else(|| panic!("the tool error carries the link: {message}"));
+        // The member logs in at the provider (auto-approved as `user`), which sends the browser
+        // to vault-svc's callback on the gateway's origin.
+        let authorized = browser
+            .get(format!("{link}&user={member}"))
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(authorized.status(), 302);
+        let callback = authorized.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(
+            callback.starts_with(&format!("{origin}/vault/oauth/callback?")),
+            "{callback}"
+        );
+        let page = browser.get(&callback).send().await.expect("callback");
+        assert_eq!(page.status(), 200);
+        seen.push(page.text().await.expect("page"));
+        let retried = call(&url, token, "whoami", json!({})).await;
+        assert_eq!(text(&retried), member, "the downstream saw {retried}");
+        seen.extend([first.to_string(), retried.to_string()]);
+    }
+    let again = call(&url, "t-alice", "whoami", json!({})).await;
+    assert_eq!(text(&again), "alice", "{again}");
+    seen.push(again.to_string());
+    let mut tokens = Vec::new();
+    for member in ["alice", "bob"] {
+        let query = vault_svc::CredentialQuery {
+            member_id: Some(member.to_owned()),
+            connector: "idp".to_owned(),
+            ..vault_svc::CredentialQuery::default()
+        };
+        let vault_svc::CredentialOutcome::Released(released) =
+            vault.get_credential(&query).await.expect("credential")
+        else {
+            panic!("{member} connected");
+        };
+        let Material::Bearer { token } = released.material else {
+            panic!("a bearer token");
+        };
+        tokens.push(token.expose().to_owned());
+    }
+    shutdown.cancel();
+    vault_events.close();
+    while let Some(event) = vault_events.recv().await {
+        seen.push(format!("{event:?}"));
+    }
+    for token in &tokens {
+        assert!(
+            seen.iter().all(|text| !text.contains(token.as_str())),
+            "a member's token leaked into a response, a page or a vault event"
+        );
+    }
+    downstream.stop().await;
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatehouse_up_injects_a_shared_credential_set_through_the_cli() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    echo.args(["http", "--listen", "127.0.0.1:0"]);
+    let downstream = UrlServer::start(echo).await;
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "connectors:\n  - name: team\n    http: {{url: \"{}\"}}\n    credentials: {{mode: shared}}\n\
+             virtual_servers:\n  - name: tools\n    auth: none\n    connectors: [{{connector: team, prefix: \"\"}}]\n",
+            downstream.url
+        ),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let gatehouse =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_mcp-echo")).with_file_name("gatehouse");
+    let place = [
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+    ];
+    // The value comes from standard input, never from the command line.
+    let mut set = std::process::Command::new(&gatehouse)
+        .args([
+            "credentials",
+            "set",
+            "team",
+            "--bearer-env",
+            "GATEHOUSE_E2E_UNSET_TOKEN",
+        ])
+        .args(place)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("credentials set");
+    std::io::Write::write_all(&mut set.stdin.take().expect("stdin"), SHARED.as_bytes())
+        .expect("secret on stdin");
+    let stored = set.wait_with_output().expect("credentials set ran");
+    assert!(stored.status.success(), "{stored:?}");
+    let printed = String::from_utf8_lossy(&stored.stdout).into_owned();
+    assert!(printed.contains("stored shared credential"), "{printed}");
+    let status = std::process::Command::new(&gatehouse)
+        .args(["connectors", "status"])
+        .args(place)
+        .output()
+        .expect("connectors status");
+    let report = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        report.contains("team") && report.contains("Healthy"),
+        "{report}"
+    );
+
+    let (mut up, url) = super::audit::gatehouse_up(&config, &data, &[]).await;
+    let response = call(&url, "unused", "authorization_digest", json!({})).await;
+    assert_eq!(
+        text(&response),
+        digest(&format!("Bearer {SHARED}")),
+        "{response}"
+    );
+    for text in [printed, report, response.to_string()] {
+        assert!(!text.contains(SHARED), "the credential was echoed");
+    }
+    up.kill().await.expect("gatehouse stopped");
+    downstream.stop().await;
+}
