@@ -58,10 +58,10 @@ pub(crate) async fn start(
     let mut vault_config = vault_config;
     // The gateway file is the one source of truth for connectors; the edge token is random per
     // process, so only this process's edge can ever receive material.
-    let edge_token = crate::credentials::service_token()?;
+    let vault_token = svc_kit::callers::SecretSetting::generate()?;
     vault_config.connectors = facts.connectors;
     vault_config.http.public_url = facts.public_url;
-    vault_config.callers.edge_token = Some(edge_token.clone().into());
+    vault_config.callers.edge_token = Some(vault_token.clone());
     let mut audit = audit_svc::Config::load(svc_kit::config_sources(audit_svc::ENV_PREFIX, None))?
         .with_data_dir(data);
     if !audit_section.sinks.is_empty() {
@@ -75,14 +75,14 @@ pub(crate) async fn start(
     let (audit_listener, audit_addr) = loopback().await?;
     // Edge's spool is the one emitter in this process (token and credential events go through
     // it), so it is the one caller audit-svc admits besides any configured auditor.
-    let edge_token = match audit.callers.edge_token.clone() {
+    let audit_token = match audit.callers.edge_token.clone() {
         Some(token) => token,
         None => svc_kit::callers::SecretSetting::generate()?,
     };
-    audit.callers.edge_token = Some(edge_token.clone());
+    audit.callers.edge_token = Some(audit_token.clone());
     let spool =
         edge_svc::audit::AuditConfig::new(format!("http://{audit_addr}"), data.join("edge-spool"))
-            .with_token(edge_token);
+            .with_token(audit_token);
     let audit_task = tokio::spawn(audit_svc::serve(
         audit,
         audit_listener,
@@ -96,7 +96,7 @@ pub(crate) async fn start(
     .await?;
     let credentials = edge_svc::credentials::Credentials::with_token(
         &format!("http://{vault_addr}"),
-        &edge_token,
+        vault_token.expose(),
         CREDENTIAL_CACHE_TTL,
     )?;
     let vault_shutdown = shutdown.child_token();

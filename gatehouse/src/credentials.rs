@@ -110,14 +110,6 @@ fn provider(connector: &str, oauth: &OAuthSpec) -> Result<vault_svc::OAuthProvid
     })
 }
 
-/// Returns a fresh random service token (256 bits, URL-safe base64) for one process's callers.
-pub(crate) fn service_token() -> anyhow::Result<String> {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
 /// Runs a `credentials` command.
 pub(crate) async fn run_credentials(command: CredentialsCommand) -> ExitCode {
     let CredentialsCommand::Set {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use edge_svc::audit::{AuditConfig, Recorder};
+use edge_svc::audit::Recorder;
 use edge_svc::auth::{TokenClaims, TokenError, TokenVerifier};
 use edge_svc::config::HttpFace;
 use edge_svc::credentials::Credentials;
