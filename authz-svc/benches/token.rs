@@ -73,6 +73,7 @@ async fn server(dir: &std::path::Path) -> (axum::Router, String) {
     let issuer = Issuer {
         issuer: url::Url::parse("https://gw.example").unwrap(),
         resources: vec![ProtectedResource {
+            name: "demo".to_owned(),
             url: RESOURCE.to_owned(),
             scopes: vec!["tools".to_owned()],
         }],

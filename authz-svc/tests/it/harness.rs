@@ -76,10 +76,12 @@ impl Harness {
             issuer: Url::parse(&format!("{scheme}://{addr}")).unwrap(),
             resources: vec![
                 ProtectedResource {
+                    name: "demo".to_owned(),
                     url: RESOURCE.to_owned(),
                     scopes: vec!["tools".to_owned(), "admin".to_owned()],
                 },
                 ProtectedResource {
+                    name: "other".to_owned(),
                     url: OTHER_RESOURCE.to_owned(),
                     scopes: vec!["tools".to_owned()],
                 },

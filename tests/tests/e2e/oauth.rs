@@ -59,6 +59,7 @@ pub(super) async fn start_with(
         ..Default::default()
     };
     let resources = ["crm", "hr"].map(|name| ProtectedResource {
+        name: name.to_owned(),
         url: face.resource_url(name),
         scopes: access.scopes_supported(name),
     });
@@ -121,6 +122,11 @@ impl authz_svc::RevocationListener for RevocationFeed {
 
     fn grant_revoked(&self, grant_id: &str) {
         self.0.revoke_grant(grant_id);
+    }
+
+    fn agent_revoked(&self, client_id: &str, expires_at: i64) {
+        self.0
+            .revoke_agent(client_id, u64::try_from(expires_at).unwrap_or(0));
     }
 }
 
