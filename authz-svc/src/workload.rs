@@ -20,11 +20,14 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Caps a JWK Set document.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
+/// Is a fetched key set and when it was fetched.
+type Fetched = (Instant, Arc<JwkSet>);
+
 /// Caches JWK Sets by URL; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct WorkloadKeys {
     http: reqwest::Client,
-    cached: Arc<RwLock<HashMap<String, (Instant, Arc<JwkSet>)>>>,
+    cached: Arc<RwLock<HashMap<String, Fetched>>>,
 }
 
 impl WorkloadKeys {

@@ -14,7 +14,7 @@ pub(crate) enum Caller {
     /// A registered (RFC 7591) client.
     Client(ClientRecord),
     /// An agent bundle.
-    Agent(AuthenticatedAgent),
+    Agent(Box<AuthenticatedAgent>),
 }
 
 /// Is an agent bundle and how it proved who it is.
@@ -38,7 +38,7 @@ pub(crate) async fn authenticate_caller(
             ));
         }
         let agent = super::assertion::authenticate(state, params).await?;
-        return Ok(Caller::Agent(agent));
+        return Ok(Caller::Agent(Box::new(agent)));
     }
     if let Some((client_id, secret)) = presented_secret(headers, params)
         && let Some(agent) = state
@@ -46,10 +46,10 @@ pub(crate) async fn authenticate_caller(
             .authenticate_secret(&client_id, &secret)
             .await?
     {
-        return Ok(Caller::Agent(AuthenticatedAgent {
+        return Ok(Caller::Agent(Box::new(AuthenticatedAgent {
             agent,
             method: AuthenticationMethod::ClientSecret,
-        }));
+        })));
     }
     authenticate_client(state, headers, params)
         .await

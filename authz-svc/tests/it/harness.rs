@@ -112,6 +112,11 @@ impl Harness {
         }
     }
 
+    /// Returns the directory holding the SQLite store and the master key file.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
