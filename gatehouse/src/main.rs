@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agents;
 mod audit;
 mod backends;
 mod oauth;
@@ -36,6 +37,11 @@ enum Command {
         /// Log format on stderr: `pretty` for people, `json` for log shippers.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
         log_format: String,
+    },
+    /// Creates, lists, shows, rotates and decommissions agent bundles.
+    Agents {
+        #[command(subcommand)]
+        command: agents::AgentsCommand,
     },
     /// Verifies, proves, searches and follows the audit log.
     Audit {
@@ -74,5 +80,6 @@ fn main() -> ExitCode {
             }))
         }
         Command::Audit { command } => runtime.block_on(audit::run(command)),
+        Command::Agents { command } => runtime.block_on(agents::run(command)),
     }
 }
