@@ -1,6 +1,6 @@
 //! Client-credentials tokens per second through the real `/token` handler
-//! (client lookup in SQLite, HMAC secret check, ES256 signing), and the raw
-//! ES256 sign and verify rates that bound it.
+//! (client or agent bundle lookup in SQLite, HMAC secret check, ES256 signing), and
+//! the raw ES256 sign and verify rates that bound it.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -64,7 +64,8 @@ fn es256(c: &mut Criterion) {
     group.finish();
 }
 
-async fn server(dir: &std::path::Path) -> (axum::Router, String) {
+/// Returns the token endpoint, a registered client's and an agent bundle's Basic credentials.
+async fn server(dir: &std::path::Path) -> (axum::Router, String, String) {
     let config = AuthorizationConfig {
         allow_registered_agents: true,
         master_key_file: Some(dir.join("authz.key")),
@@ -73,6 +74,7 @@ async fn server(dir: &std::path::Path) -> (axum::Router, String) {
     let issuer = Issuer {
         issuer: url::Url::parse("https://gw.example").unwrap(),
         resources: vec![ProtectedResource {
+            name: "demo".to_owned(),
             url: RESOURCE.to_owned(),
             scopes: vec!["tools".to_owned()],
         }],
@@ -96,9 +98,29 @@ async fn server(dir: &std::path::Path) -> (axum::Router, String) {
         agent.client.client_id,
         agent.client_secret.unwrap().expose_secret()
     );
+    let bundle = state
+        .agents()
+        .create(authz_svc::NewAgent {
+            name: "bench".to_owned(),
+            description: String::new(),
+            owner: "bench".to_owned(),
+            virtual_servers: vec!["demo".to_owned()],
+            scopes: vec!["tools".to_owned()],
+            authentication: authz_svc::AgentAuthentication::ClientSecret,
+            quotas: serde_json::Value::Null,
+            client_id: None,
+        })
+        .await
+        .unwrap();
+    let bundle_credentials = format!(
+        "{}:{}",
+        bundle.agent.client_id,
+        bundle.client_secret.unwrap().expose_secret()
+    );
     (
         authz_svc::oauth_router(state),
         format!("Basic {}", STANDARD.encode(credentials)),
+        format!("Basic {}", STANDARD.encode(bundle_credentials)),
     )
 }
 
@@ -121,11 +143,14 @@ fn client_credentials(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (router, authorization) = runtime.block_on(server(dir.path()));
+    let (router, authorization, bundle) = runtime.block_on(server(dir.path()));
     let mut group = c.benchmark_group("client_credentials");
     group.throughput(Throughput::Elements(1));
     group.bench_function("sequential", |b| {
         b.to_async(&runtime).iter(|| issue(&router, &authorization))
+    });
+    group.bench_function("agent_bundle_sequential", |b| {
+        b.to_async(&runtime).iter(|| issue(&router, &bundle))
     });
     group.throughput(Throughput::Elements(CONCURRENCY));
     group.bench_function("concurrent64", |b| {

@@ -17,6 +17,8 @@ pub const AUTHORIZATION_CODE: &str = "authorization_code";
 pub const REFRESH_TOKEN: &str = "refresh_token";
 /// Is the grant type agents use.
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// Is the RFC 8693 token exchange grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// Describes an RFC 7591 registration request (the fields Gatehouse honours).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -44,6 +44,23 @@ pub enum Error {
     /// Reports a request the caller can fix (a missing principal, an unknown action).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Reports an agent bundle name or client id that is taken.
+    #[error("agent {0} already exists")]
+    AgentExists(String),
+    /// Reports an agent bundle that does not exist, or that the caller may not see.
+    #[error("agent {0} not found")]
+    AgentNotFound(String),
+    /// Reports an operation the agent's state or authentication method does not allow.
+    #[error("agent {agent}: {reason}")]
+    AgentPrecondition {
+        /// Names the agent.
+        agent: String,
+        /// Says what is not possible.
+        reason: &'static str,
+    },
+    /// Reports a caller without a valid service or admin token.
+    #[error("caller is not authenticated")]
+    Unauthenticated,
     /// Reports a failure of the policy engine's own invariants.
     #[error("policy engine failure: {0}")]
     PolicyEngine(String),
@@ -74,6 +91,10 @@ impl ServiceError for Error {
             | Self::PolicyFile { .. }
             | Self::PolicyEngine(_) => ErrorCode::Internal,
             Self::InvalidPolicy(_) | Self::InvalidRequest(_) => ErrorCode::InvalidArgument,
+            Self::AgentExists(_) => ErrorCode::AlreadyExists,
+            Self::AgentNotFound(_) => ErrorCode::NotFound,
+            Self::AgentPrecondition { .. } => ErrorCode::FailedPrecondition,
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
         }
     }
 }

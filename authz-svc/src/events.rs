@@ -1,4 +1,5 @@
-//! What authz-svc tells the audit trail: tokens issued and revoked, by identifiers only.
+//! What authz-svc tells the audit trail: tokens issued, exchanged and revoked, and agent
+//! bundle changes, by identifiers only.
 //!
 //! authz-svc does not keep its own spool: it hands events to an [`AuditSink`], which under
 //! `gatehouse up` is edge's durable spool, so token events and call events reach audit-svc by
@@ -6,9 +7,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proto::audit::v1::{AuditEvent, Emitter, EventKind, Outcome, TokenDetails, audit_event};
+use proto::audit::v1::{
+    AdminDetails, AuditEvent, Emitter, EventKind, Outcome, TokenDetails, audit_event,
+};
 use proto::common::v1::{Agent, AuthenticationMethod, Member, Principal};
 
+use crate::store::AgentRecord;
 use crate::token::AccessClaims;
 
 /// Receives authz-svc's audit events.
@@ -24,11 +28,66 @@ pub trait RevocationListener: Send + Sync + std::fmt::Debug + 'static {
     fn token_revoked(&self, jti: &str, expires_at: i64);
     /// Every token of the grant (refresh family) `grant_id` is revoked.
     fn grant_revoked(&self, grant_id: &str);
+    /// Every token issued to the agent `client_id` (decommissioned) is revoked; none of
+    /// them outlives `expires_at` (unix seconds).
+    fn agent_revoked(&self, client_id: &str, expires_at: i64);
 }
 
-/// Returns the event of an access token just minted under `grant_type`.
-pub(crate) fn token_issued(claims: &AccessClaims, grant_type: &str) -> AuditEvent {
-    let mut event = base(EventKind::TokenIssued, &claims.sub, &claims.client_id);
+/// Returns the principal of a member's token obtained by `client_id`.
+pub(crate) fn member(subject: &str, client_id: &str) -> Principal {
+    Principal {
+        member: Some(Member {
+            id: subject.to_owned(),
+            subject: subject.to_owned(),
+            ..Member::default()
+        }),
+        client_id: client_id.to_owned(),
+        authentication_method: AuthenticationMethod::AuthorizationCode.into(),
+        ..Principal::default()
+    }
+}
+
+/// Returns the principal of an agent bundle that authenticated with `method`.
+pub(crate) fn agent(agent: &AgentRecord, method: AuthenticationMethod) -> Principal {
+    Principal {
+        agent: Some(Agent {
+            client_id: agent.client_id.clone(),
+            bundle_id: agent.agent_id.clone(),
+            bundle_name: agent.name.clone(),
+            owner_member_id: agent.owner.clone(),
+            ..Agent::default()
+        }),
+        client_id: agent.client_id.clone(),
+        authentication_method: method.into(),
+        ..Principal::default()
+    }
+}
+
+/// Returns the principal of a registered client acting as itself (client credentials).
+pub(crate) fn client(client_id: &str) -> Principal {
+    Principal {
+        agent: Some(Agent {
+            client_id: client_id.to_owned(),
+            ..Agent::default()
+        }),
+        client_id: client_id.to_owned(),
+        authentication_method: AuthenticationMethod::ClientSecret.into(),
+        ..Principal::default()
+    }
+}
+
+/// Returns the event of an access token just minted under `grant_type` for `principal`.
+pub(crate) fn token_issued(
+    claims: &AccessClaims,
+    grant_type: &str,
+    principal: Principal,
+) -> AuditEvent {
+    let kind = if grant_type == crate::client::TOKEN_EXCHANGE {
+        EventKind::TokenExchanged
+    } else {
+        EventKind::TokenIssued
+    };
+    let mut event = base(kind, principal);
     event.details = Some(audit_event::Details::Token(TokenDetails {
         jti: claims.jti.clone(),
         grant_id: claims.sid.clone().unwrap_or_default(),
@@ -47,7 +106,12 @@ pub(crate) fn token_revoked(
     jti: Option<&str>,
     grant_id: Option<&str>,
 ) -> AuditEvent {
-    let mut event = base(EventKind::TokenRevoked, subject, client_id);
+    let principal = if subject == client_id {
+        client(client_id)
+    } else {
+        member(subject, client_id)
+    };
+    let mut event = base(EventKind::TokenRevoked, principal);
     event.details = Some(audit_event::Details::Token(TokenDetails {
         jti: jti.unwrap_or_default().to_owned(),
         grant_id: grant_id.unwrap_or_default().to_owned(),
@@ -56,9 +120,24 @@ pub(crate) fn token_revoked(
     event
 }
 
-fn base(kind: EventKind, subject: &str, client_id: &str) -> AuditEvent {
+/// Returns the event of a change (`create`, `rotate`, `decommission`) to an agent bundle.
+pub(crate) fn agent_changed(bundle: &AgentRecord, action: &str, reason: &str) -> AuditEvent {
+    let mut event = base(
+        EventKind::AgentChanged,
+        agent(bundle, AuthenticationMethod::Unspecified),
+    );
+    event.details = Some(audit_event::Details::Admin(AdminDetails {
+        action: action.to_owned(),
+        object_type: "agent_bundle".to_owned(),
+        object_id: bundle.agent_id.clone(),
+        changed_fields: Vec::new(),
+        reason: reason.to_owned(),
+    }));
+    event
+}
+
+fn base(kind: EventKind, principal: Principal) -> AuditEvent {
     let event_id = uuid::Uuid::now_v7().to_string();
-    let agent = subject == client_id;
     AuditEvent {
         call_id: event_id.clone(),
         event_id,
@@ -69,25 +148,7 @@ fn base(kind: EventKind, subject: &str, client_id: &str) -> AuditEvent {
             instance_id: std::process::id().to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }),
-        principal: Some(Principal {
-            member: (!agent).then(|| Member {
-                id: subject.to_owned(),
-                subject: subject.to_owned(),
-                ..Member::default()
-            }),
-            agent: agent.then(|| Agent {
-                client_id: client_id.to_owned(),
-                ..Agent::default()
-            }),
-            client_id: client_id.to_owned(),
-            authentication_method: if agent {
-                AuthenticationMethod::ClientSecret
-            } else {
-                AuthenticationMethod::AuthorizationCode
-            }
-            .into(),
-            ..Principal::default()
-        }),
+        principal: Some(principal),
         outcome: Outcome::Success.into(),
         ..AuditEvent::default()
     }

@@ -19,6 +19,8 @@ pub struct Issuer {
 /// Describes one protected resource: a virtual server's canonical MCP URL and its scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectedResource {
+    /// Is the virtual server's name, which agent bundles list as their allowed virtual servers.
+    pub name: String,
     /// Is the canonical MCP URL, the token audience.
     pub url: String,
     /// Lists the scopes the resource declares.

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+mod agent;
 mod client;
 mod config;
 mod error;
@@ -20,12 +21,19 @@ mod keys;
 mod member;
 mod oauth;
 mod policy;
+mod revocation;
 mod state;
 mod store;
 mod token;
+mod workload;
 
+pub use agent::{
+    AgentConfig, AgentRegistry, CreatedAgent, DEFAULT_SECRET_OVERLAP, LAST_USED_GRANULARITY,
+    NewAgent, RotatedSecret,
+};
 pub use client::{
     AUTHORIZATION_CODE, CLIENT_CREDENTIALS, ClientRegistration, REFRESH_TOKEN, RegistrationError,
+    TOKEN_EXCHANGE,
 };
 pub use config::{
     AuthorizationConfig, Config, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_LISTEN_ADDR, ENV_PREFIX,
@@ -38,12 +46,14 @@ pub use keys::MASTER_KEY_ENV;
 pub use member::TEST_MEMBER;
 pub use oauth::oauth_router;
 pub use policy::PolicyStore;
+pub use revocation::REVOCATION_POLL_INTERVAL;
 pub use state::{AuthzState, RegisteredClient};
 pub use store::{
+    AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
     ClientRecord, CodeRecord, FamilyRecord, KeyRecord, KeyStatus, NewRefresh, PostgresStore,
-    Redemption, SqliteStore, Store, StoreConfig,
+    Redemption, RevocationKind, RevocationRecord, SqliteStore, Store, StoreConfig, WorkloadIssuer,
 };
-pub use token::{ACCESS_TOKEN_TYPE, AccessClaims};
+pub use token::{ACCESS_TOKEN_TYPE, ACCESS_TOKEN_TYPE_URI, AccessClaims};
 
 /// Is the fully qualified name of the data-plane gRPC service.
 pub const SERVICE_NAME: &str = "gatehouse.authz.v1.Authz";

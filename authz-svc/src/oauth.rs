@@ -17,7 +17,9 @@ use crate::error::Error;
 use crate::state::AuthzState;
 use crate::store::ClientRecord;
 
+mod assertion;
 mod authorize;
+mod caller;
 mod consent;
 mod metadata;
 mod register;
@@ -204,7 +206,7 @@ async fn confidential(
 }
 
 /// Returns the client id and secret of an HTTP Basic header, form-decoded (RFC 6749 §2.3.1).
-fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+pub(super) fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
     let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use crate::agent::AgentRegistry;
 use crate::client::{ClientRegistration, RegistrationError, RegistrationPolicy, SecretHasher};
 use crate::config::AuthorizationConfig;
 use crate::error::Error;
 use crate::issuer::{Issuer, IssuerIdentity};
 use crate::keys::{KeySet, MasterKey, SigningKey, generate_key, load_master_key};
 use crate::member::Members;
-use crate::store::{self, ClientRecord, KeyStatus, Store, StoreConfig};
+use crate::store::{self, ClientRecord, KeyStatus, RevocationKind, Store, StoreConfig};
 use crate::token::{self, AccessClaims};
 
 /// Holds the authorization server's store, keys and configuration; cheap to clone.
@@ -23,6 +24,8 @@ pub struct AuthzState {
     pub(crate) csrf_key: Arc<[u8; 32]>,
     pub(crate) audit: Option<Arc<dyn crate::events::AuditSink>>,
     pub(crate) revocations: Option<Arc<dyn crate::events::RevocationListener>>,
+    pub(crate) agents: AgentRegistry,
+    pub(crate) workload_keys: crate::workload::WorkloadKeys,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -60,6 +63,17 @@ impl AuthzState {
         let master = load_master_key(key_file.as_deref()).await?;
         let store = store::open(&store_config).await?;
         let keys = load_keys(store.as_ref(), &master).await?;
+        let ttl = config
+            .access_token_ttl
+            .min(crate::config::MAX_AGENT_TOKEN_TTL);
+        let agents = AgentRegistry::new(
+            store.clone(),
+            SecretHasher::new(master.derive("client-secret")),
+            ttl,
+        )
+        .with_overlap(config.agent_secret_overlap)
+        .with_catalogue(issuer.resources.clone());
+        agents.apply_declared(&config.agents).await?;
         Ok(Self {
             members: Members::new(&config.members),
             config: Arc::new(config),
@@ -70,6 +84,8 @@ impl AuthzState {
             csrf_key: Arc::new(master.derive("csrf")),
             audit: None,
             revocations: None,
+            agents,
+            workload_keys: crate::workload::WorkloadKeys::new()?,
         })
     }
 
@@ -79,27 +95,57 @@ impl AuthzState {
         mut self,
         listener: Arc<dyn crate::events::RevocationListener>,
     ) -> Self {
+        self.agents = self.agents.with_revocation_listener(listener.clone());
         self.revocations = Some(listener);
         self
     }
 
-    /// Passes a grant's revocation on to the listener, when there is one.
-    pub(crate) fn grant_revoked(&self, grant_id: &str) {
+    /// Follows the store's revocation log (every [`REVOCATION_POLL_INTERVAL`](crate::REVOCATION_POLL_INTERVAL))
+    /// and passes each revocation to the listener, so that changes made by other processes
+    /// on the same store (the CLI, other replicas) reach this one's edge; ends at `shutdown`.
+    pub fn follow_revocations(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let listener = self.revocations.clone()?;
+        Some(tokio::spawn(crate::revocation::follow(
+            self.store.clone(),
+            listener,
+            shutdown,
+        )))
+    }
+
+    /// Returns the agent bundle registry (the admin API and CLI work through it).
+    pub fn agents(&self) -> &AgentRegistry {
+        &self.agents
+    }
+
+    /// Logs a grant's revocation and passes it on to the listener, when there is one.
+    pub(crate) async fn grant_revoked(&self, grant_id: &str) -> Result<(), Error> {
         if let Some(listener) = &self.revocations {
             listener.grant_revoked(grant_id);
         }
+        let at = token::now();
+        let ttl = i64::try_from(self.config.access_token_ttl.as_secs()).unwrap_or(i64::MAX);
+        self.store
+            .log_revocation(RevocationKind::Grant, grant_id, at, at.saturating_add(ttl))
+            .await
     }
 
-    /// Passes an access token's revocation on to the listener, when there is one.
-    pub(crate) fn token_revoked(&self, jti: &str, expires_at: i64) {
+    /// Logs an access token's revocation and passes it on to the listener, when there is one.
+    pub(crate) async fn token_revoked(&self, jti: &str, expires_at: i64) -> Result<(), Error> {
         if let Some(listener) = &self.revocations {
             listener.token_revoked(jti, expires_at);
         }
+        self.store
+            .log_revocation(RevocationKind::Token, jti, token::now(), expires_at)
+            .await
     }
 
     /// Records every token issued and revoked through `sink`.
     #[must_use]
     pub fn with_audit(mut self, sink: Arc<dyn crate::events::AuditSink>) -> Self {
+        self.agents = self.agents.with_audit(sink.clone());
         self.audit = Some(sink);
         self
     }
@@ -130,6 +176,14 @@ impl AuthzState {
             return Ok(None);
         };
         if self.store.jti_revoked(&claims.jti).await? {
+            return Ok(None);
+        }
+        let decommissioned = self
+            .store
+            .agent(crate::store::AgentKey::ClientId(&claims.client_id))
+            .await?
+            .is_some_and(|agent| agent.decommissioned_at.is_some());
+        if decommissioned {
             return Ok(None);
         }
         if let Some(grant) = &claims.sid {

@@ -1,6 +1,7 @@
 //! The authorization store: registered clients, authorization codes, refresh
-//! token families, revoked token ids and signing keys, behind one trait with a
-//! SQLite and a PostgreSQL implementation.
+//! token families, revoked token ids, signing keys and (in [`AgentStore`]) agent
+//! bundles and the revocation log, behind one trait with a SQLite and a
+//! PostgreSQL implementation.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,10 +11,16 @@ use secrecy::SecretString;
 
 use crate::error::Error;
 
+mod agent;
+pub(crate) mod agent_sql;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use agent::{
+    AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
+    RevocationKind, RevocationRecord, WorkloadIssuer,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -145,7 +152,7 @@ pub struct KeyRecord {
 
 /// Stores everything the authorization server must remember; every method is one transaction.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: AgentStore + Send + Sync + std::fmt::Debug {
     /// Adds a client; fails on a duplicate id.
     async fn insert_client(&self, client: &ClientRecord) -> Result<(), Error>;
     /// Returns the client with id `client_id`.

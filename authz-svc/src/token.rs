@@ -14,6 +14,9 @@ use crate::keys::{KeySet, random_bytes};
 /// Is the JOSE `typ` of an RFC 9068 access token.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
+/// Is the RFC 8693 token type identifier of an access token.
+pub const ACCESS_TOKEN_TYPE_URI: &str = "urn:ietf:params:oauth:token-type:access_token";
+
 /// Holds the claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -40,6 +43,12 @@ pub struct AccessClaims {
     /// Lists the member's groups, so that resource servers can decide by group without a lookup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Names the actor (RFC 8693 §4.1) acting for `sub`, nested for delegation chains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
+    /// Names who may act for `sub` (RFC 8693 §4.4); honoured by token exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<serde_json::Value>,
 }
 
 /// Describes what an access token is for, before it gets its id and times.
@@ -52,6 +61,7 @@ pub(crate) struct TokenRequest<'a> {
     pub(crate) grant: Option<&'a str>,
     pub(crate) ttl: Duration,
     pub(crate) groups: &'a [String],
+    pub(crate) act: Option<serde_json::Value>,
 }
 
 /// Returns the current time in unix seconds.
@@ -80,6 +90,8 @@ pub(crate) fn mint(
         exp: iat.saturating_add(i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX)),
         sid: request.grant.map(str::to_owned),
         groups: request.groups.to_vec(),
+        act: request.act.clone(),
+        may_act: None,
     };
     let header = Header {
         typ: Some(ACCESS_TOKEN_TYPE.to_owned()),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agents;
 mod audit;
 mod backends;
 mod credentials;
@@ -53,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: credentials::ConnectorsCommand,
     },
+    /// Creates, lists, shows, rotates and decommissions agent bundles.
+    Agents {
+        #[command(subcommand)]
+        command: agents::AgentsCommand,
+    },
     /// Verifies, proves, searches and follows the audit log.
     Audit {
         #[command(subcommand)]
@@ -94,5 +100,6 @@ fn main() -> ExitCode {
         Command::Audit { command } => runtime.block_on(audit::run(command)),
         Command::Credentials { command } => runtime.block_on(credentials::run_credentials(command)),
         Command::Connectors { command } => runtime.block_on(credentials::run_connectors(command)),
+        Command::Agents { command } => runtime.block_on(agents::run(command)),
     }
 }

@@ -85,6 +85,7 @@ pub(crate) async fn open(
         .iter()
         .filter(|server| server.auth == AuthMode::Oauth)
         .map(|server| ProtectedResource {
+            name: server.name.clone(),
             url: face.resource_url(&server.name),
             // The scopes the virtual server's policy declares, as it started.
             scopes: access.scopes_supported(&server.name),
@@ -134,5 +135,10 @@ impl authz_svc::RevocationListener for RevocationFeed {
 
     fn grant_revoked(&self, grant_id: &str) {
         self.0.revoke_grant(grant_id);
+    }
+
+    fn agent_revoked(&self, client_id: &str, expires_at: i64) {
+        self.0
+            .revoke_agent(client_id, u64::try_from(expires_at).unwrap_or(0));
     }
 }

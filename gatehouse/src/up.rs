@@ -138,6 +138,8 @@ async fn serve(
     let authz = authz.with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(
         gateway.recorder().clone(),
     )));
+    // Decommissionings by `gatehouse agents` on the same data directory reach edge this way.
+    let _follower = authz.follow_revocations(shutdown.child_token());
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::oauth_router(authz))

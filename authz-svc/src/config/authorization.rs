@@ -36,6 +36,11 @@ pub struct AuthorizationConfig {
     /// `GATEHOUSE_AUTHZ_MASTER_KEY` (base64) takes precedence over it. Defaults to
     /// `authz.key` beside the SQLite database.
     pub master_key_file: Option<PathBuf>,
+    /// Declares agent bundles; their secrets come from the environment (`secret_env`).
+    pub agents: Vec<crate::agent::AgentConfig>,
+    /// Sets how long a rotated-out agent secret keeps working by default.
+    #[serde(with = "humantime_serde")]
+    pub agent_secret_overlap: Duration,
 }
 
 /// Describes one member of the built-in login.
@@ -61,6 +66,8 @@ impl Default for AuthorizationConfig {
             allow_insecure_http: false,
             allow_registered_agents: false,
             master_key_file: None,
+            agents: Vec::new(),
+            agent_secret_overlap: crate::agent::DEFAULT_SECRET_OVERLAP,
         }
     }
 }
@@ -79,6 +86,9 @@ impl AuthorizationConfig {
                 "refresh_token_ttl",
                 "must not be shorter than access_token_ttl",
             ));
+        }
+        for (index, agent) in self.agents.iter().enumerate() {
+            agent.validate(index)?;
         }
         for (index, member) in self.members.iter().enumerate() {
             let field = format!("members[{index}].password_hash");

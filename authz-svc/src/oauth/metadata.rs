@@ -26,10 +26,13 @@ pub(super) async fn jwks(State(state): State<AuthzState>) -> impl IntoResponse {
 
 fn document(state: &AuthzState) -> Value {
     let issuer = &state.issuer;
-    let mut grant_types = vec!["authorization_code", "refresh_token"];
-    if state.config.allow_registered_agents {
-        grant_types.push("client_credentials");
-    }
+    // Agent bundles use client credentials and token exchange whatever registration allows.
+    let grant_types = vec![
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        crate::client::TOKEN_EXCHANGE,
+    ];
     json!({
         "issuer": issuer.issuer,
         "authorization_endpoint": issuer.endpoint("/authorize"),
@@ -42,7 +45,8 @@ fn document(state: &AuthzState) -> Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": grant_types,
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "authorization_response_iss_parameter_supported": true,

@@ -41,7 +41,7 @@ async fn revoke_token(
     {
         if family.client_id == client.client_id {
             state.store.revoke_family(&family.family_id).await?;
-            state.grant_revoked(&family.family_id);
+            state.grant_revoked(&family.family_id).await?;
             tracing::info!(client_id = %client.client_id, grant = %family.family_id, "grant revoked");
             record(
                 state,
@@ -59,7 +59,7 @@ async fn revoke_token(
         && claims.client_id == client.client_id
     {
         state.store.revoke_jti(&claims.jti, claims.exp).await?;
-        state.token_revoked(&claims.jti, claims.exp);
+        state.token_revoked(&claims.jti, claims.exp).await?;
         tracing::info!(client_id = %client.client_id, jti = %claims.jti, "access token revoked");
         record(
             state,

@@ -1,5 +1,6 @@
 //! `POST /token`: authorization code (PKCE), refresh token rotation with reuse
-//! detection, and client credentials.
+//! detection, client credentials (registered clients and agent bundles) and RFC 8693
+//! token exchange.
 
 use std::time::Duration;
 
@@ -10,14 +11,18 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{OAuthError, Params, authenticate_client, no_store};
-use crate::client::{AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN};
+use super::caller::{Caller, authenticate_caller};
+use super::{OAuthError, Params, no_store};
+use crate::client::{AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, TOKEN_EXCHANGE};
 use crate::config::MAX_AGENT_TOKEN_TTL;
 use crate::grant::{hash_token, scopes_within, verify_pkce};
 use crate::keys::random_token;
 use crate::state::AuthzState;
 use crate::store::{ClientRecord, FamilyRecord, NewRefresh, Redemption};
 use crate::token::{TokenRequest, mint, now};
+
+mod agent;
+mod exchange;
 
 /// Serves the token endpoint.
 pub(super) async fn token(
@@ -40,16 +45,29 @@ async fn exchange(
     let grant_type = params
         .require("grant_type", "grant_type is required")?
         .to_owned();
-    let client = authenticate_client(state, headers, &params).await?;
+    let caller = authenticate_caller(state, headers, &params).await?;
     if !matches!(
         grant_type.as_str(),
-        AUTHORIZATION_CODE | REFRESH_TOKEN | CLIENT_CREDENTIALS
+        AUTHORIZATION_CODE | REFRESH_TOKEN | CLIENT_CREDENTIALS | TOKEN_EXCHANGE
     ) {
         return Err(OAuthError::new(
             "unsupported_grant_type",
             "the grant type is not supported",
         ));
     }
+    let client = match caller {
+        Caller::Agent(agent) => {
+            return match grant_type.as_str() {
+                CLIENT_CREDENTIALS => agent::client_credentials(state, &agent, &params).await,
+                TOKEN_EXCHANGE => exchange::exchange(state, &agent, &params).await,
+                _ => Err(OAuthError::new(
+                    "unauthorized_client",
+                    "agents may use client_credentials and token exchange only",
+                )),
+            };
+        }
+        Caller::Client(client) => client,
+    };
     if !client.allows_grant(&grant_type) {
         return Err(OAuthError::new(
             "unauthorized_client",
@@ -115,7 +133,7 @@ async fn authorization_code(
         }
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, grant = %record.family_id, "authorization code replayed: grant revoked");
-            state.grant_revoked(&record.family_id);
+            state.grant_revoked(&record.family_id).await?;
             Err(invalid())
         }
         Redemption::Invalid => Err(invalid()),
@@ -158,7 +176,7 @@ async fn refresh_token(
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, "refresh token reused: grant revoked");
             if let Some(family) = &owner {
-                state.grant_revoked(&family.family_id);
+                state.grant_revoked(&family.family_id).await?;
             }
             Err(invalid())
         }
@@ -229,8 +247,10 @@ fn client_credentials(
         grant: None,
         ttl,
         groups: &[],
+        act: None,
     };
-    token_response(state, &request, None, "client_credentials")
+    let principal = crate::events::client(&client.client_id);
+    token_response(state, &request, None, CLIENT_CREDENTIALS, principal)
 }
 
 fn new_refresh(state: &AuthzState, token: &str) -> NewRefresh {
@@ -255,20 +275,24 @@ fn grant_response(
         grant: Some(&family.family_id),
         ttl: state.config.access_token_ttl,
         groups: state.members.groups(&family.subject),
+        act: None,
     };
-    token_response(state, &request, refresh, grant_type)
+    let principal = crate::events::member(&family.subject, &family.client_id);
+    token_response(state, &request, refresh, grant_type, principal)
 }
 
+/// Mints, audits and answers the token `request` describes.
 fn token_response(
     state: &AuthzState,
     request: &TokenRequest<'_>,
     refresh: Option<&str>,
     grant_type: &str,
+    principal: proto::common::v1::Principal,
 ) -> Result<Response, OAuthError> {
     let (access_token, claims) = mint(&state.keys, state.issuer(), request)?;
     // A token the audit trail cannot show is not issued (fail closed, like edge's calls).
     state
-        .audit(crate::events::token_issued(&claims, grant_type))
+        .audit(crate::events::token_issued(&claims, grant_type, principal))
         .map_err(|why| {
             tracing::error!(%why, "refusing to issue a token that cannot be audited");
             OAuthError::new("temporarily_unavailable", "try again later")
@@ -281,6 +305,9 @@ fn token_response(
     });
     if let Some(refresh) = refresh {
         body["refresh_token"] = json!(refresh);
+    }
+    if grant_type == TOKEN_EXCHANGE {
+        body["issued_token_type"] = json!(crate::token::ACCESS_TOKEN_TYPE_URI);
     }
     tracing::info!(client_id = %claims.client_id, sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token issued");
     Ok((no_store(), Json(body)).into_response())

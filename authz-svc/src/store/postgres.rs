@@ -3,6 +3,7 @@
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::agent_sql::agent_store;
 use super::classify;
 use super::sql::sql_store;
 use crate::error::Error;
@@ -30,3 +31,4 @@ impl PostgresStore {
 }
 
 sql_store!(PostgresStore, sqlx::Postgres);
+agent_store!(PostgresStore, sqlx::Postgres);

@@ -338,7 +338,7 @@ pub(crate) fn to_json(list: &[String]) -> String {
     serde_json::Value::from(list.to_vec()).to_string()
 }
 
-fn from_json(text: &str) -> Result<Vec<String>, Error> {
+pub(crate) fn from_json(text: &str) -> Result<Vec<String>, Error> {
     serde_json::from_str(text).map_err(|_| Error::Corrupt("client list"))
 }
 

@@ -5,6 +5,7 @@ use std::str::FromStr as _;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use super::agent_sql::agent_store;
 use super::classify;
 use super::sql::sql_store;
 use crate::error::Error;
@@ -38,3 +39,4 @@ impl SqliteStore {
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite);
+agent_store!(SqliteStore, sqlx::Sqlite);

@@ -76,10 +76,12 @@ impl Harness {
             issuer: Url::parse(&format!("{scheme}://{addr}")).unwrap(),
             resources: vec![
                 ProtectedResource {
+                    name: "demo".to_owned(),
                     url: RESOURCE.to_owned(),
                     scopes: vec!["tools".to_owned(), "admin".to_owned()],
                 },
                 ProtectedResource {
+                    name: "other".to_owned(),
                     url: OTHER_RESOURCE.to_owned(),
                     scopes: vec!["tools".to_owned()],
                 },
@@ -108,6 +110,11 @@ impl Harness {
             shutdown,
             _dir: dir,
         }
+    }
+
+    /// Returns the directory holding the SQLite store and the master key file.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

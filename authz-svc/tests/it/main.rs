@@ -3,8 +3,11 @@
 // Test helpers outside #[test] functions fail by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agents;
+mod assertion;
 mod authorize;
 mod binary;
+mod exchange;
 mod harness;
 mod lifecycle;
 mod metadata;

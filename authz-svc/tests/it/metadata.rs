@@ -47,7 +47,12 @@ async fn metadata_names_one_issuer_and_s256_only() {
         );
         assert_eq!(
             metadata["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["none", "client_secret_basic", "client_secret_post"])
+            serde_json::json!([
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
         );
         assert_eq!(
             metadata["scopes_supported"],

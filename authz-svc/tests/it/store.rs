@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use authz_svc::{
-    ClientRecord, CodeRecord, KeyRecord, KeyStatus, NewRefresh, PostgresStore, Redemption,
+    AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, ClientRecord,
+    CodeRecord, KeyRecord, KeyStatus, NewRefresh, PostgresStore, Redemption, RevocationKind,
     SqliteStore, Store,
 };
 use sqlx::{Connection as _, Executor as _, PgConnection};
@@ -285,6 +286,266 @@ fn uuid_like() -> String {
     format!("{nanos:x}_{}", std::process::id())
 }
 
+fn agent(id: &str, name: &str, created_at: i64) -> AgentRecord {
+    AgentRecord {
+        agent_id: id.to_owned(),
+        client_id: format!("client-{id}"),
+        name: name.to_owned(),
+        description: "nightly reports".to_owned(),
+        owner: "alice".to_owned(),
+        virtual_servers: vec!["crm".to_owned()],
+        scopes: vec!["tools".to_owned()],
+        authentication: AgentAuthentication::ClientSecret,
+        quotas: serde_json::json!({ "requests_per_minute": 60 }),
+        created_at,
+        rotated_at: None,
+        last_used_at: None,
+        decommissioned_at: None,
+    }
+}
+
+fn secret(id: &str, agent_id: &str, created_at: i64) -> AgentSecretRecord {
+    AgentSecretRecord {
+        secret_id: id.to_owned(),
+        agent_id: agent_id.to_owned(),
+        secret_hash: id.as_bytes().to_vec(),
+        created_at,
+        expires_at: None,
+    }
+}
+
+async fn agents_round_trip_by_every_key_and_names_are_unique(store: Arc<dyn Store>) {
+    let first = agent("a1", "reporter", 10);
+    store
+        .insert_agent(&first, Some(&secret("s1", "a1", 10)))
+        .await
+        .unwrap();
+    for key in [
+        AgentKey::Id("a1"),
+        AgentKey::ClientId("client-a1"),
+        AgentKey::Name("reporter"),
+    ] {
+        assert_eq!(store.agent(key).await.unwrap(), Some(first.clone()));
+    }
+    assert_eq!(store.agent(AgentKey::Name("nobody")).await.unwrap(), None);
+    let taken = store
+        .insert_agent(&agent("a2", "reporter", 11), None)
+        .await
+        .unwrap_err();
+    assert!(taken.to_string().contains("already exists"), "{taken}");
+    assert_eq!(
+        store.agent(AgentKey::Id("a2")).await.unwrap(),
+        None,
+        "nothing half-inserted"
+    );
+    store
+        .insert_agent(&agent("a2", "second", 11), None)
+        .await
+        .unwrap();
+    let mut other = agent("a3", "third", 12);
+    other.owner = "bob".to_owned();
+    store.insert_agent(&other, None).await.unwrap();
+    let page = |owner: Option<&str>, offset, limit| AgentListQuery {
+        owner: owner.map(str::to_owned),
+        include_decommissioned: false,
+        offset,
+        limit,
+    };
+    let names = |agents: Vec<AgentRecord>| agents.into_iter().map(|a| a.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_agents(&page(None, 0, 10)).await.unwrap()),
+        ["third", "second", "reporter"]
+    );
+    assert_eq!(
+        names(store.list_agents(&page(None, 1, 1)).await.unwrap()),
+        ["second"]
+    );
+    assert_eq!(
+        names(store.list_agents(&page(Some("bob"), 0, 10)).await.unwrap()),
+        ["third"]
+    );
+}
+
+async fn rotation_keeps_at_most_two_live_secrets(store: Arc<dyn Store>) {
+    store
+        .insert_agent(&agent("a1", "reporter", 10), Some(&secret("s1", "a1", 10)))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .rotate_agent_secret(&secret("s2", "a1", 100), 1_000, 100)
+            .await
+            .unwrap()
+    );
+    let live = store.live_agent_secrets("a1", 100).await.unwrap();
+    let ids: Vec<_> = live
+        .iter()
+        .map(|s| (s.secret_id.as_str(), s.expires_at))
+        .collect();
+    assert_eq!(ids, [("s2", None), ("s1", Some(1_000))]);
+    assert!(
+        store
+            .live_agent_secrets("a1", 1_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.secret_id == "s2")
+    );
+    // A second rotation inside the overlap ends the oldest secret at once.
+    assert!(
+        store
+            .rotate_agent_secret(&secret("s3", "a1", 200), 2_000, 200)
+            .await
+            .unwrap()
+    );
+    let live = store.live_agent_secrets("a1", 200).await.unwrap();
+    let ids: Vec<_> = live.iter().map(|s| s.secret_id.as_str()).collect();
+    assert_eq!(ids, ["s3", "s2"]);
+    let stored = store.agent(AgentKey::Id("a1")).await.unwrap().unwrap();
+    assert_eq!(stored.rotated_at, Some(200));
+}
+
+async fn decommissioning_deletes_secrets_logs_once_and_blocks_rotation(store: Arc<dyn Store>) {
+    store
+        .insert_agent(&agent("a1", "reporter", 10), Some(&secret("s1", "a1", 10)))
+        .await
+        .unwrap();
+    let head = store.revocation_head().await.unwrap();
+    assert!(store.decommission_agent("a1", 100, 2_000).await.unwrap());
+    assert!(
+        !store.decommission_agent("a1", 101, 2_000).await.unwrap(),
+        "repeating is harmless"
+    );
+    assert!(
+        store
+            .live_agent_secrets("a1", 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let log = store.revocations_after(head, 100, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].kind, log[0].subject.as_str(), log[0].expires_at),
+        (RevocationKind::Agent, "client-a1", 2_000)
+    );
+    assert!(
+        store
+            .revocations_after(head, 2_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired entries are not replayed"
+    );
+    assert!(
+        !store
+            .rotate_agent_secret(&secret("s2", "a1", 200), 300, 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .live_agent_secrets("a1", 200)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stored = store.agent(AgentKey::Id("a1")).await.unwrap().unwrap();
+    assert_eq!(stored.decommissioned_at, Some(100));
+    let listed = store
+        .list_agents(&AgentListQuery {
+            limit: 10,
+            ..AgentListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        listed.is_empty(),
+        "decommissioned agents are listed only on request"
+    );
+}
+
+async fn last_use_is_written_coarsely(store: Arc<dyn Store>) {
+    store
+        .insert_agent(&agent("a1", "reporter", 10), None)
+        .await
+        .unwrap();
+    store.touch_agent("a1", 100, 40).await.unwrap();
+    store.touch_agent("a1", 130, 70).await.unwrap();
+    let used = |store: Arc<dyn Store>| async move {
+        store
+            .agent(AgentKey::Id("a1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+    };
+    assert_eq!(
+        used(store.clone()).await,
+        Some(100),
+        "a recent use is not rewritten"
+    );
+    store.touch_agent("a1", 200, 140).await.unwrap();
+    assert_eq!(used(store.clone()).await, Some(200));
+}
+
+async fn assertion_ids_are_accepted_once_until_they_expire(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .remember_assertion("iss-a", "jti-1", 500, 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remember_assertion("iss-a", "jti-1", 500, 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_assertion("iss-b", "jti-1", 500, 200)
+            .await
+            .unwrap(),
+        "ids are per issuer"
+    );
+    assert!(
+        store
+            .remember_assertion("iss-a", "jti-1", 900, 600)
+            .await
+            .unwrap(),
+        "an expired entry is forgotten"
+    );
+}
+
+async fn revocation_log_is_read_in_order_after_a_cursor(store: Arc<dyn Store>) {
+    let start = store.revocation_head().await.unwrap();
+    store
+        .log_revocation(RevocationKind::Token, "jti-1", 10, 1_000)
+        .await
+        .unwrap();
+    store
+        .log_revocation(RevocationKind::Grant, "grant-1", 11, 1_000)
+        .await
+        .unwrap();
+    let all = store.revocations_after(start, 100, 10).await.unwrap();
+    let seen: Vec<_> = all
+        .iter()
+        .map(|entry| (entry.kind, entry.subject.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (RevocationKind::Token, "jti-1"),
+            (RevocationKind::Grant, "grant-1")
+        ]
+    );
+    assert!(all[0].seq < all[1].seq);
+    let rest = store.revocations_after(all[0].seq, 100, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(store.revocation_head().await.unwrap(), all[1].seq);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -316,4 +577,10 @@ conformance!(
     concurrent_rotations_of_one_token_leave_one_winner_and_a_revoked_family,
     revoked_jtis_are_remembered_idempotently,
     first_key_pair_wins,
+    agents_round_trip_by_every_key_and_names_are_unique,
+    rotation_keeps_at_most_two_live_secrets,
+    decommissioning_deletes_secrets_logs_once_and_blocks_rotation,
+    last_use_is_written_coarsely,
+    assertion_ids_are_accepted_once_until_they_expire,
+    revocation_log_is_read_in_order_after_a_cursor,
 );

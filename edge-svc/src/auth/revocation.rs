@@ -1,4 +1,4 @@
-//! Tokens and grants the authorization server revoked, refused here before they expire.
+//! Tokens, grants and agents the authorization server revoked, refused here before they expire.
 //!
 //! Edge verifies access tokens locally (signature, audience, expiry), which alone would accept a
 //! revoked token until its `exp`. The authorization server pushes each revocation here the moment
@@ -21,6 +21,8 @@ struct Revoked {
     /// Token id → expiry (unix seconds); entries past expiry are dropped on the next insert.
     tokens: HashMap<String, u64>,
     grants: HashSet<String>,
+    /// Decommissioned agents' client ids → when their last token expires (unix seconds).
+    agents: HashMap<String, u64>,
 }
 
 impl Revocations {
@@ -41,10 +43,20 @@ impl Revocations {
             .insert(grant_id.to_owned());
     }
 
+    /// Refuses every token issued to the agent `client_id` (decommissioned), until
+    /// `expires_at`, when none of its tokens can be live anyway.
+    pub fn revoke_agent(&self, client_id: &str, expires_at: u64) {
+        let now = unix_now();
+        let mut revoked = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        revoked.agents.retain(|_, expiry| *expiry > now);
+        revoked.agents.insert(client_id.to_owned(), expires_at);
+    }
+
     /// Says whether a verified token was revoked since it was issued.
     pub fn is_revoked(&self, claims: &TokenClaims) -> bool {
         let revoked = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         revoked.tokens.contains_key(&claims.token_id)
+            || revoked.agents.contains_key(&claims.client_id)
             || claims
                 .grant
                 .as_ref()

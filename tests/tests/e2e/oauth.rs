@@ -19,13 +19,14 @@ const VERIFIER: &str = "pkce-verifier-0123456789abcdefghijklmnopqrstuvwxyz-ABCDE
 const CHALLENGE: &str = "28djaMl0uObRimedfV6yyCsXAKfXuh07Fck65KYoJwE";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
+/// Is a running protected gateway and its data directory.
 pub(super) struct Protected {
     pub(super) origin: String,
     pub(super) shutdown: CancellationToken,
     _data: tempfile::TempDir,
 }
 
-async fn start() -> Protected {
+pub(super) async fn start() -> Protected {
     start_with(
         edge_svc::audit::Recorder::disabled(),
         edge_svc::access::Access::unrestricted(),
@@ -68,6 +69,7 @@ pub(super) async fn start_limited(
         ..Default::default()
     };
     let resources = ["crm", "hr"].map(|name| ProtectedResource {
+        name: name.to_owned(),
         url: face.resource_url(name),
         scopes: access.scopes_supported(name),
     });
@@ -84,6 +86,9 @@ pub(super) async fn start_limited(
         .expect("authorization server")
         .with_audit(Arc::new(SpooledAudit(recorder.clone())))
         .with_revocation_listener(Arc::new(RevocationFeed(revocations.clone())));
+    let shutdown = CancellationToken::new();
+    // As `gatehouse up` does: changes made on the store by the CLI reach this edge.
+    let _follower = state.follow_revocations(shutdown.child_token());
     let jwks = format!("{}/jwks.json", state.issuer())
         .parse()
         .expect("jwks url");
@@ -91,7 +96,6 @@ pub(super) async fn start_limited(
         verifier: revocations.guard(Arc::new(JwksVerifier::new(state.issuer().to_owned(), jwks))),
         issuer: state.issuer().to_owned(),
     };
-    let shutdown = CancellationToken::new();
     let gateway = Gateway::start(&spec, &shutdown)
         .expect("gateway")
         .with_audit(recorder)
@@ -131,6 +135,18 @@ impl authz_svc::RevocationListener for RevocationFeed {
 
     fn grant_revoked(&self, grant_id: &str) {
         self.0.revoke_grant(grant_id);
+    }
+
+    fn agent_revoked(&self, client_id: &str, expires_at: i64) {
+        self.0
+            .revoke_agent(client_id, u64::try_from(expires_at).unwrap_or(0));
+    }
+}
+
+impl Protected {
+    /// Returns the data directory holding the authorization store, as `gatehouse agents --data` takes it.
+    pub(super) fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
     }
 }
 
@@ -261,7 +277,7 @@ async fn a_revoked_token_or_grant_is_refused_at_edge_at_once() {
     gateway.shutdown.cancel();
 }
 
-async fn call_echo(url: &str, token: &str) -> reqwest::Response {
+pub(super) async fn call_echo(url: &str, token: &str) -> reqwest::Response {
     call_tool(url, token, "echo", json!({"text": "through oauth"})).await
 }
 

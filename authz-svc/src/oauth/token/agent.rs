@@ -1,0 +1,96 @@
+//! Client credentials for agent bundles: `sub` is the bundle, the audience one of its
+//! virtual servers, the scope within what the bundle and the virtual server allow.
+
+use axum::response::Response;
+
+use super::token_response;
+use crate::client::CLIENT_CREDENTIALS;
+use crate::config::MAX_AGENT_TOKEN_TTL;
+use crate::issuer::ProtectedResource;
+use crate::oauth::caller::AuthenticatedAgent;
+use crate::oauth::{OAuthError, Params};
+use crate::state::AuthzState;
+use crate::store::AgentRecord;
+use crate::token::TokenRequest;
+
+/// Issues an agent's access token for the requested (or its only) virtual server.
+pub(super) async fn client_credentials(
+    state: &AuthzState,
+    caller: &AuthenticatedAgent,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let agent = &caller.agent;
+    let resource = allowed_resource(state, agent, params.get("resource"))?;
+    let allowed = allowed_scopes(agent, resource);
+    let scope = match params.get("scope") {
+        Some(requested) => down_scope(requested, &allowed)?,
+        None => allowed.join(" "),
+    };
+    let request = TokenRequest {
+        subject: &agent.agent_id,
+        audience: &resource.url,
+        client_id: &agent.client_id,
+        scope: &scope,
+        grant: None,
+        ttl: state.config.access_token_ttl.min(MAX_AGENT_TOKEN_TTL),
+        groups: &[],
+        act: None,
+    };
+    state.agents.used(agent).await?;
+    let principal = crate::events::agent(agent, caller.method);
+    token_response(state, &request, None, CLIENT_CREDENTIALS, principal)
+}
+
+/// Returns the protected resource at `requested` (or the agent's only virtual server)
+/// when the agent may use it; anything else is `invalid_target`.
+pub(super) fn allowed_resource<'a>(
+    state: &'a AuthzState,
+    agent: &AgentRecord,
+    requested: Option<&str>,
+) -> Result<&'a ProtectedResource, OAuthError> {
+    let resource = match requested {
+        Some(url) => state.issuer.resource(url),
+        None => match agent.virtual_servers.as_slice() {
+            [only] => state
+                .issuer
+                .resources
+                .iter()
+                .find(|resource| &resource.name == only),
+            _ => None,
+        },
+    };
+    resource
+        .filter(|resource| agent.virtual_servers.contains(&resource.name))
+        .ok_or_else(|| {
+            OAuthError::new(
+                "invalid_target",
+                "resource is not a virtual server this agent may use",
+            )
+        })
+}
+
+/// Returns the scopes the agent may hold at `resource`: its own, as far as the resource declares them.
+pub(super) fn allowed_scopes(agent: &AgentRecord, resource: &ProtectedResource) -> Vec<String> {
+    agent
+        .scopes
+        .iter()
+        .filter(|scope| resource.scopes.contains(scope))
+        .cloned()
+        .collect()
+}
+
+/// Returns `requested` when every scope in it is in `allowed` (down-scoping only).
+pub(super) fn down_scope(requested: &str, allowed: &[String]) -> Result<String, OAuthError> {
+    let mut scopes: Vec<&str> = requested.split_whitespace().collect();
+    if scopes
+        .iter()
+        .any(|scope| !allowed.iter().any(|allowed| allowed == scope))
+    {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "a requested scope is not granted to this agent",
+        ));
+    }
+    scopes.dedup();
+    Ok(scopes.join(" "))
+}

@@ -1,0 +1,81 @@
+//! The revocation log as a feed: every process that must refuse revoked tokens follows
+//! the store's log by cursor. This is how a decommissioning done by the CLI on the store
+//! directly reaches a running server (and its edge) without a call to it, and what
+//! `WatchRevocations` streams to standalone edges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::events::RevocationListener;
+use crate::store::{RevocationKind, RevocationRecord, Store};
+use crate::token::now;
+
+/// Is how often the log is read: well inside the one-second promise to edges.
+pub const REVOCATION_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Bounds one read of the log.
+pub(crate) const PAGE: u32 = 1_000;
+
+/// Returns the log entries after `cursor` (all live ones from 0), following pages.
+pub(crate) async fn read_after(
+    store: &dyn Store,
+    cursor: i64,
+) -> Result<Vec<RevocationRecord>, Error> {
+    let mut entries = Vec::new();
+    let mut after = cursor;
+    loop {
+        let page = store.revocations_after(after, now(), PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        if let Some(last) = page.last() {
+            after = last.seq;
+        }
+        entries.extend(page);
+        if !full {
+            return Ok(entries);
+        }
+    }
+}
+
+/// Hands `entry` to `listener`.
+pub(crate) fn deliver(listener: &dyn RevocationListener, entry: &RevocationRecord) {
+    match entry.kind {
+        RevocationKind::Token => listener.token_revoked(&entry.subject, entry.expires_at),
+        RevocationKind::Grant => listener.grant_revoked(&entry.subject),
+        RevocationKind::Agent => listener.agent_revoked(&entry.subject, entry.expires_at),
+    }
+}
+
+/// Passes every live logged revocation, then each new one within
+/// [`REVOCATION_POLL_INTERVAL`], to `listener`, until `shutdown`.
+pub(crate) async fn follow(
+    store: Arc<dyn Store>,
+    listener: Arc<dyn RevocationListener>,
+    shutdown: CancellationToken,
+) {
+    let mut cursor = 0;
+    let mut ticks = tokio::time::interval(REVOCATION_POLL_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match read_after(store.as_ref(), cursor).await {
+            Ok(entries) => {
+                for entry in &entries {
+                    deliver(listener.as_ref(), entry);
+                    cursor = entry.seq;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot read the revocation log"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! `private_key_jwt` (RFC 7523 §2.2) and secretless workload identities: assertions
+//! minted here with keys generated here, one workload issuer served by a JWKS server
+//! this test runs.
+
+use authz_svc::{AgentAuthentication, AgentRecord, WorkloadIssuer};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+use p256::pkcs8::EncodePrivateKey as _;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::agents::{claims, new_agent};
+use crate::harness::{Harness, RESOURCE, oauth_error};
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// An ES256 key pair derived from a label, so that each test has its own.
+struct TestKey {
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+impl TestKey {
+    fn new(label: &str, kid: &str) -> Self {
+        let secret = p256::SecretKey::from_slice(&Sha256::digest(label.as_bytes())).unwrap();
+        let der = secret.to_pkcs8_der().unwrap();
+        let point = secret.public_key().to_encoded_point(false);
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+        });
+        Self {
+            encoding: EncodingKey::from_ec_der(der.as_bytes()),
+            jwk,
+        }
+    }
+
+    fn jwks(&self) -> Value {
+        json!({ "keys": [self.jwk] })
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let header = Header {
+            kid: self.jwk["kid"].as_str().map(str::to_owned),
+            ..Header::new(Algorithm::ES256)
+        };
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .try_into()
+        .unwrap()
+}
+
+fn assertion_claims(iss: &str, sub: &str, aud: &str, jti: &str) -> Value {
+    json!({ "iss": iss, "sub": sub, "aud": aud, "jti": jti, "iat": now(), "exp": now() + 120 })
+}
+
+async fn present(harness: &Harness, assertion: &str, client_id: Option<&str>) -> reqwest::Response {
+    let mut params = vec![
+        ("grant_type", "client_credentials"),
+        ("resource", RESOURCE),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", assertion),
+    ];
+    if let Some(client_id) = client_id {
+        params.push(("client_id", client_id));
+    }
+    harness.post_form("/token", &params, None).await
+}
+
+async fn key_agent(harness: &Harness, key: &TestKey) -> AgentRecord {
+    let agent = new_agent(
+        "signer",
+        AgentAuthentication::PrivateKeyJwt { jwks: key.jwks() },
+    );
+    harness.state.agents().create(agent).await.unwrap().agent
+}
+
+#[tokio::test]
+async fn private_key_jwt_authenticates_once_per_assertion() {
+    let harness = Harness::start().await;
+    let key = TestKey::new("pkjwt-accepted", "k1");
+    let agent = key_agent(&harness, &key).await;
+    let id = agent.client_id.as_str();
+    // `aud` may be the issuer or the token endpoint.
+    for (audience, jti) in [(harness.base.clone(), "j1"), (harness.url("/token"), "j2")] {
+        let assertion = key.sign(&assertion_claims(id, id, &audience, jti));
+        let response = present(&harness, &assertion, None).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let body: Value = response.json().await.unwrap();
+        let token = claims(body["access_token"].as_str().unwrap());
+        assert_eq!(token["sub"], agent.agent_id.as_str());
+        assert_eq!(token["client_id"], id);
+        if jti == "j1" {
+            let replay = present(&harness, &assertion, Some(id)).await;
+            oauth_error(replay, 401, "invalid_client").await;
+        }
+    }
+    let metadata: Value = harness
+        .http
+        .get(harness.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let methods = metadata["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap();
+    assert!(methods.contains(&json!("private_key_jwt")), "{metadata}");
+}
+
+#[tokio::test]
+async fn every_must_of_a_client_assertion_is_enforced() {
+    let harness = Harness::start().await;
+    let key = TestKey::new("pkjwt-refused", "k1");
+    let agent = key_agent(&harness, &key).await;
+    let id = agent.client_id.as_str();
+    let issuer = harness.base.clone();
+    let stranger = TestKey::new("someone-else", "k1");
+    let mut long_lived = assertion_claims(id, id, &issuer, "long");
+    long_lived["exp"] = json!(now() + 3600);
+    let mut expired = assertion_claims(id, id, &issuer, "old");
+    expired["exp"] = json!(now() - 120);
+    let mut no_jti = assertion_claims(id, id, &issuer, "");
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let hs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &assertion_claims(id, id, &issuer, "hmac"),
+        &EncodingKey::from_secret(b"guessable"),
+    )
+    .unwrap();
+    let cases = [
+        (
+            "wrong audience",
+            key.sign(&assertion_claims(id, id, "https://other.example", "a1")),
+        ),
+        (
+            "sub is not the client",
+            key.sign(&assertion_claims(id, "someone", &issuer, "a2")),
+        ),
+        (
+            "unregistered key",
+            stranger.sign(&assertion_claims(id, id, &issuer, "a3")),
+        ),
+        ("lives over five minutes", key.sign(&long_lived)),
+        ("expired", key.sign(&expired)),
+        ("no jti", key.sign(&no_jti)),
+        ("hmac algorithm", hs256),
+        ("not a jwt", "garbage".to_owned()),
+    ];
+    for (case, assertion) in cases {
+        let response = present(&harness, &assertion, Some(id)).await;
+        let body = oauth_error(response, 401, "invalid_client").await;
+        assert!(
+            !body.to_string().contains(&assertion),
+            "{case}: the assertion is echoed"
+        );
+    }
+    let good = key.sign(&assertion_claims(id, id, &issuer, "good"));
+    let wrong_type = harness
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:example"),
+                ("client_assertion", &good),
+            ],
+            None,
+        )
+        .await;
+    oauth_error(wrong_type, 400, "invalid_request").await;
+    let two_methods = harness
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &good),
+            ],
+            Some((id, "secret")),
+        )
+        .await;
+    oauth_error(two_methods, 400, "invalid_request").await;
+    assert_eq!(
+        present(&harness, &good, None).await.status(),
+        200,
+        "none of the refusals spent the good assertion"
+    );
+}
+
+/// Serves `jwks` at `/jwks` on an ephemeral port until the test ends; returns its URL.
+async fn jwks_server(jwks: Value) -> String {
+    let (listener, addr) = svc_kit::testing::bind_ephemeral().await;
+    let router = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || async move { axum::Json(jwks) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/jwks")
+}
+
+#[tokio::test]
+async fn workload_identity_token_from_a_trusted_issuer_authenticates_secretlessly() {
+    let harness = Harness::start().await;
+    let issuer_key = TestKey::new("k8s-issuer", "sa-key-1");
+    let jwks_uri = jwks_server(issuer_key.jwks()).await;
+    let workload_issuer = "https://kubernetes.default.svc.cluster.local";
+    let agent = new_agent(
+        "ci-runner",
+        AgentAuthentication::WorkloadIdentity(WorkloadIssuer {
+            issuer: workload_issuer.to_owned(),
+            jwks_uri: Some(jwks_uri),
+            jwks: None,
+            subject_pattern: "system:serviceaccount:ci:*".to_owned(),
+        }),
+    );
+    let agent = harness.state.agents().create(agent).await.unwrap().agent;
+    let id = agent.client_id.as_str();
+    let token = |sub: &str, jti: &str| {
+        issuer_key.sign(&assertion_claims(workload_issuer, sub, &harness.base, jti))
+    };
+    let accepted = present(
+        &harness,
+        &token("system:serviceaccount:ci:runner", "w1"),
+        Some(id),
+    )
+    .await;
+    assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
+    let body: Value = accepted.json().await.unwrap();
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["sub"],
+        agent.agent_id.as_str()
+    );
+    let other_namespace = present(
+        &harness,
+        &token("system:serviceaccount:prod:runner", "w2"),
+        Some(id),
+    )
+    .await;
+    oauth_error(other_namespace, 401, "invalid_client").await;
+    let forged = TestKey::new("attacker", "sa-key-1").sign(&assertion_claims(
+        workload_issuer,
+        "system:serviceaccount:ci:runner",
+        &harness.base,
+        "w3",
+    ));
+    oauth_error(
+        present(&harness, &forged, Some(id)).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let other_issuer = issuer_key.sign(&assertion_claims(
+        "https://evil.example",
+        "system:serviceaccount:ci:runner",
+        &harness.base,
+        "w4",
+    ));
+    oauth_error(
+        present(&harness, &other_issuer, Some(id)).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+}
