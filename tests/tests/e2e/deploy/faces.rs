@@ -41,6 +41,7 @@ impl Faces {
         let data = tempfile::tempdir().expect("data dir");
         let resources = protected(&spec)
             .map(|name| ProtectedResource {
+                name: name.to_owned(),
                 url: face.resource_url(name),
                 scopes: Vec::new(),
             })
