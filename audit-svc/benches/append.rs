@@ -1,6 +1,9 @@
 //! Events per second durably stored (committed) on SQLite and PostgreSQL, in
-//! batches as edge-svc's Append stream sends them, and events per second that
-//! `verify` re-checks.
+//! batches of 500 as edge-svc's Append stream sends them: from one stream
+//! (`append`, the store alone: one transaction per batch) and from
+//! [`STREAMS`] concurrent streams through the log (`append_streams`, whose
+//! batches share group commits, as several edge replicas' do). Also events per
+//! second that `verify` re-checks.
 //!
 //! PostgreSQL runs when `DATABASE_URL` is set (a scratch database is created and
 //! dropped); otherwise it prints "SKIPPED".
@@ -9,12 +12,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use audit_svc::{AuditEvent, PostgresStore, SqliteStore, Store};
+use audit_svc::{AuditEvent, AuditLog, PostgresStore, Signer, SqliteStore, Store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 const BATCH: u64 = 500;
+/// Is how many appenders `append_streams` runs at once.
+const STREAMS: u64 = 4;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -54,6 +59,39 @@ fn bench_store(
             |events| {
                 let store = store.clone();
                 async move { store.append(&events).await.unwrap() }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+    let log = runtime
+        .block_on(AuditLog::new(
+            store,
+            Signer::new("bench/audit".to_owned(), &[1u8; 32]),
+        ))
+        .unwrap();
+    let mut group = c.benchmark_group("append_streams");
+    group.throughput(Throughput::Elements(BATCH * STREAMS));
+    group.sample_size(20);
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_batched(
+            || (0..STREAMS).map(|_| batch()).collect::<Vec<_>>(),
+            |batches| {
+                let log = log.clone();
+                async move {
+                    let appends: Vec<_> = batches
+                        .into_iter()
+                        .map(|events| {
+                            tokio::spawn({
+                                let log = log.clone();
+                                async move { log.append(events).await.unwrap() }
+                            })
+                        })
+                        .collect();
+                    for append in appends {
+                        append.await.unwrap();
+                    }
+                }
             },
             BatchSize::SmallInput,
         );

@@ -111,7 +111,7 @@ async fn main() {
         ticker.tick().await;
         let events: Vec<AuditEvent> = (next..next + batch).map(event).collect();
         next += batch;
-        log.append(&events).await.unwrap();
+        log.append(events).await.unwrap();
         committed.push((next, Instant::now()));
     }
     let load_time = started.elapsed();

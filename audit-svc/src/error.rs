@@ -90,6 +90,14 @@ pub enum Error {
     /// Reports a retention run that could not archive or prune.
     #[error("retention failed: {0}")]
     Retention(String),
+    /// Reports the failed group commit an append was part of (shared by every
+    /// batch in it).
+    #[error(transparent)]
+    Commit(std::sync::Arc<Error>),
+    /// Reports an append whose group commit ended without an answer (its task
+    /// failed); whether it committed is unknown, and a resend is idempotent.
+    #[error("the append ended before its commit was confirmed")]
+    AppendAbandoned,
     /// Reports a signed note that does not parse or whose signature fails.
     #[error("invalid checkpoint note: {0}")]
     InvalidNote(&'static str),
@@ -110,6 +118,7 @@ impl Error {
 impl ServiceError for Error {
     fn code(&self) -> ErrorCode {
         match self {
+            Self::Commit(shared) => shared.code(),
             // Exhaustive on purpose: a new variant forces a decision.
             Self::InvalidArgument { .. } | Self::InvalidNote(_) => ErrorCode::InvalidArgument,
             Self::EventNotFound(_)
@@ -117,7 +126,7 @@ impl ServiceError for Error {
             | Self::CheckpointNotFound(_)
             | Self::NoCheckpoint => ErrorCode::NotFound,
             Self::NotCovered { .. } | Self::Pruned(_) => ErrorCode::FailedPrecondition,
-            Self::StoreUnavailable(_) => ErrorCode::Unavailable,
+            Self::StoreUnavailable(_) | Self::AppendAbandoned => ErrorCode::Unavailable,
             Self::Config(_)
             | Self::Store(_)
             | Self::Migrate(_)

@@ -80,24 +80,26 @@ impl AuditGrpc {
     }
 
     async fn append_batch(&self, request: pb::AppendRequest) -> Result<pb::AppendResponse, Error> {
-        let decoded: Vec<Result<_, Error>> = request
+        let mut valid = Vec::with_capacity(request.events.len());
+        let rejections: Vec<Option<Error>> = request
             .events
             .iter()
-            .map(|event| self.codec.to_domain(event))
+            .map(|event| match self.codec.to_domain(event) {
+                Ok(domain) => {
+                    valid.push(domain);
+                    None
+                }
+                Err(error) => Some(error),
+            })
             .collect();
-        let valid: Vec<_> = decoded
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .cloned()
-            .collect();
-        let mut outcomes = self.log.append(&valid).await?.into_iter();
+        let mut outcomes = self.log.append(valid).await?.into_iter();
         let acks = request
             .events
             .iter()
-            .zip(decoded)
-            .map(|(event, decoded)| match decoded {
-                Ok(_) => ack(&event.event_id, outcomes.next()),
-                Err(error) => rejected(&event.event_id, &error.to_string()),
+            .zip(rejections)
+            .map(|(event, rejection)| match rejection {
+                None => ack(&event.event_id, outcomes.next()),
+                Some(error) => rejected(&event.event_id, &error.to_string()),
             })
             .collect();
         Ok(pb::AppendResponse { acks })

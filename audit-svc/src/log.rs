@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Checkpoint, Signer};
@@ -14,6 +14,9 @@ use crate::merkle::{Hash, Prefix};
 use crate::query::{SearchPage, SearchQuery};
 use crate::store::{GENESIS, PruneRecord, Store, now_micros};
 
+/// Is the most events one group commit writes; a batch is never split.
+const GROUP_COMMIT_EVENTS: usize = 8192;
+
 /// Is the audit log: a store, the key that signs its checkpoints, and a feed of
 /// its head for live readers. Clones share everything.
 #[derive(Debug, Clone)]
@@ -21,6 +24,24 @@ pub struct AuditLog {
     store: Arc<dyn Store>,
     signer: Arc<Signer>,
     head: Arc<watch::Sender<u64>>,
+    commits: Arc<GroupCommit>,
+}
+
+/// Joins the batches of concurrent appenders (edge replicas, authz-svc,
+/// vault-svc) into one store transaction: whoever holds the writer commits
+/// every batch queued meanwhile, so one durable commit (one fsync) acknowledges
+/// them all, in queue order, and each appender gets its own batch's outcomes.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    queue: std::sync::Mutex<Vec<Pending>>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Is a batch waiting for a group commit, and where its outcomes go.
+#[derive(Debug)]
+struct Pending {
+    events: Vec<AuditEvent>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, Arc<Error>>>,
 }
 
 /// Names the event an inclusion proof is for.
@@ -64,6 +85,7 @@ impl AuditLog {
             store,
             signer: Arc::new(signer),
             head: Arc::new(watch::Sender::new(head)),
+            commits: Arc::default(),
         })
     }
 
@@ -77,21 +99,39 @@ impl AuditLog {
         &self.signer
     }
 
-    /// Appends a batch durably (one transaction) and reports each event's fate.
-    pub async fn append(&self, events: &[AuditEvent]) -> Result<Vec<AppendOutcome>, Error> {
-        let outcomes = self.store.append(events).await?;
-        let newest = outcomes.iter().filter_map(|outcome| match outcome {
-            AppendOutcome::Stored(sequence) => Some(*sequence),
-            _ => None,
-        });
-        if let Some(newest) = newest.max() {
-            self.head.send_if_modified(|head| {
-                let advanced = newest > *head;
-                *head = (*head).max(newest);
-                advanced
-            });
+    /// Appends a batch durably and reports each event's fate, in order; the
+    /// batch commits whole, possibly in one transaction with other appenders'
+    /// batches (see [`GroupCommit`]).
+    pub async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<AppendOutcome>, Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(outcomes)
+        let (reply, mut outcome) = oneshot::channel();
+        self.commits.enqueue(Pending { events, reply });
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut outcome => {
+                    return result
+                        .map_err(|_| Error::AppendAbandoned)?
+                        .map_err(Error::Commit);
+                }
+                writer = Arc::clone(&self.commits.writer).lock_owned() => {
+                    let group = self.commits.take();
+                    if group.is_empty() {
+                        continue;
+                    }
+                    // A task of its own, so that a cancelled appender never strands
+                    // the batches of the others it took.
+                    let (store, head) = (Arc::clone(&self.store), Arc::clone(&self.head));
+                    let _committed = tokio::spawn(async move {
+                        commit(store.as_ref(), &head, group).await;
+                        drop(writer);
+                    })
+                    .await;
+                }
+            }
+        }
     }
 
     /// Returns one page of events matching `query`.
@@ -264,6 +304,70 @@ impl AuditLog {
             .consistency_proof(&leaves, from_size)
             .ok_or(Error::Corrupt("tree"))?;
         Ok(ConsistencyProof { from, to, proof })
+    }
+}
+
+impl GroupCommit {
+    fn enqueue(&self, pending: Pending) {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pending);
+    }
+
+    /// Takes queued batches in order, up to [`GROUP_COMMIT_EVENTS`] (at least one).
+    fn take(&self) -> Vec<Pending> {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut events = 0;
+        let count = queue
+            .iter()
+            .take_while(|pending| {
+                let fits = events == 0 || events + pending.events.len() <= GROUP_COMMIT_EVENTS;
+                events += pending.events.len();
+                fits
+            })
+            .count();
+        queue.drain(..count).collect()
+    }
+}
+
+/// Appends the batches of `group` in one transaction, advances the head feed,
+/// and answers each batch with its own outcomes (or the shared failure).
+async fn commit(store: &dyn Store, head: &watch::Sender<u64>, group: Vec<Pending>) {
+    let (batches, replies): (Vec<_>, Vec<_>) = group
+        .into_iter()
+        .map(|pending| (pending.events, pending.reply))
+        .unzip();
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    let events = batches.concat();
+    match store.append(&events).await {
+        Ok(outcomes) => {
+            let newest = outcomes.iter().filter_map(|outcome| match outcome {
+                AppendOutcome::Stored(sequence) => Some(*sequence),
+                _ => None,
+            });
+            if let Some(newest) = newest.max() {
+                head.send_if_modified(|head| {
+                    let advanced = newest > *head;
+                    *head = (*head).max(newest);
+                    advanced
+                });
+            }
+            let mut outcomes = outcomes.into_iter();
+            for (reply, size) in replies.into_iter().zip(sizes) {
+                // An appender that went away has nothing to be told.
+                let _told = reply.send(Ok(outcomes.by_ref().take(size).collect()));
+            }
+        }
+        Err(error) => {
+            let error = Arc::new(error);
+            for reply in replies {
+                let _told = reply.send(Err(Arc::clone(&error)));
+            }
+        }
     }
 }
 

@@ -277,11 +277,6 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, kind, event_time, recorde
      agent_client_id, virtual_server, connector, tool, verdict, outcome, trace_id, \
      canonical_json, leaf_hash, chain_hash";
 
-/// Starts an insert of event rows, columns in [`EVENT_COLUMNS`] order.
-pub(crate) const INSERT_EVENTS: &str = "INSERT INTO audit_event (seq, event_id, kind, event_time, \
-     recorded_at, member_id, agent_client_id, virtual_server, connector, tool, verdict, outcome, \
-     trace_id, canonical_json, leaf_hash, chain_hash) ";
-
 /// Tracks the log's tail while a batch is sealed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tail {
@@ -307,19 +302,11 @@ impl Tail {
         }
     }
 
-    /// Seals `event` as the next record and advances the tail.
-    pub(crate) fn seal(&mut self, event: &AuditEvent, recorded_at_micros: i64) -> StoredEvent {
-        let leaf_hash = event.leaf_hash();
-        let chain_hash = event::chain_hash(&self.chain_hash, &leaf_hash);
+    /// Appends a leaf to the chain and returns its sequence and chain hash.
+    pub(crate) fn link(&mut self, leaf_hash: &Hash) -> (u64, Hash) {
         self.sequence += 1;
-        self.chain_hash = chain_hash;
-        StoredEvent {
-            sequence: self.sequence,
-            recorded_at_micros,
-            event: event.clone(),
-            leaf_hash,
-            chain_hash,
-        }
+        self.chain_hash = event::chain_hash(&self.chain_hash, leaf_hash);
+        (self.sequence, self.chain_hash)
     }
 }
 
@@ -394,38 +381,62 @@ pub(crate) fn to_hash(bytes: Vec<u8>, what: &'static str) -> Result<Hash, Error>
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub(crate) outcomes: Vec<AppendOutcome>,
-    pub(crate) records: Vec<StoredEvent>,
+    pub(crate) records: Vec<Sealed>,
+}
+
+/// Is one new record of a planned batch: which event it is, and where and how
+/// it joins the log. It borrows nothing, so planning copies no event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sealed {
+    /// Holds the event's index in the appended batch.
+    pub(crate) index: usize,
+    pub(crate) sequence: u64,
+    pub(crate) leaf_hash: Hash,
+    pub(crate) chain_hash: Hash,
+}
+
+/// Returns the leaf hash of each event; appenders compute them before they
+/// take the write lock, since hashing the canonical bytes is the costly part
+/// of sealing.
+pub(crate) fn leaf_hashes(events: &[AuditEvent]) -> Vec<Hash> {
+    events.iter().map(AuditEvent::leaf_hash).collect()
 }
 
 /// Plans a batch after `tail`: an id already stored (in `existing`, as sequence
 /// and canonical bytes, or earlier in the batch) with identical content is a
 /// duplicate, with different content a conflict; every other event is sealed
-/// as the next record.
+/// as the next record, with its leaf hash from `leaves`.
 pub(crate) fn plan(
     events: &[AuditEvent],
-    existing: Vec<(String, i64, Vec<u8>)>,
+    leaves: &[Hash],
+    existing: &[(String, i64, Vec<u8>)],
     tail: &mut Tail,
-    recorded_at_micros: i64,
 ) -> Plan {
-    let mut known: HashMap<String, (u64, Vec<u8>)> = existing
-        .into_iter()
-        .filter_map(|(id, seq, json)| Some((id, (u64::try_from(seq).ok()?, json))))
+    let mut known: HashMap<&str, (u64, &[u8])> = existing
+        .iter()
+        .filter_map(|(id, seq, json)| {
+            Some((id.as_str(), (u64::try_from(*seq).ok()?, json.as_slice())))
+        })
         .collect();
-    let mut plan = Plan::default();
-    for event in events {
+    let mut plan = Plan {
+        outcomes: Vec::with_capacity(events.len()),
+        records: Vec::with_capacity(events.len()),
+    };
+    for (index, (event, leaf_hash)) in events.iter().zip(leaves).enumerate() {
         let outcome = match known.get(event.id.as_str()) {
-            Some((sequence, json)) if *json == event.canonical_json => {
+            Some((sequence, json)) if *json == event.canonical_json.as_slice() => {
                 AppendOutcome::Duplicate(*sequence)
             }
             Some(_) => AppendOutcome::Conflict,
             None => {
-                let record = tail.seal(event, recorded_at_micros);
-                let sequence = record.sequence;
-                known.insert(
-                    event.id.as_str().to_owned(),
-                    (sequence, event.canonical_json.clone()),
-                );
-                plan.records.push(record);
+                let (sequence, chain_hash) = tail.link(leaf_hash);
+                known.insert(event.id.as_str(), (sequence, &event.canonical_json));
+                plan.records.push(Sealed {
+                    index,
+                    sequence,
+                    leaf_hash: *leaf_hash,
+                    chain_hash,
+                });
                 AppendOutcome::Stored(sequence)
             }
         };

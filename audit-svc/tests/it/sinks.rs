@@ -50,7 +50,7 @@ pub(crate) async fn append(log: &AuditLog, prefix: &str, from: u32, count: u32) 
             )
         })
         .collect();
-    log.append(&events).await.unwrap();
+    log.append(events).await.unwrap();
 }
 
 /// Is sinks running over a log, stopped by `stop`.

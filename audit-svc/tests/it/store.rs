@@ -1,6 +1,6 @@
 //! The store conformance suite, run against SQLite and PostgreSQL.
 
-use audit_svc::{AppendOutcome, AuditEvent, Filter, SearchQuery, verify};
+use audit_svc::{AppendOutcome, AuditEvent, AuditLog, Filter, SearchQuery, verify};
 use serde_json::json;
 
 use crate::backend::{Backend, conformance, event};
@@ -10,6 +10,7 @@ conformance!(
     reappending_an_id_returns_the_original_sequence,
     different_content_under_a_known_id_is_refused,
     concurrent_appenders_get_a_gapless_ordered_sequence,
+    appenders_joined_in_one_group_commit_each_get_their_own_outcomes,
     update_delete_and_truncate_are_refused_by_the_database,
     search_filters_by_every_facet,
     search_pages_with_tokens_in_both_directions,
@@ -120,6 +121,65 @@ async fn concurrent_appenders_get_a_gapless_ordered_sequence(backend: &Backend) 
     let report = verify(store.as_ref(), None).await.unwrap();
     assert_eq!(report.problem, None);
     assert_eq!(report.tree_size, 800);
+}
+
+/// Many appenders through one log: their batches share commits, and each still
+/// gets the outcomes of its own events, duplicates and conflicts included.
+async fn appenders_joined_in_one_group_commit_each_get_their_own_outcomes(backend: &Backend) {
+    let log = AuditLog::new(backend.store(), signer()).await.unwrap();
+    let original = event("shared", "alice", "echo", "VERDICT_ALLOW", 0);
+    let forged = event("shared", "mallory", "echo", "VERDICT_ALLOW", 0);
+    let tasks: Vec<_> = (0..16)
+        .map(|writer| {
+            let (log, original, forged) = (log.clone(), original.clone(), forged.clone());
+            tokio::spawn(async move {
+                let mut batch: Vec<AuditEvent> = (0..50)
+                    .map(|i| event(&format!("g{writer}-{i}"), "bob", "echo", "VERDICT_ALLOW", i))
+                    .collect();
+                // Every writer also sends the same event, and odd writers a forgery of it.
+                batch.insert(25, if writer % 2 == 0 { original } else { forged });
+                (writer, log.append(batch).await.unwrap())
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    let mut shared = Vec::new();
+    for task in tasks {
+        let (writer, outcomes) = task.await.unwrap();
+        assert_eq!(outcomes.len(), 51, "one outcome per event of the batch");
+        for (i, outcome) in outcomes.iter().enumerate() {
+            match outcome {
+                AppendOutcome::Stored(sequence) if i != 25 => stored.push(*sequence),
+                other if i == 25 => shared.push((writer, *other)),
+                other => panic!("writer {writer} event {i}: {other:?}"),
+            }
+        }
+    }
+    // The first writer to land the shared id stored it; every other got it back
+    // as a duplicate (same content) or a conflict (the forgery).
+    let winner = shared
+        .iter()
+        .find_map(|(writer, outcome)| match outcome {
+            AppendOutcome::Stored(sequence) => Some((*writer, *sequence)),
+            _ => None,
+        })
+        .expect("someone stored the shared event");
+    for (writer, outcome) in &shared {
+        let expected = if *writer == winner.0 {
+            AppendOutcome::Stored(winner.1)
+        } else if writer % 2 == winner.0 % 2 {
+            AppendOutcome::Duplicate(winner.1)
+        } else {
+            AppendOutcome::Conflict
+        };
+        assert_eq!(*outcome, expected, "writer {writer}");
+    }
+    stored.push(winner.1);
+    stored.sort_unstable();
+    assert_eq!(stored, (1..=16 * 50 + 1).collect::<Vec<u64>>());
+    let report = verify(backend.store().as_ref(), None).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.tree_size, 16 * 50 + 1);
 }
 
 async fn update_delete_and_truncate_are_refused_by_the_database(backend: &Backend) {

@@ -23,7 +23,7 @@ async fn seeded(backend: &Backend) -> (AuditLog, Checkpoint) {
     let events: Vec<_> = (0..6)
         .map(|i| event(&format!("t{i}"), "alice", "echo", "VERDICT_ALLOW", i))
         .collect();
-    log.append(&events).await.unwrap();
+    log.append(events).await.unwrap();
     let checkpoint = log.checkpoint_now().await.unwrap().unwrap();
     assert_eq!(checkpoint.tree_size, 6);
     (log, checkpoint)

@@ -16,7 +16,15 @@ fn stored(document: &Value) -> StoredEvent {
         sequence: 0,
         chain_hash: GENESIS,
     };
-    tail.seal(&event, 1_764_000_000_123_456)
+    let leaf_hash = event.leaf_hash();
+    let (sequence, chain_hash) = tail.link(&leaf_hash);
+    StoredEvent {
+        sequence,
+        recorded_at_micros: 1_764_000_000_123_456,
+        event,
+        leaf_hash,
+        chain_hash,
+    }
 }
 
 fn denied_call() -> Value {

@@ -75,7 +75,7 @@ async fn hec_dead_letters_refused_events_and_delivers_the_rest() {
     let backend = Backend::sqlite().await;
     let log = log_over(&backend).await;
     let receiver = HecReceiver::start(TOKEN, false).await;
-    log.append(&[
+    log.append(vec![
         event("d-1", "alice", "echo", "VERDICT_ALLOW", 1),
         event("d-2", "alice", "poison", "VERDICT_ALLOW", 2),
         event("d-3", "bob", "echo", "VERDICT_DENY", 3),

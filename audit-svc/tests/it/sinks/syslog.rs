@@ -228,7 +228,7 @@ async fn syslog_over_tls_reaches_rsyslog() {
     let rsyslog = Rsyslog::start(&rsyslogd, dir.path(), true).await;
     let backend = Backend::sqlite().await;
     let log = log_over(&backend).await;
-    log.append(&[crate::backend::event(
+    log.append(vec![crate::backend::event(
         "tls-1",
         "mallory",
         "rm",
