@@ -44,6 +44,32 @@ pub struct Config {
     pub http: HttpConfig,
     /// Declares the connectors vault-svc holds credentials for, by name.
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// Sends credential events to audit-svc (standalone vault-svc; the product
+    /// binary routes them through edge's spool instead).
+    pub audit: AuditConfig,
+}
+
+/// Configures delivery of credential events to audit-svc; without `endpoint`
+/// they are only logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Holds audit-svc's gRPC endpoint, such as `http://audit-svc:50053`.
+    pub endpoint: Option<String>,
+    /// Holds the service token vault-svc presents (audit-svc's `callers.vault_token`).
+    pub token: Option<SecretSetting>,
+    /// Bounds how many events wait in memory while audit-svc is unreachable.
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            token: None,
+            queue_capacity: 10_000,
+        }
+    }
 }
 
 /// Chooses the store: PostgreSQL when `postgres_url` is set, otherwise a SQLite
@@ -174,6 +200,32 @@ pub struct OAuthProviderConfig {
     pub revocation_endpoint: Option<String>,
 }
 
+impl AuditConfig {
+    /// Checks that an endpoint comes with a usable token and room to queue.
+    fn validate(&self) -> Result<(), Error> {
+        let Some(endpoint) = &self.endpoint else {
+            return Ok(());
+        };
+        url::Url::parse(endpoint)
+            .map_err(|_| ConfigError::new("audit.endpoint", "must be an absolute URL"))?;
+        if self
+            .token
+            .as_ref()
+            .is_none_or(|token| token.expose().len() < svc_kit::callers::MIN_TOKEN_LEN)
+        {
+            return Err(ConfigError::new(
+                "audit.token",
+                "must be set, at least 32 characters, with audit.endpoint",
+            )
+            .into());
+        }
+        if self.queue_capacity == 0 {
+            return Err(ConfigError::new("audit.queue_capacity", "must be positive").into());
+        }
+        Ok(())
+    }
+}
+
 /// Names where credentials are kept, resolved against the data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -196,6 +248,7 @@ impl Default for Config {
             refresh: RefreshConfig::default(),
             http: HttpConfig::default(),
             connectors: BTreeMap::new(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -298,6 +351,7 @@ impl Config {
         }
         url::Url::parse(&self.http.public_url)
             .map_err(|_| ConfigError::new("http.public_url", "must be an absolute URL"))?;
+        self.audit.validate()?;
         for (name, connector) in &self.connectors {
             if let Some(oauth) = &connector.oauth {
                 let static_endpoints =

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+pub mod audit;
 mod config;
 mod consent;
 pub mod credential;
@@ -32,9 +33,9 @@ pub mod store;
 mod vault;
 
 pub use config::{
-    CallersConfig, Config, ConnectorConfig, CredentialMode, DEFAULT_LISTEN_ADDR, ENV_PREFIX,
-    HttpConfig, KekConfig, OAuthProviderConfig, RefreshConfig, SecretSetting, StoreConfig,
-    StoreLocation,
+    AuditConfig, CallersConfig, Config, ConnectorConfig, CredentialMode, DEFAULT_LISTEN_ADDR,
+    ENV_PREFIX, HttpConfig, KekConfig, OAuthProviderConfig, RefreshConfig, SecretSetting,
+    StoreConfig, StoreLocation,
 };
 pub use consent::{ConsentIssuer, ConsentLink};
 pub use error::Error;
@@ -123,13 +124,21 @@ pub async fn open_lock(config: &RefreshConfig) -> Result<Arc<dyn RefreshLock>, E
 }
 
 /// Serves vault-svc's gRPC API on `listener` until `shutdown` is cancelled, then
-/// lets in-flight requests finish and returns. Events are logged.
+/// lets in-flight requests finish and returns. Credential events go to audit-svc
+/// when `audit.endpoint` is set, and are logged otherwise.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let vault = open(&config, Arc::new(LogSink))
+    let events: Arc<dyn EventSink> = match config.audit.endpoint {
+        Some(_) => Arc::new(
+            audit::AuditForwarder::start(&config.audit, &shutdown)
+                .context("cannot set up delivery to audit-svc")?,
+        ),
+        None => Arc::new(LogSink),
+    };
+    let vault = open(&config, events)
         .await
         .context("cannot open the vault")?;
     serve_vault(vault, &config, listener, shutdown).await

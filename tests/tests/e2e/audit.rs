@@ -749,3 +749,279 @@ async fn kill_9_of_audit_svc_under_load_loses_nothing_and_the_chain_stays_gaples
     audit.wait().expect("reaped");
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_archive_accepts_a_retention_batch_and_names_the_record_after_one_byte_is_edited() {
+    let shutdown = CancellationToken::new();
+    let (spool_dir, data) = (
+        tempfile::tempdir().expect("spool"),
+        tempfile::tempdir().expect("audit"),
+    );
+    let mut config = audit_svc_config(data.path());
+    config.checkpoint.interval = Duration::from_millis(200);
+    config.retention.max_age = Some(Duration::from_millis(500));
+    config.retention.interval = Duration::from_millis(200);
+    let audit_addr = reserve_port().await;
+    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
+    tokio::spawn(audit_svc::serve(
+        config.clone(),
+        audit_listener,
+        shutdown.clone(),
+    ));
+    let recorder =
+        Recorder::start(&edge_spool(audit_addr, spool_dir.path()), &shutdown).expect("recorder");
+    let url = serve_edge(recorder, &shutdown).await;
+    let http = reqwest::Client::new();
+    for id in 1..=5 {
+        let response = call(
+            &http,
+            &url,
+            id,
+            "echo",
+            json!({"text": format!("call-{id}")}),
+        )
+        .await;
+        assert!(result_text(&response).is_some(), "{response}");
+    }
+
+    // Retention archives the calls as a signed batch once they are older than max_age.
+    let archive_dir = config.archive_dir();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let archive = loop {
+        let batch = std::fs::read_dir(&archive_dir)
+            .into_iter()
+            .flatten()
+            .find_map(|entry| {
+                let path = entry.ok()?.path();
+                (path.extension()? == "jsonl").then_some(path)
+            });
+        if let Some(batch) = batch {
+            break batch;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no archive batch in {}",
+            archive_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    shutdown.cancel();
+    let data_arg = data.path().to_str().expect("utf-8 path");
+    let file = archive.to_str().expect("utf-8 path");
+    let intact = gatehouse_cli(&["audit", "verify-archive", file, "--data", data_arg]);
+    assert!(intact.status.success(), "{intact:?}");
+    let report = json_stdout(&intact);
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["first"], 1, "{report}");
+    let last = report["last"].as_u64().expect("last");
+    assert!(last >= 1, "{report}");
+
+    // Edit one byte of one archived event: the CLI fails and names that record.
+    let text = std::fs::read_to_string(&archive).expect("archive");
+    let (line, edited) = text
+        .lines()
+        .enumerate()
+        .find_map(|(line, content)| {
+            content
+                .contains("\"mcpMethod\":\"tools/call\"")
+                .then(|| (line, content.replacen("tools/call", "tools/cell", 1)))
+        })
+        .expect("an archived tools/call event");
+    let sequence: Value = serde_json::from_str(&edited).expect("still JSON");
+    let sequence = sequence["sequence"].as_str().expect("sequence").to_owned();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[line] = &edited;
+    std::fs::write(&archive, lines.join("\n") + "\n").expect("edit the archive");
+    let broken = gatehouse_cli(&["audit", "verify-archive", file, "--data", data_arg]);
+    assert!(
+        !broken.status.success(),
+        "an edited archive verified: {broken:?}"
+    );
+    let report = json_stdout(&broken);
+    assert_eq!(report["intact"], false, "{report}");
+    let problem = report["problem"].as_str().expect("problem");
+    assert!(
+        problem.contains(&format!("record {sequence} ")),
+        "{problem}"
+    );
+}
+
+/// Starts the standalone vault-svc binary on `addr`, sending its events to audit-svc at `audit`.
+fn vault_svc_process(
+    addr: std::net::SocketAddr,
+    data: &Path,
+    audit: std::net::SocketAddr,
+) -> std::process::Child {
+    let binary = PathBuf::from(ECHO).with_file_name("vault-svc");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (`cargo build --workspace --bins`)",
+        binary.display()
+    );
+    let config = data.join("vault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[grpc]\nlisten_addr = \"{addr}\"\n\
+             [callers]\nedge_token = \"{}\"\nadmin_token = \"{}\"\n\
+             [audit]\nendpoint = \"http://{audit}\"\ntoken = \"{}\"\n\
+             [connectors.crm]\ncredential = \"shared\"\n",
+            data.display(),
+            VAULT_EDGE_TOKEN,
+            VAULT_ADMIN_TOKEN,
+            vault_audit_token().expose(),
+        ),
+    )
+    .expect("vault config");
+    std::process::Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("vault-svc")
+}
+
+const VAULT_EDGE_TOKEN: &str = "vault-edge-e2e-token-0123456789abcdef";
+const VAULT_ADMIN_TOKEN: &str = "vault-admin-e2e-token-0123456789abcdef";
+/// Is the shared credential's value: it must never reach the audit log.
+const CANARY: &str = "canary-bearer-9f3c2a7e";
+
+/// Is the token vault-svc presents to audit-svc (audit-svc's `callers.vault_token`).
+fn vault_audit_token() -> SecretSetting {
+    SecretSetting::from("vault-audit-e2e-".repeat(3))
+}
+
+/// Returns `message` as a request carrying the service token `token`.
+fn as_caller<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        svc_kit::callers::SERVICE_TOKEN_METADATA,
+        token.parse().expect("ascii token"),
+    );
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_vault_svc_delivers_its_credential_events_to_a_standalone_audit_svc() {
+    use proto::common::v1 as common;
+    use proto::vault::v1 as pb;
+
+    let (audit_addr, vault_addr) = (reserve_port().await, reserve_port().await);
+    let (vault_dir, audit_dir) = (
+        tempfile::tempdir().expect("vault"),
+        tempfile::tempdir().expect("audit"),
+    );
+    // vault-svc starts first: what it records before audit-svc is up waits and arrives later.
+    let mut vault = vault_svc_process(vault_addr, vault_dir.path(), audit_addr);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{vault_addr}"))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut client = pb::vault_client::VaultClient::new(channel);
+    let material = pb::CredentialMaterial {
+        kind: Some(pb::credential_material::Kind::Bearer(pb::BearerToken {
+            token: Some(common::Secret {
+                value: CANARY.to_owned(),
+            }),
+        })),
+    };
+    let set = pb::SetSharedCredentialRequest {
+        connector: "crm".to_owned(),
+        secret: Some(pb::set_shared_credential_request::Secret::Material(
+            material,
+        )),
+        expires_at: None,
+        description: "team token".to_owned(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        match client
+            .set_shared_credential(as_caller(VAULT_ADMIN_TOKEN, set.clone()))
+            .await
+        {
+            Ok(response) => break response.into_inner().credential.expect("credential"),
+            Err(status) => assert!(Instant::now() < deadline, "vault-svc not up: {status}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let mut audit = {
+        let binary = PathBuf::from(ECHO).with_file_name("audit-svc");
+        std::process::Command::new(binary)
+            .env("GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR", audit_addr.to_string())
+            .env("GATEHOUSE_AUDIT__DATA_DIR", audit_dir.path())
+            .env(
+                "GATEHOUSE_AUDIT__CALLERS__VAULT_TOKEN",
+                vault_audit_token().expose(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("audit-svc")
+    };
+    let read = pb::GetCredentialRequest {
+        principal: Some(common::Principal {
+            agent: Some(common::Agent {
+                client_id: "bot".to_owned(),
+                ..common::Agent::default()
+            }),
+            ..common::Principal::default()
+        }),
+        connector: "crm".to_owned(),
+        metadata: Some(common::RequestMetadata {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".to_owned(),
+            ..common::RequestMetadata::default()
+        }),
+    };
+    client
+        .get_credential(as_caller(VAULT_EDGE_TOKEN, read))
+        .await
+        .expect("credential read");
+    let delete = pb::DeleteCredentialRequest {
+        credential_id: stored.credential_id.clone(),
+    };
+    client
+        .delete_credential(as_caller(VAULT_ADMIN_TOKEN, delete))
+        .await
+        .expect("credential deleted");
+
+    let audit_config = audit_svc_config(audit_dir.path());
+    let events = wait_for_events(&audit_config, "the credential events", |events| {
+        events.len() >= 3
+    })
+    .await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(_, event)| event["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "EVENT_KIND_CREDENTIAL_WRITTEN",
+            "EVENT_KIND_CREDENTIAL_READ",
+            "EVENT_KIND_CREDENTIAL_REVOKED"
+        ],
+        "written, read and deleted, in order"
+    );
+    for (_, event) in &events {
+        assert_eq!(event["emitter"]["service"], "vault-svc", "{event}");
+        assert_eq!(
+            event["credential"]["credentialId"], stored.credential_id,
+            "{event}"
+        );
+        assert!(
+            !event.to_string().contains(CANARY),
+            "a secret reached the audit log: {event}"
+        );
+    }
+    assert_eq!(
+        events[1].1["metadata"]["traceId"],
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    vault.kill().expect("stop vault-svc");
+    vault.wait().expect("reaped");
+    audit.kill().expect("stop audit-svc");
+    audit.wait().expect("reaped");
+}
