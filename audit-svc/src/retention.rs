@@ -305,8 +305,11 @@ pub fn verify_archive(jsonl: &Path, key: &VerifyingKey) -> Result<ArchiveReport,
     let mut chain = decode(&header["previousChainHash"])?;
     let mut leaves = Vec::new();
     for (offset, line) in lines.enumerate() {
-        let record: Value = serde_json::from_str(line).map_err(|_| bad("record is not JSON"))?;
-        let sequence = number(&record["sequence"]).ok_or_else(|| bad("sequence"))?;
+        // Line numbers count from 1, after the header: they name a record whose
+        // sequence itself can no longer be read.
+        let at = |what: &str| bad(&format!("line {}: {what}", offset + 2));
+        let record: Value = serde_json::from_str(line).map_err(|_| at("record is not JSON"))?;
+        let sequence = number(&record["sequence"]).ok_or_else(|| at("record has no sequence"))?;
         let canonical = serde_json_canonicalizer::to_vec(&record["event"])
             .map_err(|_| bad("event cannot be canonicalized"))?;
         let leaf = merkle::leaf_hash(&canonical);
