@@ -332,6 +332,14 @@ macro_rules! directory_store {
 
             async fn revoke_member(&self, id: &str, revoked_at: i64, expires_at: i64) -> Result<(), $crate::error::Error> {
                 let mut tx = self.pool.begin().await.map_err($crate::store::classify)?;
+                sqlx::query(
+                    "UPDATE refresh_tokens SET used = TRUE WHERE used = FALSE AND family_id IN \
+                     (SELECT family_id FROM grant_families WHERE subject = $1)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::classify)?;
                 sqlx::query("UPDATE grant_families SET revoked = TRUE WHERE subject = $1 AND revoked = FALSE")
                     .bind(id)
                     .execute(&mut *tx)
