@@ -58,6 +58,12 @@ pub enum Error {
         /// Says what is not possible.
         reason: &'static str,
     },
+    /// Reports a directory attribute value another user or group already holds.
+    #[error("directory {0} is already taken")]
+    DirectoryConflict(&'static str),
+    /// Reports a group member that is not a provisioned user.
+    #[error("group member {0} is not a user")]
+    DirectoryReference(String),
     /// Reports a caller without a valid service or admin token.
     #[error("caller is not authenticated")]
     Unauthenticated,
@@ -91,7 +97,8 @@ impl ServiceError for Error {
             | Self::PolicyFile { .. }
             | Self::PolicyEngine(_) => ErrorCode::Internal,
             Self::InvalidPolicy(_) | Self::InvalidRequest(_) => ErrorCode::InvalidArgument,
-            Self::AgentExists(_) => ErrorCode::AlreadyExists,
+            Self::AgentExists(_) | Self::DirectoryConflict(_) => ErrorCode::AlreadyExists,
+            Self::DirectoryReference(_) => ErrorCode::InvalidArgument,
             Self::AgentNotFound(_) => ErrorCode::NotFound,
             Self::AgentPrecondition { .. } => ErrorCode::FailedPrecondition,
             Self::Unauthenticated => ErrorCode::Unauthenticated,

@@ -31,6 +31,16 @@ pub trait RevocationListener: Send + Sync + std::fmt::Debug + 'static {
     /// Every token issued to the agent `client_id` (decommissioned) is revoked; none of
     /// them outlives `expires_at` (unix seconds).
     fn agent_revoked(&self, client_id: &str, expires_at: i64);
+    /// Every token of the member `member_id` (deactivated or deleted) issued at or before
+    /// `revoked_at` is revoked; none of them outlives `expires_at` (unix seconds).
+    fn member_revoked(&self, member_id: &str, revoked_at: i64, expires_at: i64);
+}
+
+/// Purges an offboarded member's per-user credentials (vault-svc's `RevokePrincipal`).
+#[async_trait::async_trait]
+pub trait CredentialPurge: Send + Sync + std::fmt::Debug + 'static {
+    /// Deletes every credential of the member `member_id`, or says why it could not.
+    async fn purge_member(&self, member_id: &str) -> Result<(), String>;
 }
 
 /// Returns the principal of a member's token obtained by `client_id`.

@@ -12,6 +12,7 @@ use tonic::transport::server::TcpIncoming;
 mod agent;
 mod client;
 mod config;
+mod directory;
 mod error;
 mod events;
 mod grant;
@@ -22,6 +23,7 @@ mod member;
 mod oauth;
 mod policy;
 mod revocation;
+mod scim;
 mod state;
 mod store;
 mod token;
@@ -39,18 +41,21 @@ pub use config::{
     AuthorizationConfig, Config, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_LISTEN_ADDR, ENV_PREFIX,
     MAX_AGENT_TOKEN_TTL, MemberConfig, PolicyConfig,
 };
+pub use directory::DirectoryView;
 pub use error::Error;
-pub use events::{AuditSink, RevocationListener};
+pub use events::{AuditSink, CredentialPurge, RevocationListener};
 pub use issuer::{Issuer, ProtectedResource};
 pub use keys::MASTER_KEY_ENV;
 pub use member::TEST_MEMBER;
 pub use oauth::oauth_router;
 pub use policy::PolicyStore;
 pub use revocation::REVOCATION_POLL_INTERVAL;
+pub use scim::{ScimConfig, scim_router};
 pub use state::{AuthzState, RegisteredClient};
 pub use store::{
     AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
-    ClientRecord, CodeRecord, FamilyRecord, KeyRecord, KeyStatus, NewRefresh, PostgresStore,
+    ClientRecord, CodeRecord, DirectoryFilter, DirectoryGroup, DirectoryPage, DirectoryStore,
+    DirectoryUser, FamilyRecord, KeyRecord, KeyStatus, MemberState, NewRefresh, PostgresStore,
     Redemption, RevocationKind, RevocationRecord, SqliteStore, Store, StoreConfig, WorkloadIssuer,
 };
 pub use token::{ACCESS_TOKEN_TYPE, ACCESS_TOKEN_TYPE_URI, AccessClaims};

@@ -52,6 +52,11 @@ impl Members {
         }
     }
 
+    /// Says whether `username` is a configured member.
+    pub(crate) fn contains(&self, username: &str) -> bool {
+        self.by_name.contains_key(username)
+    }
+
     /// Returns the groups of the member `username` (none for an unknown one), for tokens.
     pub(crate) fn groups(&self, username: &str) -> &[String] {
         self.by_name
@@ -65,8 +70,16 @@ impl Members {
         let member = self.by_name.get(username).cloned();
         let hash = member
             .as_ref()
-            .map(|member| member.password_hash.expose_secret().to_owned())
-            .unwrap_or_else(|| self.decoy.as_str().to_owned());
+            .map(|member| member.password_hash.expose_secret().to_owned());
+        let matched = self.verify(hash, password).await;
+        member.filter(|_| matched)
+    }
+
+    /// Says whether `password` matches the argon2id `hash`; without a hash it checks the decoy
+    /// (and says no), so that an unknown name costs what a known one does.
+    pub(crate) async fn verify(&self, hash: Option<String>, password: &str) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.decoy.as_str().to_owned());
         let password = password.to_owned();
         let matched = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
@@ -79,8 +92,24 @@ impl Members {
         })
         .await
         .unwrap_or(false);
-        member.filter(|_| matched)
+        known && matched
     }
+}
+
+/// Returns the argon2id PHC hash of `password` under a fresh random salt, on a blocking thread.
+pub(crate) async fn hash_password(password: String) -> Result<String, crate::error::Error> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|_| crate::error::Error::Crypto("random salt"))?;
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|_| crate::error::Error::Crypto("password salt"))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|_| crate::error::Error::Crypto("password hash"))
+    })
+    .await
+    .map_err(|_| crate::error::Error::Crypto("password hash"))?
 }
 
 impl std::fmt::Debug for Members {

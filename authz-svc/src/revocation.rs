@@ -45,6 +45,9 @@ pub(crate) fn deliver(listener: &dyn RevocationListener, entry: &RevocationRecor
         RevocationKind::Token => listener.token_revoked(&entry.subject, entry.expires_at),
         RevocationKind::Grant => listener.grant_revoked(&entry.subject),
         RevocationKind::Agent => listener.agent_revoked(&entry.subject, entry.expires_at),
+        RevocationKind::Member => {
+            listener.member_revoked(&entry.subject, entry.revoked_at, entry.expires_at);
+        }
     }
 }
 

@@ -26,6 +26,10 @@ pub struct AuthzState {
     pub(crate) revocations: Option<Arc<dyn crate::events::RevocationListener>>,
     pub(crate) agents: AgentRegistry,
     pub(crate) workload_keys: crate::workload::WorkloadKeys,
+    pub(crate) directory: crate::directory::DirectoryView,
+    pub(crate) credential_purge: Option<Arc<dyn crate::events::CredentialPurge>>,
+    /// Holds SHA-256 of the SCIM bearer token; `None` keeps `/scim/v2` closed.
+    pub(crate) scim_token: Option<Arc<[u8; 32]>>,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -74,6 +78,9 @@ impl AuthzState {
         .with_overlap(config.agent_secret_overlap)
         .with_catalogue(issuer.resources.clone());
         agents.apply_declared(&config.agents).await?;
+        let scim_token = config.scim.token()?.map(Arc::new);
+        let directory = crate::directory::DirectoryView::default();
+        directory.reload(store.as_ref()).await?;
         Ok(Self {
             members: Members::new(&config.members),
             config: Arc::new(config),
@@ -86,6 +93,9 @@ impl AuthzState {
             revocations: None,
             agents,
             workload_keys: crate::workload::WorkloadKeys::new()?,
+            directory,
+            credential_purge: None,
+            scim_token,
         })
     }
 
@@ -142,6 +152,13 @@ impl AuthzState {
             .await
     }
 
+    /// Purges offboarded members' per-user credentials through `purge` (vault-svc).
+    #[must_use]
+    pub fn with_credential_purge(mut self, purge: Arc<dyn crate::events::CredentialPurge>) -> Self {
+        self.credential_purge = Some(purge);
+        self
+    }
+
     /// Records every token issued and revoked through `sink`.
     #[must_use]
     pub fn with_audit(mut self, sink: Arc<dyn crate::events::AuditSink>) -> Self {
@@ -175,7 +192,7 @@ impl AuthzState {
         let Some(claims) = token::verify(&self.keys, &self.issuer.issuer, token) else {
             return Ok(None);
         };
-        if self.store.jti_revoked(&claims.jti).await? {
+        if self.store.jti_revoked(&claims.jti).await? || self.directory.is_inactive(&claims.sub) {
             return Ok(None);
         }
         let decommissioned = self

@@ -1,6 +1,7 @@
 //! The authorization store: registered clients, authorization codes, refresh
 //! token families, revoked token ids, signing keys and (in [`AgentStore`]) agent
-//! bundles and the revocation log, behind one trait with a SQLite and a
+//! bundles and the revocation log, and (in [`DirectoryStore`]) the member
+//! directory, behind one trait with a SQLite and a
 //! PostgreSQL implementation.
 
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use crate::error::Error;
 
 mod agent;
 pub(crate) mod agent_sql;
+mod directory;
+pub(crate) mod directory_sql;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -20,6 +23,9 @@ mod sqlite;
 pub use agent::{
     AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
     RevocationKind, RevocationRecord, WorkloadIssuer,
+};
+pub use directory::{
+    DirectoryFilter, DirectoryGroup, DirectoryPage, DirectoryStore, DirectoryUser, MemberState,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -152,7 +158,7 @@ pub struct KeyRecord {
 
 /// Stores everything the authorization server must remember; every method is one transaction.
 #[async_trait]
-pub trait Store: AgentStore + Send + Sync + std::fmt::Debug {
+pub trait Store: AgentStore + DirectoryStore + Send + Sync + std::fmt::Debug {
     /// Adds a client; fails on a duplicate id.
     async fn insert_client(&self, client: &ClientRecord) -> Result<(), Error>;
     /// Returns the client with id `client_id`.

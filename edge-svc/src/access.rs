@@ -25,6 +25,14 @@ pub const POLICY_DENIED: ErrorCode = ErrorCode(-32003);
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     live: Option<watch::Receiver<Arc<Evaluator>>>,
+    directory: Option<Arc<dyn MemberGroups>>,
+}
+
+/// The current groups of the members a directory provisions (SCIM). Policy decides on these,
+/// not on the groups frozen in the token, so a membership change applies to the next request.
+pub trait MemberGroups: Send + Sync + std::fmt::Debug + 'static {
+    /// Returns the member's current groups, or `None` when the directory does not know it.
+    fn groups(&self, member_id: &str) -> Option<Vec<String>>;
 }
 
 /// A caller as policy sees it, with the request facts every decision of one request shares.
@@ -54,7 +62,15 @@ impl Access {
     pub fn live(receiver: watch::Receiver<Arc<Evaluator>>) -> Self {
         Self {
             live: Some(receiver),
+            directory: None,
         }
+    }
+
+    /// Decides on `directory`'s current groups for the members it knows.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Arc<dyn MemberGroups>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// Returns the OAuth scopes `virtual_server` declares, for its protected-resource metadata.
@@ -96,7 +112,12 @@ impl Access {
         let Some(Caller::Token(claims)) = parts.extensions.get::<Caller>() else {
             return None;
         };
-        let principal = principal(claims);
+        let mut principal = principal(claims);
+        if let (Some(directory), Some(member)) = (&self.directory, principal.member.as_mut())
+            && let Some(groups) = directory.groups(&member.id)
+        {
+            member.groups = groups;
+        }
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

@@ -43,6 +43,9 @@ pub struct TokenClaims {
     pub token_id: String,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// Issue time (`iat`), seconds since the Unix epoch; a member revocation refuses the
+    /// tokens issued at or before it.
+    pub issued_at: u64,
     /// The issuer that signed the token.
     pub issuer: String,
     /// The RFC 8693 `act` claim: the agent acting for the subject, when delegated.

@@ -141,4 +141,40 @@ impl authz_svc::RevocationListener for RevocationFeed {
         self.0
             .revoke_agent(client_id, u64::try_from(expires_at).unwrap_or(0));
     }
+
+    fn member_revoked(&self, member_id: &str, revoked_at: i64, expires_at: i64) {
+        self.0.revoke_member(
+            member_id,
+            u64::try_from(revoked_at).unwrap_or(0),
+            u64::try_from(expires_at).unwrap_or(0),
+        );
+    }
+}
+
+/// Shows edge the directory's current groups of provisioned members, in this process.
+#[derive(Debug)]
+pub(crate) struct DirectoryGroups(pub(crate) authz_svc::DirectoryView);
+
+impl edge_svc::access::MemberGroups for DirectoryGroups {
+    fn groups(&self, member_id: &str) -> Option<Vec<String>> {
+        self.0.groups(member_id)
+    }
+}
+
+/// Purges an offboarded member's per-user credentials in the in-process vault-svc.
+#[derive(Debug)]
+pub(crate) struct VaultPurge(pub(crate) vault_svc::Vault);
+
+#[async_trait::async_trait]
+impl authz_svc::CredentialPurge for VaultPurge {
+    async fn purge_member(&self, member_id: &str) -> Result<(), String> {
+        self.0
+            .revoke_principal(
+                vault_svc::secret::Owner::Member(member_id.to_owned()),
+                "member deactivated or deleted by scim",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
 }

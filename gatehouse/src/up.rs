@@ -127,6 +127,11 @@ async fn serve(
     } else {
         edge_svc::access::Access::live(policy_store.subscribe())
     };
+    // Policy decides on provisioned members' current groups (SCIM), kept by authz-svc.
+    let directory = authz_svc::DirectoryView::default();
+    let access = access.with_directory(std::sync::Arc::new(crate::oauth::DirectoryGroups(
+        directory.clone(),
+    )));
     let quotas = edge_svc::quota::Quotas::open(&spec.rate_limits).await?;
     let gateway = edge_svc::Gateway::start_with(&spec, Some(&credentials), &shutdown)
         .map_err(|reason| anyhow::anyhow!(reason))?
@@ -135,13 +140,18 @@ async fn serve(
         .with_quotas(quotas);
     let (authz, auth) =
         crate::oauth::open(authorization, &spec, &face, &options.data, gateway.access()).await?;
-    let authz = authz.with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(
-        gateway.recorder().clone(),
-    )));
+    let authz = authz
+        .with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(
+            gateway.recorder().clone(),
+        )))
+        .with_directory_view(directory)
+        .with_credential_purge(std::sync::Arc::new(crate::oauth::VaultPurge(vault.clone())));
     // Decommissionings by `gatehouse agents` on the same data directory reach edge this way.
     let _follower = authz.follow_revocations(shutdown.child_token());
+    let _directory_follower = authz.follow_directory(shutdown.child_token());
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
+        .merge(authz_svc::scim_router(authz.clone()))
         .merge(authz_svc::oauth_router(authz))
         .nest("/vault", vault_svc::http::router(vault));
     announce(&gateway, &face, local, &backends, &issuer)?;

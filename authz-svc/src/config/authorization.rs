@@ -41,6 +41,8 @@ pub struct AuthorizationConfig {
     /// Sets how long a rotated-out agent secret keeps working by default.
     #[serde(with = "humantime_serde")]
     pub agent_secret_overlap: Duration,
+    /// Opens SCIM 2.0 provisioning (`/scim/v2`) to the identity provider holding its token.
+    pub scim: crate::scim::ScimConfig,
 }
 
 /// Describes one member of the built-in login.
@@ -68,6 +70,7 @@ impl Default for AuthorizationConfig {
             master_key_file: None,
             agents: Vec::new(),
             agent_secret_overlap: crate::agent::DEFAULT_SECRET_OVERLAP,
+            scim: crate::scim::ScimConfig::default(),
         }
     }
 }
@@ -90,6 +93,7 @@ impl AuthorizationConfig {
         for (index, agent) in self.agents.iter().enumerate() {
             agent.validate(index)?;
         }
+        self.scim.token()?;
         for (index, member) in self.members.iter().enumerate() {
             let field = format!("members[{index}].password_hash");
             crate::member::check_hash(&member.password_hash)

@@ -91,9 +91,20 @@ pub(super) async fn decide(
     }
     let username = params.get("username").unwrap_or_default();
     let password = params.get("password").unwrap_or_default();
-    match state.members.login(username, password).await {
-        Some(member) => approve(&state, &request, &member.username).await,
-        None => consent::render(&state, &request, Page::LoginFailed),
+    if let Some(member) = state.members.login(username, password).await {
+        return approve(&state, &request, &member.username).await;
+    }
+    // A provisioned member signs in with its provisioned password; its id is the token's `sub`.
+    match state.directory_login(username, password).await {
+        Ok(Some(user)) => approve(&state, &request, &user.id).await,
+        Ok(None) => consent::render(&state, &request, Page::LoginFailed),
+        Err(error) => {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "directory login failed"
+            );
+            show_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
     }
 }
 

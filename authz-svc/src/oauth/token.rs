@@ -267,6 +267,11 @@ fn grant_response(
     refresh: Option<&str>,
     grant_type: &str,
 ) -> Result<Response, OAuthError> {
+    // A provisioned member's groups come from the directory, a configured one's from config.
+    let groups = state
+        .directory
+        .groups(&family.subject)
+        .unwrap_or_else(|| state.members.groups(&family.subject).to_vec());
     let request = TokenRequest {
         subject: &family.subject,
         audience: &family.resource,
@@ -274,7 +279,7 @@ fn grant_response(
         scope: &family.scope,
         grant: Some(&family.family_id),
         ttl: state.config.access_token_ttl,
-        groups: state.members.groups(&family.subject),
+        groups: &groups,
         act: None,
     };
     let principal = crate::events::member(&family.subject, &family.client_id);

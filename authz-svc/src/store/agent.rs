@@ -116,6 +116,8 @@ pub enum RevocationKind {
     Grant,
     /// Every token of an agent, by client id.
     Agent,
+    /// Every token of a member (deactivated or deleted) issued until the revocation, by member id.
+    Member,
 }
 
 /// Is one entry of the revocation log.
@@ -125,7 +127,7 @@ pub struct RevocationRecord {
     pub seq: i64,
     /// Says what is revoked.
     pub kind: RevocationKind,
-    /// Is the `jti`, grant id or agent client id.
+    /// Is the `jti`, grant id, agent client id or member id.
     pub subject: String,
     /// Records when the revocation took effect.
     pub revoked_at: i64,
@@ -211,6 +213,7 @@ impl RevocationKind {
             Self::Token => "token",
             Self::Grant => "grant",
             Self::Agent => "agent",
+            Self::Member => "member",
         }
     }
 
@@ -219,6 +222,7 @@ impl RevocationKind {
             "token" => Ok(Self::Token),
             "grant" => Ok(Self::Grant),
             "agent" => Ok(Self::Agent),
+            "member" => Ok(Self::Member),
             _ => Err(Error::Corrupt("revocation kind")),
         }
     }

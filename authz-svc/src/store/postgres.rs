@@ -5,6 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::agent_sql::agent_store;
 use super::classify;
+use super::directory_sql::directory_store;
 use super::sql::sql_store;
 use crate::error::Error;
 
@@ -32,3 +33,4 @@ impl PostgresStore {
 
 sql_store!(PostgresStore, sqlx::Postgres);
 agent_store!(PostgresStore, sqlx::Postgres);
+directory_store!(PostgresStore, sqlx::Postgres);

@@ -7,6 +7,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::agent_sql::agent_store;
 use super::classify;
+use super::directory_sql::directory_store;
 use super::sql::sql_store;
 use crate::error::Error;
 
@@ -40,3 +41,4 @@ impl SqliteStore {
 
 sql_store!(SqliteStore, sqlx::Sqlite);
 agent_store!(SqliteStore, sqlx::Sqlite);
+directory_store!(SqliteStore, sqlx::Sqlite);

@@ -195,6 +195,10 @@ impl authz_svc::RevocationListener for Recorded {
     fn agent_revoked(&self, client_id: &str, _expires_at: i64) {
         self.0.lock().unwrap().push(format!("agent {client_id}"));
     }
+
+    fn member_revoked(&self, member_id: &str, _revoked_at: i64, _expires_at: i64) {
+        self.0.lock().unwrap().push(format!("member {member_id}"));
+    }
 }
 
 #[tokio::test]

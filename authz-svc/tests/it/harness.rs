@@ -60,7 +60,15 @@ impl Harness {
         Self::with_config(test_config()).await
     }
 
-    pub(crate) async fn with_config(mut config: AuthorizationConfig) -> Self {
+    pub(crate) async fn with_config(config: AuthorizationConfig) -> Self {
+        Self::with_state(config, |state| state).await
+    }
+
+    /// Like [`Self::with_config`], serving the state `wrap` returns (listeners, purges).
+    pub(crate) async fn with_state(
+        mut config: AuthorizationConfig,
+        wrap: impl FnOnce(AuthzState) -> AuthzState,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (listener, addr): (_, SocketAddr) = svc_kit::testing::bind_ephemeral().await;
         let base = format!("http://{addr}");
@@ -90,9 +98,10 @@ impl Harness {
         let store = StoreConfig::Sqlite {
             path: dir.path().join("authz.db"),
         };
-        let state = AuthzState::open(config, issuer, store).await.unwrap();
+        let state = wrap(AuthzState::open(config, issuer, store).await.unwrap());
         let shutdown = CancellationToken::new();
-        let router = authz_svc::oauth_router(state.clone());
+        let router =
+            authz_svc::oauth_router(state.clone()).merge(authz_svc::scim_router(state.clone()));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             axum::serve(listener, router)

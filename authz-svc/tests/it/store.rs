@@ -228,7 +228,7 @@ async fn first_key_pair_wins(store: Arc<dyn Store>) {
     assert_eq!(kids, ["a1", "n1"]);
 }
 
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+pub(crate) async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("authz.db"))
         .await
@@ -237,13 +237,13 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 /// A PostgreSQL database created for one test and dropped after it.
-struct TestDatabase {
+pub(crate) struct TestDatabase {
     admin_url: String,
     name: String,
 }
 
 impl TestDatabase {
-    async fn create() -> Option<(Arc<dyn Store>, Self)> {
+    pub(crate) async fn create() -> Option<(Arc<dyn Store>, Self)> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
             eprintln!("SKIPPED: DATABASE_URL is unset; the PostgreSQL store was not tested");
             return None;
@@ -264,7 +264,7 @@ impl TestDatabase {
         Some((Arc::new(store), Self { admin_url, name }))
     }
 
-    async fn drop_database(self, store: Arc<dyn Store>) {
+    pub(crate) async fn drop_database(self, store: Arc<dyn Store>) {
         drop(store);
         let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
         admin

@@ -44,6 +44,8 @@ struct AccessClaims {
     jti: String,
     exp: u64,
     #[serde(default)]
+    iat: u64,
+    #[serde(default)]
     act: Option<serde_json::Value>,
     #[serde(default)]
     groups: Vec<String>,
@@ -174,6 +176,7 @@ impl JwksVerifier {
             scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
             token_id: claims.jti,
             expires_at: claims.exp,
+            issued_at: claims.iat,
             issuer: claims.iss,
             act: claims.act,
             groups: claims.groups,

@@ -23,6 +23,8 @@ struct Revoked {
     grants: HashSet<String>,
     /// Decommissioned agents' client ids → when their last token expires (unix seconds).
     agents: HashMap<String, u64>,
+    /// Offboarded members' ids → (revocation time, when their last earlier token expires).
+    members: HashMap<String, (u64, u64)>,
 }
 
 impl Revocations {
@@ -52,11 +54,26 @@ impl Revocations {
         revoked.agents.insert(client_id.to_owned(), expires_at);
     }
 
+    /// Refuses every token of the member `member_id` issued at or before `revoked_at` (a
+    /// deactivated or deleted member), until `expires_at`, when none of them can be live.
+    pub fn revoke_member(&self, member_id: &str, revoked_at: u64, expires_at: u64) {
+        let now = unix_now();
+        let mut revoked = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        revoked.members.retain(|_, (_, expiry)| *expiry > now);
+        revoked
+            .members
+            .insert(member_id.to_owned(), (revoked_at, expires_at));
+    }
+
     /// Says whether a verified token was revoked since it was issued.
     pub fn is_revoked(&self, claims: &TokenClaims) -> bool {
         let revoked = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         revoked.tokens.contains_key(&claims.token_id)
             || revoked.agents.contains_key(&claims.client_id)
+            || revoked
+                .members
+                .get(&claims.subject)
+                .is_some_and(|(revoked_at, _)| claims.issued_at <= *revoked_at)
             || claims
                 .grant
                 .as_ref()

@@ -23,6 +23,7 @@ fn claims() -> TokenClaims {
         scopes: vec!["crm:read".into()],
         token_id: "jti-1".into(),
         expires_at: u64::MAX,
+        issued_at: 0,
         issuer: "https://gatehouse.example".into(),
         act: None,
         groups: vec!["sales".into()],

@@ -47,6 +47,7 @@ impl TokenVerifier for Members {
             scopes: Vec::new(),
             token_id: format!("jti-{member}"),
             expires_at: u64::MAX,
+            issued_at: 0,
             issuer: "http://issuer.test".to_owned(),
             act: None,
             groups: Vec::new(),

@@ -141,6 +141,14 @@ impl authz_svc::RevocationListener for RevocationFeed {
         self.0
             .revoke_agent(client_id, u64::try_from(expires_at).unwrap_or(0));
     }
+
+    fn member_revoked(&self, member_id: &str, revoked_at: i64, expires_at: i64) {
+        self.0.revoke_member(
+            member_id,
+            u64::try_from(revoked_at).unwrap_or(0),
+            u64::try_from(expires_at).unwrap_or(0),
+        );
+    }
 }
 
 impl Protected {
