@@ -39,6 +39,34 @@ pub(crate) async fn read_after(
     }
 }
 
+/// Is what a follower of the log must learn next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FeedPage {
+    /// Lists the live entries to apply, oldest first.
+    pub(crate) entries: Vec<RevocationRecord>,
+    /// Is where the follower resumes.
+    pub(crate) cursor: i64,
+    /// Says the entries replace the follower's whole set.
+    pub(crate) replaces_all: bool,
+}
+
+/// Returns the live entries after `cursor`; without a cursor, or with one beyond the
+/// log's head (another store, a rebuilt one), every live entry, replacing the set.
+pub(crate) async fn catch_up(store: &dyn Store, cursor: Option<i64>) -> Result<FeedPage, Error> {
+    let head = store.revocation_head().await?;
+    let (after, replaces_all) = match cursor {
+        Some(cursor) if (0..=head).contains(&cursor) => (cursor, false),
+        _ => (0, true),
+    };
+    let entries = read_after(store, after).await?;
+    let cursor = entries.last().map_or(after, |entry| entry.seq);
+    Ok(FeedPage {
+        entries,
+        cursor,
+        replaces_all,
+    })
+}
+
 /// Hands `entry` to `listener`.
 pub(crate) fn deliver(listener: &dyn RevocationListener, entry: &RevocationRecord) {
     match entry.kind {

@@ -175,8 +175,16 @@ impl AuthzState {
         let Some(claims) = token::verify(&self.keys, &self.issuer.issuer, token) else {
             return Ok(None);
         };
-        if self.store.jti_revoked(&claims.jti).await? {
+        if self.revoked(&claims).await? {
             return Ok(None);
+        }
+        Ok(Some(claims))
+    }
+
+    /// Reports whether the token, its agent or its grant has been revoked.
+    pub(crate) async fn revoked(&self, claims: &AccessClaims) -> Result<bool, Error> {
+        if self.store.jti_revoked(&claims.jti).await? {
+            return Ok(true);
         }
         let decommissioned = self
             .store
@@ -184,7 +192,7 @@ impl AuthzState {
             .await?
             .is_some_and(|agent| agent.decommissioned_at.is_some());
         if decommissioned {
-            return Ok(None);
+            return Ok(true);
         }
         if let Some(grant) = &claims.sid {
             let live = self
@@ -192,11 +200,27 @@ impl AuthzState {
                 .family(grant)
                 .await?
                 .is_some_and(|family| !family.revoked);
-            if !live {
-                return Ok(None);
-            }
+            return Ok(!live);
         }
-        Ok(Some(claims))
+        Ok(false)
+    }
+
+    /// Mints the token `request` describes and records it in the audit trail; a token
+    /// the trail cannot show is not issued ([`Error::AuditUnavailable`]).
+    pub(crate) fn issue(
+        &self,
+        request: &token::TokenRequest<'_>,
+        grant_type: &str,
+        principal: proto::common::v1::Principal,
+    ) -> Result<(String, AccessClaims), Error> {
+        let (access_token, claims) = token::mint(&self.keys, self.issuer(), request)?;
+        self.audit(crate::events::token_issued(&claims, grant_type, principal))
+            .map_err(|why| {
+                tracing::error!(%why, "refusing to issue a token that cannot be audited");
+                Error::AuditUnavailable
+            })?;
+        tracing::info!(client_id = %claims.client_id, sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token issued");
+        Ok((access_token, claims))
     }
 
     /// Registers a client under the registration rules (as `POST /register` does),

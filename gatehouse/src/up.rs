@@ -110,18 +110,12 @@ async fn serve(
         public_url: format!("{}/vault", face.public_url.as_str().trim_end_matches('/')),
     };
     let crate::backends::Started {
-        backends,
+        mut backends,
         recorder,
         credentials,
         vault,
-    } = crate::backends::start(
-        &shutdown,
-        &options.data,
-        audit_section,
-        policy_store.clone(),
-        facts,
-    )
-    .await?;
+        authz: (authz_config, authz_listener),
+    } = crate::backends::start(&shutdown, &options.data, audit_section, facts).await?;
     let access = if policies == authz_svc::PolicyConfig::default() {
         edge_svc::access::Access::unrestricted()
     } else {
@@ -140,6 +134,15 @@ async fn serve(
     )));
     // Decommissionings by `gatehouse agents` on the same data directory reach edge this way.
     let _follower = authz.follow_revocations(shutdown.child_token());
+    // The same policy store edge enforces: a change reaches Decide and edge together.
+    let authz_backend = crate::backends::authz(
+        authz_config,
+        authz_listener,
+        policy_store,
+        authz.clone(),
+        shutdown.child_token(),
+    )?;
+    backends.insert(0, authz_backend);
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::oauth_router(authz))

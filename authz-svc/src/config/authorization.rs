@@ -41,6 +41,25 @@ pub struct AuthorizationConfig {
     /// Sets how long a rotated-out agent secret keeps working by default.
     #[serde(with = "humantime_serde")]
     pub agent_secret_overlap: Duration,
+    /// Lists the connectors that accept RFC 8693 exchanged tokens (`ExchangeToken`).
+    pub token_exchange: Vec<ExchangeTarget>,
+}
+
+/// Describes a connector that accepts tokens exchanged for it: which audience the
+/// tokens carry, through which virtual servers a subject may reach it, and which
+/// scopes it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeTarget {
+    /// Names the connector, as edge-svc asks for it.
+    pub connector: String,
+    /// Is the connector's resource URL, the exchanged token's `aud`.
+    pub audience: String,
+    /// Lists the virtual servers whose tokens may be exchanged for this connector.
+    pub virtual_servers: Vec<String>,
+    /// Lists the scopes an exchanged token may carry (within the subject's).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// Describes one member of the built-in login.
@@ -68,6 +87,7 @@ impl Default for AuthorizationConfig {
             master_key_file: None,
             agents: Vec::new(),
             agent_secret_overlap: crate::agent::DEFAULT_SECRET_OVERLAP,
+            token_exchange: Vec::new(),
         }
     }
 }
@@ -89,6 +109,20 @@ impl AuthorizationConfig {
         }
         for (index, agent) in self.agents.iter().enumerate() {
             agent.validate(index)?;
+        }
+        for (index, target) in self.token_exchange.iter().enumerate() {
+            if target.connector.is_empty() || target.virtual_servers.is_empty() {
+                return Err(ConfigError::new(
+                    format!("token_exchange[{index}]"),
+                    "needs a connector name and at least one virtual server",
+                ));
+            }
+            if url::Url::parse(&target.audience).is_err() {
+                return Err(ConfigError::new(
+                    format!("token_exchange[{index}].audience"),
+                    "must be an absolute URL",
+                ));
+            }
         }
         for (index, member) in self.members.iter().enumerate() {
             let field = format!("members[{index}].password_hash");
