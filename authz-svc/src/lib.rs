@@ -106,11 +106,13 @@ pub async fn serve(
 /// Runs authz-svc standalone: gRPC on `grpc`, the OAuth HTTP face on `http`, audit
 /// events to audit-svc (`config.audit`), until `shutdown`.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Without a configured issuer the origin is the listener's own address, as bound.
+    config.oauth.listen_addr = http.local_addr()?;
     let policies = PolicyStore::new(&config.policies).context("cannot load policies")?;
     let mut state = open(&config).await?;
     // The forwarder outlives the servers: events of in-flight requests still reach audit-svc.
