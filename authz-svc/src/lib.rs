@@ -85,6 +85,14 @@ pub async fn open(config: &Config) -> anyhow::Result<AuthzState> {
         );
         authorization.allow_insecure_http = true;
     }
+    if config.store.postgres_url.is_none() {
+        std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                config.store.data_dir.display()
+            )
+        })?;
+    }
     AuthzState::open(authorization, issuer, StoreConfig::from(&config.store))
         .await
         .context("cannot open the authorization server")
@@ -122,6 +130,7 @@ pub async fn run(
         state = state.clone().with_audit(Arc::new(sink));
         task
     });
+    let _outbox = state.forward_audit_outbox(shutdown.child_token());
     if forwarder.is_none() {
         tracing::warn!(
             "audit.url is not set: token and agent events are not recorded (development only)"

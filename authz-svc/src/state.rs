@@ -115,6 +115,22 @@ impl AuthzState {
         )))
     }
 
+    /// Forwards the audit events queued in the store's outbox (changes made by the CLI
+    /// on the store directly) to the audit sink, oldest first, every
+    /// [`REVOCATION_POLL_INTERVAL`](crate::REVOCATION_POLL_INTERVAL), until `shutdown`.
+    /// An event is removed only once the sink has taken it.
+    pub fn forward_audit_outbox(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let sink = self.audit.clone()?;
+        Some(tokio::spawn(crate::revocation::forward_outbox(
+            self.store.clone(),
+            sink,
+            shutdown,
+        )))
+    }
+
     /// Returns the agent bundle registry (the admin API and CLI work through it).
     pub fn agents(&self) -> &AgentRegistry {
         &self.agents

@@ -134,6 +134,8 @@ async fn serve(
     )));
     // Decommissionings by `gatehouse agents` on the same data directory reach edge this way.
     let _follower = authz.follow_revocations(shutdown.child_token());
+    // So do their audit events, through the same spool as the server's own.
+    let _outbox = authz.forward_audit_outbox(shutdown.child_token());
     // The same policy store edge enforces: a change reaches Decide and edge together.
     let authz_backend = crate::backends::authz(
         authz_config,
