@@ -80,6 +80,9 @@ pub struct AgentRegistry {
     /// CLI working on the store directly does not, and then checks only the shape).
     catalogue: Option<Arc<Vec<crate::issuer::ProtectedResource>>>,
     audit: Option<Arc<dyn AuditSink>>,
+    /// Queues bundle changes in the store's audit outbox when there is no sink (the CLI
+    /// working on the store directly); a running server forwards them.
+    outbox: bool,
     revocations: Option<Arc<dyn RevocationListener>>,
     max_token_ttl: Duration,
     default_overlap: Duration,
@@ -127,6 +130,7 @@ impl AgentRegistry {
             secrets,
             catalogue: None,
             audit: None,
+            outbox: false,
             revocations: None,
             max_token_ttl,
             default_overlap: DEFAULT_SECRET_OVERLAP,
@@ -150,6 +154,14 @@ impl AgentRegistry {
     #[must_use]
     pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
         self.audit = Some(sink);
+        self
+    }
+
+    /// Queues every bundle change in the store's audit outbox, for the server that
+    /// runs on the same store to record (see [`AuthzState::forward_audit_outbox`](crate::AuthzState::forward_audit_outbox)).
+    #[must_use]
+    pub fn with_audit_outbox(mut self) -> Self {
+        self.outbox = true;
         self
     }
 
@@ -191,7 +203,8 @@ impl AgentRegistry {
             .map(|secret| self.secret_record(&agent.agent_id, secret, created_at));
         self.store.insert_agent(&agent, record.as_ref()).await?;
         tracing::info!(agent_id = %agent.agent_id, client_id = %agent.client_id, name = %agent.name, "agent created");
-        self.record(crate::events::agent_changed(&agent, "create", ""));
+        self.record(crate::events::agent_changed(&agent, "create", ""))
+            .await;
         Ok(CreatedAgent {
             agent,
             client_secret: secret.map(SecretString::from),
@@ -241,7 +254,8 @@ impl AgentRegistry {
         }
         let agent = self.get(AgentKey::Id(&agent.agent_id)).await?;
         tracing::info!(agent_id = %agent.agent_id, secret_id = %record.secret_id, "agent secret rotated");
-        self.record(crate::events::agent_changed(&agent, "rotate", ""));
+        self.record(crate::events::agent_changed(&agent, "rotate", ""))
+            .await;
         Ok(RotatedSecret {
             agent,
             client_secret: SecretString::from(secret),
@@ -272,7 +286,8 @@ impl AgentRegistry {
             }
             tracing::info!(agent_id = %agent.agent_id, client_id = %agent.client_id, "agent decommissioned");
             let agent = self.get(AgentKey::Id(&agent.agent_id)).await?;
-            self.record(crate::events::agent_changed(&agent, "decommission", reason));
+            self.record(crate::events::agent_changed(&agent, "decommission", reason))
+                .await;
             return Ok(agent);
         }
         Ok(agent)
@@ -329,11 +344,19 @@ impl AgentRegistry {
         }
     }
 
-    /// Hands a change to the audit sink; the change itself already happened and stands.
-    fn record(&self, event: proto::audit::v1::AuditEvent) {
-        if let Some(sink) = &self.audit
-            && let Err(why) = sink.record(event)
-        {
+    /// Hands a change to the audit sink, or queues it in the outbox; the change itself
+    /// already happened and stands.
+    async fn record(&self, event: proto::audit::v1::AuditEvent) {
+        let recorded = match &self.audit {
+            Some(sink) => sink.record(event),
+            None if self.outbox => self
+                .store
+                .enqueue_audit(&prost::Message::encode_to_vec(&event))
+                .await
+                .map_err(|error| error.to_string()),
+            None => Ok(()),
+        };
+        if let Err(why) = recorded {
             tracing::error!(%why, "an agent change could not be recorded in the audit trail");
         }
     }

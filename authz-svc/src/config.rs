@@ -10,11 +10,17 @@ use crate::error::Error;
 
 mod authorization;
 mod policies;
+mod standalone;
 
 pub use authorization::{
-    AuthorizationConfig, DEFAULT_ACCESS_TOKEN_TTL, MAX_AGENT_TOKEN_TTL, MemberConfig,
+    AuthorizationConfig, DEFAULT_ACCESS_TOKEN_TTL, ExchangeTarget, MAX_AGENT_TOKEN_TTL,
+    MemberConfig,
 };
 pub use policies::PolicyConfig;
+pub use standalone::{
+    AuditForwardConfig, CallersConfig, DEFAULT_HTTP_LISTEN_ADDR, OAuthFaceConfig, ResourceConfig,
+    StoreSection,
+};
 
 /// Prefixes the environment variables that configure authz-svc, such as
 /// `GATEHOUSE_AUTHZ__GRPC__LISTEN_ADDR`.
@@ -24,7 +30,7 @@ pub const ENV_PREFIX: &str = "GATEHOUSE_AUTHZ__";
 pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
 
 /// Configures authz-svc.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Configures the gRPC listener: address, request timeout, shutdown grace.
@@ -33,6 +39,19 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Configures the policies in force at start.
     pub policies: PolicyConfig,
+    /// Holds the service tokens of the gRPC callers, per role.
+    pub callers: CallersConfig,
+    /// Configures the OAuth HTTP face and the issuer (standalone only: `gatehouse up`
+    /// mounts the face on its own listener).
+    pub oauth: OAuthFaceConfig,
+    /// Says where the authorization store is (standalone only).
+    pub store: StoreSection,
+    /// Configures the authorization server: members, token lifetimes, agents. Not
+    /// serialized: it holds password hashes, and its own serde defaults fill it in.
+    #[serde(skip_serializing)]
+    pub authorization: AuthorizationConfig,
+    /// Says where audit events go (standalone only).
+    pub audit: AuditForwardConfig,
 }
 
 impl Default for Config {
@@ -41,6 +60,11 @@ impl Default for Config {
             grpc: GrpcServerConfig::with_listen_addr(DEFAULT_LISTEN_ADDR),
             telemetry: TelemetryConfig::default(),
             policies: PolicyConfig::default(),
+            callers: CallersConfig::default(),
+            oauth: OAuthFaceConfig::default(),
+            store: StoreSection::default(),
+            authorization: AuthorizationConfig::default(),
+            audit: AuditForwardConfig::default(),
         }
     }
 }
@@ -65,6 +89,16 @@ impl Config {
         self.telemetry
             .validate()
             .map_err(|error| error.nested("telemetry"))?;
+        self.callers
+            .validate()
+            .map_err(|error| error.nested("callers"))?;
+        self.audit
+            .validate()
+            .map_err(|error| error.nested("audit"))?;
+        self.authorization
+            .validate()
+            .map_err(|error| error.nested("authorization"))?;
+        self.oauth.issuer().map_err(|error| error.nested("oauth"))?;
         // Invalid policies refuse the start, with Cedar's diagnostics, before binding.
         crate::policy::PolicyStore::new(&self.policies)?;
         Ok(())

@@ -67,6 +67,23 @@ pub enum Error {
     /// Reports a caller without a valid service or admin token.
     #[error("caller is not authenticated")]
     Unauthenticated,
+    /// Reports that an event could not be handed to the audit trail, so the change
+    /// it records (a token) is refused.
+    #[error("the audit trail is unavailable")]
+    AuditUnavailable,
+    /// Reports a subject token that is invalid, expired or revoked (token exchange).
+    #[error("subject token is invalid, expired or revoked")]
+    SubjectTokenInvalid,
+    /// Reports a connector that does not accept exchanged tokens, or that the subject
+    /// may not reach: the same answer, so that existence is not revealed.
+    #[error("connector {0} not found")]
+    ConnectorNotFound(String),
+    /// Reports an exchange outside what the subject or connector allows.
+    #[error("exchange refused: {0}")]
+    ExchangeForbidden(&'static str),
+    /// Reports a caller whose service token does not hold a role this method allows.
+    #[error("this caller may not use this method")]
+    PermissionDenied,
     /// Reports a failure of the policy engine's own invariants.
     #[error("policy engine failure: {0}")]
     PolicyEngine(String),
@@ -101,7 +118,10 @@ impl ServiceError for Error {
             Self::DirectoryReference(_) => ErrorCode::InvalidArgument,
             Self::AgentNotFound(_) => ErrorCode::NotFound,
             Self::AgentPrecondition { .. } => ErrorCode::FailedPrecondition,
-            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::Unauthenticated | Self::SubjectTokenInvalid => ErrorCode::Unauthenticated,
+            Self::AuditUnavailable => ErrorCode::Unavailable,
+            Self::ConnectorNotFound(_) => ErrorCode::NotFound,
+            Self::ExchangeForbidden(_) | Self::PermissionDenied => ErrorCode::PermissionDenied,
         }
     }
 }

@@ -1,28 +1,79 @@
-//! The `gatehouse.authz.v1.Authz` gRPC service: decode, call the policy store,
-//! encode.
+//! authz-svc's gRPC services: `gatehouse.authz.v1.Authz` for edge-svc (decisions,
+//! token validation, the feeds, exchange) and `AgentAdmin` for administrators. Each
+//! handler checks the caller's service token, decodes, calls the domain, encodes.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use proto::authz::v1 as pb;
+use svc_kit::callers::ServiceTokens;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::config::CallersConfig;
 use crate::error::Error;
+use crate::exchange::ConnectorExchange;
 use crate::policy::PolicyStore;
+use crate::revocation::{REVOCATION_POLL_INTERVAL, catch_up, read_after};
+use crate::state::AuthzState;
+
+mod agent_admin;
+mod convert;
+
+pub(crate) use agent_admin::AgentAdminGrpc;
 
 /// Caps the queries of one `DecideBatch`, as the proto promises.
 const MAX_BATCH: usize = 10_000;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Serves the data-plane API over a [`PolicyStore`].
+/// Is a gRPC caller's role, from its service token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// edge-svc: the data plane.
+    Edge,
+    /// An administrator of agent bundles.
+    Admin,
+}
+
+/// May use the data-plane API.
+const EDGE: &[Role] = &[Role::Edge];
+
+/// Maps service tokens to roles, and tells an unknown caller (UNAUTHENTICATED) from
+/// a known one without the role a method needs (PERMISSION_DENIED).
+#[derive(Debug, Clone)]
+pub(crate) struct Callers(Arc<ServiceTokens<Role>>);
+
+impl Callers {
+    /// Returns the table of the configured tokens.
+    pub(crate) fn new(config: &CallersConfig) -> Self {
+        Self(Arc::new(ServiceTokens::new([
+            (Role::Edge, config.edge_token.as_ref()),
+            (Role::Admin, config.admin_token.as_ref()),
+        ])))
+    }
+
+    /// Admits the caller of `request` when its token holds one of `allowed`.
+    pub(crate) fn admit<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<(), Status> {
+        if self.0.roles(request.metadata()).is_empty() {
+            return Err(Error::Unauthenticated.into());
+        }
+        self.0
+            .require(request, allowed)
+            .map(|_| ())
+            .map_err(|_| Error::PermissionDenied.into())
+    }
+}
+
+/// Serves the data-plane API over a [`PolicyStore`] and the authorization server's state.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthzGrpc {
     policies: PolicyStore,
+    state: AuthzState,
+    callers: Callers,
     // Ends open WatchPolicy streams, so that graceful shutdown does not wait on
     // edges that keep them open.
     shutdown: CancellationToken,
@@ -37,9 +88,107 @@ struct Asked {
 }
 
 impl AuthzGrpc {
-    /// Returns the service over `policies`; its streams end when `shutdown` fires.
-    pub(crate) fn new(policies: PolicyStore, shutdown: CancellationToken) -> Self {
-        Self { policies, shutdown }
+    /// Returns the service over `policies` and `state`, admitting `callers`; its
+    /// streams end when `shutdown` fires.
+    pub(crate) fn new(
+        policies: PolicyStore,
+        state: AuthzState,
+        callers: Callers,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            policies,
+            state,
+            callers,
+            shutdown,
+        }
+    }
+
+    async fn validate(
+        &self,
+        request: &pb::ValidateTokenRequest,
+    ) -> Result<pb::ValidateTokenResponse, Error> {
+        let token = request
+            .token
+            .as_ref()
+            .map(|secret| secret.value.as_str())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| Error::InvalidRequest("token is required".to_owned()))?;
+        if request.resource.is_empty() {
+            return Err(Error::InvalidRequest("resource is required".to_owned()));
+        }
+        let verdict = self.state.validate_for(token, &request.resource).await?;
+        Ok(convert::validation(verdict))
+    }
+
+    async fn exchange(
+        &self,
+        request: &pb::ExchangeTokenRequest,
+    ) -> Result<pb::ExchangeTokenResponse, Error> {
+        let subject_token = request
+            .subject_token
+            .as_ref()
+            .map(|secret| secret.value.as_str())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| Error::InvalidRequest("subject_token is required".to_owned()))?;
+        if request.connector.is_empty() {
+            return Err(Error::InvalidRequest("connector is required".to_owned()));
+        }
+        let (token, claims) = self
+            .state
+            .exchange_for_connector(&ConnectorExchange {
+                subject_token,
+                connector: &request.connector,
+                audience: &request.audience,
+                scopes: &request.scopes,
+            })
+            .await?;
+        Ok(convert::exchanged(token, &claims))
+    }
+
+    // Sends the caller what it is missing, then every new revocation within the poll
+    // interval, until the caller leaves or authz-svc shuts down (UNAVAILABLE).
+    async fn revocations_loop(
+        self,
+        cursor: Option<i64>,
+        sender: mpsc::Sender<Result<pb::WatchRevocationsResponse, Status>>,
+    ) {
+        let store = self.state.store.clone();
+        let mut page = match catch_up(store.as_ref(), cursor).await {
+            Ok(page) => page,
+            Err(error) => {
+                let _closed = sender.send(Err(error.into())).await;
+                return;
+            }
+        };
+        let mut ticks = tokio::time::interval(REVOCATION_POLL_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if (page.replaces_all || !page.entries.is_empty())
+                && sender.send(Ok(convert::revocations(&page))).await.is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = sender.closed() => return,
+                () = self.shutdown.cancelled() => {
+                    let _closed = sender.send(Err(Status::unavailable("authz-svc is shutting down"))).await;
+                    return;
+                }
+            }
+            match read_after(store.as_ref(), page.cursor).await {
+                Ok(entries) => {
+                    page.cursor = entries.last().map_or(page.cursor, |entry| entry.seq);
+                    page.entries = entries;
+                    page.replaces_all = false;
+                }
+                Err(error) => {
+                    let _closed = sender.send(Err(error.into())).await;
+                    return;
+                }
+            }
+        }
     }
 
     fn decide(&self, request: &pb::DecideRequest) -> Result<pb::DecideResponse, Error> {
@@ -157,17 +306,13 @@ impl pb::authz_server::Authz for AuthzGrpc {
     type WatchPolicyStream = ResponseStream<pb::WatchPolicyResponse>;
     type WatchRevocationsStream = ResponseStream<pb::WatchRevocationsResponse>;
 
-    /// Not served yet: telling *why* a token is inactive (the proto's
-    /// `inactive_reason`) needs a verifier that reports the failing check, which
-    /// `AuthzState::verify_access_token` does not; edge validates tokens locally
-    /// against the JWKS meanwhile.
+    #[tracing::instrument(skip_all, fields(resource = %request.get_ref().resource))]
     async fn validate_token(
         &self,
-        _request: Request<pb::ValidateTokenRequest>,
+        request: Request<pb::ValidateTokenRequest>,
     ) -> Result<Response<pb::ValidateTokenResponse>, Status> {
-        Err(Status::unimplemented(
-            "ValidateToken is not implemented yet",
-        ))
+        self.callers.admit(&request, EDGE)?;
+        Ok(Response::new(self.validate(request.get_ref()).await?))
     }
 
     #[tracing::instrument(skip_all, fields(action = request.get_ref().action))]
@@ -175,6 +320,7 @@ impl pb::authz_server::Authz for AuthzGrpc {
         &self,
         request: Request<pb::DecideRequest>,
     ) -> Result<Response<pb::DecideResponse>, Status> {
+        self.callers.admit(&request, EDGE)?;
         Ok(Response::new(AuthzGrpc::decide(self, request.get_ref())?))
     }
 
@@ -183,6 +329,7 @@ impl pb::authz_server::Authz for AuthzGrpc {
         &self,
         request: Request<pb::DecideBatchRequest>,
     ) -> Result<Response<pb::DecideBatchResponse>, Status> {
+        self.callers.admit(&request, EDGE)?;
         Ok(Response::new(AuthzGrpc::decide_batch(
             self,
             request.get_ref(),
@@ -193,6 +340,7 @@ impl pb::authz_server::Authz for AuthzGrpc {
         &self,
         request: Request<pb::WatchPolicyRequest>,
     ) -> Result<Response<Self::WatchPolicyStream>, Status> {
+        self.callers.admit(&request, EDGE)?;
         let (sender, receiver) = mpsc::channel(4);
         tokio::spawn(
             self.clone()
@@ -201,25 +349,23 @@ impl pb::authz_server::Authz for AuthzGrpc {
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
-    /// Not served yet: the revocation feed needs a revocation log with cursors in
-    /// the store, which belongs to the token-lifecycle work, not to policy.
     async fn watch_revocations(
         &self,
-        _request: Request<pb::WatchRevocationsRequest>,
+        request: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        Err(Status::unimplemented(
-            "WatchRevocations is not implemented yet",
-        ))
+        self.callers.admit(&request, EDGE)?;
+        let cursor = convert::cursor(&request.get_ref().cursor)?;
+        let (sender, receiver) = mpsc::channel(4);
+        tokio::spawn(self.clone().revocations_loop(cursor, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
-    /// Not served yet: RFC 8693 exchange for connectors belongs to the
-    /// token-exchange work.
+    #[tracing::instrument(skip_all, fields(connector = %request.get_ref().connector))]
     async fn exchange_token(
         &self,
-        _request: Request<pb::ExchangeTokenRequest>,
+        request: Request<pb::ExchangeTokenRequest>,
     ) -> Result<Response<pb::ExchangeTokenResponse>, Status> {
-        Err(Status::unimplemented(
-            "ExchangeToken is not implemented yet",
-        ))
+        self.callers.admit(&request, EDGE)?;
+        Ok(Response::new(self.exchange(request.get_ref()).await?))
     }
 }

@@ -21,10 +21,11 @@ async fn main() -> anyhow::Result<()> {
     let config = svc_kit::exit_on_invalid(authz_svc::Config::load(sources));
     let telemetry = svc_kit::telemetry::init("authz-svc", &config.telemetry)?;
     let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr).await?;
+    let http = tokio::net::TcpListener::bind(config.oauth.listen_addr).await?;
     let shutdown = CancellationToken::new();
     svc_kit::shutdown::cancel_on_signal(shutdown.clone());
     let grace = config.grpc.shutdown_grace;
-    let mut server = tokio::spawn(authz_svc::serve(config, listener, shutdown.clone()));
+    let mut server = tokio::spawn(authz_svc::run(config, listener, http, shutdown.clone()));
     tokio::select! {
         joined = &mut server => {
             telemetry.shutdown().await;

@@ -125,6 +125,22 @@ impl AuthzState {
         )))
     }
 
+    /// Forwards the audit events queued in the store's outbox (changes made by the CLI
+    /// on the store directly) to the audit sink, oldest first, every
+    /// [`REVOCATION_POLL_INTERVAL`](crate::REVOCATION_POLL_INTERVAL), until `shutdown`.
+    /// An event is removed only once the sink has taken it.
+    pub fn forward_audit_outbox(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let sink = self.audit.clone()?;
+        Some(tokio::spawn(crate::revocation::forward_outbox(
+            self.store.clone(),
+            sink,
+            shutdown,
+        )))
+    }
+
     /// Returns the agent bundle registry (the admin API and CLI work through it).
     pub fn agents(&self) -> &AgentRegistry {
         &self.agents
@@ -192,8 +208,16 @@ impl AuthzState {
         let Some(claims) = token::verify(&self.keys, &self.issuer.issuer, token) else {
             return Ok(None);
         };
-        if self.store.jti_revoked(&claims.jti).await? || self.directory.is_inactive(&claims.sub) {
+        if self.revoked(&claims).await? {
             return Ok(None);
+        }
+        Ok(Some(claims))
+    }
+
+    /// Reports whether the token, its member, its agent or its grant has been revoked.
+    pub(crate) async fn revoked(&self, claims: &AccessClaims) -> Result<bool, Error> {
+        if self.store.jti_revoked(&claims.jti).await? || self.directory.is_inactive(&claims.sub) {
+            return Ok(true);
         }
         let decommissioned = self
             .store
@@ -201,7 +225,7 @@ impl AuthzState {
             .await?
             .is_some_and(|agent| agent.decommissioned_at.is_some());
         if decommissioned {
-            return Ok(None);
+            return Ok(true);
         }
         if let Some(grant) = &claims.sid {
             let live = self
@@ -209,11 +233,27 @@ impl AuthzState {
                 .family(grant)
                 .await?
                 .is_some_and(|family| !family.revoked);
-            if !live {
-                return Ok(None);
-            }
+            return Ok(!live);
         }
-        Ok(Some(claims))
+        Ok(false)
+    }
+
+    /// Mints the token `request` describes and records it in the audit trail; a token
+    /// the trail cannot show is not issued ([`Error::AuditUnavailable`]).
+    pub(crate) fn issue(
+        &self,
+        request: &token::TokenRequest<'_>,
+        grant_type: &str,
+        principal: proto::common::v1::Principal,
+    ) -> Result<(String, AccessClaims), Error> {
+        let (access_token, claims) = token::mint(&self.keys, self.issuer(), request)?;
+        self.audit(crate::events::token_issued(&claims, grant_type, principal))
+            .map_err(|why| {
+                tracing::error!(%why, "refusing to issue a token that cannot be audited");
+                Error::AuditUnavailable
+            })?;
+        tracing::info!(client_id = %claims.client_id, sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token issued");
+        Ok((access_token, claims))
     }
 
     /// Registers a client under the registration rules (as `POST /register` does),

@@ -128,20 +128,59 @@ fn sign(
     ))
 }
 
+/// Says why a token is not an active access token, coarsely enough to tell a caller
+/// what to do about it and never which byte was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inactive {
+    /// Not a well-formed JWT access token.
+    Malformed,
+    /// The signature, key or algorithm is not accepted.
+    BadSignature,
+    /// Another issuer's token.
+    UnknownIssuer,
+    /// Expired, or not valid yet.
+    Expired,
+    /// Its audience is not the resource it was presented to.
+    WrongAudience,
+    /// It, its grant or its agent has been revoked.
+    Revoked,
+}
+
 /// Returns the claims of `token` when it is an unexpired access token this
 /// issuer signed with a published key, whatever its audience.
 pub(crate) fn verify(keys: &KeySet, issuer: &str, token: &str) -> Option<AccessClaims> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
-        return None;
+    check(keys, issuer, token).ok()
+}
+
+/// Returns the claims of `token` as [`verify`] does, or why it is not active.
+pub(crate) fn check(keys: &KeySet, issuer: &str, token: &str) -> Result<AccessClaims, Inactive> {
+    use jsonwebtoken::errors::ErrorKind;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Inactive::Malformed)?;
+    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        return Err(Inactive::Malformed);
     }
-    let key = keys.key(header.kid.as_deref()?)?;
+    if header.alg != Algorithm::ES256 {
+        return Err(Inactive::BadSignature);
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.key(kid))
+        .ok_or(Inactive::BadSignature)?;
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_issuer(&[issuer]);
     validation.validate_aud = false;
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
-        .ok()
         .map(|data| data.claims)
+        .map_err(|error| match error.kind() {
+            ErrorKind::InvalidSignature
+            | ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidKeyFormat => Inactive::BadSignature,
+            ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => Inactive::Expired,
+            ErrorKind::InvalidIssuer => Inactive::UnknownIssuer,
+            _ => Inactive::Malformed,
+        })
 }

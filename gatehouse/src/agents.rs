@@ -1,10 +1,14 @@
 //! `gatehouse agents`: create, list, show, rotate and decommission agent bundles.
 //!
-//! The commands work on the authorization store of the data directory directly (like
-//! `gatehouse audit`), with the master key beside it, so they need no running server and
-//! no admin credential beyond access to the data directory. A running `gatehouse up` on
-//! the same directory follows the store's revocation log every 250 ms, so a
-//! decommissioning here stops the agent's tokens at its edge within a second.
+//! By default the commands work on the authorization store of the data directory
+//! directly (like `gatehouse audit`), with the master key beside it, so they need no
+//! running server and no admin credential beyond access to the data directory. A running
+//! `gatehouse up` on the same directory follows the store's revocation log and audit
+//! outbox every 250 ms, so a decommissioning here stops the agent's tokens at its edge
+//! within a second, and every change reaches the audit trail.
+//!
+//! With `--endpoint URL` they drive authz-svc's `AgentAdmin` gRPC API instead,
+//! presenting the admin service token from `--token-env` (`GATEHOUSE_ADMIN_TOKEN`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -19,6 +23,8 @@ use authz_svc::{
 use clap::{Args, Subcommand};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
+
+mod remote;
 
 /// What `gatehouse agents` can do.
 #[derive(Debug, Subcommand)]
@@ -85,12 +91,18 @@ pub(crate) enum AgentsCommand {
     },
 }
 
-/// Where the authorization store is.
+/// Where the agent bundles are: a data directory, or a running authz-svc.
 #[derive(Debug, Args)]
 pub(crate) struct StoreLocation {
     /// The data directory `gatehouse up` uses.
     #[arg(long, default_value = ".gatehouse")]
     data: PathBuf,
+    /// authz-svc's gRPC URL (such as `http://127.0.0.1:50051`): manage bundles there.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The environment variable holding the admin service token for `--endpoint`.
+    #[arg(long, value_name = "VAR", default_value = "GATEHOUSE_ADMIN_TOKEN")]
+    token_env: String,
 }
 
 /// Runs one agents command, printing JSON; exit code 2 on failure.
@@ -114,15 +126,19 @@ async fn open(location: &StoreLocation) -> anyhow::Result<AgentRegistry> {
     let store = StoreConfig::Sqlite {
         path: location.data.join("authz.db"),
     };
-    AgentRegistry::open(&store, None).await.with_context(|| {
+    let registry = AgentRegistry::open(&store, None).await.with_context(|| {
         format!(
             "cannot open the authorization store in {}",
             location.data.display()
         )
-    })
+    })?;
+    Ok(registry.with_audit_outbox())
 }
 
 async fn execute(command: AgentsCommand) -> anyhow::Result<Value> {
+    if let Some((endpoint, token_env)) = command.endpoint() {
+        return remote::execute(&endpoint, &token_env, command).await;
+    }
     match command {
         AgentsCommand::Create {
             store,
@@ -211,6 +227,21 @@ async fn execute(command: AgentsCommand) -> anyhow::Result<Value> {
                 .await?;
             Ok(describe(&agent, &[]))
         }
+    }
+}
+
+impl AgentsCommand {
+    /// Returns the authz-svc endpoint and token variable, when the command names one.
+    fn endpoint(&self) -> Option<(String, String)> {
+        let (Self::Create { store, .. }
+        | Self::List { store, .. }
+        | Self::Show { store, .. }
+        | Self::Rotate { store, .. }
+        | Self::Decommission { store, .. }) = self;
+        store
+            .endpoint
+            .clone()
+            .map(|endpoint| (endpoint, store.token_env.clone()))
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) struct Started {
     pub(crate) credentials: edge_svc::credentials::Credentials,
     /// vault-svc itself, whose HTTP face (the consent callback) the public listener serves.
     pub(crate) vault: vault_svc::Vault,
+    /// authz-svc's configuration and bound gRPC listener: it is served once the
+    /// authorization server's state is open (it needs the gateway's virtual servers).
+    pub(crate) authz: (authz_svc::Config, TcpListener),
 }
 
 /// What vault-svc learns from the gateway file and the public listener.
@@ -40,7 +43,8 @@ pub(crate) struct VaultFacts {
 /// How long edge reuses released material before asking vault-svc again.
 const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Starts audit-svc, the audit spool, authz-svc and vault-svc on ephemeral loopback ports.
+/// Starts audit-svc, the audit spool and vault-svc on ephemeral loopback ports, and binds
+/// authz-svc's.
 ///
 /// Each reads its usual `GATEHOUSE_<SVC>__*` settings, so the embedded default and a standalone
 /// deployment configure a service the same way; only the listener is chosen here.
@@ -48,7 +52,6 @@ pub(crate) async fn start(
     shutdown: &CancellationToken,
     data: &std::path::Path,
     audit_section: crate::oauth::AuditSection,
-    policies: authz_svc::PolicyStore,
     facts: VaultFacts,
 ) -> anyhow::Result<Started> {
     let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
@@ -70,7 +73,7 @@ pub(crate) async fn start(
     if audit_section.retention != audit_svc::RetentionConfig::default() {
         audit.retention = audit_section.retention;
     }
-    let (authz_listener, authz_addr) = loopback().await?;
+    let (authz_listener, _) = loopback().await?;
     let (vault_listener, vault_addr) = loopback().await?;
     let (audit_listener, audit_addr) = loopback().await?;
     // Edge's spool is the one emitter in this process (token and credential events go through
@@ -103,17 +106,6 @@ pub(crate) async fn start(
     let served = vault.clone();
     let backends = vec![
         Backend {
-            name: "authz-svc",
-            addr: authz_addr,
-            // The same store edge enforces: a policy change reaches Decide and edge together.
-            task: tokio::spawn(authz_svc::serve_with(
-                authz,
-                policies,
-                authz_listener,
-                shutdown.child_token(),
-            )),
-        },
-        Backend {
             name: "vault-svc",
             addr: vault_addr,
             task: tokio::spawn(async move {
@@ -131,6 +123,27 @@ pub(crate) async fn start(
         recorder,
         credentials,
         vault,
+        authz: (authz, authz_listener),
+    })
+}
+
+/// Serves authz-svc's gRPC API (data plane and agent administration) over the state the
+/// public listener's OAuth face also uses, so that changes through either are one.
+pub(crate) fn authz(
+    config: authz_svc::Config,
+    listener: TcpListener,
+    policies: authz_svc::PolicyStore,
+    state: authz_svc::AuthzState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Backend> {
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        authz_svc::serve_with(&config, policies, state, listener, shutdown).await
+    });
+    Ok(Backend {
+        name: "authz-svc",
+        addr,
+        task,
     })
 }
 

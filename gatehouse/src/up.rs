@@ -110,18 +110,12 @@ async fn serve(
         public_url: format!("{}/vault", face.public_url.as_str().trim_end_matches('/')),
     };
     let crate::backends::Started {
-        backends,
+        mut backends,
         recorder,
         credentials,
         vault,
-    } = crate::backends::start(
-        &shutdown,
-        &options.data,
-        audit_section,
-        policy_store.clone(),
-        facts,
-    )
-    .await?;
+        authz: (authz_config, authz_listener),
+    } = crate::backends::start(&shutdown, &options.data, audit_section, facts).await?;
     let access = if policies == authz_svc::PolicyConfig::default() {
         edge_svc::access::Access::unrestricted()
     } else {
@@ -146,9 +140,21 @@ async fn serve(
         )))
         .with_directory_view(directory)
         .with_credential_purge(std::sync::Arc::new(crate::oauth::VaultPurge(vault.clone())));
+    // SCIM changes made by another replica on the same database reach edge this way.
+    let _directory_follower = authz.follow_directory(shutdown.child_token());
     // Decommissionings by `gatehouse agents` on the same data directory reach edge this way.
     let _follower = authz.follow_revocations(shutdown.child_token());
-    let _directory_follower = authz.follow_directory(shutdown.child_token());
+    // So do their audit events, through the same spool as the server's own.
+    let _outbox = authz.forward_audit_outbox(shutdown.child_token());
+    // The same policy store edge enforces: a change reaches Decide and edge together.
+    let authz_backend = crate::backends::authz(
+        authz_config,
+        authz_listener,
+        policy_store,
+        authz.clone(),
+        shutdown.child_token(),
+    )?;
+    backends.insert(0, authz_backend);
     let issuer = authz.issuer().to_owned();
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::scim_router(authz.clone()))

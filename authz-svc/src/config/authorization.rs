@@ -43,6 +43,25 @@ pub struct AuthorizationConfig {
     pub agent_secret_overlap: Duration,
     /// Opens SCIM 2.0 provisioning (`/scim/v2`) to the identity provider holding its token.
     pub scim: crate::scim::ScimConfig,
+    /// Lists the connectors that accept RFC 8693 exchanged tokens (`ExchangeToken`).
+    pub token_exchange: Vec<ExchangeTarget>,
+}
+
+/// Describes a connector that accepts tokens exchanged for it: which audience the
+/// tokens carry, through which virtual servers a subject may reach it, and which
+/// scopes it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeTarget {
+    /// Names the connector, as edge-svc asks for it.
+    pub connector: String,
+    /// Is the connector's resource URL, the exchanged token's `aud`.
+    pub audience: String,
+    /// Lists the virtual servers whose tokens may be exchanged for this connector.
+    pub virtual_servers: Vec<String>,
+    /// Lists the scopes an exchanged token may carry (within the subject's).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// Describes one member of the built-in login.
@@ -71,6 +90,7 @@ impl Default for AuthorizationConfig {
             agents: Vec::new(),
             agent_secret_overlap: crate::agent::DEFAULT_SECRET_OVERLAP,
             scim: crate::scim::ScimConfig::default(),
+            token_exchange: Vec::new(),
         }
     }
 }
@@ -94,6 +114,20 @@ impl AuthorizationConfig {
             agent.validate(index)?;
         }
         self.scim.token()?;
+        for (index, target) in self.token_exchange.iter().enumerate() {
+            if target.connector.is_empty() || target.virtual_servers.is_empty() {
+                return Err(ConfigError::new(
+                    format!("token_exchange[{index}]"),
+                    "needs a connector name and at least one virtual server",
+                ));
+            }
+            if url::Url::parse(&target.audience).is_err() {
+                return Err(ConfigError::new(
+                    format!("token_exchange[{index}].audience"),
+                    "must be an absolute URL",
+                ));
+            }
+        }
         for (index, member) in self.members.iter().enumerate() {
             let field = format!("members[{index}].password_hash");
             crate::member::check_hash(&member.password_hash)

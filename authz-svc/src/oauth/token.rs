@@ -19,7 +19,7 @@ use crate::grant::{hash_token, scopes_within, verify_pkce};
 use crate::keys::random_token;
 use crate::state::AuthzState;
 use crate::store::{ClientRecord, FamilyRecord, NewRefresh, Redemption};
-use crate::token::{TokenRequest, mint, now};
+use crate::token::{TokenRequest, now};
 
 mod agent;
 mod exchange;
@@ -294,14 +294,17 @@ fn token_response(
     grant_type: &str,
     principal: proto::common::v1::Principal,
 ) -> Result<Response, OAuthError> {
-    let (access_token, claims) = mint(&state.keys, state.issuer(), request)?;
     // A token the audit trail cannot show is not issued (fail closed, like edge's calls).
-    state
-        .audit(crate::events::token_issued(&claims, grant_type, principal))
-        .map_err(|why| {
-            tracing::error!(%why, "refusing to issue a token that cannot be audited");
-            OAuthError::new("temporarily_unavailable", "try again later")
-        })?;
+    let (access_token, claims) = match state.issue(request, grant_type, principal) {
+        Ok(issued) => issued,
+        Err(crate::error::Error::AuditUnavailable) => {
+            return Err(OAuthError::new(
+                "temporarily_unavailable",
+                "try again later",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
@@ -314,6 +317,5 @@ fn token_response(
     if grant_type == TOKEN_EXCHANGE {
         body["issued_token_type"] = json!(crate::token::ACCESS_TOKEN_TYPE_URI);
     }
-    tracing::info!(client_id = %claims.client_id, sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token issued");
     Ok((no_store(), Json(body)).into_response())
 }

@@ -205,6 +205,12 @@ pub trait AgentStore: Send + Sync {
     ) -> Result<Vec<RevocationRecord>, Error>;
     /// Returns the last `seq` of the log (0 when empty).
     async fn revocation_head(&self) -> Result<i64, Error>;
+    /// Keeps an encoded audit event until a running server forwards it.
+    async fn enqueue_audit(&self, event: &[u8]) -> Result<(), Error>;
+    /// Returns up to `limit` queued audit events, oldest first, with their positions.
+    async fn queued_audit(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>, Error>;
+    /// Forgets the queued audit events up to and including position `through`.
+    async fn dequeue_audit(&self, through: i64) -> Result<(), Error>;
 }
 
 impl RevocationKind {

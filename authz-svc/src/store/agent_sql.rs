@@ -308,6 +308,35 @@ macro_rules! agent_store {
                 rows.into_iter().map($crate::store::agent_sql::revocation_record).collect()
             }
 
+            async fn enqueue_audit(&self, event: &[u8]) -> Result<(), $crate::error::Error> {
+                sqlx::query("INSERT INTO audit_outbox (event) VALUES ($1)")
+                    .bind(event)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::classify)?;
+                Ok(())
+            }
+
+            async fn queued_audit(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<(i64, Vec<u8>)>, $crate::error::Error> {
+                sqlx::query_as("SELECT seq, event FROM audit_outbox ORDER BY seq LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::classify)
+            }
+
+            async fn dequeue_audit(&self, through: i64) -> Result<(), $crate::error::Error> {
+                sqlx::query("DELETE FROM audit_outbox WHERE seq <= $1")
+                    .bind(through)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::classify)?;
+                Ok(())
+            }
+
             async fn revocation_head(&self) -> Result<i64, $crate::error::Error> {
                 let (head,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM revocation_log")
                     .fetch_one(&self.pool)

@@ -33,10 +33,16 @@ async fn missing_config_file_exits_64() {
 
 #[tokio::test]
 async fn sigterm_stops_a_serving_process_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
     let process = ServiceProcess::spawn(
         Path::new(BINARY),
         &[],
-        &[("GATEHOUSE_AUTHZ__GRPC__LISTEN_ADDR", "127.0.0.1:0")],
+        &[
+            ("GATEHOUSE_AUTHZ__GRPC__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_AUTHZ__OAUTH__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_AUTHZ__STORE__DATA_DIR", data_dir),
+        ],
     )
     .await
     .unwrap();

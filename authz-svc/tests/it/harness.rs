@@ -13,7 +13,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use svc_kit::callers::{PresentToken, SecretSetting};
+use svc_kit::testing::TestServer;
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
 use url::Url;
 
 pub(crate) const RESOURCE: &str = "http://127.0.0.1:9/v/demo/mcp";
@@ -265,4 +269,48 @@ pub(crate) async fn oauth_error(response: reqwest::Response, status: u16, error:
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], error, "{body}");
     body
+}
+
+/// Returns the service token edge-svc presents in these tests.
+pub(crate) fn edge_token() -> SecretSetting {
+    SecretSetting::from("edge-caller-token-".repeat(2))
+}
+
+/// Returns the service token administrators present in these tests.
+pub(crate) fn admin_token() -> SecretSetting {
+    SecretSetting::from("admin-caller-token-".repeat(2))
+}
+
+/// Is a gRPC channel presenting a service token (or none).
+pub(crate) type Caller = InterceptedService<Channel, PresentToken>;
+
+/// Serves authz-svc's gRPC API over `state`, admitting the test edge and admin tokens.
+pub(crate) async fn serve_grpc(state: AuthzState) -> TestServer {
+    svc_kit::testing::init_test_tracing();
+    let mut config = authz_svc::Config::default();
+    config.callers.edge_token = Some(edge_token());
+    config.callers.admin_token = Some(admin_token());
+    let policies = authz_svc::PolicyStore::new(&authz_svc::PolicyConfig::default()).unwrap();
+    TestServer::start(move |listener, shutdown| async move {
+        authz_svc::serve_with(&config, policies, state, listener, shutdown).await
+    })
+    .await
+}
+
+/// Returns a channel to `server` presenting `token`.
+pub(crate) fn caller(server: &TestServer, token: Option<&SecretSetting>) -> Caller {
+    let channel =
+        svc_kit::grpc::channel(&server.url(), &svc_kit::GrpcClientConfig::default()).unwrap();
+    InterceptedService::new(channel, PresentToken::new(token).unwrap())
+}
+
+/// Records the audit events handed to it.
+#[derive(Debug, Default)]
+pub(crate) struct AuditCapture(pub(crate) std::sync::Mutex<Vec<proto::audit::v1::AuditEvent>>);
+
+impl authz_svc::AuditSink for AuditCapture {
+    fn record(&self, event: proto::audit::v1::AuditEvent) -> Result<(), String> {
+        self.0.lock().unwrap().push(event);
+        Ok(())
+    }
 }

@@ -8,17 +8,19 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-async fn start() -> TestServer {
+async fn start() -> (TestServer, tempfile::TempDir) {
     init_test_tracing();
-    TestServer::start(|listener, shutdown| {
-        authz_svc::serve(authz_svc::Config::default(), listener, shutdown)
-    })
-    .await
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = authz_svc::Config::default();
+    config.store.data_dir = dir.path().to_owned();
+    let server =
+        TestServer::start(|listener, shutdown| authz_svc::serve(config, listener, shutdown)).await;
+    (server, dir)
 }
 
 #[tokio::test]
 async fn health_is_serving_and_shutdown_is_clean() {
-    let server = start().await;
+    let (server, _dir) = start().await;
     let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
     let mut health = HealthClient::new(channel);
     let response = health
@@ -34,7 +36,7 @@ async fn health_is_serving_and_shutdown_is_clean() {
 
 #[tokio::test]
 async fn reflection_lists_the_health_service() {
-    let server = start().await;
+    let (server, _dir) = start().await;
     let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
     let request = ServerReflectionRequest {
         host: String::new(),

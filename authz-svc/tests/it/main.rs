@@ -3,10 +3,12 @@
 // Test helpers outside #[test] functions fail by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent_admin;
 mod agents;
 mod assertion;
 mod authorize;
 mod binary;
+mod data_plane;
 mod directory;
 mod exchange;
 mod harness;

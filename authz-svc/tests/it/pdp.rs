@@ -8,9 +8,9 @@ use proto::authz::v1 as pb;
 use proto::authz::v1::authz_client::AuthzClient;
 use proto::common::v1 as common;
 use serde_json::json;
-use svc_kit::GrpcClientConfig;
 use svc_kit::testing::{TestServer, init_test_tracing};
-use tonic::transport::Channel;
+
+use crate::harness::{Caller, Harness, caller, edge_token};
 
 const POLICIES: &str = r#"
 @id("sales-use-crm")
@@ -28,15 +28,19 @@ fn policy_config() -> PolicyConfig {
     .unwrap()
 }
 
-async fn start(store: &PolicyStore) -> (TestServer, AuthzClient<Channel>) {
+async fn start(store: &PolicyStore) -> (TestServer, AuthzClient<Caller>, Harness) {
     init_test_tracing();
+    let harness = Harness::start().await;
     let store = store.clone();
-    let server = TestServer::start(move |listener, shutdown| {
-        authz_svc::serve_with(Config::default(), store, listener, shutdown)
+    let state = harness.state.clone();
+    let mut config = Config::default();
+    config.callers.edge_token = Some(edge_token());
+    let server = TestServer::start(move |listener, shutdown| async move {
+        authz_svc::serve_with(&config, store, state, listener, shutdown).await
     })
     .await;
-    let channel = svc_kit::grpc::channel(&server.url(), &GrpcClientConfig::default()).unwrap();
-    (server, AuthzClient::new(channel))
+    let client = AuthzClient::new(caller(&server, Some(&edge_token())));
+    (server, client, harness)
 }
 
 fn member(id: &str, roles: &[&str]) -> common::Principal {
@@ -87,7 +91,7 @@ fn call(
     }
 }
 
-async fn decide(client: &mut AuthzClient<Channel>, request: pb::DecideRequest) -> common::Decision {
+async fn decide(client: &mut AuthzClient<Caller>, request: pb::DecideRequest) -> common::Decision {
     client
         .decide(request)
         .await
@@ -100,7 +104,7 @@ async fn decide(client: &mut AuthzClient<Channel>, request: pb::DecideRequest) -
 #[tokio::test]
 async fn decide_allows_denies_and_explains() {
     let store = PolicyStore::new(&policy_config()).unwrap();
-    let (server, mut client) = start(&store).await;
+    let (server, mut client, _harness) = start(&store).await;
 
     let allowed = decide(
         &mut client,
@@ -166,7 +170,7 @@ async fn decide_allows_denies_and_explains() {
 #[tokio::test]
 async fn decide_batch_answers_in_query_order_like_decide() {
     let store = PolicyStore::new(&policy_config()).unwrap();
-    let (server, mut client) = start(&store).await;
+    let (server, mut client, _harness) = start(&store).await;
     let tools = ["search_contacts", "update_opportunity"];
     let batch = |principal| pb::DecideBatchRequest {
         principal: Some(principal),
@@ -221,7 +225,7 @@ async fn decide_batch_answers_in_query_order_like_decide() {
 #[tokio::test]
 async fn watch_policy_sends_the_snapshot_then_each_replacement_within_a_second() {
     let store = PolicyStore::new(&policy_config()).unwrap();
-    let (server, mut client) = start(&store).await;
+    let (server, mut client, _harness) = start(&store).await;
     let mut stream = client
         .watch_policy(pb::WatchPolicyRequest { known_version: 0 })
         .await

@@ -6,6 +6,7 @@
 
 mod agents;
 mod audit;
+mod authz_grpc;
 mod connector;
 mod credentials;
 mod deploy;

@@ -1,0 +1,6 @@
+-- Audit events of changes made on the store directly (the `gatehouse agents` CLI),
+-- kept until a running server hands them to its audit path, in order.
+CREATE TABLE audit_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event BLOB NOT NULL
+);
