@@ -26,6 +26,8 @@ pub(crate) struct Started {
     pub(crate) credentials: edge_svc::credentials::Credentials,
     /// vault-svc itself, whose HTTP face (the consent callback) the public listener serves.
     pub(crate) vault: vault_svc::Vault,
+    /// audit-svc's log, opened on the same store, for the admin API's search.
+    pub(crate) audit_log: audit_svc::AuditLog,
 }
 
 /// What vault-svc learns from the gateway file and the public listener.
@@ -83,6 +85,7 @@ pub(crate) async fn start(
     let spool =
         edge_svc::audit::AuditConfig::new(format!("http://{audit_addr}"), data.join("edge-spool"))
             .with_token(audit_token);
+    let audit_log = audit_svc::open(&audit).await?;
     let audit_task = tokio::spawn(audit_svc::serve(
         audit,
         audit_listener,
@@ -131,10 +134,12 @@ pub(crate) async fn start(
         recorder,
         credentials,
         vault,
+        audit_log,
     })
 }
 
-async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {
+/// Binds an ephemeral loopback port, as every in-process backend listens.
+pub(crate) async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
