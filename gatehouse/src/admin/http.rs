@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
-use axum::middleware::{self, Next};
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use http::request::Parts;
 use http::{HeaderValue, header};
 use utoipa::OpenApi as _;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -42,11 +42,8 @@ const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/admin/v1";
 
 /// Returns the admin face: the authenticated API, its OpenAPI document and its RFC 9728 metadata.
 pub(crate) fn router(admin: Admin) -> axum::Router {
-    let (router, _) = operations()
-        // A route layer: a wrong method still answers 405, not a challenge.
-        .route_layer(middleware::from_fn_with_state(admin.clone(), authenticate))
-        .merge(public())
-        .split_for_parts();
+    // Each operation extracts its `AdminCaller`, so routing answers 404/405 before any challenge.
+    let (router, _) = operations().merge(public()).split_for_parts();
     router.with_state(admin)
 }
 
@@ -128,20 +125,20 @@ pub(crate) fn document() -> OpenApi {
     openapi
 }
 
-/// Admits the request with its administrator attached, or answers RFC 6750's 401/403.
-async fn authenticate(State(admin): State<Admin>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer_token)
-        .map(str::to_owned);
-    match admin.admit(presented.as_deref()).await {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(error) => challenge(&admin, error, presented.is_some()),
+/// Admits the request's administrator, or answers RFC 6750's 401/403 challenge.
+impl FromRequestParts<Admin> for AdminCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, admin: &Admin) -> Result<Self, Response> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(bearer_token);
+        admin
+            .admit(presented)
+            .await
+            .map_err(|error| challenge(admin, error, presented.is_some()))
     }
 }
 
@@ -192,7 +189,7 @@ async fn openapi_json() -> Json<OpenApi> {
     responses((status = 200, body = PolicyState)))]
 async fn get_policies(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
 ) -> Json<PolicyState> {
     Json(admin.policies(&caller))
 }
@@ -203,7 +200,7 @@ async fn get_policies(
               (status = 400, description = "invalid policies, with Cedar's diagnostics; nothing changed", body = ErrorBody)))]
 async fn put_policies(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Json(set): Json<PolicySet>,
 ) -> Result<Json<PolicyState>, AdminError> {
     admin.set_policies(&caller, set).map(Json)
@@ -214,7 +211,7 @@ async fn put_policies(
     responses((status = 200, body = Vec<VirtualServerView>)))]
 async fn list_virtual_servers(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
 ) -> Json<Vec<VirtualServerView>> {
     Json(admin.virtual_servers(&caller))
 }
@@ -225,7 +222,7 @@ async fn list_virtual_servers(
     responses((status = 200, body = VirtualServerView), (status = 404, body = ErrorBody)))]
 async fn get_virtual_server(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Path(name): Path<String>,
 ) -> Result<Json<VirtualServerView>, AdminError> {
     admin.virtual_server(&caller, &name).map(Json)
@@ -236,7 +233,7 @@ async fn get_virtual_server(
     responses((status = 200, body = Vec<ConnectorView>)))]
 async fn list_connectors(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
 ) -> Json<Vec<ConnectorView>> {
     Json(admin.connectors(&caller))
 }
@@ -247,7 +244,7 @@ async fn list_connectors(
     responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody)))]
 async fn get_connector(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Path(name): Path<String>,
 ) -> Result<Json<ConnectorView>, AdminError> {
     admin.connector(&caller, &name).map(Json)
@@ -260,7 +257,7 @@ async fn get_connector(
     responses((status = 200, body = CredentialRef), (status = 404, body = ErrorBody)))]
 async fn put_shared_credential(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Path(name): Path<String>,
     Json(input): Json<SharedCredentialInput>,
 ) -> Result<Json<CredentialRef>, AdminError> {
@@ -276,7 +273,7 @@ async fn put_shared_credential(
     responses((status = 200, body = CredentialRef), (status = 404, body = ErrorBody)))]
 async fn delete_shared_credential(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Path(name): Path<String>,
 ) -> Result<Json<CredentialRef>, AdminError> {
     admin
@@ -290,7 +287,7 @@ async fn delete_shared_credential(
     responses((status = 200, body = Vec<HealthView>)))]
 async fn connector_health(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
 ) -> Result<Json<Vec<HealthView>>, AdminError> {
     admin.connector_health(&caller).await.map(Json)
 }
@@ -300,7 +297,7 @@ async fn connector_health(
     responses((status = 200, body = Vec<AgentView>)))]
 async fn list_agents(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Query(filter): Query<AgentFilter>,
 ) -> Result<Json<Vec<AgentView>>, AdminError> {
     admin.agents(&caller, filter).await.map(Json)
@@ -312,7 +309,7 @@ async fn list_agents(
               (status = 409, body = ErrorBody)))]
 async fn create_agent(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Json(input): Json<NewAgentInput>,
 ) -> Result<Json<AgentWithSecret>, AdminError> {
     admin.create_agent(&caller, input).await.map(Json)
@@ -324,7 +321,7 @@ async fn create_agent(
     responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
 async fn get_agent(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, AdminError> {
     admin.agent(&caller, &agent).await.map(Json)
@@ -337,7 +334,7 @@ async fn get_agent(
     responses((status = 200, body = AgentWithSecret), (status = 404, body = ErrorBody)))]
 async fn rotate_agent(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Path(agent): Path<String>,
     Json(input): Json<RotateInput>,
 ) -> Result<Json<AgentWithSecret>, AdminError> {
@@ -352,7 +349,7 @@ async fn rotate_agent(
     responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
 async fn decommission_agent(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Path(agent): Path<String>,
     Json(input): Json<DecommissionInput>,
 ) -> Result<Json<AgentView>, AdminError> {
@@ -367,7 +364,7 @@ async fn decommission_agent(
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody)))]
 async fn search_audit(
     State(admin): State<Admin>,
-    Extension(caller): Extension<AdminCaller>,
+    caller: AdminCaller,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, AdminError> {
     admin.search_audit(&caller, query).await.map(Json)

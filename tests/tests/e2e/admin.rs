@@ -15,9 +15,9 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::audit::{ECHO, call, echo_dir};
 
-const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d";
-const VIEWER_SECRET: &str = "viewer-secret-0b2d4f6a8c";
-const CALLER_SECRET: &str = "caller-secret-1c3e5a7b9d";
+const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d0b2d4f6a8c0e";
+const VIEWER_SECRET: &str = "viewer-secret-0b2d4f6a8c1e3a5c7e9b1d3f";
+const CALLER_SECRET: &str = "caller-secret-1c3e5a7b9d2f4b6d8a0c2e4a";
 const SHARED_VALUE: &str = "shared-credential-value-5e8f";
 
 const OPEN: &str = "@id(\"members-and-agents\")\npermit(principal, action, resource);\n";
@@ -30,7 +30,7 @@ fn gateway_file(cedar: &str, extra_server: bool) -> String {
     let mut text = format!(
         "connectors:\n\
          \x20 - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
-         \x20 - name: vaulted\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n    credentials: {{mode: shared}}\n\
+         \x20 - name: vaulted\n    http: {{url: \"http://127.0.0.1:9/mcp\"}}\n    credentials: {{mode: shared}}\n\
          virtual_servers:\n\
          \x20 - name: tools\n    connectors: [{{connector: local, prefix: \"\"}}]\n"
     );
@@ -51,8 +51,15 @@ fn gatehouse() -> PathBuf {
     PathBuf::from(ECHO).with_file_name("gatehouse")
 }
 
-/// Starts `gatehouse up` with the agents' secrets in its environment; returns it and its origin.
-async fn up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
+/// A running `gatehouse up`: the process, its public origin and its admin gRPC address.
+struct Up {
+    child: tokio::process::Child,
+    origin: String,
+    grpc: String,
+}
+
+/// Starts `gatehouse up` with the agents' secrets in its environment.
+async fn up(config: &Path, data: &Path) -> Up {
     let mut child = tokio::process::Command::new(gatehouse())
         .args(["up", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -68,10 +75,17 @@ async fn up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
         .spawn()
         .expect("gatehouse up");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let origin = tokio::time::timeout(Duration::from_secs(60), async {
+    let (origin, grpc) = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut origin = None;
         while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if let Some(origin) = line.strip_prefix("gatehouse ready at ") {
-                return origin.trim().to_owned();
+            if let Some(ready) = line.strip_prefix("gatehouse ready at ") {
+                origin = Some(ready.trim().to_owned());
+            }
+            if let Some(rest) = line.trim_start().strip_prefix("admin ")
+                && let Some(addr) = rest.trim_start().strip_prefix("grpc://")
+            {
+                let addr = addr.split_whitespace().next().expect("address");
+                return (origin.expect("ready first"), format!("http://{addr}"));
             }
         }
         panic!("gatehouse exited before it was ready");
@@ -79,7 +93,11 @@ async fn up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
     .await
     .expect("gatehouse ready in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, origin)
+    Up {
+        child,
+        origin,
+        grpc,
+    }
 }
 
 /// Returns a client-credentials token of `client` for `resource` (with its granted scopes).
@@ -152,7 +170,9 @@ async fn gatehouse_apply_diffs_and_applies_a_policy_that_flips_a_call_to_denied(
     std::fs::write(&v1, gateway_file(OPEN, false)).expect("v1");
     std::fs::write(&v2, gateway_file(NO_ECHO, false)).expect("v2");
     std::fs::write(&v3, gateway_file(NO_ECHO, true)).expect("v3");
-    let (mut child, origin) = up(&v1, &dir.path().join("data")).await;
+    let Up {
+        mut child, origin, ..
+    } = up(&v1, &dir.path().join("data")).await;
     let http = reqwest::Client::new();
     let tools = format!("{origin}/v/tools/mcp");
     let admin_resource = format!("{origin}/admin/v1");
@@ -220,7 +240,9 @@ async fn only_an_administrator_is_admitted_and_the_openapi_document_lists_every_
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("gatehouse.yaml");
     std::fs::write(&config, gateway_file(OPEN, false)).expect("config");
-    let (mut child, origin) = up(&config, &dir.path().join("data")).await;
+    let Up {
+        mut child, origin, ..
+    } = up(&config, &dir.path().join("data")).await;
     let http = reqwest::Client::new();
     let admin_resource = format!("{origin}/admin/v1");
     let policies = format!("{origin}/admin/v1/policies");
@@ -343,7 +365,11 @@ async fn the_admin_api_manages_policies_agents_and_credentials_and_audits_each_a
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("gatehouse.yaml");
     std::fs::write(&config, gateway_file(OPEN, false)).expect("config");
-    let (mut child, origin) = up(&config, &dir.path().join("data")).await;
+    let Up {
+        mut child,
+        origin,
+        grpc,
+    } = up(&config, &dir.path().join("data")).await;
     let http = reqwest::Client::new();
     let admin = token(
         &origin,
@@ -384,6 +410,8 @@ async fn the_admin_api_manages_policies_agents_and_credentials_and_audits_each_a
         current["policies"]["sources"][0]["text"], OPEN,
         "a refused set changes nothing: {current}"
     );
+
+    grpc_face(&grpc, &admin).await;
 
     let servers: Value = http
         .get(api("/virtual-servers"))
@@ -554,4 +582,63 @@ fn http_with(token: &str) -> reqwest::Client {
         .default_headers(headers)
         .build()
         .expect("client")
+}
+
+/// The gRPC face: the same guard (no token is UNAUTHENTICATED) and the same operations.
+async fn grpc_face(endpoint: &str, admin: &str) {
+    use proto::admin::v1::admin_client::AdminClient;
+    use proto::admin::v1::{
+        GetPoliciesRequest, ListConnectorsRequest, PolicySet, PolicySource, SetPoliciesRequest,
+    };
+
+    let mut client = AdminClient::connect(endpoint.to_owned())
+        .await
+        .expect("admin grpc");
+    let anonymous = client
+        .get_policies(GetPoliciesRequest {})
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let policies = client
+        .get_policies(authorized(admin, GetPoliciesRequest {}))
+        .await
+        .expect("policies")
+        .into_inner();
+    assert_eq!(
+        policies.policies.expect("set").sources[0].text,
+        OPEN,
+        "the same policy set as the HTTP face"
+    );
+    let connectors = client
+        .list_connectors(authorized(admin, ListConnectorsRequest {}))
+        .await
+        .expect("connectors")
+        .into_inner();
+    assert_eq!(connectors.connectors.len(), 2);
+    let invalid = client
+        .set_policies(authorized(
+            admin,
+            SetPoliciesRequest {
+                policies: Some(PolicySet {
+                    sources: vec![PolicySource {
+                        name: "broken".to_owned(),
+                        text: "permit(principal, action == Action::\"fly\", resource);".to_owned(),
+                    }],
+                    virtual_servers_json: String::new(),
+                }),
+            },
+        ))
+        .await
+        .expect_err("invalid policies");
+    assert_eq!(invalid.code(), tonic::Code::InvalidArgument, "{invalid:?}");
+}
+
+/// Returns `message` with the admin token in its `authorization` metadata.
+fn authorized<T>(admin: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {admin}").parse().expect("metadata"),
+    );
+    request
 }
