@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "gatehouse/vault/v1/vault.proto",
     "gatehouse/audit/v1/event.proto",
     "gatehouse/audit/v1/audit.proto",
+    "gatehouse/admin/v1/admin.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -108,6 +108,12 @@ impl Access {
     /// is open by definition.
     pub fn subject(&self, context: &McpContext<RoleServer>) -> Option<(Arc<Evaluator>, Subject)> {
         let evaluator = self.live.as_ref()?.borrow().clone();
+        // An empty snapshot is no policy (a gateway started without one, which the admin API
+        // may give one later), not a deny-all.
+        let snapshot = evaluator.snapshot();
+        if snapshot.policies.is_empty() && snapshot.virtual_servers.is_empty() {
+            return None;
+        }
         let parts = context.extensions.get::<http::request::Parts>()?;
         let Some(Caller::Token(claims)) = parts.extensions.get::<Caller>() else {
             return None;

@@ -29,6 +29,8 @@ pub(crate) struct Started {
     /// authz-svc's configuration and bound gRPC listener: it is served once the
     /// authorization server's state is open (it needs the gateway's virtual servers).
     pub(crate) authz: (authz_svc::Config, TcpListener),
+    /// audit-svc's log, opened on the same store, for the admin API's search.
+    pub(crate) audit_log: audit_svc::AuditLog,
 }
 
 /// What vault-svc learns from the gateway file and the public listener.
@@ -86,6 +88,7 @@ pub(crate) async fn start(
     let spool =
         edge_svc::audit::AuditConfig::new(format!("http://{audit_addr}"), data.join("edge-spool"))
             .with_token(audit_token);
+    let audit_log = audit_svc::open(&audit).await?;
     let audit_task = tokio::spawn(audit_svc::serve(
         audit,
         audit_listener,
@@ -124,6 +127,7 @@ pub(crate) async fn start(
         credentials,
         vault,
         authz: (authz, authz_listener),
+        audit_log,
     })
 }
 
@@ -147,7 +151,8 @@ pub(crate) fn authz(
     })
 }
 
-async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {
+/// Binds an ephemeral loopback port, as every in-process backend listens.
+pub(crate) async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))

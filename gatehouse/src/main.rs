@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod agents;
+mod apply;
 mod audit;
 mod backends;
 mod credentials;
@@ -59,6 +61,8 @@ enum Command {
         #[command(subcommand)]
         command: agents::AgentsCommand,
     },
+    /// Reconciles a running gateway with a gateway file through the admin API (diff, then apply).
+    Apply(apply::ApplyArgs),
     /// Verifies, proves, searches and follows the audit log.
     Audit {
         #[command(subcommand)]
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             }))
         }
         Command::Audit { command } => runtime.block_on(audit::run(command)),
+        Command::Apply(args) => runtime.block_on(apply::run(args)),
         Command::Credentials { command } => runtime.block_on(credentials::run_credentials(command)),
         Command::Connectors { command } => runtime.block_on(credentials::run_connectors(command)),
         Command::Agents { command } => runtime.block_on(agents::run(command)),

@@ -90,6 +90,8 @@ pub(crate) async fn open(
             // The scopes the virtual server's policy declares, as it started.
             scopes: access.scopes_supported(&server.name),
         })
+        // The admin API is a protected resource of the same authorization server.
+        .chain(std::iter::once(crate::admin::protected_resource(face)))
         .collect();
     let issuer = Issuer {
         issuer: face.public_url.clone(),

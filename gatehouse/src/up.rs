@@ -29,7 +29,7 @@ const EXIT_CONFIG: u8 = 64;
 
 /// Runs the gateway until SIGINT/SIGTERM; invalid configuration exits 64 before anything binds.
 pub(crate) async fn run(options: UpOptions) -> ExitCode {
-    let (spec, sections) = match load(&options.config) {
+    let (spec, sections, declared) = match load(&options.config) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("gatehouse: {error}");
@@ -51,7 +51,7 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let outcome = serve(options, spec, sections).await;
+    let outcome = serve(options, spec, sections, declared).await;
     telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,7 +65,7 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
 /// Reads the one gatehouse file: edge's connectors and virtual servers, the backends' sections.
 ///
 /// Policies are compiled here so that an invalid one stops the start with Cedar's diagnostics.
-fn load(path: &std::path::Path) -> Result<(edge_svc::GatewaySpec, crate::oauth::Sections), String> {
+fn load(path: &std::path::Path) -> Result<Loaded, String> {
     let source = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|error| format!("cannot read {source}: {error}"))?;
@@ -74,13 +74,31 @@ fn load(path: &std::path::Path) -> Result<(edge_svc::GatewaySpec, crate::oauth::
     let sections = crate::oauth::sections(&text, &source)?;
     authz_svc::PolicyStore::new(&sections.policies)
         .map_err(|error| format!("{source}: policies: {error}"))?;
-    Ok((spec, sections))
+    let declared =
+        crate::admin::Declared::new(&text, &spec).map_err(|error| format!("{source}: {error}"))?;
+    Ok((spec, sections, declared))
+}
+
+/// The gateway file, parsed: edge's spec, the backends' sections, what the admin API shows.
+type Loaded = (
+    edge_svc::GatewaySpec,
+    crate::oauth::Sections,
+    crate::admin::Declared,
+);
+
+/// Returns the policy store, with the file's policies as the set the admin API replaces
+/// whole, so that the file and the API are one source of truth (`gatehouse apply`).
+fn policy_store(policies: &authz_svc::PolicyConfig) -> anyhow::Result<authz_svc::PolicyStore> {
+    let store = authz_svc::PolicyStore::new(&authz_svc::PolicyConfig::default())?;
+    store.replace(policies.document()?)?;
+    Ok(store)
 }
 
 async fn serve(
     options: UpOptions,
     spec: edge_svc::GatewaySpec,
     sections: crate::oauth::Sections,
+    declared: crate::admin::Declared,
 ) -> anyhow::Result<()> {
     let crate::oauth::Sections {
         authorization,
@@ -104,7 +122,7 @@ async fn serve(
         None => url::Url::parse(&format!("http://{local}"))?,
     };
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
-    let policy_store = authz_svc::PolicyStore::new(&policies)?;
+    let policy_store = policy_store(&policies)?;
     let facts = crate::backends::VaultFacts {
         connectors: crate::credentials::vault_connectors(&spec).map_err(anyhow::Error::msg)?,
         public_url: format!("{}/vault", face.public_url.as_str().trim_end_matches('/')),
@@ -115,12 +133,10 @@ async fn serve(
         credentials,
         vault,
         authz: (authz_config, authz_listener),
+        audit_log,
     } = crate::backends::start(&shutdown, &options.data, audit_section, facts).await?;
-    let access = if policies == authz_svc::PolicyConfig::default() {
-        edge_svc::access::Access::unrestricted()
-    } else {
-        edge_svc::access::Access::live(policy_store.subscribe())
-    };
+    // Live even without policies: the admin API may set some later (an empty set is open).
+    let access = edge_svc::access::Access::live(policy_store.subscribe());
     // Policy decides on provisioned members' current groups (SCIM), kept by authz-svc.
     let directory = authz_svc::DirectoryView::default();
     let access = access.with_directory(std::sync::Arc::new(crate::oauth::DirectoryGroups(
@@ -150,15 +166,30 @@ async fn serve(
     let authz_backend = crate::backends::authz(
         authz_config,
         authz_listener,
-        policy_store,
+        policy_store.clone(),
         authz.clone(),
         shutdown.child_token(),
     )?;
     backends.insert(0, authz_backend);
     let issuer = authz.issuer().to_owned();
+    let admin = crate::admin::Admin::new(crate::admin::AdminParts {
+        guard: crate::admin::Guard {
+            resource: crate::admin::resource_url(&face),
+            verifier: std::sync::Arc::clone(&auth.verifier),
+            agents: authz.agents().clone(),
+        },
+        issuer: issuer.clone(),
+        policies: policy_store,
+        declared,
+        vault: vault.clone(),
+        audit_log,
+        recorder: gateway.recorder().clone(),
+    });
+    backends.push(crate::admin::grpc::start(admin.clone(), &shutdown).await?);
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::scim_router(authz.clone()))
         .merge(authz_svc::oauth_router(authz))
+        .merge(crate::admin::http::router(admin))
         .nest("/vault", vault_svc::http::router(vault));
     announce(&gateway, &face, local, &backends, &issuer)?;
     let mut server = tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
@@ -205,6 +236,13 @@ fn announce(
         out,
         "  {:<31} {issuer}/.well-known/oauth-authorization-server",
         "oauth issuer"
+    )?;
+    writeln!(
+        out,
+        "  {:<31} {}  (openapi.json beside it; scope {})",
+        "admin api",
+        crate::admin::resource_url(face),
+        crate::admin::ADMIN_SCOPE
     )?;
     for backend in backends {
         writeln!(

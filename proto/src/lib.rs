@@ -39,6 +39,15 @@ pub mod audit {
     }
 }
 
+/// The administration API `gatehouse up` serves: policies, virtual servers, connectors, shared
+/// credentials, agent bundles, audit search and connector health.
+pub mod admin {
+    /// Version 1 of the administration API (`gatehouse.admin.v1`).
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/gatehouse.admin.v1.rs"));
+    }
+}
+
 /// Holds the encoded `FileDescriptorSet` of every Gatehouse proto file (with
 /// imports and source info), for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

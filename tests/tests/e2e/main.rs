@@ -4,6 +4,7 @@
 // bodies do; clippy's allow-expect-in-tests only covers `#[test]` functions themselves.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod admin;
 mod agents;
 mod audit;
 mod authz_grpc;

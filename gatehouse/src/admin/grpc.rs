@@ -1,0 +1,408 @@
+//! The admin API's gRPC face (`gatehouse.admin.v1.Admin`): decode, call the same operations as
+//! the HTTP face, encode. It listens on a loopback port like the backends of `gatehouse up`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use proto::admin::v1 as pb;
+use proto::common::v1::Secret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use super::guard::bearer_token;
+use super::model::{
+    AgentFilter, AgentView, AuditQuery, ConnectorView, CredentialKind, PolicySet, PolicySource,
+    SharedCredentialInput, VirtualServerView,
+};
+use super::{Admin, AdminCaller, AdminError};
+
+/// Is the fully qualified name of the admin gRPC service.
+pub(crate) const SERVICE_NAME: &str = "gatehouse.admin.v1.Admin";
+
+/// Starts the admin gRPC API on a loopback port, as the backends of `gatehouse up` listen.
+pub(crate) async fn start(
+    admin: Admin,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<crate::backends::Backend> {
+    let (listener, addr) = crate::backends::loopback().await?;
+    Ok(crate::backends::Backend {
+        name: "admin",
+        addr,
+        task: tokio::spawn(serve(admin, listener, shutdown.child_token())),
+    })
+}
+
+/// Serves the admin gRPC API (with health and reflection) on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    admin: Admin,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (health, health_service) = svc_kit::grpc::health().await;
+    health
+        .set_serving::<pb::admin_server::AdminServer<AdminGrpc>>()
+        .await;
+    let reflection = svc_kit::grpc::reflection(proto::FILE_DESCRIPTOR_SET, &[SERVICE_NAME])?;
+    let config = svc_kit::GrpcServerConfig {
+        listen_addr: listener.local_addr()?,
+        request_timeout: Duration::from_secs(30),
+        shutdown_grace: Duration::from_secs(10),
+    };
+    svc_kit::grpc::server(&config)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(pb::admin_server::AdminServer::new(AdminGrpc(admin)))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown.cancelled_owned())
+        .await
+        .context("admin grpc server failed")
+}
+
+/// The tonic adapter over [`Admin`].
+#[derive(Debug, Clone)]
+pub(crate) struct AdminGrpc(Admin);
+
+impl AdminGrpc {
+    /// Returns the administrator the request's `authorization` metadata proves.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<AdminCaller, Status> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(bearer_token);
+        Ok(self.0.admit(bearer).await?)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminGrpc {
+    async fn get_policies(
+        &self,
+        request: Request<pb::GetPoliciesRequest>,
+    ) -> Result<Response<pb::GetPoliciesResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let state = self.0.policies(&caller);
+        Ok(Response::new(pb::GetPoliciesResponse {
+            version: state.version,
+            policies: Some(pb::PolicySet::from(state.policies)),
+        }))
+    }
+
+    async fn set_policies(
+        &self,
+        request: Request<pb::SetPoliciesRequest>,
+    ) -> Result<Response<pb::SetPoliciesResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let set = PolicySet::try_from(request.into_inner().policies.unwrap_or_default())?;
+        let state = self.0.set_policies(&caller, set)?;
+        Ok(Response::new(pb::SetPoliciesResponse {
+            version: state.version,
+        }))
+    }
+
+    async fn list_virtual_servers(
+        &self,
+        request: Request<pb::ListVirtualServersRequest>,
+    ) -> Result<Response<pb::ListVirtualServersResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let servers = self.0.virtual_servers(&caller);
+        Ok(Response::new(pb::ListVirtualServersResponse {
+            virtual_servers: servers.into_iter().map(pb::VirtualServer::from).collect(),
+        }))
+    }
+
+    async fn get_virtual_server(
+        &self,
+        request: Request<pb::GetVirtualServerRequest>,
+    ) -> Result<Response<pb::GetVirtualServerResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let server = self.0.virtual_server(&caller, &request.get_ref().name)?;
+        Ok(Response::new(pb::GetVirtualServerResponse {
+            virtual_server: Some(server.into()),
+        }))
+    }
+
+    async fn list_connectors(
+        &self,
+        request: Request<pb::ListConnectorsRequest>,
+    ) -> Result<Response<pb::ListConnectorsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let connectors = self.0.connectors(&caller);
+        Ok(Response::new(pb::ListConnectorsResponse {
+            connectors: connectors.into_iter().map(pb::Connector::from).collect(),
+        }))
+    }
+
+    async fn get_connector(
+        &self,
+        request: Request<pb::GetConnectorRequest>,
+    ) -> Result<Response<pb::GetConnectorResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let connector = self.0.connector(&caller, &request.get_ref().name)?;
+        Ok(Response::new(pb::GetConnectorResponse {
+            connector: Some(connector.into()),
+        }))
+    }
+
+    async fn set_shared_credential(
+        &self,
+        request: Request<pb::SetSharedCredentialRequest>,
+    ) -> Result<Response<pb::SetSharedCredentialResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let kind = match message.kind.as_str() {
+            "bearer" => CredentialKind::Bearer,
+            "api_key" => CredentialKind::ApiKey,
+            _ => {
+                return Err(AdminError::InvalidArgument {
+                    field: "kind",
+                    reason: "must be `bearer` or `api_key`".to_owned(),
+                }
+                .into());
+            }
+        };
+        let input = SharedCredentialInput {
+            kind,
+            header: (!message.header.is_empty()).then_some(message.header),
+            value: message.value.map(|secret| secret.value).unwrap_or_default(),
+        };
+        let stored = self
+            .0
+            .set_shared_credential(&caller, &message.connector, input)
+            .await?;
+        Ok(Response::new(pb::SetSharedCredentialResponse {
+            credential_id: stored.credential_id,
+            version: stored.version,
+        }))
+    }
+
+    async fn delete_shared_credential(
+        &self,
+        request: Request<pb::DeleteSharedCredentialRequest>,
+    ) -> Result<Response<pb::DeleteSharedCredentialResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let deleted = self
+            .0
+            .delete_shared_credential(&caller, &request.get_ref().connector)
+            .await?;
+        Ok(Response::new(pb::DeleteSharedCredentialResponse {
+            credential_id: deleted.credential_id,
+        }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let filter = AgentFilter {
+            owner: (!message.owner.is_empty()).then_some(message.owner),
+            include_decommissioned: message.include_decommissioned,
+        };
+        let agents = self.0.agents(&caller, filter).await?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: agents.into_iter().map(pb::Agent::from).collect(),
+        }))
+    }
+
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let input = super::model::NewAgentInput {
+            name: message.name,
+            description: message.description,
+            owner: message.owner,
+            virtual_servers: message.virtual_servers,
+            scopes: message.scopes,
+        };
+        let created = self.0.create_agent(&caller, input).await?;
+        Ok(Response::new(pb::CreateAgentResponse {
+            agent: Some(created.agent.into()),
+            client_secret: created
+                .client_secret
+                .map(|secret| Secret { value: secret.0 }),
+        }))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::GetAgentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let agent = self.0.agent(&caller, &request.get_ref().agent).await?;
+        Ok(Response::new(pb::GetAgentResponse {
+            agent: Some(agent.into()),
+        }))
+    }
+
+    async fn rotate_agent_secret(
+        &self,
+        request: Request<pb::RotateAgentSecretRequest>,
+    ) -> Result<Response<pb::RotateAgentSecretResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let overlap = message.overlap_seconds.map(Duration::from_secs);
+        let rotated = self
+            .0
+            .rotate_agent(&caller, &message.agent, overlap)
+            .await?;
+        Ok(Response::new(pb::RotateAgentSecretResponse {
+            agent: Some(rotated.agent.into()),
+            client_secret: rotated
+                .client_secret
+                .map(|secret| Secret { value: secret.0 }),
+            previous_secret_expires_at: rotated.previous_secret_expires_at.unwrap_or(0),
+        }))
+    }
+
+    async fn decommission_agent(
+        &self,
+        request: Request<pb::DecommissionAgentRequest>,
+    ) -> Result<Response<pb::DecommissionAgentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let agent = self
+            .0
+            .decommission_agent(&caller, &message.agent, &message.reason)
+            .await?;
+        Ok(Response::new(pb::DecommissionAgentResponse {
+            agent: Some(agent.into()),
+        }))
+    }
+
+    async fn search_audit(
+        &self,
+        request: Request<pb::SearchAuditRequest>,
+    ) -> Result<Response<pb::SearchAuditResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let query = AuditQuery {
+            member: (!message.member.is_empty()).then_some(message.member),
+            agent: (!message.agent.is_empty()).then_some(message.agent),
+            virtual_server: (!message.virtual_server.is_empty()).then_some(message.virtual_server),
+            tool: (!message.tool.is_empty()).then_some(message.tool),
+            limit: (message.limit > 0).then_some(message.limit),
+            page_token: (!message.page_token.is_empty()).then_some(message.page_token),
+            newest_first: message.newest_first,
+        };
+        let page = self.0.search_audit(&caller, query).await?;
+        Ok(Response::new(pb::SearchAuditResponse {
+            events: page
+                .events
+                .into_iter()
+                .map(|record| pb::AuditRecord {
+                    sequence: record.sequence,
+                    event_json: record.event.to_string(),
+                })
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn connector_health(
+        &self,
+        request: Request<pb::ConnectorHealthRequest>,
+    ) -> Result<Response<pb::ConnectorHealthResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let reports = self.0.connector_health(&caller).await?;
+        Ok(Response::new(pb::ConnectorHealthResponse {
+            connectors: reports
+                .into_iter()
+                .map(|report| pb::ConnectorHealthReport {
+                    connector: report.connector,
+                    state: report.state,
+                    shared_credential_failing: report.shared_credential_failing,
+                    failing_member_ids: report.failing_member_ids,
+                    detail: report.detail,
+                })
+                .collect(),
+        }))
+    }
+}
+
+impl From<PolicySet> for pb::PolicySet {
+    fn from(set: PolicySet) -> Self {
+        Self {
+            sources: set
+                .sources
+                .into_iter()
+                .map(|source| pb::PolicySource {
+                    name: source.name,
+                    text: source.text,
+                })
+                .collect(),
+            virtual_servers_json: serde_json::to_string(&set.virtual_servers).unwrap_or_default(),
+        }
+    }
+}
+
+impl TryFrom<pb::PolicySet> for PolicySet {
+    type Error = AdminError;
+
+    fn try_from(set: pb::PolicySet) -> Result<Self, AdminError> {
+        let virtual_servers = if set.virtual_servers_json.trim().is_empty() {
+            std::collections::BTreeMap::new()
+        } else {
+            serde_json::from_str(&set.virtual_servers_json).map_err(|error| {
+                AdminError::InvalidArgument {
+                    field: "virtual_servers_json",
+                    reason: error.to_string(),
+                }
+            })?
+        };
+        Ok(Self {
+            sources: set
+                .sources
+                .into_iter()
+                .map(|source| PolicySource {
+                    name: source.name,
+                    text: source.text,
+                })
+                .collect(),
+            virtual_servers,
+        })
+    }
+}
+
+impl From<VirtualServerView> for pb::VirtualServer {
+    fn from(server: VirtualServerView) -> Self {
+        Self {
+            name: server.name,
+            declaration_json: server.declaration.to_string(),
+        }
+    }
+}
+
+impl From<ConnectorView> for pb::Connector {
+    fn from(connector: ConnectorView) -> Self {
+        Self {
+            name: connector.name,
+            transport: connector.transport,
+            target: connector.target,
+            credentials: connector.credentials,
+        }
+    }
+}
+
+impl From<AgentView> for pb::Agent {
+    fn from(agent: AgentView) -> Self {
+        Self {
+            bundle_id: agent.bundle_id,
+            client_id: agent.client_id,
+            name: agent.name,
+            description: agent.description,
+            owner: agent.owner,
+            virtual_servers: agent.virtual_servers,
+            scopes: agent.scopes,
+            state: agent.state,
+            created_at: agent.created_at,
+            rotated_at: agent.rotated_at.unwrap_or(0),
+            last_used_at: agent.last_used_at.unwrap_or(0),
+        }
+    }
+}

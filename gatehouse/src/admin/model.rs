@@ -1,0 +1,277 @@
+//! The admin API's JSON documents: what the HTTP face serves and accepts, what `gatehouse
+//! apply` sends, and what the OpenAPI document describes (derived from these types).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// One Cedar text and the name its default policy ids derive from (`<name>#<index>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PolicySource {
+    /// Prefixes the ids of policies without an `@id` annotation.
+    pub(crate) name: String,
+    /// Holds any number of Cedar policies.
+    pub(crate) text: String,
+}
+
+/// The whole policy state an administrator declares: Cedar texts plus each virtual server's
+/// argument constraints and scopes (the gateway file's `policies:` section, files read).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PolicySet {
+    /// The Cedar texts, in order.
+    #[serde(default)]
+    pub(crate) sources: Vec<PolicySource>,
+    /// Constraints and scopes by virtual server name, as in `policies.virtual_servers`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub(crate) virtual_servers: BTreeMap<String, Value>,
+}
+
+/// The policy set in force and its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PolicyState {
+    /// Increases with every change.
+    pub(crate) version: u64,
+    /// The set in force.
+    pub(crate) policies: PolicySet,
+}
+
+/// A virtual server as declared in the gateway file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct VirtualServerView {
+    /// Its name: the endpoint is `/v/{name}/mcp`.
+    pub(crate) name: String,
+    /// Its declaration (description, auth, connectors with their curation).
+    pub(crate) declaration: Value,
+}
+
+/// A connector as administrators see it: never its headers or environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ConnectorView {
+    /// Its name.
+    pub(crate) name: String,
+    /// `stdio`, `http` or `sse`.
+    pub(crate) transport: String,
+    /// The URL (http, sse) or the program (stdio).
+    pub(crate) target: String,
+    /// `none`, `shared` or `per_member`.
+    pub(crate) credentials: String,
+}
+
+/// How a shared credential travels to its connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CredentialKind {
+    /// `Authorization: Bearer <value>`.
+    Bearer,
+    /// `<header>: <value>`.
+    ApiKey,
+}
+
+/// A shared credential to store; write-only, so no response ever carries the value.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SharedCredentialInput {
+    /// How the value is presented.
+    pub(crate) kind: CredentialKind,
+    /// The header of an API key (default `X-Api-Key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) header: Option<String>,
+    /// The secret itself.
+    pub(crate) value: String,
+}
+
+/// Identifies a stored or deleted credential (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct CredentialRef {
+    /// The connector.
+    pub(crate) connector: String,
+    /// The credential's id.
+    pub(crate) credential_id: String,
+    /// Increases with every replacement.
+    pub(crate) version: u64,
+}
+
+/// An agent bundle's metadata (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AgentView {
+    /// The bundle's stable id.
+    pub(crate) bundle_id: String,
+    /// Its OAuth client id.
+    pub(crate) client_id: String,
+    /// Its unique name.
+    pub(crate) name: String,
+    /// What it is for.
+    pub(crate) description: String,
+    /// The accountable member.
+    pub(crate) owner: String,
+    /// The virtual servers it may use.
+    pub(crate) virtual_servers: Vec<String>,
+    /// The scopes it may be granted.
+    pub(crate) scopes: Vec<String>,
+    /// `active` or `decommissioned`.
+    pub(crate) state: String,
+    /// When it was created (unix seconds).
+    pub(crate) created_at: i64,
+    /// When its secret last rotated (unix seconds).
+    pub(crate) rotated_at: Option<i64>,
+    /// When it last obtained a token (unix seconds).
+    pub(crate) last_used_at: Option<i64>,
+}
+
+/// Selects agent bundles.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AgentFilter {
+    /// Only this member's bundles.
+    pub(crate) owner: Option<String>,
+    /// Also decommissioned bundles.
+    #[serde(default)]
+    pub(crate) include_decommissioned: bool,
+}
+
+/// A new agent bundle (client-secret authentication).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct NewAgentInput {
+    /// The unique name.
+    pub(crate) name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub(crate) description: String,
+    /// The accountable member.
+    pub(crate) owner: String,
+    /// The virtual servers it may use (at least one).
+    pub(crate) virtual_servers: Vec<String>,
+    /// The scopes it may be granted.
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
+}
+
+/// A secret shown once, in the response that created it; never in `Debug` output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String)]
+pub(crate) struct OnceSecret(pub(crate) String);
+
+/// An agent bundle with a client secret shown this once (after create or rotate).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AgentWithSecret {
+    /// The bundle.
+    pub(crate) agent: AgentView,
+    /// The client secret, shown this once (absent for key-based bundles).
+    pub(crate) client_secret: Option<OnceSecret>,
+    /// When the previous secret stops working (after a rotation; unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) previous_secret_expires_at: Option<i64>,
+}
+
+/// How a rotation treats the previous secret.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RotateInput {
+    /// How long the previous secret keeps working, in seconds (the server's default when absent).
+    #[serde(default)]
+    pub(crate) overlap_seconds: Option<u64>,
+}
+
+/// Why an agent bundle is decommissioned.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub(crate) struct DecommissionInput {
+    /// Kept in the audit record.
+    #[serde(default)]
+    pub(crate) reason: String,
+}
+
+/// Selects audit events, one page at a time.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// The principal's member id.
+    pub(crate) member: Option<String>,
+    /// The agent's client id.
+    pub(crate) agent: Option<String>,
+    /// The target's virtual server.
+    pub(crate) virtual_server: Option<String>,
+    /// The exposed tool name.
+    pub(crate) tool: Option<String>,
+    /// The page size (default 100, at most 1000).
+    pub(crate) limit: Option<u32>,
+    /// Continues a previous search.
+    pub(crate) page_token: Option<String>,
+    /// Lists the newest events first.
+    #[serde(default)]
+    pub(crate) newest_first: bool,
+}
+
+/// One stored audit event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AuditRecordView {
+    /// Its position in the log.
+    pub(crate) sequence: u64,
+    /// The event in its canonical JSON form.
+    pub(crate) event: Value,
+}
+
+/// One page of audit events.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AuditPage {
+    /// The events, in the listing's order.
+    pub(crate) events: Vec<AuditRecordView>,
+    /// Continues the listing; absent on the last page.
+    pub(crate) next_page_token: Option<String>,
+}
+
+/// A connector's credential health (never a credential).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct HealthView {
+    /// The connector.
+    pub(crate) connector: String,
+    /// `healthy`, `auth_failing` or `refresh_failing`.
+    pub(crate) state: String,
+    /// The shared credential is failing.
+    pub(crate) shared_credential_failing: bool,
+    /// The members whose credentials fail.
+    pub(crate) failing_member_ids: Vec<String>,
+    /// Explains the state.
+    pub(crate) detail: String,
+}
+
+/// One problem in a refused policy set, in Cedar's words.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct DiagnosticView {
+    /// The policy concerned, when known.
+    pub(crate) policy_id: Option<String>,
+    /// What is wrong.
+    pub(crate) message: String,
+    /// A suggested fix, when Cedar has one.
+    pub(crate) help: Option<String>,
+}
+
+/// The body of every refused admin request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// A stable error code (`invalid_token`, `insufficient_scope`, `invalid_policies`, `not_found`…).
+    pub(crate) error: String,
+    /// What went wrong, for people; never a secret or internal detail.
+    pub(crate) message: String,
+    /// Cedar's diagnostics of refused policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) diagnostics: Vec<DiagnosticView>,
+}
+
+impl fmt::Debug for SharedCredentialInput {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("SharedCredentialInput")
+            .field("kind", &self.kind)
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for OnceSecret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("OnceSecret(redacted)")
+    }
+}

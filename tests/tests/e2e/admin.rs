@@ -1,0 +1,644 @@
+//! The admin API of a real `gatehouse up`: only an administrator's token is admitted (401 with
+//! a challenge, 403 `insufficient_scope`), the OpenAPI document lists exactly the routes served,
+//! `gatehouse apply` shows the diff of a changed policy and applies it so that an MCP call flips
+//! from allowed to denied within a second, re-applying shows no changes, invalid policies are
+//! refused with Cedar's diagnostics, agent bundles are managed through the API, and every admin
+//! action lands in the audit log without a secret.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use super::audit::{ECHO, call, echo_dir};
+
+const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d0b2d4f6a8c0e";
+const VIEWER_SECRET: &str = "viewer-secret-0b2d4f6a8c1e3a5c7e9b1d3f";
+const CALLER_SECRET: &str = "caller-secret-1c3e5a7b9d2f4b6d8a0c2e4a";
+const SHARED_VALUE: &str = "shared-credential-value-5e8f";
+
+const OPEN: &str = "@id(\"members-and-agents\")\npermit(principal, action, resource);\n";
+const NO_ECHO: &str = "@id(\"members-and-agents\")\npermit(principal, action, resource);\n\n@id(\"no-echo\")\nforbid(principal, action == Action::\"call_tool\", resource is Tool)\nwhen { resource.name == \"echo\" };\n";
+
+/// The gateway file: one echo virtual server, three declared agents, `cedar` as the policy.
+fn gateway_file(cedar: &str, extra_server: bool) -> String {
+    let dir = echo_dir();
+    let cedar: String = cedar.lines().map(|line| format!("    {line}\n")).collect();
+    let mut text = format!(
+        "connectors:\n\
+         \x20 - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
+         \x20 - name: vaulted\n    http: {{url: \"http://127.0.0.1:9/mcp\"}}\n    credentials: {{mode: shared}}\n\
+         virtual_servers:\n\
+         \x20 - name: tools\n    connectors: [{{connector: local, prefix: \"\"}}]\n"
+    );
+    if extra_server {
+        text.push_str("  - name: more\n    connectors: [{connector: local}]\n");
+    }
+    text.push_str(
+        "authorization:\n  agents:\n\
+         \x20   - {name: admin-bot, owner: ops, virtual_servers: [gatehouse-admin], scopes: [\"gatehouse:admin\"], secret_env: E2E_ADMIN_SECRET}\n\
+         \x20   - {name: viewer, owner: ops, virtual_servers: [gatehouse-admin], secret_env: E2E_VIEWER_SECRET}\n\
+         \x20   - {name: caller, owner: ops, virtual_servers: [tools], secret_env: E2E_CALLER_SECRET}\n",
+    );
+    text.push_str(&format!("policies:\n  cedar: |\n{cedar}"));
+    text
+}
+
+fn gatehouse() -> PathBuf {
+    PathBuf::from(ECHO).with_file_name("gatehouse")
+}
+
+/// A running `gatehouse up`: the process, its public origin and its admin gRPC address.
+struct Up {
+    child: tokio::process::Child,
+    origin: String,
+    grpc: String,
+}
+
+/// Starts `gatehouse up` with the agents' secrets in its environment.
+async fn up(config: &Path, data: &Path) -> Up {
+    let mut child = tokio::process::Command::new(gatehouse())
+        .args(["up", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .env("E2E_ADMIN_SECRET", ADMIN_SECRET)
+        .env("E2E_VIEWER_SECRET", VIEWER_SECRET)
+        .env("E2E_CALLER_SECRET", CALLER_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gatehouse up");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (origin, grpc) = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut origin = None;
+        while let Some(line) = lines.next_line().await.expect("stdout line") {
+            if let Some(ready) = line.strip_prefix("gatehouse ready at ") {
+                origin = Some(ready.trim().to_owned());
+            }
+            if let Some(rest) = line.trim_start().strip_prefix("admin ")
+                && let Some(addr) = rest.trim_start().strip_prefix("grpc://")
+            {
+                let addr = addr.split_whitespace().next().expect("address");
+                return (origin.expect("ready first"), format!("http://{addr}"));
+            }
+        }
+        panic!("gatehouse exited before it was ready");
+    })
+    .await
+    .expect("gatehouse ready in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Up {
+        child,
+        origin,
+        grpc,
+    }
+}
+
+/// Returns a client-credentials token of `client` for `resource` (with its granted scopes).
+async fn token(origin: &str, client: &str, secret: &str, resource: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{origin}/token"))
+        .basic_auth(client, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(response.status(), StatusCode::OK, "token for {client}");
+    let body: Value = response.json().await.expect("token json");
+    body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+/// Runs `gatehouse apply` against `origin`; returns its exit code and standard output.
+fn apply(origin: &str, file: &Path, token: &str, dry_run: bool) -> (i32, String) {
+    let mut command = std::process::Command::new(gatehouse());
+    command
+        .arg("apply")
+        .arg("-f")
+        .arg(file)
+        .args(["--endpoint", origin, "--token-env", "E2E_ADMIN_TOKEN"])
+        .env("E2E_ADMIN_TOKEN", token);
+    if dry_run {
+        command.arg("--dry-run");
+    }
+    let output = command.output().expect("gatehouse apply ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        output.status.code().unwrap_or(-1),
+        format!("{stdout}{stderr}"),
+    )
+}
+
+async fn echo_allowed(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    let http = http.clone();
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "hi"},
+              "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                        "io.modelcontextprotocol/clientInfo": {"name": "admin-e2e", "version": "1"}}}}))
+        .send()
+        .await
+        .expect("call");
+    response.json().await.expect("json-rpc response")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatehouse_apply_diffs_and_applies_a_policy_that_flips_a_call_to_denied() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (v1, v2, v3) = (
+        dir.path().join("v1.yaml"),
+        dir.path().join("v2.yaml"),
+        dir.path().join("v3.yaml"),
+    );
+    std::fs::write(&v1, gateway_file(OPEN, false)).expect("v1");
+    std::fs::write(&v2, gateway_file(NO_ECHO, false)).expect("v2");
+    std::fs::write(&v3, gateway_file(NO_ECHO, true)).expect("v3");
+    let Up {
+        mut child, origin, ..
+    } = up(&v1, &dir.path().join("data")).await;
+    let http = reqwest::Client::new();
+    let tools = format!("{origin}/v/tools/mcp");
+    let admin_resource = format!("{origin}/admin/v1");
+    let admin = token(&origin, "admin-bot", ADMIN_SECRET, &admin_resource).await;
+    let caller = token(&origin, "caller", CALLER_SECRET, &tools).await;
+
+    let before = echo_allowed(&http, &tools, &caller).await;
+    assert_eq!(before["result"]["content"][0]["text"], "hi", "{before}");
+
+    let (code, unchanged) = apply(&origin, &v1, &admin, false);
+    assert_eq!((code, unchanged.trim()), (0, "no changes"), "{unchanged}");
+
+    let (code, dry) = apply(&origin, &v2, &admin, true);
+    assert_eq!(code, 0, "{dry}");
+    assert!(dry.contains("~ update policy source config"), "{dry}");
+    assert!(dry.contains("+ @id(\"no-echo\")"), "{dry}");
+    assert!(dry.contains("dry run: nothing applied"), "{dry}");
+    let still = echo_allowed(&http, &tools, &caller).await;
+    assert_eq!(
+        still["result"]["content"][0]["text"], "hi",
+        "a dry run changes nothing: {still}"
+    );
+
+    let (code, applied) = apply(&origin, &v2, &admin, false);
+    assert_eq!(code, 0, "{applied}");
+    assert!(applied.contains("applied policies (version"), "{applied}");
+    let denied = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let response = echo_allowed(&http, &tools, &caller).await;
+            if response["error"]["code"] == -32003 {
+                return response;
+            }
+        }
+    })
+    .await
+    .expect("the call is denied within a second of apply");
+    assert!(
+        !denied.to_string().contains("no-echo"),
+        "no policy id reaches the client: {denied}"
+    );
+
+    let (code, again) = apply(&origin, &v2, &admin, false);
+    assert_eq!((code, again.trim()), (0, "no changes"), "{again}");
+
+    let (code, structural) = apply(&origin, &v3, &admin, false);
+    assert_eq!(
+        code, 3,
+        "a virtual server change needs a restart: {structural}"
+    );
+    assert!(
+        structural.contains("+ create virtual server more"),
+        "{structural}"
+    );
+    for output in [&unchanged, &dry, &applied, &again, &structural] {
+        assert!(
+            !output.contains(&admin) && !output.contains(ADMIN_SECRET),
+            "{output}"
+        );
+    }
+    child.kill().await.expect("gatehouse stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_administrator_is_admitted_and_the_openapi_document_lists_every_route() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(&config, gateway_file(OPEN, false)).expect("config");
+    let Up {
+        mut child, origin, ..
+    } = up(&config, &dir.path().join("data")).await;
+    let http = reqwest::Client::new();
+    let admin_resource = format!("{origin}/admin/v1");
+    let policies = format!("{origin}/admin/v1/policies");
+
+    let anonymous = http.get(&policies).send().await.expect("anonymous");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let challenge = anonymous.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.contains("resource_metadata=\"")
+            && challenge.contains("/.well-known/oauth-protected-resource/admin/v1"),
+        "{challenge}"
+    );
+    let metadata: Value = http
+        .get(format!(
+            "{origin}/.well-known/oauth-protected-resource/admin/v1"
+        ))
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("metadata json");
+    assert_eq!(metadata["resource"], admin_resource.as_str());
+    assert_eq!(metadata["scopes_supported"], json!(["gatehouse:admin"]));
+
+    let tools = format!("{origin}/v/tools/mcp");
+    let caller = token(&origin, "caller", CALLER_SECRET, &tools).await;
+    let wrong_audience = http
+        .get(&policies)
+        .bearer_auth(&caller)
+        .send()
+        .await
+        .expect("caller");
+    assert_eq!(
+        wrong_audience.status(),
+        StatusCode::UNAUTHORIZED,
+        "a virtual server's token is not an admin token"
+    );
+
+    let viewer = token(&origin, "viewer", VIEWER_SECRET, &admin_resource).await;
+    let scopeless = http
+        .get(&policies)
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("viewer");
+    assert_eq!(scopeless.status(), StatusCode::FORBIDDEN);
+    let challenge = scopeless.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"gatehouse:admin\""),
+        "{challenge}"
+    );
+    let body: Value = scopeless.json().await.expect("error json");
+    assert_eq!(body["error"], "insufficient_scope");
+
+    let document: Value = http
+        .get(format!("{origin}/admin/v1/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("openapi json");
+    let paths = document["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 12, "{paths:?}");
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{name}", "local")
+            .replace("{agent}", "admin-bot");
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let request = http.request(
+                method.to_uppercase().parse().expect("method"),
+                format!("{origin}{concrete}"),
+            );
+            let status = request
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("request")
+                .status();
+            let documented = item.get(method).is_some();
+            let public = path.ends_with("openapi.json") || path.starts_with("/.well-known");
+            let expected = match (documented, public) {
+                (true, true) => StatusCode::OK,
+                (true, false) => StatusCode::UNAUTHORIZED,
+                (false, _) => StatusCode::METHOD_NOT_ALLOWED,
+            };
+            assert_eq!(status, expected, "{method} {path}");
+            if documented && !public {
+                let operation = &item[method];
+                assert!(
+                    operation["responses"]["403"].is_object(),
+                    "{method} {path} documents 403"
+                );
+            }
+        }
+    }
+    let undocumented = http
+        .get(format!("{origin}/admin/v1/members"))
+        .send()
+        .await
+        .expect("members");
+    assert_eq!(
+        undocumented.status(),
+        StatusCode::NOT_FOUND,
+        "nothing is served that is not documented"
+    );
+    child.kill().await.expect("gatehouse stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_manages_policies_agents_and_credentials_and_audits_each_action() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(&config, gateway_file(OPEN, false)).expect("config");
+    let Up {
+        mut child,
+        origin,
+        grpc,
+    } = up(&config, &dir.path().join("data")).await;
+    let http = reqwest::Client::new();
+    let admin = token(
+        &origin,
+        "admin-bot",
+        ADMIN_SECRET,
+        &format!("{origin}/admin/v1"),
+    )
+    .await;
+    let api = |path: &str| format!("{origin}/admin/v1{path}");
+
+    let invalid = http
+        .put(api("/policies"))
+        .bearer_auth(&admin)
+        .json(&json!({"sources": [{"name": "broken", "text": "permit(principal, action == Action::\"fly\", resource);"}]}))
+        .send()
+        .await
+        .expect("invalid put");
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    let body: Value = invalid.json().await.expect("error json");
+    assert_eq!(body["error"], "invalid_policies", "{body}");
+    assert!(
+        !body["diagnostics"]
+            .as_array()
+            .expect("diagnostics")
+            .is_empty(),
+        "{body}"
+    );
+    let current: Value = http
+        .get(api("/policies"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        current["policies"]["sources"][0]["text"], OPEN,
+        "a refused set changes nothing: {current}"
+    );
+
+    grpc_face(&grpc, &admin).await;
+
+    let servers: Value = http
+        .get(api("/virtual-servers"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("servers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(servers[0]["name"], "tools", "{servers}");
+    let connector: Value = http
+        .get(api("/connectors/vaulted"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("connector")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(connector["credentials"], "shared", "{connector}");
+    let missing = http
+        .get(api("/virtual-servers/nope"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("missing");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let stored = http
+        .put(api("/connectors/vaulted/shared-credential"))
+        .bearer_auth(&admin)
+        .json(&json!({"kind": "bearer", "value": SHARED_VALUE}))
+        .send()
+        .await
+        .expect("set credential");
+    assert_eq!(stored.status(), StatusCode::OK);
+    let stored = stored.text().await.expect("body");
+    assert!(!stored.contains(SHARED_VALUE), "{stored}");
+    let health = http
+        .get(api("/connector-health"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("health")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        health.contains("vaulted") && !health.contains(SHARED_VALUE),
+        "{health}"
+    );
+    let deleted = http
+        .delete(api("/connectors/vaulted/shared-credential"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::OK);
+
+    let created: Value = http
+        .post(api("/agents"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "reporter", "owner": "alice", "virtual_servers": ["tools"]}))
+        .send()
+        .await
+        .expect("create agent")
+        .json()
+        .await
+        .expect("json");
+    let secret = created["client_secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
+    let client_id = created["agent"]["client_id"]
+        .as_str()
+        .expect("client id")
+        .to_owned();
+    let tools = format!("{origin}/v/tools/mcp");
+    let reporter = token(&origin, &client_id, &secret, &tools).await;
+    let answered = call(
+        &http_with(&reporter),
+        &tools,
+        1,
+        "echo",
+        json!({"text": "hi"}),
+    )
+    .await;
+    assert_eq!(answered["result"]["content"][0]["text"], "hi", "{answered}");
+    let shown: Value = http
+        .get(api("/agents/reporter"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get agent")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        shown.get("client_secret").is_none() && !shown.to_string().contains(&secret),
+        "{shown}"
+    );
+    let decommissioned = http
+        .post(api("/agents/reporter/decommission"))
+        .bearer_auth(&admin)
+        .json(&json!({"reason": "e2e"}))
+        .send()
+        .await
+        .expect("decommission");
+    assert_eq!(decommissioned.status(), StatusCode::OK);
+    let refused = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let response = http
+                .post(&tools)
+                .bearer_auth(&reporter)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+                .send()
+                .await
+                .expect("call");
+            if response.status() == StatusCode::UNAUTHORIZED {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "a decommissioned agent's token still worked after a second"
+    );
+
+    let audited = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let page: Value = http
+                .get(api(
+                    "/audit/events?agent=admin-bot&newest_first=true&limit=100",
+                ))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("search")
+                .json()
+                .await
+                .expect("json");
+            let text = page.to_string();
+            if text.contains("decommission") && text.contains("shared_credential") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the admin actions reach the audit log");
+    for secret in [SHARED_VALUE, secret.as_str(), ADMIN_SECRET, admin.as_str()] {
+        assert!(!audited.contains(secret), "a secret reached the audit log");
+    }
+    child.kill().await.expect("gatehouse stopped");
+}
+
+/// Returns a client that presents `token` on every request.
+fn http_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// The gRPC face: the same guard (no token is UNAUTHENTICATED) and the same operations.
+async fn grpc_face(endpoint: &str, admin: &str) {
+    use proto::admin::v1::admin_client::AdminClient;
+    use proto::admin::v1::{
+        GetPoliciesRequest, ListConnectorsRequest, PolicySet, PolicySource, SetPoliciesRequest,
+    };
+
+    let mut client = AdminClient::connect(endpoint.to_owned())
+        .await
+        .expect("admin grpc");
+    let anonymous = client
+        .get_policies(GetPoliciesRequest {})
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let policies = client
+        .get_policies(authorized(admin, GetPoliciesRequest {}))
+        .await
+        .expect("policies")
+        .into_inner();
+    assert_eq!(
+        policies.policies.expect("set").sources[0].text,
+        OPEN,
+        "the same policy set as the HTTP face"
+    );
+    let connectors = client
+        .list_connectors(authorized(admin, ListConnectorsRequest {}))
+        .await
+        .expect("connectors")
+        .into_inner();
+    assert_eq!(connectors.connectors.len(), 2);
+    let invalid = client
+        .set_policies(authorized(
+            admin,
+            SetPoliciesRequest {
+                policies: Some(PolicySet {
+                    sources: vec![PolicySource {
+                        name: "broken".to_owned(),
+                        text: "permit(principal, action == Action::\"fly\", resource);".to_owned(),
+                    }],
+                    virtual_servers_json: String::new(),
+                }),
+            },
+        ))
+        .await
+        .expect_err("invalid policies");
+    assert_eq!(invalid.code(), tonic::Code::InvalidArgument, "{invalid:?}");
+}
+
+/// Returns `message` with the admin token in its `authorization` metadata.
+fn authorized<T>(admin: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {admin}").parse().expect("metadata"),
+    );
+    request
+}
