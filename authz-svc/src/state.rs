@@ -26,6 +26,8 @@ pub struct AuthzState {
     pub(crate) revocations: Option<Arc<dyn crate::events::RevocationListener>>,
     pub(crate) agents: AgentRegistry,
     pub(crate) workload_keys: crate::workload::WorkloadKeys,
+    // The policies whose scope descriptions the consent page shows; none: raw scope names.
+    pub(crate) policies: Option<crate::policy::PolicyStore>,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -86,7 +88,16 @@ impl AuthzState {
             revocations: None,
             agents,
             workload_keys: crate::workload::WorkloadKeys::new()?,
+            policies: None,
         })
+    }
+
+    /// Shows each requested scope on the consent page in the words its virtual server's
+    /// policy declares (`description`), read from `policies` at the time the page is served.
+    #[must_use]
+    pub fn with_policies(mut self, policies: crate::policy::PolicyStore) -> Self {
+        self.policies = Some(policies);
+        self
     }
 
     /// Tells `listener` of every token and grant revoked from now on.

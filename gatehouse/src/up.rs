@@ -135,9 +135,11 @@ async fn serve(
         .with_quotas(quotas);
     let (authz, auth) =
         crate::oauth::open(authorization, &spec, &face, &options.data, gateway.access()).await?;
-    let authz = authz.with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(
-        gateway.recorder().clone(),
-    )));
+    let authz = authz
+        .with_audit(std::sync::Arc::new(crate::trail::SpooledAudit(
+            gateway.recorder().clone(),
+        )))
+        .with_policies(policy_store.clone());
     // Decommissionings by `gatehouse agents` on the same data directory reach edge this way.
     let _follower = authz.follow_revocations(shutdown.child_token());
     let issuer = authz.issuer().to_owned();
