@@ -30,6 +30,8 @@ pub struct AuthzState {
     pub(crate) credential_purge: Option<Arc<dyn crate::events::CredentialPurge>>,
     /// Holds SHA-256 of the SCIM bearer token; `None` keeps `/scim/v2` closed.
     pub(crate) scim_token: Option<Arc<[u8; 32]>>,
+    // The policies whose scope descriptions the consent page shows; none: raw scope names.
+    pub(crate) policies: Option<crate::policy::PolicyStore>,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -96,7 +98,16 @@ impl AuthzState {
             directory,
             credential_purge: None,
             scim_token,
+            policies: None,
         })
+    }
+
+    /// Shows each requested scope on the consent page in the words its virtual server's
+    /// policy declares (`description`), read from `policies` at the time the page is served.
+    #[must_use]
+    pub fn with_policies(mut self, policies: crate::policy::PolicyStore) -> Self {
+        self.policies = Some(policies);
+        self
     }
 
     /// Tells `listener` of every token and grant revoked from now on.

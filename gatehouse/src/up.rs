@@ -155,7 +155,8 @@ async fn serve(
             gateway.recorder().clone(),
         )))
         .with_directory_view(directory)
-        .with_credential_purge(std::sync::Arc::new(crate::oauth::VaultPurge(vault.clone())));
+        .with_credential_purge(std::sync::Arc::new(crate::oauth::VaultPurge(vault.clone())))
+        .with_policies(policy_store.clone());
     // SCIM changes made by another replica on the same database reach edge this way.
     let _directory_follower = authz.follow_directory(shutdown.child_token());
     // Decommissionings by `gatehouse agents` on the same data directory reach edge this way.

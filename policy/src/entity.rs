@@ -1,19 +1,23 @@
 //! Turning a [`Request`] into Cedar's principal, action, resource, context and
-//! entities.
+//! entities: principals and targets once each (see [`crate::prepared`]), the
+//! arguments and the context per request.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr as _;
-use std::sync::{Mutex, PoisonError};
+use std::sync::LazyLock;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy_core::ast;
+use cedar_policy_core::evaluator::RestrictedEvaluator;
+use cedar_policy_core::extensions::Extensions;
 use serde_json::Value;
 
 use crate::constraint::{CompiledTool, canonical, decimal};
+use crate::context::{self, ExtensionCache};
 use crate::error::Error;
-use crate::principal::{Agent, Member};
-use crate::request::{Action, Item, Request, Target};
-use crate::time;
+use crate::prepared::Prepared;
+use crate::principal::{Agent, Member, Principal};
+use crate::request::{Action, Item, Request, Target, Tool};
 
 /// Holds the schema's entity type names, parsed once per evaluator.
 #[derive(Debug, Clone)]
@@ -31,60 +35,13 @@ pub(crate) struct Types {
     action: EntityTypeName,
 }
 
-/// Caches the extension values (`datetime`, `ip`) requests repeat.
-///
-/// Cedar's `RestrictedExpression::new_ip` and `new_datetime` parse the extension
-/// function's name with the full Cedar parser on every call, which costs more than
-/// evaluating a whole policy set; times repeat within a second and client
-/// addresses repeat across requests.
-#[derive(Debug, Default)]
-pub(crate) struct ExtensionCache {
-    time: Mutex<Option<(i64, RestrictedExpression)>>,
-    addresses: Mutex<HashMap<IpAddr, RestrictedExpression>>,
-}
-
-/// Bounds the cached addresses; the cache starts over when full.
-const MAX_CACHED_ADDRESSES: usize = 4096;
-
-impl ExtensionCache {
-    fn datetime(&self, time: std::time::SystemTime) -> (RestrictedExpression, i64) {
-        let (text, day_of_week, second) = time::rfc3339(time);
-        let mut cached = self.time.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, expression)) = cached.as_ref()
-            && *at == second
-        {
-            return (expression.clone(), day_of_week);
-        }
-        let expression = RestrictedExpression::new_datetime(text);
-        *cached = Some((second, expression.clone()));
-        (expression, day_of_week)
-    }
-
-    fn ip(&self, address: IpAddr) -> RestrictedExpression {
-        let mut cached = self
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(expression) = cached.get(&address) {
-            return expression.clone();
-        }
-        if cached.len() >= MAX_CACHED_ADDRESSES {
-            cached.clear();
-        }
-        let expression = RestrictedExpression::new_ip(address.to_string());
-        cached.insert(address, expression.clone());
-        expression
-    }
-}
-
-/// Is a request in Cedar's terms.
+/// Is the per-request part of a request in Cedar's terms: the arguments entity and
+/// the context (principal and resource come prepared, see [`crate::prepared`]).
 #[derive(Debug)]
-pub(crate) struct CedarRequest {
-    pub(crate) principal: EntityUid,
+pub(crate) struct CallFacts {
     pub(crate) action: EntityUid,
-    pub(crate) resource: EntityUid,
+    pub(crate) arguments: Entity,
     pub(crate) context: Context,
-    pub(crate) entities: Vec<Entity>,
 }
 
 impl Types {
@@ -109,58 +66,61 @@ impl Types {
         })
     }
 
-    /// Returns `request` in Cedar's terms; `tool` holds the patterns of the target
-    /// tool's constraints.
-    pub(crate) fn cedar_request(
+    /// Returns the per-request facts of `request`; `tool` holds the patterns of the
+    /// target tool's constraints.
+    pub(crate) fn call_facts(
         &self,
         request: &Request<'_>,
         tool: Option<&CompiledTool>,
         cache: &ExtensionCache,
-    ) -> Result<CedarRequest, Error> {
-        let mut entities = Vec::with_capacity(8);
-        let principal = self.principal(request, &mut entities)?;
-        let resource = self.resource(request.action, request.target, &mut entities)?;
+    ) -> Result<CallFacts, Error> {
         let arguments = uid(&self.arguments, "call");
-        entities.push(arguments_entity(arguments.clone(), request, tool)?);
-        let context = context(request, arguments, cache)?;
-        Ok(CedarRequest {
-            principal,
+        Ok(CallFacts {
             action: uid(&self.action, request.action.as_str()),
-            resource,
-            context,
-            entities,
+            context: context::build(request, arguments.clone(), cache)?,
+            arguments: arguments_entity(arguments, request, tool)?,
         })
     }
 
-    fn principal(
-        &self,
-        request: &Request<'_>,
-        entities: &mut Vec<Entity>,
-    ) -> Result<EntityUid, Error> {
-        let principal = request.principal;
+    /// Returns `principal` in Cedar terms: the agent (acting for its member, if any)
+    /// or the member, with the member's groups and roles as its parents.
+    pub(crate) fn principal(&self, principal: &Principal) -> Result<Prepared, Error> {
         let member = principal
             .member
             .as_ref()
             .map(|member| self.member(member))
             .transpose()?;
-        let member_uid = member.as_ref().map(Entity::uid);
         match &principal.agent {
             Some(agent) => {
-                let agent = self.agent(agent, member_uid)?;
+                let agent = self.agent(agent, member.as_ref().map(Entity::uid))?;
                 let agent_uid = agent.uid();
-                entities.push(agent);
-                entities.extend(member);
-                Ok(agent_uid)
+                let entities = [agent].into_iter().chain(member).collect();
+                Ok(Prepared::new(agent_uid, Vec::new(), entities))
             }
             None => {
-                let member = member.ok_or_else(|| {
+                let member_entity = member.ok_or_else(|| {
                     Error::InvalidRequest("principal has neither a member nor an agent".to_owned())
                 })?;
-                let member_uid = member.uid();
-                entities.push(member);
-                Ok(member_uid)
+                let member_uid = member_entity.uid();
+                let parents = principal
+                    .member
+                    .as_ref()
+                    .map(|member| self.member_parents(member));
+                Ok(Prepared::new(
+                    member_uid,
+                    parents.into_iter().flatten().collect(),
+                    vec![member_entity],
+                ))
             }
         }
+    }
+
+    fn member_parents<'m>(&'m self, member: &'m Member) -> impl Iterator<Item = EntityUid> + 'm {
+        member
+            .groups
+            .iter()
+            .map(|group| uid(&self.group, group))
+            .chain(member.roles.iter().map(|role| uid(&self.role, role)))
     }
 
     fn member(&self, member: &Member) -> Result<Entity, Error> {
@@ -172,11 +132,6 @@ impl Types {
         if id.is_empty() {
             return Err(Error::InvalidRequest("member has no id".to_owned()));
         }
-        let parents = member
-            .groups
-            .iter()
-            .map(|group| uid(&self.group, group))
-            .chain(member.roles.iter().map(|role| uid(&self.role, role)));
         let attrs = [
             ("id", string(id)),
             ("issuer", string(&member.issuer)),
@@ -188,7 +143,7 @@ impl Types {
                 strings(&member.authentication_methods),
             ),
         ];
-        new_entity(uid(&self.member, id), attrs, parents)
+        new_entity(uid(&self.member, id), attrs, self.member_parents(member))
     }
 
     fn agent(&self, agent: &Agent, acting_for: Option<EntityUid>) -> Result<Entity, Error> {
@@ -216,19 +171,42 @@ impl Types {
         new_entity(uid(&self.agent, &agent.client_id), attrs, [])
     }
 
-    fn resource(
-        &self,
-        action: Action,
-        target: &Target,
-        entities: &mut Vec<Entity>,
-    ) -> Result<EntityUid, Error> {
+    /// Returns the virtual server `name` as the resource of `connect` and `list_tools`.
+    pub(crate) fn server(&self, name: &str) -> Result<Prepared, Error> {
+        if name.is_empty() {
+            return Err(Error::InvalidRequest(
+                "target has no virtual server".to_owned(),
+            ));
+        }
+        let server = uid(&self.virtual_server, name);
+        let entity = Entity::new_no_attrs(server.clone(), Default::default());
+        Ok(Prepared::new(server, Vec::new(), vec![entity]))
+    }
+
+    /// Refuses an item action whose target is not an item of its kind.
+    pub(crate) fn check_item(&self, action: Action, target: &Target) -> Result<(), Error> {
+        match (action, &target.item) {
+            (Action::CallTool, Some(Item::Tool(_)))
+            | (Action::ReadResource, Some(Item::Resource { .. }))
+            | (Action::GetPrompt, Some(Item::Prompt { .. }))
+            | (Action::Connect | Action::ListTools, _) => Ok(()),
+            (action, _) => Err(Error::InvalidRequest(format!(
+                "action {} needs a target of its kind",
+                action.as_str()
+            ))),
+        }
+    }
+
+    /// Returns the tool, resource or prompt of `target`, in its connector and virtual
+    /// server (both its parents, so the hierarchy is transitively closed as built).
+    pub(crate) fn item(&self, target: &Target) -> Result<Prepared, Error> {
         if target.virtual_server.is_empty() {
             return Err(Error::InvalidRequest(
                 "target has no virtual server".to_owned(),
             ));
         }
         let server = uid(&self.virtual_server, &target.virtual_server);
-        entities.push(Entity::new_no_attrs(server.clone(), Default::default()));
+        let mut entities = vec![Entity::new_no_attrs(server.clone(), Default::default())];
         let connector = target
             .connector
             .as_deref()
@@ -243,104 +221,65 @@ impl Types {
             });
         let parents: Vec<EntityUid> = connector.into_iter().chain([server.clone()]).collect();
         let scoped = |name: &str| format!("{}/{name}", target.virtual_server);
-        let server_attr = || {
-            (
-                "virtual_server",
-                RestrictedExpression::new_entity_uid(server.clone()),
-            )
-        };
-        let entity = match (action, &target.item) {
-            (Action::Connect | Action::ListTools, _) => return Ok(server),
-            (Action::CallTool, Some(Item::Tool(tool))) => {
-                let mut attrs = vec![
-                    ("name", string(&tool.name)),
-                    ("upstream_name", string(&tool.upstream_name)),
-                    server_attr(),
-                ];
-                let hints = &tool.annotations;
-                for (name, hint) in [
-                    ("read_only", hints.read_only),
-                    ("destructive", hints.destructive),
-                    ("idempotent", hints.idempotent),
-                    ("open_world", hints.open_world),
-                ] {
-                    if let Some(hint) = hint {
-                        attrs.push((name, RestrictedExpression::new_bool(hint)));
-                    }
-                }
-                new_entity(uid(&self.tool, &scoped(&tool.name)), attrs, parents)?
+        let server_attr = (
+            "virtual_server",
+            RestrictedExpression::new_entity_uid(server.clone()),
+        );
+        let entity = match &target.item {
+            Some(Item::Tool(tool)) => {
+                self.tool(tool, &scoped(&tool.name), server_attr, &parents)?
             }
-            (Action::ReadResource, Some(Item::Resource { uri })) => new_entity(
+            Some(Item::Resource { uri }) => new_entity(
                 uid(&self.resource, &scoped(uri)),
-                [("uri", string(uri)), server_attr()],
-                parents,
+                [("uri", string(uri)), server_attr],
+                parents.iter().cloned(),
             )?,
-            (Action::GetPrompt, Some(Item::Prompt { name })) => new_entity(
+            Some(Item::Prompt { name }) => new_entity(
                 uid(&self.prompt, &scoped(name)),
-                [("name", string(name)), server_attr()],
-                parents,
+                [("name", string(name)), server_attr],
+                parents.iter().cloned(),
             )?,
-            (action, _) => {
-                return Err(Error::InvalidRequest(format!(
-                    "action {} needs a target of its kind",
-                    action.as_str()
-                )));
+            None => {
+                return Err(Error::InvalidRequest(
+                    "target names no tool, resource or prompt".to_owned(),
+                ));
             }
         };
-        let resource = entity.uid();
+        let item = entity.uid();
         entities.push(entity);
-        Ok(resource)
+        Ok(Prepared::new(item, parents, entities))
+    }
+
+    fn tool(
+        &self,
+        tool: &Tool,
+        id: &str,
+        server_attr: (&'static str, RestrictedExpression),
+        parents: &[EntityUid],
+    ) -> Result<Entity, Error> {
+        let mut attrs = vec![
+            ("name", string(&tool.name)),
+            ("upstream_name", string(&tool.upstream_name)),
+            server_attr,
+        ];
+        let hints = &tool.annotations;
+        for (name, hint) in [
+            ("read_only", hints.read_only),
+            ("destructive", hints.destructive),
+            ("idempotent", hints.idempotent),
+            ("open_world", hints.open_world),
+        ] {
+            if let Some(hint) = hint {
+                attrs.push((name, RestrictedExpression::new_bool(hint)));
+            }
+        }
+        new_entity(uid(&self.tool, id), attrs, parents.iter().cloned())
     }
 }
 
-fn context(
-    request: &Request<'_>,
-    arguments: EntityUid,
-    cache: &ExtensionCache,
-) -> Result<Context, Error> {
-    let (time, day_of_week) = cache.datetime(request.context.time);
-    let principal = request.principal;
-    let actors = principal.act.iter().map(|actor| {
-        actor
-            .client_id
-            .as_deref()
-            .unwrap_or(&actor.subject)
-            .to_owned()
-    });
-    let mut pairs = vec![
-        ("arguments", RestrictedExpression::new_entity_uid(arguments)),
-        (
-            "listing",
-            RestrictedExpression::new_bool(request.context.arguments.is_none()),
-        ),
-        ("scopes", strings(request.scopes)),
-        ("time", time),
-        ("day_of_week", RestrictedExpression::new_long(day_of_week)),
-        (
-            "authentication_method",
-            string(principal.authentication_method.as_str()),
-        ),
-        (
-            "delegation_depth",
-            RestrictedExpression::new_long(i64::try_from(principal.act.len()).unwrap_or(i64::MAX)),
-        ),
-        (
-            "actors",
-            RestrictedExpression::new_set(actors.map(RestrictedExpression::new_string)),
-        ),
-    ];
-    if let Some(address) = request.context.source_address {
-        pairs.push(("source_address", cache.ip(address)));
-    }
-    Context::from_pairs(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value)),
-    )
-    .map_err(|error| Error::Internal(format!("context: {error}")))
-}
-
-// Each argument becomes a tag holding the typed views constraints compare.
+// Each argument becomes a tag holding the typed views constraints compare. The
+// values are built directly rather than as expressions Cedar then evaluates, which
+// cost about a fifth of a decision.
 fn arguments_entity(
     uid: EntityUid,
     request: &Request<'_>,
@@ -349,57 +288,75 @@ fn arguments_entity(
     let Some(arguments) = &request.context.arguments else {
         return new_entity(uid, [], []);
     };
-    let tags = arguments.iter().map(|(name, value)| {
+    let mut tags = Vec::with_capacity(arguments.len());
+    for (name, value) in arguments {
         let pattern = tool.and_then(|tool| tool.patterns.get(name));
         let decimal = tool.is_some_and(|tool| tool.decimal_bounds.contains(name));
-        (name.clone(), argument(value, pattern, decimal))
-    });
-    Entity::new_with_tags(uid, [], [], tags)
-        .map_err(|error| Error::Internal(format!("arguments entity: {error}")))
+        let value = ast::PartialValue::from(argument(value, pattern, decimal)?);
+        tags.push((name.as_str().into(), value));
+    }
+    Ok(Entity::from(ast::Entity::new_with_attr_partial_value(
+        uid.into(),
+        std::iter::empty(),
+        HashSet::new(),
+        HashSet::new(),
+        tags,
+    )))
 }
 
-// Integers are exposed as `long`; `number` (a Cedar decimal, costly to build) only
-// for non-integers, or when a constraint on the argument has a fractional bound.
+// Integers are exposed as `long`; `number` (a Cedar decimal) only for non-integers,
+// or when a constraint on the argument has a fractional bound.
 fn argument(
     value: &Value,
     pattern: Option<&regex::Regex>,
     decimal_bound: bool,
-) -> RestrictedExpression {
-    let mut fields: Vec<(String, RestrictedExpression)> =
-        vec![("json".to_owned(), string(&canonical(value)))];
+) -> Result<ast::Value, Error> {
+    let mut fields: Vec<(&'static str, ast::Value)> =
+        vec![("json", ast::Value::from(canonical(value)))];
     match value {
         Value::String(text) => {
-            fields.push(("text".to_owned(), string(text)));
+            fields.push(("text", ast::Value::from(text.as_str())));
             let length = i64::try_from(text.chars().count()).unwrap_or(i64::MAX);
-            fields.push(("length".to_owned(), RestrictedExpression::new_long(length)));
+            fields.push(("length", ast::Value::from(length)));
         }
         Value::Number(number) => {
             if let Some(long) = number.as_i64() {
-                fields.push(("long".to_owned(), RestrictedExpression::new_long(long)));
+                fields.push(("long", ast::Value::from(long)));
             }
             if (decimal_bound || !number.is_i64())
                 && let Some(number) = decimal(number)
             {
-                fields.push((
-                    "number".to_owned(),
-                    RestrictedExpression::new_decimal(number),
-                ));
+                fields.push(("number", decimal_value(number)?));
             }
         }
-        Value::Bool(flag) => {
-            fields.push(("bool".to_owned(), RestrictedExpression::new_bool(*flag)))
-        }
+        Value::Bool(flag) => fields.push(("bool", ast::Value::from(*flag))),
         _ => {}
     }
     if let Some(pattern) = pattern {
         let matched = value.as_str().is_some_and(|text| pattern.is_match(text));
-        fields.push((
-            "matches_pattern".to_owned(),
-            RestrictedExpression::new_bool(matched),
-        ));
+        fields.push(("matches_pattern", ast::Value::from(matched)));
     }
-    // Keys are distinct literals, so the record cannot fail on duplicates.
-    RestrictedExpression::new_record(fields).unwrap_or_else(|_| string(""))
+    Ok(ast::Value::record(fields, None))
+}
+
+/// Is Cedar's `decimal` extension function name, parsed once.
+///
+/// `RestrictedExpression::new_decimal` parses the name with the full Cedar parser
+/// (building its lexer) on every call, which cost more than the rest of the
+/// arguments entity; the value built here from the parsed name is the same.
+static DECIMAL: LazyLock<Option<ast::Name>> =
+    LazyLock::new(|| ast::Name::parse_unqualified_name("decimal").ok());
+
+// `literal` comes from `constraint::decimal`, which only returns what a Cedar
+// decimal holds, so evaluating it does not fail in practice.
+fn decimal_value(literal: String) -> Result<ast::Value, Error> {
+    let name = DECIMAL
+        .clone()
+        .ok_or_else(|| Error::Internal("the decimal extension name".to_owned()))?;
+    let call = ast::RestrictedExpr::call_extension_fn(name, [ast::RestrictedExpr::val(literal)]);
+    RestrictedEvaluator::new(Extensions::all_available())
+        .interpret(call.as_borrowed())
+        .map_err(|error| Error::Internal(format!("decimal argument: {error}")))
 }
 
 fn new_entity<'a>(

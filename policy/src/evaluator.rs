@@ -1,25 +1,29 @@
 //! The one evaluator: a compiled snapshot that decides requests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use cedar_policy::{
-    Authorizer, Decision as CedarDecision, Effect, Entities, Policy, PolicyId, PolicySet, Schema,
-    ValidationMode, Validator,
+    Authorizer, Decision as CedarDecision, Effect, Entities, Entity, EntityUid, Policy, PolicyId,
+    PolicySet, Schema, ValidationMode, Validator,
 };
 use serde_json::Value;
 
 use crate::constraint::{self, CompiledTool, ToolConstraints};
+use crate::context::ExtensionCache;
 use crate::decision::{Decision, DenyReason};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::entity::{ExtensionCache, Types};
+use crate::entity::Types;
 use crate::error::Error;
+use crate::guard;
+use crate::prepared::{Preparations, Prepared};
 use crate::principal::Principal;
 use crate::request::{Action, Request, RequestContext, Target, Tool};
 use crate::schema;
 use crate::scope::{self, Scopes};
 use crate::slice::Slicer;
-use crate::snapshot::{PolicyDocument, Snapshot};
+use crate::snapshot::{PolicyDocument, PolicyOrigin, Snapshot};
 
 /// Is a validated, compiled policy snapshot: decides requests in-process, in
 /// authz-svc (`Decide`) and in edge-svc alike. Cheap to share behind an `Arc`.
@@ -30,13 +34,25 @@ pub struct Evaluator {
     policies: PolicySet,
     // The reason class each forbid policy reports (`@reason`), by id.
     reasons: HashMap<PolicyId, DenyReason>,
-    entities: Entities,
+    // The snapshot's static entities; `None` when it brings none beyond the schema's
+    // actions (which have no groups, so a request's store can leave them out).
+    entities: Option<Entities>,
     // `None` when static entities make the resource hierarchy unknowable.
     slicer: Option<Slicer>,
     servers: HashMap<String, CompiledServer>,
     types: Types,
     cache: ExtensionCache,
+    // Principals and targets in Cedar terms, built once per snapshot.
+    preparations: Preparations,
     authorizer: Authorizer,
+}
+
+/// Is Cedar's answer to one request, with the principal and resource it was about.
+#[derive(Debug)]
+struct Authorized {
+    response: cedar_policy::Response,
+    principal: Arc<Prepared>,
+    resource: Arc<Prepared>,
 }
 
 /// Is one virtual server's constraints and scopes, ready for lookups.
@@ -112,7 +128,17 @@ impl Evaluator {
                 (name.clone(), compiled)
             })
             .collect();
-        let slicer = entities.is_empty().then(|| Slicer::new(&policies));
+        let has_static = entities.iter().any(|entity| !is_action(&entity.uid()));
+        let entities = has_static.then_some(entities);
+        let generated: HashSet<PolicyId> = snapshot
+            .policies
+            .iter()
+            .filter(|policy| policy.origin == PolicyOrigin::Generated)
+            .map(|policy| PolicyId::new(&policy.id))
+            .collect();
+        let slicer = entities
+            .is_none()
+            .then(|| Slicer::new(&policies, guard::guards(&policies, &generated)));
         Ok(Self {
             snapshot,
             schema,
@@ -123,6 +149,7 @@ impl Evaluator {
             servers,
             types: Types::new()?,
             cache: ExtensionCache::default(),
+            preparations: Preparations::default(),
             authorizer: Authorizer::new(),
         })
     }
@@ -156,43 +183,103 @@ impl Evaluator {
     /// silently allow, so an errored forbid denies (`evaluation_error`), failing
     /// closed. A request that cannot be put in Cedar terms is denied the same way.
     pub fn decide(&self, request: &Request<'_>) -> Decision {
-        let server = self.servers.get(&request.target.virtual_server);
-        let tool = request.target.as_tool();
-        let compiled = server
-            .zip(tool)
+        match self.authorize(request) {
+            Ok(authorized) => self.verdict(request, &authorized),
+            Err(why) => self.failed(request, &why),
+        }
+    }
+
+    // Puts `request` in Cedar terms (principal and resource prepared once per
+    // snapshot) and has Cedar evaluate the policies that can apply to it.
+    fn authorize(&self, request: &Request<'_>) -> Result<Authorized, String> {
+        let compiled = self
+            .servers
+            .get(&request.target.virtual_server)
+            .zip(request.target.as_tool())
             .and_then(|(server, tool)| server.tools.get(&tool.name));
-        let cedar = match self.types.cedar_request(request, compiled, &self.cache) {
-            Ok(cedar) => cedar,
-            Err(error) => return self.failed(request, &error.to_string()),
-        };
-        let entities = if self.entities.is_empty() {
-            Entities::from_entities(cedar.entities, None)
-        } else {
-            self.entities.clone().add_entities(cedar.entities, None)
-        };
-        let entities = match entities {
-            Ok(entities) => entities,
-            Err(error) => return self.failed(request, &format!("entities: {error}")),
-        };
-        let cedar_request = match cedar_policy::Request::new(
-            cedar.principal.clone(),
-            cedar.action,
-            cedar.resource.clone(),
-            cedar.context,
+        let principal = self
+            .preparations
+            .principal(&self.types, request.principal)
+            .map_err(|error| error.to_string())?;
+        let resource = self
+            .preparations
+            .resource(&self.types, request.action, request.target)
+            .map_err(|error| error.to_string())?;
+        let facts = self
+            .types
+            .call_facts(request, compiled, &self.cache)
+            .map_err(|error| error.to_string())?;
+        let entities = self.store(&principal, &resource, facts.arguments)?;
+        let cedar_request = cedar_policy::Request::new(
+            principal.uid.clone(),
+            facts.action,
+            resource.uid.clone(),
+            facts.context,
             None,
-        ) {
-            Ok(cedar_request) => cedar_request,
-            Err(error) => return self.failed(request, &format!("request: {error}")),
+        )
+        .map_err(|error| format!("request: {error}"))?;
+        let response = match &self.slicer {
+            None => self
+                .authorizer
+                .is_authorized(&cedar_request, &self.policies, &entities),
+            Some(slicer) => {
+                let slice = slicer.slice(request.action, &principal, &resource);
+                let fast = self
+                    .authorizer
+                    .is_authorized(&cedar_request, &slice.fast, &entities);
+                if Arc::ptr_eq(&slice.fast, &slice.exact) || !guard_involved(slicer, &fast) {
+                    fast
+                } else {
+                    self.authorizer
+                        .is_authorized(&cedar_request, &slice.exact, &entities)
+                }
+            }
         };
-        let slice = self
-            .slicer
-            .as_ref()
-            .map(|slicer| slicer.slice(request.action, request.target));
-        let policies = slice.as_deref().unwrap_or(&self.policies);
-        let response = self
-            .authorizer
-            .is_authorized(&cedar_request, policies, &entities);
-        let diagnostics = response.diagnostics();
+        Ok(Authorized {
+            response,
+            principal,
+            resource,
+        })
+    }
+
+    // Returns the entity store of one request: the prepared entities shared, not
+    // copied. Gatehouse's own hierarchies are closed as built (an item lists its
+    // connector and its virtual server as parents), so the closure Cedar would
+    // recompute on every request (a quarter of a decision) is known to hold; static
+    // entities can nest arbitrarily, so with them it is computed as before.
+    fn store(
+        &self,
+        principal: &Prepared,
+        resource: &Prepared,
+        arguments: Entity,
+    ) -> Result<Entities, String> {
+        use cedar_policy_core::entities::{self as core, NoEntitiesSchema, TCComputation};
+        use cedar_policy_core::extensions::Extensions;
+        let entities = principal
+            .entities
+            .iter()
+            .chain(&resource.entities)
+            .cloned()
+            .chain([Arc::new(arguments.as_ref().clone())]);
+        let (base, closure) = match &self.entities {
+            None => (core::Entities::new(), TCComputation::AssumeAlreadyComputed),
+            Some(stored) => (stored.as_ref().clone(), TCComputation::ComputeNow),
+        };
+        let store = base
+            .add_entities(
+                entities,
+                None::<&NoEntitiesSchema>,
+                closure,
+                Extensions::all_available(),
+            )
+            .map_err(|error| format!("entities: {error}"))?;
+        Ok(Entities::from(store))
+    }
+
+    // Turns Cedar's answer into the decision: an errored forbid fails closed, a
+    // permit still needs one of the tool's scopes.
+    fn verdict(&self, request: &Request<'_>, authorized: &Authorized) -> Decision {
+        let diagnostics = authorized.response.diagnostics();
         let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
         determining.sort();
         let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
@@ -202,7 +289,7 @@ impl Evaluator {
         });
         let (allowed, reason, required_scopes) = if errored_forbid {
             (false, Some(DenyReason::EvaluationError), Vec::new())
-        } else if response.decision() == CedarDecision::Deny {
+        } else if authorized.response.decision() == CedarDecision::Deny {
             (
                 false,
                 Some(self.deny_reason(diagnostics.reason())),
@@ -217,9 +304,9 @@ impl Evaluator {
         let mut explanation = format!(
             "{verdict} {principal} {action} {resource}",
             verdict = if allowed { "allow" } else { "deny" },
-            principal = cedar.principal,
+            principal = authorized.principal.uid,
             action = request.action.as_str(),
-            resource = cedar.resource,
+            resource = authorized.resource.uid,
         );
         if let Some(reason) = reason {
             let _ = write!(explanation, " reason={}", reason.as_str());
@@ -379,4 +466,19 @@ impl Evaluator {
             policy_version: self.version(),
         }
     }
+}
+
+fn is_action(uid: &EntityUid) -> bool {
+    uid.type_name().basename() == "Action" && uid.type_name().namespace().is_empty()
+}
+
+// A guard that is true or errs stands for members that must be evaluated
+// themselves, so that the decision names them.
+fn guard_involved(slicer: &Slicer, response: &cedar_policy::Response) -> bool {
+    let diagnostics = response.diagnostics();
+    diagnostics.reason().any(|id| slicer.is_guard(id))
+        || diagnostics.errors().any(|error| {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(error) = error;
+            slicer.is_guard(error.policy_id())
+        })
 }

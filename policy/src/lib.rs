@@ -15,13 +15,16 @@
 //! `PolicySnapshot`.
 
 mod constraint;
+mod context;
 mod convert;
 mod decision;
 mod diagnostic;
 mod entity;
 mod error;
 mod evaluator;
+mod guard;
 mod literal;
+mod prepared;
 mod principal;
 mod request;
 mod schema;

@@ -5,7 +5,7 @@
 /// When both `member` and `agent` are set, the agent acts for the member (the token
 /// carries `act`): the Cedar principal is the `Agent` with `acting_for` naming the
 /// member, so that a policy can require both the agent's and the member's rights.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Principal {
     /// Is the human subject; `None` when an agent acts on its own behalf.
     pub member: Option<Member>,
@@ -21,7 +21,7 @@ pub struct Principal {
 }
 
 /// Is a human user, with the groups and roles policies grant by.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Member {
     /// Is Gatehouse's stable member id (the Cedar entity id).
     pub id: String,
@@ -38,7 +38,7 @@ pub struct Member {
 }
 
 /// Is an agent bundle: a non-human OAuth client with an accountable owner.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Agent {
     /// Is the agent's OAuth client id (the Cedar entity id).
     pub client_id: String,
@@ -51,7 +51,7 @@ pub struct Agent {
 }
 
 /// Is one link of a delegation chain (`act` claim).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Actor {
     /// Is the actor's `sub`.
     pub subject: String,
@@ -61,7 +61,7 @@ pub struct Actor {
 
 /// Says how the token of a request was obtained, for conditions such as "agents
 /// using private_key_jwt only".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AuthenticationMethod {
     /// The method is unknown; policies should treat it as the weakest.
     #[default]

@@ -21,7 +21,7 @@ pub enum Action {
 }
 
 /// Is what an action is performed on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Target {
     /// Is the virtual server's name.
     pub virtual_server: String,
@@ -32,7 +32,7 @@ pub struct Target {
 }
 
 /// Is the tool, resource or prompt an action targets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Item {
     /// Is a tool.
     Tool(Tool),
@@ -49,7 +49,7 @@ pub enum Item {
 }
 
 /// Is a tool as the virtual server exposes it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Tool {
     /// Is the exposed name (after prefix and rename): the name policies and
     /// constraints use.
@@ -62,7 +62,7 @@ pub struct Tool {
 
 /// Are MCP tool hints; `None` means the connector did not say, which policies must
 /// not read as false (the Cedar attribute is then absent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Annotations {
     /// Says the tool does not modify its environment.
     pub read_only: Option<bool>,

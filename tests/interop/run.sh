@@ -19,6 +19,8 @@
 #     `conformance authorization` against the issuer, driven headless;
 #   - policy through the same SDK clients at /v/policed/mcp: a member outside the `finance` group
 #     and an agent neither see nor can call `add`;
+#   - scope step-up through the Python SDK at /v/stepup/mcp: 403 insufficient_scope naming the
+#     scope, which the SDK's OAuthClientProvider obtains and retries with by itself;
 #   - DLP through the Python SDK at /v/guarded/mcp: a card in a tool result comes back masked, and
 #     an argument with an SSN is refused and absent from FastMCP's own record of what it received;
 #   - killing the server-everything child and calling it again (the stdio connector restarts).
@@ -332,6 +334,9 @@ virtual_servers:
   # OAuth plus policy: only the finance group may add; the test member and agents are not in it
   - name: policed
     connectors: [{connector: fast, prefix: "", deny: ["internal_*"]}]
+  # OAuth plus scopes: calc:read grants multiply, calc:write grants add (step-up)
+  - name: stepup
+    connectors: [{connector: fast, prefix: "", deny: ["internal_*"]}]
   # DLP: cards in results are masked, an SSN in arguments is blocked before it reaches FastMCP
   - name: guarded
     auth: none
@@ -344,6 +349,11 @@ policies:
     forbid(principal, action == Action::"call_tool", resource in VirtualServer::"policed")
       when { resource.name == "add" }
       unless { principal in Group::"finance" };
+  virtual_servers:
+    stepup:
+      scopes:
+        "calc:read": {description: "Multiply numbers", tools: [multiply]}
+        "calc:write": {description: "Add numbers", tools: [add]}
 dlp:
   rules:
     - virtual_server: guarded
@@ -390,6 +400,10 @@ EOF
         driver "gateway-py-oauth-policy-$flow" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \
             "$flow" --mode modern "$base" "$base/v/policed/mcp" "$protected_b" "$here/specs/policed.json"
     done
+    # Step-up through the SDK: a token without calc:write gets 403 insufficient_scope for add; the
+    # SDK's OAuthClientProvider obtains calc:write and retries by itself
+    driver "gateway-py-oauth-stepup" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_stepup_client.py" \
+        "$base" "$base/v/stepup/mcp"
     # DLP through the SDK: a card in a result comes back masked; a blocked SSN never reaches FastMCP
     for mode in modern legacy; do
         driver "gateway-py-dlp-$mode" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_client.py" --mode "$mode" \

@@ -25,6 +25,8 @@ pub(super) struct AuthorizeRequest {
     pub(super) state: Option<String>,
     pub(super) code_challenge: String,
     pub(super) resource: String,
+    // The virtual server the resource URL names: whose scope descriptions consent shows.
+    pub(super) resource_name: String,
     pub(super) scope: String,
 }
 
@@ -198,6 +200,7 @@ pub(super) async fn validate(
         state: state_param,
         code_challenge: challenge.to_owned(),
         resource: resource.url.clone(),
+        resource_name: resource.name.clone(),
         scope,
     })
 }

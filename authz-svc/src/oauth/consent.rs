@@ -1,6 +1,8 @@
 //! The login and consent page: names the client, its redirect host and the
-//! scopes; CSRF-protected with a cookie bound to the client; never framed.
+//! scopes (in the words the virtual server's policy declares for them);
+//! CSRF-protected with a cookie bound to the client; never framed.
 
+use ::policy::ScopeGrant;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
@@ -12,6 +14,7 @@ use url::Url;
 use super::Params;
 use super::authorize::AuthorizeRequest;
 use crate::keys::random_token;
+use crate::policy::PolicyStore;
 use crate::state::AuthzState;
 
 /// Is the CSRF cookie's name on an https issuer (`__Host-`: Secure, host-only, Path=/).
@@ -33,7 +36,7 @@ pub(super) fn render(state: &AuthzState, request: &AuthorizeRequest, page: Page)
         return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     let csrf = csrf_token(state, &nonce, &request.client.client_id);
-    let html = page_html(request, &csrf, page);
+    let html = page_html(request, &scope_items(state, request), &csrf, page);
     let status = if page == Page::LoginFailed {
         StatusCode::UNAUTHORIZED
     } else {
@@ -131,7 +134,34 @@ fn csrf_token(state: &AuthzState, nonce: &str, client_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(csrf_mac(state, nonce, client_id).finalize().into_bytes())
 }
 
-fn page_html(request: &AuthorizeRequest, csrf: &str, page: Page) -> String {
+/// Returns the requested scopes as list items: each in the words its virtual server's policy
+/// declares, the scope name itself only when no description was given.
+fn scope_items(state: &AuthzState, request: &AuthorizeRequest) -> String {
+    let evaluator = state.policies.as_ref().map(PolicyStore::current);
+    let declared = evaluator
+        .as_deref()
+        .and_then(|evaluator| evaluator.scopes(&request.resource_name));
+    request
+        .scope
+        .split_whitespace()
+        .map(|scope| {
+            let words = declared
+                .and_then(|scopes| scopes.get(scope))
+                .map(ScopeGrant::description)
+                .filter(|description| !description.is_empty());
+            match words {
+                Some(words) => format!(
+                    "<li title=\"{scope}\">{words}</li>",
+                    scope = escape(scope),
+                    words = escape(words)
+                ),
+                None => format!("<li><code>{}</code></li>", escape(scope)),
+            }
+        })
+        .collect()
+}
+
+fn page_html(request: &AuthorizeRequest, scopes: &str, csrf: &str, page: Page) -> String {
     let client = &request.client;
     let name = if client.client_name.is_empty() {
         "An unnamed application"
@@ -142,11 +172,6 @@ fn page_html(request: &AuthorizeRequest, csrf: &str, page: Page) -> String {
         .ok()
         .and_then(|url| url.host_str().map(str::to_owned))
         .unwrap_or_default();
-    let scopes: String = request
-        .scope
-        .split_whitespace()
-        .map(|scope| format!("<li>{}</li>", escape(scope)))
-        .collect();
     let hidden: String = [
         ("client_id", client.client_id.as_str()),
         ("redirect_uri", &request.redirect_uri),
@@ -175,7 +200,7 @@ fn page_html(request: &AuthorizeRequest, csrf: &str, page: Page) -> String {
          <h1>Authorize {name}</h1>{notice}\
          <p><strong>{name}</strong> (client <code>{client_id}</code>) asks to act for you at \
          <code>{resource}</code> and will be sent back to <strong>{host}</strong>.</p>\
-         <p>Requested scopes:</p><ul>{scopes}</ul>\
+         <p>It asks to:</p><ul>{scopes}</ul>\
          <form method=\"post\" action=\"authorize\">{hidden}\
          <label>Username <input name=\"username\" autocomplete=\"username\"></label>\
          <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\"></label>\

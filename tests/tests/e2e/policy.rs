@@ -198,3 +198,116 @@ async fn a_tool_needing_a_scope_the_token_lacks_gets_the_step_up_challenge() {
     );
     protected.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_screen_shows_the_scopes_in_the_words_the_virtual_server_declares() {
+    use authz_svc::{AuthorizationConfig, AuthzState, Issuer, ProtectedResource, StoreConfig};
+
+    let config: authz_svc::PolicyConfig = serde_json::from_value(json!({
+        "cedar": "@id(\"open\") permit(principal, action, resource);",
+        "virtual_servers": {"crm": {"scopes": {
+            "crm:read": {"description": "Look up your contacts & accounts", "tools": ["echo"]},
+            "crm:write": {"description": "Change <opportunities>", "tools": ["add"]},
+            "crm:admin": ["add"]
+        }}}
+    }))
+    .expect("policy config");
+    let store = authz_svc::PolicyStore::new(&config).expect("valid policies");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let resource = format!("{origin}/v/crm/mcp");
+    let data = tempfile::tempdir().expect("data dir");
+    let issuer = Issuer {
+        issuer: origin.parse().expect("origin"),
+        resources: vec![ProtectedResource {
+            name: "crm".to_owned(),
+            url: resource.clone(),
+            scopes: vec![
+                "crm:admin".to_owned(),
+                "crm:read".to_owned(),
+                "crm:write".to_owned(),
+            ],
+        }],
+    };
+    // A real consent page: no auto-approval.
+    let authorization = AuthorizationConfig {
+        allow_insecure_http: true,
+        ..Default::default()
+    };
+    let state = AuthzState::open(
+        authorization,
+        issuer,
+        StoreConfig::Sqlite {
+            path: data.path().join("authz.db"),
+        },
+    )
+    .await
+    .expect("authorization server")
+    .with_policies(store);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(edge_svc::serve_router(
+        authz_svc::oauth_router(state),
+        listener,
+        shutdown.clone(),
+    ));
+
+    let http = reqwest::Client::new();
+    let registration: Value = http
+        .post(format!("{origin}/register"))
+        .json(
+            &json!({"redirect_uris": ["http://127.0.0.1:9/callback"], "client_name": "consent e2e",
+                      "token_endpoint_auth_method": "none", "application_type": "native",
+                      "grant_types": ["authorization_code"]}),
+        )
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("registration json");
+    let client_id = registration["client_id"].as_str().expect("client_id");
+    let page = http
+        .get(format!("{origin}/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", "http://127.0.0.1:9/callback"),
+            ("state", "s1"),
+            (
+                "code_challenge",
+                "28djaMl0uObRimedfV6yyCsXAKfXuh07Fck65KYoJwE",
+            ),
+            ("code_challenge_method", "S256"),
+            ("resource", &resource),
+            ("scope", "crm:read crm:write crm:admin"),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    let html = page.text().await.expect("consent page");
+    let list = html
+        .split_once("<ul>")
+        .and_then(|(_, rest)| rest.split_once("</ul>"))
+        .map(|(list, _)| list)
+        .expect("a list of what is asked");
+    assert!(
+        list.contains(">Look up your contacts &amp; accounts</li>"),
+        "crm:read in words, escaped: {list}"
+    );
+    assert!(
+        list.contains(">Change &lt;opportunities&gt;</li>"),
+        "crm:write in words, escaped: {list}"
+    );
+    assert!(
+        !list.contains(">crm:read<") && !list.contains(">crm:write<"),
+        "a described scope is not shown as its raw string: {list}"
+    );
+    assert!(
+        list.contains("<code>crm:admin</code>"),
+        "a scope without a description falls back to its name: {list}"
+    );
+    shutdown.cancel();
+}
