@@ -155,7 +155,7 @@ fn scope_items(state: &AuthzState, request: &AuthorizeRequest) -> String {
                     scope = escape(scope),
                     words = escape(words)
                 ),
-                None => format!("<li><code>{}</code></li>", escape(scope)),
+                None => format!("<li>{}</li>", escape(scope)),
             }
         })
         .collect()

@@ -306,7 +306,7 @@ async fn the_consent_screen_shows_the_scopes_in_the_words_the_virtual_server_dec
         "a described scope is not shown as its raw string: {list}"
     );
     assert!(
-        list.contains("<code>crm:admin</code>"),
+        list.contains("<li>crm:admin</li>"),
         "a scope without a description falls back to its name: {list}"
     );
     shutdown.cancel();
