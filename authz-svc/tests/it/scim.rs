@@ -593,8 +593,8 @@ async fn a_provisioned_member_logs_in_and_deactivation_revokes_everything() {
         harness.state.verify_access_token(access).await.unwrap(),
         None
     );
-    assert_eq!(*recorded.0.lock().unwrap(), [id.clone()]);
-    assert_eq!(*purged.0.lock().unwrap(), [id.clone()]);
+    assert_eq!(*recorded.0.lock().unwrap(), std::slice::from_ref(&id));
+    assert_eq!(*purged.0.lock().unwrap(), std::slice::from_ref(&id));
     let refreshed = harness
         .post_form(
             "/token",
