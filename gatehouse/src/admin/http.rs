@@ -187,10 +187,7 @@ async fn openapi_json() -> Json<OpenApi> {
 /// Returns the policy set in force and its version.
 #[utoipa::path(get, path = "/admin/v1/policies", tag = "policies",
     responses((status = 200, body = PolicyState)))]
-async fn get_policies(
-    State(admin): State<Admin>,
-    caller: AdminCaller,
-) -> Json<PolicyState> {
+async fn get_policies(State(admin): State<Admin>, caller: AdminCaller) -> Json<PolicyState> {
     Json(admin.policies(&caller))
 }
 
