@@ -251,12 +251,12 @@ fn line_diff(old: &str, new: &str) -> Vec<String> {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             lines.push(format!("  {}", a[i]));
             (i, j) = (i + 1, j + 1);
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            lines.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             lines.push(format!("- {}", a[i]));
             i += 1;
+        } else {
+            lines.push(format!("+ {}", b[j]));
+            j += 1;
         }
     }
     lines
@@ -320,7 +320,25 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
-    use super::line_diff;
+    use std::collections::BTreeMap;
+
+    use super::{Change, changes, line_diff};
+
+    #[test]
+    fn changes_name_each_create_update_and_delete() {
+        let current: BTreeMap<&str, u8> = [("kept", 1), ("edited", 1), ("gone", 1)].into();
+        let wanted: BTreeMap<&str, u8> = [("kept", 1), ("edited", 2), ("new", 1)].into();
+        let found = changes(&current, &wanted, |a, b| a == b);
+        assert_eq!(
+            found,
+            [
+                Change::Update("edited".to_owned()),
+                Change::Create("new".to_owned()),
+                Change::Delete("gone".to_owned()),
+            ]
+        );
+        assert!(changes(&current, &current, |a, b| a == b).is_empty());
+    }
 
     #[test]
     fn line_diff_marks_removed_added_and_kept_lines() {

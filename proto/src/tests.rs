@@ -43,6 +43,7 @@ fn descriptor_set_holds_every_service() {
         "gatehouse.authz.v1.AgentAdmin",
         "gatehouse.vault.v1.Vault",
         "gatehouse.audit.v1.Audit",
+        "gatehouse.admin.v1.Admin",
     ]
     .into_iter()
     .map(str::to_owned)
