@@ -194,7 +194,7 @@ async fn watch_revocations_streams_the_log_and_resumes_from_a_cursor() {
         .into_inner();
     let snapshot = next(&mut stream).await;
     assert!(snapshot.replaces_all);
-    assert_eq!(agents_in(&snapshot), std::slice::from_ref(&first));
+    assert_eq!(agents_in(&snapshot), [first]);
     let second = decommission("second").await;
     let update = next(&mut stream).await;
     assert!(!update.replaces_all);

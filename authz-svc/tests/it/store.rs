@@ -546,6 +546,22 @@ async fn revocation_log_is_read_in_order_after_a_cursor(store: Arc<dyn Store>) {
     assert_eq!(store.revocation_head().await.unwrap(), all[1].seq);
 }
 
+async fn audit_outbox_keeps_events_in_order_until_dequeued(store: Arc<dyn Store>) {
+    store.enqueue_audit(b"first").await.unwrap();
+    store.enqueue_audit(b"second").await.unwrap();
+    store.enqueue_audit(b"third").await.unwrap();
+    let queued = store.queued_audit(2).await.unwrap();
+    let events: Vec<&[u8]> = queued.iter().map(|(_, event)| event.as_slice()).collect();
+    assert_eq!(events, [b"first".as_slice(), b"second".as_slice()]);
+    assert!(queued[0].0 < queued[1].0);
+    store.dequeue_audit(queued[1].0).await.unwrap();
+    let rest = store.queued_audit(10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].1, b"third");
+    store.dequeue_audit(rest[0].0).await.unwrap();
+    assert!(store.queued_audit(10).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -583,4 +599,5 @@ conformance!(
     last_use_is_written_coarsely,
     assertion_ids_are_accepted_once_until_they_expire,
     revocation_log_is_read_in_order_after_a_cursor,
+    audit_outbox_keeps_events_in_order_until_dequeued,
 );

@@ -35,28 +35,16 @@ pub(super) async fn execute(
             description,
             ..
         } => {
-            let authentication = match jwks {
-                Some(file) => Some(pb::AgentAuthentication {
-                    method: Some(pb::agent_authentication::Method::PrivateKeyJwt(
-                        pb::PrivateKeyJwtAuthentication {
-                            keys: Some(pb::private_key_jwt_authentication::Keys::JwksJson(
-                                std::fs::read(&file)
-                                    .with_context(|| format!("cannot read {}", file.display()))?,
-                            )),
-                        },
-                    )),
-                }),
-                None => None,
+            let request = pb::CreateAgentRequest {
+                name,
+                description,
+                owner_member_id: owner,
+                virtual_servers,
+                scopes,
+                authentication: jwks.as_deref().map(private_key_jwt).transpose()?,
             };
             let created = client
-                .create_agent(pb::CreateAgentRequest {
-                    name,
-                    description,
-                    owner_member_id: owner,
-                    virtual_servers,
-                    scopes,
-                    authentication,
-                })
+                .create_agent(request)
                 .await
                 .map_err(refused)?
                 .into_inner();
@@ -73,39 +61,52 @@ pub(super) async fn execute(
             )
         }
         AgentsCommand::Show { agent, .. } => Ok(describe(Some(&find(&mut client, &agent).await?))),
-        AgentsCommand::Rotate { agent, overlap, .. } => {
-            let agent = find(&mut client, &agent).await?;
-            let overlap = overlap
-                .map(prost_types::Duration::try_from)
-                .transpose()
-                .context("overlap is too long")?;
-            let rotated = client
-                .rotate_agent_secret(pb::RotateAgentSecretRequest {
-                    bundle_id: agent.bundle_id,
-                    overlap,
-                })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            let mut output = describe(rotated.agent.as_ref());
-            output["client_secret"] = json!(rotated.client_secret.map(|secret| secret.value));
-            output["previous_secret_expires_at"] =
-                json!(rotated.previous_secret_expires_at.map(|at| at.seconds));
-            Ok(output)
-        }
+        AgentsCommand::Rotate { agent, overlap, .. } => rotate(&mut client, &agent, overlap).await,
         AgentsCommand::Decommission { agent, reason, .. } => {
-            let agent = find(&mut client, &agent).await?;
-            let gone = client
-                .decommission_agent(pb::DecommissionAgentRequest {
-                    bundle_id: agent.bundle_id,
-                    reason,
-                })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            Ok(describe(gone.agent.as_ref()))
+            let bundle_id = find(&mut client, &agent).await?.bundle_id;
+            let request = pb::DecommissionAgentRequest { bundle_id, reason };
+            let gone = client.decommission_agent(request).await.map_err(refused)?;
+            Ok(describe(gone.into_inner().agent.as_ref()))
         }
     }
+}
+
+/// Rotates the secret of the bundle `key` names; prints the new one once.
+async fn rotate(
+    client: &mut Client,
+    key: &str,
+    overlap: Option<std::time::Duration>,
+) -> anyhow::Result<Value> {
+    let agent = find(client, key).await?;
+    let overlap = overlap
+        .map(prost_types::Duration::try_from)
+        .transpose()
+        .context("overlap is too long")?;
+    let rotated = client
+        .rotate_agent_secret(pb::RotateAgentSecretRequest {
+            bundle_id: agent.bundle_id,
+            overlap,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let mut output = describe(rotated.agent.as_ref());
+    output["client_secret"] = json!(rotated.client_secret.map(|secret| secret.value));
+    output["previous_secret_expires_at"] =
+        json!(rotated.previous_secret_expires_at.map(|at| at.seconds));
+    Ok(output)
+}
+
+/// Returns the authentication of a bundle whose keys are the JWK Set in `file`.
+fn private_key_jwt(file: &std::path::Path) -> anyhow::Result<pb::AgentAuthentication> {
+    let jwks = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(pb::AgentAuthentication {
+        method: Some(pb::agent_authentication::Method::PrivateKeyJwt(
+            pb::PrivateKeyJwtAuthentication {
+                keys: Some(pb::private_key_jwt_authentication::Keys::JwksJson(jwks)),
+            },
+        )),
+    })
 }
 
 /// Returns a refusal as the status code and message authz-svc gave.

@@ -30,6 +30,7 @@ fn claims(subject: &str, client_id: &str, scopes: &[&str], groups: &[&str]) -> T
         scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
         token_id: "jti-1".to_owned(),
         expires_at: u64::MAX,
+        issued_at: 0,
         issuer: "https://gatehouse.example".to_owned(),
         act: None,
         groups: groups.iter().map(|group| (*group).to_owned()).collect(),
