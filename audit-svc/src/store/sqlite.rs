@@ -37,8 +37,9 @@ const INSERT_EVENTS: &str = "INSERT OR FAIL INTO audit_event (seq, event_id, kin
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    // SQLite has one writer; holding this while appending keeps this process's
-    // appenders from fighting over the file lock.
+    // SQLite has one writer; every write of this process (appends, checkpoints,
+    // sink cursors) holds this first, so a sink's cursor update queues behind an
+    // append instead of meeting a locked file and sleeping in SQLite's busy handler.
     writer: Mutex<()>,
 }
 
@@ -199,6 +200,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO audit_checkpoint (tree_size, origin, root_hash, chain_hash, made_at, \
              signed_note) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size) DO NOTHING",
@@ -242,6 +244,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_sink_cursor(&self, sink: &str, cursor: SinkCursor) -> Result<(), Error> {
+        let _writer = self.writer.lock().await;
         sqlx::query(UPSERT_CURSOR)
             .bind(sink)
             .bind(to_db(cursor.delivered))
@@ -254,6 +257,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_dead_letters(&self, sink: &str, letters: &[DeadLetter]) -> Result<(), Error> {
+        let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(Error::from_sqlx)?;
         for letter in letters {
             sqlx::query(INSERT_DEAD_LETTER)
