@@ -14,3 +14,4 @@ mod gateway;
 mod limits;
 mod oauth;
 mod policy;
+mod scim;
