@@ -307,6 +307,7 @@ connectors:
 authorization:
   auto_approve_consent: true      # test profile: /authorize redirects straight back (member `test`)
   allow_registered_agents: true   # DCR-registered confidential clients may use client_credentials
+  scim: {bearer_token_env: GATEHOUSE_INTEROP_SCIM_TOKEN}   # the SCIM client's bearer token
 virtual_servers:
   - name: combined
     auth: none
@@ -363,6 +364,8 @@ EOF
     gatehouse_port="$(free_port)"
     base="http://127.0.0.1:$gatehouse_port"
     say "starting $GATEHOUSE_BIN up --config $config --data $work/data --listen 127.0.0.1:$gatehouse_port"
+    GATEHOUSE_INTEROP_SCIM_TOKEN="interop-scim-$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')"
+    export GATEHOUSE_INTEROP_SCIM_TOKEN
     start "$work/gatehouse.log" "$GATEHOUSE_BIN" up --config "$config" --data "$work/data" \
         --listen "127.0.0.1:$gatehouse_port"
     gatehouse_pid=$started
@@ -375,6 +378,8 @@ EOF
         baseline_for "$revision" "$work/baseline-$revision.yml"
         conformance "gateway-conformance-$revision" "$conformance_url" "$revision" "$work/baseline-$revision.yml"
     done
+
+    driver "gateway-py-scim" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/scim_client.py" "$base"
 
     combined="$base/v/combined/mcp"
     spec="$here/specs/combined.json"

@@ -151,10 +151,18 @@ fn schema_list(state: &AuthzState) -> Vec<Value> {
             "never",
             "none",
         ),
-        complex("name", false, &["formatted", "familyName", "givenName"]),
-        complex("emails", true, &["value", "type"]),
-        attribute(
-            "groups", "complex", true, false, "readOnly", "default", "none",
+        complex(
+            "name",
+            false,
+            "readWrite",
+            &["formatted", "familyName", "givenName"],
+        ),
+        complex("emails", true, "readWrite", &["value", "type", "primary"]),
+        complex(
+            "groups",
+            true,
+            "readOnly",
+            &["value", "$ref", "display", "type"],
         ),
     ];
     let group = [
@@ -176,7 +184,12 @@ fn schema_list(state: &AuthzState) -> Vec<Value> {
             "default",
             "none",
         ),
-        complex("members", true, &["value", "display", "type"]),
+        complex(
+            "members",
+            true,
+            "readWrite",
+            &["value", "$ref", "display", "type"],
+        ),
     ];
     [
         (USER_SCHEMA, "User", user.to_vec()),
@@ -219,20 +232,31 @@ fn attribute(
     })
 }
 
-/// Describes a complex attribute with string sub-attributes.
-fn complex(name: &str, multi_valued: bool, subs: &[&str]) -> Value {
+/// Describes a complex attribute; `$ref` is a reference, `primary` a boolean, the rest strings.
+fn complex(name: &str, multi_valued: bool, mutability: &str, subs: &[&str]) -> Value {
     let mut value = attribute(
         name,
         "complex",
         multi_valued,
         false,
-        "readWrite",
+        mutability,
         "default",
         "none",
     );
     value["subAttributes"] = subs
         .iter()
-        .map(|sub| attribute(sub, "string", false, false, "readWrite", "default", "none"))
+        .map(|sub| {
+            let kind = match *sub {
+                "$ref" => "reference",
+                "primary" => "boolean",
+                _ => "string",
+            };
+            let mut described = attribute(sub, kind, false, false, mutability, "default", "none");
+            if kind == "reference" {
+                described["referenceTypes"] = json!(["User", "Group"]);
+            }
+            described
+        })
         .collect();
     value
 }

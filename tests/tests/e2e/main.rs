@@ -16,3 +16,4 @@ mod gateway;
 mod limits;
 mod oauth;
 mod policy;
+mod scim;
