@@ -81,6 +81,33 @@ impl IssuerIdentity {
         scopes.dedup();
         scopes
     }
+
+    /// Returns the scope to grant for `resource` when a client asks for `requested`
+    /// (the resource's declared scopes when it asks for none), or `None` when it asks
+    /// for a scope that no resource of this server declares.
+    ///
+    /// Scopes that only *other* resources declare are dropped rather than refused: an MCP
+    /// client whose resource metadata names no scopes asks for the server-wide
+    /// `scopes_supported`, and RFC 6749 §3.3 lets the server grant less than asked.
+    pub(crate) fn scope_for(
+        &self,
+        resource: &ProtectedResource,
+        requested: Option<&str>,
+    ) -> Option<String> {
+        let Some(requested) = requested else {
+            return Some(resource.scopes.join(" "));
+        };
+        let known = self.all_scopes();
+        let mut granted = Vec::new();
+        for scope in requested.split_whitespace() {
+            if resource.scopes.iter().any(|offered| offered == scope) {
+                granted.push(scope);
+            } else if !known.iter().any(|other| other == scope) {
+                return None;
+            }
+        }
+        Some(granted.join(" "))
+    }
 }
 
 fn issuer_resources(resources: Vec<ProtectedResource>) -> Result<Vec<ProtectedResource>, Error> {
@@ -101,5 +128,57 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(name: &str, scopes: &[&str]) -> ProtectedResource {
+        ProtectedResource {
+            name: name.to_owned(),
+            url: format!("https://gatehouse.example/v/{name}/mcp"),
+            scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+        }
+    }
+
+    fn identity() -> IssuerIdentity {
+        IssuerIdentity {
+            issuer: "https://gatehouse.example".to_owned(),
+            secure: true,
+            resources: vec![
+                resource("crm", &["crm:read", "crm:write"]),
+                resource("admin", &["gatehouse:admin"]),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_resource_grants_its_declared_scopes_when_none_are_asked_for() {
+        let issuer = identity();
+        let crm = &issuer.resources[0];
+        assert_eq!(
+            issuer.scope_for(crm, None).as_deref(),
+            Some("crm:read crm:write")
+        );
+    }
+
+    #[test]
+    fn scopes_only_other_resources_declare_are_dropped_not_granted() {
+        let issuer = identity();
+        let crm = &issuer.resources[0];
+        let asked = "crm:read gatehouse:admin";
+        assert_eq!(
+            issuer.scope_for(crm, Some(asked)).as_deref(),
+            Some("crm:read")
+        );
+    }
+
+    #[test]
+    fn a_scope_no_resource_declares_is_refused() {
+        let issuer = identity();
+        let crm = &issuer.resources[0];
+        assert_eq!(issuer.scope_for(crm, Some("crm:read root")), None);
     }
 }

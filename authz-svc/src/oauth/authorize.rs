@@ -10,7 +10,7 @@ use url::Url;
 use super::Params;
 use super::consent::{self, Page};
 use crate::client::{AUTHORIZATION_CODE, redirect_uri_registered};
-use crate::grant::{CODE_TTL_SECS, hash_token, is_pkce_value, scopes_within};
+use crate::grant::{CODE_TTL_SECS, hash_token, is_pkce_value};
 use crate::keys::random_token;
 use crate::member::TEST_MEMBER;
 use crate::state::AuthzState;
@@ -184,16 +184,15 @@ pub(super) async fn validate(
             "resource is not a protected resource of this server",
         )
     })?;
-    let declared = resource.scopes.join(" ");
-    let scope = params
-        .get("scope")
-        .map_or_else(|| declared.clone(), str::to_owned);
-    if !scopes_within(&scope, &declared) {
-        return Err(redirect(
-            "invalid_scope",
-            "a requested scope is not offered by the resource",
-        ));
-    }
+    let scope = state
+        .issuer
+        .scope_for(resource, params.get("scope"))
+        .ok_or_else(|| {
+            redirect(
+                "invalid_scope",
+                "a requested scope is not offered by the resource",
+            )
+        })?;
     Ok(AuthorizeRequest {
         client,
         redirect_uri,

@@ -228,16 +228,15 @@ fn client_credentials(
             "resource is not a protected resource of this server",
         )
     })?;
-    let declared = resource.scopes.join(" ");
-    let scope = params
-        .get("scope")
-        .map_or_else(|| declared.clone(), str::to_owned);
-    if !scopes_within(&scope, &declared) {
-        return Err(OAuthError::new(
-            "invalid_scope",
-            "a requested scope is not offered by the resource",
-        ));
-    }
+    let scope = state
+        .issuer
+        .scope_for(resource, params.get("scope"))
+        .ok_or_else(|| {
+            OAuthError::new(
+                "invalid_scope",
+                "a requested scope is not offered by the resource",
+            )
+        })?;
     let ttl = state.config.access_token_ttl.min(MAX_AGENT_TOKEN_TTL);
     let request = TokenRequest {
         subject: &client.client_id,
