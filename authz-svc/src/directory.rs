@@ -91,6 +91,15 @@ impl AuthzState {
         }
     }
 
+    /// Records a SCIM change in the audit trail; a refused record is logged, the change stands
+    /// (the directory write already committed, as an agent change does).
+    pub(crate) fn directory_audited(&self, object_type: &str, object_id: &str, action: &str) {
+        let event = crate::events::directory_changed(object_type, object_id, action);
+        if let Err(why) = self.audit(event) {
+            tracing::warn!(object_type, object_id, %why, "cannot audit a directory change");
+        }
+    }
+
     /// Revokes every grant and token of the member `member_id` at every edge and purges its
     /// per-user credentials: the member was deactivated or deleted.
     pub(crate) async fn member_offboarded(&self, member_id: &str) -> Result<(), Error> {

@@ -146,6 +146,23 @@ pub(crate) fn agent_changed(bundle: &AgentRecord, action: &str, reason: &str) ->
     event
 }
 
+/// Returns the event of a SCIM change (`create`, `update`, `deactivate`, `delete`) to a
+/// provisioned member or group, made by the identity provider (the SCIM client).
+pub(crate) fn directory_changed(object_type: &str, object_id: &str, action: &str) -> AuditEvent {
+    let mut event = base(EventKind::AdminChange, client(SCIM_CLIENT));
+    event.details = Some(audit_event::Details::Admin(AdminDetails {
+        action: action.to_owned(),
+        object_type: object_type.to_owned(),
+        object_id: object_id.to_owned(),
+        changed_fields: Vec::new(),
+        reason: "scim provisioning".to_owned(),
+    }));
+    event
+}
+
+/// Names the identity provider's SCIM client in audit records (it holds no OAuth client id).
+const SCIM_CLIENT: &str = "scim";
+
 fn base(kind: EventKind, principal: Principal) -> AuditEvent {
     let event_id = uuid::Uuid::now_v7().to_string();
     AuditEvent {

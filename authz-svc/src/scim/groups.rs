@@ -52,6 +52,7 @@ pub(super) async fn create(
     };
     state.store.insert_group(&group).await?;
     state.directory_changed().await;
+    state.directory_audited("group", &group.id, "create");
     tracing::info!(group = %group.id, members = group.members.len(), "scim group created");
     Ok(resource_response(
         StatusCode::CREATED,
@@ -116,6 +117,7 @@ pub(super) async fn delete(
         return Err(ScimError::not_found("Group", &id));
     }
     state.directory_changed().await;
+    state.directory_audited("group", &id, "delete");
     tracing::info!(group = %id, "scim group deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -137,6 +139,7 @@ async fn update(
         return Err(ScimError::precondition());
     }
     state.directory_changed().await;
+    state.directory_audited("group", &group.id, "update");
     tracing::info!(group = %group.id, members = group.members.len(), "scim group changed");
     Ok(resource_response(
         StatusCode::OK,

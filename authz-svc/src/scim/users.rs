@@ -56,6 +56,7 @@ pub(super) async fn create(
     };
     state.store.insert_user(&user).await?;
     state.directory_changed().await;
+    state.directory_audited("member", &user.id, "create");
     tracing::info!(member = %user.id, "scim user created");
     Ok(resource_response(
         StatusCode::CREATED,
@@ -120,6 +121,7 @@ pub(super) async fn delete(
     }
     state.directory_changed().await;
     state.member_offboarded(&id).await?;
+    state.directory_audited("member", &id, "delete");
     tracing::info!(member = %id, "scim user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -154,7 +156,10 @@ async fn update(
     state.directory_changed().await;
     if current.active && !user.active {
         state.member_offboarded(&user.id).await?;
+        state.directory_audited("member", &user.id, "deactivate");
         tracing::info!(member = %user.id, "scim user deactivated");
+    } else {
+        state.directory_audited("member", &user.id, "update");
     }
     let groups = state.store.user_groups(&user.id).await?;
     Ok(resource_response(

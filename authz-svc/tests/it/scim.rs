@@ -619,3 +619,64 @@ async fn a_provisioned_member_logs_in_and_deactivation_revokes_everything() {
         "an inactive member cannot log in"
     );
 }
+
+#[tokio::test]
+async fn every_provisioning_change_is_audited_without_the_password() {
+    let audit = Arc::new(crate::harness::AuditCapture::default());
+    let sink = audit.clone();
+    let harness = Harness::with_state(scim_config(), move |state| state.with_audit(sink)).await;
+    let user = create_user(
+        &harness,
+        json!({"schemas": [USER], "userName": "frank", "password": "frank-password-1"}),
+    )
+    .await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let group: Value = expect(
+        scim(
+            &harness,
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "ops", "members": [{"value": id}]})),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let group_id = group["id"].as_str().unwrap().to_owned();
+    for op in [json!({"displayName": "Frank"}), json!({"active": false})] {
+        let body = patch(json!([{"op": "replace", "value": op}]));
+        let path = format!("/Users/{id}");
+        expect(
+            scim(&harness, Method::PATCH, &path, body).await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let deleted = scim(&harness, Method::DELETE, &format!("/Users/{id}"), None).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+
+    let events = audit.0.lock().unwrap().clone();
+    let changes: Vec<(String, String, String)> = events
+        .iter()
+        .filter_map(|event| match &event.details {
+            Some(proto::audit::v1::audit_event::Details::Admin(admin)) => Some((
+                admin.object_type.clone(),
+                admin.object_id.clone(),
+                admin.action.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let member = |action: &str| ("member".to_owned(), id.clone(), action.to_owned());
+    assert_eq!(
+        changes,
+        [
+            member("create"),
+            ("group".to_owned(), group_id, "create".to_owned()),
+            member("update"),
+            member("deactivate"),
+            member("delete"),
+        ]
+    );
+    assert!(!format!("{events:?}").contains("frank-password-1"));
+}
