@@ -97,12 +97,14 @@ impl IssuerIdentity {
         let Some(requested) = requested else {
             return Some(resource.scopes.join(" "));
         };
-        let known = self.all_scopes();
+        let declared = |resource: &ProtectedResource, scope: &str| {
+            resource.scopes.iter().any(|offered| offered == scope)
+        };
         let mut granted = Vec::new();
         for scope in requested.split_whitespace() {
-            if resource.scopes.iter().any(|offered| offered == scope) {
+            if declared(resource, scope) {
                 granted.push(scope);
-            } else if !known.iter().any(|other| other == scope) {
+            } else if !self.resources.iter().any(|other| declared(other, scope)) {
                 return None;
             }
         }
