@@ -336,22 +336,26 @@ pub(crate) fn signer() -> audit_svc::Signer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_stores_opening_one_fresh_sqlite_file_both_start() {
+async fn stores_opening_one_fresh_sqlite_file_at_once_all_start() {
+    // As several processes starting on one data dir, or a reader opening the file while
+    // audit-svc migrates it.
+    const OPENERS: usize = 8;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let (first, second) = tokio::join!(
-        audit_svc::SqliteStore::open(&path),
-        audit_svc::SqliteStore::open(&path)
-    );
-    let (first, second) = (first.unwrap(), second.unwrap());
+    let opened = futures::future::join_all(
+        (0..OPENERS).map(|_| audit_svc::SqliteStore::open(&path)),
+    )
+    .await;
+    let stores: Vec<_> = opened
+        .into_iter()
+        .map(|store| store.expect("every opener starts"))
+        .collect();
     use audit_svc::Store as _;
-    first
-        .append(&[event("one", "alice", "echo", "VERDICT_ALLOW", 0)])
-        .await
-        .unwrap();
-    let outcomes = second
-        .append(&[event("two", "bob", "echo", "VERDICT_ALLOW", 1)])
-        .await
-        .unwrap();
-    assert_eq!(outcomes, [AppendOutcome::Stored(2)]);
+    for (i, store) in stores.iter().enumerate() {
+        let outcomes = store
+            .append(&[event(&format!("e{i}"), "alice", "echo", "VERDICT_ALLOW", i as u32)])
+            .await
+            .unwrap();
+        assert_eq!(outcomes, [AppendOutcome::Stored(i as u64 + 1)]);
+    }
 }
