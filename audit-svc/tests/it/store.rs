@@ -342,10 +342,8 @@ async fn stores_opening_one_fresh_sqlite_file_at_once_all_start() {
     const OPENERS: usize = 8;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let opened = futures::future::join_all(
-        (0..OPENERS).map(|_| audit_svc::SqliteStore::open(&path)),
-    )
-    .await;
+    let opened =
+        futures::future::join_all((0..OPENERS).map(|_| audit_svc::SqliteStore::open(&path))).await;
     let stores: Vec<_> = opened
         .into_iter()
         .map(|store| store.expect("every opener starts"))
@@ -353,7 +351,13 @@ async fn stores_opening_one_fresh_sqlite_file_at_once_all_start() {
     use audit_svc::Store as _;
     for (i, store) in stores.iter().enumerate() {
         let outcomes = store
-            .append(&[event(&format!("e{i}"), "alice", "echo", "VERDICT_ALLOW", i as u32)])
+            .append(&[event(
+                &format!("e{i}"),
+                "alice",
+                "echo",
+                "VERDICT_ALLOW",
+                i as u32,
+            )])
             .await
             .unwrap();
         assert_eq!(outcomes, [AppendOutcome::Stored(i as u64 + 1)]);

@@ -165,15 +165,47 @@ pub(super) fn edge_spool(audit_addr: std::net::SocketAddr, spool_dir: &Path) -> 
     AuditConfig::new(format!("http://{audit_addr}"), spool_dir).with_token(edge_token())
 }
 
-pub(super) async fn reserve_port() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
+/// A loopback port held bound but not listening: connections to it are refused, and neither
+/// another test's listener nor an outgoing connection can take it meanwhile. (A port that is
+/// merely looked up and released can be taken by a parallel test's audit-svc, which then
+/// acknowledges this test's spool under the shared test token.)
+pub(super) struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl ReservedPort {
+    pub(super) fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Starts listening on the held port: audit-svc "comes up" here.
+    pub(super) fn listen(self) -> TcpListener {
+        self.socket
+            .listen(1024)
+            .expect("listen on the reserved port")
+    }
+
+    /// Lets go of the port for a child process to bind; racy, so only for child processes.
+    pub(super) fn release(self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+pub(super) fn reserve_port() -> ReservedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    ReservedPort { socket, addr }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_full_and_delivered_in_order()
  {
-    let audit_addr = reserve_port().await;
+    let audit_port = reserve_port();
+    let audit_addr = audit_port.addr();
     let spool_dir = tempfile::tempdir().expect("spool");
     let audit_dir = tempfile::tempdir().expect("audit data");
     let shutdown = CancellationToken::new();
@@ -214,16 +246,18 @@ async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_ful
 
     // audit-svc comes up: the backlog is delivered in call order and calls flow again.
     let audit_config = audit_svc_config(audit_dir.path());
-    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
-    tokio::spawn(audit_svc::serve(
+    let audit_listener = audit_port.listen();
+    let server = tokio::spawn(audit_svc::serve(
         audit_config.clone(),
         audit_listener,
         shutdown.clone(),
     ));
-    let events = wait_for_events(&audit_config, "the spooled events", |events| {
-        events.len() >= answered.len()
-    })
-    .await;
+    let events = tokio::select! {
+        events = wait_for_events(&audit_config, "the spooled events", |events| {
+            events.len() >= answered.len()
+        }) => events,
+        ended = server => panic!("audit-svc stopped before the backlog arrived: {ended:?}"),
+    };
     let recorded: Vec<String> = events
         .iter()
         .map(|(_, event)| {
@@ -267,13 +301,13 @@ pub(super) struct Audited {
 
 /// Starts audit-svc and a recorder delivering to it, both stopped by `shutdown`.
 pub(super) async fn audited(shutdown: &CancellationToken) -> Audited {
-    let audit_addr = reserve_port().await;
+    let audit_listener = TcpListener::bind("127.0.0.1:0").await.expect("audit port");
+    let audit_addr = audit_listener.local_addr().expect("audit addr");
     let dirs = (
         tempfile::tempdir().expect("spool"),
         tempfile::tempdir().expect("audit"),
     );
     let config = audit_svc_config(dirs.1.path());
-    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
     tokio::spawn(audit_svc::serve(
         config.clone(),
         audit_listener,
@@ -677,7 +711,7 @@ fn audit_svc_process(addr: std::net::SocketAddr, data: &Path) -> std::process::C
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_audit_svc_under_load_loses_nothing_and_the_chain_stays_gapless() {
-    let audit_addr = reserve_port().await;
+    let audit_addr = reserve_port().release();
     let (spool_dir, audit_dir) = (
         tempfile::tempdir().expect("spool"),
         tempfile::tempdir().expect("audit"),
@@ -761,8 +795,8 @@ async fn verify_archive_accepts_a_retention_batch_and_names_the_record_after_one
     config.checkpoint.interval = Duration::from_millis(200);
     config.retention.max_age = Some(Duration::from_millis(500));
     config.retention.interval = Duration::from_millis(200);
-    let audit_addr = reserve_port().await;
-    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
+    let audit_listener = TcpListener::bind("127.0.0.1:0").await.expect("audit port");
+    let audit_addr = audit_listener.local_addr().expect("audit addr");
     tokio::spawn(audit_svc::serve(
         config.clone(),
         audit_listener,
@@ -908,7 +942,7 @@ async fn standalone_vault_svc_delivers_its_credential_events_to_a_standalone_aud
     use proto::common::v1 as common;
     use proto::vault::v1 as pb;
 
-    let (audit_addr, vault_addr) = (reserve_port().await, reserve_port().await);
+    let (audit_addr, vault_addr) = (reserve_port().release(), reserve_port().release());
     let (vault_dir, audit_dir) = (
         tempfile::tempdir().expect("vault"),
         tempfile::tempdir().expect("audit"),

@@ -170,9 +170,9 @@ async fn each_call_carries_the_right_credential_and_none_ever_leaks() {
     );
     let shutdown = CancellationToken::new();
     let (vault, mut vault_events) = start_vault(dirs.0.path(), &shutdown).await;
-    let audit_addr = super::audit::reserve_port().await;
+    let audit_listener = TcpListener::bind("127.0.0.1:0").await.expect("audit port");
+    let audit_addr = audit_listener.local_addr().expect("audit addr");
     let audit_config = super::audit::audit_svc_config(dirs.2.path());
-    let audit_listener = TcpListener::bind(audit_addr).await.expect("audit port");
     tokio::spawn(audit_svc::serve(
         audit_config.clone(),
         audit_listener,
