@@ -34,8 +34,8 @@ pub(crate) mod shape;
 mod syslog;
 
 pub use config::{
-    HecConfig, JsonlConfig, OtlpConfig, RetryConfig, S3Config, Secret, Shape, SinkConfig,
-    SyslogConfig, SyslogTlsConfig,
+    HecConfig, JsonlConfig, OtlpConfig, OtlpProtocol, RetryConfig, S3Config, Secret, Shape,
+    SinkConfig, SyslogConfig, SyslogTlsConfig,
 };
 use runner::Runner;
 use shape::Rendered;
@@ -267,7 +267,8 @@ pub(crate) fn transient(error: reqwest::Error) -> Failure {
     }
 }
 
-fn truncate(text: &str, limit: usize) -> &str {
+/// Returns at most `limit` characters of a receiver's answer, for failure reasons.
+pub(crate) fn truncate(text: &str, limit: usize) -> &str {
     match text.char_indices().nth(limit) {
         Some((index, _)) => &text[..index],
         None => text,

@@ -149,19 +149,34 @@ pub struct HecConfig {
     pub timeout: Duration,
 }
 
-/// Configures an OTLP logs receiver (HTTP/protobuf).
+/// Configures an OTLP logs receiver (OTLP/HTTP protobuf or OTLP/gRPC).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
-    /// Holds the receiver's base URL, such as `http://collector:4318`; logs go
-    /// to `<endpoint>/v1/logs`.
+    /// Holds the receiver's base URL: for `http_protobuf` such as
+    /// `http://collector:4318` (logs go to `<endpoint>/v1/logs`), for `grpc` such as
+    /// `http://collector:4317`.
     pub endpoint: String,
+    /// Chooses the OTLP transport; collectors commonly accept both.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
     /// Holds the `service.name` resource attribute.
     #[serde(default = "default_service_name")]
     pub service_name: String,
-    /// Bounds one HTTP request.
+    /// Bounds one export request.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// Chooses how OTLP logs travel (the two transports of the OTLP specification).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpProtocol {
+    /// Is OTLP/HTTP with binary protobuf bodies.
+    #[default]
+    HttpProtobuf,
+    /// Is OTLP/gRPC (`LogsService/Export`).
+    Grpc,
 }
 
 /// Configures a local JSON-lines file.

@@ -1,22 +1,27 @@
-//! The OTLP logs sink: one `ExportLogsServiceRequest` per batch, posted as
-//! protobuf to `<endpoint>/v1/logs` (OTLP/HTTP). Each event is one log record:
-//! the rendering as body, the facets, id, sequence and leaf hash as attributes,
-//! and the trace id when it is a W3C one.
+//! The OTLP logs sink: one `ExportLogsServiceRequest` per batch, over OTLP/HTTP
+//! (protobuf posted to `<endpoint>/v1/logs`) or OTLP/gRPC (`LogsService/Export`).
+//! Each event is one log record: the rendering as body, the facets, id, sequence
+//! and leaf hash as attributes, and the trace id when it is a W3C one.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use reqwest::header::CONTENT_TYPE;
+use tonic::transport::Channel;
+use tonic_types::StatusExt as _;
 
-use super::config::OtlpConfig;
-use super::{Failure, Record, Transport, classify_status, transient};
+use super::config::{OtlpConfig, OtlpProtocol};
+use super::{Failure, Record, Transport, classify_status, transient, truncate};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 
@@ -25,16 +30,28 @@ const SEVERITY_INFO: i32 = 9;
 /// Is OTLP's severity number for WARN.
 const SEVERITY_WARN: i32 = 13;
 
-/// Delivers to one OTLP/HTTP logs receiver.
+/// Delivers to one OTLP logs receiver.
 #[derive(Debug)]
 pub(crate) struct OtlpTransport {
-    client: reqwest::Client,
-    url: String,
+    exporter: Exporter,
     service_name: String,
 }
 
+/// Is the wire an [`OtlpTransport`] speaks.
+#[derive(Debug)]
+enum Exporter {
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
+    Grpc {
+        client: LogsServiceClient<Channel>,
+    },
+}
+
 impl OtlpTransport {
-    /// Returns the transport.
+    /// Returns the transport; a gRPC channel connects on first use, so a receiver
+    /// that starts later is simply retried.
     pub(crate) fn new(config: &OtlpConfig) -> Result<Self, Error> {
         let setup = |reason: String| Error::SinkSetup {
             field: "otlp",
@@ -42,48 +59,108 @@ impl OtlpTransport {
         };
         let base = config.endpoint.trim_end_matches('/');
         reqwest::Url::parse(base).map_err(|error| setup(format!("endpoint: {error}")))?;
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|error| setup(format!("http client: {}", error.without_url())))?;
+        let exporter = match config.protocol {
+            OtlpProtocol::HttpProtobuf => Exporter::Http {
+                client: reqwest::Client::builder()
+                    .timeout(config.timeout)
+                    .build()
+                    .map_err(|error| setup(format!("http client: {}", error.without_url())))?,
+                url: format!("{base}/v1/logs"),
+            },
+            OtlpProtocol::Grpc => {
+                let channel = tonic::transport::Endpoint::from_shared(base.to_owned())
+                    .map_err(|error| setup(format!("endpoint: {error}")))?
+                    .connect_timeout(config.timeout)
+                    .timeout(config.timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                Exporter::Grpc {
+                    client: LogsServiceClient::new(channel),
+                }
+            }
+        };
         Ok(Self {
-            client,
-            url: format!("{base}/v1/logs"),
+            exporter,
             service_name: config.service_name.clone(),
         })
     }
 
-    async fn export(&self, records: Vec<LogRecord>) -> Result<(), Failure> {
+    async fn export(&mut self, records: Vec<LogRecord>) -> Result<(), Failure> {
         let request = export_request(&self.service_name, records);
-        let response = self
-            .client
-            .post(&self.url)
-            .header(CONTENT_TYPE, "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .map_err(transient)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transient)?;
-        if !status.is_success() {
-            return Err(classify_status(
-                status,
-                &headers,
-                &String::from_utf8_lossy(&body),
-            ));
-        }
-        // A partial success names records the receiver dropped for good.
-        let answer = ExportLogsServiceResponse::decode(body.as_ref()).unwrap_or_default();
-        match answer.partial_success {
-            Some(partial) if partial.rejected_log_records > 0 => Err(Failure::Reject {
-                reason: format!(
-                    "receiver rejected {} log records: {}",
-                    partial.rejected_log_records, partial.error_message
-                ),
-            }),
-            _ => Ok(()),
-        }
+        let answer = match &mut self.exporter {
+            Exporter::Http { client, url } => export_http(client, url, request).await?,
+            Exporter::Grpc { client } => client
+                .export(request)
+                .await
+                .map_err(|status| grpc_failure(&status))?
+                .into_inner(),
+        };
+        rejected(answer.partial_success)
+    }
+}
+
+async fn export_http(
+    client: &reqwest::Client,
+    url: &str,
+    request: ExportLogsServiceRequest,
+) -> Result<ExportLogsServiceResponse, Failure> {
+    let response = client
+        .post(url)
+        .header(CONTENT_TYPE, "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .map_err(transient)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(transient)?;
+    if !status.is_success() {
+        return Err(classify_status(
+            status,
+            &headers,
+            &String::from_utf8_lossy(&body),
+        ));
+    }
+    Ok(ExportLogsServiceResponse::decode(body.as_ref()).unwrap_or_default())
+}
+
+/// A partial success names records the receiver dropped for good.
+fn rejected(partial: Option<ExportLogsPartialSuccess>) -> Result<(), Failure> {
+    match partial {
+        Some(partial) if partial.rejected_log_records > 0 => Err(Failure::Reject {
+            reason: format!(
+                "receiver rejected {} log records: {}",
+                partial.rejected_log_records, partial.error_message
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Classifies a gRPC status as the OTLP specification's "Failures" section does:
+/// these codes are retryable, `RESOURCE_EXHAUSTED` only when the receiver sends
+/// `RetryInfo`, whose delay is honoured; every other code is a permanent refusal.
+fn grpc_failure(status: &tonic::Status) -> Failure {
+    use tonic::Code;
+    let reason = format!(
+        "grpc {:?}: {}",
+        status.code(),
+        truncate(status.message(), 200)
+    );
+    let retry_info = status.get_details_retry_info();
+    let after = retry_info
+        .as_ref()
+        .and_then(|info| info.retry_delay)
+        .map(|delay| delay.min(Duration::from_secs(300)));
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Failure::Retry { after, reason },
+        Code::ResourceExhausted if retry_info.is_some() => Failure::Retry { after, reason },
+        _ => Failure::Reject { reason },
     }
 }
 
@@ -213,5 +290,60 @@ fn trace_id(text: &str) -> Vec<u8> {
         Vec::new()
     } else {
         bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic::Code;
+    use tonic_types::{ErrorDetails, StatusExt as _};
+
+    use super::{Failure, grpc_failure};
+
+    fn retried_after(failure: Failure) -> Option<Option<Duration>> {
+        match failure {
+            Failure::Retry { after, .. } => Some(after),
+            Failure::Reject { .. } => None,
+        }
+    }
+
+    #[test]
+    fn otlp_grpc_retryable_codes_are_retried_and_the_rest_refused_for_good() {
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            let failure = grpc_failure(&tonic::Status::new(code, "busy"));
+            assert_eq!(retried_after(failure), Some(None), "{code:?} is retryable");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+            Code::ResourceExhausted,
+        ] {
+            let failure = grpc_failure(&tonic::Status::new(code, "no"));
+            assert_eq!(retried_after(failure), None, "{code:?} is not retryable");
+        }
+    }
+
+    #[test]
+    fn resource_exhausted_with_retry_info_is_retried_after_the_receivers_delay() {
+        let status = tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(7))),
+        );
+        assert_eq!(
+            retried_after(grpc_failure(&status)),
+            Some(Some(Duration::from_secs(7)))
+        );
     }
 }

@@ -7,7 +7,23 @@ use super::{Running, append, free_port, log_over, receiver, sinks, wait_for_port
 use crate::backend::Backend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn otlp_logs_reach_rotel_with_body_and_attributes() {
+async fn otlp_http_logs_reach_rotel_with_body_and_attributes() {
+    logs_reach_rotel(Protocol::HttpProtobuf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_grpc_logs_reach_rotel_with_body_and_attributes() {
+    logs_reach_rotel(Protocol::Grpc).await;
+}
+
+/// Is the OTLP transport a test exports over.
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    HttpProtobuf,
+    Grpc,
+}
+
+async fn logs_reach_rotel(protocol: Protocol) {
     let Some(rotel) = receiver("ROTEL") else {
         return;
     };
@@ -34,12 +50,17 @@ async fn otlp_logs_reach_rotel_with_body_and_attributes() {
         .spawn()
         .expect("ROTEL is set but does not start");
     wait_for_port(http, "rotel").await;
+    wait_for_port(grpc, "rotel").await;
     let backend = Backend::sqlite().await;
     let log = log_over(&backend).await;
     append(&log, "otlp", 0, 3).await;
+    let (port, protocol) = match protocol {
+        Protocol::HttpProtobuf => (http, "http_protobuf"),
+        Protocol::Grpc => (grpc, "grpc"),
+    };
     let config = sinks(&format!(
         "[[sinks]]\nname = \"otel\"\nshape = \"cef\"\n[sinks.otlp]\n\
-         endpoint = \"http://127.0.0.1:{http}\"\n"
+         endpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\n"
     ));
     let running = Running::start(&log, &config);
     running.delivered(3).await;
