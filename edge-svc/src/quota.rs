@@ -7,10 +7,11 @@
 //! say it too: [`retry_after`] turns that answer into HTTP 429 with `Retry-After`. Legacy
 //! sessions keep HTTP 200, as their clients expect errors in the JSON-RPC body only.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
@@ -23,7 +24,7 @@ use crate::error::Error;
 
 mod rule;
 
-pub use rule::{Charge, Dimension, Item, Per, RateLimitsSpec, RuleSpec};
+pub use rule::{Callers, Charge, Dimension, Item, Per, RateLimitsSpec, RuleSpec};
 
 use rule::{Payer, Rule};
 
@@ -91,7 +92,7 @@ impl Quotas {
             return Ok(());
         };
         let parts = context.extensions.get::<http::request::Parts>();
-        let payer = payer(parts.and_then(|parts| parts.extensions.get::<Caller>()));
+        let payer = payer(parts);
         let (rules, keys): (Vec<&Rule>, Vec<String>) = enforced
             .rules
             .iter()
@@ -154,10 +155,18 @@ pub async fn retry_after(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Reads the identities a call can be metered by from the caller the gate admitted.
-fn payer(caller: Option<&Caller>) -> Payer {
-    let Some(Caller::Token(claims)) = caller else {
-        return Payer::default();
+/// Reads the identities a call can be metered by: the caller the gate admitted and the
+/// address the request came from.
+fn payer(parts: Option<&http::request::Parts>) -> Payer {
+    let source_ip = parts
+        .and_then(|parts| parts.extensions.get::<ConnectInfo<SocketAddr>>())
+        .map(|ConnectInfo(address)| address.ip());
+    let Some(Caller::Token(claims)) = parts.and_then(|parts| parts.extensions.get::<Caller>())
+    else {
+        return Payer {
+            source_ip,
+            ..Payer::default()
+        };
     };
     let principal = crate::access::principal(claims);
     Payer {
@@ -169,6 +178,7 @@ fn payer(caller: Option<&Caller>) -> Payer {
             .unwrap_or_default(),
         member: principal.member.map(|member| member.id),
         client: Some(principal.client_id),
+        source_ip,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
@@ -35,11 +36,28 @@ pub struct RuleSpec {
     /// Meters only `tools/call` of exposed tool names matching this glob.
     #[serde(default)]
     pub tool: Option<String>,
+    /// Meters only anonymous or only authenticated callers; all by default.
+    #[serde(default)]
+    pub callers: Callers,
     /// The sustained rate, `n/second|minute|hour|day`.
     pub rate: limits::Rate,
     /// Calls allowed at once after a quiet spell; defaults to 1 (strict pacing).
     #[serde(default = "one")]
     pub burst: u32,
+}
+
+/// Which callers a rule meters, so anonymous traffic can be paced per address while callers
+/// with a token are paced by who they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Callers {
+    /// Every caller.
+    #[default]
+    Any,
+    /// Only calls without a token (a virtual server with `auth: none`).
+    Anonymous,
+    /// Only calls with a token.
+    Authenticated,
 }
 
 /// The dimensions a rule keys its buckets by; empty means one global bucket.
@@ -62,6 +80,10 @@ pub enum Dimension {
     Tool,
     /// The virtual server called.
     VirtualServer,
+    /// The caller's IP address as edge's listener saw it (an IPv6 caller by its /64, the
+    /// smallest block one subscriber is usually given); behind a load balancer, that
+    /// balancer's address unless it preserves the client address (PROXY protocol, DSR).
+    SourceIp,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +102,7 @@ pub(super) struct Rule {
     per: Vec<Dimension>,
     virtual_server: Option<String>,
     tool: Option<GlobMatcher>,
+    callers: Callers,
     pub(super) quota: limits::Quota,
 }
 
@@ -110,6 +133,8 @@ pub(super) struct Payer {
     pub(super) agent: Option<String>,
     pub(super) client: Option<String>,
     pub(super) groups: Vec<String>,
+    /// The address the call came from; `None` only where no listener recorded one.
+    pub(super) source_ip: Option<IpAddr>,
 }
 
 impl<'a> Charge<'a> {
@@ -159,11 +184,12 @@ impl TryFrom<PerText> for Per {
                 "client" => Dimension::Client,
                 "tool" => Dimension::Tool,
                 "virtual_server" => Dimension::VirtualServer,
+                "source_ip" => Dimension::SourceIp,
                 group => match group.strip_prefix("group:") {
                     Some(group) if !group.is_empty() => Dimension::Group(group.to_owned()),
                     _ => {
                         return Err(format!(
-                            "unknown `per` value `{name}`: use member, agent, client, group:<name>, tool, virtual_server, or global alone"
+                            "unknown `per` value `{name}`: use member, agent, client, group:<name>, tool, virtual_server, source_ip, or global alone"
                         ));
                     }
                 },
@@ -234,6 +260,7 @@ impl TryFrom<&RuleSpec> for Rule {
             per: spec.per.0.clone(),
             virtual_server: spec.virtual_server.clone(),
             tool,
+            callers: spec.callers,
             quota,
         })
     }
@@ -248,6 +275,7 @@ impl Dimension {
             Self::Group(_) => "group",
             Self::Tool => "tool",
             Self::VirtualServer => "virtual_server",
+            Self::SourceIp => "source_ip",
         }
     }
 }
@@ -263,6 +291,13 @@ impl Rule {
         {
             return None;
         }
+        let anonymous = payer.client.is_none();
+        match self.callers {
+            Callers::Anonymous if !anonymous => return None,
+            Callers::Authenticated if anonymous => return None,
+            Callers::Any | Callers::Anonymous | Callers::Authenticated => {}
+        }
+        let source_block = payer.source_ip.map(address_block);
         if let Some(glob) = &self.tool {
             let Item::Tool(name) = charge.item else {
                 return None;
@@ -286,10 +321,29 @@ impl Rule {
                     Item::Tool(name) | Item::Prompt(name) | Item::Resource(name) => name,
                 },
                 Dimension::VirtualServer => charge.virtual_server,
+                Dimension::SourceIp => source_block.as_deref()?,
             };
             let _ = write!(key, "|{}={}", dimension.name(), escape(value));
         }
         Some(key)
+    }
+}
+
+/// Returns the block an address is metered as: itself for IPv4 (and IPv4-mapped IPv6), its /64
+/// for IPv6, where one subscriber holds a whole /64 and could rotate through it.
+fn address_block(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let segments = v6.segments();
+                format!(
+                    "{:x}:{:x}:{:x}:{:x}::/64",
+                    segments[0], segments[1], segments[2], segments[3]
+                )
+            }
+        },
     }
 }
 

@@ -15,6 +15,14 @@ fn alice() -> Payer {
         agent: None,
         client: Some("claude".into()),
         groups: vec!["sales".into()],
+        source_ip: Some("192.0.2.7".parse().unwrap()),
+    }
+}
+
+fn anonymous(address: &str) -> Payer {
+    Payer {
+        source_ip: Some(address.parse().unwrap()),
+        ..Payer::default()
     }
 }
 
@@ -123,4 +131,61 @@ fn waits_round_up_to_whole_seconds() {
     assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
     assert_eq!(whole_seconds(Duration::from_millis(1000)), 1);
     assert_eq!(whole_seconds(Duration::from_millis(1001)), 2);
+}
+
+#[test]
+fn anonymous_callers_are_metered_per_address_and_authenticated_ones_by_identity() {
+    let rules = rules(
+        r#"
+rules:
+  - {name: anon, per: source_ip, callers: anonymous, rate: 10/minute}
+  - {name: known, per: member, callers: authenticated, rate: 60/minute}
+  - {name: everyone, per: source_ip, rate: 600/minute}
+"#,
+    );
+    let keys = |payer: &Payer| -> Vec<Option<String>> {
+        rules.iter().map(|rule| rule.bucket(&TOOL, payer)).collect()
+    };
+    assert_eq!(
+        keys(&anonymous("198.51.100.4")),
+        [
+            Some("anon|source_ip=198.51.100.4".to_owned()),
+            None,
+            Some("everyone|source_ip=198.51.100.4".to_owned()),
+        ]
+    );
+    assert_eq!(
+        keys(&alice()),
+        [
+            None,
+            Some("known|member=alice".to_owned()),
+            Some("everyone|source_ip=192.0.2.7".to_owned()),
+        ]
+    );
+    assert_eq!(rules[0].class, "source_ip");
+}
+
+#[test]
+fn an_ipv6_caller_is_metered_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+    let rules = rules("rules:\n  - {name: anon, per: source_ip, rate: 10/minute}\n");
+    let key = |address: &str| rules[0].bucket(&TOOL, &anonymous(address));
+    assert_eq!(
+        key("2001:db8:1:2:aaaa::1"),
+        key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    );
+    assert_eq!(
+        key("2001:db8:1:2::1").as_deref(),
+        Some("anon|source_ip=2001:db8:1:2::/64")
+    );
+    assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    assert_eq!(
+        key("::ffff:203.0.113.9").as_deref(),
+        Some("anon|source_ip=203.0.113.9")
+    );
+}
+
+#[test]
+fn a_rule_without_a_recorded_address_skips_the_call() {
+    let rules = rules("rules:\n  - {name: anon, per: source_ip, rate: 10/minute}\n");
+    assert_eq!(rules[0].bucket(&TOOL, &Payer::default()), None);
 }

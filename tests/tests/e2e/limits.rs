@@ -1,14 +1,18 @@
 //! Rate limits through the real HTTP face: a caller over budget is refused with a retry hint
-//! (HTTP 429 on the modern era), the refused call never reaches the downstream and is audited
-//! as rate limited; two edges sharing Redis enforce one global budget.
+//! (HTTP 429 on the modern era, a JSON-RPC error in HTTP 200 on a legacy session), the refused
+//! call never reaches the downstream and is audited as rate limited; anonymous callers are paced
+//! per address; two edges sharing Redis enforce one global budget.
 
 use edge_svc::access::Access;
 use edge_svc::audit::Recorder;
+use edge_svc::config::HttpFace;
 use edge_svc::quota::{Quotas, RateLimitsSpec};
+use edge_svc::{Gateway, GatewaySpec};
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::audit::{audited, wait_for_events};
+use super::audit::{audited, call, spec_yaml, wait_for_events};
 use super::oauth::{call_tool, start_limited, token_for};
 
 async fn quotas(yaml: &str) -> Quotas {
@@ -167,4 +171,126 @@ async fn two_edges_sharing_redis_enforce_one_global_budget() {
     for (gateway, _, _) in edges {
         gateway.shutdown.cancel();
     }
+}
+
+/// Serves the `tools` server of [`spec_yaml`] (`auth: none`) with `limits`, unrecorded.
+async fn serve_anonymous(limits: Quotas, shutdown: &CancellationToken) -> String {
+    let spec = GatewaySpec::from_yaml(&spec_yaml(), "limits.yaml").expect("spec");
+    let gateway = Gateway::start(&spec, shutdown)
+        .expect("gateway")
+        .with_audit(Recorder::disabled())
+        .with_quotas(limits);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let face = HttpFace::new(origin.parse().expect("url"), &[], &[], 1 << 20);
+    tokio::spawn(edge_svc::serve(
+        gateway,
+        face,
+        None,
+        listener,
+        shutdown.clone(),
+    ));
+    format!("{origin}/v/tools/mcp")
+}
+
+/// Posts one legacy-era (2025-11-25) message and returns the HTTP status and the JSON-RPC
+/// answer, read from a JSON body or from the SSE stream's `data:` lines.
+async fn legacy_post(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    message: Value,
+) -> (u16, Option<String>, Option<Value>) {
+    let mut request = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&message);
+    if let Some(session) = session {
+        request = request
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    let response = request.send().await.expect("edge answers");
+    let status = response.status().as_u16();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let text = response.text().await.expect("body");
+    let answer = std::iter::once(text.as_str())
+        .chain(text.lines().filter_map(|line| line.strip_prefix("data:")))
+        .filter_map(|candidate| serde_json::from_str::<Value>(candidate.trim()).ok())
+        .find(|value| value.get("id").is_some());
+    (status, session, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_callers_are_paced_per_address_and_a_legacy_session_hears_it_in_json_rpc() {
+    let shutdown = CancellationToken::new();
+    let limits = quotas(
+        "rules: [{name: anonymous, per: source_ip, callers: anonymous, tool: echo, rate: 1/hour, burst: 2}]",
+    )
+    .await;
+    let url = serve_anonymous(limits, &shutdown).await;
+    let http = reqwest::Client::new();
+
+    let (status, session, _) = legacy_post(
+        &http,
+        &url,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "limits-e2e", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "initialize");
+    let session = session.expect("a legacy session id");
+    let (status, _, _) = legacy_post(
+        &http,
+        &url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202, "initialized");
+
+    let echo = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"text": format!("call-{id}")}}})
+    };
+    for id in 2..=3 {
+        let (status, _, answer) = legacy_post(&http, &url, Some(&session), echo(id)).await;
+        let answer = answer.expect("an answer");
+        assert_eq!(status, 200);
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            format!("call-{id}"),
+            "{answer}"
+        );
+    }
+    let (status, _, refused) = legacy_post(&http, &url, Some(&session), echo(4)).await;
+    let refused = refused.expect("the refusal");
+    assert_eq!(
+        status, 200,
+        "a legacy session hears it in the JSON-RPC body only"
+    );
+    assert_eq!(refused["error"]["code"], -32029, "{refused}");
+    assert_eq!(refused["error"]["data"]["limit"], "source_ip", "{refused}");
+    assert!(
+        refused["error"]["data"]["retryAfterSeconds"]
+            .as_u64()
+            .is_some_and(|seconds| seconds > 3500),
+        "{refused}"
+    );
+
+    // The budget belongs to the address, whichever era or session the caller uses.
+    let modern = call(&http, &url, 5, "echo", json!({"text": "other era"})).await;
+    assert_eq!(modern["error"]["code"], -32029, "{modern}");
+    let unmetered = call(&http, &url, 6, "echoes", json!({})).await;
+    assert_eq!(
+        unmetered["result"]["content"][0]["text"], "2",
+        "only the two calls within budget reached the downstream: {unmetered}"
+    );
+    shutdown.cancel();
 }
