@@ -116,7 +116,11 @@ impl AgentRegistry {
                 Some(mut existing) => {
                     super::validate::new_agent(
                         &command,
-                        self.catalogue.as_deref().map(Vec::as_slice),
+                        self.catalogue
+                            .as_ref()
+                            .map(crate::issuer::Resources::snapshot)
+                            .as_deref()
+                            .map(Vec::as_slice),
                     )?;
                     existing.description = command.description;
                     existing.owner = command.owner;

@@ -26,6 +26,8 @@ use super::model::{
 };
 use super::{Admin, AdminCaller, AdminError};
 
+mod members;
+
 /// The document's fixed parts; operations and schemas are added from the handlers.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -52,9 +54,22 @@ fn operations() -> OpenApiRouter<Admin> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(get_policies, put_policies))
         .routes(routes!(list_virtual_servers))
-        .routes(routes!(get_virtual_server))
+        .routes(routes!(
+            get_virtual_server,
+            put_virtual_server,
+            delete_virtual_server
+        ))
         .routes(routes!(list_connectors))
-        .routes(routes!(get_connector))
+        .routes(routes!(get_connector, put_connector, delete_connector))
+        .routes(routes!(members::list_members, members::create_member))
+        .routes(routes!(members::get_member, members::put_member))
+        .routes(routes!(members::deactivate_member))
+        .routes(routes!(members::list_groups, members::create_group))
+        .routes(routes!(
+            members::get_group,
+            members::put_group,
+            members::delete_group
+        ))
         .routes(routes!(put_shared_credential, delete_shared_credential))
         .routes(routes!(connector_health))
         .routes(routes!(list_agents, create_agent))
@@ -365,4 +380,66 @@ async fn search_audit(
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, AdminError> {
     admin.search_audit(&caller, query).await.map(Json)
+}
+
+/// Creates or replaces a virtual server; it is served (and its connected clients told) at once.
+#[utoipa::path(put, path = "/admin/v1/virtual-servers/{name}", tag = "virtual servers",
+    params(("name" = String, Path, description = "the virtual server's name")),
+    request_body(content = Object, description = "the server's declaration, as under `virtual_servers:` in the gateway file"),
+    responses((status = 200, body = VirtualServerView),
+              (status = 400, description = "an invalid declaration; nothing changed", body = ErrorBody)))]
+async fn put_virtual_server(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+    Json(declaration): Json<serde_json::Value>,
+) -> Result<Json<VirtualServerView>, AdminError> {
+    admin
+        .put_virtual_server(&caller, &name, declaration)
+        .await
+        .map(Json)
+}
+
+/// Stops serving a virtual server; its sessions end and its endpoint answers 404.
+#[utoipa::path(delete, path = "/admin/v1/virtual-servers/{name}", tag = "virtual servers",
+    params(("name" = String, Path, description = "the virtual server's name")),
+    responses((status = 200, body = VirtualServerView), (status = 404, body = ErrorBody),
+              (status = 400, description = "another declaration still names it", body = ErrorBody)))]
+async fn delete_virtual_server(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<VirtualServerView>, AdminError> {
+    admin.delete_virtual_server(&caller, &name).await.map(Json)
+}
+
+/// Creates or replaces a connector; a changed one restarts once its in-flight calls finish.
+#[utoipa::path(put, path = "/admin/v1/connectors/{name}", tag = "connectors",
+    params(("name" = String, Path, description = "the connector's name")),
+    request_body(content = Object, description = "the connector's declaration, as under `connectors:` in the gateway file"),
+    responses((status = 200, body = ConnectorView),
+              (status = 400, description = "an invalid declaration; nothing changed", body = ErrorBody)))]
+async fn put_connector(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+    Json(declaration): Json<serde_json::Value>,
+) -> Result<Json<ConnectorView>, AdminError> {
+    admin
+        .put_connector(&caller, &name, declaration)
+        .await
+        .map(Json)
+}
+
+/// Removes a connector and its tools from every virtual server that lists it.
+#[utoipa::path(delete, path = "/admin/v1/connectors/{name}", tag = "connectors",
+    params(("name" = String, Path, description = "the connector's name")),
+    responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody),
+              (status = 400, description = "a virtual server would be left without connectors", body = ErrorBody)))]
+async fn delete_connector(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<ConnectorView>, AdminError> {
+    admin.delete_connector(&caller, &name).await.map(Json)
 }

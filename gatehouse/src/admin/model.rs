@@ -59,6 +59,10 @@ pub(crate) struct ConnectorView {
     pub(crate) target: String,
     /// `none`, `shared` or `per_member`.
     pub(crate) credentials: String,
+    /// The SHA-256 of its whole declaration: tells a changed header or environment apart
+    /// without showing it.
+    #[serde(default)]
+    pub(crate) fingerprint: String,
 }
 
 /// How a shared credential travels to its connector.
@@ -273,5 +277,89 @@ impl fmt::Debug for SharedCredentialInput {
 impl fmt::Debug for OnceSecret {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("OnceSecret(redacted)")
+    }
+}
+
+/// A member of the directory (provisioned by SCIM or the admin API); never a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct MemberView {
+    /// The member id: the `sub` of its tokens.
+    pub(crate) id: String,
+    /// The unique name it logs in with.
+    pub(crate) user_name: String,
+    /// The name shown for it.
+    pub(crate) display_name: Option<String>,
+    /// The identity provider's identifier.
+    pub(crate) external_id: Option<String>,
+    /// Whether it may sign in and use its tokens.
+    pub(crate) active: bool,
+    /// The names of its groups.
+    pub(crate) groups: Vec<String>,
+    /// When it was created (unix seconds).
+    pub(crate) created_at: i64,
+    /// When it last changed (unix seconds).
+    pub(crate) updated_at: i64,
+}
+
+/// A member to create, or the whole state to give an existing one.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct MemberInput {
+    /// The unique name it logs in with.
+    pub(crate) user_name: String,
+    /// The name shown for it.
+    #[serde(default)]
+    pub(crate) display_name: Option<String>,
+    /// The identity provider's identifier.
+    #[serde(default)]
+    pub(crate) external_id: Option<String>,
+    /// Whether it may sign in; `false` offboards it (tokens revoked, credentials purged).
+    #[serde(default = "active_by_default")]
+    pub(crate) active: bool,
+    /// A password for the built-in login (write-only); absent keeps the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) password: Option<String>,
+}
+
+/// A group of directory members; its name is the Cedar `Group` policies grant by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct GroupView {
+    /// The group id.
+    pub(crate) id: String,
+    /// The unique group name.
+    pub(crate) name: String,
+    /// The identity provider's identifier.
+    pub(crate) external_id: Option<String>,
+    /// The members' ids.
+    pub(crate) members: Vec<String>,
+    /// When it was created (unix seconds).
+    pub(crate) created_at: i64,
+    /// When it last changed (unix seconds).
+    pub(crate) updated_at: i64,
+}
+
+/// A group to create, or the whole state to give an existing one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct GroupInput {
+    /// The unique group name.
+    pub(crate) name: String,
+    /// The identity provider's identifier.
+    #[serde(default)]
+    pub(crate) external_id: Option<String>,
+    /// The members, by id or user name.
+    #[serde(default)]
+    pub(crate) members: Vec<String>,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+impl fmt::Debug for MemberInput {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("MemberInput")
+            .field("user_name", &self.user_name)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
     }
 }
