@@ -1,7 +1,7 @@
 //! `gatehouse apply -f config.yaml`: reconciles a running gateway with the file through the
 //! admin API's HTTP/JSON face. It computes create/update/delete per resource (policies,
-//! connectors, virtual servers, and the directory's members and groups when the file declares
-//! a `directory:` section), prints the diff, and applies it unless `--dry-run`, so the file and
+//! connectors, virtual servers, declared agent bundles, and the directory's members and groups
+//! when the file declares a `directory:` section), prints the diff, and applies it unless `--dry-run`, so the file and
 //! the API stay one source of truth. Every change is live: nothing waits for a restart.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::admin::Declarations;
 use crate::admin::model::{ConnectorView, PolicySet, PolicySource, PolicyState, VirtualServerView};
 
+mod agents;
 mod client;
 mod directory;
 
@@ -98,6 +99,7 @@ async fn execute(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let servers: Vec<VirtualServerView> = client.get("/admin/v1/virtual-servers").await?;
     let connectors: Vec<ConnectorView> = client.get("/admin/v1/connectors").await?;
     let mut plan = plan(&desired, &current.policies, &servers, &connectors);
+    agents::plan(&desired.agents, &client, &mut plan).await?;
     if let Some(directory) = &desired.directory {
         directory::plan(directory, &client, &mut plan).await?;
     }
@@ -137,6 +139,7 @@ struct Desired {
     servers: Vec<VirtualServerView>,
     connectors: Vec<ConnectorView>,
     directory: Option<directory::DirectorySection>,
+    agents: Vec<authz_svc::AgentConfig>,
 }
 
 /// Reads the file as `gatehouse up` would: the same parsers and the same policy files.
@@ -157,6 +160,7 @@ fn desired(path: &std::path::Path) -> anyhow::Result<Desired> {
         servers: view.virtual_servers,
         connectors: view.connectors,
         directory: sections.directory,
+        agents: sections.authorization.agents,
     })
 }
 

@@ -7,7 +7,9 @@ use proto::audit::v1::EventKind;
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
-use super::model::{AgentFilter, AgentView, AgentWithSecret, NewAgentInput, OnceSecret};
+use super::model::{
+    AgentDeclarationInput, AgentFilter, AgentView, AgentWithSecret, NewAgentInput, OnceSecret,
+};
 use super::{Action, Admin, AdminCaller, AdminError};
 
 impl Admin {
@@ -64,6 +66,47 @@ impl Admin {
             .map(|created| AgentWithSecret {
                 agent: AgentView::from(&created.agent),
                 client_secret: created
+                    .client_secret
+                    .map(|secret| OnceSecret(secret.expose_secret().to_owned())),
+                previous_secret_expires_at: None,
+            })
+    }
+
+    /// Creates the bundle `name` or brings it to the declared state (what `gatehouse apply`
+    /// does for `authorization.agents`); a given secret replaces the stored ones.
+    pub(crate) async fn put_agent(
+        &self,
+        caller: &AdminCaller,
+        name: &str,
+        input: AgentDeclarationInput,
+    ) -> Result<AgentWithSecret, AdminError> {
+        let declared = authz_svc::AgentConfig {
+            name: name.to_owned(),
+            client_id: input.client_id,
+            description: input.description,
+            owner: input.owner,
+            virtual_servers: input.virtual_servers,
+            scopes: input.scopes,
+            secret_env: None,
+            jwks: input.jwks,
+            workload: None,
+            quotas: Value::Null,
+        };
+        let secret = input.secret.map(secrecy::SecretString::from);
+        let outcome = self
+            .inner
+            .agents
+            .declare(&declared, secret)
+            .await
+            .map_err(AdminError::from);
+        let action = Action {
+            changed_fields: &["owner", "virtual_servers", "scopes", "description"],
+            ..Action::read(EventKind::AgentChanged, "put", "agent_bundle", name)
+        };
+        self.audited(caller, &action, outcome)
+            .map(|declared| AgentWithSecret {
+                agent: AgentView::from(&declared.agent),
+                client_secret: declared
                     .client_secret
                     .map(|secret| OnceSecret(secret.expose_secret().to_owned())),
                 previous_secret_expires_at: None,

@@ -12,7 +12,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::guard::bearer_token;
-use super::model::{AgentFilter, AuditQuery, CredentialKind, PolicySet, SharedCredentialInput};
+use super::model::{
+    AgentDeclarationInput, AgentFilter, AuditQuery, CredentialKind, PolicySet,
+    SharedCredentialInput,
+};
 use super::{Admin, AdminCaller, AdminError};
 
 mod convert;
@@ -510,6 +513,23 @@ impl pb::admin_server::Admin for AdminGrpc {
             .await?;
         Ok(Response::new(pb::DeleteGroupResponse {
             group: Some(group.into()),
+        }))
+    }
+
+    async fn put_agent(
+        &self,
+        request: Request<pb::PutAgentRequest>,
+    ) -> Result<Response<pb::PutAgentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let name = message.name.clone();
+        let input = AgentDeclarationInput::try_from(message)?;
+        let declared = self.0.put_agent(&caller, &name, input).await?;
+        Ok(Response::new(pb::PutAgentResponse {
+            agent: Some(declared.agent.into()),
+            client_secret: declared
+                .client_secret
+                .map(|secret| Secret { value: secret.0 }),
         }))
     }
 }

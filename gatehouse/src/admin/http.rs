@@ -20,9 +20,9 @@ use utoipa_axum::routes;
 
 use super::guard::{ADMIN_SCOPE, bearer_token};
 use super::model::{
-    AgentFilter, AgentView, AgentWithSecret, AuditPage, AuditQuery, ConnectorView, CredentialRef,
-    DecommissionInput, ErrorBody, HealthView, NewAgentInput, PolicySet, PolicyState, RotateInput,
-    SharedCredentialInput, VirtualServerView,
+    AgentDeclarationInput, AgentFilter, AgentView, AgentWithSecret, AuditPage, AuditQuery,
+    ConnectorView, CredentialRef, DecommissionInput, ErrorBody, HealthView, NewAgentInput,
+    PolicySet, PolicyState, RotateInput, SharedCredentialInput, VirtualServerView,
 };
 use super::{Admin, AdminCaller, AdminError};
 
@@ -73,7 +73,7 @@ fn operations() -> OpenApiRouter<Admin> {
         .routes(routes!(put_shared_credential, delete_shared_credential))
         .routes(routes!(connector_health))
         .routes(routes!(list_agents, create_agent))
-        .routes(routes!(get_agent))
+        .routes(routes!(get_agent, put_agent))
         .routes(routes!(rotate_agent))
         .routes(routes!(decommission_agent))
         .routes(routes!(search_audit))
@@ -337,6 +337,20 @@ async fn get_agent(
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, AdminError> {
     admin.agent(&caller, &agent).await.map(Json)
+}
+
+/// Creates an agent bundle or brings it to the declared state (`gatehouse apply`).
+#[utoipa::path(put, path = "/admin/v1/agents/{agent}", tag = "agents",
+    params(("agent" = String, Path, description = "the bundle's name")),
+    request_body = AgentDeclarationInput,
+    responses((status = 200, body = AgentWithSecret), (status = 400, body = ErrorBody)))]
+async fn put_agent(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(agent): Path<String>,
+    Json(input): Json<AgentDeclarationInput>,
+) -> Result<Json<AgentWithSecret>, AdminError> {
+    admin.put_agent(&caller, &agent, input).await.map(Json)
 }
 
 /// Issues a new client secret, shown this once; the previous one works until the overlap ends.

@@ -171,6 +171,43 @@ pub(crate) struct AgentWithSecret {
     pub(crate) previous_secret_expires_at: Option<i64>,
 }
 
+/// An agent bundle as the gateway file declares it (`authorization.agents`), created or
+/// brought to this state by `PUT /admin/v1/agents/{name}`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AgentDeclarationInput {
+    /// Its OAuth client id (default: its name); used only when it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) client_id: Option<String>,
+    /// What it is for.
+    #[serde(default)]
+    pub(crate) description: String,
+    /// The accountable member.
+    pub(crate) owner: String,
+    /// The virtual servers it may use.
+    pub(crate) virtual_servers: Vec<String>,
+    /// The scopes it may be granted.
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
+    /// The public JWK Set of a `private_key_jwt` bundle (instead of a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub(crate) jwks: Option<Value>,
+    /// Its client secret (write-only): replaces the stored ones when given. A client-secret
+    /// bundle created without one gets a generated secret, shown in the response once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) secret: Option<String>,
+}
+
+impl fmt::Debug for AgentDeclarationInput {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AgentDeclarationInput")
+            .field("owner", &self.owner)
+            .field("virtual_servers", &self.virtual_servers)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a rotation treats the previous secret.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub(crate) struct RotateInput {

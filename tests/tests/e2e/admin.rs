@@ -40,12 +40,14 @@ fn gateway_file(cedar: &str, extra_server: bool) -> String {
     if extra_server {
         text.push_str("  - name: more\n    connectors: [{connector: local}]\n");
     }
-    text.push_str(
+    // With the extra server, the caller agent may use it too (`gatehouse apply` updates it).
+    let caller_servers = if extra_server { "tools, more" } else { "tools" };
+    text.push_str(&format!(
         "authorization:\n  agents:\n\
-         \x20   - {name: admin-bot, owner: ops, virtual_servers: [gatehouse-admin], scopes: [\"gatehouse:admin\"], secret_env: E2E_ADMIN_SECRET}\n\
-         \x20   - {name: viewer, owner: ops, virtual_servers: [gatehouse-admin], secret_env: E2E_VIEWER_SECRET}\n\
-         \x20   - {name: caller, owner: ops, virtual_servers: [tools], secret_env: E2E_CALLER_SECRET}\n",
-    );
+         \x20   - {{name: admin-bot, owner: ops, virtual_servers: [gatehouse-admin], scopes: [\"gatehouse:admin\"], secret_env: E2E_ADMIN_SECRET}}\n\
+         \x20   - {{name: viewer, owner: ops, virtual_servers: [gatehouse-admin], secret_env: E2E_VIEWER_SECRET}}\n\
+         \x20   - {{name: caller, owner: ops, virtual_servers: [{caller_servers}], secret_env: E2E_CALLER_SECRET}}\n",
+    ));
     text.push_str(&format!("policies:\n  cedar: |\n{cedar}"));
     text
 }
@@ -224,7 +226,8 @@ async fn gatehouse_apply_diffs_and_applies_a_policy_that_flips_a_call_to_denied(
     let (code, dry_server) = apply(&origin, &v3, &admin, true);
     assert_eq!(code, 0, "{dry_server}");
     assert!(
-        dry_server.contains("+ create virtual server more"),
+        dry_server.contains("+ create virtual server more")
+            && dry_server.contains("~ update agent caller"),
         "{dry_server}"
     );
     let listed: Value = get_json(&http, &servers, &admin).await;
@@ -249,6 +252,9 @@ async fn gatehouse_apply_diffs_and_applies_a_policy_that_flips_a_call_to_denied(
         StatusCode::UNAUTHORIZED,
         "the new server is served (and asks for a token) without a restart"
     );
+    // The applied agent update binds `caller` to the new server: a token is minted for it.
+    let caller_more = token(&origin, "caller", CALLER_SECRET, &more).await;
+    assert!(!caller_more.is_empty());
     for output in [&unchanged, &dry, &applied, &again, &dry_server, &structural] {
         assert!(
             !output.contains(&admin) && !output.contains(ADMIN_SECRET),

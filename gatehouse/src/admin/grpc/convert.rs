@@ -5,8 +5,8 @@ use proto::admin::v1 as pb;
 
 use super::super::AdminError;
 use super::super::model::{
-    AgentView, ConnectorView, GroupInput, GroupView, MemberInput, MemberView, PolicySet,
-    PolicySource, VirtualServerView,
+    AgentDeclarationInput, AgentView, ConnectorView, GroupInput, GroupView, MemberInput,
+    MemberView, PolicySet, PolicySource, VirtualServerView,
 };
 
 impl From<PolicySet> for pb::PolicySet {
@@ -152,4 +152,30 @@ pub(super) fn declaration(json: &str) -> Result<serde_json::Value, AdminError> {
 
 fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
+}
+
+impl TryFrom<pb::PutAgentRequest> for AgentDeclarationInput {
+    type Error = AdminError;
+
+    fn try_from(message: pb::PutAgentRequest) -> Result<Self, AdminError> {
+        let jwks = if message.jwks_json.trim().is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(&message.jwks_json).map_err(|error| {
+                AdminError::InvalidArgument {
+                    field: "jwks_json",
+                    reason: error.to_string(),
+                }
+            })?)
+        };
+        Ok(Self {
+            client_id: non_empty(message.client_id),
+            description: message.description,
+            owner: message.owner,
+            virtual_servers: message.virtual_servers,
+            scopes: message.scopes,
+            jwks,
+            secret: message.secret.map(|secret| secret.value),
+        })
+    }
 }
