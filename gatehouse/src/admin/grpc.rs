@@ -19,6 +19,7 @@ use super::model::{
 use super::{Admin, AdminCaller, AdminError};
 
 mod convert;
+mod members;
 
 use convert::declaration;
 
@@ -392,128 +393,70 @@ impl pb::admin_server::Admin for AdminGrpc {
         &self,
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let members = self.0.members(&caller).await?;
-        Ok(Response::new(pb::ListMembersResponse {
-            members: members.into_iter().map(pb::Member::from).collect(),
-        }))
+        members::list_members(self, request).await
     }
 
     async fn get_member(
         &self,
         request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let member = self.0.member(&caller, &request.get_ref().member).await?;
-        Ok(Response::new(pb::GetMemberResponse {
-            member: Some(member.into()),
-        }))
+        members::get_member(self, request).await
     }
 
     async fn create_member(
         &self,
         request: Request<pb::CreateMemberRequest>,
     ) -> Result<Response<pb::CreateMemberResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let input = request.into_inner().member.unwrap_or_default();
-        let member = self.0.create_member(&caller, input.into()).await?;
-        Ok(Response::new(pb::CreateMemberResponse {
-            member: Some(member.into()),
-        }))
+        members::create_member(self, request).await
     }
 
     async fn update_member(
         &self,
         request: Request<pb::UpdateMemberRequest>,
     ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let message = request.into_inner();
-        let input = message.member.unwrap_or_default();
-        let member = self
-            .0
-            .update_member(&caller, &message.key, input.into())
-            .await?;
-        Ok(Response::new(pb::UpdateMemberResponse {
-            member: Some(member.into()),
-        }))
+        members::update_member(self, request).await
     }
 
     async fn deactivate_member(
         &self,
         request: Request<pb::DeactivateMemberRequest>,
     ) -> Result<Response<pb::DeactivateMemberResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let member = self
-            .0
-            .deactivate_member(&caller, &request.get_ref().member)
-            .await?;
-        Ok(Response::new(pb::DeactivateMemberResponse {
-            member: Some(member.into()),
-        }))
+        members::deactivate_member(self, request).await
     }
 
     async fn list_groups(
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let groups = self.0.groups(&caller).await?;
-        Ok(Response::new(pb::ListGroupsResponse {
-            groups: groups.into_iter().map(pb::Group::from).collect(),
-        }))
+        members::list_groups(self, request).await
     }
 
     async fn get_group(
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Result<Response<pb::GetGroupResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let group = self.0.group(&caller, &request.get_ref().group).await?;
-        Ok(Response::new(pb::GetGroupResponse {
-            group: Some(group.into()),
-        }))
+        members::get_group(self, request).await
     }
 
     async fn create_group(
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let input = request.into_inner().group.unwrap_or_default();
-        let group = self.0.create_group(&caller, input.into()).await?;
-        Ok(Response::new(pb::CreateGroupResponse {
-            group: Some(group.into()),
-        }))
+        members::create_group(self, request).await
     }
 
     async fn update_group(
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> Result<Response<pb::UpdateGroupResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let message = request.into_inner();
-        let input = message.group.unwrap_or_default();
-        let group = self
-            .0
-            .update_group(&caller, &message.key, input.into())
-            .await?;
-        Ok(Response::new(pb::UpdateGroupResponse {
-            group: Some(group.into()),
-        }))
+        members::update_group(self, request).await
     }
 
     async fn delete_group(
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let group = self
-            .0
-            .delete_group(&caller, &request.get_ref().group)
-            .await?;
-        Ok(Response::new(pb::DeleteGroupResponse {
-            group: Some(group.into()),
-        }))
+        members::delete_group(self, request).await
     }
 
     async fn put_agent(
