@@ -255,6 +255,22 @@ async fn gatehouse_apply_diffs_and_applies_a_policy_that_flips_a_call_to_denied(
     // The applied agent update binds `caller` to the new server: a token is minted for it.
     let caller_more = token(&origin, "caller", CALLER_SECRET, &more).await;
     assert!(!caller_more.is_empty());
+
+    // A `directory:` section: members and groups are created, and re-applying changes nothing.
+    let v4 = dir.path().join("v4.yaml");
+    let directory = "directory:\n  members:\n    - {user_name: erin, display_name: Erin}\n  groups:\n    - {name: ops-team, members: [erin]}\n";
+    std::fs::write(&v4, format!("{}{directory}", gateway_file(NO_ECHO, true))).expect("v4");
+    let (code, provisioned) = apply(&origin, &v4, &admin, false);
+    assert_eq!(code, 0, "{provisioned}");
+    assert!(
+        provisioned.contains("+ create member erin")
+            && provisioned.contains("+ create group ops-team"),
+        "{provisioned}"
+    );
+    let groups: Value = get_json(&http, &format!("{origin}/admin/v1/members/erin"), &admin).await;
+    assert_eq!(groups["groups"], json!(["ops-team"]), "{groups}");
+    let (code, settled) = apply(&origin, &v4, &admin, false);
+    assert_eq!((code, settled.trim()), (0, "no changes"), "{settled}");
     for output in [&unchanged, &dry, &applied, &again, &dry_server, &structural] {
         assert!(
             !output.contains(&admin) && !output.contains(ADMIN_SECRET),

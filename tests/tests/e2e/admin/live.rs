@@ -432,5 +432,16 @@ async fn grpc_changes_servers_and_a_deactivated_member_is_refused_within_a_secon
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let audited = get_json(
+        &http,
+        &format!("{origin}/admin/v1/audit/events?agent=admin-bot&newest_first=true&limit=200"),
+        &admin,
+    )
+    .await
+    .to_string();
+    assert!(
+        audited.contains("deactivate") && !audited.contains(password),
+        "the member changes are audited, never the password: {audited}"
+    );
     child.kill().await.expect("gatehouse stopped");
 }
