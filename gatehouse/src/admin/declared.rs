@@ -155,48 +155,49 @@ impl Declarations {
             .map_or(&[], Vec::as_slice)
     }
 
-    fn list_mut(&mut self, key: &str) -> &mut Vec<Value> {
-        let entry = self
-            .file
-            .entry(key.to_owned())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if !entry.is_array() {
-            *entry = Value::Array(Vec::new());
-        }
-        match entry {
+    /// Edits the list `key` in place (created empty when missing or not a list).
+    fn edit_list<R>(&mut self, key: &str, edit: impl FnOnce(&mut Vec<Value>) -> R) -> R {
+        let entry = self.file.entry(key.to_owned()).or_insert(Value::Null);
+        let mut list = match std::mem::take(entry) {
             Value::Array(list) => list,
-            _ => unreachable!("made an array above"),
-        }
+            _ => Vec::new(),
+        };
+        let result = edit(&mut list);
+        *entry = Value::Array(list);
+        result
     }
 
     /// Replaces (in place, keeping the order), appends or removes the item `name` of `key`.
     fn replace(&mut self, key: &str, name: &str, declaration: Option<Value>) {
-        let list = self.list_mut(key);
-        let at = list.iter().position(|item| name_of(item) == name);
-        match (at, declaration) {
-            (Some(index), Some(declaration)) => list[index] = declaration,
-            (None, Some(declaration)) => list.push(declaration),
-            (Some(index), None) => {
-                list.remove(index);
+        self.edit_list(key, |list| {
+            let at = list.iter().position(|item| name_of(item) == name);
+            match (at, declaration) {
+                (Some(index), Some(declaration)) => list[index] = declaration,
+                (None, Some(declaration)) => list.push(declaration),
+                (Some(index), None) => {
+                    list.remove(index);
+                }
+                (None, None) => {}
             }
-            (None, None) => {}
-        }
+        });
     }
 
     /// Removes the connector `name` from every virtual server; returns the servers changed.
     fn drop_member(&mut self, name: &str) -> BTreeSet<String> {
-        let mut changed = BTreeSet::new();
-        for server in self.list_mut("virtual_servers") {
-            let server_name = name_of(server).to_owned();
-            if let Some(Value::Array(members)) = server.get_mut("connectors") {
-                let before = members.len();
-                members.retain(|member| member_connector(member) != Some(name));
-                if members.len() != before {
-                    changed.insert(server_name);
+        self.edit_list("virtual_servers", |servers| {
+            let mut changed = BTreeSet::new();
+            for server in servers {
+                let server_name = name_of(server).to_owned();
+                if let Some(Value::Array(members)) = server.get_mut("connectors") {
+                    let before = members.len();
+                    members.retain(|member| member_connector(member) != Some(name));
+                    if members.len() != before {
+                        changed.insert(server_name);
+                    }
                 }
             }
-        }
-        changed
+            changed
+        })
     }
 }
 
