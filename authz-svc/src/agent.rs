@@ -78,7 +78,7 @@ pub struct AgentRegistry {
     secrets: SecretHasher,
     /// Names the virtual servers and their scopes, when known (the server knows them; the
     /// CLI working on the store directly does not, and then checks only the shape).
-    catalogue: Option<Arc<Vec<crate::issuer::ProtectedResource>>>,
+    catalogue: Option<crate::issuer::Resources>,
     audit: Option<Arc<dyn AuditSink>>,
     /// Queues bundle changes in the store's audit outbox when there is no sink (the CLI
     /// working on the store directly); a running server forwards them.
@@ -142,11 +142,8 @@ impl AgentRegistry {
         self
     }
 
-    pub(crate) fn with_catalogue(
-        mut self,
-        resources: Vec<crate::issuer::ProtectedResource>,
-    ) -> Self {
-        self.catalogue = Some(Arc::new(resources));
+    pub(crate) fn with_catalogue(mut self, resources: crate::issuer::Resources) -> Self {
+        self.catalogue = Some(resources);
         self
     }
 
@@ -174,7 +171,11 @@ impl AgentRegistry {
 
     /// Creates a bundle; for client-secret authentication its first secret is returned once.
     pub async fn create(&self, command: NewAgent) -> Result<CreatedAgent, Error> {
-        validate::new_agent(&command, self.catalogue.as_deref().map(Vec::as_slice))?;
+        let catalogue = self
+            .catalogue
+            .as_ref()
+            .map(crate::issuer::Resources::snapshot);
+        validate::new_agent(&command, catalogue.as_deref().map(Vec::as_slice))?;
         let created_at = now();
         let agent = AgentRecord {
             agent_id: uuid::Uuid::now_v7().to_string(),

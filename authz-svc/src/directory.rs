@@ -16,6 +16,10 @@ use crate::error::Error;
 use crate::state::AuthzState;
 use crate::store::{DirectoryUser, MemberState, Store};
 
+mod admin;
+
+pub use admin::{GroupCommand, MemberCommand, MemberRecord};
+
 /// Is the live view of provisioned members' activity and groups, shared with edge; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct DirectoryView {

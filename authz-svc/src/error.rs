@@ -64,6 +64,15 @@ pub enum Error {
     /// Reports a group member that is not a provisioned user.
     #[error("group member {0} is not a user")]
     DirectoryReference(String),
+    /// Reports a directory member (by id or user name) that does not exist.
+    #[error("member {0} not found")]
+    MemberNotFound(String),
+    /// Reports a directory group (by id or name) that does not exist.
+    #[error("group {0} not found")]
+    GroupNotFound(String),
+    /// Reports a directory entry that changed while it was being updated; retry.
+    #[error("{0} changed concurrently; retry")]
+    DirectoryStale(String),
     /// Reports a caller without a valid service or admin token.
     #[error("caller is not authenticated")]
     Unauthenticated,
@@ -116,7 +125,10 @@ impl ServiceError for Error {
             Self::InvalidPolicy(_) | Self::InvalidRequest(_) => ErrorCode::InvalidArgument,
             Self::AgentExists(_) | Self::DirectoryConflict(_) => ErrorCode::AlreadyExists,
             Self::DirectoryReference(_) => ErrorCode::InvalidArgument,
-            Self::AgentNotFound(_) => ErrorCode::NotFound,
+            Self::AgentNotFound(_) | Self::MemberNotFound(_) | Self::GroupNotFound(_) => {
+                ErrorCode::NotFound
+            }
+            Self::DirectoryStale(_) => ErrorCode::FailedPrecondition,
             Self::AgentPrecondition { .. } => ErrorCode::FailedPrecondition,
             Self::Unauthenticated | Self::SubjectTokenInvalid => ErrorCode::Unauthenticated,
             Self::AuditUnavailable => ErrorCode::Unavailable,

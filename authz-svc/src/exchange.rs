@@ -77,13 +77,15 @@ impl AuthzState {
         let virtual_server = self
             .issuer
             .resource(&subject.aud)
-            .map(|resource| &resource.name);
+            .map(|resource| resource.name);
         self.config
             .token_exchange
             .iter()
             .find(|target| target.connector == connector)
             .filter(|target| {
-                virtual_server.is_some_and(|name| target.virtual_servers.contains(name))
+                virtual_server
+                    .as_ref()
+                    .is_some_and(|name| target.virtual_servers.contains(name))
             })
             .ok_or_else(|| Error::ConnectorNotFound(connector.to_owned()))
     }

@@ -1,6 +1,8 @@
 //! The issuer identity the gateway hands the authorization server: its public
 //! origin and the protected resources (virtual servers) tokens are minted for.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use url::Url;
 
 use crate::error::Error;
@@ -27,12 +29,32 @@ pub struct ProtectedResource {
     pub scopes: Vec<String>,
 }
 
+/// Holds the protected resources tokens may be minted for; replaced whole when the gateway
+/// serves a different set of virtual servers, shared by the issuer and the agent registry.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Resources(Arc<RwLock<Arc<Vec<ProtectedResource>>>>);
+
+impl Resources {
+    fn new(resources: Vec<ProtectedResource>) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(resources))))
+    }
+
+    /// Returns the resources now in force.
+    pub(crate) fn snapshot(&self) -> Arc<Vec<ProtectedResource>> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn replace(&self, resources: Vec<ProtectedResource>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(resources);
+    }
+}
+
 /// Holds the validated issuer identity in the exact string forms used on the wire.
 #[derive(Debug, Clone)]
 pub(crate) struct IssuerIdentity {
     pub(crate) issuer: String,
     pub(crate) secure: bool,
-    pub(crate) resources: Vec<ProtectedResource>,
+    pub(crate) resources: Resources,
 }
 
 impl IssuerIdentity {
@@ -56,7 +78,7 @@ impl IssuerIdentity {
         Ok(Self {
             issuer: url.as_str().trim_end_matches('/').to_owned(),
             secure,
-            resources: issuer_resources(issuer.resources)?,
+            resources: Resources::new(issuer_resources(issuer.resources)?),
         })
     }
 
@@ -66,14 +88,42 @@ impl IssuerIdentity {
     }
 
     /// Returns the protected resource whose canonical URL is `url`.
-    pub(crate) fn resource(&self, url: &str) -> Option<&ProtectedResource> {
-        self.resources.iter().find(|resource| resource.url == url)
+    pub(crate) fn resource(&self, url: &str) -> Option<ProtectedResource> {
+        self.resources
+            .snapshot()
+            .iter()
+            .find(|resource| resource.url == url)
+            .cloned()
+    }
+
+    /// Returns the protected resource named `name`.
+    pub(crate) fn named(&self, name: &str) -> Option<ProtectedResource> {
+        self.resources
+            .snapshot()
+            .iter()
+            .find(|resource| resource.name == name)
+            .cloned()
+    }
+
+    /// Returns the only protected resource, when there is exactly one (the implied target).
+    pub(crate) fn sole(&self) -> Option<ProtectedResource> {
+        match self.resources.snapshot().as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// Replaces the protected resources (the gateway now serves other virtual servers).
+    pub(crate) fn set_resources(&self, resources: Vec<ProtectedResource>) -> Result<(), Error> {
+        self.resources.replace(issuer_resources(resources)?);
+        Ok(())
     }
 
     /// Returns every scope some resource declares, sorted and deduplicated.
     pub(crate) fn all_scopes(&self) -> Vec<String> {
         let mut scopes: Vec<String> = self
             .resources
+            .snapshot()
             .iter()
             .flat_map(|resource| resource.scopes.iter().cloned())
             .collect();
@@ -104,7 +154,12 @@ impl IssuerIdentity {
         for scope in requested.split_whitespace() {
             if declared(resource, scope) {
                 granted.push(scope);
-            } else if !self.resources.iter().any(|other| declared(other, scope)) {
+            } else if !self
+                .resources
+                .snapshot()
+                .iter()
+                .any(|other| declared(other, scope))
+            {
                 return None;
             }
         }
@@ -149,17 +204,48 @@ mod tests {
         IssuerIdentity {
             issuer: "https://gatehouse.example".to_owned(),
             secure: true,
-            resources: vec![
+            resources: Resources::new(vec![
                 resource("crm", &["crm:read", "crm:write"]),
                 resource("admin", &["gatehouse:admin"]),
-            ],
+            ]),
         }
+    }
+
+    #[test]
+    fn replaced_resources_are_found_at_once_and_the_old_ones_are_gone() {
+        let issuer = identity();
+        let shared = issuer.resources.clone();
+        issuer
+            .set_resources(vec![resource("billing", &["billing:read"])])
+            .expect("valid resources");
+        assert!(issuer.named("crm").is_none());
+        let billing = issuer
+            .resource("https://gatehouse.example/v/billing/mcp")
+            .expect("new resource");
+        assert_eq!(billing.scopes, ["billing:read"]);
+        assert_eq!(
+            shared.snapshot().len(),
+            1,
+            "the agent catalogue sees the same set"
+        );
+        assert!(
+            issuer
+                .set_resources(vec![ProtectedResource {
+                    url: "not a url".to_owned(),
+                    ..resource("bad", &[])
+                }])
+                .is_err()
+        );
+        assert!(
+            issuer.named("billing").is_some(),
+            "a refused set changes nothing"
+        );
     }
 
     #[test]
     fn a_resource_grants_its_declared_scopes_when_none_are_asked_for() {
         let issuer = identity();
-        let crm = &issuer.resources[0];
+        let crm = &issuer.resources.snapshot()[0];
         assert_eq!(
             issuer.scope_for(crm, None).as_deref(),
             Some("crm:read crm:write")
@@ -169,7 +255,7 @@ mod tests {
     #[test]
     fn scopes_only_other_resources_declare_are_dropped_not_granted() {
         let issuer = identity();
-        let crm = &issuer.resources[0];
+        let crm = &issuer.resources.snapshot()[0];
         let asked = "crm:read gatehouse:admin";
         assert_eq!(
             issuer.scope_for(crm, Some(asked)).as_deref(),
@@ -180,7 +266,7 @@ mod tests {
     #[test]
     fn a_scope_no_resource_declares_is_refused() {
         let issuer = identity();
-        let crm = &issuer.resources[0];
+        let crm = &issuer.resources.snapshot()[0];
         assert_eq!(issuer.scope_for(crm, Some("crm:read root")), None);
     }
 }

@@ -48,7 +48,7 @@ pub use config::{
     DEFAULT_HTTP_LISTEN_ADDR, DEFAULT_LISTEN_ADDR, ENV_PREFIX, ExchangeTarget, MAX_AGENT_TOKEN_TTL,
     MemberConfig, OAuthFaceConfig, PolicyConfig, ResourceConfig, StoreSection,
 };
-pub use directory::DirectoryView;
+pub use directory::{DirectoryView, GroupCommand, MemberCommand, MemberRecord};
 pub use error::Error;
 pub use events::{AuditSink, CredentialPurge, RevocationListener};
 pub use issuer::{Issuer, ProtectedResource};

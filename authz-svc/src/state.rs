@@ -6,7 +6,7 @@ use crate::agent::AgentRegistry;
 use crate::client::{ClientRegistration, RegistrationError, RegistrationPolicy, SecretHasher};
 use crate::config::AuthorizationConfig;
 use crate::error::Error;
-use crate::issuer::{Issuer, IssuerIdentity};
+use crate::issuer::{Issuer, IssuerIdentity, ProtectedResource};
 use crate::keys::{KeySet, MasterKey, SigningKey, generate_key, load_master_key};
 use crate::member::Members;
 use crate::store::{self, ClientRecord, KeyStatus, RevocationKind, Store, StoreConfig};
@@ -206,6 +206,12 @@ impl AuthzState {
     /// metadata (`authorization_servers`).
     pub fn issuer(&self) -> &str {
         &self.issuer.issuer
+    }
+
+    /// Replaces the protected resources tokens may be minted for, at once: the gateway now
+    /// serves other virtual servers (an administrator changed them while it runs).
+    pub fn set_resources(&self, resources: Vec<ProtectedResource>) -> Result<(), Error> {
+        self.issuer.set_resources(resources)
     }
 
     /// Returns the JWKS document edge verifies access tokens against.

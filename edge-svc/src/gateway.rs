@@ -1,40 +1,38 @@
 //! The running data plane: supervised connectors and the virtual servers built on them.
+//!
+//! The set of both is the live [`routing`](crate::routing) table: an administrator may add,
+//! change or remove servers and connectors while clients are connected.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
 use crate::audit::Recorder;
-use crate::catalogue::Curation;
-use crate::connector::{Connector, Era, Relay, Transport};
-use crate::credentials::{ConnectorCredentials, CredentialMode, Credentials};
+use crate::connector::Connector;
+use crate::credentials::Credentials;
 use crate::inspect::Inspector;
 use crate::quota::Quotas;
-use crate::spec::{AuthMode, ConnectorSpec, GatewaySpec, VirtualServerSpec};
+use crate::routing::{Applied, Builder, Changed, ServerSlot, Table};
+use crate::spec::GatewaySpec;
 use crate::switchboard::Switchboard;
-use crate::vmcp::{Member, VirtualServer};
+use crate::vmcp::VirtualServer;
 
-/// Every connector and virtual server of one gateway description, started.
+/// Every connector and virtual server of one gateway description, started; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    servers: Vec<Arc<VirtualServer>>,
-    connectors: Vec<Connector>,
+    table: Arc<ArcSwap<Table>>,
+    // One change at a time: each is computed from the table the previous one left.
+    changing: Arc<tokio::sync::Mutex<()>>,
+    credentials: Option<Credentials>,
+    shutdown: CancellationToken,
     board: Arc<Switchboard>,
     recorder: Recorder,
     access: Access,
     quotas: Quotas,
     inspector: Inspector,
 }
-
-/// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin, with
-/// the credential binding of a connector that injects one.
-type Sessions = (
-    Connector,
-    Option<Connector>,
-    Option<Arc<ConnectorCredentials>>,
-);
 
 impl Gateway {
     /// Spawns each connector once (shared by every virtual server that lists it) and builds the servers.
@@ -55,41 +53,12 @@ impl Gateway {
         shutdown: &CancellationToken,
     ) -> Result<Self, String> {
         let board = Arc::new(Switchboard::default());
-        let relay: Arc<dyn Relay> = board.clone();
-        let mut by_name = HashMap::new();
-        let mut connectors = Vec::new();
-        for declared in &spec.connectors {
-            let transport = declared
-                .transport()
-                .map_err(|reason| format!("connector `{}`: {reason}", declared.name))?;
-            let binding = bind(declared, credentials, &transport, &relay, shutdown)?;
-            let source = binding.as_ref().map(ConnectorCredentials::main_source);
-            let spawn = |name: String, transport| {
-                Connector::spawn_with_headers(
-                    name,
-                    transport,
-                    source.clone(),
-                    Arc::clone(&relay),
-                    shutdown.child_token(),
-                )
-            };
-            let legacy = legacy_twin(&transport)
-                .map(|twin| spawn(format!("{}@legacy", declared.name), twin));
-            let connector = spawn(declared.name.clone(), transport);
-            crate::watch::spawn(
-                connector.clone(),
-                Arc::clone(&relay),
-                shutdown.child_token(),
-            );
-            by_name.insert(declared.name.clone(), (connector.clone(), legacy, binding));
-            connectors.push(connector);
-        }
-        let mut servers = Vec::new();
-        for declared in &spec.virtual_servers {
-            let server = Arc::new(virtual_server(declared, &by_name)?);
-            board.attach(Arc::clone(&server));
-            servers.push(server);
-        }
+        let builder = Builder {
+            board: &board,
+            credentials,
+            shutdown,
+        };
+        let (table, _, _) = builder.build(&Table::default(), spec, &Changed::default())?;
         // The spec's `dlp:` section was compiled once when validated; this is the same input.
         let inspector = if spec.dlp.rules.is_empty() {
             Inspector::disabled()
@@ -97,14 +66,43 @@ impl Gateway {
             Inspector::new(dlp::Dlp::new(&spec.dlp).map_err(|error| error.to_string())?)
         };
         Ok(Self {
-            servers,
-            connectors,
+            table: Arc::new(ArcSwap::from_pointee(table)),
+            changing: Arc::default(),
+            credentials: credentials.cloned(),
+            shutdown: shutdown.clone(),
             board,
             recorder: Recorder::disabled(),
             access: Access::unrestricted(),
             quotas: Quotas::unlimited(),
             inspector,
         })
+    }
+
+    /// Makes `spec`'s connectors and virtual servers the served ones, at once.
+    ///
+    /// Connectors and servers `changed` does not name are kept running as they are; a refused
+    /// description (unknown connector, bad curation, transport) changes nothing. The spec's
+    /// DLP and rate-limit sections are not re-read: they stay as the gateway started.
+    pub async fn apply(&self, spec: &GatewaySpec, changed: &Changed) -> Result<Applied, String> {
+        let _one_at_a_time = self.changing.lock().await;
+        let old = self.table.load_full();
+        let builder = Builder {
+            board: &self.board,
+            credentials: self.credentials.as_ref(),
+            shutdown: &self.shutdown,
+        };
+        let (table, applied, retired) = builder.build(&old, spec, changed)?;
+        for name in &applied.updated {
+            if let Some(slot) = table.server(name) {
+                crate::routing::announce_change(&slot.load()).await;
+            }
+        }
+        self.table.store(Arc::new(table));
+        for running in retired {
+            crate::routing::retire(running, Arc::clone(&self.board));
+        }
+        tracing::info!(?applied, "routing table changed");
+        Ok(applied)
     }
 
     /// Records every decided request through `recorder` (the gateway keeps no audit trail without one).
@@ -148,95 +146,33 @@ impl Gateway {
         &self.recorder
     }
 
-    /// Returns the virtual servers in declaration order.
-    pub fn servers(&self) -> &[Arc<VirtualServer>] {
-        &self.servers
+    /// Returns the virtual servers now served, in declaration order.
+    pub fn servers(&self) -> Vec<Arc<VirtualServer>> {
+        self.table
+            .load()
+            .servers
+            .iter()
+            .map(|(_, slot)| slot.load())
+            .collect()
     }
 
-    /// Returns the supervised connectors in declaration order.
-    pub fn connectors(&self) -> &[Connector] {
-        &self.connectors
+    /// Returns the slot serving the virtual server `name`, if it is served.
+    pub fn server(&self, name: &str) -> Option<Arc<ServerSlot>> {
+        self.table.load().server(name).cloned()
+    }
+
+    /// Returns the supervised connectors now running, in declaration order.
+    pub fn connectors(&self) -> Vec<Connector> {
+        self.table
+            .load()
+            .connectors
+            .iter()
+            .map(|(_, running)| running.connector.clone())
+            .collect()
     }
 
     /// Returns the routing table shared by every connector.
     pub fn switchboard(&self) -> &Arc<Switchboard> {
         &self.board
-    }
-}
-
-fn virtual_server(
-    declared: &VirtualServerSpec,
-    by_name: &HashMap<String, Sessions>,
-) -> Result<VirtualServer, String> {
-    let mut members = Vec::new();
-    for member in &declared.connectors {
-        let (connector, legacy, credentials) =
-            by_name.get(&member.connector).cloned().ok_or_else(|| {
-                format!(
-                    "virtual server `{}`: unknown connector `{}`",
-                    declared.name, member.connector
-                )
-            })?;
-        let curation = Curation::try_from(member)
-            .map_err(|reason| format!("virtual server `{}`: {reason}", declared.name))?;
-        members.push(Member {
-            connector,
-            legacy,
-            curation,
-            credentials,
-        });
-    }
-    if declared.auth == AuthMode::None {
-        tracing::warn!(
-            virtual_server = %declared.name,
-            "AUTHENTICATION IS OFF for this virtual server (auth: none): anyone who can reach it can call its tools; use only for local development"
-        );
-    }
-    Ok(VirtualServer::new(
-        declared.name.clone(),
-        declared.description.clone(),
-        declared.auth,
-        members,
-    ))
-}
-
-/// Binds a connector that declares credentials to the vault-svc client.
-fn bind(
-    declared: &ConnectorSpec,
-    credentials: Option<&Credentials>,
-    transport: &Transport,
-    relay: &Arc<dyn Relay>,
-    shutdown: &CancellationToken,
-) -> Result<Option<Arc<ConnectorCredentials>>, String> {
-    if declared.credentials.mode == CredentialMode::None {
-        return Ok(None);
-    }
-    let broker = credentials.ok_or_else(|| {
-        format!(
-            "connector `{}` declares credentials but this edge has no vault-svc client (set `vault`)",
-            declared.name
-        )
-    })?;
-    Ok(Some(ConnectorCredentials::new(
-        &declared.name,
-        &declared.credentials,
-        broker.clone(),
-        transport,
-        relay,
-        shutdown,
-    )))
-}
-
-/// Returns a legacy-pinned copy of an HTTP transport that may negotiate the modern era.
-///
-/// A stdio program has one session, and SSE and legacy-pinned HTTP are already legacy.
-fn legacy_twin(transport: &Transport) -> Option<Transport> {
-    match transport {
-        Transport::Http(http) if http.era == Era::Auto => {
-            let mut twin = http.clone();
-            twin.era = Era::Legacy;
-            Some(Transport::Http(twin))
-        }
-        _ => None,
     }
 }

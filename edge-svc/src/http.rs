@@ -1,22 +1,25 @@
 //! The HTTP face: one streamable-HTTP MCP endpoint per virtual server, plus health.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use http::StatusCode;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 use crate::auth::{Gate, TokenVerifier};
 use crate::config::HttpFace;
 use crate::gateway::Gateway;
-use crate::proxy::Proxy;
+use crate::proxy::{LiveProxy, Proxy};
+use crate::routing::ServerSlot;
 use crate::spec::AuthMode;
 
 mod malformed;
@@ -31,7 +34,14 @@ pub struct ResourceAuth {
     pub issuer: String,
 }
 
-/// Builds the router for every virtual server of `gateway`.
+/// Builds the router for every virtual server `gateway` serves, now and after later changes.
+///
+/// Each request looks its virtual server up in the gateway's live routing table, so a server
+/// created through the admin API is served at once and a deleted one answers 404 (the MCP
+/// transport's "session terminated" answer) to its remaining clients.
+///
+/// Sessions end when their server is deleted or the gateway's own shutdown token is cancelled;
+/// `_shutdown` is kept so callers that pass the same token need not change.
 ///
 /// Sessions live in this process's memory (rmcp's `LocalSessionManager`); rmcp's
 /// `SessionStore` seam is where a shared store plugs in so a session survives on any replica.
@@ -39,11 +49,76 @@ pub fn router(
     gateway: &Gateway,
     face: &HttpFace,
     auth: Option<ResourceAuth>,
-    shutdown: &CancellationToken,
+    _shutdown: &CancellationToken,
 ) -> Router {
-    let verifier = auth.as_ref().map(|auth| Arc::clone(&auth.verifier));
-    let mut router = Router::new().route("/healthz", get(healthz));
-    for server in gateway.servers() {
+    let endpoints = Arc::new(Endpoints {
+        gateway: gateway.clone(),
+        face: face.clone(),
+        auth,
+        built: Mutex::default(),
+    });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v/{vmcp}/mcp", any(dispatch))
+        .route(
+            "/.well-known/oauth-protected-resource/v/{vmcp}/mcp",
+            get(resource_metadata),
+        )
+        .with_state(endpoints)
+        .fallback(not_found)
+        .layer(svc_kit::http::trace_layer())
+}
+
+/// The endpoints of the served virtual servers, each built on first use and rebuilt when its
+/// server is replaced under the same name or changes how clients authenticate.
+#[derive(Debug)]
+struct Endpoints {
+    gateway: Gateway,
+    face: HttpFace,
+    auth: Option<ResourceAuth>,
+    built: Mutex<HashMap<String, Built>>,
+}
+
+/// One virtual server's endpoint and what it was built for.
+#[derive(Debug)]
+struct Built {
+    slot: Arc<ServerSlot>,
+    auth: AuthMode,
+    router: Router,
+}
+
+impl Endpoints {
+    /// Returns the endpoint of the served virtual server `name`.
+    fn endpoint(&self, name: &str) -> Option<Router> {
+        let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(slot) = self.gateway.server(name) else {
+            built.remove(name);
+            return None;
+        };
+        let auth = slot.load().auth();
+        if let Some(known) = built.get(name)
+            && Arc::ptr_eq(&known.slot, &slot)
+            && known.auth == auth
+        {
+            return Some(known.router.clone());
+        }
+        let router = self.build(name, &slot, auth);
+        built.insert(
+            name.to_owned(),
+            Built {
+                slot,
+                auth,
+                router: router.clone(),
+            },
+        );
+        Some(router)
+    }
+
+    /// Builds the MCP endpoint of one virtual server: the token gate, spec-shaped refusals,
+    /// rate limits, then rmcp's streamable-HTTP service over a [`LiveProxy`].
+    fn build(&self, name: &str, slot: &Arc<ServerSlot>, auth: AuthMode) -> Router {
+        let face = &self.face;
+        let gateway = &self.gateway;
         let config = StreamableHttpServerConfig::default()
             .with_allowed_hosts(face.allowed_hosts.clone())
             .with_allowed_origins(face.allowed_origins.clone())
@@ -52,61 +127,93 @@ pub fn router(
             // A reply with nothing before it goes out as plain JSON (cheaper for both sides);
             // rmcp falls back to SSE as soon as progress or a relayed request comes first.
             .with_json_response(true)
-            .with_cancellation_token(shutdown.child_token());
-        let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
+            // Deleting the server ends its sessions; shutting down ends every server's.
+            .with_cancellation_token(slot.sessions().clone());
+        let (slot_for_factory, board) = (Arc::clone(slot), Arc::clone(gateway.switchboard()));
         let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
         let (quotas, inspector) = (gateway.quotas().clone(), gateway.inspector().clone());
         let service = StreamableHttpService::new(
             move || {
-                Ok(Proxy::new(
-                    Arc::clone(&server_for_factory),
+                let template = Proxy::new(
+                    slot_for_factory.load(),
                     Arc::clone(&board),
                     recorder.clone(),
                     access.clone(),
                     quotas.clone(),
                 )
-                .with_inspector(inspector.clone()))
+                .with_inspector(inspector.clone());
+                Ok(LiveProxy::new(Arc::clone(&slot_for_factory), template))
             },
             Arc::new(LocalSessionManager::default()),
             config,
         );
         let gate = Gate::new(
-            face.resource_url(server.name()),
-            server.auth(),
-            verifier.clone(),
-            face.resource_metadata_url(server.name()),
+            face.resource_url(name),
+            auth,
+            self.auth.as_ref().map(|auth| Arc::clone(&auth.verifier)),
+            face.resource_metadata_url(name),
         )
-        .with_scopes(gateway.access().clone(), server.name());
+        .with_scopes(gateway.access().clone(), name);
         let max_body_bytes = face.max_body_bytes;
-        let mut endpoint = Router::new().route_service("/", service);
+        let mut endpoint = Router::new().route_service(&format!("/v/{name}/mcp"), service);
         if gateway.quotas().is_enforced() {
             endpoint = endpoint.layer(middleware::from_fn(crate::quota::retry_after));
         }
-        let endpoint = endpoint
+        endpoint
             .layer(middleware::from_fn(move |request, next| {
                 malformed::spec_shaped(max_body_bytes, request, next)
             }))
-            .layer(middleware::from_fn_with_state(gate, admit));
-        router = router.nest(&format!("/v/{}/mcp", server.name()), endpoint);
-        if let (Some(auth), AuthMode::Oauth) = (&auth, server.auth()) {
-            let (resource, issuer, name, access) = (
-                face.resource_url(server.name()),
-                auth.issuer.clone(),
-                server.name().to_owned(),
-                gateway.access().clone(),
-            );
-            let path = format!("/.well-known/oauth-protected-resource/v/{name}/mcp");
-            router = router.route(
-                &path,
-                get(move || async move {
-                    metadata::document(&resource, &issuer, &name, &access.scopes_supported(&name))
-                }),
-            );
-        }
+            .layer(middleware::from_fn_with_state(gate, admit))
     }
-    router
-        .fallback(not_found)
-        .layer(svc_kit::http::trace_layer())
+}
+
+/// Hands a request to its virtual server's endpoint, or answers that none is served.
+async fn dispatch(
+    State(endpoints): State<Arc<Endpoints>>,
+    Path(name): Path<String>,
+    request: Request<Body>,
+) -> Response {
+    match endpoints.endpoint(&name) {
+        Some(endpoint) => match endpoint.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => not_served(&name),
+    }
+}
+
+/// Answers a virtual server's RFC 9728 metadata while it is served with OAuth.
+async fn resource_metadata(
+    State(endpoints): State<Arc<Endpoints>>,
+    Path(name): Path<String>,
+) -> Response {
+    let served = endpoints
+        .gateway
+        .server(&name)
+        .is_some_and(|slot| slot.load().auth() == AuthMode::Oauth);
+    match (&endpoints.auth, served) {
+        (Some(auth), true) => metadata::document(
+            &endpoints.face.resource_url(&name),
+            &auth.issuer,
+            &name,
+            &endpoints.gateway.access().scopes_supported(&name),
+        ),
+        _ => not_found().await,
+    }
+}
+
+/// Answers a request for a virtual server that is not (or no longer) served: HTTP 404, which
+/// the MCP transport defines as "this session is gone", with a JSON-RPC error body.
+fn not_served(name: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {
+            "code": rmcp::model::ErrorCode::INVALID_REQUEST.0,
+            "message": format!("virtual server {name} is not served"),
+        },
+    });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 async fn admit(State(gate): State<Gate>, request: Request<Body>, next: Next) -> Response {

@@ -38,8 +38,10 @@ use crate::switchboard::Switchboard;
 use crate::vmcp::{self, VirtualServer};
 
 mod forward;
+mod live;
 
 use forward::Forwarder;
+pub use live::LiveProxy;
 
 /// Numbers handler instances so resource subscriptions can be removed per session.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -73,6 +75,15 @@ impl Proxy {
             quotas,
             inspector: Inspector::disabled(),
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Returns this session's handler over another definition of its virtual server.
+    fn over(&self, server: Arc<VirtualServer>) -> Self {
+        Self {
+            forwarder: self.forwarder.over(Arc::clone(&server)),
+            server,
+            ..self.clone()
         }
     }
 

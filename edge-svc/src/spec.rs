@@ -29,6 +29,12 @@ pub struct GatewaySpec {
     /// The audit section (SIEM sinks, retention), read by audit-svc.
     #[serde(default)]
     pub audit: Option<serde::de::IgnoredAny>,
+    /// The admin API's section (the administrators' group), read by `gatehouse up`.
+    #[serde(default)]
+    pub admin: Option<serde::de::IgnoredAny>,
+    /// The directory section (members and groups), reconciled by `gatehouse apply`.
+    #[serde(default)]
+    pub directory: Option<serde::de::IgnoredAny>,
     /// Rate limits edge enforces on every call; none by default.
     #[serde(default)]
     pub rate_limits: crate::quota::RateLimitsSpec,

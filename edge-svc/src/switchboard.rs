@@ -138,12 +138,19 @@ impl RouteGuard {
 }
 
 impl Switchboard {
-    /// Adds a virtual server so list-changed notifications from its connectors reach its clients.
-    pub fn attach(&self, server: Arc<VirtualServer>) {
-        self.servers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(server);
+    /// Makes `servers` the ones whose clients hear list-changed notifications from their
+    /// connectors (every served server, after each change of the routing table).
+    pub fn set_servers(&self, servers: Vec<Arc<VirtualServer>>) {
+        *self.servers.lock().unwrap_or_else(PoisonError::into_inner) = servers;
+    }
+
+    /// Counts the calls in flight on the downstream session named `connector`.
+    pub fn in_flight(&self, connector: &str) -> usize {
+        self.routes()
+            .by_request
+            .keys()
+            .filter(|(name, _)| name == connector)
+            .count()
     }
 
     /// Announces that a call is about to be sent, so early replies wait for its route.

@@ -64,8 +64,9 @@ pub struct VirtualServer {
     members: Vec<Member>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     rebuild: tokio::sync::Mutex<()>,
-    listeners: Listeners,
-    subscriptions: Mutex<Subscriptions>,
+    // Shared with the server's successors, so a live change keeps its clients' subscriptions.
+    listeners: Arc<Listeners>,
+    subscriptions: Arc<Mutex<Subscriptions>>,
 }
 
 /// Resource URI → the legacy sessions (numbered by their handler) subscribed to it.
@@ -113,9 +114,18 @@ impl VirtualServer {
             members,
             snapshot: RwLock::new(None),
             rebuild: tokio::sync::Mutex::new(()),
-            listeners: Listeners::default(),
-            subscriptions: Mutex::new(HashMap::new()),
+            listeners: Arc::default(),
+            subscriptions: Arc::default(),
         }
+    }
+
+    /// Takes over `previous`'s listening clients and resource subscriptions: this server
+    /// replaces it under the same name, and its clients must hear about the change.
+    #[must_use]
+    pub fn succeeding(mut self, previous: &VirtualServer) -> Self {
+        self.listeners = Arc::clone(&previous.listeners);
+        self.subscriptions = Arc::clone(&previous.subscriptions);
+        self
     }
 
     /// Returns the name used in the URL.

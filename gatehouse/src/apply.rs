@@ -1,10 +1,8 @@
 //! `gatehouse apply -f config.yaml`: reconciles a running gateway with the file through the
-//! admin API's HTTP/JSON face. It computes create/update/delete per resource, prints the diff,
-//! and applies it unless `--dry-run`, so the file and the API stay one source of truth.
-//!
-//! Policies are applied live. Virtual servers and connectors are compared and their diff is
-//! printed, but the running gateway's server table is fixed at start: such changes are
-//! reported as needing a restart of `gatehouse up` with the file (exit code 3).
+//! admin API's HTTP/JSON face. It computes create/update/delete per resource (policies,
+//! connectors, virtual servers, declared agent bundles, and the directory's members and groups
+//! when the file declares a `directory:` section), prints the diff, and applies it unless `--dry-run`, so the file and
+//! the API stay one source of truth. Every change is live: nothing waits for a restart.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,12 +12,18 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde::de::DeserializeOwned;
+use reqwest::Method;
+use serde_json::Value;
 
-use crate::admin::Declared;
-use crate::admin::model::{
-    ConnectorView, ErrorBody, PolicySet, PolicySource, PolicyState, VirtualServerView,
-};
+use crate::admin::Declarations;
+use crate::admin::model::{ConnectorView, PolicySet, PolicySource, PolicyState, VirtualServerView};
+
+mod agents;
+mod client;
+mod directory;
+
+use client::Client;
+pub(crate) use directory::DirectorySection;
 
 /// What `gatehouse apply` was asked to do.
 #[derive(Debug, Args)]
@@ -50,19 +54,22 @@ enum Change {
     Delete(String),
 }
 
-/// Every change between the running gateway and the file.
-#[derive(Debug, Default)]
-struct Plan {
-    /// The policy set to PUT, when it differs.
-    policies: Option<PolicySet>,
-    /// The printed diff, resource by resource.
-    text: String,
-    /// Changes to virtual servers and connectors, which need a restart.
-    structural: usize,
+/// One admin API call of the plan, with the diff line that announces it.
+#[derive(Debug)]
+struct Step {
+    method: Method,
+    path: String,
+    body: Option<Value>,
 }
 
-/// Exit code when virtual server or connector changes were left for a restart.
-const EXIT_RESTART_NEEDED: u8 = 3;
+/// Every change between the running gateway and the file, in the order it is applied.
+#[derive(Debug, Default)]
+struct Plan {
+    /// The printed diff, resource by resource.
+    text: String,
+    /// The calls that make the gateway match the file.
+    steps: Vec<Step>,
+}
 
 /// Runs `gatehouse apply`; exit 0 when the gateway matches the file afterwards.
 pub(crate) async fn run(args: ApplyArgs) -> ExitCode {
@@ -91,9 +98,13 @@ async fn execute(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let current: PolicyState = client.get("/admin/v1/policies").await?;
     let servers: Vec<VirtualServerView> = client.get("/admin/v1/virtual-servers").await?;
     let connectors: Vec<ConnectorView> = client.get("/admin/v1/connectors").await?;
-    let plan = plan(&desired, &current.policies, &servers, &connectors);
+    let mut plan = plan(&desired, &current.policies, &servers, &connectors);
+    agents::plan(&desired.agents, &client, &mut plan).await?;
+    if let Some(directory) = &desired.directory {
+        directory::plan(directory, &client, &mut plan).await?;
+    }
     let mut out = std::io::stdout().lock();
-    if plan.text.is_empty() {
+    if plan.steps.is_empty() {
         writeln!(out, "no changes")?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -102,25 +113,33 @@ async fn execute(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "dry run: nothing applied")?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(policies) = &plan.policies {
-        let applied: PolicyState = client.put("/admin/v1/policies", policies).await?;
-        writeln!(out, "applied policies (version {})", applied.version)?;
+    for (done, step) in plan.steps.iter().enumerate() {
+        let applied: anyhow::Result<Value> = client
+            .call(step.method.clone(), &step.path, step.body.as_ref())
+            .await;
+        if let Err(error) = applied {
+            writeln!(
+                out,
+                "applied {done} of {} change(s); stopped at {} {}",
+                plan.steps.len(),
+                step.method,
+                step.path
+            )?;
+            return Err(error);
+        }
     }
-    if plan.structural > 0 {
-        writeln!(
-            out,
-            "not applied: {} virtual server/connector change(s); the running gateway's server table is fixed at start, so restart `gatehouse up` with this file",
-            plan.structural
-        )?;
-        return Ok(ExitCode::from(EXIT_RESTART_NEEDED));
-    }
+    writeln!(out, "applied {} change(s)", plan.steps.len())?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The declared state of the file.
 struct Desired {
     policies: PolicySet,
-    declared: Declared,
+    declarations: Declarations,
+    servers: Vec<VirtualServerView>,
+    connectors: Vec<ConnectorView>,
+    directory: Option<directory::DirectorySection>,
+    agents: Vec<authz_svc::AgentConfig>,
 }
 
 /// Reads the file as `gatehouse up` would: the same parsers and the same policy files.
@@ -133,14 +152,22 @@ fn desired(path: &std::path::Path) -> anyhow::Result<Desired> {
         .policies
         .document()
         .with_context(|| format!("{source}: policies"))?;
-    let declared = Declared::new(&text, &spec).map_err(anyhow::Error::msg)?;
+    let declarations = Declarations::parse(&text).map_err(anyhow::Error::msg)?;
+    let view = declarations.view(&spec);
     Ok(Desired {
         policies: PolicySet::from(&document),
-        declared,
+        declarations,
+        servers: view.virtual_servers,
+        connectors: view.connectors,
+        directory: sections.directory,
+        agents: sections.authorization.agents,
     })
 }
 
 /// Compares the running state with the file, resource by resource.
+///
+/// Connectors are created or changed before the servers that list them, and removed after
+/// the servers that stop listing them, so every intermediate state is a valid gateway.
 fn plan(
     desired: &Desired,
     policies: &PolicySet,
@@ -164,22 +191,57 @@ fn plan(
         describe(&mut plan.text, "policy constraints/scopes of", change);
     }
     policy_changes.extend(scoped);
-    if !policy_changes.is_empty() {
-        plan.policies = Some(desired.policies.clone());
-    }
-    let running = by_name(servers, |server| &server.name);
-    let declared = by_name(&desired.declared.virtual_servers, |server| &server.name);
-    let server_changes = changes(&running, &declared, |a, b| a.declaration == b.declaration);
     let running = by_name(connectors, |connector| &connector.name);
-    let declared = by_name(&desired.declared.connectors, |connector| &connector.name);
+    let declared = by_name(&desired.connectors, |connector| &connector.name);
     let connector_changes = changes(&running, &declared, |a, b| a == b);
-    for change in &server_changes {
-        describe(&mut plan.text, "virtual server", change);
-    }
+    let running = by_name(servers, |server| &server.name);
+    let declared = by_name(&desired.servers, |server| &server.name);
+    let server_changes = changes(&running, &declared, |a, b| a.declaration == b.declaration);
     for change in &connector_changes {
         describe(&mut plan.text, "connector", change);
     }
-    plan.structural = server_changes.len() + connector_changes.len();
+    for change in &server_changes {
+        describe(&mut plan.text, "virtual server", change);
+    }
+    let puts = |kind: &str, path: &str, changes: &[Change], plan: &mut Plan| {
+        for change in changes {
+            if let Change::Create(name) | Change::Update(name) = change {
+                plan.steps.push(Step {
+                    method: Method::PUT,
+                    path: format!("/admin/v1/{path}/{name}"),
+                    body: desired.declarations.find(kind, name).cloned(),
+                });
+            }
+        }
+    };
+    let deletes = |path: &str, changes: &[Change], plan: &mut Plan| {
+        for change in changes {
+            if let Change::Delete(name) = change {
+                plan.steps.push(Step {
+                    method: Method::DELETE,
+                    path: format!("/admin/v1/{path}/{name}"),
+                    body: None,
+                });
+            }
+        }
+    };
+    puts("connectors", "connectors", &connector_changes, &mut plan);
+    puts(
+        "virtual_servers",
+        "virtual-servers",
+        &server_changes,
+        &mut plan,
+    );
+    deletes("virtual-servers", &server_changes, &mut plan);
+    deletes("connectors", &connector_changes, &mut plan);
+    // Policies last: their constraints and scopes may name the servers just created.
+    if !policy_changes.is_empty() {
+        plan.steps.push(Step {
+            method: Method::PUT,
+            path: "/admin/v1/policies".to_owned(),
+            body: serde_json::to_value(&desired.policies).ok(),
+        });
+    }
     plan
 }
 
@@ -260,62 +322,6 @@ fn line_diff(old: &str, new: &str) -> Vec<String> {
         }
     }
     lines
-}
-
-/// The admin API's HTTP/JSON face, authenticated with the admin token.
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let request = self.http.get(format!("{}{path}", self.base));
-        self.send(path, request).await
-    }
-
-    async fn put<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &impl serde::Serialize,
-    ) -> anyhow::Result<T> {
-        let request = self.http.put(format!("{}{path}", self.base)).json(body);
-        self.send(path, request).await
-    }
-
-    /// Sends one request; a refusal is reported with the API's message and diagnostics.
-    async fn send<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        request: reqwest::RequestBuilder,
-    ) -> anyhow::Result<T> {
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}{path}", self.base))?;
-        let status = response.status();
-        if status.is_success() {
-            return response
-                .json()
-                .await
-                .with_context(|| format!("{path}: unexpected response"));
-        }
-        let body: ErrorBody = response.json().await.unwrap_or(ErrorBody {
-            error: status.to_string(),
-            message: String::new(),
-            diagnostics: Vec::new(),
-        });
-        let mut message = format!("{path}: {} ({}): {}", status, body.error, body.message);
-        for diagnostic in body.diagnostics {
-            let _ = write!(message, "\n  {}", diagnostic.message);
-            if let Some(help) = diagnostic.help {
-                let _ = write!(message, " (help: {help})");
-            }
-        }
-        anyhow::bail!(message)
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@ struct AuthorizationFile {
     policies: authz_svc::PolicyConfig,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    admin: AdminSection,
+    #[serde(default)]
+    directory: Option<crate::apply::DirectorySection>,
     #[serde(default, rename = "connectors")]
     _connectors: IgnoredAny,
     #[serde(default, rename = "virtual_servers")]
@@ -41,12 +45,31 @@ pub(crate) struct AuditSection {
     pub(crate) retention: audit_svc::RetentionConfig,
 }
 
+/// The `admin:` section: who administers this gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AdminSection {
+    /// The group whose members may hold the admin scope.
+    pub(crate) group: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            group: crate::admin::DEFAULT_ADMIN_GROUP.to_owned(),
+        }
+    }
+}
+
 /// The sections of the gatehouse file that the backends read.
 #[derive(Debug)]
 pub(crate) struct Sections {
     pub(crate) authorization: AuthorizationConfig,
     pub(crate) policies: authz_svc::PolicyConfig,
     pub(crate) audit: AuditSection,
+    pub(crate) admin: AdminSection,
+    /// The members and groups `gatehouse apply` reconciles the directory with, when declared.
+    pub(crate) directory: Option<crate::apply::DirectorySection>,
 }
 
 /// Parses the `authorization:`, `policies:` and `audit:` sections; errors name the field path
@@ -58,6 +81,8 @@ pub(crate) fn sections(text: &str, source: &str) -> Result<Sections, String> {
             authorization: file.authorization,
             policies: file.policies,
             audit: file.audit,
+            admin: file.admin,
+            directory: file.directory,
         })
         .map_err(|error| format!("{source}: {}: {}", error.path(), error.inner()))
 }
@@ -80,22 +105,9 @@ pub(crate) async fn open(
         );
         config.allow_insecure_http = true;
     }
-    let resources = spec
-        .virtual_servers
-        .iter()
-        .filter(|server| server.auth == AuthMode::Oauth)
-        .map(|server| ProtectedResource {
-            name: server.name.clone(),
-            url: face.resource_url(&server.name),
-            // The scopes the virtual server's policy declares, as it started.
-            scopes: access.scopes_supported(&server.name),
-        })
-        // The admin API is a protected resource of the same authorization server.
-        .chain(std::iter::once(crate::admin::protected_resource(face)))
-        .collect();
     let issuer = Issuer {
         issuer: face.public_url.clone(),
-        resources,
+        resources: resources(spec, face, access),
     };
     let store = StoreConfig::Sqlite {
         path: data.join("authz.db"),
@@ -114,6 +126,26 @@ pub(crate) async fn open(
         issuer: state.issuer().to_owned(),
     };
     Ok((state, auth))
+}
+
+/// Returns the protected resources of the authorization server: every virtual server `spec`
+/// serves with OAuth, with the scopes its policy declares now, and the admin API.
+pub(crate) fn resources(
+    spec: &GatewaySpec,
+    face: &HttpFace,
+    access: &edge_svc::access::Access,
+) -> Vec<ProtectedResource> {
+    spec.virtual_servers
+        .iter()
+        .filter(|server| server.auth == AuthMode::Oauth)
+        .map(|server| ProtectedResource {
+            name: server.name.clone(),
+            url: face.resource_url(&server.name),
+            scopes: access.scopes_supported(&server.name),
+        })
+        // The admin API is a protected resource of the same authorization server.
+        .chain(std::iter::once(crate::admin::protected_resource(face)))
+        .collect()
 }
 
 fn is_loopback(host: &str) -> bool {

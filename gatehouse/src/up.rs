@@ -29,7 +29,7 @@ const EXIT_CONFIG: u8 = 64;
 
 /// Runs the gateway until SIGINT/SIGTERM; invalid configuration exits 64 before anything binds.
 pub(crate) async fn run(options: UpOptions) -> ExitCode {
-    let (spec, sections, declared) = match load(&options.config) {
+    let (spec, sections, declared) = match load(&options.config, &options.data) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("gatehouse: {error}");
@@ -64,33 +64,42 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
 
 /// Reads the one gatehouse file: edge's connectors and virtual servers, the backends' sections.
 ///
+/// The connectors and virtual servers last applied through the admin API (kept in `data`)
+/// replace the file's: the file is the seed, `gatehouse apply` changes what is served.
 /// Policies are compiled here so that an invalid one stops the start with Cedar's diagnostics.
-fn load(path: &std::path::Path) -> Result<Loaded, String> {
+fn load(path: &std::path::Path, data: &std::path::Path) -> Result<Loaded, String> {
     let source = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|error| format!("cannot read {source}: {error}"))?;
-    let spec =
-        edge_svc::GatewaySpec::from_yaml(&text, &source).map_err(|error| error.to_string())?;
+    let declarations = crate::admin::Declarations::seed(&text, data)
+        .map_err(|error| format!("{source}: {error}"))?;
+    let spec = declarations.spec(&source)?;
     let sections = crate::oauth::sections(&text, &source)?;
     authz_svc::PolicyStore::new(&sections.policies)
         .map_err(|error| format!("{source}: policies: {error}"))?;
-    let declared =
-        crate::admin::Declared::new(&text, &spec).map_err(|error| format!("{source}: {error}"))?;
-    Ok((spec, sections, declared))
+    Ok((spec, sections, declarations))
 }
 
-/// The gateway file, parsed: edge's spec, the backends' sections, what the admin API shows.
+/// The gateway file, parsed: edge's spec, the backends' sections, the declarations served.
 type Loaded = (
     edge_svc::GatewaySpec,
     crate::oauth::Sections,
-    crate::admin::Declared,
+    crate::admin::Declarations,
 );
 
 /// Returns the policy store, with the file's policies as the set the admin API replaces
-/// whole, so that the file and the API are one source of truth (`gatehouse apply`).
-fn policy_store(policies: &authz_svc::PolicyConfig) -> anyhow::Result<authz_svc::PolicyStore> {
+/// whole, so that the file and the API are one source of truth (`gatehouse apply`); a set
+/// applied through the API since (kept in `data`) replaces the file's seed.
+fn policy_store(
+    policies: &authz_svc::PolicyConfig,
+    data: &std::path::Path,
+) -> anyhow::Result<authz_svc::PolicyStore> {
     let store = authz_svc::PolicyStore::new(&authz_svc::PolicyConfig::default())?;
-    store.replace(policies.document()?)?;
+    let document = match crate::admin::policies::applied(data).map_err(anyhow::Error::msg)? {
+        Some(applied) => applied,
+        None => policies.document()?,
+    };
+    store.replace(document)?;
     Ok(store)
 }
 
@@ -98,12 +107,14 @@ async fn serve(
     options: UpOptions,
     spec: edge_svc::GatewaySpec,
     sections: crate::oauth::Sections,
-    declared: crate::admin::Declared,
+    declarations: crate::admin::Declarations,
 ) -> anyhow::Result<()> {
     let crate::oauth::Sections {
         authorization,
         policies,
         audit: audit_section,
+        admin: admin_section,
+        directory: _,
     } = sections;
     std::fs::create_dir_all(&options.data).map_err(|error| {
         anyhow::anyhow!(
@@ -122,7 +133,7 @@ async fn serve(
         None => url::Url::parse(&format!("http://{local}"))?,
     };
     let face = HttpFace::new(public_url, &[], &[], 4 * 1024 * 1024);
-    let policy_store = policy_store(&policies)?;
+    let policy_store = policy_store(&policies, &options.data)?;
     let facts = crate::backends::VaultFacts {
         connectors: crate::credentials::vault_connectors(&spec).map_err(anyhow::Error::msg)?,
         public_url: format!("{}/vault", face.public_url.as_str().trim_end_matches('/')),
@@ -178,14 +189,20 @@ async fn serve(
             resource: crate::admin::resource_url(&face),
             verifier: std::sync::Arc::clone(&auth.verifier),
             agents: authz.agents().clone(),
+            group: admin_section.group,
         },
         issuer: issuer.clone(),
         policies: policy_store,
-        declared,
+        declarations,
+        gateway: gateway.clone(),
+        face: face.clone(),
+        data: options.data.clone(),
+        authz: authz.clone(),
         vault: vault.clone(),
         audit_log,
         recorder: gateway.recorder().clone(),
-    });
+    })
+    .map_err(anyhow::Error::msg)?;
     backends.push(crate::admin::grpc::start(admin.clone(), &shutdown).await?);
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::scim_router(authz.clone()))

@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use svc_kit::ConfigError;
 
-use super::{AgentRegistry, NewAgent};
+use super::{AgentRegistry, CreatedAgent, NewAgent};
 use crate::error::Error;
 use crate::store::{AgentAuthentication, AgentKey, WorkloadIssuer};
 use crate::token::now;
@@ -96,45 +96,68 @@ impl AgentRegistry {
     /// (the environment is the source of truth). Decommissioned bundles stay decommissioned.
     pub(crate) async fn apply_declared(&self, agents: &[AgentConfig]) -> Result<(), Error> {
         for declared in agents {
-            let secret = declared.secret()?;
-            let command = NewAgent {
-                name: declared.name.clone(),
-                description: declared.description.clone(),
-                owner: declared.owner.clone(),
-                virtual_servers: declared.virtual_servers.clone(),
-                scopes: declared.scopes.clone(),
-                authentication: declared.authentication(),
-                quotas: declared.quotas.clone(),
-                client_id: Some(
-                    declared
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| declared.name.clone()),
-                ),
-            };
-            let agent = match self.store.agent(AgentKey::Name(&declared.name)).await? {
-                Some(mut existing) => {
-                    super::validate::new_agent(
-                        &command,
-                        self.catalogue.as_deref().map(Vec::as_slice),
-                    )?;
-                    existing.description = command.description;
-                    existing.owner = command.owner;
-                    existing.virtual_servers = command.virtual_servers;
-                    existing.scopes = command.scopes;
-                    existing.authentication = command.authentication;
-                    existing.quotas = command.quotas;
-                    self.store.update_agent(&existing).await?;
-                    existing
-                }
-                None => self.create(command).await?.agent,
-            };
-            if let Some(secret) = secret {
-                let record = self.secret_record(&agent.agent_id, secret.expose_secret(), now());
-                self.store.replace_agent_secrets(&record).await?;
-            }
-            tracing::info!(agent_id = %agent.agent_id, name = %agent.name, "declared agent applied");
+            self.declare(declared, declared.secret()?).await?;
         }
         Ok(())
+    }
+
+    /// Creates or updates one declared bundle (as `gatehouse up` does for the file's, and the
+    /// admin API for `gatehouse apply`); `secret`, when given, replaces the stored ones. A
+    /// client-secret bundle created without one gets a generated secret, returned this once.
+    pub async fn declare(
+        &self,
+        declared: &AgentConfig,
+        secret: Option<SecretString>,
+    ) -> Result<CreatedAgent, Error> {
+        let command = NewAgent {
+            name: declared.name.clone(),
+            description: declared.description.clone(),
+            owner: declared.owner.clone(),
+            virtual_servers: declared.virtual_servers.clone(),
+            scopes: declared.scopes.clone(),
+            authentication: declared.authentication(),
+            quotas: declared.quotas.clone(),
+            client_id: Some(
+                declared
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| declared.name.clone()),
+            ),
+        };
+        let mut generated = None;
+        let agent = match self.store.agent(AgentKey::Name(&declared.name)).await? {
+            Some(mut existing) => {
+                super::validate::new_agent(
+                    &command,
+                    self.catalogue
+                        .as_ref()
+                        .map(crate::issuer::Resources::snapshot)
+                        .as_deref()
+                        .map(Vec::as_slice),
+                )?;
+                existing.description = command.description;
+                existing.owner = command.owner;
+                existing.virtual_servers = command.virtual_servers;
+                existing.scopes = command.scopes;
+                existing.authentication = command.authentication;
+                existing.quotas = command.quotas;
+                self.store.update_agent(&existing).await?;
+                existing
+            }
+            None => {
+                let created = self.create(command).await?;
+                generated = created.client_secret.filter(|_| secret.is_none());
+                created.agent
+            }
+        };
+        if let Some(secret) = secret {
+            let record = self.secret_record(&agent.agent_id, secret.expose_secret(), now());
+            self.store.replace_agent_secrets(&record).await?;
+        }
+        tracing::info!(agent_id = %agent.agent_id, name = %agent.name, "declared agent applied");
+        Ok(CreatedAgent {
+            agent,
+            client_secret: generated,
+        })
     }
 }

@@ -175,8 +175,7 @@ pub(super) async fn validate(
     }
     let resource = match params.get("resource") {
         Some(url) => state.issuer.resource(url),
-        None if state.issuer.resources.len() == 1 => state.issuer.resources.first(),
-        None => None,
+        None => state.issuer.sole(),
     }
     .ok_or_else(|| {
         redirect(
@@ -186,7 +185,7 @@ pub(super) async fn validate(
     })?;
     let scope = state
         .issuer
-        .scope_for(resource, params.get("scope"))
+        .scope_for(&resource, params.get("scope"))
         .ok_or_else(|| {
             redirect(
                 "invalid_scope",

@@ -219,8 +219,7 @@ fn client_credentials(
     }
     let resource = match params.get("resource") {
         Some(url) => state.issuer.resource(url),
-        None if state.issuer.resources.len() == 1 => state.issuer.resources.first(),
-        None => None,
+        None => state.issuer.sole(),
     }
     .ok_or_else(|| {
         OAuthError::new(
@@ -230,7 +229,7 @@ fn client_credentials(
     })?;
     let scope = state
         .issuer
-        .scope_for(resource, params.get("scope"))
+        .scope_for(&resource, params.get("scope"))
         .ok_or_else(|| {
             OAuthError::new(
                 "invalid_scope",

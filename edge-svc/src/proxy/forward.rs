@@ -44,6 +44,11 @@ impl Forwarder {
         Self { server, board }
     }
 
+    /// Returns this forwarder over another definition of its virtual server.
+    pub(crate) fn over(&self, server: Arc<VirtualServer>) -> Self {
+        Self::new(server, Arc::clone(&self.board))
+    }
+
     /// Forwards a request that may need input rounds.
     ///
     /// `first` is the client's request as sent (a modern client's retry already carries its

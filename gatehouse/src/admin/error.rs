@@ -32,6 +32,14 @@ pub(crate) enum AdminError {
     /// No connector of that name is declared.
     #[error("connector {0} not found")]
     ConnectorNotFound(String),
+    /// A connector or virtual server declaration the gateway file's parser refuses, or that
+    /// cannot be served; nothing changed.
+    #[error("invalid declaration: {0}")]
+    InvalidDeclaration(String),
+    /// An applied change could not be kept in the data directory; it is served but would not
+    /// survive a restart.
+    #[error("the applied change could not be kept in the data directory")]
+    Persist(#[source] std::io::Error),
     /// The connector has no shared credential to delete.
     #[error("connector {0} has no shared credential")]
     NoSharedCredential(String),
@@ -60,7 +68,10 @@ impl ServiceError for AdminError {
         match self {
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::InsufficientScope => ErrorCode::PermissionDenied,
-            Self::InvalidPolicies(_) | Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            Self::InvalidPolicies(_)
+            | Self::InvalidArgument { .. }
+            | Self::InvalidDeclaration(_) => ErrorCode::InvalidArgument,
+            Self::Persist(_) => ErrorCode::Internal,
             Self::VirtualServerNotFound(_)
             | Self::ConnectorNotFound(_)
             | Self::NoSharedCredential(_) => ErrorCode::NotFound,

@@ -13,10 +13,15 @@ use tonic::{Request, Response, Status};
 
 use super::guard::bearer_token;
 use super::model::{
-    AgentFilter, AgentView, AuditQuery, ConnectorView, CredentialKind, PolicySet, PolicySource,
-    SharedCredentialInput, VirtualServerView,
+    AgentDeclarationInput, AgentFilter, AuditQuery, CredentialKind, PolicySet,
+    SharedCredentialInput,
 };
 use super::{Admin, AdminCaller, AdminError};
+
+mod convert;
+mod members;
+
+use convert::declaration;
 
 /// Is the fully qualified name of the admin gRPC service.
 pub(crate) const SERVICE_NAME: &str = "gatehouse.admin.v1.Admin";
@@ -323,86 +328,151 @@ impl pb::admin_server::Admin for AdminGrpc {
                 .collect(),
         }))
     }
-}
 
-impl From<PolicySet> for pb::PolicySet {
-    fn from(set: PolicySet) -> Self {
-        Self {
-            sources: set
-                .sources
-                .into_iter()
-                .map(|source| pb::PolicySource {
-                    name: source.name,
-                    text: source.text,
-                })
-                .collect(),
-            virtual_servers_json: serde_json::to_string(&set.virtual_servers).unwrap_or_default(),
-        }
+    async fn put_virtual_server(
+        &self,
+        request: Request<pb::PutVirtualServerRequest>,
+    ) -> Result<Response<pb::PutVirtualServerResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let declared = declaration(&message.declaration_json)?;
+        let server = self
+            .0
+            .put_virtual_server(&caller, &message.name, declared)
+            .await?;
+        Ok(Response::new(pb::PutVirtualServerResponse {
+            virtual_server: Some(server.into()),
+        }))
     }
-}
 
-impl TryFrom<pb::PolicySet> for PolicySet {
-    type Error = AdminError;
-
-    fn try_from(set: pb::PolicySet) -> Result<Self, AdminError> {
-        let virtual_servers = if set.virtual_servers_json.trim().is_empty() {
-            std::collections::BTreeMap::new()
-        } else {
-            serde_json::from_str(&set.virtual_servers_json).map_err(|error| {
-                AdminError::InvalidArgument {
-                    field: "virtual_servers_json",
-                    reason: error.to_string(),
-                }
-            })?
-        };
-        Ok(Self {
-            sources: set
-                .sources
-                .into_iter()
-                .map(|source| PolicySource {
-                    name: source.name,
-                    text: source.text,
-                })
-                .collect(),
-            virtual_servers,
-        })
+    async fn delete_virtual_server(
+        &self,
+        request: Request<pb::DeleteVirtualServerRequest>,
+    ) -> Result<Response<pb::DeleteVirtualServerResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let server = self
+            .0
+            .delete_virtual_server(&caller, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::DeleteVirtualServerResponse {
+            virtual_server: Some(server.into()),
+        }))
     }
-}
 
-impl From<VirtualServerView> for pb::VirtualServer {
-    fn from(server: VirtualServerView) -> Self {
-        Self {
-            name: server.name,
-            declaration_json: server.declaration.to_string(),
-        }
+    async fn put_connector(
+        &self,
+        request: Request<pb::PutConnectorRequest>,
+    ) -> Result<Response<pb::PutConnectorResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let declared = declaration(&message.declaration_json)?;
+        let connector = self
+            .0
+            .put_connector(&caller, &message.name, declared)
+            .await?;
+        Ok(Response::new(pb::PutConnectorResponse {
+            connector: Some(connector.into()),
+        }))
     }
-}
 
-impl From<ConnectorView> for pb::Connector {
-    fn from(connector: ConnectorView) -> Self {
-        Self {
-            name: connector.name,
-            transport: connector.transport,
-            target: connector.target,
-            credentials: connector.credentials,
-        }
+    async fn delete_connector(
+        &self,
+        request: Request<pb::DeleteConnectorRequest>,
+    ) -> Result<Response<pb::DeleteConnectorResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let connector = self
+            .0
+            .delete_connector(&caller, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::DeleteConnectorResponse {
+            connector: Some(connector.into()),
+        }))
     }
-}
 
-impl From<AgentView> for pb::Agent {
-    fn from(agent: AgentView) -> Self {
-        Self {
-            bundle_id: agent.bundle_id,
-            client_id: agent.client_id,
-            name: agent.name,
-            description: agent.description,
-            owner: agent.owner,
-            virtual_servers: agent.virtual_servers,
-            scopes: agent.scopes,
-            state: agent.state,
-            created_at: agent.created_at,
-            rotated_at: agent.rotated_at.unwrap_or(0),
-            last_used_at: agent.last_used_at.unwrap_or(0),
-        }
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        members::list_members(self, request).await
+    }
+
+    async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Result<Response<pb::GetMemberResponse>, Status> {
+        members::get_member(self, request).await
+    }
+
+    async fn create_member(
+        &self,
+        request: Request<pb::CreateMemberRequest>,
+    ) -> Result<Response<pb::CreateMemberResponse>, Status> {
+        members::create_member(self, request).await
+    }
+
+    async fn update_member(
+        &self,
+        request: Request<pb::UpdateMemberRequest>,
+    ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
+        members::update_member(self, request).await
+    }
+
+    async fn deactivate_member(
+        &self,
+        request: Request<pb::DeactivateMemberRequest>,
+    ) -> Result<Response<pb::DeactivateMemberResponse>, Status> {
+        members::deactivate_member(self, request).await
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        members::list_groups(self, request).await
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::GetGroupResponse>, Status> {
+        members::get_group(self, request).await
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        members::create_group(self, request).await
+    }
+
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> Result<Response<pb::UpdateGroupResponse>, Status> {
+        members::update_group(self, request).await
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        members::delete_group(self, request).await
+    }
+
+    async fn put_agent(
+        &self,
+        request: Request<pb::PutAgentRequest>,
+    ) -> Result<Response<pb::PutAgentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let name = message.name.clone();
+        let input = AgentDeclarationInput::try_from(message)?;
+        let declared = self.0.put_agent(&caller, &name, input).await?;
+        Ok(Response::new(pb::PutAgentResponse {
+            agent: Some(declared.agent.into()),
+            client_secret: declared
+                .client_secret
+                .map(|secret| Secret { value: secret.0 }),
+        }))
     }
 }

@@ -1,6 +1,6 @@
 //! Who may administer: a token from Gatehouse's own authorization server, issued for the admin
 //! resource, carrying `gatehouse:admin`, held by an active agent bundle granted that scope or
-//! by a member in the `gatehouse-admins` group.
+//! by a member in the admin group (`admin.group` in the gateway file, `gatehouse-admins` by default).
 //!
 //! The scope alone is not enough for members: the authorization server grants any scope a
 //! resource declares to any member who asks, so membership of the admin group is what makes a
@@ -14,8 +14,8 @@ use super::error::AdminError;
 
 /// The OAuth scope that grants the admin API.
 pub(crate) const ADMIN_SCOPE: &str = "gatehouse:admin";
-/// The group whose members may hold the admin scope.
-pub(crate) const ADMIN_GROUP: &str = "gatehouse-admins";
+/// The group whose members may hold the admin scope when the file names none.
+pub(crate) const DEFAULT_ADMIN_GROUP: &str = "gatehouse-admins";
 /// The protected resource's name, as agent bundles list it in their `virtual_servers`.
 pub(crate) const ADMIN_RESOURCE_NAME: &str = "gatehouse-admin";
 
@@ -43,6 +43,8 @@ pub(crate) struct Guard {
     pub(crate) resource: String,
     pub(crate) verifier: std::sync::Arc<dyn TokenVerifier>,
     pub(crate) agents: AgentRegistry,
+    /// The group whose members are administrators (`admin.group`).
+    pub(crate) group: String,
 }
 
 /// A refusal before any admin operation, with whom it refused when the token was valid.
@@ -96,8 +98,7 @@ impl Guard {
             id: claims.subject.clone(),
             client_id: claims.client_id.clone(),
         };
-        let entitled = claims.subject != claims.client_id
-            && claims.groups.iter().any(|group| group == ADMIN_GROUP);
+        let entitled = claims.subject != claims.client_id && claims.groups.contains(&self.group);
         (member, entitled)
     }
 }

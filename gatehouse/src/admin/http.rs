@@ -20,11 +20,13 @@ use utoipa_axum::routes;
 
 use super::guard::{ADMIN_SCOPE, bearer_token};
 use super::model::{
-    AgentFilter, AgentView, AgentWithSecret, AuditPage, AuditQuery, ConnectorView, CredentialRef,
-    DecommissionInput, ErrorBody, HealthView, NewAgentInput, PolicySet, PolicyState, RotateInput,
-    SharedCredentialInput, VirtualServerView,
+    AgentDeclarationInput, AgentFilter, AgentView, AgentWithSecret, AuditPage, AuditQuery,
+    ConnectorView, CredentialRef, DecommissionInput, ErrorBody, HealthView, NewAgentInput,
+    PolicySet, PolicyState, RotateInput, SharedCredentialInput, VirtualServerView,
 };
 use super::{Admin, AdminCaller, AdminError};
+
+mod members;
 
 /// The document's fixed parts; operations and schemas are added from the handlers.
 #[derive(utoipa::OpenApi)]
@@ -52,13 +54,26 @@ fn operations() -> OpenApiRouter<Admin> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(get_policies, put_policies))
         .routes(routes!(list_virtual_servers))
-        .routes(routes!(get_virtual_server))
+        .routes(routes!(
+            get_virtual_server,
+            put_virtual_server,
+            delete_virtual_server
+        ))
         .routes(routes!(list_connectors))
-        .routes(routes!(get_connector))
+        .routes(routes!(get_connector, put_connector, delete_connector))
+        .routes(routes!(members::list_members, members::create_member))
+        .routes(routes!(members::get_member, members::put_member))
+        .routes(routes!(members::deactivate_member))
+        .routes(routes!(members::list_groups, members::create_group))
+        .routes(routes!(
+            members::get_group,
+            members::put_group,
+            members::delete_group
+        ))
         .routes(routes!(put_shared_credential, delete_shared_credential))
         .routes(routes!(connector_health))
         .routes(routes!(list_agents, create_agent))
-        .routes(routes!(get_agent))
+        .routes(routes!(get_agent, put_agent))
         .routes(routes!(rotate_agent))
         .routes(routes!(decommission_agent))
         .routes(routes!(search_audit))
@@ -324,6 +339,20 @@ async fn get_agent(
     admin.agent(&caller, &agent).await.map(Json)
 }
 
+/// Creates an agent bundle or brings it to the declared state (`gatehouse apply`).
+#[utoipa::path(put, path = "/admin/v1/agents/{agent}", tag = "agents",
+    params(("agent" = String, Path, description = "the bundle's name")),
+    request_body = AgentDeclarationInput,
+    responses((status = 200, body = AgentWithSecret), (status = 400, body = ErrorBody)))]
+async fn put_agent(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(agent): Path<String>,
+    Json(input): Json<AgentDeclarationInput>,
+) -> Result<Json<AgentWithSecret>, AdminError> {
+    admin.put_agent(&caller, &agent, input).await.map(Json)
+}
+
 /// Issues a new client secret, shown this once; the previous one works until the overlap ends.
 #[utoipa::path(post, path = "/admin/v1/agents/{agent}/rotate", tag = "agents",
     params(("agent" = String, Path, description = "the bundle's name, id or client id")),
@@ -365,4 +394,66 @@ async fn search_audit(
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, AdminError> {
     admin.search_audit(&caller, query).await.map(Json)
+}
+
+/// Creates or replaces a virtual server; it is served (and its connected clients told) at once.
+#[utoipa::path(put, path = "/admin/v1/virtual-servers/{name}", tag = "virtual servers",
+    params(("name" = String, Path, description = "the virtual server's name")),
+    request_body(content = Object, description = "the server's declaration, as under `virtual_servers:` in the gateway file"),
+    responses((status = 200, body = VirtualServerView),
+              (status = 400, description = "an invalid declaration; nothing changed", body = ErrorBody)))]
+async fn put_virtual_server(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+    Json(declaration): Json<serde_json::Value>,
+) -> Result<Json<VirtualServerView>, AdminError> {
+    admin
+        .put_virtual_server(&caller, &name, declaration)
+        .await
+        .map(Json)
+}
+
+/// Stops serving a virtual server; its sessions end and its endpoint answers 404.
+#[utoipa::path(delete, path = "/admin/v1/virtual-servers/{name}", tag = "virtual servers",
+    params(("name" = String, Path, description = "the virtual server's name")),
+    responses((status = 200, body = VirtualServerView), (status = 404, body = ErrorBody),
+              (status = 400, description = "another declaration still names it", body = ErrorBody)))]
+async fn delete_virtual_server(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<VirtualServerView>, AdminError> {
+    admin.delete_virtual_server(&caller, &name).await.map(Json)
+}
+
+/// Creates or replaces a connector; a changed one restarts once its in-flight calls finish.
+#[utoipa::path(put, path = "/admin/v1/connectors/{name}", tag = "connectors",
+    params(("name" = String, Path, description = "the connector's name")),
+    request_body(content = Object, description = "the connector's declaration, as under `connectors:` in the gateway file"),
+    responses((status = 200, body = ConnectorView),
+              (status = 400, description = "an invalid declaration; nothing changed", body = ErrorBody)))]
+async fn put_connector(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+    Json(declaration): Json<serde_json::Value>,
+) -> Result<Json<ConnectorView>, AdminError> {
+    admin
+        .put_connector(&caller, &name, declaration)
+        .await
+        .map(Json)
+}
+
+/// Removes a connector and its tools from every virtual server that lists it.
+#[utoipa::path(delete, path = "/admin/v1/connectors/{name}", tag = "connectors",
+    params(("name" = String, Path, description = "the connector's name")),
+    responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody),
+              (status = 400, description = "a virtual server would be left without connectors", body = ErrorBody)))]
+async fn delete_connector(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<ConnectorView>, AdminError> {
+    admin.delete_connector(&caller, &name).await.map(Json)
 }

@@ -59,6 +59,10 @@ pub(crate) struct ConnectorView {
     pub(crate) target: String,
     /// `none`, `shared` or `per_member`.
     pub(crate) credentials: String,
+    /// The SHA-256 of its whole declaration: tells a changed header or environment apart
+    /// without showing it.
+    #[serde(default)]
+    pub(crate) fingerprint: String,
 }
 
 /// How a shared credential travels to its connector.
@@ -167,6 +171,43 @@ pub(crate) struct AgentWithSecret {
     pub(crate) previous_secret_expires_at: Option<i64>,
 }
 
+/// An agent bundle as the gateway file declares it (`authorization.agents`), created or
+/// brought to this state by `PUT /admin/v1/agents/{name}`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AgentDeclarationInput {
+    /// Its OAuth client id (default: its name); used only when it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) client_id: Option<String>,
+    /// What it is for.
+    #[serde(default)]
+    pub(crate) description: String,
+    /// The accountable member.
+    pub(crate) owner: String,
+    /// The virtual servers it may use.
+    pub(crate) virtual_servers: Vec<String>,
+    /// The scopes it may be granted.
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
+    /// The public JWK Set of a `private_key_jwt` bundle (instead of a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub(crate) jwks: Option<Value>,
+    /// Its client secret (write-only): replaces the stored ones when given. A client-secret
+    /// bundle created without one gets a generated secret, shown in the response once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) secret: Option<String>,
+}
+
+impl fmt::Debug for AgentDeclarationInput {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AgentDeclarationInput")
+            .field("owner", &self.owner)
+            .field("virtual_servers", &self.virtual_servers)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a rotation treats the previous secret.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub(crate) struct RotateInput {
@@ -273,5 +314,89 @@ impl fmt::Debug for SharedCredentialInput {
 impl fmt::Debug for OnceSecret {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("OnceSecret(redacted)")
+    }
+}
+
+/// A member of the directory (provisioned by SCIM or the admin API); never a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct MemberView {
+    /// The member id: the `sub` of its tokens.
+    pub(crate) id: String,
+    /// The unique name it logs in with.
+    pub(crate) user_name: String,
+    /// The name shown for it.
+    pub(crate) display_name: Option<String>,
+    /// The identity provider's identifier.
+    pub(crate) external_id: Option<String>,
+    /// Whether it may sign in and use its tokens.
+    pub(crate) active: bool,
+    /// The names of its groups.
+    pub(crate) groups: Vec<String>,
+    /// When it was created (unix seconds).
+    pub(crate) created_at: i64,
+    /// When it last changed (unix seconds).
+    pub(crate) updated_at: i64,
+}
+
+/// A member to create, or the whole state to give an existing one.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct MemberInput {
+    /// The unique name it logs in with.
+    pub(crate) user_name: String,
+    /// The name shown for it.
+    #[serde(default)]
+    pub(crate) display_name: Option<String>,
+    /// The identity provider's identifier.
+    #[serde(default)]
+    pub(crate) external_id: Option<String>,
+    /// Whether it may sign in; `false` offboards it (tokens revoked, credentials purged).
+    #[serde(default = "active_by_default")]
+    pub(crate) active: bool,
+    /// A password for the built-in login (write-only); absent keeps the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) password: Option<String>,
+}
+
+/// A group of directory members; its name is the Cedar `Group` policies grant by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct GroupView {
+    /// The group id.
+    pub(crate) id: String,
+    /// The unique group name.
+    pub(crate) name: String,
+    /// The identity provider's identifier.
+    pub(crate) external_id: Option<String>,
+    /// The members' ids.
+    pub(crate) members: Vec<String>,
+    /// When it was created (unix seconds).
+    pub(crate) created_at: i64,
+    /// When it last changed (unix seconds).
+    pub(crate) updated_at: i64,
+}
+
+/// A group to create, or the whole state to give an existing one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct GroupInput {
+    /// The unique group name.
+    pub(crate) name: String,
+    /// The identity provider's identifier.
+    #[serde(default)]
+    pub(crate) external_id: Option<String>,
+    /// The members, by id or user name.
+    #[serde(default)]
+    pub(crate) members: Vec<String>,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+impl fmt::Debug for MemberInput {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("MemberInput")
+            .field("user_name", &self.user_name)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
     }
 }

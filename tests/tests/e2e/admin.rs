@@ -3,7 +3,8 @@
 //! `gatehouse apply` shows the diff of a changed policy and applies it so that an MCP call flips
 //! from allowed to denied within a second, re-applying shows no changes, invalid policies are
 //! refused with Cedar's diagnostics, agent bundles are managed through the API, and every admin
-//! action lands in the audit log without a secret.
+//! action lands in the audit log without a secret. [`live`] changes servers, connectors and
+//! members while the gateway runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::audit::{ECHO, call, echo_dir};
+
+mod live;
 
 const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d0b2d4f6a8c0e";
 const VIEWER_SECRET: &str = "viewer-secret-0b2d4f6a8c1e3a5c7e9b1d3f";
@@ -37,12 +40,14 @@ fn gateway_file(cedar: &str, extra_server: bool) -> String {
     if extra_server {
         text.push_str("  - name: more\n    connectors: [{connector: local}]\n");
     }
-    text.push_str(
+    // With the extra server, the caller agent may use it too (`gatehouse apply` updates it).
+    let caller_servers = if extra_server { "tools, more" } else { "tools" };
+    text.push_str(&format!(
         "authorization:\n  agents:\n\
-         \x20   - {name: admin-bot, owner: ops, virtual_servers: [gatehouse-admin], scopes: [\"gatehouse:admin\"], secret_env: E2E_ADMIN_SECRET}\n\
-         \x20   - {name: viewer, owner: ops, virtual_servers: [gatehouse-admin], secret_env: E2E_VIEWER_SECRET}\n\
-         \x20   - {name: caller, owner: ops, virtual_servers: [tools], secret_env: E2E_CALLER_SECRET}\n",
-    );
+         \x20   - {{name: admin-bot, owner: ops, virtual_servers: [gatehouse-admin], scopes: [\"gatehouse:admin\"], secret_env: E2E_ADMIN_SECRET}}\n\
+         \x20   - {{name: viewer, owner: ops, virtual_servers: [gatehouse-admin], secret_env: E2E_VIEWER_SECRET}}\n\
+         \x20   - {{name: caller, owner: ops, virtual_servers: [{caller_servers}], secret_env: E2E_CALLER_SECRET}}\n",
+    ));
     text.push_str(&format!("policies:\n  cedar: |\n{cedar}"));
     text
 }
@@ -198,7 +203,7 @@ async fn gatehouse_apply_diffs_and_applies_a_policy_that_flips_a_call_to_denied(
 
     let (code, applied) = apply(&origin, &v2, &admin, false);
     assert_eq!(code, 0, "{applied}");
-    assert!(applied.contains("applied policies (version"), "{applied}");
+    assert!(applied.contains("applied 1 change(s)"), "{applied}");
     let denied = tokio::time::timeout(Duration::from_secs(1), async {
         loop {
             let response = echo_allowed(&http, &tools, &caller).await;
@@ -217,22 +222,94 @@ async fn gatehouse_apply_diffs_and_applies_a_policy_that_flips_a_call_to_denied(
     let (code, again) = apply(&origin, &v2, &admin, false);
     assert_eq!((code, again.trim()), (0, "no changes"), "{again}");
 
-    let (code, structural) = apply(&origin, &v3, &admin, false);
-    assert_eq!(
-        code, 3,
-        "a virtual server change needs a restart: {structural}"
-    );
+    let servers = format!("{origin}/admin/v1/virtual-servers");
+    let (code, dry_server) = apply(&origin, &v3, &admin, true);
+    assert_eq!(code, 0, "{dry_server}");
     assert!(
-        structural.contains("+ create virtual server more"),
-        "{structural}"
+        dry_server.contains("+ create virtual server more")
+            && dry_server.contains("~ update agent caller"),
+        "{dry_server}"
     );
-    for output in [&unchanged, &dry, &applied, &again, &structural] {
+    let listed: Value = get_json(&http, &servers, &admin).await;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "dry run: {listed}"
+    );
+
+    let (code, structural) = apply(&origin, &v3, &admin, false);
+    assert_eq!(code, 0, "a virtual server is created live: {structural}");
+    let more = format!("{origin}/v/more/mcp");
+    let served = http
+        .post(&more)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .expect("more");
+    assert_eq!(
+        served.status(),
+        StatusCode::UNAUTHORIZED,
+        "the new server is served (and asks for a token) without a restart"
+    );
+    // The applied agent update binds `caller` to the new server: a token is minted for it.
+    let caller_more = token(&origin, "caller", CALLER_SECRET, &more).await;
+    assert!(!caller_more.is_empty());
+
+    // A `directory:` section: members and groups are created, and re-applying changes nothing.
+    let v4 = dir.path().join("v4.yaml");
+    let directory = "directory:\n  members:\n    - {user_name: erin, display_name: Erin}\n  groups:\n    - {name: ops-team, members: [erin]}\n";
+    std::fs::write(&v4, format!("{}{directory}", gateway_file(NO_ECHO, true))).expect("v4");
+    let (code, provisioned) = apply(&origin, &v4, &admin, false);
+    assert_eq!(code, 0, "{provisioned}");
+    assert!(
+        provisioned.contains("+ create member erin")
+            && provisioned.contains("+ create group ops-team"),
+        "{provisioned}"
+    );
+    let groups: Value = get_json(&http, &format!("{origin}/admin/v1/members/erin"), &admin).await;
+    assert_eq!(groups["groups"], json!(["ops-team"]), "{groups}");
+    let (code, settled) = apply(&origin, &v4, &admin, false);
+    assert_eq!((code, settled.trim()), (0, "no changes"), "{settled}");
+    for output in [&unchanged, &dry, &applied, &again, &dry_server, &structural] {
         assert!(
             !output.contains(&admin) && !output.contains(ADMIN_SECRET),
             "{output}"
         );
     }
     child.kill().await.expect("gatehouse stopped");
+
+    // The file is only the seed: what was applied is served again after a restart with v1.
+    let Up {
+        mut child, origin, ..
+    } = up(&v1, &dir.path().join("data")).await;
+    let admin = token(
+        &origin,
+        "admin-bot",
+        ADMIN_SECRET,
+        &format!("{origin}/admin/v1"),
+    )
+    .await;
+    let listed: Value =
+        get_json(&http, &format!("{origin}/admin/v1/virtual-servers"), &admin).await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("servers")
+        .iter()
+        .filter_map(|server| server["name"].as_str())
+        .collect();
+    assert_eq!(names, ["tools", "more"], "{listed}");
+    let (code, back) = apply(&origin, &v1, &admin, false);
+    assert_eq!(code, 0, "{back}");
+    assert!(back.contains("- delete virtual server more"), "{back}");
+    child.kill().await.expect("gatehouse stopped");
+}
+
+/// Returns the JSON document at `url`, read with `token`.
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    let response = http.get(url).bearer_auth(token).send().await.expect("get");
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    response.json().await.expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,11 +391,13 @@ async fn only_an_administrator_is_admitted_and_the_openapi_document_lists_every_
         .await
         .expect("openapi json");
     let paths = document["paths"].as_object().expect("paths");
-    assert!(paths.len() >= 12, "{paths:?}");
+    assert!(paths.len() >= 17, "{paths:?}");
     for (path, item) in paths {
         let concrete = path
             .replace("{name}", "local")
-            .replace("{agent}", "admin-bot");
+            .replace("{agent}", "admin-bot")
+            .replace("{member}", "nobody")
+            .replace("{group}", "nobody");
         for method in ["get", "put", "post", "delete", "patch"] {
             let request = http.request(
                 method.to_uppercase().parse().expect("method"),
@@ -348,10 +427,10 @@ async fn only_an_administrator_is_admitted_and_the_openapi_document_lists_every_
         }
     }
     let undocumented = http
-        .get(format!("{origin}/admin/v1/members"))
+        .get(format!("{origin}/admin/v1/widgets"))
         .send()
         .await
-        .expect("members");
+        .expect("widgets");
     assert_eq!(
         undocumented.status(),
         StatusCode::NOT_FOUND,

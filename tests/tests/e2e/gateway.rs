@@ -366,3 +366,4 @@ async fn a_down_connector_shows_in_status_not_as_a_hang() {
 }
 
 mod http_edges;
+mod live;

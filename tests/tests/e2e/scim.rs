@@ -91,104 +91,7 @@ impl Running {
 
     /// Signs `user_name` in through the built-in login form; returns an access token.
     async fn login(&self, user_name: &str, password: &str) -> String {
-        let registration: Value = self
-            .http
-            .post(format!("{}/register", self.origin))
-            .json(&json!({"redirect_uris": [REDIRECT], "client_name": "scim-e2e", "token_endpoint_auth_method": "none",
-                          "application_type": "native", "grant_types": ["authorization_code"]}))
-            .send()
-            .await
-            .expect("register")
-            .json()
-            .await
-            .expect("registration");
-        let client_id = registration["client_id"]
-            .as_str()
-            .expect("client_id")
-            .to_owned();
-        let params = vec![
-            ("response_type", "code".to_owned()),
-            ("client_id", client_id.clone()),
-            ("redirect_uri", REDIRECT.to_owned()),
-            ("state", "s1".to_owned()),
-            ("code_challenge", CHALLENGE.to_owned()),
-            ("code_challenge_method", "S256".to_owned()),
-            ("resource", self.mcp.clone()),
-        ];
-        let page = self
-            .http
-            .get(format!("{}/authorize", self.origin))
-            .query(&params)
-            .send()
-            .await
-            .expect("authorize");
-        assert_eq!(page.status(), StatusCode::OK, "the login page");
-        let cookie = page.headers()["set-cookie"]
-            .to_str()
-            .expect("cookie")
-            .split(';')
-            .next()
-            .expect("cookie")
-            .to_owned();
-        let html = page.text().await.expect("html");
-        let csrf = html
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .expect("csrf")
-            .to_owned();
-        let mut form = params;
-        form.extend([
-            ("csrf", csrf),
-            ("username", user_name.to_owned()),
-            ("password", password.to_owned()),
-            ("decision", "approve".to_owned()),
-        ]);
-        let approved = self
-            .http
-            .post(format!("{}/authorize", self.origin))
-            .header("cookie", cookie)
-            .form(&form)
-            .send()
-            .await
-            .expect("login");
-        assert!(
-            approved.status().is_redirection(),
-            "login refused: {}",
-            approved.status()
-        );
-        let location: url::Url = approved.headers()["location"]
-            .to_str()
-            .expect("ascii")
-            .parse()
-            .expect("location");
-        let code = location
-            .query_pairs()
-            .find(|(name, _)| name == "code")
-            .expect("code")
-            .1
-            .into_owned();
-        let token: Value = self
-            .http
-            .post(format!("{}/token", self.origin))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", REDIRECT),
-                ("client_id", client_id.as_str()),
-                ("code_verifier", VERIFIER),
-                ("resource", self.mcp.as_str()),
-            ])
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("token json");
-        token["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
+        login(&self.http, &self.origin, &self.mcp, user_name, password).await
     }
 
     /// Returns the tool names `tools/list` shows the holder of `token`.
@@ -439,4 +342,109 @@ async fn deleting_a_member_stops_its_calls_and_a_reactivated_one_signs_in_again(
         StatusCode::UNAUTHORIZED,
         "the old token stays revoked"
     );
+}
+
+/// Signs `user_name` in through the built-in login (authorization code + PKCE) and returns an
+/// access token for the virtual server at `mcp`; `http` must not follow redirects.
+pub(super) async fn login(
+    http: &reqwest::Client,
+    origin: &str,
+    mcp: &str,
+    user_name: &str,
+    password: &str,
+) -> String {
+    let registration: Value = http
+            .post(format!("{origin}/register"))
+            .json(&json!({"redirect_uris": [REDIRECT], "client_name": "scim-e2e", "token_endpoint_auth_method": "none",
+                          "application_type": "native", "grant_types": ["authorization_code"]}))
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("registration");
+    let client_id = registration["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    let params = vec![
+        ("response_type", "code".to_owned()),
+        ("client_id", client_id.clone()),
+        ("redirect_uri", REDIRECT.to_owned()),
+        ("state", "s1".to_owned()),
+        ("code_challenge", CHALLENGE.to_owned()),
+        ("code_challenge_method", "S256".to_owned()),
+        ("resource", mcp.to_owned()),
+    ];
+    let page = http
+        .get(format!("{origin}/authorize"))
+        .query(&params)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(page.status(), StatusCode::OK, "the login page");
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_owned();
+    let html = page.text().await.expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf")
+        .to_owned();
+    let mut form = params;
+    form.extend([
+        ("csrf", csrf),
+        ("username", user_name.to_owned()),
+        ("password", password.to_owned()),
+        ("decision", "approve".to_owned()),
+    ]);
+    let approved = http
+        .post(format!("{origin}/authorize"))
+        .header("cookie", cookie)
+        .form(&form)
+        .send()
+        .await
+        .expect("login");
+    assert!(
+        approved.status().is_redirection(),
+        "login refused: {}",
+        approved.status()
+    );
+    let location: url::Url = approved.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("location");
+    let code = location
+        .query_pairs()
+        .find(|(name, _)| name == "code")
+        .expect("code")
+        .1
+        .into_owned();
+    let token: Value = http
+        .post(format!("{origin}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id.as_str()),
+            ("code_verifier", VERIFIER),
+            ("resource", mcp),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    token["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
 }

@@ -21,7 +21,7 @@ pub(super) async fn client_credentials(
 ) -> Result<Response, OAuthError> {
     let agent = &caller.agent;
     let resource = allowed_resource(state, agent, params.get("resource"))?;
-    let allowed = allowed_scopes(agent, resource);
+    let allowed = allowed_scopes(agent, &resource);
     let scope = match params.get("scope") {
         Some(requested) => down_scope(requested, &allowed)?,
         None => allowed.join(" "),
@@ -43,19 +43,15 @@ pub(super) async fn client_credentials(
 
 /// Returns the protected resource at `requested` (or the agent's only virtual server)
 /// when the agent may use it; anything else is `invalid_target`.
-pub(super) fn allowed_resource<'a>(
-    state: &'a AuthzState,
+pub(super) fn allowed_resource(
+    state: &AuthzState,
     agent: &AgentRecord,
     requested: Option<&str>,
-) -> Result<&'a ProtectedResource, OAuthError> {
+) -> Result<ProtectedResource, OAuthError> {
     let resource = match requested {
         Some(url) => state.issuer.resource(url),
         None => match agent.virtual_servers.as_slice() {
-            [only] => state
-                .issuer
-                .resources
-                .iter()
-                .find(|resource| &resource.name == only),
+            [only] => state.issuer.named(only),
             _ => None,
         },
     };

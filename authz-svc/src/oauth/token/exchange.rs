@@ -91,7 +91,7 @@ pub(super) async fn exchange(
     }
     let act = delegation(&subject, &agent.agent_id, &agent.client_id)?;
     let resource = allowed_resource(state, agent, target)?;
-    let allowed: Vec<String> = allowed_scopes(agent, resource)
+    let allowed: Vec<String> = allowed_scopes(agent, &resource)
         .into_iter()
         .filter(|scope| subject.scope.split_whitespace().any(|held| held == scope))
         .collect();

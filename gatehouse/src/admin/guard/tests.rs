@@ -3,7 +3,9 @@ use std::sync::Arc;
 use authz_svc::{AgentAuthentication, AgentRegistry, NewAgent, StoreConfig};
 use edge_svc::auth::{TokenClaims, TokenError, TokenVerifier};
 
-use super::{ADMIN_GROUP, ADMIN_RESOURCE_NAME, ADMIN_SCOPE, AdminCaller, Guard};
+use super::{
+    ADMIN_RESOURCE_NAME, ADMIN_SCOPE, AdminCaller, DEFAULT_ADMIN_GROUP as ADMIN_GROUP, Guard,
+};
 use crate::admin::AdminError;
 
 const RESOURCE: &str = "https://gatehouse.example/admin/v1";
@@ -55,6 +57,7 @@ async fn admit(
         resource: RESOURCE.to_owned(),
         verifier: Arc::new(OneToken(claims)),
         agents: agents.clone(),
+        group: ADMIN_GROUP.to_owned(),
     };
     guard.admit(token).await.map_err(|refusal| refusal.error)
 }
