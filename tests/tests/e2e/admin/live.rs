@@ -432,13 +432,21 @@ async fn grpc_changes_servers_and_a_deactivated_member_is_refused_within_a_secon
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let audited = get_json(
-        &http,
-        &format!("{origin}/admin/v1/audit/events?agent=admin-bot&newest_first=true&limit=200"),
-        &admin,
-    )
-    .await
-    .to_string();
+    // The trail reaches audit-svc through the spool, a moment after the change answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let audited = loop {
+        let audited = get_json(
+            &http,
+            &format!("{origin}/admin/v1/audit/events?agent=admin-bot&newest_first=true&limit=200"),
+            &admin,
+        )
+        .await
+        .to_string();
+        if audited.contains("deactivate") || std::time::Instant::now() > deadline {
+            break audited;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         audited.contains("deactivate") && !audited.contains(password),
         "the member changes are audited, never the password: {audited}"
