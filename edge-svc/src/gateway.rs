@@ -65,7 +65,7 @@ impl Gateway {
             let binding = bind(declared, credentials, &transport, &relay, shutdown)?;
             let source = binding.as_ref().map(ConnectorCredentials::main_source);
             let spawn = |name: String, transport| {
-                Connector::spawn_with_headers(
+                Connector::spawn_with_credential(
                     name,
                     transport,
                     source.clone(),
