@@ -5,7 +5,7 @@
 //! dead session on demand, restarts a crashed child with backoff, and relays whatever the
 //! downstream sends during a call back to the caller through a [`Relay`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ::http::{HeaderName, HeaderValue};
@@ -61,13 +61,23 @@ pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
     );
 }
 
-/// Supplies the credential headers of every HTTP request one downstream session sends.
+/// Supplies the credential of one downstream session: headers for every HTTP request (streamable
+/// HTTP and legacy SSE), or the environment of a stdio program at each launch.
 #[async_trait::async_trait]
-pub trait HeaderSource: Send + Sync + std::fmt::Debug + 'static {
+pub trait CredentialSource: Send + Sync + std::fmt::Debug + 'static {
     /// Returns the headers to add, as current at the moment of the request.
     async fn headers(
         &self,
     ) -> Result<HashMap<HeaderName, HeaderValue>, crate::credentials::CredentialError>;
+
+    /// Returns the environment variables of a stdio program launched now.
+    async fn environment(
+        &self,
+    ) -> Result<BTreeMap<String, crate::credentials::Secret>, crate::credentials::CredentialError>;
+
+    /// Forgets material the downstream just rejected (HTTP 401), so that the next
+    /// [`headers`](Self::headers) asks vault-svc again instead of reusing a cached copy.
+    async fn rejected(&self);
 }
 
 /// A supervised downstream MCP server; cheap to clone.
@@ -87,19 +97,20 @@ impl Connector {
         relay: Arc<dyn Relay>,
         shutdown: CancellationToken,
     ) -> Self {
-        Self::spawn_with_headers(name, transport, None, relay, shutdown)
+        Self::spawn_with_credential(name, transport, None, relay, shutdown)
     }
 
-    /// Like [`Connector::spawn`], adding `headers`' credential to every HTTP request.
-    pub fn spawn_with_headers(
+    /// Like [`Connector::spawn`], injecting `credential` into every HTTP request, or into the
+    /// environment of every launch of a stdio program.
+    pub fn spawn_with_credential(
         name: String,
         transport: Transport,
-        headers: Option<Arc<dyn HeaderSource>>,
+        credential: Option<Arc<dyn CredentialSource>>,
         relay: Arc<dyn Relay>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
-            inner: supervisor::Supervisor::spawn(name, transport, headers, relay, shutdown),
+            inner: supervisor::Supervisor::spawn(name, transport, credential, relay, shutdown),
         }
     }
 

@@ -140,6 +140,9 @@ pub enum CredentialError {
     /// The member has not connected their account yet.
     #[error("the member has not connected connector {0} yet")]
     ConsentRequired(String),
+    /// The downstream answered HTTP 401 to the credential, and again to a freshly fetched one.
+    #[error("connector {0} rejected its credential twice")]
+    Rejected(String),
 }
 
 /// Edge's credential broker: a vault-svc client with a short-lived cache; cheap to clone.
@@ -167,6 +170,40 @@ struct Broker {
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
 impl CredentialError {
+    /// Finds the credential problem behind a transport failure, looking through the whole
+    /// source chain (including `std::io::Error` payloads, which `source()` skips).
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
+        let mut current = Some(error);
+        while let Some(error) = current {
+            if let Some(found) = error.downcast_ref::<Self>() {
+                return Some(found);
+            }
+            if let Some(found) = error
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<Self>())
+            {
+                return Some(found);
+            }
+            current = error.source();
+        }
+        None
+    }
+
+    /// Returns the connector the problem is about, when the variant names it.
+    pub fn connector(&self) -> Option<&str> {
+        match self {
+            Self::NotFound(name)
+            | Self::Refused(name)
+            | Self::ConsentRequired(name)
+            | Self::Rejected(name)
+            | Self::Injection {
+                connector: name, ..
+            } => Some(name),
+            Self::Unavailable(_) | Self::Malformed(_) => None,
+        }
+    }
+
     /// Returns the caller's error: what class of problem, never vault-svc's detail.
     pub fn client_error(&self, connector: &str) -> rmcp::model::ErrorData {
         let message = match self {
@@ -176,6 +213,13 @@ impl CredentialError {
                     "connector `{connector}` needs a member's own account; this caller cannot use it"
                 )
             }
+            Self::Rejected(_) => format!(
+                "connector `{connector}` rejected its credential even after it was fetched again; \
+                 it may have been revoked at the provider: reconnect the account or ask an administrator"
+            ),
+            Self::ConsentRequired(_) => format!(
+                "connector `{connector}` needs the member to connect their account first; retry the call to get the link"
+            ),
             _ => {
                 format!("connector `{connector}` cannot get its credential right now; retry later")
             }
@@ -289,6 +333,14 @@ impl Credentials {
             }
         }
         Ok(fetched)
+    }
+
+    /// Forgets the cached material of `who` for `connector`, so the next fetch asks vault-svc.
+    pub async fn forget(&self, who: &Who, connector: &str) {
+        self.inner
+            .cache
+            .invalidate(&(connector.to_owned(), who.clone()))
+            .await;
     }
 
     /// Returns whose credential reads a per-member connector's catalogue: the first member

@@ -208,7 +208,7 @@ impl Builder<'_> {
         let credentials = bind(declared, self.credentials, &transport, &relay, &stop)?;
         let source = credentials.as_ref().map(ConnectorCredentials::main_source);
         let spawn = |name: String, transport| {
-            Connector::spawn_with_headers(
+            Connector::spawn_with_credential(
                 name,
                 transport,
                 source.clone(),

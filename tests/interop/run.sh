@@ -23,7 +23,12 @@
 #     scope, which the SDK's OAuthClientProvider obtains and retries with by itself;
 #   - DLP through the Python SDK at /v/guarded/mcp: a card in a tool result comes back masked, and
 #     an argument with an SSN is refused and absent from FastMCP's own record of what it received;
-#   - killing the server-everything child and calling it again (the stdio connector restarts).
+#   - killing the server-everything child and calling it again (the stdio connector restarts);
+#   - per-member credentials (a second `gatehouse up` with two members): the Python SDK logs in as
+#     each member, gets vault-svc's authorization link as a tool error, the driver follows it at
+#     the authlib provider of vault-svc's tests, and the retried call reaches `mcp-echo --whoami`
+#     as that member; no downstream token in any response, log line or data file (--only-vault
+#     runs this case alone).
 # Everything it starts is killed on exit. The last line is `interop: N passed, M failed`; the exit
 # status is non-zero when anything failed. GATEHOUSE_INTEROP_KEEP=1 keeps the work directory.
 set -uo pipefail
@@ -31,9 +36,11 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 interop_dir="${GATEHOUSE_INTEROP_DIR:-$HOME/.cache/gatehouse-interop}"
 direct_only=0
+only_vault=0
 for arg in "$@"; do
     case "$arg" in
         --direct-only) direct_only=1 ;;
+        --only-vault) only_vault=1 ;;
         -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
@@ -250,6 +257,78 @@ stdio_restart() {
     return 1
 }
 
+# Waits until log $2 has a line that is a loopback URL and prints it, or fails after $3 seconds
+# or if pid $4 exits.
+url_line() {
+    local name="$1" log="$2" timeout="$3" pid="$4" url
+    local deadline=$((SECONDS + timeout))
+    until url="$(grep -m1 -oE '^http://127\.0\.0\.1:[0-9]+[^ ]*' "$log" 2>/dev/null)"; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+            say "$name printed no url; its output:" >&2
+            tail -n 40 "$log" | sed 's/^/    /' >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "$url"
+}
+
+# Per-member credentials through the Python SDK: a gatehouse with two members (the built-in login)
+# and a per-member connector whose downstream (`mcp-echo --whoami`) accepts only the tokens of the
+# authlib provider vault-svc's tests run.
+vault_first_use() {
+    local provider_pid provider echo_pid downstream port base config gatehouse_pid echo_bin
+    echo_bin="$(dirname "$GATEHOUSE_BIN")/mcp-echo"
+    [[ -x "$echo_bin" ]] || { say "$echo_bin missing (cargo build -p e2e --bins)"; return 1; }
+    start "$work/provider.log" "$GATEHOUSE_INTEROP_PYTHON" "$here/../../vault-svc/tests/peers/oauth_provider.py" \
+        --expires-in 600 --print-url
+    provider_pid=$started
+    provider="$(url_line provider "$work/provider.log" 30 "$provider_pid")" || return 1
+    start "$work/whoami.log" "$echo_bin" http --listen 127.0.0.1:0 --whoami "$provider/whoami"
+    echo_pid=$started
+    downstream="$(url_line mcp-echo "$work/whoami.log" 30 "$echo_pid")" || return 1
+    port="$(free_port)"
+    base="http://127.0.0.1:$port"
+    config="$work/vault-gatehouse.yaml"
+    # Test members with test passwords: argon2id PHC strings of interop-alice-pw and interop-bob-pw.
+    cat >"$config" <<EOF
+connectors:
+  - name: own
+    http: {url: "$downstream"}
+    credentials:
+      mode: per_member
+      oauth:
+        client_id: vault-client
+        client_secret_env: GATEHOUSE_INTEROP_VAULT_CLIENT_SECRET
+        authorization_endpoint: "$provider/authorize"
+        token_endpoint: "$provider/token"
+        scopes: [read]
+authorization:
+  members:
+    - {username: alice, password_hash: "\$argon2id\$v=19\$m=19456,t=2,p=1\$/SyjtdQIUVuDrMB/aIf0hA\$2OhqoGiUPFaUH+SvenyEJ7YxFR7c++IgcNpd9qqhxwI"}
+    - {username: bob, password_hash: "\$argon2id\$v=19\$m=19456,t=2,p=1\$Yy1JEh/xJuHGD6/umr6R7Q\$aLA5L5tl+8hiiG4ISOp4Z7Titj4H/nFpE5lPaR6h/kE"}
+virtual_servers:
+  - name: connect
+    connectors: [{connector: own, prefix: ""}]
+EOF
+    mkdir -p "$work/vault-data"
+    start "$work/vault-gatehouse.log" env GATEHOUSE_INTEROP_VAULT_CLIENT_SECRET=vault-client-secret \
+        "$GATEHOUSE_BIN" up --config "$config" --data "$work/vault-data" --listen "127.0.0.1:$port"
+    gatehouse_pid=$started
+    wait_line "gatehouse (vault)" "$work/vault-gatehouse.log" "gatehouse ready at $base" 60 "$gatehouse_pid" || return 1
+    timeout 180 "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_vault_client.py" "$base" "$base/v/connect/mcp" \
+        "$provider" "$work/vault-gatehouse.log" "$work/vault-data" alice:interop-alice-pw bob:interop-bob-pw
+}
+
+if [[ $only_vault -eq 1 ]]; then
+    [[ -n "${GATEHOUSE_BIN:-}" ]] || die "GATEHOUSE_BIN is not set"
+    say "---- gateway-py-vault-first-use"
+    vault_first_use
+    record "gateway-py-vault-first-use" "$?"
+    echo "interop: $passed passed, $failed failed"
+    exit $((failed > 0))
+fi
+
 # ---------------------------------------------------------------- downstreams
 
 mkdir -p "$work/results" "$work/everything" "$work/data"
@@ -422,6 +501,10 @@ EOF
     say "---- gateway-stdio-restart"
     stdio_restart "$combined"
     record "gateway-stdio-restart" "$?"
+
+    say "---- gateway-py-vault-first-use"
+    vault_first_use
+    record "gateway-py-vault-first-use" "$?"
 
     if ! kill -0 "$gatehouse_pid" 2>/dev/null; then
         wait "$gatehouse_pid"

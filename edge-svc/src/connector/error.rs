@@ -108,4 +108,7 @@ pub enum Error {
     /// A message could not be encoded as JSON.
     #[error("cannot encode json-rpc message")]
     Encode(#[source] serde_json::Error),
+    /// The connector's credential could not be injected, or the downstream rejected it.
+    #[error("connector credential unusable")]
+    Credential(#[source] crate::credentials::CredentialError),
 }

@@ -10,7 +10,7 @@ use rmcp::transport::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Error, HeaderSource, HttpConfig,
+    CredentialSource, Error, HttpConfig,
     handler::RelayHandler,
     inject::InjectingClient,
     origin::OriginTracking,
@@ -38,8 +38,9 @@ fn pooled_client() -> Result<reqwest::Client, Error> {
 /// Opens an MCP session with the streamable HTTP endpoint of `config`, adding `credential`'s
 /// headers to every request when the connector injects one.
 pub(crate) async fn open(
+    name: &Arc<str>,
     config: &HttpConfig,
-    credential: Option<Arc<dyn HeaderSource>>,
+    credential: Option<Arc<dyn CredentialSource>>,
     handler: RelayHandler,
     session_ct: CancellationToken,
 ) -> Result<Session, Error> {
@@ -51,7 +52,7 @@ pub(crate) async fn open(
     let http = pooled_client()?;
     let service = match credential {
         Some(source) => {
-            let client = InjectingClient::new(http, source);
+            let client = InjectingClient::new(http, source, Arc::clone(name));
             let transport = StreamableHttpClientTransport::with_client(client, transport_config);
             let tracked = OriginTracking::new(transport);
             handshake(

@@ -1,9 +1,12 @@
 //! An HTTP client for rmcp's streamable HTTP transport that adds a credential to every request.
 //!
-//! The headers are asked of a [`HeaderSource`] per request, not fixed at session start, so a
-//! refreshed or rotated credential takes effect on the next request without a new session.
-//! Every method of rmcp's client trait is overridden, including the `_with_max_sse_event_size`
-//! variants whose defaults would drop the transport's SSE event limit.
+//! The headers are asked of a [`CredentialSource`] per request, not fixed at session start, so
+//! a refreshed or rotated credential takes effect on the next request without a new session.
+//! A request the downstream answers with HTTP 401 is sent once more with material fetched
+//! afresh from vault-svc (the cached copy may be stale); a second 401 is reported as
+//! [`CredentialError::Rejected`], which the forwarder turns into a clear error for the caller.
+//! Every method of rmcp's client trait is overridden, including the
+//! `_with_max_sse_event_size` variants whose defaults would drop the transport's SSE event limit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,37 +19,83 @@ use rmcp::transport::streamable_http_client::{
 };
 use sse_stream::{Error as SseError, Sse};
 
-use super::HeaderSource;
+use super::CredentialSource;
+use crate::credentials::CredentialError;
 
 /// A pooled reqwest client plus the source of one session's credential headers.
 #[derive(Debug, Clone)]
 pub(crate) struct InjectingClient {
     http: reqwest::Client,
-    source: Arc<dyn HeaderSource>,
+    source: Arc<dyn CredentialSource>,
+    connector: Arc<str>,
 }
 
 type Failure = StreamableHttpError<reqwest::Error>;
+type Headers = HashMap<HeaderName, HeaderValue>;
 
 impl InjectingClient {
-    /// Wraps `http`, adding `source`'s headers to every request.
-    pub(crate) fn new(http: reqwest::Client, source: Arc<dyn HeaderSource>) -> Self {
-        Self { http, source }
+    /// Wraps `http`, adding `source`'s headers to every request of connector `connector`.
+    pub(crate) fn new(
+        http: reqwest::Client,
+        source: Arc<dyn CredentialSource>,
+        connector: Arc<str>,
+    ) -> Self {
+        Self {
+            http,
+            source,
+            connector,
+        }
     }
 
     /// Adds the credential to `headers`. A missing credential is reported as an I/O error
-    /// (rmcp's error type is fixed by the inner client); its source is the typed reason.
-    async fn with_credential(
-        &self,
-        mut headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<HashMap<HeaderName, HeaderValue>, Failure> {
-        let credential = self.source.headers().await.map_err(|error| {
-            StreamableHttpError::Io(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                error,
-            ))
-        })?;
+    /// (rmcp's error type is fixed by the inner client); its payload is the typed reason.
+    async fn with_credential(&self, mut headers: Headers) -> Result<Headers, Failure> {
+        let credential = self.source.headers().await.map_err(credential_failure)?;
         headers.extend(credential);
         Ok(headers)
+    }
+
+    /// Sends one request with the credential; on a 401, once more with fresh material.
+    async fn send<T, F, Fut>(&self, headers: Headers, send: F) -> Result<T, Failure>
+    where
+        F: Fn(Headers) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        match send(self.with_credential(headers.clone()).await?).await {
+            Err(error) if is_rejection(&error) => {
+                tracing::info!(connector = %self.connector, "downstream rejected its credential; fetching it again");
+                self.source.rejected().await;
+                match send(self.with_credential(headers).await?).await {
+                    Err(error) if is_rejection(&error) => {
+                        tracing::warn!(connector = %self.connector, "downstream rejected a freshly fetched credential");
+                        Err(credential_failure(CredentialError::Rejected(
+                            self.connector.to_string(),
+                        )))
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Wraps a credential problem into rmcp's error type, keeping it findable by
+/// [`CredentialError::find`].
+fn credential_failure(error: CredentialError) -> Failure {
+    StreamableHttpError::Io(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        error,
+    ))
+}
+
+/// Says whether the downstream answered HTTP 401. rmcp reports a 401 with a challenge as
+/// `AuthRequired` and one without as an unexpected response whose text starts with the status.
+fn is_rejection(error: &Failure) -> bool {
+    match error {
+        StreamableHttpError::AuthRequired(_) => true,
+        StreamableHttpError::UnexpectedServerResponse(text) => text.starts_with("HTTP 401"),
+        _ => false,
     }
 }
 
@@ -59,12 +108,18 @@ impl StreamableHttpClient for InjectingClient {
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: Headers,
     ) -> Result<StreamableHttpPostResponse, Failure> {
-        let headers = self.with_credential(custom_headers).await?;
-        self.http
-            .post_message(uri, message, session_id, auth_header, headers)
-            .await
+        self.send(custom_headers, |headers| {
+            self.http.post_message(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                auth_header.clone(),
+                headers,
+            )
+        })
+        .await
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -73,20 +128,20 @@ impl StreamableHttpClient for InjectingClient {
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: Headers,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, Failure> {
-        let headers = self.with_credential(custom_headers).await?;
-        self.http
-            .post_message_with_max_sse_event_size(
-                uri,
-                message,
-                session_id,
-                auth_header,
+        self.send(custom_headers, |headers| {
+            self.http.post_message_with_max_sse_event_size(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                auth_header.clone(),
                 headers,
                 max_sse_event_size,
             )
-            .await
+        })
+        .await
     }
 
     async fn delete_session(
@@ -94,12 +149,17 @@ impl StreamableHttpClient for InjectingClient {
         uri: Arc<str>,
         session_id: Arc<str>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: Headers,
     ) -> Result<(), Failure> {
-        let headers = self.with_credential(custom_headers).await?;
-        self.http
-            .delete_session(uri, session_id, auth_header, headers)
-            .await
+        self.send(custom_headers, |headers| {
+            self.http.delete_session(
+                uri.clone(),
+                session_id.clone(),
+                auth_header.clone(),
+                headers,
+            )
+        })
+        .await
     }
 
     async fn get_stream(
@@ -108,12 +168,18 @@ impl StreamableHttpClient for InjectingClient {
         session_id: Option<Arc<str>>,
         last_event_id: Option<String>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: Headers,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
-        let headers = self.with_credential(custom_headers).await?;
-        self.http
-            .get_stream(uri, session_id, last_event_id, auth_header, headers)
-            .await
+        self.send(custom_headers, |headers| {
+            self.http.get_stream(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                auth_header.clone(),
+                headers,
+            )
+        })
+        .await
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -122,19 +188,19 @@ impl StreamableHttpClient for InjectingClient {
         session_id: Option<Arc<str>>,
         last_event_id: Option<String>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: Headers,
         max_sse_event_size: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
-        let headers = self.with_credential(custom_headers).await?;
-        self.http
-            .get_stream_with_max_sse_event_size(
-                uri,
-                session_id,
-                last_event_id,
-                auth_header,
+        self.send(custom_headers, |headers| {
+            self.http.get_stream_with_max_sse_event_size(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                auth_header.clone(),
                 headers,
                 max_sse_event_size,
             )
-            .await
+        })
+        .await
     }
 }

@@ -3,7 +3,10 @@
 //! No Rust library offers this client transport (rmcp dropped it), so it is written here on
 //! reqwest and `sse-stream`: `GET` the SSE URL, wait for the `endpoint` event, `POST` every
 //! JSON-RPC message to that endpoint, and read every server message from the SSE stream.
+//! A connector that injects a credential adds it to the `GET` and to every `POST`, asked of its
+//! [`CredentialSource`] per request; a 401 is retried once with material fetched afresh.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream::BoxStream};
@@ -20,8 +23,10 @@ use sse_stream::{Sse, SseStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::credentials::CredentialError;
+
 use super::{
-    Era, Error, SseConfig,
+    CredentialSource, Era, Error, SseConfig,
     config::redact,
     handler::RelayHandler,
     http::header_map,
@@ -36,18 +41,33 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct SseTransport {
     client: reqwest::Client,
     headers: HeaderMap,
+    credential: Credential,
     endpoint: Url,
     events: BoxStream<'static, Result<Sse, sse_stream::Error>>,
 }
 
-/// Opens an MCP session (always the `initialize` handshake) with the SSE server of `config`.
+/// The credential of one SSE session, if its connector injects one.
+#[derive(Debug, Clone)]
+struct Credential {
+    source: Option<Arc<dyn CredentialSource>>,
+    connector: Arc<str>,
+}
+
+/// Opens an MCP session (always the `initialize` handshake) with the SSE server of `config`,
+/// injecting `credential` into every request.
 pub(crate) async fn open(
+    name: &Arc<str>,
     config: &SseConfig,
+    credential: Option<Arc<dyn CredentialSource>>,
     handler: RelayHandler,
     session_ct: CancellationToken,
 ) -> Result<Session, Error> {
     let timeout = config.connect_timeout;
-    let transport = tokio::time::timeout(timeout, SseTransport::connect(config))
+    let credential = Credential {
+        source: credential,
+        connector: Arc::clone(name),
+    };
+    let transport = tokio::time::timeout(timeout, SseTransport::connect(config, credential))
         .await
         .map_err(|_| Error::HandshakeTimeout { timeout })??;
     let service = handshake(
@@ -71,7 +91,7 @@ impl std::fmt::Debug for SseTransport {
 
 impl SseTransport {
     /// Opens the SSE stream and waits for the server to announce its message endpoint.
-    pub(crate) async fn connect(config: &SseConfig) -> Result<Self, Error> {
+    async fn connect(config: &SseConfig, credential: Credential) -> Result<Self, Error> {
         let url = config.url.clone();
         let request_error = |source: reqwest::Error| Error::SseRequest {
             url: redact(&url),
@@ -83,12 +103,15 @@ impl SseTransport {
             .build()
             .map_err(request_error)?;
         let headers: HeaderMap = header_map(&config.headers)?.into_iter().collect();
-        let response = client
-            .get(url.clone())
-            .headers(headers.clone())
-            .header(ACCEPT, "text/event-stream")
-            .send()
-            .await
+        let response = credential
+            .send(&headers, |headers| {
+                client
+                    .get(url.clone())
+                    .headers(headers)
+                    .header(ACCEPT, "text/event-stream")
+                    .send()
+            })
+            .await?
             .map_err(request_error)?;
         if !response.status().is_success() {
             return Err(Error::SseStatus {
@@ -112,10 +135,53 @@ impl SseTransport {
         Ok(Self {
             client,
             headers,
+            credential,
             endpoint,
             events,
         })
     }
+}
+
+impl Credential {
+    /// Sends a request built by `build` with the configured `headers` plus the credential;
+    /// on a 401, once more with material fetched afresh. A second 401 is
+    /// [`CredentialError::Rejected`]; other statuses are left to the caller.
+    async fn send<F, Fut>(
+        &self,
+        headers: &HeaderMap,
+        build: F,
+    ) -> Result<Result<reqwest::Response, reqwest::Error>, Error>
+    where
+        F: Fn(HeaderMap) -> Fut,
+        Fut: Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    {
+        let Some(source) = &self.source else {
+            return Ok(build(headers.clone()).await);
+        };
+        let with_credential = || async {
+            let mut all = headers.clone();
+            all.extend(source.headers().await.map_err(Error::Credential)?);
+            Ok::<_, Error>(all)
+        };
+        let first = build(with_credential().await?).await;
+        if !is_rejection(&first) {
+            return Ok(first);
+        }
+        tracing::info!(connector = %self.connector, "downstream rejected its credential; fetching it again");
+        source.rejected().await;
+        let second = build(with_credential().await?).await;
+        if is_rejection(&second) {
+            tracing::warn!(connector = %self.connector, "downstream rejected a freshly fetched credential");
+            return Err(Error::Credential(CredentialError::Rejected(
+                self.connector.to_string(),
+            )));
+        }
+        Ok(second)
+    }
+}
+
+fn is_rejection(response: &Result<reqwest::Response, reqwest::Error>) -> bool {
+    matches!(response, Ok(response) if response.status() == reqwest::StatusCode::UNAUTHORIZED)
 }
 
 /// Resolves the announced endpoint against the SSE URL; it must stay on the same origin so
@@ -140,16 +206,20 @@ impl Transport<RoleClient> for SseTransport {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let client = self.client.clone();
         let headers = self.headers.clone();
+        let credential = self.credential.clone();
         let endpoint = self.endpoint.clone();
         async move {
             let body = serde_json::to_vec(&item).map_err(Error::Encode)?;
-            let response = client
-                .post(endpoint.clone())
-                .headers(headers)
-                .header(CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
-                .await
+            let response = credential
+                .send(&headers, |headers| {
+                    client
+                        .post(endpoint.clone())
+                        .headers(headers)
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                        .send()
+                })
+                .await?
                 .map_err(|source| Error::SseRequest {
                     url: redact(&endpoint),
                     source: source.without_url(),

@@ -1,5 +1,6 @@
 //! Stdio connectors: a sandboxed child process in its own process group, speaking MCP on
-//! stdin/stdout, with its stderr kept for administrators.
+//! stdin/stdout, with its stderr kept for administrators. A connector that injects a
+//! credential gets it as environment variables, fetched afresh at every launch.
 
 use std::{process::ExitStatus, sync::Arc, time::Duration};
 
@@ -45,6 +46,7 @@ pub(crate) async fn open(
     handler: RelayHandler,
     session_ct: CancellationToken,
 ) -> Result<Session, Error> {
+    let config = &with_credential(supervisor, config).await?;
     let (mut process, stderr) = launch(supervisor, config)?;
     if let Some(mut stderr) = stderr {
         if config.sandbox.enabled {
@@ -85,6 +87,22 @@ pub(crate) async fn open(
             })
         }
     }
+}
+
+/// Returns `config` with the connector's credential added to the program's environment (the
+/// launch log names variables, never values).
+async fn with_credential(
+    supervisor: &Supervisor,
+    config: &StdioConfig,
+) -> Result<StdioConfig, Error> {
+    let mut config = config.clone();
+    if let Some(source) = supervisor.credential() {
+        let variables = source.environment().await.map_err(Error::Credential)?;
+        for (name, value) in variables {
+            config.env.insert(name, value.expose().to_owned());
+        }
+    }
+    Ok(config)
 }
 
 /// Spawns the (sandboxed) program and logs the launch with its full command line.

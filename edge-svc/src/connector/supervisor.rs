@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ConnectorState, ConnectorStatus, Error, HeaderSource, LandlockState, Relay, RestartPolicy,
+    ConnectorState, ConnectorStatus, CredentialSource, Error, LandlockState, Relay, RestartPolicy,
     Transport,
     handler::RelayHandler,
     http, sandbox,
@@ -35,8 +35,9 @@ pub(crate) struct Supervisor {
     stderr: StderrTail,
     landlock_warned: AtomicBool,
     wake: Notify,
-    /// The credential added to every HTTP request, for connectors that inject one.
-    headers: Option<Arc<dyn HeaderSource>>,
+    /// The credential injected into every HTTP request or stdio launch, for connectors that
+    /// inject one.
+    credential: Option<Arc<dyn CredentialSource>>,
 }
 
 /// Where the supervision loop is; `peer()` waits on changes of this.
@@ -54,7 +55,7 @@ impl Supervisor {
     pub(crate) fn spawn(
         name: String,
         transport: Transport,
-        headers: Option<Arc<dyn HeaderSource>>,
+        credential: Option<Arc<dyn CredentialSource>>,
         relay: Arc<dyn Relay>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
@@ -68,7 +69,7 @@ impl Supervisor {
             stderr: StderrTail::default(),
             landlock_warned: AtomicBool::new(false),
             wake: Notify::new(),
-            headers,
+            credential,
         });
         supervisor.warn_about_sandbox(&transport);
         let handler = RelayHandler::new(Arc::clone(&supervisor.name), relay);
@@ -84,6 +85,11 @@ impl Supervisor {
     /// Returns the connector name.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Returns the credential the connector injects, if any.
+    pub(crate) fn credential(&self) -> Option<&Arc<dyn CredentialSource>> {
+        self.credential.as_ref()
     }
 
     /// Returns a live session, waiting for one at most the connect timeout.
@@ -255,9 +261,25 @@ async fn open(
     match transport {
         Transport::Stdio(config) => stdio::open(supervisor, config, handler, session_ct).await,
         Transport::Http(config) => {
-            http::open(config, supervisor.headers.clone(), handler, session_ct).await
+            http::open(
+                &supervisor.name,
+                config,
+                supervisor.credential.clone(),
+                handler,
+                session_ct,
+            )
+            .await
         }
-        Transport::Sse(config) => sse::open(config, handler, session_ct).await,
+        Transport::Sse(config) => {
+            sse::open(
+                &supervisor.name,
+                config,
+                supervisor.credential.clone(),
+                handler,
+                session_ct,
+            )
+            .await
+        }
     }
 }
 

@@ -85,8 +85,9 @@ pub struct OAuthSpec {
 const PLACEHOLDERS: [&str; 3] = ["token", "key", "username"];
 
 impl CredentialSpec {
-    /// Checks the block against its connector's transport (`kind` is `stdio`, `http` or `sse`);
-    /// errors are `(field below credentials, reason)`.
+    /// Checks the block against its connector's transport (`kind` is `stdio`, `http` or `sse`:
+    /// headers go to the two HTTP transports, environment variables to stdio); errors are
+    /// `(field below credentials, reason)`.
     pub fn validate(&self, kind: &str) -> Result<(), (String, String)> {
         let declared = !self.inject.headers.is_empty() || !self.inject.env.is_empty();
         if self.mode == CredentialMode::None {
@@ -98,17 +99,29 @@ impl CredentialSpec {
             }
             return Ok(());
         }
-        if kind != "http" {
-            return Err((
-                "mode".into(),
-                format!("credentials are injected into `http` connectors only, not `{kind}`"),
-            ));
+        match kind {
+            "stdio" if !self.inject.headers.is_empty() => {
+                return Err((
+                    "inject.headers".into(),
+                    "applies to `http` and `sse` connectors; use `inject.env` for stdio".into(),
+                ));
+            }
+            "http" | "sse" if !self.inject.env.is_empty() => {
+                return Err((
+                    "inject.env".into(),
+                    format!("applies to stdio connectors; use `inject.headers` for {kind}"),
+                ));
+            }
+            _ => {}
         }
-        if !self.inject.env.is_empty() {
-            return Err((
-                "inject.env".into(),
-                "applies to stdio connectors; use `inject.headers` for http".into(),
-            ));
+        for (name, template) in &self.inject.env {
+            check_template(template).map_err(|reason| (format!("inject.env.{name}"), reason))?;
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err((
+                    format!("inject.env.{name}"),
+                    "is not an environment variable name".into(),
+                ));
+            }
         }
         for (name, template) in &self.inject.headers {
             check_template(template)

@@ -1,17 +1,19 @@
-//! Renders released material into request headers, per the connector's `inject` templates.
+//! Renders released material into request headers or a stdio program's environment, per the
+//! connector's `inject` templates.
 
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 use http::{HeaderName, HeaderValue};
 
-use super::{CredentialError, Material};
+use super::{CredentialError, InjectSpec, Material, Secret};
 
-/// A connector's header templates; empty means "where the material's kind belongs".
+/// A connector's templates; no header templates means "where the material's kind belongs".
 #[derive(Debug, Clone)]
 pub struct Injection {
     connector: String,
     headers: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
 }
 
 impl Injection {
@@ -20,6 +22,35 @@ impl Injection {
         Self {
             connector: connector.to_owned(),
             headers,
+            env: BTreeMap::new(),
+        }
+    }
+
+    /// Returns the injection of `connector` as its `inject` block declares it.
+    pub fn of(connector: &str, spec: &InjectSpec) -> Self {
+        Self {
+            env: spec.env.clone(),
+            ..Self::new(connector, spec.headers.clone())
+        }
+    }
+
+    /// Returns the environment variables carrying `material` for a stdio program: an
+    /// environment set as it is, anything else through the connector's `inject.env` templates.
+    pub fn environment(
+        &self,
+        material: &Material,
+    ) -> Result<BTreeMap<String, Secret>, CredentialError> {
+        match material {
+            Material::Environment(variables) => Ok(variables.clone()),
+            Material::Headers(_) => Err(self.misfit("header material needs an http connector")),
+            _ if self.env.is_empty() => {
+                Err(self.misfit("declare `inject.env` to place this credential in the environment"))
+            }
+            _ => Ok(self
+                .env
+                .iter()
+                .map(|(name, template)| (name.clone(), Secret::from(fill(template, material))))
+                .collect()),
         }
     }
 

@@ -22,9 +22,9 @@ use rmcp::{Peer, RoleServer, ServiceError};
 
 use crate::auth::Caller;
 use crate::connector::Connector;
-use crate::credentials::Who;
 use crate::credentials::consent;
 use crate::credentials::sessions::Route;
+use crate::credentials::{CredentialError, Who};
 use crate::inspect::NotificationMask;
 use crate::switchboard::{Switchboard, UpstreamCall};
 use crate::vmcp::VirtualServer;
@@ -195,11 +195,22 @@ fn is_modern(context: &RequestContext<RoleServer>) -> bool {
         .is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
-/// Keeps a downstream's own JSON-RPC error (it is spec-shaped and the client's to see); hides transport detail.
+/// Keeps a downstream's own JSON-RPC error (it is spec-shaped and the client's to see); names
+/// a credential problem (such as a credential the downstream rejected twice); hides other
+/// transport detail.
 fn downstream_error(error: ServiceError) -> ErrorData {
     match error {
         ServiceError::McpError(error) => error,
         other => {
+            // rmcp's `TransportSend` does not expose its transport error as `source()`.
+            let found = match &other {
+                ServiceError::TransportSend(transport) => CredentialError::find(transport),
+                _ => CredentialError::find(&other),
+            };
+            if let Some(problem) = found {
+                tracing::warn!(error = %problem, "downstream call failed on its credential");
+                return problem.client_error(problem.connector().unwrap_or("?"));
+            }
             tracing::warn!(error = %other, "downstream call failed");
             ErrorData::internal_error("the connector did not answer", None)
         }

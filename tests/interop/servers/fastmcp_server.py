@@ -43,6 +43,16 @@ def whoami(ctx: Context) -> str:
     return f"fast-server: client={client}, authorization={authorization}"
 
 
+@mcp.tool
+def authorization_digest() -> str:
+    """Returns the SHA-256 (hex) of the Authorization header the request carried, or "none":
+    proves which credential arrived without echoing it."""
+    import hashlib
+
+    value = get_http_headers(include={"authorization"}).get("authorization")
+    return hashlib.sha256(value.encode()).hexdigest() if value else "none"
+
+
 # What `note` received, so a test can prove a call the gateway blocked never arrived here.
 received_notes: list[str] = []
 

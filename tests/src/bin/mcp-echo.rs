@@ -63,6 +63,11 @@ enum Mode {
         /// request's bearer token belongs to, so only that provider's tokens get an answer.
         #[arg(long, value_name = "URL")]
         whoami: Option<String>,
+        /// A file of accepted bearer tokens, one per line, read on every request; any other
+        /// request is answered 401 (with a `WWW-Authenticate` challenge), as a downstream that
+        /// revoked a credential would.
+        #[arg(long, value_name = "FILE")]
+        accept_tokens: Option<std::path::PathBuf>,
     },
 }
 
@@ -314,7 +319,11 @@ impl ServerHandler for Echo {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::Stdio => serve_stdio().await,
-        Mode::Http { listen, whoami } => serve_http(listen, whoami.map(Arc::from)).await,
+        Mode::Http {
+            listen,
+            whoami,
+            accept_tokens,
+        } => serve_http(listen, whoami.map(Arc::from), accept_tokens).await,
     }
 }
 
@@ -326,7 +335,38 @@ async fn serve_stdio() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_http(listen: SocketAddr, whoami: Option<Arc<str>>) -> anyhow::Result<()> {
+/// Answers 401 unless the request's bearer token is listed in `accepted` (read per request).
+async fn require_accepted_token(
+    accepted: Arc<std::path::Path>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let listed = tokio::fs::read_to_string(&*accepted)
+        .await
+        .unwrap_or_default();
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if presented.is_some_and(|token| listed.lines().any(|line| line.trim() == token)) {
+        return next.run(request).await;
+    }
+    axum::response::Response::builder()
+        .status(axum::http::StatusCode::UNAUTHORIZED)
+        .header(
+            axum::http::header::WWW_AUTHENTICATE,
+            "Bearer error=\"invalid_token\"",
+        )
+        .body(axum::body::Body::empty())
+        .unwrap_or_default()
+}
+
+async fn serve_http(
+    listen: SocketAddr,
+    whoami: Option<Arc<str>>,
+    accept_tokens: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .context("bind")?;
@@ -339,7 +379,13 @@ async fn serve_http(listen: SocketAddr, whoami: Option<Arc<str>>) -> anyhow::Res
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let mut router = axum::Router::new().nest_service("/mcp", service);
+    if let Some(accepted) = accept_tokens {
+        let accepted: Arc<std::path::Path> = Arc::from(accepted);
+        router = router.layer(axum::middleware::from_fn(move |request, next| {
+            require_accepted_token(Arc::clone(&accepted), request, next)
+        }));
+    }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "http://{addr}/mcp")?;
     stdout.flush()?;

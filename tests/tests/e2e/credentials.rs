@@ -25,7 +25,7 @@ use vault_svc::secret::Owner;
 
 use super::connector::UrlServer;
 
-const EDGE_TOKEN: &str = "edge-service-token-0123456789abcdef";
+pub(super) const EDGE_TOKEN: &str = "edge-service-token-0123456789abcdef";
 const SHARED: &str = "canary-shared-7c1d";
 const ALICE: &str = "canary-alice-4e2b";
 const BOB: &str = "canary-bob-9a0f";
@@ -57,12 +57,23 @@ impl TokenVerifier for Members {
     }
 }
 
-fn digest(authorization: &str) -> String {
+pub(super) fn digest(authorization: &str) -> String {
     format!("{:x}", sha2::Sha256::digest(authorization.as_bytes()))
 }
 
 /// Calls a tool statelessly (2026-07-28) as `token`, declaring `capabilities`.
-async fn call(url: &str, token: &str, tool: &str, capabilities: Value) -> Value {
+pub(super) async fn call(url: &str, token: &str, tool: &str, capabilities: Value) -> Value {
+    call_with_arguments(url, token, tool, json!({}), capabilities).await
+}
+
+/// Like [`call`], passing `arguments` to the tool.
+pub(super) async fn call_with_arguments(
+    url: &str,
+    token: &str,
+    tool: &str,
+    arguments: Value,
+    capabilities: Value,
+) -> Value {
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": capabilities,
                       "io.modelcontextprotocol/clientInfo": {"name": "credentials-e2e", "version": "1"}});
@@ -74,7 +85,7 @@ async fn call(url: &str, token: &str, tool: &str, capabilities: Value) -> Value 
         .header("mcp-method", "tools/call")
         .header("mcp-name", tool)
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": tool, "arguments": {}, "_meta": meta}}))
+                      "params": {"name": tool, "arguments": arguments, "_meta": meta}}))
         .send()
         .await
         .expect("request")
@@ -83,7 +94,7 @@ async fn call(url: &str, token: &str, tool: &str, capabilities: Value) -> Value 
         .expect("json-rpc response")
 }
 
-fn text(response: &Value) -> String {
+pub(super) fn text(response: &Value) -> String {
     response["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_else(|| panic!("a tool result: {response}"))
@@ -139,10 +150,10 @@ async fn start_vault(dir: &std::path::Path, shutdown: &CancellationToken) -> (St
     (endpoint, events)
 }
 
-type VaultEvents = tokio::sync::mpsc::Receiver<vault_svc::event::CredentialEvent>;
+pub(super) type VaultEvents = tokio::sync::mpsc::Receiver<vault_svc::event::CredentialEvent>;
 
 /// Opens and serves vault-svc per `config`, admitting edge by [`EDGE_TOKEN`].
-async fn run_vault(
+pub(super) async fn run_vault(
     mut config: vault_svc::Config,
     shutdown: &CancellationToken,
 ) -> (String, vault_svc::Vault, VaultEvents) {
@@ -295,14 +306,26 @@ fn serve_edge(
     consent: Option<vault_svc::Vault>,
     shutdown: &CancellationToken,
 ) -> String {
-    let spec = GatewaySpec::from_yaml(yaml, "credentials.yaml").expect("spec");
     let credentials = Credentials::with_token(
         vault_endpoint,
         EDGE_TOKEN,
         std::time::Duration::from_secs(30),
     )
     .expect("vault client");
-    let gateway = Gateway::start_with(&spec, Some(&credentials), shutdown)
+    serve_edge_with(listener, yaml, &credentials, recorder, consent, shutdown)
+}
+
+/// Like [`serve_edge`], fetching credentials through `credentials`.
+pub(super) fn serve_edge_with(
+    listener: TcpListener,
+    yaml: &str,
+    credentials: &Credentials,
+    recorder: Recorder,
+    consent: Option<vault_svc::Vault>,
+    shutdown: &CancellationToken,
+) -> String {
+    let spec = GatewaySpec::from_yaml(yaml, "credentials.yaml").expect("spec");
+    let gateway = Gateway::start_with(&spec, Some(credentials), shutdown)
         .expect("gateway")
         .with_audit(recorder);
     let origin = format!("http://{}", listener.local_addr().expect("addr"));
@@ -332,7 +355,7 @@ async fn futures_join<F: std::future::Future<Output = (Value, Value)>>(
 }
 
 /// The authlib provider of vault-svc's tests, or `None` (printed loudly) without its Python.
-async fn provider() -> Option<UrlServer> {
+pub(super) async fn provider() -> Option<UrlServer> {
     let python = std::env::var("GATEHOUSE_VAULT_PEERS_PYTHON")
         .or_else(|_| std::env::var("GATEHOUSE_INTEROP_PYTHON"));
     let Ok(python) = python else {

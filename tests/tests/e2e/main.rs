@@ -13,6 +13,7 @@ mod credentials;
 mod deploy;
 mod dlp;
 mod gateway;
+mod injection;
 mod limits;
 mod oauth;
 mod policy;

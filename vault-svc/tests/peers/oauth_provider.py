@@ -280,6 +280,14 @@ def create_app(expires_in):
                 revocations=STATS["revocations"],
             )
 
+    @app.get("/admin/tokens")
+    def tokens():
+        # Every access and refresh token issued, for canary checks that none leaked anywhere.
+        with LOCK:
+            issued = [token.access_token for token in BY_ACCESS.values()]
+            issued += [token.refresh_token for token in BY_ACCESS.values() if token.refresh_token]
+        return jsonify(tokens=issued)
+
     @app.get("/.well-known/oauth-authorization-server")
     def metadata():
         base = request.host_url.rstrip("/")
