@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rmcp::transport::streamable_http_server::session::SessionStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
@@ -26,6 +27,7 @@ pub struct Gateway {
     access: Access,
     quotas: Quotas,
     inspector: Inspector,
+    sessions: Option<Arc<dyn SessionStore>>,
 }
 
 /// A declared connector's sessions: the main one and, for dual-era HTTP, a legacy twin, with
@@ -104,7 +106,21 @@ impl Gateway {
             access: Access::unrestricted(),
             quotas: Quotas::unlimited(),
             inspector,
+            sessions: None,
         })
+    }
+
+    /// Keeps MCP sessions in `store` too, so that another edge can continue them (sessions
+    /// stay in this process without one).
+    #[must_use]
+    pub fn with_session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(store);
+        self
+    }
+
+    /// Returns the shared session store, when sessions outlive this process.
+    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.sessions.as_ref()
     }
 
     /// Records every decided request through `recorder` (the gateway keeps no audit trail without one).

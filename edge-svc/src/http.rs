@@ -33,8 +33,8 @@ pub struct ResourceAuth {
 
 /// Builds the router for every virtual server of `gateway`.
 ///
-/// Sessions live in this process's memory (rmcp's `LocalSessionManager`); rmcp's
-/// `SessionStore` seam is where a shared store plugs in so a session survives on any replica.
+/// Sessions live in this process's memory (rmcp's `LocalSessionManager`) and, when the gateway
+/// has a shared session store, there too, so that any replica can continue them.
 pub fn router(
     gateway: &Gateway,
     face: &HttpFace,
@@ -44,7 +44,7 @@ pub fn router(
     let verifier = auth.as_ref().map(|auth| Arc::clone(&auth.verifier));
     let mut router = Router::new().route("/healthz", get(healthz));
     for server in gateway.servers() {
-        let config = StreamableHttpServerConfig::default()
+        let mut config = StreamableHttpServerConfig::default()
             .with_allowed_hosts(face.allowed_hosts.clone())
             .with_allowed_origins(face.allowed_origins.clone())
             .enforce_origin_validation()
@@ -53,6 +53,7 @@ pub fn router(
             // rmcp falls back to SSE as soon as progress or a relayed request comes first.
             .with_json_response(true)
             .with_cancellation_token(shutdown.child_token());
+        config.session_store = gateway.session_store().cloned();
         let (server_for_factory, board) = (Arc::clone(server), Arc::clone(gateway.switchboard()));
         let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
         let (quotas, inspector) = (gateway.quotas().clone(), gateway.inspector().clone());

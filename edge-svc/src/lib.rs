@@ -16,6 +16,7 @@ pub mod http;
 pub mod inspect;
 pub mod proxy;
 pub mod quota;
+pub mod session;
 pub mod spec;
 pub mod switchboard;
 pub mod vmcp;

@@ -16,4 +16,5 @@ mod gateway;
 mod limits;
 mod oauth;
 mod policy;
+mod scaleout;
 mod scim;
