@@ -344,3 +344,328 @@ async fn a_standalone_edge_follows_authz_feeds_and_fails_closed_when_they_go_sta
     authz.stop().await;
     shutdown.cancel();
 }
+
+/// The protocol version of the session era the harness speaks (`Mcp-Session-Id`).
+const SESSION_ERA: &str = "2025-11-25";
+
+/// A process started by the harness, killed (SIGKILL) when dropped.
+struct Replica {
+    name: String,
+    addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+fn sibling_binary(name: &str) -> std::path::PathBuf {
+    let path = Path::new(ECHO).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build -p edge-svc --bins`)",
+        path.display()
+    );
+    path
+}
+
+async fn wait_listening(addr: SocketAddr, child: &mut tokio::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            child.try_wait().expect("child state").is_none(),
+            "the process for {addr} exited"
+        );
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Starts an edge-svc process serving `gateway_yaml` behind the balancer at `public`.
+async fn edge_process(
+    dir: &Path,
+    index: usize,
+    public: SocketAddr,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    key_prefix: &str,
+) -> Replica {
+    let addr = super::audit::reserve_port().await;
+    let config = dir.join(format!("edge{index}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen_addr = \"{addr}\"\npublic_url = \"http://{public}\"\ngateway = \"{}\"\n\
+             [authz]\nendpoint = \"http://{grpc}\"\nservice_token_env = \"SCALEOUT_EDGE_TOKEN\"\n\
+             issuer = \"http://{http}\"\nrevocation_staleness = \"5s\"\n\
+             [sessions]\nredis_url_env = \"REDIS_URL\"\nkey_prefix = \"{key_prefix}session:\"\n",
+            dir.join("gateway.yaml").display()
+        ),
+    )
+    .expect("edge config");
+    let mut child = tokio::process::Command::new(sibling_binary("edge-svc"))
+        .arg("--config")
+        .arg(&config)
+        .env("SCALEOUT_EDGE_TOKEN", EDGE_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("edge-svc");
+    wait_listening(addr, &mut child).await;
+    Replica {
+        name: format!("edge{index}"),
+        addr,
+        child,
+    }
+}
+
+/// Starts HAProxy spreading requests round-robin over `edges`, naming the edge that answered
+/// in `x-gatehouse-edge`; a refused connection is retried on another edge.
+async fn haproxy(haproxy: &str, dir: &Path, public: SocketAddr, edges: &[Replica]) -> Replica {
+    let servers: String = edges
+        .iter()
+        .map(|edge| {
+            format!(
+                "  server {} {} check inter 200ms fall 1 rise 2\n",
+                edge.name, edge.addr
+            )
+        })
+        .collect();
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch 1\n\
+             frontend mcp\n  bind {public}\n  default_backend edges\n\
+             backend edges\n  balance roundrobin\n  http-response set-header x-gatehouse-edge %[srv_name]\n{servers}"
+        ),
+    )
+    .expect("haproxy config");
+    let mut child = tokio::process::Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .env(
+            "LD_LIBRARY_PATH",
+            std::env::var("GATEHOUSE_HAPROXY_LIBS").unwrap_or_default(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("haproxy");
+    wait_listening(public, &mut child).await;
+    Replica {
+        name: "haproxy".to_owned(),
+        addr: public,
+        child,
+    }
+}
+
+/// Posts a JSON-RPC message in the session era and returns (status, edge, session id, body).
+async fn session_post(
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    message: Value,
+) -> (StatusCode, String, Option<String>, Value) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", SESSION_ERA)
+        .json(&message);
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.expect("post");
+    let status = response.status();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (edge, session) = (
+        header("x-gatehouse-edge").unwrap_or_default(),
+        header("mcp-session-id"),
+    );
+    let text = response.text().await.expect("body");
+    // A reply comes as plain JSON or as SSE events (an empty priming event, then the reply).
+    let reply = serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .rev()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .find_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .unwrap_or(Value::Null)
+    });
+    (status, edge, session, reply)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_edges_behind_haproxy_share_sessions_revocations_and_one_rate_limit() {
+    let (Ok(redis), Ok(haproxy_bin)) = (
+        std::env::var("REDIS_URL"),
+        std::env::var("GATEHOUSE_HAPROXY"),
+    ) else {
+        eprintln!(
+            "SKIPPED: REDIS_URL or GATEHOUSE_HAPROXY is not set (source ~/.cache/gatehouse-scaleout/env.sh \
+             after tests/scaleout/install-haproxy.sh); the multi-replica harness did not run"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let (grpc, http, public) = (
+        super::audit::reserve_port().await,
+        super::audit::reserve_port().await,
+        super::audit::reserve_port().await,
+    );
+    let resource = format!("http://{public}/v/crm/mcp");
+    let authz = Authz::start(&authz_config(dir.path(), grpc, http, &resource), grpc, http).await;
+    let key_prefix = format!(
+        "gatehouse:e2e:scaleout:{}:{}:",
+        std::process::id(),
+        public.port()
+    );
+    let budget = 5;
+    let echo_dir = echo_dir();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        format!(
+            "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{echo_dir}\"]}}\n\
+             virtual_servers:\n  - name: crm\n    auth: oauth\n    connectors: [{{connector: local, prefix: \"\"}}]\n\
+             rate_limits:\n  backend: {{redis: {{url: \"{redis}\", key_prefix: \"{key_prefix}limit:\"}}}}\n  \
+             rules: [{{name: add-total, per: virtual_server, tool: add, rate: 1/hour, burst: {budget}}}]\n"
+        ),
+    )
+    .expect("gateway yaml");
+    let mut edges = Vec::new();
+    for index in 0..3 {
+        edges.push(edge_process(dir.path(), index, public, grpc, http, &key_prefix).await);
+    }
+    let balancer = haproxy(&haproxy_bin, dir.path(), public, &edges).await;
+    let (token, bundle) = agent_token(grpc, http, "load", &resource).await;
+    // Every edge has its first policy snapshot and revocation set.
+    for edge in &edges {
+        let direct = format!("http://{}/v/crm/mcp", edge.addr);
+        until(
+            &direct,
+            &token,
+            Duration::from_secs(5),
+            "edge ready",
+            succeeded,
+        )
+        .await;
+    }
+
+    // A session-era session started through the balancer continues on every edge.
+    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": SESSION_ERA, "capabilities": {}, "clientInfo": {"name": "scaleout", "version": "1"}}});
+    let (status, _, session, body) = session_post(&resource, &token, None, initialize).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = session.expect("a session id");
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, ..) = session_post(&resource, &token, Some(&session), initialized).await;
+    assert!(status.is_success(), "initialized: {status}");
+    let mut served_by = std::collections::BTreeSet::new();
+    for id in 1..=9 {
+        let call = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": format!("call {id}")}}});
+        let (status, edge, _, body) = session_post(&resource, &token, Some(&session), call).await;
+        assert_eq!(status, StatusCode::OK, "call {id} on {edge}: {body}");
+        assert!(body["result"].is_object(), "call {id} on {edge}: {body}");
+        served_by.insert(edge);
+    }
+    assert_eq!(
+        served_by.len(),
+        3,
+        "round-robin reached every edge: {served_by:?}"
+    );
+
+    // One rate limit across the three edges.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let response = super::oauth::call_tool(
+            &resource,
+            &token,
+            "add",
+            serde_json::json!({"a": 1, "b": 2}),
+        )
+        .await;
+        statuses.push(response.status().as_u16());
+    }
+    let allowed = statuses.iter().filter(|status| **status == 200).count();
+    let limited = statuses.iter().filter(|status| **status == 429).count();
+    assert_eq!(
+        (allowed, limited),
+        (budget, 12 - budget),
+        "one budget: {statuses:?}"
+    );
+
+    // Chaos: one edge is killed during load; the balancer retries elsewhere, the session
+    // continues, and client-visible errors stay bounded.
+    let mut load = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let (resource, token, session) = (resource.clone(), token.clone(), session.clone());
+        load.spawn(async move {
+            let (mut ok, mut failed) = (0_u32, 0_u32);
+            for call in 0..25 {
+                let message = serde_json::json!({"jsonrpc": "2.0", "id": 100 + worker * 100 + call,
+                    "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "load"}}});
+                let (status, _, _, body) = session_post(&resource, &token, Some(&session), message).await;
+                if status == StatusCode::OK && body["result"].is_object() {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut victim = edges.remove(1);
+    victim.child.start_kill().expect("kill -9 edge1");
+    let _ = victim.child.wait().await;
+    let (mut ok, mut failed) = (0, 0);
+    for (worker_ok, worker_failed) in load.join_all().await {
+        ok += worker_ok;
+        failed += worker_failed;
+    }
+    assert!(
+        failed <= 4,
+        "client-visible errors while an edge died: {failed} of {}",
+        ok + failed
+    );
+    tracing::info!(ok, failed, "load through an edge kill");
+
+    // A decommissioned agent is refused on every surviving edge within a second.
+    let channel = svc_kit::grpc::channel(
+        &format!("http://{grpc}"),
+        &svc_kit::GrpcClientConfig::default(),
+    )
+    .expect("channel");
+    let present =
+        PresentToken::new(Some(&SecretSetting::from(ADMIN_TOKEN.to_owned()))).expect("token");
+    AgentAdminClient::with_interceptor(channel, present)
+        .decommission_agent(pb::DecommissionAgentRequest {
+            bundle_id: bundle,
+            reason: "scaleout harness".to_owned(),
+        })
+        .await
+        .expect("decommissioned");
+    let started = Instant::now();
+    for edge in &edges {
+        let direct = format!("http://{}/v/crm/mcp", edge.addr);
+        let remaining = Duration::from_secs(1).saturating_sub(started.elapsed());
+        until(
+            &direct,
+            &token,
+            remaining.max(Duration::from_millis(1)),
+            "refused on every edge",
+            |status, _| status == StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    drop(balancer);
+    drop(edges);
+    authz.stop().await;
+}
