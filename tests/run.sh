@@ -36,6 +36,11 @@ step "vault-svc's OAuth provider peer (authlib + flask in the interop venv)"
 "$GATEHOUSE_INTEROP_PYTHON" -m pip install --quiet --disable-pip-version-check "flask==3.1.3"
 export GATEHOUSE_VAULT_PEERS_PYTHON="$GATEHOUSE_INTEROP_PYTHON"
 
+step "load balancer for the multi-replica harness (haproxy)"
+bash tests/scaleout/install-haproxy.sh
+# shellcheck disable=SC1091
+source "${GATEHOUSE_SCALEOUT_DIR:-$HOME/.cache/gatehouse-scaleout}/env.sh"
+
 step "build binaries"
 cargo build --workspace --bins --locked
 

@@ -17,6 +17,7 @@ use crate::spec::AuthMode;
 
 mod jwt;
 mod revocation;
+pub mod upstream;
 
 pub use jwt::JwksVerifier;
 pub use revocation::Revocations;
@@ -64,6 +65,9 @@ pub enum TokenError {
     /// The token is malformed, expired, revoked, for another audience or signed by an unknown key.
     #[error("{0}")]
     Invalid(&'static str),
+    /// The token cannot be checked now (the revocation state is stale): retry later.
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 /// Checks access tokens presented to a virtual server.
@@ -142,7 +146,10 @@ impl Gate {
         verifier
             .verify(&self.resource, token)
             .await
-            .map_err(|error| self.challenge(Some(&error.to_string())))
+            .map_err(|error| match error {
+                TokenError::Invalid(reason) => self.challenge(Some(reason)),
+                TokenError::Unavailable(reason) => unavailable(reason),
+            })
     }
 
     /// Returns the scopes a `tools/call` named in `Mcp-Name` needs and the token lacks.
@@ -200,6 +207,18 @@ impl Gate {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         Box::new(response)
     }
+}
+
+/// Builds the 503 of a token that cannot be checked now: the client should retry, not re-authorize.
+fn unavailable(reason: &'static str) -> Box<Response> {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Box::new(response)
 }
 
 /// Extracts the token of an RFC 6750 `Authorization: Bearer` header (scheme is case-insensitive).

@@ -44,6 +44,14 @@ pub struct Config {
     /// declares `credentials`.
     #[serde(default)]
     pub vault: Option<crate::credentials::VaultConfig>,
+    /// The authorization server this edge is a protected resource of (tokens, revocations,
+    /// policy); without it, every `auth: oauth` virtual server refuses every request.
+    #[serde(default)]
+    pub authz: Option<crate::auth::upstream::AuthzConfig>,
+    /// Where MCP sessions are shared with the other edges (several replicas behind a load
+    /// balancer); without it, a session lives only in the edge that created it.
+    #[serde(default)]
+    pub sessions: Option<crate::session::SessionsConfig>,
 }
 
 fn default_listen_addr() -> SocketAddr {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rmcp::transport::streamable_http_server::session::SessionStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
@@ -32,6 +33,7 @@ pub struct Gateway {
     access: Access,
     quotas: Quotas,
     inspector: Inspector,
+    sessions: Option<Arc<dyn SessionStore>>,
 }
 
 impl Gateway {
@@ -75,6 +77,7 @@ impl Gateway {
             access: Access::unrestricted(),
             quotas: Quotas::unlimited(),
             inspector,
+            sessions: None,
         })
     }
 
@@ -103,6 +106,19 @@ impl Gateway {
         }
         tracing::info!(?applied, "routing table changed");
         Ok(applied)
+    }
+
+    /// Keeps MCP sessions in `store` too, so that another edge can continue them (sessions
+    /// stay in this process without one).
+    #[must_use]
+    pub fn with_session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(store);
+        self
+    }
+
+    /// Returns the shared session store, when sessions outlive this process.
+    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.sessions.as_ref()
     }
 
     /// Records every decided request through `recorder` (the gateway keeps no audit trail without one).

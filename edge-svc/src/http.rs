@@ -43,8 +43,8 @@ pub struct ResourceAuth {
 /// Sessions end when their server is deleted or the gateway's own shutdown token is cancelled;
 /// `_shutdown` is kept so callers that pass the same token need not change.
 ///
-/// Sessions live in this process's memory (rmcp's `LocalSessionManager`); rmcp's
-/// `SessionStore` seam is where a shared store plugs in so a session survives on any replica.
+/// Sessions live in this process's memory (rmcp's `LocalSessionManager`) and, when the gateway
+/// has a shared session store, there too, so that any replica can continue them.
 pub fn router(
     gateway: &Gateway,
     face: &HttpFace,
@@ -119,7 +119,7 @@ impl Endpoints {
     fn build(&self, name: &str, slot: &Arc<ServerSlot>, auth: AuthMode) -> Router {
         let face = &self.face;
         let gateway = &self.gateway;
-        let config = StreamableHttpServerConfig::default()
+        let mut config = StreamableHttpServerConfig::default()
             .with_allowed_hosts(face.allowed_hosts.clone())
             .with_allowed_origins(face.allowed_origins.clone())
             .enforce_origin_validation()
@@ -129,6 +129,7 @@ impl Endpoints {
             .with_json_response(true)
             // Deleting the server ends its sessions; shutting down ends every server's.
             .with_cancellation_token(slot.sessions().clone());
+        config.session_store = gateway.session_store().cloned();
         let (slot_for_factory, board) = (Arc::clone(slot), Arc::clone(gateway.switchboard()));
         let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
         let (quotas, inspector) = (gateway.quotas().clone(), gateway.inspector().clone());

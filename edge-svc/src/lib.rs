@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod proxy;
 pub mod quota;
 pub mod routing;
+pub mod session;
 pub mod spec;
 pub mod switchboard;
 pub mod vmcp;

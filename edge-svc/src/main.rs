@@ -45,14 +45,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_ref()
         .map(edge_svc::credentials::Credentials::connect)
         .transpose()?;
-    let gateway = edge_svc::Gateway::start_with(&spec, credentials.as_ref(), &shutdown)
+    let link = config
+        .authz
+        .as_ref()
+        .map(|authz| edge_svc::auth::upstream::AuthzLink::start(authz, &shutdown))
+        .transpose()?;
+    let mut gateway = edge_svc::Gateway::start_with(&spec, credentials.as_ref(), &shutdown)
         .map_err(anyhow::Error::msg)?
         .with_audit(recorder)
         .with_quotas(quotas);
+    if let Some(link) = &link {
+        gateway = gateway.with_access(link.access.clone());
+    }
+    if let Some(sessions) = &config.sessions {
+        let store = edge_svc::session::RedisSessions::open(sessions).await?;
+        gateway = gateway.with_session_store(std::sync::Arc::new(store));
+    }
     let mut server = tokio::spawn(edge_svc::serve(
         gateway,
         face,
-        None,
+        link.map(|link| link.auth),
         listener,
         shutdown.clone(),
     ));

@@ -3,10 +3,18 @@
 //! Edge verifies access tokens locally (signature, audience, expiry), which alone would accept a
 //! revoked token until its `exp`. The authorization server pushes each revocation here the moment
 //! it happens, and every verification checks this set after the signature.
+//!
+//! In process (`gatehouse up`) the set is always current. Fed over the network (a standalone
+//! edge following authz-svc's `WatchRevocations`), it is current only while the feed is
+//! connected: once the feed has been lost for longer than the staleness bound, or before it
+//! first synced, every token is refused as unverifiable — a revocation the edge cannot hear
+//! about must not stay honoured indefinitely.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use super::{TokenClaims, TokenError, TokenVerifier};
 
@@ -25,9 +33,97 @@ struct Revoked {
     agents: HashMap<String, u64>,
     /// Offboarded members' ids → (revocation time, when their last earlier token expires).
     members: HashMap<String, (u64, u64)>,
+    /// Whether this set can be trusted to hold every revocation.
+    feed: Feed,
+}
+
+/// Where the revocations come from, and whether the source is still being heard.
+#[derive(Debug, Default)]
+enum Feed {
+    /// Pushed in process: never stale.
+    #[default]
+    Local,
+    /// Followed over the network; trusted while connected and for `bound` after losing it.
+    Remote {
+        /// How long the set is trusted after the feed was lost.
+        bound: Duration,
+        /// When the feed was lost; `None` while connected.
+        lost_at: Option<Instant>,
+        /// Whether the feed ever delivered a complete set.
+        synced: bool,
+    },
 }
 
 impl Revocations {
+    /// Returns an empty set filled by a remote feed: it refuses every token until the feed
+    /// first syncs ([`Revocations::replace_all`]), and again once the feed has been lost
+    /// ([`Revocations::feed_lost`]) for longer than `bound`.
+    pub fn remote(bound: Duration) -> Self {
+        let revocations = Self::default();
+        revocations.write().feed = Feed::Remote {
+            bound,
+            lost_at: None,
+            synced: false,
+        };
+        revocations
+    }
+
+    /// Says whether the set can be trusted: always in process; for a remote feed, once it has
+    /// synced and while it is connected or lost for no longer than its bound.
+    pub fn is_current(&self) -> bool {
+        match &self.read().feed {
+            Feed::Local => true,
+            Feed::Remote {
+                bound,
+                lost_at,
+                synced,
+            } => *synced && lost_at.is_none_or(|at| at.elapsed() <= *bound),
+        }
+    }
+
+    /// Notes that the remote feed is connected again and caught up with everything it missed.
+    pub fn feed_resumed(&self) {
+        if let Feed::Remote {
+            lost_at, synced, ..
+        } = &mut self.write().feed
+            && *synced
+        {
+            *lost_at = None;
+        }
+    }
+
+    /// Notes that the remote feed was lost; the set stays trusted for the feed's bound from
+    /// the first loss (a reconnect that fails again does not extend it).
+    pub fn feed_lost(&self) {
+        if let Feed::Remote { lost_at, .. } = &mut self.write().feed {
+            lost_at.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Drops every revocation held: the feed's next message is the complete set.
+    pub fn replace_all(&self) {
+        let mut revoked = self.write();
+        revoked.tokens.clear();
+        revoked.grants.clear();
+        revoked.agents.clear();
+        revoked.members.clear();
+        if let Feed::Remote {
+            lost_at, synced, ..
+        } = &mut revoked.feed
+        {
+            *lost_at = None;
+            *synced = true;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Revoked> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Revoked> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Refuses the access token `jti` from now until it expires.
     pub fn revoke_token(&self, jti: &str, expires_at: u64) {
         let now = unix_now();
@@ -98,6 +194,11 @@ struct Guarded {
 #[async_trait::async_trait]
 impl TokenVerifier for Guarded {
     async fn verify(&self, resource: &str, token: &str) -> Result<TokenClaims, TokenError> {
+        if !self.revocations.is_current() {
+            return Err(TokenError::Unavailable(
+                "the revocation feed from the authorization server is unavailable",
+            ));
+        }
         let claims = self.verifier.verify(resource, token).await?;
         if self.revocations.is_revoked(&claims) {
             return Err(TokenError::Invalid("the token has been revoked"));

@@ -119,3 +119,47 @@ async fn a_token_in_another_scheme_is_not_a_bearer_token() {
         .expect_err("basic");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_remote_revocation_set_is_trusted_only_once_synced_and_for_its_staleness_bound() {
+    let revocations = Revocations::remote(std::time::Duration::from_millis(100));
+    let gate = gate(
+        AuthMode::Oauth,
+        Some(revocations.guard(Arc::new(AcceptsOne))),
+    );
+    let unsynced = gate
+        .admit(request(Some("Bearer good")))
+        .await
+        .expect_err("never synced");
+    assert_eq!(unsynced.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    revocations.replace_all();
+    gate.admit(request(Some("Bearer good")))
+        .await
+        .expect("synced");
+    revocations.feed_lost();
+    gate.admit(request(Some("Bearer good")))
+        .await
+        .expect("within the bound");
+    // A failed reconnect does not extend the bound; the bound is real time, so let it pass.
+    revocations.feed_lost();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    revocations.feed_lost();
+    let stale = gate
+        .admit(request(Some("Bearer good")))
+        .await
+        .expect_err("stale");
+    assert_eq!(stale.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(stale.headers().contains_key(header::RETRY_AFTER));
+
+    revocations.feed_resumed();
+    gate.admit(request(Some("Bearer good")))
+        .await
+        .expect("resumed");
+    revocations.revoke_agent("app", u64::MAX);
+    let revoked = gate
+        .admit(request(Some("Bearer good")))
+        .await
+        .expect_err("revoked");
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+}

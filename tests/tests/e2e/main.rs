@@ -17,4 +17,5 @@ mod injection;
 mod limits;
 mod oauth;
 mod policy;
+mod scaleout;
 mod scim;
