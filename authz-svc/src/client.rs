@@ -11,6 +11,11 @@ use crate::issuer::is_loopback;
 use crate::keys::random_token;
 use crate::store::ClientRecord;
 
+mod document;
+
+pub use document::ClientDocumentsConfig;
+pub(crate) use document::{ClientDocuments, is_document_url};
+
 /// Is the grant type of the authorization code flow.
 pub const AUTHORIZATION_CODE: &str = "authorization_code";
 /// Is the grant type that rotates refresh tokens.

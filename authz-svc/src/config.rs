@@ -13,8 +13,8 @@ mod policies;
 mod standalone;
 
 pub use authorization::{
-    AuthorizationConfig, DEFAULT_ACCESS_TOKEN_TTL, ExchangeTarget, MAX_AGENT_TOKEN_TTL,
-    MemberConfig,
+    AuthorizationConfig, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_SIGNING_KEY_ROTATION, ExchangeTarget,
+    MAX_AGENT_TOKEN_TTL, MemberConfig,
 };
 pub use policies::PolicyConfig;
 pub use standalone::{

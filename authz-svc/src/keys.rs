@@ -156,6 +156,7 @@ pub(crate) fn generate_key(
         public_x: URL_SAFE_NO_PAD.encode(x),
         public_y: URL_SAFE_NO_PAD.encode(y),
         created_at: now,
+        retired_until: None,
     })
 }
 
@@ -197,6 +198,27 @@ impl KeySet {
     /// Returns the published key with id `kid`.
     pub(crate) fn key(&self, kid: &str) -> Option<&SigningKey> {
         self.published.iter().find(|key| key.kid == kid)
+    }
+}
+
+/// Is how long past the last token's expiry a retired key stays published, for clock skew.
+pub(crate) const RETIRED_KEY_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Returns the active key's id when it is due for rotation: the next key (pre-published
+/// when the active one started signing) has been published for `period` seconds.
+pub(crate) fn rotation_due(records: &[KeyRecord], period: i64, now: i64) -> Option<&str> {
+    let next = records.iter().find(|key| key.status == KeyStatus::Next)?;
+    let active = records.iter().find(|key| key.status == KeyStatus::Active)?;
+    (next.created_at.saturating_add(period) <= now).then_some(active.kid.as_str())
+}
+
+impl KeySet {
+    /// Returns the active and published key ids, to tell whether a reload changed anything.
+    pub(crate) fn fingerprint(&self) -> (&str, Vec<&str>) {
+        (
+            self.active.kid.as_str(),
+            self.published.iter().map(|key| key.kid.as_str()).collect(),
+        )
     }
 }
 

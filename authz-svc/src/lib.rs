@@ -16,6 +16,7 @@ mod agent;
 mod client;
 mod config;
 mod directory;
+mod egress;
 mod error;
 mod events;
 mod exchange;
@@ -40,13 +41,14 @@ pub use agent::{
     NewAgent, RotatedSecret,
 };
 pub use client::{
-    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, ClientRegistration, REFRESH_TOKEN, RegistrationError,
-    TOKEN_EXCHANGE,
+    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, ClientDocumentsConfig, ClientRegistration,
+    REFRESH_TOKEN, RegistrationError, TOKEN_EXCHANGE,
 };
 pub use config::{
     AuditForwardConfig, AuthorizationConfig, CallersConfig, Config, DEFAULT_ACCESS_TOKEN_TTL,
-    DEFAULT_HTTP_LISTEN_ADDR, DEFAULT_LISTEN_ADDR, ENV_PREFIX, ExchangeTarget, MAX_AGENT_TOKEN_TTL,
-    MemberConfig, OAuthFaceConfig, PolicyConfig, ResourceConfig, StoreSection,
+    DEFAULT_HTTP_LISTEN_ADDR, DEFAULT_LISTEN_ADDR, DEFAULT_SIGNING_KEY_ROTATION, ENV_PREFIX,
+    ExchangeTarget, MAX_AGENT_TOKEN_TTL, MemberConfig, OAuthFaceConfig, PolicyConfig,
+    ResourceConfig, StoreSection,
 };
 pub use directory::{DirectoryView, GroupCommand, MemberCommand, MemberRecord};
 pub use error::Error;
@@ -57,6 +59,10 @@ pub use member::TEST_MEMBER;
 pub use oauth::oauth_router;
 pub use policy::PolicyStore;
 pub use revocation::REVOCATION_POLL_INTERVAL;
+
+/// Is how often each replica checks the signing key rotation schedule and reloads the
+/// key set (picking up another replica's rotation).
+pub const KEY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 pub use scim::{ScimConfig, scim_router};
 pub use state::{AuthzState, RegisteredClient};
 pub use store::{
@@ -136,6 +142,7 @@ pub async fn run(
         task
     });
     let _outbox = state.forward_audit_outbox(shutdown.child_token());
+    let _keys = state.maintain_keys(shutdown.child_token());
     if forwarder.is_none() {
         tracing::warn!(
             "audit.url is not set: token and agent events are not recorded (development only)"

@@ -182,8 +182,12 @@ pub(crate) async fn authenticate_client(
             .await?
             .ok_or_else(|| OAuthError::new("invalid_client", "client authentication failed"));
     }
-    match state.store.client(client_id).await? {
-        Some(client) if !client.is_confidential() => Ok(client),
+    match state.client(client_id).await? {
+        Ok(client) if !client.is_confidential() => Ok(client),
+        // A metadata document that cannot be used is a client that cannot authenticate.
+        Err(refusal) if crate::client::is_document_url(client_id) => {
+            Err(OAuthError::new("invalid_client", refusal.description))
+        }
         _ => Err(OAuthError::new(
             "invalid_client",
             "client authentication failed",

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use crate::agent::AgentRegistry;
-use crate::client::{ClientRegistration, RegistrationError, RegistrationPolicy, SecretHasher};
+use crate::client::{
+    ClientDocuments, ClientRegistration, RegistrationError, RegistrationPolicy, SecretHasher,
+    is_document_url,
+};
 use crate::config::AuthorizationConfig;
 use crate::error::Error;
 use crate::issuer::{Issuer, IssuerIdentity, ProtectedResource};
 use crate::keys::{KeySet, MasterKey, SigningKey, generate_key, load_master_key};
 use crate::member::Members;
-use crate::store::{self, ClientRecord, KeyStatus, RevocationKind, Store, StoreConfig};
+use crate::store::{self, ClientRecord, KeyRecord, KeyStatus, RevocationKind, Store, StoreConfig};
 use crate::token::{self, AccessClaims};
 
 /// Holds the authorization server's store, keys and configuration; cheap to clone.
@@ -18,7 +21,9 @@ pub struct AuthzState {
     pub(crate) config: Arc<AuthorizationConfig>,
     pub(crate) issuer: Arc<IssuerIdentity>,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) keys: Arc<KeySet>,
+    /// Is swapped whole when the keys rotate (here or on another replica).
+    pub(crate) keys: Arc<arc_swap::ArcSwap<KeySet>>,
+    pub(crate) master: MasterKey,
     pub(crate) members: Members,
     pub(crate) secrets: SecretHasher,
     pub(crate) csrf_key: Arc<[u8; 32]>,
@@ -32,6 +37,8 @@ pub struct AuthzState {
     pub(crate) scim_token: Option<Arc<[u8; 32]>>,
     // The policies whose scope descriptions the consent page shows; none: raw scope names.
     pub(crate) policies: Option<crate::policy::PolicyStore>,
+    /// Resolves URL client ids through their metadata documents (CIMD).
+    pub(crate) documents: ClientDocuments,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -81,6 +88,7 @@ impl AuthzState {
         .with_catalogue(issuer.resources.clone());
         agents.apply_declared(&config.agents).await?;
         let scim_token = config.scim.token()?.map(Arc::new);
+        let documents = ClientDocuments::new(&config.client_metadata_documents)?;
         let directory = crate::directory::DirectoryView::default();
         directory.reload(store.as_ref()).await?;
         Ok(Self {
@@ -88,7 +96,7 @@ impl AuthzState {
             config: Arc::new(config),
             issuer: Arc::new(issuer),
             store,
-            keys: Arc::new(keys),
+            keys: Arc::new(arc_swap::ArcSwap::from_pointee(keys)),
             secrets: SecretHasher::new(master.derive("client-secret")),
             csrf_key: Arc::new(master.derive("csrf")),
             audit: None,
@@ -99,6 +107,8 @@ impl AuthzState {
             credential_purge: None,
             scim_token,
             policies: None,
+            documents,
+            master,
         })
     }
 
@@ -150,6 +160,74 @@ impl AuthzState {
             sink,
             shutdown,
         )))
+    }
+
+    /// Rotates the signing keys when the active one has signed for the configured
+    /// period (`signing_key_rotation`, counted from when it became active, which is when
+    /// today's next key was pre-published), then reloads the key set from the store, so
+    /// that a rotation by another replica is picked up too. Returns whether this call rotated.
+    pub async fn rotate_keys_if_due(&self, now: i64) -> Result<bool, Error> {
+        let records = self.store.keys().await?;
+        let period = i64::try_from(self.config.signing_key_rotation.as_secs()).unwrap_or(i64::MAX);
+        let due = crate::keys::rotation_due(&records, period, now);
+        let mut rotated = false;
+        if let Some(active_kid) = due {
+            let next = generate_key(&self.master, KeyStatus::Next, now)?;
+            let retired_until = now.saturating_add(self.longest_token_lifetime());
+            rotated = self
+                .store
+                .rotate_keys(active_kid, &next, retired_until, now)
+                .await?;
+            if rotated {
+                tracing::info!(retired = %active_kid, next = %next.kid, retired_until, "signing keys rotated");
+            }
+        }
+        let records = if rotated {
+            self.store.keys().await?
+        } else {
+            records
+        };
+        let keys = key_set(&self.master, &records, now)?;
+        if keys.fingerprint() != self.keys.load().fingerprint() {
+            self.keys.store(Arc::new(keys));
+        }
+        Ok(rotated)
+    }
+
+    /// Checks the key rotation schedule every [`KEY_CHECK_INTERVAL`](crate::KEY_CHECK_INTERVAL)
+    /// until `shutdown`; a failed check is logged and retried at the next one.
+    pub fn maintain_keys(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(crate::KEY_CHECK_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                if let Err(error) = state.rotate_keys_if_due(token::now()).await {
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "signing key rotation check failed"
+                    );
+                }
+            }
+        })
+    }
+
+    /// Returns the longest an access token signed now can live, plus clock skew: how long
+    /// a key retired now must stay published.
+    fn longest_token_lifetime(&self) -> i64 {
+        let longest = self
+            .config
+            .access_token_ttl
+            .max(crate::config::MAX_AGENT_TOKEN_TTL)
+            + crate::keys::RETIRED_KEY_SKEW;
+        i64::try_from(longest.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// Returns the agent bundle registry (the admin API and CLI work through it).
@@ -216,13 +294,13 @@ impl AuthzState {
 
     /// Returns the JWKS document edge verifies access tokens against.
     pub fn jwks(&self) -> serde_json::Value {
-        self.keys.jwks()
+        self.keys.load().jwks()
     }
 
     /// Returns the claims of `token` when it is a live access token of this issuer
     /// (signature, `typ`, issuer, expiry, and not revoked), whatever its audience.
     pub async fn verify_access_token(&self, token: &str) -> Result<Option<AccessClaims>, Error> {
-        let Some(claims) = token::verify(&self.keys, &self.issuer.issuer, token) else {
+        let Some(claims) = token::verify(&self.keys.load(), &self.issuer.issuer, token) else {
             return Ok(None);
         };
         if self.revoked(&claims).await? {
@@ -263,7 +341,7 @@ impl AuthzState {
         grant_type: &str,
         principal: proto::common::v1::Principal,
     ) -> Result<(String, AccessClaims), Error> {
-        let (access_token, claims) = token::mint(&self.keys, self.issuer(), request)?;
+        let (access_token, claims) = token::mint(&self.keys.load(), self.issuer(), request)?;
         self.audit(crate::events::token_issued(&claims, grant_type, principal))
             .map_err(|why| {
                 tracing::error!(%why, "refusing to issue a token that cannot be audited");
@@ -273,17 +351,52 @@ impl AuthzState {
         Ok((access_token, claims))
     }
 
+    /// Returns the client `client_id` names: a registered client, or (for an https URL,
+    /// when enabled) the one its metadata document describes; a refusal says why not.
+    pub(crate) async fn client(
+        &self,
+        client_id: &str,
+    ) -> Result<Result<ClientRecord, RegistrationError>, Error> {
+        let unknown = RegistrationError {
+            error: "invalid_client",
+            description: "unknown client",
+        };
+        if is_document_url(client_id) {
+            if !self.config.client_metadata_documents.enabled {
+                return Ok(Err(unknown));
+            }
+            let policy = self.registration_policy();
+            let resolved = self
+                .documents
+                .resolve(client_id, policy, token::now())
+                .await;
+            let (client, fetched) = match resolved {
+                Ok(resolved) => resolved,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            if fetched {
+                self.store.upsert_document_client(&client).await?;
+            }
+            return Ok(Ok(client));
+        }
+        Ok(self.store.client(client_id).await?.ok_or(unknown))
+    }
+
+    fn registration_policy(&self) -> RegistrationPolicy {
+        RegistrationPolicy {
+            allow_insecure_http: self.config.allow_insecure_http,
+            allow_client_credentials: self.config.allow_registered_agents,
+        }
+    }
+
     /// Registers a client under the registration rules (as `POST /register` does),
     /// for callers such as the admin CLI.
     pub async fn register_client(
         &self,
         request: ClientRegistration,
     ) -> Result<Result<RegisteredClient, RegistrationError>, Error> {
-        let policy = RegistrationPolicy {
-            allow_insecure_http: self.config.allow_insecure_http,
-            allow_client_credentials: self.config.allow_registered_agents,
-        };
-        self.register_with(request, policy).await
+        self.register_with(request, self.registration_policy())
+            .await
     }
 
     pub(crate) async fn register_with(
@@ -319,9 +432,18 @@ async fn load_keys(store: &dyn Store, master: &MasterKey) -> Result<KeySet, Erro
         }
         records = store.keys().await?;
     }
+    key_set(master, &records, token::now())
+}
+
+/// Returns the key set of `records`: the active key, and every key still published at
+/// `now` (next, active, and retired ones whose tokens may still be live).
+fn key_set(master: &MasterKey, records: &[KeyRecord], now: i64) -> Result<KeySet, Error> {
     let mut active = None;
     let mut published = Vec::with_capacity(records.len());
-    for record in &records {
+    for record in records {
+        if record.retired_until.is_some_and(|until| until < now) {
+            continue;
+        }
         let key = SigningKey::open(master, record)?;
         if record.status == KeyStatus::Active {
             active = Some(key.clone());

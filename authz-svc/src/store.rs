@@ -154,6 +154,8 @@ pub struct KeyRecord {
     pub public_y: String,
     /// Records when the key was generated (unix seconds).
     pub created_at: i64,
+    /// Says until when a retired key stays published (unix seconds); `None` otherwise.
+    pub retired_until: Option<i64>,
 }
 
 /// Stores everything the authorization server must remember; every method is one transaction.
@@ -201,6 +203,20 @@ pub trait Store: AgentStore + DirectoryStore + Send + Sync + std::fmt::Debug {
     async fn keys(&self) -> Result<Vec<KeyRecord>, Error>;
     /// Adds the first active and next keys, unless another replica did so first;
     /// returns whether these were stored.
+    /// Stores (or refreshes) the client a fetched metadata document describes, so that
+    /// its codes and grants have a client row like a registered client's.
+    async fn upsert_document_client(&self, client: &ClientRecord) -> Result<(), Error>;
+    /// Rotates the signing keys in one transaction: the active key `active_kid` retires
+    /// (published until `retired_until`), the next key becomes active, `next` is
+    /// pre-published, and retired keys past their time are deleted. Changes nothing and
+    /// returns `false` when `active_kid` is no longer active (another replica rotated).
+    async fn rotate_keys(
+        &self,
+        active_kid: &str,
+        next: &KeyRecord,
+        retired_until: i64,
+        now: i64,
+    ) -> Result<bool, Error>;
     async fn insert_initial_keys(
         &self,
         active: &KeyRecord,

@@ -24,7 +24,7 @@ impl AuthzState {
         token: &str,
         resource: &str,
     ) -> Result<Result<Validated, Inactive>, Error> {
-        let claims = match token::check(&self.keys, &self.issuer.issuer, token) {
+        let claims = match token::check(&self.keys.load(), &self.issuer.issuer, token) {
             Ok(claims) => claims,
             Err(inactive) => return Ok(Err(inactive)),
         };

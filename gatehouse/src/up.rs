@@ -174,6 +174,8 @@ async fn serve(
     let _follower = authz.follow_revocations(shutdown.child_token());
     // So do their audit events, through the same spool as the server's own.
     let _outbox = authz.forward_audit_outbox(shutdown.child_token());
+    // Signing keys rotate on schedule (and a rotation by another replica is picked up).
+    let _keys = authz.maintain_keys(shutdown.child_token());
     // The same policy store edge enforces: a change reaches Decide and edge together.
     let authz_backend = crate::backends::authz(
         authz_config,

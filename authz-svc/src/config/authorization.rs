@@ -11,6 +11,10 @@ use svc_kit::ConfigError;
 /// Is the default lifetime of an access token.
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
 
+/// Is how long a signing key signs by default: long enough that the JWKS a resource
+/// server caches rarely misses, short enough to bound a leaked key's use.
+pub const DEFAULT_SIGNING_KEY_ROTATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Caps the lifetime of an access token minted for an agent (client credentials).
 pub const MAX_AGENT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -45,6 +49,11 @@ pub struct AuthorizationConfig {
     pub scim: crate::scim::ScimConfig,
     /// Lists the connectors that accept RFC 8693 exchanged tokens (`ExchangeToken`).
     pub token_exchange: Vec<ExchangeTarget>,
+    /// Accepts https URL client ids whose metadata document is fetched (CIMD).
+    pub client_metadata_documents: crate::client::ClientDocumentsConfig,
+    /// Sets how long a signing key signs before the pre-published next key takes over.
+    #[serde(with = "humantime_serde")]
+    pub signing_key_rotation: Duration,
 }
 
 /// Describes a connector that accepts tokens exchanged for it: which audience the
@@ -91,6 +100,8 @@ impl Default for AuthorizationConfig {
             agent_secret_overlap: crate::agent::DEFAULT_SECRET_OVERLAP,
             scim: crate::scim::ScimConfig::default(),
             token_exchange: Vec::new(),
+            client_metadata_documents: crate::client::ClientDocumentsConfig::default(),
+            signing_key_rotation: DEFAULT_SIGNING_KEY_ROTATION,
         }
     }
 }
@@ -108,6 +119,13 @@ impl AuthorizationConfig {
             return Err(ConfigError::new(
                 "refresh_token_ttl",
                 "must not be shorter than access_token_ttl",
+            ));
+        }
+        if self.signing_key_rotation < Duration::from_secs(3600) {
+            // Shorter periods would keep several retired keys published at once.
+            return Err(ConfigError::new(
+                "signing_key_rotation",
+                "must be at least 1h",
             ));
         }
         for (index, agent) in self.agents.iter().enumerate() {

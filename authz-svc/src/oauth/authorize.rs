@@ -123,9 +123,13 @@ pub(super) async fn validate(
         StatusCode::BAD_REQUEST,
         "client_id is required",
     ))?;
-    let client = match state.store.client(client_id).await {
-        Ok(Some(client)) => client,
-        Ok(None) => return Err(bad_client),
+    let client = match state.client(client_id).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(refusal)) if refusal.error == "invalid_client" => return Err(bad_client),
+        // A metadata document that cannot be used: say why, without redirecting anywhere.
+        Ok(Err(refusal)) => {
+            return Err(Refusal::Show(StatusCode::BAD_REQUEST, refusal.description));
+        }
         Err(error) => {
             tracing::error!(
                 error = &error as &dyn std::error::Error,

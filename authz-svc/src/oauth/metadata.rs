@@ -50,6 +50,7 @@ fn document(state: &AuthzState) -> Value {
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": state.config.client_metadata_documents.enabled,
         "scopes_supported": issuer.all_scopes(),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],

@@ -55,7 +55,7 @@ async fn revoke_token(
         }
         return Ok(());
     }
-    if let Some(claims) = token::verify(&state.keys, state.issuer(), presented)
+    if let Some(claims) = token::verify(&state.keys.load(), state.issuer(), presented)
         && claims.client_id == client.client_id
     {
         state.store.revoke_jti(&claims.jti, claims.exp).await?;

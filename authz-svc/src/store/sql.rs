@@ -8,7 +8,7 @@ macro_rules! sql_store {
         type ClientRow = (String, Option<Vec<u8>>, String, String, String, String, String, i64);
         type CodeRow = (Vec<u8>, String, String, String, String, String, String, String, i64, bool);
         type FamilyRow = (String, String, String, String, String, bool);
-        type KeyRow = (String, String, Vec<u8>, String, String, i64);
+        type KeyRow = (String, String, Vec<u8>, String, String, i64, Option<i64>);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
@@ -255,13 +255,80 @@ macro_rules! sql_store {
 
             async fn keys(&self) -> Result<Vec<$crate::store::KeyRecord>, $crate::error::Error> {
                 let rows: Vec<KeyRow> = sqlx::query_as(
-                    "SELECT kid, status, sealed_private_key, public_x, public_y, created_at FROM signing_keys \
+                    "SELECT kid, status, sealed_private_key, public_x, public_y, created_at, retired_until FROM signing_keys \
                      ORDER BY created_at, kid",
                 )
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::classify)?;
                 rows.into_iter().map($crate::store::sql::key_record).collect()
+            }
+
+            async fn upsert_document_client(&self, client: &$crate::store::ClientRecord) -> Result<(), $crate::error::Error> {
+                sqlx::query(
+                    "INSERT INTO clients (client_id, secret_hash, client_name, redirect_uris, grant_types, \
+                     auth_method, application_type, created_at) VALUES ($1, NULL, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, \
+                     redirect_uris = excluded.redirect_uris, grant_types = excluded.grant_types, \
+                     auth_method = excluded.auth_method, application_type = excluded.application_type",
+                )
+                .bind(&client.client_id)
+                .bind(&client.client_name)
+                .bind($crate::store::sql::to_json(&client.redirect_uris))
+                .bind($crate::store::sql::to_json(&client.grant_types))
+                .bind(&client.auth_method)
+                .bind(&client.application_type)
+                .bind(client.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::classify)?;
+                Ok(())
+            }
+
+            async fn rotate_keys(
+                &self,
+                active_kid: &str,
+                next: &$crate::store::KeyRecord,
+                retired_until: i64,
+                now: i64,
+            ) -> Result<bool, $crate::error::Error> {
+                let mut tx = self.pool.begin().await.map_err($crate::store::classify)?;
+                let retired = sqlx::query(
+                    "UPDATE signing_keys SET status = 'retired', retired_until = $1 \
+                     WHERE kid = $2 AND status = 'active'",
+                )
+                .bind(retired_until)
+                .bind(active_kid)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::classify)?
+                .rows_affected();
+                if retired == 0 {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE signing_keys SET status = 'active' WHERE status = 'next'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::classify)?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, status, sealed_private_key, public_x, public_y, created_at) \
+                     VALUES ($1, 'next', $2, $3, $4, $5)",
+                )
+                .bind(&next.kid)
+                .bind(&next.sealed_private_key)
+                .bind(&next.public_x)
+                .bind(&next.public_y)
+                .bind(next.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::classify)?;
+                sqlx::query("DELETE FROM signing_keys WHERE status = 'retired' AND retired_until < $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::classify)?;
+                tx.commit().await.map_err($crate::store::classify)?;
+                Ok(true)
             }
 
             async fn insert_initial_keys(
@@ -429,9 +496,9 @@ pub(crate) fn family_record(row: (String, String, String, String, String, bool))
 }
 
 pub(crate) fn key_record(
-    row: (String, String, Vec<u8>, String, String, i64),
+    row: (String, String, Vec<u8>, String, String, i64, Option<i64>),
 ) -> Result<KeyRecord, Error> {
-    let (kid, status, sealed_private_key, public_x, public_y, created_at) = row;
+    let (kid, status, sealed_private_key, public_x, public_y, created_at, retired_until) = row;
     Ok(KeyRecord {
         kid,
         status: KeyStatus::parse(&status)?,
@@ -439,5 +506,6 @@ pub(crate) fn key_record(
         public_x,
         public_y,
         created_at,
+        retired_until,
     })
 }

@@ -122,6 +122,15 @@ async fn agent_is_held_to_its_virtual_servers_scopes_and_grants() {
     )
     .await;
     oauth_error(wider, 400, "invalid_scope").await;
+    // A scope no resource declares is refused too (one only another resource declares is dropped).
+    let undeclared = agent_token(
+        &harness,
+        &agent,
+        &secret,
+        &[("resource", RESOURCE), ("scope", "tools nonsense")],
+    )
+    .await;
+    oauth_error(undeclared, 400, "invalid_scope").await;
     let code = harness
         .post_form(
             "/token",

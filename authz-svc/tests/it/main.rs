@@ -8,6 +8,7 @@ mod agents;
 mod assertion;
 mod authorize;
 mod binary;
+mod client_documents;
 mod data_plane;
 mod directory;
 mod exchange;

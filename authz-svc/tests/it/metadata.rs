@@ -146,3 +146,111 @@ async fn plain_http_issuer_is_refused_without_the_dev_opt_out() {
         .unwrap_err();
     assert!(error.to_string().contains("issuer"), "{error}");
 }
+
+/// Returns the `kid`s of the served JWKS, in order.
+async fn published_kids(harness: &crate::harness::Harness) -> Vec<String> {
+    let jwks: serde_json::Value = harness
+        .http
+        .get(harness.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Mints an agent token and returns it with the `kid` that signed it.
+async fn agent_token(
+    harness: &crate::harness::Harness,
+    id: &str,
+    secret: &str,
+) -> (String, String) {
+    let response = harness
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", crate::harness::RESOURCE),
+            ],
+            Some((id, secret)),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    (token, kid)
+}
+
+#[tokio::test]
+async fn keys_rotate_on_schedule_with_the_next_key_pre_published_and_retired_keys_kept() {
+    let harness = crate::harness::Harness::start().await;
+    let (id, secret) = harness.confidential_client("client_secret_basic").await;
+    let (old_token, active) = agent_token(&harness, &id, &secret).await;
+    let before = published_kids(&harness).await;
+    assert_eq!(before.len(), 2, "active and next: {before:?}");
+    let next = before.iter().find(|kid| **kid != active).unwrap().clone();
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let week = i64::try_from(authz_svc::DEFAULT_SIGNING_KEY_ROTATION.as_secs()).unwrap();
+    assert!(!harness.state.rotate_keys_if_due(now).await.unwrap());
+    assert_eq!(
+        published_kids(&harness).await,
+        before,
+        "not due: nothing changes"
+    );
+
+    assert!(harness.state.rotate_keys_if_due(now + week).await.unwrap());
+    let after = published_kids(&harness).await;
+    assert_eq!(after.len(), 3, "retired, active, new next: {after:?}");
+    assert!(after.contains(&active) && after.contains(&next));
+    let (_, signer) = agent_token(&harness, &id, &secret).await;
+    assert_eq!(
+        signer, next,
+        "the pre-published key signs after the rotation"
+    );
+    // A token the retired key signed still verifies while it may be live.
+    assert!(
+        harness
+            .state
+            .verify_access_token(&old_token)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Running the check again at the same time rotates nothing.
+    assert!(!harness.state.rotate_keys_if_due(now + week).await.unwrap());
+
+    // One period later the old key's tokens are long expired: it is gone.
+    assert!(
+        harness
+            .state
+            .rotate_keys_if_due(now + 2 * week)
+            .await
+            .unwrap()
+    );
+    let last = published_kids(&harness).await;
+    assert_eq!(last.len(), 3, "{last:?}");
+    assert!(
+        !last.contains(&active),
+        "expired retired key still published"
+    );
+    assert!(
+        harness
+            .state
+            .verify_access_token(&old_token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

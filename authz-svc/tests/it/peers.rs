@@ -96,6 +96,9 @@ async fn conformance_authorization_scenarios_pass_headless() {
         "{transcript}"
     );
     assert!(transcript.contains("0 failed"), "{transcript}");
+    // With client_id_metadata_document_supported advertised, no check warns (the CIMD one did).
+    let warned = warnings(output.path());
+    assert!(warned.is_empty(), "conformance warned: {warned:?}");
 }
 
 /// Returns every `checks.json` the suite wrote, for the failure message.
@@ -107,6 +110,24 @@ fn checks(dir: &std::path::Path) -> String {
         }
     }
     found
+}
+
+/// Returns the ids of the checks the suite reported as WARNING.
+fn warnings(dir: &std::path::Path) -> Vec<String> {
+    let mut warned = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("checks.json")) else {
+            continue;
+        };
+        let checks: Vec<Value> = serde_json::from_str(&text).unwrap();
+        warned.extend(
+            checks
+                .iter()
+                .filter(|check| check["status"] == "WARNING")
+                .map(|check| check["id"].to_string()),
+        );
+    }
+    warned
 }
 
 fn authorize_url(line: &str, base: &str) -> Option<String> {

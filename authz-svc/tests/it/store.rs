@@ -202,7 +202,54 @@ fn key(kid: &str, status: KeyStatus) -> KeyRecord {
         public_x: "x".to_owned(),
         public_y: "y".to_owned(),
         created_at: 1,
+        retired_until: None,
     }
+}
+
+fn statuses(keys: &[KeyRecord]) -> Vec<(String, KeyStatus, Option<i64>)> {
+    keys.iter()
+        .map(|key| (key.kid.clone(), key.status, key.retired_until))
+        .collect()
+}
+
+async fn key_rotation_retires_promotes_and_deletes_expired_keys_once(store: Arc<dyn Store>) {
+    store
+        .insert_initial_keys(&key("a1", KeyStatus::Active), &key("n1", KeyStatus::Next))
+        .await
+        .unwrap();
+    let n2 = KeyRecord {
+        created_at: 100,
+        ..key("n2", KeyStatus::Next)
+    };
+    assert!(store.rotate_keys("a1", &n2, 1_000, 100).await.unwrap());
+    // A second replica that saw a1 active loses and changes nothing.
+    let loser = KeyRecord {
+        created_at: 100,
+        ..key("lost", KeyStatus::Next)
+    };
+    assert!(!store.rotate_keys("a1", &loser, 1_000, 100).await.unwrap());
+    assert_eq!(
+        statuses(&store.keys().await.unwrap()),
+        [
+            ("a1".to_owned(), KeyStatus::Retired, Some(1_000)),
+            ("n1".to_owned(), KeyStatus::Active, None),
+            ("n2".to_owned(), KeyStatus::Next, None),
+        ]
+    );
+    // The next rotation, after a1's tokens have all expired, deletes a1.
+    let n3 = KeyRecord {
+        created_at: 2_000,
+        ..key("n3", KeyStatus::Next)
+    };
+    assert!(store.rotate_keys("n1", &n3, 3_000, 2_000).await.unwrap());
+    assert_eq!(
+        statuses(&store.keys().await.unwrap()),
+        [
+            ("n1".to_owned(), KeyStatus::Retired, Some(3_000)),
+            ("n2".to_owned(), KeyStatus::Active, None),
+            ("n3".to_owned(), KeyStatus::Next, None),
+        ]
+    );
 }
 
 async fn first_key_pair_wins(store: Arc<dyn Store>) {
@@ -593,6 +640,7 @@ conformance!(
     concurrent_rotations_of_one_token_leave_one_winner_and_a_revoked_family,
     revoked_jtis_are_remembered_idempotently,
     first_key_pair_wins,
+    key_rotation_retires_promotes_and_deletes_expired_keys_once,
     agents_round_trip_by_every_key_and_names_are_unique,
     rotation_keeps_at_most_two_live_secrets,
     decommissioning_deletes_secrets_logs_once_and_blocks_rotation,

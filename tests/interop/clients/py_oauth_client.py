@@ -3,6 +3,7 @@
 Usage:
     python py_oauth_client.py authcode --mode {modern,legacy} ISSUER URL OTHER_URL SPEC.json
     python py_oauth_client.py agent --mode {modern,legacy} ISSUER URL OTHER_URL SPEC.json
+    python py_oauth_client.py jwt --mode {modern,legacy} --data DIR ISSUER URL OTHER_URL SPEC.json
 
 `authcode`: `OAuthClientProvider` does everything from the first 401: protected resource metadata
 discovery, authorization server metadata, dynamic client registration, PKCE S256, the authorize
@@ -14,7 +15,12 @@ reads `code`, `state` and `iss` from `Location`, which works because the gateway
 [client_credentials]`, `client_secret_basic`), then `ClientCredentialsOAuthProvider` gets the token
 itself and calls through the virtual server.
 
-Both then check that the access token the SDK obtained is refused (401 with a
+`jwt`: generates an ES256 key pair, creates an agent bundle for URL's virtual server with the
+public key as its registered JWKS (`$GATEHOUSE_BIN agents create NAME --virtual-server VS --jwks FILE
+--data DIR`, on the running gateway's data directory), then `PrivateKeyJWTOAuthProvider` (RFC 7523
+client assertion signed by `SignedJWTParameters`) gets the token itself and calls through.
+
+All three then check that the access token the SDK obtained is refused (401 with a
 `resource_metadata` naming OTHER_URL) at OTHER_URL, another protected virtual server: tokens are
 bound to one virtual server's URL. SPEC.json has the format of py_client.py.
 
@@ -26,6 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -34,9 +42,15 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx2
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from mcp.client import Client
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
-from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+from mcp.client.auth.extensions.client_credentials import (
+    ClientCredentialsOAuthProvider,
+    PrivateKeyJWTOAuthProvider,
+    SignedJWTParameters,
+)
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -129,6 +143,31 @@ async def register_agent(issuer: str, report: Report) -> tuple[str, str]:
     return body["client_id"], body["client_secret"]
 
 
+def create_jwt_agent(data_dir: Path, url: str, name: str, report: Report) -> tuple[str, str]:
+    """Creates an agent bundle whose registered JWKS holds a fresh ES256 public key; returns
+    (client_id, private key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=f"{name}-1", alg="ES256", use="sig")
+    jwks_file = data_dir / f"{name}.jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+    virtual_server = urlparse(url).path.split("/")[2]
+    command = [
+        os.environ["GATEHOUSE_BIN"], "agents", "create", name, "--virtual-server", virtual_server,
+        "--jwks", str(jwks_file), "--data", str(data_dir),
+    ]
+    created = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE, check=False)
+    body = json.loads(created.stdout) if created.returncode == 0 else {}
+    ok = bool(body.get("client_id")) and not body.get("client_secret")
+    report.check(ok, "gatehouse agents create --jwks made a secretless agent bundle", f"{created.returncode} {created.stdout[:300]} {created.stderr[:300]}")
+    if not ok:
+        raise RuntimeError("agent creation failed")
+    return body["client_id"], pem
+
+
 async def check_access_token(token: str, issuer: str, url: str, report: Report) -> None:
     """The token is an RFC 9068 JWT from the issuer, for this virtual server, verifiable with the JWKS."""
     header = jwt.get_unverified_header(token)
@@ -189,7 +228,14 @@ async def refused_elsewhere(token: str, other_url: str, report: Report) -> None:
 
 
 async def run(
-    flow: str, mode: str, issuer: str, url: str, other_url: str, spec: dict[str, Any], keepalive: bool
+    flow: str,
+    mode: str,
+    issuer: str,
+    url: str,
+    other_url: str,
+    spec: dict[str, Any],
+    keepalive: bool,
+    data_dir: Path | None = None,
 ) -> int:
     report = Report(f"py-oauth-{flow}-{mode}")
     storage = MemoryStorage()
@@ -206,6 +252,18 @@ async def run(
             storage=storage,
             redirect_handler=browser.redirect,
             callback_handler=browser.callback,
+        )
+    elif flow == "jwt":
+        if data_dir is None:
+            raise RuntimeError("the jwt flow needs --data")
+        client_id, pem = create_jwt_agent(data_dir, url, f"interop-jwt-{mode}", report)
+        assertion = SignedJWTParameters(issuer=client_id, subject=client_id, signing_key=pem, signing_algorithm="ES256")
+        provider = PrivateKeyJWTOAuthProvider(
+            server_url=url,
+            storage=storage,
+            client_id=client_id,
+            assertion_provider=assertion.create_assertion_provider(),
+            issuer=issuer,
         )
     else:
         client_id, client_secret = await register_agent(issuer, report)
@@ -249,7 +307,8 @@ async def run(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("flow", choices=["authcode", "agent"])
+    parser.add_argument("flow", choices=["authcode", "agent", "jwt"])
+    parser.add_argument("--data", type=Path, help="the gateway's data directory (jwt flow)")
     parser.add_argument("--mode", choices=["modern", "legacy"], required=True)
     parser.add_argument("--keepalive", action="store_true", help="pool connections (see the comment in run)")
     parser.add_argument("issuer")
@@ -261,7 +320,7 @@ def main() -> int:
     warnings.simplefilter("error", MCPDeprecationWarning)  # a deprecated SDK path is a finding, not noise
     try:
         return asyncio.run(
-            asyncio.wait_for(run(args.flow, args.mode, args.issuer, args.url, args.other_url, spec, args.keepalive), DEADLINE * 2)
+            asyncio.wait_for(run(args.flow, args.mode, args.issuer, args.url, args.other_url, spec, args.keepalive, args.data), DEADLINE * 2)
         )
     except Exception as error:  # noqa: BLE001 - one line for the runner's log
         print(f"[py-oauth-{args.flow}-{args.mode}] FAIL {type(error).__name__}: {first_line(error)}", flush=True)

@@ -23,7 +23,20 @@ pub(super) async fn client_credentials(
     let resource = allowed_resource(state, agent, params.get("resource"))?;
     let allowed = allowed_scopes(agent, &resource);
     let scope = match params.get("scope") {
-        Some(requested) => down_scope(requested, &allowed)?,
+        // Scopes only another resource declares are dropped, as for registered clients
+        // (RFC 6749 §3.3; MCP SDKs fall back to the server-wide scopes_supported).
+        Some(requested) => {
+            let declared = state
+                .issuer
+                .scope_for(resource, Some(requested))
+                .ok_or_else(|| {
+                    OAuthError::new(
+                        "invalid_scope",
+                        "a requested scope is not offered by the resource",
+                    )
+                })?;
+            down_scope(&declared, &allowed)?
+        }
         None => allowed.join(" "),
     };
     let request = TokenRequest {
