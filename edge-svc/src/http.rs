@@ -105,7 +105,12 @@ pub fn router(
         }
     }
     router
+        .route(
+            "/metrics",
+            get(svc_kit::telemetry::metrics::scrape_response),
+        )
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::telemetry::stash_trace_context))
         .layer(svc_kit::http::trace_layer())
 }
 

@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod quota;
 pub mod spec;
 pub mod switchboard;
+pub mod telemetry;
 pub mod vmcp;
 pub mod watch;
 

@@ -24,6 +24,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
+use tracing::Instrument as _;
 
 use policy::{Action, Item};
 use proto::audit::v1::Outcome;
@@ -129,7 +130,7 @@ impl Proxy {
 
     fn begin(
         &self,
-        method: &str,
+        method: &'static str,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallRecord, ErrorData> {
         CallRecord::begin(&self.recorder, self.server.name(), method, context).map_err(unrecorded)
@@ -349,6 +350,7 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::CallToolRequest(CallToolRequest::new(params))
             })
+            .instrument(record.span().clone())
             .await;
         let answer = match result {
             Ok(ServerResult::CallToolResult(mut result)) => {
@@ -472,6 +474,7 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
             })
+            .instrument(record.span().clone())
             .await;
         let answer = match result {
             Ok(ServerResult::GetPromptResult(mut result)) => {
@@ -593,6 +596,7 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
             })
+            .instrument(record.span().clone())
             .await;
         let answer = match result {
             Ok(ServerResult::ReadResourceResult(mut result)) => {

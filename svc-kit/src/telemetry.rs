@@ -6,6 +6,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
@@ -15,19 +16,22 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
+pub mod metrics;
 pub mod propagation;
 
-/// Flushes exported spans when the process is done; returned by [`init`].
+/// Flushes exported spans and metrics when the process is done; returned by [`init`].
 #[derive(Debug)]
 #[must_use = "call `shutdown().await` before exiting, or buffered spans are lost"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
 }
 
 /// Installs the process-wide telemetry for `service`: a `tracing` subscriber
 /// (filtered by `config.log_filter`, writing JSON or pretty lines to stderr, so stdout stays for what a command prints), an
-/// OpenTelemetry layer so that every span has a trace id, an OTLP/gRPC span
-/// exporter when `config.otlp_endpoint` is set, and the W3C trace-context
+/// OpenTelemetry layer so that every span has a trace id (JSON lines carry it as
+/// `otel.trace_id`), an OTLP/gRPC span and metric exporter when `config.otlp_endpoint`
+/// is set, the meter provider behind [`metrics::scrape`], and the W3C trace-context
 /// propagator.
 ///
 /// Spans carry trace ids even without an exporter, so that ids can be propagated
@@ -49,18 +53,20 @@ pub(crate) fn install(
         .with_context(|| format!("invalid log filter {:?}", config.log_filter))?;
     if tracing::dispatcher::has_been_set() {
         tracing::debug!(service, "telemetry already installed in this process");
-        return Ok(TelemetryGuard { provider: None });
+        return Ok(TelemetryGuard::empty());
     }
     let provider = tracer_provider(service, config)?;
+    let meters = metrics::meter_provider(resource(service, config), config)?;
     // Set before the subscriber exists, so the SDK's own notice is not logged.
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
+    opentelemetry::global::set_meter_provider(meters.clone());
     let fmt_layer = match (config.log_format, test_writer) {
-        (LogFormat::Json, false) => tracing_subscriber::fmt::layer()
+        (LogFormat::Json, false) => json_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
-            .json()
             .with_current_span(true)
             .with_span_list(false)
+            .with_opentelemetry_ids(true)
             .boxed(),
         (LogFormat::Pretty, false) => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -76,25 +82,30 @@ pub(crate) fn install(
         .try_init();
     if installed.is_err() {
         // Another thread installed a subscriber since the check above; keep it.
-        return Ok(TelemetryGuard { provider: None });
+        return Ok(TelemetryGuard::empty());
     }
     Ok(TelemetryGuard {
         provider: Some(provider),
+        meters: Some(meters),
     })
+}
+
+/// Returns the resource every span and metric of `service` carries.
+fn resource(service: &'static str, config: &TelemetryConfig) -> Resource {
+    Resource::builder()
+        .with_service_name(service)
+        .with_attribute(KeyValue::new(
+            "service.namespace",
+            config.service_namespace.clone(),
+        ))
+        .build()
 }
 
 fn tracer_provider(
     service: &'static str,
     config: &TelemetryConfig,
 ) -> anyhow::Result<SdkTracerProvider> {
-    let resource = Resource::builder()
-        .with_service_name(service)
-        .with_attribute(KeyValue::new(
-            "service.namespace",
-            config.service_namespace.clone(),
-        ))
-        .build();
-    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let builder = SdkTracerProvider::builder().with_resource(resource(service, config));
     let Some(endpoint) = &config.otlp_endpoint else {
         return Ok(builder.build());
     };
@@ -107,16 +118,33 @@ fn tracer_provider(
 }
 
 impl TelemetryGuard {
-    /// Flushes buffered spans to the exporter and stops it.
+    fn empty() -> Self {
+        Self {
+            provider: None,
+            meters: None,
+        }
+    }
+
+    /// Flushes buffered spans and metrics to the exporter and stops it.
     pub async fn shutdown(self) {
-        let Some(provider) = self.provider else {
-            return;
-        };
-        // The SDK's shutdown blocks until the export thread has drained.
-        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "flushing spans failed"),
-            Err(error) => tracing::warn!(%error, "flushing spans panicked"),
+        let Self { provider, meters } = self;
+        // The SDK's shutdowns block until the export threads have drained.
+        let flushed = tokio::task::spawn_blocking(move || {
+            let spans = provider.map(|provider| provider.shutdown());
+            let metrics = meters.map(|meters| meters.shutdown());
+            (spans, metrics)
+        })
+        .await;
+        match flushed {
+            Ok((spans, metrics)) => {
+                if let Some(Err(error)) = spans {
+                    tracing::warn!(%error, "flushing spans failed");
+                }
+                if let Some(Err(error)) = metrics {
+                    tracing::warn!(%error, "flushing metrics failed");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "flushing telemetry panicked"),
         }
     }
 }
@@ -154,6 +182,9 @@ mod tests {
         };
         let guard = TelemetryGuard {
             provider: Some(tracer_provider("svc-kit-test", &config).unwrap()),
+            meters: Some(
+                metrics::meter_provider(resource("svc-kit-test", &config), &config).unwrap(),
+            ),
         };
         guard.shutdown().await;
     }

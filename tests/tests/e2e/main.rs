@@ -17,3 +17,4 @@ mod limits;
 mod oauth;
 mod policy;
 mod scim;
+mod telemetry;
