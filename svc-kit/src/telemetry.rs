@@ -30,7 +30,7 @@ pub struct TelemetryGuard {
 /// Installs the process-wide telemetry for `service`: a `tracing` subscriber
 /// (filtered by `config.log_filter`, writing JSON or pretty lines to stderr, so stdout stays for what a command prints), an
 /// OpenTelemetry layer so that every span has a trace id (JSON lines carry it as
-/// `otel.trace_id`), an OTLP/gRPC span and metric exporter when `config.otlp_endpoint`
+/// `openTelemetry.traceId`), an OTLP/gRPC span and metric exporter when `config.otlp_endpoint`
 /// is set, the meter provider behind [`metrics::scrape`], and the W3C trace-context
 /// propagator.
 ///
@@ -62,12 +62,7 @@ pub(crate) fn install(
     opentelemetry::global::set_tracer_provider(provider.clone());
     opentelemetry::global::set_meter_provider(meters.clone());
     let fmt_layer = match (config.log_format, test_writer) {
-        (LogFormat::Json, false) => json_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_opentelemetry_ids(true)
-            .boxed(),
+        (LogFormat::Json, false) => json_layer(std::io::stderr).boxed(),
         (LogFormat::Pretty, false) => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -88,6 +83,21 @@ pub(crate) fn install(
         provider: Some(provider),
         meters: Some(meters),
     })
+}
+
+/// Returns the JSON log layer writing to `writer`: one object per line with the current span's
+/// fields and the OpenTelemetry ids (`openTelemetry.traceId`, `openTelemetry.spanId`), so a log
+/// line leads to its trace.
+fn json_layer<S, W>(writer: W) -> json_subscriber::fmt::Layer<S, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    json_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_opentelemetry_ids(true)
 }
 
 /// Returns the resource every span and metric of `service` carries.
@@ -187,6 +197,46 @@ mod tests {
             ),
         };
         guard.shutdown().await;
+    }
+
+    /// Collects what a layer writes, for assertions.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_log_lines_carry_the_trace_id_of_their_span() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc-kit-test")))
+            .with(json_layer(move || writer.clone()));
+        let trace_id = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", mcp.method.name = "tools/call");
+            let _entered = span.enter();
+            tracing::info!(answered = true, "request answered");
+            span.context().span().span_context().trace_id()
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            line["openTelemetry"]["traceId"],
+            trace_id.to_string(),
+            "{text}"
+        );
+        assert_eq!(line["span"]["mcp.method.name"], "tools/call", "{text}");
+        assert_eq!(line["fields"]["answered"], true, "{text}");
     }
 
     #[tokio::test]
