@@ -84,6 +84,14 @@ def pair_by_rep(rows: list[dict]) -> dict[tuple, dict[int, dict[str, dict]]]:
     return grouped
 
 
+def load_json(path: str | None) -> dict | None:
+    """Returns the JSON object in `path`, or None when there is no such (non-empty) file."""
+    if not path or not os.path.isfile(path) or not os.path.getsize(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        return json.loads(file.read().strip().splitlines()[-1])
+
+
 def summarize_ours(rows: list[dict]) -> dict[tuple, dict]:
     """Returns the per-(concurrency, era) medians of our runs."""
     summary = {}
@@ -216,6 +224,48 @@ def peer_lines(ours: dict[tuple, dict], peer: dict[int, dict] | None, note: str)
     return lines
 
 
+def component_lines(components: dict | None, crowd: dict | None, idle_kib: int | None) -> list[str]:
+    """Returns the control-plane and footprint section: each figure from its crate's benchmark."""
+    lines = ["## Control plane and footprint", ""]
+    if crowd:
+        idle = (idle_kib or 0) / 1024
+        peak = (crowd.get("rss_max_kib") or 0) / 1024
+        lines += [
+            "| figure | measured | target | verdict |",
+            "|---|---|---|---|",
+            f"| edge RSS idle (after start-up, before load) | {idle:.1f} MiB | ≤ 30 MB | {'met' if idle <= 30 else 'missed'} |",
+            f"| edge RSS with {crowd['clients']:,} concurrent sessions (max VmRSS during the run) | {peak:.1f} MiB "
+            f"({fmt(crowd.get('n_ok'))} calls ok, {fmt(crowd.get('n_err'))} errors, {fmt(crowd.get('rps'))} rps) "
+            f"| ≤ 100 MB | {'met' if peak <= 100 and not crowd.get('n_err') else 'missed'} |",
+            f"| RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
+            "",
+            f"The {crowd['clients']:,} clients are `mcp-load --era legacy --concurrency {crowd['clients']}`: one MCP session",
+            "each (initialize + initialized), all open for the whole run and sharing the call budget; it runs after the",
+            "measurements above, so the baseline it grows from is the warmed-up gateway.",
+            "",
+        ]
+    else:
+        lines += ["The 1,000-client run was skipped.", ""]
+    if not components:
+        return lines + ["Component benchmarks skipped (`--no-components` or `--quick`).", ""]
+    tokens = components.get("tokens_per_second") or {}
+    seq, bundle, conc = (tokens.get(k) for k in ("sequential", "agent_bundle_sequential", "concurrent64"))
+    lines += [
+        "| component | figure | source |",
+        "|---|---|---|",
+        f"| client_credentials tokens/s, registered client, one at a time | {fmt(seq)} | `cargo bench -p authz-svc --bench token` |",
+        f"| client_credentials tokens/s, agent bundle, one at a time | {fmt(bundle)} | (same) |",
+        f"| client_credentials tokens/s, 64 concurrent | {fmt(conc)} (×{(conc / seq) if conc and seq else 0:.2f} of sequential) | (same) |",
+    ]
+    for name, figures in sorted((components.get("fetch") or {}).items()):
+        lines.append(f"| credential fetch {name} | p50 {figures['p50']}, p99 {figures['p99']} | `cargo bench -p vault-svc --bench fetch` |")
+    decision = components.get("decision_us")
+    if decision:
+        lines.append(f"| policy decision (50 policies) | p50 {decision['p50']:.1f} µs, p99 {decision['p99']:.1f} µs | `cargo bench -p policy --bench decision` |")
+    lines += ["", "Audit ingest and sink lag (`bash audit-svc/benches/report.sh`):", "", components.get("audit_markdown") or "(no result)", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ours", required=True)
@@ -226,6 +276,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--checkout", help="what was built, e.g. '`abc1234` with uncommitted changes'")
     parser.add_argument("--notes", help="Markdown appended as the report's last section, if the file exists")
+    parser.add_argument("--components", help="JSON written by bench/components.sh")
+    parser.add_argument("--crowd", help="JSON line written by bench/crowd.py")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -274,6 +326,7 @@ def main() -> None:
         "downstream, C = 1 and 16.",
         "",
         *peer_lines(ours, peer, args.peer_note),
+        *component_lines(load_json(args.components), load_json(args.crowd), idle.get("gateway_rss_kib")),
     ]
     if args.notes and os.path.isfile(args.notes):
         with open(args.notes, encoding="utf-8") as notes:

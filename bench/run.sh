@@ -14,7 +14,13 @@
 #   --peer      always run the peer (installs its venvs under $PEERS with pip when missing)
 #   --no-peer   skip the peer
 #               default: run the peer when its venvs exist or install within PEER_INSTALL_SECONDS
-#   --quick     smoke run: 1 repetition, C = 1 16, 5,000 calls, no peer (still writes the report)
+#   --quick     smoke run: 1 repetition, C = 1 16, 5,000 calls, no peer (still writes the report),
+#               short component benchmarks
+#   --no-components  skip the control-plane benchmarks (bench/components.sh: tokens/s, credential
+#               fetch, policy decision, audit ingest)
+#
+# Also measured in the same run: edge RSS idle and with CROWD=1000 concurrent MCP sessions
+# (bench/crowd.py), and the control-plane benchmarks of each crate (bench/components.sh).
 #
 # Knobs (environment): REPS=3 REQUESTS=20000 WARMUP=200 MAX_SECONDS=8 CONCURRENCY="1 16 64"
 #   ERAS="modern legacy" PEERS=/tmp/peers PEER_REPS=3 PEER_MAX_SECONDS=8 PEER_INSTALL_SECONDS=300
@@ -27,6 +33,8 @@ cd "$ROOT"
 INVOCATION="bash bench/run.sh${*:+ $*}"
 
 PEER_MODE=auto
+COMPONENTS=full
+CROWD=${CROWD:-1000}; CROWD_REQUESTS=${CROWD_REQUESTS:-20000}
 REPS=${REPS:-3}; REQUESTS=${REQUESTS:-20000}; WARMUP=${WARMUP:-200}; MAX_SECONDS=${MAX_SECONDS:-8}
 CONCURRENCY=${CONCURRENCY:-"1 16 64"}; ERAS=${ERAS:-"modern legacy"}
 PEERS=${PEERS:-/tmp/peers}; PEER_REPS=${PEER_REPS:-3}; PEER_MAX_SECONDS=${PEER_MAX_SECONDS:-8}
@@ -36,8 +44,9 @@ for arg in "$@"; do
   case $arg in
     --peer) PEER_MODE=on ;;
     --no-peer) PEER_MODE=off ;;
-    --quick) REPS=1; REQUESTS=5000; CONCURRENCY="1 16"; PEER_MODE=off ;;
-    *) echo "usage: bash bench/run.sh [--peer | --no-peer] [--quick]" >&2; exit 64 ;;
+    --quick) REPS=1; REQUESTS=5000; CONCURRENCY="1 16"; PEER_MODE=off; COMPONENTS=quick; CROWD_REQUESTS=5000 ;;
+    --no-components) COMPONENTS=off ;;
+    *) echo "usage: bash bench/run.sh [--peer | --no-peer] [--quick] [--no-components]" >&2; exit 64 ;;
   esac
 done
 
@@ -115,6 +124,10 @@ say "measuring: reps=$REPS C=[$CONCURRENCY] eras=[$ERAS] requests=$REQUESTS warm
 python3 bench/measure.py --load "$BIN/mcp-load" --direct "$ECHO_URL" --gateway "$GATEWAY_URL" \
   --gateway-pid "$GATEHOUSE_PID" --echo-pid "$ECHO_PID" --out "$WORK/ours.jsonl" --reps "$REPS" \
   --concurrency $CONCURRENCY --eras $ERAS --requests "$REQUESTS" --warmup "$WARMUP" --max-seconds "$MAX_SECONDS"
+say "holding $CROWD concurrent sessions on the gateway (edge RSS)"
+python3 bench/crowd.py --load "$BIN/mcp-load" --url "$GATEWAY_URL" --pid "$GATEHOUSE_PID" \
+  --clients "$CROWD" --requests "$CROWD_REQUESTS" > "$WORK/crowd.json" || say "crowd run failed"
+
 cleanup; PIDS=()
 
 PEER_NOTE=""
@@ -147,10 +160,17 @@ case $PEER_MODE in
 esac
 [ -n "$PEER_NOTE" ] && say "peer: $PEER_NOTE"
 
+case $COMPONENTS in
+  full) bash bench/components.sh "$WORK/components.json" || say "component benchmarks failed" ;;
+  quick) bash bench/components.sh "$WORK/components.json" --quick || say "component benchmarks failed" ;;
+  off) ;;
+esac
+
 PEER_ARGS=()
 [ -s "$WORK/peer-default.jsonl" ] && PEER_ARGS=(--peer "$WORK/peer-default.jsonl")
 mkdir -p docs
-python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" --peer-note "$PEER_NOTE" \
+python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" \
+  --components "$WORK/components.json" --crowd "$WORK/crowd.json" --peer-note "$PEER_NOTE" \
   --command "$INVOCATION" --seconds "$SECONDS" --out docs/benchmarks.md --notes bench/notes.md \
   --checkout "$CHECKOUT" \
   --settings "reps=$REPS, C=[$CONCURRENCY], eras=[$ERAS], $REQUESTS measured + $WARMUP warm-up calls per run (max ${MAX_SECONDS}s); ContextForge: $PEER_NOTE"

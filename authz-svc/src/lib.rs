@@ -25,6 +25,7 @@ mod grpc;
 mod issuer;
 mod keys;
 mod member;
+mod metrics;
 mod oauth;
 mod policy;
 mod revocation;
@@ -150,7 +151,13 @@ pub async fn run(
     }
     let http_addr = http.local_addr()?;
     tracing::info!(http_listen_addr = %http_addr, issuer = %state.issuer(), "authz-svc serving oauth");
-    let router = oauth_router(state.clone()).layer(svc_kit::http::trace_layer());
+    // `/metrics` only here: `gatehouse up` merges `oauth_router` beside edge's, which has its own.
+    let router = oauth_router(state.clone())
+        .route(
+            "/metrics",
+            axum::routing::get(svc_kit::telemetry::metrics::scrape_response),
+        )
+        .layer(svc_kit::http::trace_layer());
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, router)

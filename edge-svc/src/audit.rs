@@ -167,6 +167,7 @@ impl Recorder {
         let token = PresentToken::new(config.token.as_ref())?;
         let spool = Spool::open(&config.spool_dir, config.limits())?;
         spool.spawn_sync(shutdown.child_token());
+        crate::telemetry::watch_spool(spool.clone());
         forward::spawn(
             spool.clone(),
             config.endpoint.clone(),

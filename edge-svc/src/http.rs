@@ -65,7 +65,12 @@ pub fn router(
             get(resource_metadata),
         )
         .with_state(endpoints)
+        .route(
+            "/metrics",
+            get(svc_kit::telemetry::metrics::scrape_response),
+        )
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::telemetry::stash_trace_context))
         .layer(svc_kit::http::trace_layer())
 }
 

@@ -20,6 +20,7 @@ pub mod routing;
 pub mod session;
 pub mod spec;
 pub mod switchboard;
+pub mod telemetry;
 pub mod vmcp;
 pub mod watch;
 

@@ -24,6 +24,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
+use tracing::Instrument as _;
 
 use policy::{Action, Item};
 use proto::audit::v1::Outcome;
@@ -140,7 +141,7 @@ impl Proxy {
 
     fn begin(
         &self,
-        method: &str,
+        method: &'static str,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallRecord, ErrorData> {
         CallRecord::begin(&self.recorder, self.server.name(), method, context).map_err(unrecorded)
@@ -360,6 +361,7 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::CallToolRequest(CallToolRequest::new(params))
             })
+            .instrument(record.span().clone())
             .await;
         let answer = match result {
             Ok(ServerResult::CallToolResult(mut result)) => {
@@ -483,6 +485,7 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
             })
+            .instrument(record.span().clone())
             .await;
         let answer = match result {
             Ok(ServerResult::GetPromptResult(mut result)) => {
@@ -604,6 +607,7 @@ impl ServerHandler for Proxy {
                 params.request_state = state;
                 ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
             })
+            .instrument(record.span().clone())
             .await;
         let answer = match result {
             Ok(ServerResult::ReadResourceResult(mut result)) => {

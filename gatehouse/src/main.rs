@@ -45,6 +45,10 @@ enum Command {
         /// Log format on stderr: `pretty` for people, `json` for log shippers.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
         log_format: String,
+        /// The OTLP/gRPC collector spans and metrics are exported to (`http://127.0.0.1:4317`);
+        /// none when unset. `/metrics` serves the same metrics for Prometheus either way.
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Sets connectors' shared credentials (write-only).
     Credentials {
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             listen,
             public_url,
             log_format,
+            otlp_endpoint,
         } => {
             let json_logs = log_format == "json";
             runtime.block_on(up::run(up::UpOptions {
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
                 listen,
                 public_url,
                 json_logs,
+                otlp_endpoint,
             }))
         }
         Command::Audit { command } => runtime.block_on(audit::run(command)),

@@ -19,6 +19,8 @@ pub(crate) struct UpOptions {
     /// The origin clients use; `None` means the listener's own `http://` address.
     pub(crate) public_url: Option<url::Url>,
     pub(crate) json_logs: bool,
+    /// The OTLP/gRPC collector for spans and metrics, if any.
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 /// How long in-flight requests may finish after SIGINT/SIGTERM.
@@ -42,8 +44,13 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
         } else {
             LogFormat::Pretty
         },
+        otlp_endpoint: options.otlp_endpoint.clone(),
         ..svc_kit::TelemetryConfig::default()
     };
+    if let Err(error) = telemetry_config.validate() {
+        eprintln!("gatehouse: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let telemetry = match svc_kit::telemetry::init("gatehouse", &telemetry_config) {
         Ok(guard) => guard,
         Err(error) => {
@@ -257,6 +264,7 @@ fn announce(
         "  {:<31} {issuer}/.well-known/oauth-authorization-server",
         "oauth issuer"
     )?;
+    writeln!(out, "  {:<31} http://{local}/metrics", "prometheus metrics")?;
     writeln!(
         out,
         "  {:<31} {}  (openapi.json beside it; scope {})",

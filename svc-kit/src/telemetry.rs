@@ -6,6 +6,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
@@ -15,19 +16,22 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
+pub mod metrics;
 pub mod propagation;
 
-/// Flushes exported spans when the process is done; returned by [`init`].
+/// Flushes exported spans and metrics when the process is done; returned by [`init`].
 #[derive(Debug)]
 #[must_use = "call `shutdown().await` before exiting, or buffered spans are lost"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
 }
 
 /// Installs the process-wide telemetry for `service`: a `tracing` subscriber
 /// (filtered by `config.log_filter`, writing JSON or pretty lines to stderr, so stdout stays for what a command prints), an
-/// OpenTelemetry layer so that every span has a trace id, an OTLP/gRPC span
-/// exporter when `config.otlp_endpoint` is set, and the W3C trace-context
+/// OpenTelemetry layer so that every span has a trace id (JSON lines carry it as
+/// `openTelemetry.traceId`), an OTLP/gRPC span and metric exporter when `config.otlp_endpoint`
+/// is set, the meter provider behind [`metrics::scrape`], and the W3C trace-context
 /// propagator.
 ///
 /// Spans carry trace ids even without an exporter, so that ids can be propagated
@@ -49,19 +53,16 @@ pub(crate) fn install(
         .with_context(|| format!("invalid log filter {:?}", config.log_filter))?;
     if tracing::dispatcher::has_been_set() {
         tracing::debug!(service, "telemetry already installed in this process");
-        return Ok(TelemetryGuard { provider: None });
+        return Ok(TelemetryGuard::empty());
     }
     let provider = tracer_provider(service, config)?;
+    let meters = metrics::meter_provider(resource(service, config), config)?;
     // Set before the subscriber exists, so the SDK's own notice is not logged.
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
+    opentelemetry::global::set_meter_provider(meters.clone());
     let fmt_layer = match (config.log_format, test_writer) {
-        (LogFormat::Json, false) => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed(),
+        (LogFormat::Json, false) => json_layer(std::io::stderr).boxed(),
         (LogFormat::Pretty, false) => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -76,25 +77,45 @@ pub(crate) fn install(
         .try_init();
     if installed.is_err() {
         // Another thread installed a subscriber since the check above; keep it.
-        return Ok(TelemetryGuard { provider: None });
+        return Ok(TelemetryGuard::empty());
     }
     Ok(TelemetryGuard {
         provider: Some(provider),
+        meters: Some(meters),
     })
+}
+
+/// Returns the JSON log layer writing to `writer`: one object per line with the current span's
+/// fields and the OpenTelemetry ids (`openTelemetry.traceId`, `openTelemetry.spanId`), so a log
+/// line leads to its trace.
+fn json_layer<S, W>(writer: W) -> json_subscriber::fmt::Layer<S, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    json_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_opentelemetry_ids(true)
+}
+
+/// Returns the resource every span and metric of `service` carries.
+fn resource(service: &'static str, config: &TelemetryConfig) -> Resource {
+    Resource::builder()
+        .with_service_name(service)
+        .with_attribute(KeyValue::new(
+            "service.namespace",
+            config.service_namespace.clone(),
+        ))
+        .build()
 }
 
 fn tracer_provider(
     service: &'static str,
     config: &TelemetryConfig,
 ) -> anyhow::Result<SdkTracerProvider> {
-    let resource = Resource::builder()
-        .with_service_name(service)
-        .with_attribute(KeyValue::new(
-            "service.namespace",
-            config.service_namespace.clone(),
-        ))
-        .build();
-    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let builder = SdkTracerProvider::builder().with_resource(resource(service, config));
     let Some(endpoint) = &config.otlp_endpoint else {
         return Ok(builder.build());
     };
@@ -107,16 +128,33 @@ fn tracer_provider(
 }
 
 impl TelemetryGuard {
-    /// Flushes buffered spans to the exporter and stops it.
+    fn empty() -> Self {
+        Self {
+            provider: None,
+            meters: None,
+        }
+    }
+
+    /// Flushes buffered spans and metrics to the exporter and stops it.
     pub async fn shutdown(self) {
-        let Some(provider) = self.provider else {
-            return;
-        };
-        // The SDK's shutdown blocks until the export thread has drained.
-        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "flushing spans failed"),
-            Err(error) => tracing::warn!(%error, "flushing spans panicked"),
+        let Self { provider, meters } = self;
+        // The SDK's shutdowns block until the export threads have drained.
+        let flushed = tokio::task::spawn_blocking(move || {
+            let spans = provider.map(|provider| provider.shutdown());
+            let metrics = meters.map(|meters| meters.shutdown());
+            (spans, metrics)
+        })
+        .await;
+        match flushed {
+            Ok((spans, metrics)) => {
+                if let Some(Err(error)) = spans {
+                    tracing::warn!(%error, "flushing spans failed");
+                }
+                if let Some(Err(error)) = metrics {
+                    tracing::warn!(%error, "flushing metrics failed");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "flushing telemetry panicked"),
         }
     }
 }
@@ -154,8 +192,51 @@ mod tests {
         };
         let guard = TelemetryGuard {
             provider: Some(tracer_provider("svc-kit-test", &config).unwrap()),
+            meters: Some(
+                metrics::meter_provider(resource("svc-kit-test", &config), &config).unwrap(),
+            ),
         };
         guard.shutdown().await;
+    }
+
+    /// Collects what a layer writes, for assertions.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_log_lines_carry_the_trace_id_of_their_span() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc-kit-test")))
+            .with(json_layer(move || writer.clone()));
+        let trace_id = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", mcp.method.name = "tools/call");
+            let _entered = span.enter();
+            tracing::info!(answered = true, "request answered");
+            span.context().span().span_context().trace_id()
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            line["openTelemetry"]["traceId"],
+            trace_id.to_string(),
+            "{text}"
+        );
+        assert_eq!(line["span"]["mcp.method.name"], "tools/call", "{text}");
+        assert_eq!(line["fields"]["answered"], true, "{text}");
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ pub mod event;
 mod grpc;
 pub mod http;
 pub mod lock;
+mod metrics;
 mod oauth;
 mod refresh;
 mod rotation;

@@ -171,6 +171,7 @@ impl RefreshEngine {
             return Ok(RefreshOutcome::Skipped);
         };
         let outcome = self.refresh_locked(&record.id, &lease).await;
+        crate::metrics::refresh_attempted(outcome.as_ref().ok().copied());
         if let Err(error) = self.lock.release(&lease).await {
             tracing::warn!(error = %error, "refresh lock release failed; it expires by itself");
         }

@@ -197,6 +197,7 @@ impl Vault {
                 event.outcome = refusal(error);
             }
         }
+        crate::metrics::credential_read(&query.connector, event.outcome);
         self.emit(event);
         result
     }

@@ -30,21 +30,27 @@ pub(super) async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match exchange(&state, &headers, &body).await {
+    let mut grant = "other";
+    let answer = exchange(&state, &headers, &body, &mut grant).await;
+    crate::metrics::token_answered(grant, answer.as_ref().err().map(|error| error.error));
+    match answer {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
+/// Answers a token request; `grant` is set to its grant type's metric label once it is known.
 async fn exchange(
     state: &AuthzState,
     headers: &HeaderMap,
     body: &[u8],
+    grant: &mut &'static str,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(body)?;
     let grant_type = params
         .require("grant_type", "grant_type is required")?
         .to_owned();
+    *grant = crate::metrics::grant_label(&grant_type);
     let caller = authenticate_caller(state, headers, &params).await?;
     if !matches!(
         grant_type.as_str(),

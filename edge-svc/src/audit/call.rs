@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Admission, Recorder, Unrecordable};
 use crate::auth::Caller;
+use crate::telemetry::Observed;
 
 /// Who is calling, as the audit record names them (never the token).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +92,8 @@ pub struct CallRecord {
     started: Instant,
     /// `None` when the recorder keeps nothing, so an unaudited edge pays nothing.
     event: Option<Box<AuditEvent>>,
+    /// The request's span and metric labels, kept whether or not the event is.
+    observed: Observed,
 }
 
 impl CallRecord {
@@ -98,15 +101,17 @@ impl CallRecord {
     pub fn begin(
         recorder: &Recorder,
         virtual_server: &str,
-        method: &str,
+        method: &'static str,
         context: &RequestContext<RoleServer>,
     ) -> Result<Self, Unrecordable> {
-        Self::open(recorder, virtual_server, || {
+        let mut record = Self::open(recorder, virtual_server, || {
             (
                 caller_subject(context),
                 metadata(virtual_server, method, context),
             )
-        })
+        })?;
+        record.observed = Observed::begin(virtual_server, method, context);
+        Ok(record)
     }
 
     /// Starts a record whose caller and request metadata `facts` gives (read only when recording).
@@ -139,7 +144,13 @@ impl CallRecord {
             admission,
             started,
             event,
+            observed: Observed::unobserved(virtual_server, ""),
         })
+    }
+
+    /// Returns the request's span: forwarding runs under it so downstream calls join its trace.
+    pub fn span(&self) -> &tracing::Span {
+        self.observed.span()
     }
 
     /// Says whether this request's event is kept (the recorder is on).
@@ -149,6 +160,7 @@ impl CallRecord {
 
     /// Names the tool called: its exposed name, its connector and its name there.
     pub fn tool(&mut self, exposed: &str, connector: &str, upstream: &str) {
+        self.observed.tool(exposed, connector);
         self.item(
             connector,
             target::Item::Tool(proto::common::v1::Tool {
@@ -161,6 +173,7 @@ impl CallRecord {
 
     /// Names the prompt fetched.
     pub fn prompt(&mut self, exposed: &str, connector: &str, upstream: &str) {
+        self.observed.item(exposed, connector);
         self.item(
             connector,
             target::Item::Prompt(proto::common::v1::Prompt {
@@ -172,6 +185,7 @@ impl CallRecord {
 
     /// Names the resource read.
     pub fn resource(&mut self, uri: &str, connector: &str) {
+        self.observed.item("", connector);
         self.item(
             connector,
             target::Item::Resource(proto::common::v1::Resource {
@@ -255,11 +269,14 @@ impl CallRecord {
         error: Option<&ErrorData>,
         response_bytes: u64,
     ) -> Result<(), Unrecordable> {
+        let elapsed = self.started.elapsed();
+        let observed = std::mem::replace(&mut self.observed, Observed::unobserved("", ""));
+        observed.finish(outcome, elapsed);
         let Some(mut event) = self.event.take() else {
             return Ok(());
         };
         event.outcome = outcome.into();
-        event.latency = prost_types::Duration::try_from(self.started.elapsed()).ok();
+        event.latency = prost_types::Duration::try_from(elapsed).ok();
         if let Some(payload) = event.payload.as_mut() {
             payload.response_bytes = response_bytes;
         } else if response_bytes > 0 {

@@ -36,7 +36,7 @@ fn pooled_client() -> Result<reqwest::Client, Error> {
 }
 
 /// Opens an MCP session with the streamable HTTP endpoint of `config`, adding `credential`'s
-/// headers to every request when the connector injects one.
+/// headers to every request when the connector injects one, and each call's trace context.
 pub(crate) async fn open(
     name: &Arc<str>,
     config: &HttpConfig,
@@ -49,34 +49,17 @@ pub(crate) async fn open(
         .reinit_on_expired_session(true)
         // A gateway multiplexes many callers onto one connector session.
         .max_concurrent_requests(MAX_CONCURRENT_REQUESTS);
-    let http = pooled_client()?;
-    let service = match credential {
-        Some(source) => {
-            let client = InjectingClient::new(http, source, Arc::clone(name));
-            let transport = StreamableHttpClientTransport::with_client(client, transport_config);
-            let tracked = OriginTracking::new(transport);
-            handshake(
-                handler,
-                tracked,
-                config.era,
-                config.connect_timeout,
-                session_ct,
-            )
-            .await?
-        }
-        None => {
-            let transport = StreamableHttpClientTransport::with_client(http, transport_config);
-            let tracked = OriginTracking::new(transport);
-            handshake(
-                handler,
-                tracked,
-                config.era,
-                config.connect_timeout,
-                session_ct,
-            )
-            .await?
-        }
-    };
+    let client = InjectingClient::new(pooled_client()?, credential, Arc::clone(name));
+    let transport = StreamableHttpClientTransport::with_client(client, transport_config);
+    let tracked = OriginTracking::new(transport);
+    let service = handshake(
+        handler,
+        tracked,
+        config.era,
+        config.connect_timeout,
+        session_ct,
+    )
+    .await?;
     Ok(Session::new(service, None))
 }
 

@@ -1,5 +1,9 @@
-//! An HTTP client for rmcp's streamable HTTP transport that adds a credential to every request.
+//! An HTTP client for rmcp's streamable HTTP transport that adds a credential to every request
+//! and the W3C trace context of each message as `traceparent`/`tracestate` headers.
 //!
+//! The trace context travels in the message's `_meta` (SEP-414), set where the gateway forwards
+//! the call; it is lifted into headers here so that HTTP-level tracing at the connector (or a
+//! proxy in front of it) joins the same trace.
 //! The headers are asked of a [`CredentialSource`] per request, not fixed at session start, so
 //! a refreshed or rotated credential takes effect on the next request without a new session.
 //! A request the downstream answers with HTTP 401 is sent once more with material fetched
@@ -13,7 +17,7 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, GetMeta as _, JsonRpcMessage};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
@@ -22,11 +26,11 @@ use sse_stream::{Error as SseError, Sse};
 use super::CredentialSource;
 use crate::credentials::CredentialError;
 
-/// A pooled reqwest client plus the source of one session's credential headers.
+/// A pooled reqwest client plus the source of one session's credential headers, if any.
 #[derive(Debug, Clone)]
 pub(crate) struct InjectingClient {
     http: reqwest::Client,
-    source: Arc<dyn CredentialSource>,
+    source: Option<Arc<dyn CredentialSource>>,
     connector: Arc<str>,
 }
 
@@ -34,10 +38,11 @@ type Failure = StreamableHttpError<reqwest::Error>;
 type Headers = HashMap<HeaderName, HeaderValue>;
 
 impl InjectingClient {
-    /// Wraps `http`, adding `source`'s headers to every request of connector `connector`.
+    /// Wraps `http`, adding `source`'s headers (when there is one) to every request of
+    /// connector `connector`.
     pub(crate) fn new(
         http: reqwest::Client,
-        source: Arc<dyn CredentialSource>,
+        source: Option<Arc<dyn CredentialSource>>,
         connector: Arc<str>,
     ) -> Self {
         Self {
@@ -50,21 +55,27 @@ impl InjectingClient {
     /// Adds the credential to `headers`. A missing credential is reported as an I/O error
     /// (rmcp's error type is fixed by the inner client); its payload is the typed reason.
     async fn with_credential(&self, mut headers: Headers) -> Result<Headers, Failure> {
-        let credential = self.source.headers().await.map_err(credential_failure)?;
+        let Some(source) = &self.source else {
+            return Ok(headers);
+        };
+        let credential = source.headers().await.map_err(credential_failure)?;
         headers.extend(credential);
         Ok(headers)
     }
 
-    /// Sends one request with the credential; on a 401, once more with fresh material.
+    /// Sends one request with the credential; on a 401, once more with fresh material (a
+    /// connector without a credential gets the downstream's answer as it is).
     async fn send<T, F, Fut>(&self, headers: Headers, send: F) -> Result<T, Failure>
     where
         F: Fn(Headers) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
         match send(self.with_credential(headers.clone()).await?).await {
-            Err(error) if is_rejection(&error) => {
+            Err(error) if is_rejection(&error) && self.source.is_some() => {
                 tracing::info!(connector = %self.connector, "downstream rejected its credential; fetching it again");
-                self.source.rejected().await;
+                if let Some(source) = &self.source {
+                    source.rejected().await;
+                }
                 match send(self.with_credential(headers).await?).await {
                     Err(error) if is_rejection(&error) => {
                         tracing::warn!(connector = %self.connector, "downstream rejected a freshly fetched credential");
@@ -79,6 +90,26 @@ impl InjectingClient {
         }
     }
 }
+
+/// Adds the trace context `message` carries in its `_meta` to `headers`.
+fn with_trace(message: &ClientJsonRpcMessage, mut headers: Headers) -> Headers {
+    if let JsonRpcMessage::Request(request) = message {
+        let meta = request.request.get_meta();
+        let fields = [
+            (TRACEPARENT, meta.get_traceparent()),
+            (TRACESTATE, meta.get_tracestate()),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value.and_then(|value| HeaderValue::try_from(value).ok()) {
+                headers.insert(name, value);
+            }
+        }
+    }
+    headers
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Wraps a credential problem into rmcp's error type, keeping it findable by
 /// [`CredentialError::find`].
@@ -110,6 +141,7 @@ impl StreamableHttpClient for InjectingClient {
         auth_header: Option<String>,
         custom_headers: Headers,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        let custom_headers = with_trace(&message, custom_headers);
         self.send(custom_headers, |headers| {
             self.http.post_message(
                 uri.clone(),
@@ -131,6 +163,7 @@ impl StreamableHttpClient for InjectingClient {
         custom_headers: Headers,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        let custom_headers = with_trace(&message, custom_headers);
         self.send(custom_headers, |headers| {
             self.http.post_message_with_max_sse_event_size(
                 uri.clone(),

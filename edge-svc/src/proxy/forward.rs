@@ -19,6 +19,8 @@ use rmcp::model::{
 };
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::auth::Caller;
 use crate::connector::Connector;
@@ -96,16 +98,22 @@ impl Forwarder {
                 None,
             )
         })?;
-        let mut options = PeerRequestOptions::no_options();
+        let span = downstream_span(connector.name(), &request);
+        let mut meta = rmcp::model::RequestMetaObject::default();
         if let Some(capabilities) = context.client_capabilities() {
             // The downstream must only ask for input this very client can give.
-            let mut meta = rmcp::model::RequestMetaObject::default();
             meta.set_client_capabilities(capabilities);
-            options.meta = Some(meta);
         }
+        // SEP-414: the trace continues in `_meta` (stdio too); HTTP connectors also get it as a header.
+        for (key, value) in svc_kit::telemetry::propagation::w3c_fields(&span.context()) {
+            meta.0.0.insert(key.to_owned(), value.into());
+        }
+        let mut options = PeerRequestOptions::no_options();
+        options.meta = Some(meta);
         let registration = self.board.begin();
         let handle = peer
             .send_request_with_option(request, options)
+            .instrument(span.clone())
             .await
             .map_err(downstream_error)?;
         let (id, downstream_peer) = (handle.id.clone(), handle.peer.clone());
@@ -122,7 +130,7 @@ impl Forwarder {
         );
         let modern_client = is_modern(context);
         tokio::select! {
-            answer = handle.await_response() => {
+            answer = handle.await_response().instrument(span) => {
                 route.settle().await;
                 answer.map_err(downstream_error).map(|mut result| {
                     if modern_client {
@@ -175,6 +183,18 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// Opens the client span of one downstream request; its context is what the connector receives.
+fn downstream_span(connector: &str, request: &ClientRequest) -> tracing::Span {
+    let method = request.method();
+    tracing::info_span!(
+        "mcp.downstream",
+        otel.name = format!("{method} {connector}"),
+        otel.kind = "client",
+        mcp.method.name = method,
+        gatehouse.connector = connector,
+    )
 }
 
 /// Gives a legacy downstream's final result the `resultType` a 2026-07-28 client requires.

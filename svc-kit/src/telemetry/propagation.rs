@@ -24,6 +24,8 @@ struct HeaderInjector<'a>(&'a mut HeaderMap);
 
 struct MetadataInjector<'a>(&'a mut MetadataMap);
 
+struct FieldInjector(Vec<(&'static str, String)>);
+
 /// Returns the trace context carried by `headers`, or an empty context when they
 /// carry none or a malformed one.
 pub fn extract_http(headers: &HeaderMap) -> Context {
@@ -39,6 +41,15 @@ pub fn inject_http(cx: &Context, headers: &mut HeaderMap) {
 /// Writes the trace context of `cx` into gRPC request metadata.
 pub fn inject_grpc(cx: &Context, metadata: &mut MetadataMap) {
     TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
+}
+
+/// Returns the W3C fields of `cx` (`traceparent`, and `tracestate` when it is not empty) for
+/// carriers that are neither HTTP headers nor gRPC metadata, such as an MCP request's `_meta`
+/// (SEP-414 reserves those two keys there); empty for a context without a span.
+pub fn w3c_fields(cx: &Context) -> Vec<(&'static str, String)> {
+    let mut injector = FieldInjector(Vec::with_capacity(2));
+    TraceContextPropagator::new().inject_context(cx, &mut injector);
+    injector.0
 }
 
 /// Returns the trace context of the current `tracing` span.
@@ -87,6 +98,17 @@ impl Injector for HeaderInjector<'_> {
         ) {
             self.0.insert(name, value);
         }
+    }
+}
+
+impl Injector for FieldInjector {
+    fn set(&mut self, key: &str, value: String) {
+        let key = match key {
+            "traceparent" => "traceparent",
+            "tracestate" if !value.is_empty() => "tracestate",
+            _ => return,
+        };
+        self.0.push((key, value));
     }
 }
 
@@ -159,6 +181,19 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("traceparent", HeaderValue::from_static("00-zz-yy-01"));
         assert!(!extract_http(&headers).span().span_context().is_valid());
+    }
+
+    #[test]
+    fn w3c_fields_carry_the_traceparent_only_when_there_is_a_span() {
+        let fields = w3c_fields(&remote_context());
+        assert_eq!(
+            fields,
+            vec![(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()
+            )]
+        );
+        assert!(w3c_fields(&Context::new()).is_empty());
     }
 
     #[test]

@@ -245,6 +245,22 @@ impl Echo {
             )
     }
 
+    #[tool(
+        description = "Return the W3C trace context this call arrived with, as JSON: the `traceparent` HTTP header and the `_meta.traceparent` (SEP-414), each null when absent"
+    )]
+    fn trace_context(&self, context: RequestContext<RoleServer>) -> String {
+        let header = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get("traceparent"))
+            .and_then(|value| value.to_str().ok());
+        serde_json::json!({
+            "header": header,
+            "meta": context.meta.get_traceparent(),
+        })
+        .to_string()
+    }
+
     #[tool(description = "Return the process id")]
     fn pid(&self) -> String {
         std::process::id().to_string()

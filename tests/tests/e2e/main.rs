@@ -19,3 +19,4 @@ mod oauth;
 mod policy;
 mod scaleout;
 mod scim;
+mod telemetry;

@@ -1,0 +1,53 @@
+//! vault-svc's metrics: credential reads by connector and outcome (the credential health an
+//! operator watches: `consent_required` and refusals rising), and background refresh outcomes.
+
+use std::sync::LazyLock;
+
+use svc_kit::telemetry::metrics::{Counter, KeyValue};
+
+use crate::refresh::RefreshOutcome;
+
+/// The vault instruments, made on first use (after telemetry is installed).
+struct Instruments {
+    reads: Counter<u64>,
+    refreshes: Counter<u64>,
+}
+
+static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
+    let meter = svc_kit::telemetry::metrics::meter("vault-svc");
+    Instruments {
+        reads: meter
+            .u64_counter("gatehouse.vault.credential.reads")
+            .with_description("Credential reads for a call, by connector and outcome")
+            .build(),
+        refreshes: meter
+            .u64_counter("gatehouse.vault.refreshes")
+            .with_description("Background token refresh attempts, by outcome")
+            .build(),
+    }
+});
+
+/// Counts one credential read for `connector` that ended with `outcome` (`ok` or a refusal).
+pub(crate) fn credential_read(connector: &str, outcome: &'static str) {
+    INSTRUMENTS.reads.add(
+        1,
+        &[
+            KeyValue::new("connector", connector.to_owned()),
+            KeyValue::new("outcome", outcome),
+        ],
+    );
+}
+
+/// Counts one refresh attempt: its outcome, or `error` when it could not be made.
+pub(crate) fn refresh_attempted(outcome: Option<RefreshOutcome>) {
+    let label = match outcome {
+        Some(RefreshOutcome::Refreshed) => "refreshed",
+        Some(RefreshOutcome::Skipped) => "skipped",
+        Some(RefreshOutcome::Failed) => "failed",
+        Some(RefreshOutcome::Rejected) => "rejected",
+        None => "error",
+    };
+    INSTRUMENTS
+        .refreshes
+        .add(1, &[KeyValue::new("outcome", label)]);
+}
