@@ -264,7 +264,7 @@ async fn sse_server() -> Option<(tokio::process::Child, String)> {
         );
         return None;
     };
-    let addr = super::audit::reserve_port().await;
+    let addr = super::audit::reserve_port().release();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/interop/servers/fastmcp_server.py"

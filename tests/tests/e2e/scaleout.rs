@@ -206,8 +206,8 @@ fn succeeded(status: StatusCode, body: &Value) -> bool {
 async fn a_standalone_edge_follows_authz_feeds_and_fails_closed_when_they_go_stale() {
     let dir = tempfile::tempdir().expect("dir");
     let (grpc, http) = (
-        super::audit::reserve_port().await,
-        super::audit::reserve_port().await,
+        super::audit::reserve_port().release(),
+        super::audit::reserve_port().release(),
     );
     let edge_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
     let resource = format!(
@@ -386,7 +386,7 @@ async fn edge_process(
     http: SocketAddr,
     key_prefix: &str,
 ) -> Replica {
-    let addr = super::audit::reserve_port().await;
+    let addr = super::audit::reserve_port().release();
     let config = dir.join(format!("edge{index}.toml"));
     std::fs::write(
         &config,
@@ -515,9 +515,9 @@ async fn three_edges_behind_haproxy_share_sessions_revocations_and_one_rate_limi
     };
     let dir = tempfile::tempdir().expect("dir");
     let (grpc, http, public) = (
-        super::audit::reserve_port().await,
-        super::audit::reserve_port().await,
-        super::audit::reserve_port().await,
+        super::audit::reserve_port().release(),
+        super::audit::reserve_port().release(),
+        super::audit::reserve_port().release(),
     );
     let resource = format!("http://{public}/v/crm/mcp");
     let authz = Authz::start(&authz_config(dir.path(), grpc, http, &resource), grpc, http).await;

@@ -28,7 +28,7 @@ pub(super) async fn client_credentials(
         Some(requested) => {
             let declared = state
                 .issuer
-                .scope_for(resource, Some(requested))
+                .scope_for(&resource, Some(requested))
                 .ok_or_else(|| {
                     OAuthError::new(
                         "invalid_scope",
