@@ -322,34 +322,6 @@ async fn three_processes_one_killed_refresh_each_grant_once_per_cycle() {
     three_processes_one_killed(scale).await;
 }
 
-/// The issue's scale: 1,000 grants with 60-second lifetimes through three
-/// cycles (about 3 minutes). Run on demand, outside nextest's slow-test limit:
-/// `cargo test -p vault-svc --test it -- --ignored --test-threads 1 issue_scale`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "minutes long: the issue-scale figure, run on demand"]
-async fn three_processes_one_killed_at_issue_scale() {
-    let scale = Scale {
-        grants: 1_000,
-        lifetime: 60,
-        cycles: 3,
-    };
-    three_processes_one_killed(scale).await;
-}
-
-/// The refresh storm: 10,000 grants all expiring within one minute, three
-/// replicas (one killed), each grant refreshed once, counted at the provider.
-/// Run on demand like [`three_processes_one_killed_at_issue_scale`].
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "minutes long: the issue-scale figure, run on demand"]
-async fn refresh_storm_at_issue_scale() {
-    let scale = Scale {
-        grants: 10_000,
-        lifetime: 60,
-        cycles: 1,
-    };
-    three_processes_one_killed(scale).await;
-}
-
 async fn three_processes_one_killed(scale: Scale) {
     let _heavy = HEAVY.lock().await;
     let Some(redis) = redis_url() else { return };
