@@ -46,7 +46,7 @@ def command_output(*command: str) -> str:
         return "unknown"
 
 
-def machine(checkout: str | None) -> list[str]:
+def machine(checkout: str | None, load_start: str | None) -> list[str]:
     """Returns Markdown bullet lines describing this machine and checkout."""
     model, memory = "unknown", "unknown"
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -63,8 +63,12 @@ def machine(checkout: str | None) -> list[str]:
         commit = command_output("git", "rev-parse", "--short", "HEAD")
         dirty = command_output("git", "status", "--porcelain", "--untracked-files=no")
         checkout = f"`{commit}`" + (" with uncommitted changes" if dirty else "")
+    with open("/proc/loadavg", encoding="utf-8") as loadavg:
+        load_end = " ".join(loadavg.read().split()[:3])
     return [
         f"- CPU: {os.cpu_count()} × {model} (`nproc` = {command_output('nproc')})",
+        f"- load average (1, 5, 15 min): {load_start or 'not recorded'} at the start, {load_end} at the end"
+        " (other builds share the box; compare ratios measured in the same run, not absolute rps)",
         f"- memory: {memory}; kernel: {platform.system()} {platform.release()}",
         f"- toolchain: {command_output('rustc', '-V')}; Python {platform.python_version()}",
         f"- checkout: {checkout}",
@@ -224,7 +228,7 @@ def peer_lines(ours: dict[tuple, dict], peer: dict[int, dict] | None, note: str)
     return lines
 
 
-def component_lines(components: dict | None, crowd: dict | None, idle_kib: int | None) -> list[str]:
+def component_lines(components: dict | None, crowd: dict | None, idle_kib: int | None, components_note: str = "") -> list[str]:
     """Returns the control-plane and footprint section: each figure from its crate's benchmark."""
     lines = ["## Control plane and footprint", ""]
     if crowd:
@@ -247,7 +251,7 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
     else:
         lines += ["The 1,000-client run was skipped.", ""]
     if not components:
-        return lines + ["Component benchmarks skipped (`--no-components` or `--quick`).", ""]
+        return lines + [components_note or "Component benchmarks skipped (`--no-components` or `--quick`).", ""]
     tokens = components.get("tokens_per_second") or {}
     seq, bundle, conc = (tokens.get(k) for k in ("sequential", "agent_bundle_sequential", "concurrent64"))
     lines += [
@@ -275,8 +279,10 @@ def main() -> None:
     parser.add_argument("--settings", default="")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--checkout", help="what was built, e.g. '`abc1234` with uncommitted changes'")
+    parser.add_argument("--load-start", help="/proc/loadavg's first three fields when the run began")
     parser.add_argument("--notes", help="Markdown appended as the report's last section, if the file exists")
     parser.add_argument("--components", help="JSON written by bench/components.sh")
+    parser.add_argument("--components-note", default="", help="what to say when there are no component figures")
     parser.add_argument("--crowd", help="JSON line written by bench/crowd.py")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -303,7 +309,7 @@ def main() -> None:
         args.command,
         "```",
         "",
-        *machine(args.checkout),
+        *machine(args.checkout, args.load_start),
         f"- settings: {args.settings}" if args.settings else "",
         "",
         "## Targets",
@@ -326,7 +332,7 @@ def main() -> None:
         "downstream, C = 1 and 16.",
         "",
         *peer_lines(ours, peer, args.peer_note),
-        *component_lines(load_json(args.components), load_json(args.crowd), idle.get("gateway_rss_kib")),
+        *component_lines(load_json(args.components), load_json(args.crowd), idle.get("gateway_rss_kib"), args.components_note),
     ]
     if args.notes and os.path.isfile(args.notes):
         with open(args.notes, encoding="utf-8") as notes:

@@ -31,6 +31,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 INVOCATION="bash bench/run.sh${*:+ $*}"
+# The box may be shared: the load average at start and end goes into the report.
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
 PEER_MODE=auto
 COMPONENTS=full
@@ -172,6 +174,6 @@ mkdir -p docs
 python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" \
   --components "$WORK/components.json" --crowd "$WORK/crowd.json" --peer-note "$PEER_NOTE" \
   --command "$INVOCATION" --seconds "$SECONDS" --out docs/benchmarks.md --notes bench/notes.md \
-  --checkout "$CHECKOUT" \
+  --checkout "$CHECKOUT" --load-start "$LOAD_START" \
   --settings "reps=$REPS, C=[$CONCURRENCY], eras=[$ERAS], $REQUESTS measured + $WARMUP warm-up calls per run (max ${MAX_SECONDS}s); ContextForge: $PEER_NOTE"
 say "wrote docs/benchmarks.md (raw results in $WORK)"

@@ -50,3 +50,7 @@ cargo test --workspace --doc --locked
 
 step "interop through the gateway"
 GATEHOUSE_BIN="$CARGO_TARGET_DIR/debug/gatehouse" bash tests/interop/run.sh
+
+step "web console in headless Chromium (screenshots to docs/console/)"
+GATEHOUSE_BIN="$CARGO_TARGET_DIR/debug/gatehouse" GATEHOUSE_ECHO_BIN="$CARGO_TARGET_DIR/debug/mcp-echo" \
+    bash tests/console/run.sh

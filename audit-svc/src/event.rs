@@ -7,6 +7,8 @@ use sha2::{Digest as _, Sha256};
 use crate::error::Error;
 use crate::merkle::{self, Hash};
 
+mod canonical;
+
 /// Identifies an event: the caller-assigned id (a UUIDv7), the idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(String);
@@ -125,11 +127,10 @@ impl AuditEvent {
             });
         }
         let time_micros = parse_time(&text(document, &["time"]))?;
-        let canonical_json =
-            serde_json_canonicalizer::to_vec(document).map_err(|_| Error::InvalidArgument {
-                field: "event",
-                reason: "cannot be canonicalized",
-            })?;
+        let canonical_json = canonical::to_vec(document).map_err(|_| Error::InvalidArgument {
+            field: "event",
+            reason: "cannot be canonicalized",
+        })?;
         Ok(Self {
             id,
             time_micros,

@@ -24,6 +24,8 @@ pub const REFRESH_TOKEN: &str = "refresh_token";
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// Is the RFC 8693 token exchange grant type.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// Is the RFC 7523 grant type that redeems an enterprise IdP's ID-JAG.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// Describes an RFC 7591 registration request (the fields Gatehouse honours).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -169,7 +171,8 @@ fn check(
         .unwrap_or_else(|| vec![AUTHORIZATION_CODE.to_owned()]);
     for grant in &grant_types {
         match grant.as_str() {
-            AUTHORIZATION_CODE | REFRESH_TOKEN => {}
+            // An ID-JAG is redeemed only when its enterprise IdP is configured.
+            AUTHORIZATION_CODE | REFRESH_TOKEN | JWT_BEARER => {}
             CLIENT_CREDENTIALS if auth_method == "none" => {
                 return Err(refuse(
                     "invalid_client_metadata",

@@ -9,6 +9,7 @@ use svc_kit::{GrpcServerConfig, TelemetryConfig};
 use crate::error::Error;
 
 mod authorization;
+mod federation;
 mod policies;
 mod standalone;
 
@@ -16,6 +17,8 @@ pub use authorization::{
     AuthorizationConfig, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_SIGNING_KEY_ROTATION, ExchangeTarget,
     MAX_AGENT_TOKEN_TTL, MemberConfig,
 };
+pub(crate) use federation::algorithms;
+pub use federation::{EnterpriseIdpConfig, IdentityProviderConfig};
 pub use policies::PolicyConfig;
 pub use standalone::{
     AuditForwardConfig, CallersConfig, DEFAULT_HTTP_LISTEN_ADDR, OAuthFaceConfig, ResourceConfig,

@@ -20,6 +20,7 @@ mod egress;
 mod error;
 mod events;
 mod exchange;
+mod federation;
 mod grant;
 mod grpc;
 mod issuer;
@@ -42,14 +43,14 @@ pub use agent::{
     NewAgent, RotatedSecret,
 };
 pub use client::{
-    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, ClientDocumentsConfig, ClientRegistration,
+    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, ClientDocumentsConfig, ClientRegistration, JWT_BEARER,
     REFRESH_TOKEN, RegistrationError, TOKEN_EXCHANGE,
 };
 pub use config::{
     AuditForwardConfig, AuthorizationConfig, CallersConfig, Config, DEFAULT_ACCESS_TOKEN_TTL,
     DEFAULT_HTTP_LISTEN_ADDR, DEFAULT_LISTEN_ADDR, DEFAULT_SIGNING_KEY_ROTATION, ENV_PREFIX,
-    ExchangeTarget, MAX_AGENT_TOKEN_TTL, MemberConfig, OAuthFaceConfig, PolicyConfig,
-    ResourceConfig, StoreSection,
+    EnterpriseIdpConfig, ExchangeTarget, IdentityProviderConfig, MAX_AGENT_TOKEN_TTL, MemberConfig,
+    OAuthFaceConfig, PolicyConfig, ResourceConfig, StoreSection,
 };
 pub use directory::{DirectoryView, GroupCommand, MemberCommand, MemberRecord};
 pub use error::Error;
@@ -69,8 +70,9 @@ pub use state::{AuthzState, RegisteredClient};
 pub use store::{
     AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
     ClientRecord, CodeRecord, DirectoryFilter, DirectoryGroup, DirectoryPage, DirectoryStore,
-    DirectoryUser, FamilyRecord, KeyRecord, KeyStatus, MemberState, NewRefresh, PostgresStore,
-    Redemption, RevocationKind, RevocationRecord, SqliteStore, Store, StoreConfig, WorkloadIssuer,
+    DirectoryUser, FamilyRecord, FederatedMember, KeyRecord, KeyStatus, MemberState, NewRefresh,
+    PostgresStore, Redemption, RevocationKind, RevocationRecord, SqliteStore, Store, StoreConfig,
+    WorkloadIssuer,
 };
 pub use token::{ACCESS_TOKEN_TYPE, ACCESS_TOKEN_TYPE_URI, AccessClaims};
 

@@ -4,7 +4,9 @@ use std::sync::LazyLock;
 
 use svc_kit::telemetry::metrics::{Counter, KeyValue};
 
-use crate::client::{AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, TOKEN_EXCHANGE};
+use crate::client::{
+    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, JWT_BEARER, REFRESH_TOKEN, TOKEN_EXCHANGE,
+};
 
 /// The token instruments, made on first use (after telemetry is installed).
 struct Instruments {
@@ -33,6 +35,7 @@ pub(crate) fn grant_label(grant_type: &str) -> &'static str {
         REFRESH_TOKEN => "refresh_token",
         CLIENT_CREDENTIALS => "client_credentials",
         TOKEN_EXCHANGE => "token_exchange",
+        JWT_BEARER => "jwt_bearer",
         _ => "other",
     }
 }

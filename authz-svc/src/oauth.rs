@@ -21,6 +21,7 @@ mod assertion;
 mod authorize;
 mod caller;
 mod consent;
+mod federation;
 mod metadata;
 mod register;
 mod revocation;
@@ -28,6 +29,8 @@ mod token;
 
 /// Caps request bodies: OAuth requests are small.
 const BODY_LIMIT: usize = 64 * 1024;
+
+pub(crate) use federation::{PendingLogins, pending_logins};
 
 /// Returns the router of every OAuth endpoint, paths relative to the origin root.
 pub fn oauth_router(state: AuthzState) -> Router {
@@ -39,6 +42,7 @@ pub fn oauth_router(state: AuthzState) -> Router {
         .route("/.well-known/openid-configuration", get(metadata::metadata))
         .route("/jwks.json", get(metadata::jwks))
         .route("/authorize", get(authorize::show).post(authorize::decide))
+        .route(federation::CALLBACK_PATH, get(federation::callback))
         .route("/token", post(token::token))
         .route("/register", post(register::register))
         .route("/revoke", post(revocation::revoke))

@@ -39,6 +39,10 @@ pub struct AuthzState {
     pub(crate) policies: Option<crate::policy::PolicyStore>,
     /// Resolves URL client ids through their metadata documents (CIMD).
     pub(crate) documents: ClientDocuments,
+    /// Holds the upstream OIDC providers members sign in with.
+    pub(crate) federation: crate::federation::Federation,
+    /// Holds the sign-ins sent to an upstream provider and not yet back.
+    pub(crate) pending_logins: crate::oauth::PendingLogins,
 }
 
 /// Describes a newly registered client, with its secret shown this once.
@@ -89,6 +93,7 @@ impl AuthzState {
         agents.apply_declared(&config.agents).await?;
         let scim_token = config.scim.token()?.map(Arc::new);
         let documents = ClientDocuments::new(&config.client_metadata_documents)?;
+        let federation = crate::federation::Federation::new(&config.identity_providers)?;
         let directory = crate::directory::DirectoryView::default();
         directory.reload(store.as_ref()).await?;
         Ok(Self {
@@ -109,6 +114,8 @@ impl AuthzState {
             policies: None,
             documents,
             master,
+            federation,
+            pending_logins: crate::oauth::pending_logins(),
         })
     }
 
@@ -228,6 +235,39 @@ impl AuthzState {
             .max(crate::config::MAX_AGENT_TOKEN_TTL)
             + crate::keys::RETIRED_KEY_SKEW;
         i64::try_from(longest.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Returns the groups a token for the member `subject` carries: a provisioned member's
+    /// from the directory, a configured member's from the configuration, a federated
+    /// member's as its last sign-in mapped them.
+    pub(crate) async fn member_groups(&self, subject: &str) -> Result<Vec<String>, Error> {
+        if let Some(groups) = self.directory.groups(subject) {
+            return Ok(groups);
+        }
+        if self.members.contains(subject) {
+            return Ok(self.members.groups(subject).to_vec());
+        }
+        if subject.starts_with(crate::federation::MEMBER_PREFIX) {
+            let member = self.store.federated_member(subject).await?;
+            return Ok(member.map(|member| member.groups).unwrap_or_default());
+        }
+        Ok(Vec::new())
+    }
+
+    /// Returns the federated member the provider `issuer` knows as `subject`, if it signed in.
+    pub async fn federated_member(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<crate::store::FederatedMember>, Error> {
+        self.store
+            .federated_member(&crate::federation::member_id(issuer, subject))
+            .await
+    }
+
+    /// Counts the members who signed in through an upstream provider.
+    pub async fn federated_member_count(&self) -> Result<u64, Error> {
+        self.store.federated_member_count().await
     }
 
     /// Returns the agent bundle registry (the admin API and CLI work through it).

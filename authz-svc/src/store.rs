@@ -158,6 +158,23 @@ pub struct KeyRecord {
     pub retired_until: Option<i64>,
 }
 
+/// Describes a member who signs in through an upstream OIDC provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedMember {
+    /// Is the member id tokens carry as `sub`, derived from (`issuer`, `subject`).
+    pub member_id: String,
+    /// Is the provider's issuer identifier.
+    pub issuer: String,
+    /// Is the provider's `sub` for the member.
+    pub subject: String,
+    /// Lists the Gatehouse groups the last sign-in mapped the provider's groups to.
+    pub groups: Vec<String>,
+    /// Records the first sign-in (unix seconds).
+    pub created_at: i64,
+    /// Records the latest sign-in (unix seconds).
+    pub last_login_at: i64,
+}
+
 /// Stores everything the authorization server must remember; every method is one transaction.
 #[async_trait]
 pub trait Store: AgentStore + DirectoryStore + Send + Sync + std::fmt::Debug {
@@ -222,6 +239,13 @@ pub trait Store: AgentStore + DirectoryStore + Send + Sync + std::fmt::Debug {
         active: &KeyRecord,
         next: &KeyRecord,
     ) -> Result<bool, Error>;
+    /// Records a federated member's sign-in: adds it on the first, refreshes its groups
+    /// and last sign-in time on the next ones (keyed by `member_id`).
+    async fn record_federated_login(&self, member: &FederatedMember) -> Result<(), Error>;
+    /// Returns the federated member `member_id`.
+    async fn federated_member(&self, member_id: &str) -> Result<Option<FederatedMember>, Error>;
+    /// Counts the federated members (operators' view; tests that a refused sign-in made none).
+    async fn federated_member_count(&self) -> Result<u64, Error>;
 }
 
 /// Returns the store `config` names, migrated to the current schema.

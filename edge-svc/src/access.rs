@@ -118,24 +118,38 @@ impl Access {
         let Some(Caller::Token(claims)) = parts.extensions.get::<Caller>() else {
             return None;
         };
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        Some((evaluator, self.subject_of(claims, source)))
+    }
+
+    /// Returns the subject a request carrying `claims` would be, with the policy in force, or
+    /// `None` when no policy applies: what the console previews a role's lists with, so that
+    /// its preview and `tools/list` are one evaluation.
+    pub fn subject_for(&self, claims: &TokenClaims) -> Option<(Arc<Evaluator>, Subject)> {
+        let evaluator = self.live.as_ref()?.borrow().clone();
+        let snapshot = evaluator.snapshot();
+        if snapshot.policies.is_empty() && snapshot.virtual_servers.is_empty() {
+            return None;
+        }
+        Some((evaluator, self.subject_of(claims, None)))
+    }
+
+    /// Returns the policy subject of `claims`, with the directory's current groups.
+    fn subject_of(&self, claims: &TokenClaims, source: Option<IpAddr>) -> Subject {
         let mut principal = principal(claims);
         if let (Some(directory), Some(member)) = (&self.directory, principal.member.as_mut())
             && let Some(groups) = directory.groups(&member.id)
         {
             member.groups = groups;
         }
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip());
-        Some((
-            evaluator,
-            Subject {
-                principal,
-                scopes: claims.scopes.clone(),
-                source,
-            },
-        ))
+        Subject {
+            principal,
+            scopes: claims.scopes.clone(),
+            source,
+        }
     }
 }
 

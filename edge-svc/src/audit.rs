@@ -20,6 +20,7 @@ mod call;
 mod forward;
 pub mod spool;
 
+pub(crate) use call::json_len;
 pub use call::{CallRecord, Subject};
 pub use spool::{Reservation, Spool, SpoolError, SpoolLimits};
 

@@ -19,7 +19,10 @@ mod upstream;
 
 pub use consent::{CONSENT_REQUIRED, ConsentLink};
 pub use sessions::ConnectorCredentials;
-pub use spec::{CredentialMode, CredentialSpec, InjectSpec, OAuthSpec};
+pub use spec::{
+    ApiKeySpec, CredentialMode, CredentialSpec, InjectSpec, OAuthSpec, RotationHookSpec,
+    RotationSpec,
+};
 pub use template::Injection;
 
 use crate::audit::Subject;

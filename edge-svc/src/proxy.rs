@@ -26,17 +26,17 @@ use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 use tracing::Instrument as _;
 
-use policy::{Action, Item};
+use policy::{Action, Evaluator, Item};
 use proto::audit::v1::Outcome;
 use rmcp::model::JsonObject;
 
-use crate::access::{self, Access};
+use crate::access::{self, Access, Subject};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
 use crate::credentials::consent;
 use crate::inspect::{self, Inspector};
 use crate::quota::{Charge, Quotas};
 use crate::switchboard::Switchboard;
-use crate::vmcp::{self, VirtualServer};
+use crate::vmcp::{self, Snapshot, VirtualServer};
 
 mod forward;
 mod live;
@@ -155,6 +155,43 @@ impl Proxy {
     }
 }
 
+/// Returns the tools `server` lists to `subject` (every curated tool when no policy applies),
+/// with input schemas narrowed to the values policy allows: `tools/list`'s answer, and the
+/// console's preview of what a role sees.
+pub fn listed_tools(
+    server: &VirtualServer,
+    snapshot: &Snapshot,
+    subject: Option<&(Arc<Evaluator>, Subject)>,
+) -> Vec<rmcp::model::Tool> {
+    let tools = snapshot.tools.tools();
+    let Some((evaluator, subject)) = subject else {
+        return tools.to_vec();
+    };
+    let name = server.name();
+    tools
+        .iter()
+        .filter_map(|tool| {
+            let route = snapshot.tools.route(&tool.name)?;
+            let item = access::tool_item(tool, &route.original);
+            let connector = server
+                .members()
+                .get(route.member)
+                .map_or("", |member| member.connector.name());
+            if !subject.lists(evaluator, Action::CallTool, name, connector, item) {
+                return None;
+            }
+            let schema = serde_json::Value::Object(tool.input_schema.as_ref().clone());
+            let mut narrowed = tool.clone();
+            if let serde_json::Value::Object(object) =
+                evaluator.narrow_input_schema(name, &tool.name, &schema)
+            {
+                narrowed.input_schema = Arc::new(object);
+            }
+            Some(narrowed)
+        })
+        .collect()
+}
+
 /// Refuses a call whose audit event cannot be kept (fail-closed), without saying more than that.
 fn unrecorded(error: Unrecordable) -> ErrorData {
     tracing::error!(%error, "refusing a call that cannot be audited");
@@ -226,7 +263,7 @@ fn json_size(value: &impl serde::Serialize, measured: bool) -> u64 {
     if !measured {
         return 0;
     }
-    serde_json::to_vec(value).map_or(0, |bytes| bytes.len() as u64)
+    crate::audit::json_len(value)
 }
 
 fn unknown(kind: &str, name: &str) -> ErrorData {
@@ -277,30 +314,8 @@ impl ServerHandler for Proxy {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let snapshot = self.server.snapshot().await;
-        let tools = snapshot.tools.tools();
-        let Some((evaluator, subject)) = self.access.subject(&context) else {
-            return Ok(ListToolsResult::with_all_items(tools.to_vec()));
-        };
-        let name = self.server.name();
-        let visible = tools
-            .iter()
-            .filter_map(|tool| {
-                let route = snapshot.tools.route(&tool.name)?;
-                let item = access::tool_item(tool, &route.original);
-                let connector = self.connector_name(route.member);
-                if !subject.lists(&evaluator, Action::CallTool, name, connector, item) {
-                    return None;
-                }
-                let schema = serde_json::Value::Object(tool.input_schema.as_ref().clone());
-                let mut narrowed = tool.clone();
-                if let serde_json::Value::Object(object) =
-                    evaluator.narrow_input_schema(name, &tool.name, &schema)
-                {
-                    narrowed.input_schema = Arc::new(object);
-                }
-                Some(narrowed)
-            })
-            .collect();
+        let subject = self.access.subject(&context);
+        let visible = listed_tools(&self.server, &snapshot, subject.as_ref());
         Ok(ListToolsResult::with_all_items(visible))
     }
 

@@ -131,6 +131,12 @@ impl Admin {
         })
     }
 
+    /// Returns the guard, for the console: it tells administrators from other members on
+    /// every page view without auditing each member's view as a refused admin access.
+    pub(crate) fn guard(&self) -> &Guard {
+        &self.inner.guard
+    }
+
     /// Returns the admin resource's URL (the token audience).
     pub(crate) fn resource(&self) -> &str {
         &self.inner.guard.resource

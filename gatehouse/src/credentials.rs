@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use edge_svc::credentials::{CredentialMode, OAuthSpec};
+use edge_svc::credentials::{CredentialMode, OAuthSpec, RotationHookSpec, RotationSpec};
 use vault_svc::credential::Material;
 use vault_svc::secret::SecretText;
 
@@ -32,6 +32,24 @@ pub(crate) enum CredentialsCommand {
         /// The header an API key travels in when the connector declares no template.
         #[arg(long, default_value = "X-Api-Key")]
         header: String,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Deletes a member's own credential for a connector (a pasted API key or a connected
+    /// account); their next call gets a fresh link.
+    Delete {
+        /// The connector's name in the gateway file.
+        connector: String,
+        /// The member whose credential is deleted.
+        #[arg(long)]
+        member: String,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Makes a connector's next shared-secret rotation due now (also after it needed attention).
+    Rotate {
+        /// The connector's name in the gateway file.
+        connector: String,
         #[command(flatten)]
         place: Place,
     },
@@ -78,9 +96,28 @@ pub(crate) fn vault_connectors(
             .as_ref()
             .map(|oauth| provider(&connector.name, oauth))
             .transpose()?;
+        let rotation = connector
+            .credentials
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation_config(&connector.name, rotation))
+            .transpose()?;
+        let api_key =
+            connector
+                .credentials
+                .api_key
+                .as_ref()
+                .map(|api_key| vault_svc::ApiKeyConfig {
+                    header: api_key.header.clone(),
+                });
         table.insert(
             connector.name.clone(),
-            vault_svc::ConnectorConfig { credential, oauth },
+            vault_svc::ConnectorConfig {
+                oauth,
+                api_key,
+                rotation,
+                ..vault_svc::ConnectorConfig::new(credential)
+            },
         );
     }
     Ok(table)
@@ -110,48 +147,124 @@ fn provider(connector: &str, oauth: &OAuthSpec) -> Result<vault_svc::OAuthProvid
     })
 }
 
+/// Returns vault-svc's rotation of `connector` as the gateway file declares it; a hook's
+/// bearer token is read from its environment variable here.
+fn rotation_config(
+    connector: &str,
+    rotation: &RotationSpec,
+) -> Result<vault_svc::RotationConfig, String> {
+    let hook = match &rotation.hook {
+        RotationHookSpec::Command(command) => vault_svc::RotationHook::Command(command.clone()),
+        RotationHookSpec::Http { url, bearer_env } => vault_svc::RotationHook::Http {
+            url: url.to_string(),
+            bearer: bearer_env
+                .as_ref()
+                .map(|name| {
+                    std::env::var(name).map(vault_svc::SecretSetting::from).map_err(|_| {
+                        format!(
+                            "connectors.{connector}.credentials.rotation.hook.http.bearer_env: environment variable {name} is not set"
+                        )
+                    })
+                })
+                .transpose()?,
+        },
+    };
+    let defaults = vault_svc::RotationConfig {
+        every: rotation.every,
+        overlap: rotation.overlap,
+        hook,
+        max_attempts: 5,
+        backoff: std::time::Duration::from_secs(30),
+        max_backoff: std::time::Duration::from_secs(3600),
+        timeout: std::time::Duration::from_secs(60),
+    };
+    Ok(vault_svc::RotationConfig {
+        max_attempts: rotation.max_attempts.unwrap_or(defaults.max_attempts),
+        backoff: rotation.backoff.unwrap_or(defaults.backoff),
+        timeout: rotation.timeout.unwrap_or(defaults.timeout),
+        ..defaults
+    })
+}
+
 /// Runs a `credentials` command.
 pub(crate) async fn run_credentials(command: CredentialsCommand) -> ExitCode {
-    let CredentialsCommand::Set {
-        connector,
-        bearer_env,
-        header_env,
-        header,
-        place,
-    } = command;
-    let outcome = async {
-        let (variable, bearer) = match (bearer_env, header_env) {
-            (Some(name), None) => (name, true),
-            (None, Some(name)) => (name, false),
-            _ => anyhow::bail!("name the value's variable with --bearer-env or --header-env"),
-        };
-        let value = SecretText::from(secret_value(&variable)?);
-        let material = if bearer {
-            Material::Bearer { token: value }
-        } else {
-            Material::ApiKey {
-                header_name: header,
-                key: value,
-            }
-        };
-        let vault = open(&place).await?;
-        let record = vault
-            .set_shared(
-                &connector,
-                &material,
-                None,
-                format!("set by gatehouse credentials set from {variable}"),
-            )
-            .await?;
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "stored shared credential {} for connector {connector} (version {})",
-            record.id, record.version
-        )?;
-        Ok(())
+    match command {
+        CredentialsCommand::Set {
+            connector,
+            bearer_env,
+            header_env,
+            header,
+            place,
+        } => finish(set(connector, bearer_env, header_env, header, place).await),
+        CredentialsCommand::Delete {
+            connector,
+            member,
+            place,
+        } => {
+            let outcome = async {
+                let vault = open(&place).await?;
+                let record = vault.delete_member_credential(&connector, &member).await?;
+                writeln!(
+                    std::io::stdout().lock(),
+                    "deleted credential {} of member {member} for connector {connector}",
+                    record.id
+                )?;
+                Ok(())
+            };
+            finish(outcome.await)
+        }
+        CredentialsCommand::Rotate { connector, place } => {
+            let outcome = async {
+                let vault = open(&place).await?;
+                vault.rotate_now(&connector).await?;
+                writeln!(
+                    std::io::stdout().lock(),
+                    "rotation of connector {connector} is due now; a running gatehouse performs it"
+                )?;
+                Ok(())
+            };
+            finish(outcome.await)
+        }
+    }
+}
+
+async fn set(
+    connector: String,
+    bearer_env: Option<String>,
+    header_env: Option<String>,
+    header: String,
+    place: Place,
+) -> anyhow::Result<()> {
+    let (variable, bearer) = match (bearer_env, header_env) {
+        (Some(name), None) => (name, true),
+        (None, Some(name)) => (name, false),
+        _ => anyhow::bail!("name the value's variable with --bearer-env or --header-env"),
     };
-    finish(outcome.await)
+    let value = SecretText::from(secret_value(&variable)?);
+    let material = if bearer {
+        Material::Bearer { token: value }
+    } else {
+        Material::ApiKey {
+            header_name: header,
+            key: value,
+        }
+    };
+    let vault = open(&place).await?;
+    let record = vault
+        .set_shared(
+            &connector,
+            &material,
+            None,
+            format!("set by gatehouse credentials set from {variable}"),
+        )
+        .await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "stored shared credential {} for connector {connector} (version {})",
+        record.id, record.version
+    )?;
+    Ok(())
 }
 
 /// Runs a `connectors` command.
@@ -174,6 +287,14 @@ pub(crate) async fn run_connectors(command: ConnectorsCommand) -> ExitCode {
             }
             if !report.detail.is_empty() {
                 line.push_str(&format!("  ({})", report.detail));
+            }
+            if let Some(rotation) = vault.rotation_status(&report.connector).await? {
+                line.push_str(&format!(
+                    "  rotation: {} (cycle {}, {} failed attempt(s))",
+                    rotation.state.as_str(),
+                    rotation.cycle,
+                    rotation.attempts
+                ));
             }
             writeln!(out, "{line}")?;
         }

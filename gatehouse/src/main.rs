@@ -6,11 +6,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's allocator: a proxied call makes about 1,400 small allocations,
+/// and glibc's malloc/free were a fifth of the gateway's instructions per call (callgrind).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod agents;
 mod apply;
 mod audit;
 mod backends;
+mod console;
 mod credentials;
 mod oauth;
 mod trail;

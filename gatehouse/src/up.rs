@@ -166,6 +166,7 @@ async fn serve(
         .with_audit(recorder)
         .with_access(access)
         .with_quotas(quotas);
+    let console_roles = crate::console::roles(&authorization);
     let (authz, auth) =
         crate::oauth::open(authorization, &spec, &face, &options.data, gateway.access()).await?;
     let authz = authz
@@ -193,6 +194,7 @@ async fn serve(
     )?;
     backends.insert(0, authz_backend);
     let issuer = authz.issuer().to_owned();
+    let console_authz = authz.clone();
     let admin = crate::admin::Admin::new(crate::admin::AdminParts {
         guard: crate::admin::Guard {
             resource: crate::admin::resource_url(&face),
@@ -213,10 +215,19 @@ async fn serve(
     })
     .map_err(anyhow::Error::msg)?;
     backends.push(crate::admin::grpc::start(admin.clone(), &shutdown).await?);
+    let console = crate::console::Console::new(crate::console::ConsoleParts {
+        admin: admin.clone(),
+        authz: console_authz,
+        gateway: gateway.clone(),
+        vault: vault.clone(),
+        public_url: face.public_url.clone(),
+        roles: console_roles,
+    });
     let router = edge_svc::http::router(&gateway, &face, Some(auth), &shutdown)
         .merge(authz_svc::scim_router(authz.clone()))
         .merge(authz_svc::oauth_router(authz))
         .merge(crate::admin::http::router(admin))
+        .merge(console.router())
         .nest("/vault", vault_svc::http::router(vault));
     announce(&gateway, &face, local, &backends, &issuer)?;
     let mut server = tokio::spawn(edge_svc::serve_router(router, listener, shutdown.clone()));
@@ -271,6 +282,12 @@ fn announce(
         "admin api",
         crate::admin::resource_url(face),
         crate::admin::ADMIN_SCOPE
+    )?;
+    writeln!(
+        out,
+        "  {:<31} {}/console/  (sign in as a member; administrators see every page)",
+        "web console",
+        face.public_url.as_str().trim_end_matches('/')
     )?;
     for backend in backends {
         writeln!(

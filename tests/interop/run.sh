@@ -14,7 +14,8 @@
 #     /v/combined/mcp, checking curation (hidden, renamed, re-described, prefixed tools);
 #   - the Python driver against /v/legacy-sse/mcp (the FastMCP server over legacy HTTP+SSE);
 #   - OAuth with the gateway's own AS (auto-approved consent): the Python SDK's OAuthClientProvider
-#     (DCR, PKCE, authorize, token) and ClientCredentialsOAuthProvider (a DCR-registered agent) on
+#     (DCR, PKCE, authorize, token), ClientCredentialsOAuthProvider (a DCR-registered agent) and
+#     PrivateKeyJWTOAuthProvider (an agent bundle created with `gatehouse agents create --jwks`) on
 #     both eras through /v/protected/mcp, each token refused at /v/protected-b/mcp; the same
 #     OAuthClientProvider with a URL client id (CIMD: a metadata document served over https); and
 #     `conformance authorization` against the issuer, driven headless;
@@ -484,6 +485,11 @@ EOF
             driver "gateway-py-oauth-$flow-$mode" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \
                 "$flow" --mode "$mode" "$base" "$protected" "$protected_b" "$here/specs/protected.json"
         done
+    done
+    # private_key_jwt through the SDK: an agent bundle whose registered JWKS holds the SDK's key
+    for mode in modern legacy; do
+        driver "gateway-py-oauth-jwt-$mode" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \
+            jwt --mode "$mode" --data "$work/data" "$base" "$protected" "$protected_b" "$here/specs/protected.json"
     done
     # CIMD through the SDK: its client_id is the URL of a metadata document served over https
     driver "gateway-py-oauth-cimd" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_cimd_client.py" run \

@@ -1,6 +1,8 @@
 //! Credential fetch latency as edge-svc sees it: the revoked-principal check,
 //! the row read and the envelope decryption (data key unwrap + payload), on
-//! SQLite and PostgreSQL, in-process and through the gRPC service on loopback.
+//! SQLite and PostgreSQL: in-process, through the gRPC service on loopback, and
+//! through edge-svc's own vault client (`Credentials::fetch`, its cache
+//! bypassed) — the figure edge sees on a cache miss.
 //! Besides criterion's means, prints p50/p99/p99.9 from 20,000 sequential
 //! fetches per case.
 //!
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use edge_svc::credentials::{Credentials, Fetched, Who};
 use proto::common::v1 as common;
 use proto::vault::v1 as pb;
 use proto::vault::v1::vault_client::VaultClient;
@@ -39,6 +42,8 @@ async fn vault(store: Arc<dyn Store>) -> Vault {
         ConnectorConfig {
             credential: CredentialMode::PerMember,
             oauth: None,
+            api_key: None,
+            rotation: None,
         },
     );
     let consent = ConsentIssuer::new(
@@ -106,7 +111,7 @@ fn request(n: usize) -> tonic::Request<pb::GetCredentialRequest> {
     request
 }
 
-async fn grpc(vault: Vault) -> VaultClient<Channel> {
+async fn grpc(vault: Vault) -> (VaultClient<Channel>, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = Config {
@@ -127,12 +132,20 @@ async fn grpc(vault: Vault) -> VaultClient<Channel> {
         .await
         .unwrap();
     });
-    let channel = Channel::from_shared(format!("http://{addr}"))
+    let endpoint = format!("http://{addr}");
+    let channel = Channel::from_shared(endpoint.clone())
         .unwrap()
         .connect()
         .await
         .unwrap();
-    VaultClient::new(channel)
+    (VaultClient::new(channel), endpoint)
+}
+
+fn who(n: usize) -> Who {
+    Who::Member {
+        id: format!("member-{}", n % MEMBERS),
+        client_id: "agent-1".into(),
+    }
 }
 
 fn report(name: &str, samples: &mut [Duration]) {
@@ -155,7 +168,8 @@ fn bench_backend(
     store: Arc<dyn Store>,
 ) {
     let vault = runtime.block_on(vault(store));
-    let client = runtime.block_on(grpc(vault.clone()));
+    let (client, endpoint) = runtime.block_on(grpc(vault.clone()));
+    let edge = Credentials::with_token(&endpoint, EDGE, Duration::from_secs(30)).unwrap();
     let mut samples = Vec::with_capacity(20_000);
     runtime.block_on(async {
         for n in 0..20_000 {
@@ -176,6 +190,18 @@ fn bench_backend(
         }
     });
     report(&format!("{name} grpc"), &mut samples);
+    samples.clear();
+    runtime.block_on(async {
+        for n in 0..20_000 {
+            let who = who(n);
+            edge.forget(&who, "github").await;
+            let started = Instant::now();
+            let fetched = edge.fetch(&who, "github", "").await.unwrap();
+            samples.push(started.elapsed());
+            assert!(matches!(fetched, Fetched::Released(_)));
+        }
+    });
+    report(&format!("{name} edge client (cache miss)"), &mut samples);
     let mut group = c.benchmark_group("fetch");
     let mut n = 0;
     group.bench_function(format!("{name}/in-process"), |b| {

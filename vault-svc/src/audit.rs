@@ -49,13 +49,19 @@ pub fn audit_event(event: CredentialEvent) -> AuditEvent {
         CredentialAction::Refresh | CredentialAction::RefreshFailed => {
             EventKind::CredentialRefreshed
         }
-        CredentialAction::Rewrap | CredentialAction::KekRotated => EventKind::CredentialRotated,
+        CredentialAction::Rewrap
+        | CredentialAction::KekRotated
+        | CredentialAction::Rotated
+        | CredentialAction::RotationFailed
+        | CredentialAction::Retired => EventKind::CredentialRotated,
         CredentialAction::Delete | CredentialAction::Revoke => EventKind::CredentialRevoked,
     };
     let outcome = match (event.action, event.outcome) {
         (CredentialAction::ConsentIssued, _) => Outcome::ConsentRequired,
         (CredentialAction::ReadRefused, _) => Outcome::Denied,
-        (CredentialAction::RefreshFailed, _) => Outcome::UpstreamError,
+        (CredentialAction::RefreshFailed | CredentialAction::RotationFailed, _) => {
+            Outcome::UpstreamError
+        }
         (_, "ok") => Outcome::Success,
         _ => Outcome::InternalError,
     };

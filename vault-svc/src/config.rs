@@ -159,6 +159,90 @@ pub struct ConnectorConfig {
     /// Configures the downstream OAuth provider for per-member consent.
     #[serde(default)]
     pub oauth: Option<OAuthProviderConfig>,
+    /// Lets members paste their own API key through the consent link (`per_member` only).
+    #[serde(default)]
+    pub api_key: Option<ApiKeyConfig>,
+    /// Rotates the shared secret on a schedule through a hook (`shared` only).
+    #[serde(default)]
+    pub rotation: Option<RotationConfig>,
+}
+
+/// Declares a per-member API key: members paste it on vault-svc's page, and edge sends it in
+/// `header` unless the connector's injection template says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Names the header the key travels in, such as `X-Api-Key`.
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+}
+
+fn default_api_key_header() -> String {
+    "X-Api-Key".to_owned()
+}
+
+/// Declares how a shared secret is rotated: every `every`, a hook produces the next value,
+/// the previous one stays valid for `overlap`, then the hook is told to retire it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// Holds the time between rotations, such as `30d`.
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// Holds how long the previous value stays valid after a rotation.
+    #[serde(with = "humantime_serde", default)]
+    pub overlap: Duration,
+    /// Holds what produces a new value and retires the old one.
+    pub hook: RotationHook,
+    /// Bounds consecutive failed attempts before the rotation needs attention.
+    #[serde(default = "default_rotation_attempts")]
+    pub max_attempts: u32,
+    /// Holds the first retry delay; it doubles per failure up to `max_backoff`.
+    #[serde(with = "humantime_serde", default = "default_rotation_backoff")]
+    pub backoff: Duration,
+    /// Caps the retry delay.
+    #[serde(with = "humantime_serde", default = "default_rotation_max_backoff")]
+    pub max_backoff: Duration,
+    /// Bounds one hook call.
+    #[serde(with = "humantime_serde", default = "default_rotation_timeout")]
+    pub timeout: Duration,
+}
+
+/// Is a rotation hook: a command run without a shell, or an HTTP endpoint called with POST.
+///
+/// Either receives `{"action": "rotate" | "retire", "connector", "rotation_id", "current"}`
+/// as JSON (on standard input, or as the body), `current` being the secret value the action
+/// is about; `rotate` answers the new value (standard output, or the body; `{"value": …}` or
+/// plain text). The secret never travels in arguments or URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RotationHook {
+    /// Runs `command[0]` with the rest as arguments.
+    Command(Vec<String>),
+    /// Posts to an HTTP endpoint.
+    Http {
+        /// Holds the endpoint.
+        url: String,
+        /// Holds a bearer token presented to the endpoint, if it wants one.
+        #[serde(default)]
+        bearer: Option<SecretSetting>,
+    },
+}
+
+fn default_rotation_attempts() -> u32 {
+    5
+}
+
+fn default_rotation_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_rotation_max_backoff() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_rotation_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// Says whose credential a connector's calls use.
@@ -221,6 +305,60 @@ impl AuditConfig {
         }
         if self.queue_capacity == 0 {
             return Err(ConfigError::new("audit.queue_capacity", "must be positive").into());
+        }
+        Ok(())
+    }
+}
+
+impl ConnectorConfig {
+    /// Returns a connector of `credential` mode with nothing else declared.
+    pub fn new(credential: CredentialMode) -> Self {
+        Self {
+            credential,
+            oauth: None,
+            api_key: None,
+            rotation: None,
+        }
+    }
+
+    /// Checks that the declared blocks fit the mode and each other.
+    fn validate(&self, name: &str) -> Result<(), Error> {
+        let invalid = |field: &str, reason: &str| -> Result<(), Error> {
+            Err(ConfigError::new(format!("connectors.{name}.{field}"), reason).into())
+        };
+        if let Some(api_key) = &self.api_key {
+            if self.credential != CredentialMode::PerMember {
+                return invalid("api_key", "applies to per_member connectors");
+            }
+            if self.oauth.is_some() {
+                return invalid("api_key", "set api_key or oauth, not both");
+            }
+            if http::HeaderName::try_from(api_key.header.as_str()).is_err() {
+                return invalid("api_key.header", "is not a header name");
+            }
+        }
+        if let Some(rotation) = &self.rotation {
+            if self.credential != CredentialMode::Shared {
+                return invalid("rotation", "applies to shared connectors");
+            }
+            if rotation.every.is_zero() || rotation.max_attempts == 0 {
+                return invalid("rotation", "every and max_attempts must be positive");
+            }
+            if rotation.overlap >= rotation.every {
+                return invalid("rotation.overlap", "must be shorter than rotation.every");
+            }
+            if rotation.backoff.is_zero() || rotation.timeout.is_zero() {
+                return invalid("rotation", "backoff and timeout must be positive");
+            }
+            match &rotation.hook {
+                RotationHook::Command(command) if command.is_empty() => {
+                    return invalid("rotation.hook.command", "must name a program");
+                }
+                RotationHook::Http { url, .. } if url::Url::parse(url).is_err() => {
+                    return invalid("rotation.hook.http.url", "must be an absolute URL");
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -353,6 +491,7 @@ impl Config {
             .map_err(|_| ConfigError::new("http.public_url", "must be an absolute URL"))?;
         self.audit.validate()?;
         for (name, connector) in &self.connectors {
+            connector.validate(name)?;
             if let Some(oauth) = &connector.oauth {
                 let static_endpoints =
                     oauth.authorization_endpoint.is_some() && oauth.token_endpoint.is_some();

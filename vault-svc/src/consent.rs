@@ -58,6 +58,15 @@ pub(crate) struct Endpoints {
     pub(crate) token_endpoint: String,
 }
 
+/// Is what an API-key consent row seals: the header the pasted key will travel in.
+#[derive(Serialize, Deserialize)]
+struct ApiKeyPending {
+    header: String,
+}
+
+/// Bounds a pasted API key; anything longer is not a key.
+const MAX_API_KEY_LEN: usize = 4096;
+
 /// Is what the consent row seals: the PKCE verifier and where to redeem the code.
 #[derive(Serialize, Deserialize)]
 struct Pending {
@@ -87,6 +96,11 @@ impl ConsentIssuer {
         self.http_timeout
     }
 
+    /// Says whether the HTTP face is public over HTTPS, so its cookies are `Secure`.
+    pub(crate) fn secure(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
     /// Returns the redirect URI registered at providers.
     pub fn redirect_uri(&self) -> String {
         format!("{}/oauth/callback", self.public_url)
@@ -102,16 +116,149 @@ impl ConsentIssuer {
         reconnect: bool,
     ) -> Result<ConsentLink, Error> {
         let endpoints = self.endpoints(connector, config).await?;
-        let mut state_bytes = Zeroizing::new([0u8; 32]);
-        getrandom::fill(state_bytes.as_mut_slice()).map_err(|_| Error::Randomness)?;
-        let state = URL_SAFE_NO_PAD.encode(state_bytes.as_slice());
+        let state = random_state()?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let owner = Owner::Member(member_id.to_owned());
         let pending = Pending {
             verifier: SecretText::from(verifier.secret().as_str()),
             endpoints: endpoints.clone(),
         };
-        let json = Zeroizing::new(serde_json::to_vec(&pending).map_err(|_| Error::Encrypt)?);
+        let expires_at = self
+            .put_pending(vault, member_id, connector, &state, &pending)
+            .await?;
+        let auth_url = AuthUrl::new(endpoints.authorization_endpoint.clone())
+            .map_err(|_| Error::Provider("invalid authorization endpoint".to_owned()))?;
+        let redirect =
+            RedirectUrl::new(self.redirect_uri()).map_err(|_| Error::Corrupt("redirect uri"))?;
+        let client = BasicClient::new(ClientId::new(config.client_id.clone()))
+            .set_auth_uri(auth_url)
+            .set_redirect_uri(redirect);
+        let mut request = client
+            .authorize_url(|| CsrfToken::new(state))
+            .set_pkce_challenge(challenge)
+            .add_scopes(config.scopes.iter().cloned().map(Scope::new));
+        if let Some(resource) = &config.resource {
+            request = request.add_extra_param("resource", resource.clone());
+        }
+        let (url, _) = request.url();
+        issued(vault, member_id, connector);
+        Ok(ConsentLink {
+            url: url.to_string(),
+            expires_at,
+            reconnect,
+        })
+    }
+
+    /// Returns a fresh link for `member_id` to paste their API key for `connector`,
+    /// sent in `header`: vault-svc's own page, bound to the member, single-use and
+    /// short-lived like an OAuth state.
+    pub(crate) async fn issue_api_key(
+        &self,
+        vault: &Vault,
+        member_id: &str,
+        connector: &str,
+        header: &str,
+    ) -> Result<ConsentLink, Error> {
+        let state = random_state()?;
+        let pending = ApiKeyPending {
+            header: header.to_owned(),
+        };
+        let expires_at = self
+            .put_pending(vault, member_id, connector, &state, &pending)
+            .await?;
+        issued(vault, member_id, connector);
+        Ok(ConsentLink {
+            url: format!("{}/api-key?state={state}", self.public_url),
+            expires_at,
+            reconnect: false,
+        })
+    }
+
+    /// Returns the connector an API-key link is for, if `state` names a live one
+    /// (without using it: the form is shown before the member submits).
+    pub async fn api_key_link(&self, vault: &Vault, state: &str) -> Result<String, Error> {
+        let consent = vault
+            .store()
+            .peek_consent(&Sha256::digest(state.as_bytes()), now_micros())
+            .await?
+            .ok_or(Error::ConsentInvalid)?;
+        match vault.connector(&consent.connector)?.api_key {
+            Some(_) => Ok(consent.connector),
+            None => Err(Error::ConsentInvalid),
+        }
+    }
+
+    /// Completes an API-key link: uses `state` (once) and stores `key` as the
+    /// member's credential for the link's connector. Returns the connector.
+    ///
+    /// A malformed key is refused before the link is used, so the member can retry.
+    pub async fn complete_api_key(
+        &self,
+        vault: &Vault,
+        state: &str,
+        key: &SecretText,
+    ) -> Result<String, Error> {
+        if key.is_empty()
+            || key.expose().len() > MAX_API_KEY_LEN
+            || !key.expose().bytes().all(|byte| byte.is_ascii_graphic())
+        {
+            return Err(Error::InvalidArgument {
+                field: "key",
+                reason: "must be 1 to 4096 visible ASCII characters",
+            });
+        }
+        let consent = vault
+            .store()
+            .take_consent(&Sha256::digest(state.as_bytes()), now_micros())
+            .await?
+            .ok_or(Error::ConsentInvalid)?;
+        if vault.connector(&consent.connector)?.api_key.is_none() {
+            return Err(Error::ConsentInvalid);
+        }
+        let owner = Owner::Member(consent.member_id.clone());
+        let binding = Binding {
+            tenant: vault.tenant(),
+            owner: &owner,
+            connector: &consent.connector,
+            field: "consent",
+        };
+        let json = vault.envelope().open(binding, &consent.sealed).await?;
+        let pending: ApiKeyPending =
+            serde_json::from_slice(&json).map_err(|_| Error::ConsentInvalid)?;
+        let material = Material::ApiKey {
+            header_name: pending.header,
+            key: key.clone(),
+        };
+        let record = vault
+            .store_credential(
+                &consent.connector,
+                owner,
+                &material,
+                None,
+                "pasted by the member".to_owned(),
+            )
+            .await?;
+        let mut event =
+            CredentialEvent::new(CredentialAction::ConsentCompleted, vault.tenant(), "ok");
+        event.credential_id = Some(record.id);
+        event.connector = Some(consent.connector.clone());
+        event.owner = Some(record.key.owner);
+        event.version = Some(record.version);
+        vault.emit(event);
+        Ok(consent.connector)
+    }
+
+    /// Stores `pending` sealed under the hash of `state` for `member_id` and
+    /// `connector`; returns when the link expires.
+    async fn put_pending(
+        &self,
+        vault: &Vault,
+        member_id: &str,
+        connector: &str,
+        state: &str,
+        pending: &impl Serialize,
+    ) -> Result<i64, Error> {
+        let owner = Owner::Member(member_id.to_owned());
+        let json = Zeroizing::new(serde_json::to_vec(pending).map_err(|_| Error::Encrypt)?);
         let binding = Binding {
             tenant: vault.tenant(),
             owner: &owner,
@@ -130,30 +277,7 @@ impl ConsentIssuer {
                 expires_at,
             })
             .await?;
-        let auth_url = AuthUrl::new(endpoints.authorization_endpoint.clone())
-            .map_err(|_| Error::Provider("invalid authorization endpoint".to_owned()))?;
-        let redirect =
-            RedirectUrl::new(self.redirect_uri()).map_err(|_| Error::Corrupt("redirect uri"))?;
-        let client = BasicClient::new(ClientId::new(config.client_id.clone()))
-            .set_auth_uri(auth_url)
-            .set_redirect_uri(redirect);
-        let mut request = client
-            .authorize_url(|| CsrfToken::new(state))
-            .set_pkce_challenge(challenge)
-            .add_scopes(config.scopes.iter().cloned().map(Scope::new));
-        if let Some(resource) = &config.resource {
-            request = request.add_extra_param("resource", resource.clone());
-        }
-        let (url, _) = request.url();
-        let mut event = CredentialEvent::new(CredentialAction::ConsentIssued, vault.tenant(), "ok");
-        event.connector = Some(connector.to_owned());
-        event.owner = Some(owner);
-        vault.emit(event);
-        Ok(ConsentLink {
-            url: url.to_string(),
-            expires_at,
-            reconnect,
-        })
+        Ok(expires_at)
     }
 
     /// Completes the flow `state` started: redeems `code` with the stored
@@ -270,4 +394,19 @@ impl ConsentIssuer {
         }
         Ok(found)
     }
+}
+
+/// Returns a fresh 256-bit state, URL-safe.
+fn random_state() -> Result<String, Error> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    getrandom::fill(bytes.as_mut_slice()).map_err(|_| Error::Randomness)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes.as_slice()))
+}
+
+/// Records that a link was issued to `member_id` for `connector` (never the link).
+fn issued(vault: &Vault, member_id: &str, connector: &str) {
+    let mut event = CredentialEvent::new(CredentialAction::ConsentIssued, vault.tenant(), "ok");
+    event.connector = Some(connector.to_owned());
+    event.owner = Some(Owner::Member(member_id.to_owned()));
+    vault.emit(event);
 }

@@ -31,6 +31,12 @@ pub enum CredentialAction {
     ConsentIssued,
     /// A per-member consent completed and its tokens were stored.
     ConsentCompleted,
+    /// A shared secret was rotated: the hook's new value is the current version.
+    Rotated,
+    /// A rotation step failed (retried with backoff, or `needs_attention`).
+    RotationFailed,
+    /// A rotated-out shared secret was retired after its overlap.
+    Retired,
 }
 
 /// Is one auditable credential event: identifiers only.

@@ -30,19 +30,21 @@ mod oauth;
 mod refresh;
 mod rotation;
 pub mod secret;
+pub mod secret_rotation;
 pub mod store;
 mod vault;
 
 pub use config::{
-    AuditConfig, CallersConfig, Config, ConnectorConfig, CredentialMode, DEFAULT_LISTEN_ADDR,
-    ENV_PREFIX, HttpConfig, KekConfig, OAuthProviderConfig, RefreshConfig, SecretSetting,
-    StoreConfig, StoreLocation,
+    ApiKeyConfig, AuditConfig, CallersConfig, Config, ConnectorConfig, CredentialMode,
+    DEFAULT_LISTEN_ADDR, ENV_PREFIX, HttpConfig, KekConfig, OAuthProviderConfig, RefreshConfig,
+    RotationConfig, RotationHook, SecretSetting, StoreConfig, StoreLocation,
 };
 pub use consent::{ConsentIssuer, ConsentLink};
 pub use error::Error;
 pub use grpc::{SERVICE_TOKEN_METADATA, VaultGrpc};
 pub use refresh::{RefreshEngine, RefreshOutcome};
 pub use rotation::RewrapProgress;
+pub use secret_rotation::RotationEngine;
 pub use vault::{
     ConnectorHealth, CredentialOutcome, CredentialQuery, HealthState, Released, RevokeReport, Vault,
 };
@@ -145,8 +147,8 @@ pub async fn serve(
     serve_vault(vault, &config, listener, shutdown).await
 }
 
-/// Serves an opened `vault`: gRPC on `listener`, the refresh engine (when
-/// enabled) and a start-up re-wrap of credentials on an older KEK, until
+/// Serves an opened `vault`: gRPC on `listener`, the refresh and shared-secret
+/// rotation engines (when `refresh.enabled`) and a start-up re-wrap of credentials on an older KEK, until
 /// `shutdown`.
 pub async fn serve_vault(
     vault: Vault,
@@ -159,8 +161,12 @@ pub async fn serve_vault(
         let lock = open_lock(&config.refresh)
             .await
             .context("cannot open the refresh lock")?;
-        let engine = RefreshEngine::new(vault.clone(), lock, config.refresh.clone())?;
+        let engine = RefreshEngine::new(vault.clone(), lock.clone(), config.refresh.clone())?;
         background.push(tokio::spawn(engine.run(shutdown.child_token())));
+        if !vault.rotating_connectors().is_empty() {
+            let rotation = RotationEngine::new(vault.clone(), lock, config.refresh.poll_interval)?;
+            background.push(tokio::spawn(rotation.run(shutdown.child_token())));
+        }
     }
     let rewrap = vault.clone();
     let batch = config.kek.rewrap_batch;

@@ -3,14 +3,17 @@
 
 use std::sync::LazyLock;
 
-use svc_kit::telemetry::metrics::{Counter, KeyValue};
+use svc_kit::telemetry::metrics::{Counter, Gauge, KeyValue};
 
 use crate::refresh::RefreshOutcome;
+use crate::secret_rotation::{RotationState, RotationStep};
 
 /// The vault instruments, made on first use (after telemetry is installed).
 struct Instruments {
     reads: Counter<u64>,
     refreshes: Counter<u64>,
+    rotations: Counter<u64>,
+    rotation_attention: Gauge<u64>,
 }
 
 static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
@@ -23,6 +26,14 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         refreshes: meter
             .u64_counter("gatehouse.vault.refreshes")
             .with_description("Background token refresh attempts, by outcome")
+            .build(),
+        rotations: meter
+            .u64_counter("gatehouse.vault.rotations")
+            .with_description("Shared-secret rotation steps, by connector and outcome")
+            .build(),
+        rotation_attention: meter
+            .u64_gauge("gatehouse.vault.rotation.needs_attention")
+            .with_description("1 while a connector's secret rotation needs an operator, else 0")
             .build(),
     }
 });
@@ -50,4 +61,30 @@ pub(crate) fn refresh_attempted(outcome: Option<RefreshOutcome>) {
     INSTRUMENTS
         .refreshes
         .add(1, &[KeyValue::new("outcome", label)]);
+}
+
+/// Counts one rotation step of `connector` that did something.
+pub(crate) fn rotation_step(connector: &str, step: RotationStep) {
+    let label = match step {
+        RotationStep::Idle => return,
+        RotationStep::Rotated => "rotated",
+        RotationStep::Retired => "retired",
+        RotationStep::Failed => "failed",
+        RotationStep::NeedsAttention => "needs_attention",
+    };
+    INSTRUMENTS.rotations.add(
+        1,
+        &[
+            KeyValue::new("connector", connector.to_owned()),
+            KeyValue::new("outcome", label),
+        ],
+    );
+}
+
+/// Records whether `connector`'s rotation needs an operator.
+pub(crate) fn rotation_state(connector: &str, state: RotationState) {
+    INSTRUMENTS.rotation_attention.record(
+        u64::from(state == RotationState::NeedsAttention),
+        &[KeyValue::new("connector", connector.to_owned())],
+    );
 }

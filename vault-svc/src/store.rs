@@ -14,6 +14,7 @@ use crate::credential::{
 };
 use crate::error::Error;
 use crate::secret::Owner;
+use crate::secret_rotation::{RotatedSecret, RotationRecord, RotationState, RotationUpdate};
 
 #[macro_use]
 mod sql;
@@ -117,6 +118,74 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         state_hash: &[u8],
         now: i64,
     ) -> Result<Option<ConsentRecord>, Error>;
+
+    /// Returns `connector`'s shared-secret rotation schedule.
+    async fn rotation(
+        &self,
+        tenant: &str,
+        connector: &str,
+    ) -> Result<Option<RotationRecord>, Error>;
+
+    /// Creates `connector`'s schedule in `scheduled`, first due at `next_at`,
+    /// unless one exists; returns the stored schedule either way.
+    async fn schedule_rotation(
+        &self,
+        tenant: &str,
+        connector: &str,
+        next_at: i64,
+    ) -> Result<RotationRecord, Error>;
+
+    /// Puts `connector`'s schedule back to `scheduled` at `next_at` with no
+    /// failures (a secret set by hand, or an operator's "rotate now"), creating it
+    /// if needed. A value still overlapping is retired on its own schedule first.
+    async fn reset_rotation(
+        &self,
+        tenant: &str,
+        connector: &str,
+        next_at: i64,
+    ) -> Result<RotationRecord, Error>;
+
+    /// Claims the schedule for a step holding fencing token `fence`, if it is
+    /// still at `version` and no newer token claimed it; the claim bumps the
+    /// version. Returns whether it did.
+    async fn claim_rotation(
+        &self,
+        tenant: &str,
+        connector: &str,
+        version: u64,
+        fence: u64,
+    ) -> Result<bool, Error>;
+
+    /// Applies `update` if the schedule is at `version` and claimed by `fence`.
+    async fn update_rotation(
+        &self,
+        tenant: &str,
+        connector: &str,
+        version: u64,
+        fence: u64,
+        update: &RotationUpdate,
+    ) -> Result<Option<RotationRecord>, Error>;
+
+    /// Stores a rotated secret as the shared credential's new version and applies
+    /// `update` to the schedule, in one transaction: both compare-and-swaps
+    /// succeed or neither is written. Returns the credential's new version.
+    async fn store_rotated(
+        &self,
+        tenant: &str,
+        connector: &str,
+        version: u64,
+        fence: u64,
+        update: &RotationUpdate,
+        rotated: &RotatedSecret,
+    ) -> Result<Option<u64>, Error>;
+
+    /// Returns the unexpired consent stored under `state_hash` without using it
+    /// (the API-key page shows its form before the member submits).
+    async fn peek_consent(
+        &self,
+        state_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<ConsentRecord>, Error>;
 }
 
 /// Filters and pages a credential listing.
@@ -195,6 +264,40 @@ pub(crate) struct FetchRow {
     expires_at: Option<i64>,
     refresh_due_at: Option<i64>,
     refresh_failures: Option<i64>,
+}
+
+/// Is one row of `vault_rotation`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RotationRow {
+    tenant: String,
+    connector: String,
+    state: String,
+    next_at: i64,
+    attempts: i64,
+    cycle: i64,
+    previous_sealed: Option<Vec<u8>>,
+    last_error: String,
+    version: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<RotationRow> for RotationRecord {
+    type Error = Error;
+
+    fn try_from(row: RotationRow) -> Result<Self, Error> {
+        Ok(Self {
+            tenant: row.tenant,
+            connector: row.connector,
+            state: RotationState::parse(&row.state).ok_or(Error::Corrupt("rotation state"))?,
+            next_at: row.next_at,
+            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            cycle: u64::try_from(row.cycle).map_err(|_| Error::Corrupt("rotation cycle"))?,
+            previous_sealed: row.previous_sealed,
+            last_error: row.last_error,
+            version: u64::try_from(row.version).map_err(|_| Error::Corrupt("rotation version"))?,
+            updated_at: row.updated_at,
+        })
+    }
 }
 
 /// Is one row of `vault_consent`.

@@ -16,6 +16,7 @@ use crate::event::{CredentialAction, CredentialEvent, EventSink};
 use crate::refresh::schedule_after_store;
 use crate::rotation::Rotation;
 use crate::secret::Owner;
+use crate::secret_rotation::RotationState;
 use crate::store::{ListQuery, Store};
 
 /// Is the credential broker: cheap to clone, shared by gRPC, HTTP and the
@@ -158,6 +159,11 @@ impl Vault {
         self.inner.events.record(event);
     }
 
+    /// Returns every configured connector.
+    pub fn connectors(&self) -> &BTreeMap<String, ConnectorConfig> {
+        &self.inner.connectors
+    }
+
     /// Returns the connector's configuration, or `ConnectorNotFound`.
     pub fn connector(&self, name: &str) -> Result<&ConnectorConfig, Error> {
         self.inner
@@ -234,13 +240,23 @@ impl Vault {
             return Err(Error::PrincipalRevoked);
         }
         let Some(record) = record else {
-            return match (&key.owner, &connector.oauth) {
-                (Owner::Member(member_id), Some(oauth)) => Ok(CredentialOutcome::ConsentRequired(
-                    self.inner
-                        .consent
-                        .issue(self, member_id, &query.connector, oauth, false)
-                        .await?,
-                )),
+            return match (&key.owner, &connector.oauth, &connector.api_key) {
+                (Owner::Member(member_id), Some(oauth), _) => {
+                    Ok(CredentialOutcome::ConsentRequired(
+                        self.inner
+                            .consent
+                            .issue(self, member_id, &query.connector, oauth, false)
+                            .await?,
+                    ))
+                }
+                (Owner::Member(member_id), None, Some(api_key)) => {
+                    Ok(CredentialOutcome::ConsentRequired(
+                        self.inner
+                            .consent
+                            .issue_api_key(self, member_id, &query.connector, &api_key.header)
+                            .await?,
+                    ))
+                }
                 _ => Err(Error::CredentialNotFound),
             };
         };
@@ -330,8 +346,11 @@ impl Vault {
         description: String,
     ) -> Result<CredentialRecord, Error> {
         validate_material(material)?;
-        self.store_credential(connector, Owner::Shared, material, expires_at, description)
-            .await
+        let record = self
+            .store_credential(connector, Owner::Shared, material, expires_at, description)
+            .await?;
+        self.reschedule_rotation(connector).await?;
+        Ok(record)
     }
 
     /// Deletes the credential `id`.
@@ -351,6 +370,28 @@ impl Vault {
         }
         self.emit(event);
         Ok(record)
+    }
+
+    /// Deletes `member_id`'s own credential for `connector` (a pasted API key or
+    /// a connected account); their next call gets a fresh link.
+    pub async fn delete_member_credential(
+        &self,
+        connector: &str,
+        member_id: &str,
+    ) -> Result<CredentialRecord, Error> {
+        self.connector(connector)?;
+        let key = CredentialKey {
+            tenant: self.tenant().to_owned(),
+            connector: connector.to_owned(),
+            owner: Owner::Member(member_id.to_owned()),
+        };
+        let record = self
+            .inner
+            .store
+            .get(&key)
+            .await?
+            .ok_or(Error::CredentialNotFound)?;
+        self.delete(&record.id).await
     }
 
     /// Revokes a deleted OAuth grant at its provider (RFC 7009), best effort:
@@ -440,7 +481,28 @@ impl Vault {
                     ..ListQuery::default()
                 })
                 .await?;
-            reports.push(health_of(name, &failing));
+            let mut report = health_of(name, &failing);
+            if let Some(rotation) = self
+                .store()
+                .rotation(self.tenant(), &report.connector)
+                .await?
+                && rotation.state == RotationState::NeedsAttention
+            {
+                report.shared_credential_failing = true;
+                if report.state == HealthState::Healthy {
+                    report.state = HealthState::RefreshFailing;
+                }
+                let note = format!(
+                    "shared secret rotation needs attention after {} failed attempt(s) ({})",
+                    rotation.attempts, rotation.last_error
+                );
+                report.detail = if report.detail.is_empty() {
+                    note
+                } else {
+                    format!("{}; {note}", report.detail)
+                };
+            }
+            reports.push(report);
         }
         Ok(reports)
     }

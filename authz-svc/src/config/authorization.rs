@@ -54,6 +54,10 @@ pub struct AuthorizationConfig {
     /// Sets how long a signing key signs before the pre-published next key takes over.
     #[serde(with = "humantime_serde")]
     pub signing_key_rotation: Duration,
+    /// Lists the upstream OIDC providers members may sign in with (federation).
+    pub identity_providers: Vec<super::IdentityProviderConfig>,
+    /// Lists the enterprise IdPs whose ID-JAGs the `jwt-bearer` grant redeems.
+    pub enterprise_idps: Vec<super::EnterpriseIdpConfig>,
 }
 
 /// Describes a connector that accepts tokens exchanged for it: which audience the
@@ -102,6 +106,8 @@ impl Default for AuthorizationConfig {
             token_exchange: Vec::new(),
             client_metadata_documents: crate::client::ClientDocumentsConfig::default(),
             signing_key_rotation: DEFAULT_SIGNING_KEY_ROTATION,
+            identity_providers: Vec::new(),
+            enterprise_idps: Vec::new(),
         }
     }
 }
@@ -145,6 +151,21 @@ impl AuthorizationConfig {
                     "must be an absolute URL",
                 ));
             }
+        }
+        for (index, provider) in self.identity_providers.iter().enumerate() {
+            provider.validate(index)?;
+            if self.identity_providers[..index]
+                .iter()
+                .any(|other| other.name == provider.name)
+            {
+                return Err(ConfigError::new(
+                    format!("identity_providers[{index}].name"),
+                    "is not unique",
+                ));
+            }
+        }
+        for (index, idp) in self.enterprise_idps.iter().enumerate() {
+            idp.validate(index)?;
         }
         for (index, member) in self.members.iter().enumerate() {
             let field = format!("members[{index}].password_hash");

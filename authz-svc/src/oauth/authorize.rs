@@ -19,7 +19,7 @@ use crate::token::now;
 
 /// Holds a validated authorization request.
 #[derive(Debug, Clone)]
-pub(super) struct AuthorizeRequest {
+pub(crate) struct AuthorizeRequest {
     pub(super) client: ClientRecord,
     pub(super) redirect_uri: String,
     pub(super) state: Option<String>,
@@ -79,6 +79,10 @@ pub(super) async fn decide(
             StatusCode::FORBIDDEN,
             "the form expired or was not sent by this page; start again",
         );
+    }
+    // "Sign in with X": consent given, the member authenticates at provider X.
+    if let Some(provider) = params.get("idp") {
+        return super::federation::start(&state, request, provider).await;
     }
     if params.get("decision") != Some("approve") {
         return refuse(
@@ -208,7 +212,11 @@ pub(super) async fn validate(
 }
 
 /// Issues a code for `subject` and redirects it to the client.
-async fn approve(state: &AuthzState, request: &AuthorizeRequest, subject: &str) -> Response {
+pub(super) async fn approve(
+    state: &AuthzState,
+    request: &AuthorizeRequest,
+    subject: &str,
+) -> Response {
     let issued = issue_code(state, request, subject).await;
     let code = match issued {
         Ok(code) => code,

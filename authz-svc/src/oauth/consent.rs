@@ -36,7 +36,13 @@ pub(super) fn render(state: &AuthzState, request: &AuthorizeRequest, page: Page)
         return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     let csrf = csrf_token(state, &nonce, &request.client.client_id);
-    let html = page_html(request, &scope_items(state, request), &csrf, page);
+    let html = page_html(
+        request,
+        &scope_items(state, request),
+        &provider_buttons(state),
+        &csrf,
+        page,
+    );
     let status = if page == Page::LoginFailed {
         StatusCode::UNAUTHORIZED
     } else {
@@ -92,7 +98,7 @@ pub(super) fn protect(headers: &mut HeaderMap) {
 }
 
 /// Returns an error page; used where redirecting the error would be unsafe.
-pub(super) fn error_page(status: StatusCode, message: &'static str) -> Response {
+pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Authorization error</title></head>\
          <body><h1>Authorization error</h1><p>{}</p></body></html>",
@@ -111,7 +117,8 @@ fn cookie_name(secure: bool) -> &'static str {
     }
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// Returns the value of the cookie `name`.
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -161,7 +168,29 @@ fn scope_items(state: &AuthzState, request: &AuthorizeRequest) -> String {
         .collect()
 }
 
-fn page_html(request: &AuthorizeRequest, scopes: &str, csrf: &str, page: Page) -> String {
+/// Returns a "Sign in with X and allow" button per upstream identity provider.
+fn provider_buttons(state: &AuthzState) -> String {
+    state
+        .federation
+        .providers()
+        .iter()
+        .map(|provider| {
+            format!(
+                "<button name=\"idp\" value=\"{name}\">Sign in with {label} and allow</button>",
+                name = escape(&provider.config.name),
+                label = escape(provider.label())
+            )
+        })
+        .collect()
+}
+
+fn page_html(
+    request: &AuthorizeRequest,
+    scopes: &str,
+    providers: &str,
+    csrf: &str,
+    page: Page,
+) -> String {
     let client = &request.client;
     let name = if client.client_name.is_empty() {
         "An unnamed application"
@@ -205,7 +234,7 @@ fn page_html(request: &AuthorizeRequest, scopes: &str, csrf: &str, page: Page) -
          <label>Username <input name=\"username\" autocomplete=\"username\"></label>\
          <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\"></label>\
          <button name=\"decision\" value=\"approve\">Allow</button>\
-         <button name=\"decision\" value=\"deny\">Deny</button></form></body></html>",
+         <button name=\"decision\" value=\"deny\">Deny</button>{providers}</form></body></html>",
         name = escape(name),
         client_id = escape(&client.client_id),
         resource = escape(&request.resource),

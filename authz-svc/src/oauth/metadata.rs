@@ -27,12 +27,15 @@ pub(super) async fn jwks(State(state): State<AuthzState>) -> impl IntoResponse {
 fn document(state: &AuthzState) -> Value {
     let issuer = &state.issuer;
     // Agent bundles use client credentials and token exchange whatever registration allows.
-    let grant_types = vec![
+    let mut grant_types = vec![
         "authorization_code",
         "refresh_token",
         "client_credentials",
         crate::client::TOKEN_EXCHANGE,
     ];
+    if !state.config.enterprise_idps.is_empty() {
+        grant_types.push(crate::client::JWT_BEARER);
+    }
     json!({
         "issuer": issuer.issuer,
         "authorization_endpoint": issuer.endpoint("/authorize"),

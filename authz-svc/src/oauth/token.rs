@@ -13,7 +13,9 @@ use serde_json::json;
 
 use super::caller::{Caller, authenticate_caller};
 use super::{OAuthError, Params, no_store};
-use crate::client::{AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, TOKEN_EXCHANGE};
+use crate::client::{
+    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, JWT_BEARER, REFRESH_TOKEN, TOKEN_EXCHANGE,
+};
 use crate::config::MAX_AGENT_TOKEN_TTL;
 use crate::grant::{hash_token, scopes_within, verify_pkce};
 use crate::keys::random_token;
@@ -23,6 +25,7 @@ use crate::token::{TokenRequest, now};
 
 mod agent;
 mod exchange;
+mod identity_assertion;
 
 /// Serves the token endpoint.
 pub(super) async fn token(
@@ -54,7 +57,7 @@ async fn exchange(
     let caller = authenticate_caller(state, headers, &params).await?;
     if !matches!(
         grant_type.as_str(),
-        AUTHORIZATION_CODE | REFRESH_TOKEN | CLIENT_CREDENTIALS | TOKEN_EXCHANGE
+        AUTHORIZATION_CODE | REFRESH_TOKEN | CLIENT_CREDENTIALS | TOKEN_EXCHANGE | JWT_BEARER
     ) {
         return Err(OAuthError::new(
             "unsupported_grant_type",
@@ -83,6 +86,7 @@ async fn exchange(
     match grant_type.as_str() {
         AUTHORIZATION_CODE => authorization_code(state, &client, &params).await,
         REFRESH_TOKEN => refresh_token(state, &client, &params).await,
+        JWT_BEARER => identity_assertion::jwt_bearer(state, &client, &params).await,
         _ => client_credentials(state, &client, &params),
     }
 }
@@ -135,7 +139,7 @@ async fn authorization_code(
     let successor = new_refresh(state, &refresh);
     match state.store.redeem_code(&hash, &successor, now()).await? {
         Redemption::Redeemed(family) => {
-            grant_response(state, &family, Some(&refresh), AUTHORIZATION_CODE)
+            grant_response(state, &family, Some(&refresh), AUTHORIZATION_CODE).await
         }
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, grant = %record.family_id, "authorization code replayed: grant revoked");
@@ -177,7 +181,7 @@ async fn refresh_token(
             if let Some(scope) = params.get("scope") {
                 scope.clone_into(&mut family.scope);
             }
-            grant_response(state, &family, Some(&refresh), REFRESH_TOKEN)
+            grant_response(state, &family, Some(&refresh), REFRESH_TOKEN).await
         }
         Redemption::Replayed => {
             tracing::warn!(client_id = %client.client_id, "refresh token reused: grant revoked");
@@ -265,17 +269,13 @@ fn new_refresh(state: &AuthzState, token: &str) -> NewRefresh {
     }
 }
 
-fn grant_response(
+async fn grant_response(
     state: &AuthzState,
     family: &FamilyRecord,
     refresh: Option<&str>,
     grant_type: &str,
 ) -> Result<Response, OAuthError> {
-    // A provisioned member's groups come from the directory, a configured one's from config.
-    let groups = state
-        .directory
-        .groups(&family.subject)
-        .unwrap_or_else(|| state.members.groups(&family.subject).to_vec());
+    let groups = state.member_groups(&family.subject).await?;
     let request = TokenRequest {
         subject: &family.subject,
         audience: &family.resource,

@@ -331,6 +331,50 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
+            async fn record_federated_login(
+                &self,
+                member: &$crate::store::FederatedMember,
+            ) -> Result<(), $crate::error::Error> {
+                sqlx::query(
+                    "INSERT INTO federated_members (member_id, issuer, subject, groups, created_at, last_login_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (member_id) DO UPDATE SET \
+                     groups = excluded.groups, last_login_at = excluded.last_login_at",
+                )
+                .bind(&member.member_id)
+                .bind(&member.issuer)
+                .bind(&member.subject)
+                .bind($crate::store::sql::to_json(&member.groups))
+                .bind(member.created_at)
+                .bind(member.last_login_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::classify)?;
+                Ok(())
+            }
+
+            async fn federated_member(
+                &self,
+                member_id: &str,
+            ) -> Result<Option<$crate::store::FederatedMember>, $crate::error::Error> {
+                let row: Option<(String, String, String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT member_id, issuer, subject, groups, created_at, last_login_at \
+                     FROM federated_members WHERE member_id = $1",
+                )
+                .bind(member_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::classify)?;
+                row.map($crate::store::sql::federated_member).transpose()
+            }
+
+            async fn federated_member_count(&self) -> Result<u64, $crate::error::Error> {
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM federated_members")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::classify)?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            }
+
             async fn insert_initial_keys(
                 &self,
                 active: &$crate::store::KeyRecord,
@@ -398,7 +442,7 @@ macro_rules! sql_store {
 
 pub(crate) use sql_store;
 
-use super::{ClientRecord, CodeRecord, FamilyRecord, KeyRecord, KeyStatus};
+use super::{ClientRecord, CodeRecord, FamilyRecord, FederatedMember, KeyRecord, KeyStatus};
 use crate::error::Error;
 
 pub(crate) fn to_json(list: &[String]) -> String {
@@ -507,5 +551,19 @@ pub(crate) fn key_record(
         public_y,
         created_at,
         retired_until,
+    })
+}
+
+pub(crate) fn federated_member(
+    row: (String, String, String, String, i64, i64),
+) -> Result<FederatedMember, Error> {
+    let (member_id, issuer, subject, groups, created_at, last_login_at) = row;
+    Ok(FederatedMember {
+        member_id,
+        issuer,
+        subject,
+        groups: from_json(&groups)?,
+        created_at,
+        last_login_at,
     })
 }

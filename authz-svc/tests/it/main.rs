@@ -12,6 +12,7 @@ mod client_documents;
 mod data_plane;
 mod directory;
 mod exchange;
+mod federation;
 mod harness;
 mod lifecycle;
 mod metadata;

@@ -214,7 +214,7 @@ impl CallRecord {
             .iter()
             .map(|(name, value)| ArgumentMetadata {
                 name: name.clone(),
-                size_bytes: serde_json::to_vec(value).map_or(0, |bytes| bytes.len() as u64),
+                size_bytes: json_len(value),
             })
             .collect();
         let canonical = serde_json_canonicalizer::to_vec(arguments).unwrap_or_default();
@@ -352,5 +352,37 @@ fn metadata(
             .map(|client| client.name.clone())
             .unwrap_or_default(),
         mcp_client_version: client.map(|client| client.version).unwrap_or_default(),
+    }
+}
+
+/// Returns the length of `value`'s compact JSON without building it: audit records sizes,
+/// and the text itself is written elsewhere (or not at all).
+pub(crate) fn json_len(value: &impl serde::Serialize) -> u64 {
+    /// Counts the bytes written to it and keeps none.
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_or(0, |()| counter.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_len_is_the_length_of_the_compact_json() {
+        let value = serde_json::json!({
+            "text": "héllo \"quoted\" \u{1F600}",
+            "numbers": [1, 2.5, -3e10, null],
+            "nested": {"flag": true, "empty": {}},
+        });
+        let expected = serde_json::to_vec(&value).expect("serializable").len() as u64;
+        assert_eq!(super::json_len(&value), expected);
     }
 }

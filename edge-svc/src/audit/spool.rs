@@ -278,7 +278,10 @@ impl Spool {
             let mut file = File::open(&path).map_err(io_at(&path))?;
             file.seek(SeekFrom::Start(position - base))
                 .map_err(io_at(&path))?;
-            let mut reader = io::BufReader::with_capacity(256 * 1024, file);
+            // Sized to what is there: a small batch under steady load must not pay for
+            // allocating (and faulting in) a 256 KiB buffer each time.
+            let room = usize::try_from(limit - position).unwrap_or(usize::MAX);
+            let mut reader = io::BufReader::with_capacity(room.clamp(4096, 256 * 1024), file);
             while position < limit && records.len() < max_records {
                 let payload = read_frame(&mut reader, position, limit - position)?;
                 position += HEADER + payload.len() as u64;

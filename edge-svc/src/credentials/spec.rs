@@ -5,6 +5,7 @@
 //! releases.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -35,6 +36,65 @@ pub struct CredentialSpec {
     /// The downstream OAuth provider members connect to (`per_member` only).
     #[serde(default)]
     pub oauth: Option<OAuthSpec>,
+    /// Members paste their own API key through the first-use link (`per_member` only).
+    #[serde(default)]
+    pub api_key: Option<ApiKeySpec>,
+    /// Rotates the shared secret on a schedule through a hook (`shared` only).
+    #[serde(default)]
+    pub rotation: Option<RotationSpec>,
+}
+
+/// Scheduled rotation of a shared secret: every `every`, the hook makes a new value; the
+/// previous one stays valid for `overlap`, then the hook retires it (vault-svc runs it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationSpec {
+    /// Time between rotations, such as `30d`.
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// How long the previous value stays valid after a rotation.
+    #[serde(with = "humantime_serde", default)]
+    pub overlap: Duration,
+    /// What makes and retires values.
+    pub hook: RotationHookSpec,
+    /// Failed attempts in a row before the rotation needs attention (vault-svc's default: 5).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// First retry delay, doubling per failure (vault-svc's default: 30 s).
+    #[serde(with = "humantime_serde", default)]
+    pub backoff: Option<Duration>,
+    /// Bound on one hook call (vault-svc's default: 60 s).
+    #[serde(with = "humantime_serde", default)]
+    pub timeout: Option<Duration>,
+}
+
+/// A rotation hook: a program run without a shell, or an HTTP endpoint called with POST.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RotationHookSpec {
+    /// The program and its arguments.
+    Command(Vec<String>),
+    /// The endpoint.
+    Http {
+        /// Its URL.
+        url: url::Url,
+        /// The environment variable holding a bearer token for it, so the file holds none.
+        #[serde(default)]
+        bearer_env: Option<String>,
+    },
+}
+
+/// A per-member API key: the header it travels in when no `inject` template says otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    /// The header name, `X-Api-Key` by default.
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+}
+
+fn default_api_key_header() -> String {
+    "X-Api-Key".to_owned()
 }
 
 /// Templates that place credential material into a request.
@@ -91,7 +151,8 @@ impl CredentialSpec {
     pub fn validate(&self, kind: &str) -> Result<(), (String, String)> {
         let declared = !self.inject.headers.is_empty() || !self.inject.env.is_empty();
         if self.mode == CredentialMode::None {
-            if declared || self.oauth.is_some() {
+            if declared || self.oauth.is_some() || self.api_key.is_some() || self.rotation.is_some()
+            {
                 return Err((
                     "mode".into(),
                     "is `none`: set `shared` or `per_member` to inject a credential".into(),
@@ -132,6 +193,40 @@ impl CredentialSpec {
                     "is not a header name".into(),
                 )
             })?;
+        }
+        if let Some(api_key) = &self.api_key {
+            if self.mode != CredentialMode::PerMember {
+                return Err((
+                    "api_key".into(),
+                    "applies to `per_member` credentials; shared keys are set with `gatehouse credentials set`".into(),
+                ));
+            }
+            if self.oauth.is_some() {
+                return Err((
+                    "api_key".into(),
+                    "set `api_key` or `oauth`, not both".into(),
+                ));
+            }
+            http::HeaderName::try_from(api_key.header.as_str()).map_err(|_| {
+                (
+                    "api_key.header".to_owned(),
+                    "is not a header name".to_owned(),
+                )
+            })?;
+        }
+        if let Some(rotation) = &self.rotation {
+            if self.mode != CredentialMode::Shared {
+                return Err(("rotation".into(), "applies to `shared` credentials".into()));
+            }
+            if rotation.every.is_zero() || rotation.overlap >= rotation.every {
+                return Err((
+                    "rotation".into(),
+                    "`every` must be positive and longer than `overlap`".into(),
+                ));
+            }
+            if matches!(&rotation.hook, RotationHookSpec::Command(command) if command.is_empty()) {
+                return Err(("rotation.hook.command".into(), "must name a program".into()));
+            }
         }
         match (&self.oauth, self.mode) {
             (Some(_), CredentialMode::Shared) => Err((

@@ -20,6 +20,7 @@ impl Admin {
                 agent_client_ids: query.agent.into_iter().collect(),
                 virtual_servers: query.virtual_server.into_iter().collect(),
                 tools: query.tool.into_iter().collect(),
+                kinds: query.kind.into_iter().collect(),
                 ..Filter::default()
             };
             let search = SearchQuery::new(

@@ -236,6 +236,9 @@ pub(crate) struct AuditQuery {
     pub(crate) virtual_server: Option<String>,
     /// The exposed tool name.
     pub(crate) tool: Option<String>,
+    /// The event kind by name, such as `EVENT_KIND_MCP_REQUEST`.
+    #[serde(default)]
+    pub(crate) kind: Option<String>,
     /// The page size (default 100, at most 1000).
     pub(crate) limit: Option<u32>,
     /// Continues a previous search.

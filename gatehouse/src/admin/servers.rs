@@ -107,6 +107,19 @@ impl Admin {
         self.inner.routing.live().view.connectors.clone()
     }
 
+    /// Returns the names of the connectors in force, unaudited: a member's own page (the
+    /// console's connected accounts) needs them, and names are no administrative secret.
+    pub(crate) fn connector_names(&self) -> Vec<String> {
+        self.inner
+            .routing
+            .live()
+            .view
+            .connectors
+            .iter()
+            .map(|connector| connector.name.clone())
+            .collect()
+    }
+
     /// Returns one connector.
     pub(crate) fn connector(
         &self,

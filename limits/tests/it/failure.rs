@@ -9,11 +9,13 @@ use tokio::task::JoinSet;
 
 use crate::store::redis_url;
 
-/// Forwards connections to Redis until dropped; dropping it closes every forwarded connection.
+/// Forwards connections to Redis until [`Link::cut`].
 struct Link {
     url: String,
-    /// Dropping it aborts the accept loop and, with it, every forwarded connection.
-    _forwarding: JoinSet<()>,
+    /// Is cancelled to stop accepting and to close every forwarded connection.
+    cut: tokio::sync::oneshot::Sender<()>,
+    /// Is the accept loop; it ends only once every forwarded connection is closed.
+    forwarding: tokio::task::JoinHandle<()>,
 }
 
 impl Link {
@@ -28,22 +30,39 @@ impl Link {
         let mut cut = target.clone();
         cut.set_port(Some(listener.local_addr().expect("addr").port()))
             .expect("port");
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
+        let (cut_tx, mut cut_rx) = tokio::sync::oneshot::channel();
+        let forwarding = tokio::spawn(async move {
             let mut connections = JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                connections.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            loop {
+                tokio::select! {
+                    _ = &mut cut_rx => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut client, _)) = accepted else { break };
+                        let upstream = upstream.clone();
+                        connections.spawn(async move {
+                            if let Ok(mut server) = TcpStream::connect(upstream).await {
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        });
                     }
-                });
+                }
             }
+            // Aborted and awaited, so the connections are closed when `cut` returns: a
+            // merely dropped task closes its sockets later, and a request sent in between
+            // would still reach Redis.
+            connections.shutdown().await;
         });
         Self {
             url: cut.to_string(),
-            _forwarding: tasks,
+            cut: cut_tx,
+            forwarding,
         }
+    }
+
+    /// Stops accepting and returns once every forwarded connection is closed.
+    async fn cut(self) {
+        let _ = self.cut.send(());
+        self.forwarding.await.expect("the link's accept loop");
     }
 }
 
@@ -80,7 +99,7 @@ async fn by_default_a_lost_store_lets_calls_through_unmetered() {
         limiter.acquire(&one_call()).await.unwrap(),
         Decision::Limited { .. }
     ));
-    drop(link);
+    link.cut().await;
     for _ in 0..3 {
         assert_eq!(
             limiter.acquire(&one_call()).await.unwrap(),
@@ -99,7 +118,7 @@ async fn a_fail_closed_limiter_refuses_while_the_store_is_lost() {
         limiter.acquire(&one_call()).await.unwrap(),
         Decision::Allowed
     );
-    drop(link);
+    link.cut().await;
     let error = limiter.acquire(&one_call()).await.unwrap_err();
     assert!(matches!(error, Error::Unavailable), "{error}");
 }

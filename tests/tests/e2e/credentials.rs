@@ -118,6 +118,8 @@ async fn start_vault(dir: &std::path::Path, shutdown: &CancellationToken) -> (St
         vault_svc::ConnectorConfig {
             credential: vault_svc::CredentialMode::Shared,
             oauth: None,
+            api_key: None,
+            rotation: None,
         },
     );
     config.connectors.insert(
@@ -125,6 +127,8 @@ async fn start_vault(dir: &std::path::Path, shutdown: &CancellationToken) -> (St
         vault_svc::ConnectorConfig {
             credential: vault_svc::CredentialMode::PerMember,
             oauth: Some(oauth),
+            api_key: None,
+            rotation: None,
         },
     );
     let (endpoint, vault, events) = run_vault(config, shutdown).await;
@@ -399,6 +403,8 @@ async fn members_connect_their_own_accounts_at_a_real_provider_and_retry() {
                 scopes: vec!["read".to_owned()],
                 revocation_endpoint: None,
             }),
+            api_key: None,
+            rotation: None,
         },
     );
     let (vault_endpoint, vault, mut vault_events) = run_vault(config, &shutdown).await;
@@ -558,5 +564,147 @@ async fn gatehouse_up_injects_a_shared_credential_set_through_the_cli() {
         assert!(!text.contains(SHARED), "the credential was echoed");
     }
     up.kill().await.expect("gatehouse stopped");
+    downstream.stop().await;
+}
+
+/// Returns the value of hidden input `name` in an HTML form.
+fn hidden_input(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..]
+        .split('"')
+        .next()
+        .expect("closing quote")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_paste_their_own_api_keys_through_the_link_and_retry() {
+    const ALICE_KEY: &str = "ak-canary-alice-3f9d";
+    const BOB_KEY: &str = "ak-canary-bob-81c7";
+    let dir = tempfile::tempdir().expect("vault");
+    let shutdown = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut config = vault_svc::Config::default().with_data_dir(dir.path());
+    config.http.public_url = format!("{origin}/vault");
+    config.connectors.insert(
+        "keyed".to_owned(),
+        vault_svc::ConnectorConfig {
+            api_key: Some(vault_svc::ApiKeyConfig {
+                header: "X-Api-Key".to_owned(),
+            }),
+            ..vault_svc::ConnectorConfig::new(vault_svc::CredentialMode::PerMember)
+        },
+    );
+    let (vault_endpoint, vault, mut vault_events) = run_vault(config, &shutdown).await;
+    // The downstream reports the digest of the Authorization header it received, so the key
+    // travels there (through the connector's template) and is proven without being echoed.
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    echo.args(["http", "--listen", "127.0.0.1:0"]);
+    let downstream = UrlServer::start(echo).await;
+    let yaml = format!(
+        "connectors:\n  - name: keyed\n    http: {{url: \"{}\"}}\n    credentials:\n      mode: per_member\n      \
+         api_key: {{header: X-Api-Key}}\n      inject: {{headers: {{Authorization: \"Key {{key}}\"}}}}\n\
+         virtual_servers:\n  - name: crm\n    connectors: [{{connector: keyed, prefix: \"\"}}]\n",
+        downstream.url
+    );
+    let url = serve_edge(
+        listener,
+        &yaml,
+        &vault_endpoint,
+        Recorder::disabled(),
+        Some(vault.clone()),
+        &shutdown,
+    );
+    let browser = reqwest::Client::new();
+    let page_url = format!("{origin}/vault/api-key?state=");
+    let mut seen = Vec::new();
+
+    // A client that opens URLs gets the link as a URL elicitation.
+    let elicited = call(
+        &url,
+        "t-carol",
+        "authorization_digest",
+        json!({"elicitation": {"url": {}}}),
+    )
+    .await;
+    assert_eq!(elicited["error"]["code"], -32042, "{elicited}");
+    let carol_link = elicited["error"]["data"]["elicitations"][0]["url"]
+        .as_str()
+        .expect("a link");
+    assert!(carol_link.starts_with(&page_url), "{carol_link}");
+    seen.push(elicited.to_string());
+
+    for (token, key) in [("t-alice", ALICE_KEY), ("t-bob", BOB_KEY)] {
+        let first = call(&url, token, "authorization_digest", json!({})).await;
+        assert_eq!(first["result"]["isError"], true, "{first}");
+        let message = text(&first);
+        let link = message
+            .split_whitespace()
+            .find(|word| word.starts_with(&page_url))
+            .unwrap_or_else(|| panic!("the tool error carries the link: {message}"));
+        let page = browser.get(link).send().await.expect("page");
+        assert_eq!(page.status(), 200);
+        let cookie = page.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .next()
+            .expect("cookie")
+            .to_owned();
+        let form = page.text().await.expect("form");
+        let fields = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("state", hidden_input(&form, "state")),
+                ("csrf", hidden_input(&form, "csrf")),
+                ("key", key.to_owned()),
+            ])
+            .finish();
+        let saved = browser
+            .post(format!("{origin}/vault/api-key"))
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(fields)
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(saved.status(), 200);
+        seen.push(saved.text().await.expect("page"));
+        let retried = call(&url, token, "authorization_digest", json!({})).await;
+        assert_eq!(
+            text(&retried),
+            digest(&format!("Key {key}")),
+            "the downstream received {retried}"
+        );
+        seen.extend([first.to_string(), retried.to_string()]);
+    }
+    // Interleaved calls keep each member on their own key.
+    let (alice, bob) = tokio::join!(
+        call(&url, "t-alice", "authorization_digest", json!({})),
+        call(&url, "t-bob", "authorization_digest", json!({})),
+    );
+    assert_eq!(text(&alice), digest(&format!("Key {ALICE_KEY}")));
+    assert_eq!(text(&bob), digest(&format!("Key {BOB_KEY}")));
+    seen.extend([alice.to_string(), bob.to_string()]);
+    // Carol never pasted one: she still gets a link, never someone else's key.
+    let carol = call(&url, "t-carol", "authorization_digest", json!({})).await;
+    assert_eq!(carol["result"]["isError"], true, "{carol}");
+    seen.push(carol.to_string());
+
+    shutdown.cancel();
+    vault_events.close();
+    while let Some(event) = vault_events.recv().await {
+        seen.push(format!("{event:?}"));
+    }
+    for key in [ALICE_KEY, BOB_KEY] {
+        assert!(
+            seen.iter().all(|text| !text.contains(key)),
+            "a pasted key leaked into a response, a page or a vault event"
+        );
+    }
     downstream.stop().await;
 }

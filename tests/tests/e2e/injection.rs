@@ -90,6 +90,8 @@ async fn a_rejected_credential_is_fetched_again_once_then_reported_clearly() {
         vault_svc::ConnectorConfig {
             credential: vault_svc::CredentialMode::Shared,
             oauth: None,
+            api_key: None,
+            rotation: None,
         },
     );
     let (endpoint, vault, _events) = run_vault(config, &shutdown).await;
@@ -169,6 +171,8 @@ async fn per_member_stdio_programs_carry_their_members_credential_and_follow_its
         vault_svc::ConnectorConfig {
             credential: vault_svc::CredentialMode::PerMember,
             oauth: Some(oauth),
+            api_key: None,
+            rotation: None,
         },
     );
     let (endpoint, vault, _events) = run_vault(config, &shutdown).await;
@@ -296,6 +300,8 @@ async fn legacy_sse_connectors_carry_the_shared_credential() {
         vault_svc::ConnectorConfig {
             credential: vault_svc::CredentialMode::Shared,
             oauth: None,
+            api_key: None,
+            rotation: None,
         },
     );
     let (endpoint, vault, _events) = run_vault(config, &shutdown).await;

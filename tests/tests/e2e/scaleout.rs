@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::audit::{ECHO, echo_dir};
 use super::oauth::call_echo;
 
-const EDGE_TOKEN: &str = "scaleout-edge-service-token-0123456789ab";
-const ADMIN_TOKEN: &str = "scaleout-admin-service-token-0123456789a";
+pub(super) const EDGE_TOKEN: &str = "scaleout-edge-service-token-0123456789ab";
+pub(super) const ADMIN_TOKEN: &str = "scaleout-admin-service-token-0123456789a";
 
 /// A running authz-svc (gRPC and OAuth face) in this process, and the policy store it publishes.
 struct Authz {
@@ -131,7 +131,7 @@ async fn start_edge(
 }
 
 /// Creates an agent bundle for `crm` and returns a client-credentials access token for it.
-async fn agent_token(
+pub(super) async fn agent_token(
     grpc: SocketAddr,
     http: SocketAddr,
     name: &str,
@@ -175,7 +175,7 @@ async fn agent_token(
 }
 
 /// Calls echo until `accept` holds for (status, body), failing after `within`; returns the wait.
-async fn until(
+pub(super) async fn until(
     url: &str,
     token: &str,
     within: Duration,
@@ -198,7 +198,7 @@ async fn until(
     }
 }
 
-fn succeeded(status: StatusCode, body: &Value) -> bool {
+pub(super) fn succeeded(status: StatusCode, body: &Value) -> bool {
     status == StatusCode::OK && body.get("result").is_some()
 }
 
@@ -346,16 +346,16 @@ async fn a_standalone_edge_follows_authz_feeds_and_fails_closed_when_they_go_sta
 }
 
 /// The protocol version of the session era the harness speaks (`Mcp-Session-Id`).
-const SESSION_ERA: &str = "2025-11-25";
+pub(super) const SESSION_ERA: &str = "2025-11-25";
 
 /// A process started by the harness, killed (SIGKILL) when dropped.
-struct Replica {
-    name: String,
-    addr: SocketAddr,
-    child: tokio::process::Child,
+pub(super) struct Replica {
+    pub(super) name: String,
+    pub(super) addr: SocketAddr,
+    pub(super) child: tokio::process::Child,
 }
 
-fn sibling_binary(name: &str) -> std::path::PathBuf {
+pub(super) fn sibling_binary(name: &str) -> std::path::PathBuf {
     let path = Path::new(ECHO).with_file_name(name);
     assert!(
         path.is_file(),
@@ -365,7 +365,7 @@ fn sibling_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
-async fn wait_listening(addr: SocketAddr, child: &mut tokio::process::Child) {
+pub(super) async fn wait_listening(addr: SocketAddr, child: &mut tokio::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(
@@ -461,7 +461,7 @@ async fn haproxy(haproxy: &str, dir: &Path, public: SocketAddr, edges: &[Replica
 }
 
 /// Posts a JSON-RPC message in the session era and returns (status, edge, session id, body).
-async fn session_post(
+pub(super) async fn session_post(
     url: &str,
     token: &str,
     session: Option<&str>,
@@ -476,7 +476,10 @@ async fn session_post(
     if let Some(session) = session {
         request = request.header("mcp-session-id", session);
     }
-    let response = request.send().await.expect("post");
+    // A replica killed mid-request breaks the exchange; that is a failed call, not a panic.
+    let Ok(response) = request.send().await else {
+        return (StatusCode::BAD_GATEWAY, String::new(), None, Value::Null);
+    };
     let status = response.status();
     let header = |name: &str| {
         response
@@ -489,7 +492,7 @@ async fn session_post(
         header("x-gatehouse-edge").unwrap_or_default(),
         header("mcp-session-id"),
     );
-    let text = response.text().await.expect("body");
+    let text = response.text().await.unwrap_or_default();
     // A reply comes as plain JSON or as SSE events (an empty priming event, then the reply).
     let reply = serde_json::from_str(&text).unwrap_or_else(|_| {
         text.lines()
@@ -638,6 +641,20 @@ async fn three_edges_behind_haproxy_share_sessions_revocations_and_one_rate_limi
     tracing::info!(ok, failed, "load through an edge kill");
 
     // A decommissioned agent is refused on every surviving edge within a second.
+    decommission_and_expect_refusal_on_every_edge(grpc, bundle, &token, &edges).await;
+    drop(balancer);
+    drop(edges);
+    authz.stop().await;
+}
+
+/// Decommissions `bundle` through AgentAdmin at `grpc` and waits until `token` is refused
+/// (401) by every edge in `edges`, failing if that takes more than a second in all.
+pub(super) async fn decommission_and_expect_refusal_on_every_edge(
+    grpc: SocketAddr,
+    bundle: String,
+    token: &str,
+    edges: &[Replica],
+) {
     let channel = svc_kit::grpc::channel(
         &format!("http://{grpc}"),
         &svc_kit::GrpcClientConfig::default(),
@@ -648,24 +665,21 @@ async fn three_edges_behind_haproxy_share_sessions_revocations_and_one_rate_limi
     AgentAdminClient::with_interceptor(channel, present)
         .decommission_agent(pb::DecommissionAgentRequest {
             bundle_id: bundle,
-            reason: "scaleout harness".to_owned(),
+            reason: "scale-out harness".to_owned(),
         })
         .await
         .expect("decommissioned");
     let started = Instant::now();
-    for edge in &edges {
+    for edge in edges {
         let direct = format!("http://{}/v/crm/mcp", edge.addr);
         let remaining = Duration::from_secs(1).saturating_sub(started.elapsed());
         until(
             &direct,
-            &token,
+            token,
             remaining.max(Duration::from_millis(1)),
             "refused on every edge",
             |status, _| status == StatusCode::UNAUTHORIZED,
         )
         .await;
     }
-    drop(balancer);
-    drop(edges);
-    authz.stop().await;
 }

@@ -5,7 +5,8 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
-    ConsentRecord, ConsentRow, FetchRow, ListQuery, Row, principal_ids, status_filter, to_db,
+    ConsentRecord, ConsentRow, FetchRow, ListQuery, RotationRow, Row, principal_ids, status_filter,
+    to_db,
 };
 use crate::credential::{
     CredentialKey, CredentialRecord, CredentialUpdate, NewCredential, now_micros, random_id,
@@ -13,6 +14,7 @@ use crate::credential::{
 use crate::crypto::Envelope;
 use crate::error::Error;
 use crate::secret::Owner;
+use crate::secret_rotation::{RotatedSecret, RotationRecord, RotationUpdate};
 
 /// Stores credentials in PostgreSQL.
 #[derive(Debug, Clone)]

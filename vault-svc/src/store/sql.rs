@@ -12,6 +12,14 @@ macro_rules! columns {
     };
 }
 
+/// Expands to the rotation columns in [`RotationRow`](super::RotationRow) order.
+macro_rules! rotation_columns {
+    () => {
+        "tenant, connector, state, next_at, attempts, cycle, previous_sealed, last_error, \
+         version, updated_at"
+    };
+}
+
 /// Implements [`Store`](super::Store) for a struct with a `pool` field.
 macro_rules! sql_store {
     ($store:ty) => {
@@ -389,6 +397,204 @@ macro_rules! sql_store {
                 .await
                 .map_err(Error::from_sqlx)?;
                 Ok(row.map(ConsentRecord::from).filter(|consent| consent.expires_at >= now))
+            }
+
+            async fn rotation(
+                &self,
+                tenant: &str,
+                connector: &str,
+            ) -> Result<Option<RotationRecord>, Error> {
+                let row: Option<RotationRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    rotation_columns!(),
+                    " FROM vault_rotation WHERE tenant = $1 AND connector = $2"
+                ))
+                .bind(tenant)
+                .bind(connector)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::from_sqlx)?;
+                row.map(RotationRecord::try_from).transpose()
+            }
+
+            async fn schedule_rotation(
+                &self,
+                tenant: &str,
+                connector: &str,
+                next_at: i64,
+            ) -> Result<RotationRecord, Error> {
+                sqlx::query(
+                    "INSERT INTO vault_rotation (tenant, connector, state, next_at, attempts, \
+                     cycle, previous_sealed, last_error, version, fence, updated_at) VALUES \
+                     ($1, $2, 'scheduled', $3, 0, 0, NULL, '', 1, 0, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(connector)
+                .bind(next_at)
+                .bind(now_micros())
+                .execute(&self.pool)
+                .await
+                .map_err(Error::from_sqlx)?;
+                self.rotation(tenant, connector)
+                    .await?
+                    .ok_or(Error::Corrupt("rotation row"))
+            }
+
+            async fn reset_rotation(
+                &self,
+                tenant: &str,
+                connector: &str,
+                next_at: i64,
+            ) -> Result<RotationRecord, Error> {
+                // A value still overlapping stays in `overlap` until its retirement;
+                // the reset then applies to the next rotation.
+                let row: RotationRow = sqlx::query_as(concat!(
+                    "INSERT INTO vault_rotation (tenant, connector, state, next_at, attempts, \
+                     cycle, previous_sealed, last_error, version, fence, updated_at) VALUES \
+                     ($1, $2, 'scheduled', $3, 0, 0, NULL, '', 1, 0, $4) \
+                     ON CONFLICT (tenant, connector) DO UPDATE SET \
+                     state = CASE WHEN vault_rotation.previous_sealed IS NULL THEN 'scheduled' \
+                     ELSE 'overlap' END, \
+                     next_at = CASE WHEN vault_rotation.previous_sealed IS NULL THEN $3 \
+                     ELSE vault_rotation.next_at END, \
+                     attempts = 0, last_error = '', version = vault_rotation.version + 1, \
+                     updated_at = $4 RETURNING ",
+                    rotation_columns!()
+                ))
+                .bind(tenant)
+                .bind(connector)
+                .bind(next_at)
+                .bind(now_micros())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Error::from_sqlx)?;
+                row.try_into()
+            }
+
+            async fn claim_rotation(
+                &self,
+                tenant: &str,
+                connector: &str,
+                version: u64,
+                fence: u64,
+            ) -> Result<bool, Error> {
+                let result = sqlx::query(
+                    "UPDATE vault_rotation SET fence = $4, version = version + 1 \
+                     WHERE tenant = $1 AND connector = $2 AND version = $3 AND fence < $4",
+                )
+                .bind(tenant)
+                .bind(connector)
+                .bind(to_db(version))
+                .bind(to_db(fence))
+                .execute(&self.pool)
+                .await
+                .map_err(Error::from_sqlx)?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn update_rotation(
+                &self,
+                tenant: &str,
+                connector: &str,
+                version: u64,
+                fence: u64,
+                update: &RotationUpdate,
+            ) -> Result<Option<RotationRecord>, Error> {
+                let row: Option<RotationRow> = sqlx::query_as(concat!(
+                    "UPDATE vault_rotation SET state = $5, next_at = $6, attempts = $7, \
+                     cycle = $8, previous_sealed = $9, last_error = $10, \
+                     version = version + 1, updated_at = $11 WHERE tenant = $1 \
+                     AND connector = $2 AND version = $3 AND fence = $4 RETURNING ",
+                    rotation_columns!()
+                ))
+                .bind(tenant)
+                .bind(connector)
+                .bind(to_db(version))
+                .bind(to_db(fence))
+                .bind(update.state.as_str())
+                .bind(update.next_at)
+                .bind(i64::from(update.attempts))
+                .bind(to_db(update.cycle))
+                .bind(update.previous_sealed.as_deref())
+                .bind(&update.last_error)
+                .bind(now_micros())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::from_sqlx)?;
+                row.map(RotationRecord::try_from).transpose()
+            }
+
+            async fn store_rotated(
+                &self,
+                tenant: &str,
+                connector: &str,
+                version: u64,
+                fence: u64,
+                update: &RotationUpdate,
+                rotated: &RotatedSecret,
+            ) -> Result<Option<u64>, Error> {
+                let kek_version = i64::from(Envelope::kek_version(&rotated.sealed)?);
+                let now = now_micros();
+                let mut tx = self.pool.begin().await.map_err(Error::from_sqlx)?;
+                let schedule = sqlx::query(
+                    "UPDATE vault_rotation SET state = $5, next_at = $6, attempts = $7, \
+                     cycle = $8, previous_sealed = $9, last_error = $10, \
+                     version = version + 1, updated_at = $11 WHERE tenant = $1 \
+                     AND connector = $2 AND version = $3 AND fence = $4",
+                )
+                .bind(tenant)
+                .bind(connector)
+                .bind(to_db(version))
+                .bind(to_db(fence))
+                .bind(update.state.as_str())
+                .bind(update.next_at)
+                .bind(i64::from(update.attempts))
+                .bind(to_db(update.cycle))
+                .bind(update.previous_sealed.as_deref())
+                .bind(&update.last_error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::from_sqlx)?;
+                if schedule.rows_affected() != 1 {
+                    return Ok(None);
+                }
+                let credential: Option<i64> = sqlx::query_scalar(
+                    "UPDATE vault_credential SET sealed = $4, kek_version = $5, \
+                     status = 'active', version = version + 1, updated_at = $6 \
+                     WHERE tenant = $1 AND id = $2 AND version = $3 RETURNING version",
+                )
+                .bind(tenant)
+                .bind(&rotated.credential_id)
+                .bind(to_db(rotated.credential_version))
+                .bind(&rotated.sealed)
+                .bind(kek_version)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::from_sqlx)?;
+                let Some(credential) = credential else {
+                    return Ok(None);
+                };
+                tx.commit().await.map_err(Error::from_sqlx)?;
+                Ok(Some(u64::try_from(credential).map_err(|_| Error::Corrupt("version"))?))
+            }
+
+            async fn peek_consent(
+                &self,
+                state_hash: &[u8],
+                now: i64,
+            ) -> Result<Option<ConsentRecord>, Error> {
+                let row: Option<ConsentRow> = sqlx::query_as(
+                    "SELECT state_hash, tenant, connector, member_id, sealed, expires_at \
+                     FROM vault_consent WHERE state_hash = $1 AND expires_at >= $2",
+                )
+                .bind(state_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::from_sqlx)?;
+                Ok(row.map(ConsentRecord::from))
             }
         }
     };

@@ -7,7 +7,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    ConsentRecord, ConsentRow, FetchRow, ListQuery, Row, principal_ids, status_filter, to_db,
+    ConsentRecord, ConsentRow, FetchRow, ListQuery, RotationRow, Row, principal_ids, status_filter,
+    to_db,
 };
 use crate::credential::{
     CredentialKey, CredentialRecord, CredentialUpdate, NewCredential, now_micros, random_id,
@@ -15,6 +16,7 @@ use crate::credential::{
 use crate::crypto::Envelope;
 use crate::error::Error;
 use crate::secret::Owner;
+use crate::secret_rotation::{RotatedSecret, RotationRecord, RotationUpdate};
 
 /// Stores credentials in a SQLite file (WAL, `synchronous = FULL`).
 #[derive(Debug, Clone)]

@@ -98,6 +98,8 @@ async fn two_members_connect_their_own_accounts_and_no_token_leaks() {
         ConnectorConfig {
             credential: CredentialMode::PerMember,
             oauth: Some(oauth(&provider.url, format!("{downstream}/mcp"), false)),
+            api_key: None,
+            rotation: None,
         },
     );
     connectors.insert(
@@ -105,6 +107,8 @@ async fn two_members_connect_their_own_accounts_and_no_token_leaks() {
         ConnectorConfig {
             credential: CredentialMode::PerMember,
             oauth: Some(oauth(&provider.url, format!("{downstream}/mcp"), true)),
+            api_key: None,
+            rotation: None,
         },
     );
     let keyring =

@@ -20,6 +20,8 @@ pub(crate) fn connectors(provider: &str) -> BTreeMap<String, ConnectorConfig> {
         ConnectorConfig {
             credential: CredentialMode::Shared,
             oauth: None,
+            api_key: None,
+            rotation: None,
         },
     );
     connectors.insert(
@@ -35,6 +37,8 @@ pub(crate) fn connectors(provider: &str) -> BTreeMap<String, ConnectorConfig> {
                 scopes: vec!["read".to_owned()],
                 revocation_endpoint: Some(format!("{provider}/revoke")),
             }),
+            api_key: None,
+            rotation: None,
         },
     );
     connectors

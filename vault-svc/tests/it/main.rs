@@ -2,6 +2,7 @@
 // Test helpers outside #[test] functions panic on setup failure by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_key;
 mod backend;
 mod binary;
 mod consent;
@@ -11,5 +12,6 @@ mod lock;
 mod peer;
 mod refresh;
 mod rotation;
+mod schedule;
 mod service;
 mod store;
