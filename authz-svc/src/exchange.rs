@@ -63,6 +63,7 @@ impl AuthzState {
             ttl,
             groups: &subject.groups,
             act: subject.act.clone(),
+            agent: subject.agent.clone(),
         };
         let principal = self.principal_of(&subject).await?;
         self.issue(&request, TOKEN_EXCHANGE, principal)

@@ -22,7 +22,7 @@ pub const ACCESS_TOKEN_TYPE_URI: &str = "urn:ietf:params:oauth:token-type:access
 pub struct AccessClaims {
     /// Is the issuer.
     pub iss: String,
-    /// Is the member, or the client itself for client credentials.
+    /// Is the member, or the client itself for client credentials (RFC 9068 §2.2).
     pub sub: String,
     /// Is the protected resource (canonical MCP URL).
     pub aud: String,
@@ -49,6 +49,24 @@ pub struct AccessClaims {
     /// Names who may act for `sub` (RFC 8693 §4.4); honoured by token exchange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub may_act: Option<serde_json::Value>,
+    /// Names the agent bundle when the token stands for the agent itself (client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentClaim>,
+}
+
+/// Is Gatehouse's private `agent` claim (RFC 7519 §4.3) on an agent's own token: edges
+/// audit and decide by bundle, owner and authentication method without a lookup per call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentClaim {
+    /// Is the bundle's stable id.
+    pub id: String,
+    /// Is the bundle's administrator-chosen name, for records people read.
+    pub name: String,
+    /// Is the member accountable for the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Is how the agent authenticated, named as policies name it (`private_key_jwt`, ...).
+    pub method: String,
 }
 
 /// Describes what an access token is for, before it gets its id and times.
@@ -62,6 +80,7 @@ pub(crate) struct TokenRequest<'a> {
     pub(crate) ttl: Duration,
     pub(crate) groups: &'a [String],
     pub(crate) act: Option<serde_json::Value>,
+    pub(crate) agent: Option<AgentClaim>,
 }
 
 /// Returns the current time in unix seconds.
@@ -92,6 +111,7 @@ pub(crate) fn mint(
         groups: request.groups.to_vec(),
         act: request.act.clone(),
         may_act: None,
+        agent: request.agent.clone(),
     };
     let header = Header {
         typ: Some(ACCESS_TOKEN_TYPE.to_owned()),

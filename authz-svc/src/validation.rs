@@ -48,7 +48,7 @@ impl AuthzState {
         let mut principal = match &agent {
             Some(agent) => {
                 let mut principal = crate::events::agent(agent, AuthenticationMethod::Unspecified);
-                if agent.agent_id != claims.sub {
+                if claims.sub != agent.client_id {
                     principal.member = crate::events::member(&claims.sub, &claims.client_id).member;
                 }
                 principal

@@ -210,12 +210,29 @@ pub fn principal(claims: &TokenClaims) -> Principal {
         act: claims.act.as_ref(),
         groups: &claims.groups,
         roles: &claims.roles,
-        authentication_method: if claims.subject == claims.client_id {
-            policy::AuthenticationMethod::ClientSecret
-        } else {
-            policy::AuthenticationMethod::AuthorizationCode
-        },
+        authentication_method: authentication_method(claims),
+        bundle: claims.agent.as_ref().map(|agent| policy::BundleClaims {
+            bundle_id: &agent.id,
+            bundle_name: &agent.name,
+            owner_member_id: agent.owner.as_deref(),
+        }),
     })
+}
+
+/// Returns how the token was obtained: an agent's own token says how the agent
+/// authenticated; a token with `act` came from an exchange; otherwise a member signed in.
+fn authentication_method(claims: &TokenClaims) -> policy::AuthenticationMethod {
+    if claims.subject == claims.client_id {
+        claims
+            .agent
+            .as_ref()
+            .and_then(|agent| policy::AuthenticationMethod::from_name(&agent.method))
+            .unwrap_or(policy::AuthenticationMethod::ClientSecret)
+    } else if claims.act.is_some() {
+        policy::AuthenticationMethod::TokenExchange
+    } else {
+        policy::AuthenticationMethod::AuthorizationCode
+    }
 }
 
 /// The policy view of an exposed tool: its exposed and upstream names and its annotations.

@@ -57,6 +57,25 @@ pub struct TokenClaims {
     pub roles: Vec<String>,
     /// The grant (refresh family, `sid`) the token belongs to; revoking the grant revokes it.
     pub grant: Option<String>,
+    /// The agent bundle, when the token stands for an agent itself (client credentials).
+    pub agent: Option<AgentClaim>,
+}
+
+/// The issuer's `agent` claim: which bundle a client-credentials token stands for, so the
+/// audit record and policy name the bundle and its owner without a lookup per call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct AgentClaim {
+    /// The bundle's stable id.
+    pub id: String,
+    /// The bundle's administrator-chosen name.
+    #[serde(default)]
+    pub name: String,
+    /// The member accountable for the bundle.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// How the agent authenticated, as policies name it (`client_secret`, `private_key_jwt`, ...).
+    #[serde(default)]
+    pub method: String,
 }
 
 /// Why a bearer token was refused (the text is safe to show: it never contains the token).

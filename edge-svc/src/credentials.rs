@@ -264,7 +264,7 @@ impl Who {
     pub fn of(caller: Option<&Caller>) -> Self {
         match Subject::of(caller) {
             Subject::Member { id, client_id } => Self::Member { id, client_id },
-            Subject::Agent { client_id } => Self::Agent { client_id },
+            Subject::Agent { client_id, .. } => Self::Agent { client_id },
             Subject::Anonymous => Self::Gateway,
         }
     }

@@ -38,7 +38,9 @@ pub use decision::{Decision, DenyReason};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::Error;
 pub use evaluator::Evaluator;
-pub use principal::{Actor, Agent, AuthenticationMethod, Member, Principal, TokenClaims};
+pub use principal::{
+    Actor, Agent, AuthenticationMethod, BundleClaims, Member, Principal, TokenClaims,
+};
 pub use request::{Action, Annotations, Item, Request, RequestContext, Target, Tool};
 pub use schema::SCHEMA;
 pub use scope::{ScopeGrant, Scopes};

@@ -100,9 +100,39 @@ pub struct TokenClaims<'a> {
     pub roles: &'a [String],
     /// Is how the token was obtained.
     pub authentication_method: AuthenticationMethod,
+    /// Is the bundle a client-credentials token stands for, as the issuer's `agent` claim names it.
+    pub bundle: Option<BundleClaims<'a>>,
+}
+
+/// Holds the issuer's account of an agent bundle (its `agent` claim), so that policies can
+/// match the bundle and its owner without a lookup per call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BundleClaims<'a> {
+    /// Is the bundle's stable id.
+    pub bundle_id: &'a str,
+    /// Is the bundle's administrator-chosen name.
+    pub bundle_name: &'a str,
+    /// Is the member accountable for the bundle.
+    pub owner_member_id: Option<&'a str>,
 }
 
 impl AuthenticationMethod {
+    /// Returns the method named `name` as [`Self::as_str`] spells it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Unspecified,
+            Self::AuthorizationCode,
+            Self::ClientSecret,
+            Self::PrivateKeyJwt,
+            Self::WorkloadIdentity,
+            Self::TokenExchange,
+            Self::JwtBearer,
+            Self::None,
+        ]
+        .into_iter()
+        .find(|method| method.as_str() == name)
+    }
+
     /// Returns the name policies compare `context.authentication_method` with.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,11 +174,18 @@ impl Principal {
             ),
             (Some(_), None) => None,
         };
+        // The issuer's `agent` claim describes the token's own agent only, never an actor.
+        let bundle = claims
+            .bundle
+            .filter(|_| member.is_none())
+            .unwrap_or_default();
         Self {
             member,
             agent: agent_id.map(|client_id| Agent {
                 client_id,
-                ..Agent::default()
+                bundle_id: bundle.bundle_id.to_owned(),
+                bundle_name: bundle.bundle_name.to_owned(),
+                owner_member_id: bundle.owner_member_id.map(str::to_owned),
             }),
             client_id: claims.client_id.to_owned(),
             act,

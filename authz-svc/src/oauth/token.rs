@@ -256,6 +256,7 @@ fn client_credentials(
         ttl,
         groups: &[],
         act: None,
+        agent: None,
     };
     let principal = crate::events::client(&client.client_id);
     token_response(state, &request, None, CLIENT_CREDENTIALS, principal)
@@ -285,6 +286,7 @@ async fn grant_response(
         ttl: state.config.access_token_ttl,
         groups: &groups,
         act: None,
+        agent: None,
     };
     let principal = crate::events::member(&family.subject, &family.client_id);
     token_response(state, &request, refresh, grant_type, principal)

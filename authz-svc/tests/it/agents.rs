@@ -68,8 +68,12 @@ async fn agent_token_names_the_bundle_its_virtual_server_and_allowed_scopes() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
     let token = claims(body["access_token"].as_str().unwrap());
-    assert_eq!(token["sub"], agent.agent_id.as_str());
+    // RFC 9068 §2.2: with no resource owner, `sub` names the client; the bundle is in `agent`.
+    assert_eq!(token["sub"], agent.client_id.as_str());
     assert_eq!(token["client_id"], agent.client_id.as_str());
+    assert_eq!(token["agent"]["id"], agent.agent_id.as_str());
+    assert_eq!(token["agent"]["method"], "client_secret");
+    assert_eq!(token["agent"]["owner"], "alice");
     assert_eq!(token["aud"], RESOURCE);
     assert_eq!(token["scope"], "tools");
     assert!(token["exp"].as_i64().unwrap() - token["iat"].as_i64().unwrap() <= 900);

@@ -98,8 +98,10 @@ async fn private_key_jwt_authenticates_once_per_assertion() {
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
         let body: Value = response.json().await.unwrap();
         let token = claims(body["access_token"].as_str().unwrap());
-        assert_eq!(token["sub"], agent.agent_id.as_str());
+        assert_eq!(token["sub"], id);
         assert_eq!(token["client_id"], id);
+        assert_eq!(token["agent"]["id"], agent.agent_id.as_str());
+        assert_eq!(token["agent"]["method"], "private_key_jwt");
         if jti == "j1" {
             let replay = present(&harness, &assertion, Some(id)).await;
             oauth_error(replay, 401, "invalid_client").await;
@@ -238,10 +240,10 @@ async fn workload_identity_token_from_a_trusted_issuer_authenticates_secretlessl
     .await;
     assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
     let body: Value = accepted.json().await.unwrap();
-    assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["sub"],
-        agent.agent_id.as_str()
-    );
+    let issued = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(issued["sub"], agent.client_id.as_str());
+    assert_eq!(issued["agent"]["id"], agent.agent_id.as_str());
+    assert_eq!(issued["agent"]["method"], "workload_identity");
     let other_namespace = present(
         &harness,
         &token("system:serviceaccount:prod:runner", "w2"),

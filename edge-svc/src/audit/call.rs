@@ -18,7 +18,7 @@ use rmcp::service::RequestContext;
 use sha2::{Digest as _, Sha256};
 
 use super::{Admission, Recorder, Unrecordable};
-use crate::auth::Caller;
+use crate::auth::{AgentClaim, Caller};
 use crate::telemetry::Observed;
 
 /// Who is calling, as the audit record names them (never the token).
@@ -37,6 +37,8 @@ pub enum Subject {
     Agent {
         /// The agent's client id.
         client_id: String,
+        /// The bundle, owner and authentication method the issuer's `agent` claim names.
+        bundle: Option<AgentClaim>,
     },
 }
 
@@ -46,6 +48,7 @@ impl Subject {
         match caller {
             Some(Caller::Token(claims)) if claims.subject == claims.client_id => Self::Agent {
                 client_id: claims.client_id.clone(),
+                bundle: claims.agent.clone(),
             },
             Some(Caller::Token(claims)) => Self::Member {
                 id: claims.subject.clone(),
@@ -71,15 +74,24 @@ impl Subject {
                 authentication_method: AuthenticationMethod::AuthorizationCode.into(),
                 ..Principal::default()
             },
-            Self::Agent { client_id } => Principal {
-                agent: Some(Agent {
+            Self::Agent { client_id, bundle } => {
+                let bundle = bundle.as_ref();
+                let method = bundle
+                    .and_then(|bundle| policy::AuthenticationMethod::from_name(&bundle.method))
+                    .map_or(AuthenticationMethod::ClientSecret, Into::into);
+                Principal {
+                    agent: Some(Agent {
+                        client_id: client_id.clone(),
+                        bundle_id: bundle.map(|b| b.id.clone()).unwrap_or_default(),
+                        bundle_name: bundle.map(|b| b.name.clone()).unwrap_or_default(),
+                        owner_member_id: bundle.and_then(|b| b.owner.clone()).unwrap_or_default(),
+                        ..Agent::default()
+                    }),
                     client_id: client_id.clone(),
-                    ..Agent::default()
-                }),
-                client_id: client_id.clone(),
-                authentication_method: AuthenticationMethod::ClientSecret.into(),
-                ..Principal::default()
-            },
+                    authentication_method: method.into(),
+                    ..Principal::default()
+                }
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{TokenClaims, TokenError, TokenVerifier};
+use super::{AgentClaim, TokenClaims, TokenError, TokenVerifier};
 
 /// Shortest pause between two JWKS fetches triggered by unknown key ids.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -53,6 +53,8 @@ struct AccessClaims {
     roles: Vec<String>,
     #[serde(default)]
     sid: Option<String>,
+    #[serde(default)]
+    agent: Option<AgentClaim>,
 }
 
 impl JwksVerifier {
@@ -182,6 +184,7 @@ impl JwksVerifier {
             groups: claims.groups,
             roles: claims.roles,
             grant: claims.sid,
+            agent: claims.agent,
         })
     }
 }

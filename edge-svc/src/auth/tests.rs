@@ -29,6 +29,7 @@ fn claims() -> TokenClaims {
         groups: vec!["sales".into()],
         roles: Vec::new(),
         grant: Some("grant-1".into()),
+        agent: None,
     }
 }
 

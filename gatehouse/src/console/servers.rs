@@ -172,6 +172,7 @@ fn claims(
         groups,
         roles: Vec::new(),
         grant: None,
+        agent: None,
     }
 }
 

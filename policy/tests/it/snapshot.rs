@@ -3,8 +3,8 @@
 use std::time::UNIX_EPOCH;
 
 use policy::{
-    Action, AuthenticationMethod, Error, Evaluator, Member, PolicyDocument, PolicyOrigin,
-    Principal, Request, RequestContext, Snapshot, Target, TokenClaims,
+    Action, AuthenticationMethod, BundleClaims, Error, Evaluator, Member, PolicyDocument,
+    PolicyOrigin, Principal, Request, RequestContext, Snapshot, Target, TokenClaims,
 };
 use proto::authz::v1 as pb;
 use serde_json::json;
@@ -134,6 +134,7 @@ fn token_claims_make_members_agents_and_delegations() {
         groups: &groups,
         roles: &[],
         authentication_method: AuthenticationMethod::AuthorizationCode,
+        bundle: None,
     };
     let member = Principal::from_claims(&claims("alice", None));
     assert_eq!(member.member.as_ref().unwrap().groups, groups);
@@ -148,6 +149,27 @@ fn token_claims_make_members_agents_and_delegations() {
     assert_eq!(delegated.member.unwrap().id, "alice");
     assert_eq!(delegated.agent.unwrap().client_id, "assistant");
     assert_eq!(delegated.act.len(), 2);
+    // The issuer's `agent` claim names the bundle and owner of the token's own agent only.
+    let bundle = BundleClaims {
+        bundle_id: "bundle-1",
+        bundle_name: "reporter",
+        owner_member_id: Some("alice"),
+    };
+    let own = Principal::from_claims(&TokenClaims {
+        bundle: Some(bundle),
+        ..claims("assistant", None)
+    });
+    let own = own.agent.unwrap();
+    assert_eq!(
+        (own.bundle_id.as_str(), own.bundle_name.as_str()),
+        ("bundle-1", "reporter")
+    );
+    assert_eq!(own.owner_member_id.as_deref(), Some("alice"));
+    let acting = Principal::from_claims(&TokenClaims {
+        bundle: Some(bundle),
+        ..claims("alice", Some(act))
+    });
+    assert!(acting.agent.unwrap().owner_member_id.is_none());
 }
 
 #[test]

@@ -53,6 +53,7 @@ impl TokenVerifier for Members {
             groups: Vec::new(),
             roles: Vec::new(),
             grant: None,
+            agent: None,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! Client credentials for agent bundles: `sub` is the bundle, the audience one of its
-//! virtual servers, the scope within what the bundle and the virtual server allow.
+//! Client credentials for agent bundles: `sub` is the agent's client id (RFC 9068 §2.2)
+//! with the bundle named in the `agent` claim, the audience one of its virtual servers,
+//! the scope within what the bundle and the virtual server allow.
 
 use axum::response::Response;
 
@@ -11,7 +12,7 @@ use crate::oauth::caller::AuthenticatedAgent;
 use crate::oauth::{OAuthError, Params};
 use crate::state::AuthzState;
 use crate::store::AgentRecord;
-use crate::token::TokenRequest;
+use crate::token::{AgentClaim, TokenRequest};
 
 /// Issues an agent's access token for the requested (or its only) virtual server.
 pub(super) async fn client_credentials(
@@ -40,7 +41,7 @@ pub(super) async fn client_credentials(
         None => allowed.join(" "),
     };
     let request = TokenRequest {
-        subject: &agent.agent_id,
+        subject: &agent.client_id,
         audience: &resource.url,
         client_id: &agent.client_id,
         scope: &scope,
@@ -48,6 +49,14 @@ pub(super) async fn client_credentials(
         ttl: state.config.access_token_ttl.min(MAX_AGENT_TOKEN_TTL),
         groups: &[],
         act: None,
+        agent: Some(AgentClaim {
+            id: agent.agent_id.clone(),
+            name: agent.name.clone(),
+            owner: Some(agent.owner.clone()).filter(|owner| !owner.is_empty()),
+            method: policy::AuthenticationMethod::from(caller.method)
+                .as_str()
+                .to_owned(),
+        }),
     };
     state.agents.used(agent).await?;
     let principal = crate::events::agent(agent, caller.method);

@@ -70,7 +70,7 @@ pub(super) async fn exchange(
             .verify_access_token(actor_token)
             .await?
             .ok_or_else(|| invalid_grant("actor_token is invalid, expired or revoked"))?;
-        if actor.client_id != agent.client_id || actor.sub != agent.agent_id {
+        if actor.client_id != agent.client_id || actor.sub != agent.client_id {
             return Err(invalid_grant(
                 "actor_token does not name the authenticated agent",
             ));
@@ -118,6 +118,7 @@ pub(super) async fn exchange(
         ttl,
         groups: &subject.groups,
         act: Some(act),
+        agent: None,
     };
     state.agents.used(agent).await?;
     let mut principal = crate::events::agent(agent, caller.method);

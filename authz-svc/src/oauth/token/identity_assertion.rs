@@ -130,6 +130,7 @@ pub(super) async fn jwt_bearer(
         ttl: state.config.access_token_ttl,
         groups: &groups,
         act: None,
+        agent: None,
     };
     let mut principal = crate::events::member(&member, &client.client_id);
     principal.authentication_method = proto::common::v1::AuthenticationMethod::JwtBearer.into();

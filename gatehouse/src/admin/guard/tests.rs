@@ -38,6 +38,7 @@ fn claims(subject: &str, client_id: &str, scopes: &[&str], groups: &[&str]) -> T
         groups: groups.iter().map(|group| (*group).to_owned()).collect(),
         roles: Vec::new(),
         grant: None,
+        agent: None,
     }
 }
 
