@@ -19,9 +19,12 @@ use crate::store::{
 use crate::token::now;
 
 mod declared;
+mod quota;
 mod validate;
 
 pub use declared::AgentConfig;
+pub use quota::AgentQuota;
+pub(crate) use quota::parse as parse_quota;
 pub(crate) use validate::subject_matches;
 
 /// Is how stale `last_used_at` may be: the hot path writes it at most this often per agent.
@@ -45,7 +48,7 @@ pub struct NewAgent {
     pub scopes: Vec<String>,
     /// Says how it authenticates; for client secrets Gatehouse generates the secret.
     pub authentication: AgentAuthentication,
-    /// Holds its quotas (opaque JSON, read by rate limiting).
+    /// Holds its own budget (`{rate, burst}`, see [`AgentQuota`]); null for none.
     pub quotas: serde_json::Value,
     /// Is its OAuth client id; generated when `None`.
     pub client_id: Option<String>,

@@ -39,8 +39,8 @@ mod validation;
 mod workload;
 
 pub use agent::{
-    AgentConfig, AgentRegistry, CreatedAgent, DEFAULT_SECRET_OVERLAP, LAST_USED_GRANULARITY,
-    NewAgent, RotatedSecret,
+    AgentConfig, AgentQuota, AgentRegistry, CreatedAgent, DEFAULT_SECRET_OVERLAP,
+    LAST_USED_GRANULARITY, NewAgent, RotatedSecret,
 };
 pub use client::{
     AUTHORIZATION_CODE, CLIENT_CREDENTIALS, ClientDocumentsConfig, ClientRegistration, JWT_BEARER,

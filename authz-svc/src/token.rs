@@ -67,6 +67,9 @@ pub struct AgentClaim {
     pub owner: Option<String>,
     /// Is how the agent authenticated, named as policies name it (`private_key_jwt`, ...).
     pub method: String,
+    /// Is the bundle's own budget, which every edge charges the token's calls to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::agent::AgentQuota>,
 }
 
 /// Describes what an access token is for, before it gets its id and times.

@@ -76,6 +76,23 @@ pub struct AgentClaim {
     /// How the agent authenticated, as policies name it (`client_secret`, `private_key_jwt`, ...).
     #[serde(default)]
     pub method: String,
+    /// The bundle's own budget, charged at every edge.
+    #[serde(default)]
+    pub quota: Option<AgentQuota>,
+}
+
+/// A bundle's own rate limit as its token carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct AgentQuota {
+    /// The sustained rate.
+    pub rate: limits::Rate,
+    /// Calls allowed at once after a quiet spell.
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Why a bearer token was refused (the text is safe to show: it never contains the token).

@@ -31,6 +31,9 @@ use rule::{Payer, Rule};
 /// JSON-RPC code of a rate-limit refusal (implementation-defined server error range; 429's echo).
 pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
 
+/// The refusal class of an agent bundle's own budget (its `quotas`), as the client hears it.
+pub const AGENT_QUOTA_CLASS: &str = "agent_quota";
+
 /// The rate limits in force, or none; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Quotas {
@@ -53,12 +56,9 @@ impl Quotas {
         Self::default()
     }
 
-    /// Compiles the rules of a `rate_limits:` section and opens its bucket store (no rules:
-    /// unlimited, and no store is opened).
+    /// Compiles the rules of a `rate_limits:` section and opens its bucket store, which also
+    /// holds the agent bundles' own budgets (so it is opened even with no rules).
     pub async fn open(spec: &RateLimitsSpec) -> Result<Self, Error> {
-        if spec.rules.is_empty() {
-            return Ok(Self::unlimited());
-        }
         let rules = spec
             .rules
             .iter()
@@ -93,18 +93,23 @@ impl Quotas {
         };
         let parts = context.extensions.get::<http::request::Parts>();
         let payer = payer(parts);
-        let (rules, keys): (Vec<&Rule>, Vec<String>) = enforced
+        let (rules, mut keys): (Vec<&Rule>, Vec<String>) = enforced
             .rules
             .iter()
             .filter_map(|rule| Some((rule, rule.bucket(&charge, &payer)?)))
             .unzip();
-        let checks: Vec<limits::Check<'_>> = rules
+        let mut quotas: Vec<limits::Quota> = rules.iter().map(|rule| rule.quota).collect();
+        if let Some((key, quota)) = payer.bundle_budget() {
+            keys.push(key);
+            quotas.push(quota);
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let checks: Vec<limits::Check<'_>> = keys
             .iter()
-            .zip(&keys)
-            .map(|(rule, key)| limits::Check {
-                key,
-                quota: rule.quota,
-            })
+            .zip(&quotas)
+            .map(|(key, quota)| limits::Check { key, quota: *quota })
             .collect();
         match enforced.limiter.acquire(&checks).await {
             Ok(limits::Decision::Allowed) => Ok(()),
@@ -113,9 +118,10 @@ impl Quotas {
                 if let Some(slot) = parts.and_then(|parts| parts.extensions.get::<RetryAfter>()) {
                     let _ = slot.0.set(seconds);
                 }
+                // The bundle's own budget is checked after every rule.
                 let class = rules
                     .get(check)
-                    .map_or("global", |rule| rule.class.as_str());
+                    .map_or(AGENT_QUOTA_CLASS, |rule| rule.class.as_str());
                 Err(refusal(&charge, class, seconds))
             }
             Err(error) => {
@@ -169,7 +175,14 @@ fn payer(parts: Option<&http::request::Parts>) -> Payer {
         };
     };
     let principal = crate::access::principal(claims);
+    let own_agent = claims.subject == claims.client_id;
     Payer {
+        bundle_quota: claims
+            .agent
+            .as_ref()
+            .and_then(|agent| agent.quota)
+            .filter(|_| own_agent)
+            .and_then(|quota| limits::Quota::new(quota.rate, quota.burst)),
         agent: principal.agent.map(|agent| agent.client_id),
         groups: principal
             .member

@@ -50,6 +50,12 @@ pub(crate) enum AgentsCommand {
         /// What the agent is for.
         #[arg(long, default_value = "")]
         description: String,
+        /// The bundle's own budget at every edge, `n/second|minute|hour|day`.
+        #[arg(long, value_name = "RATE")]
+        rate: Option<String>,
+        /// Calls allowed at once after a quiet spell (with --rate).
+        #[arg(long, default_value_t = 1, requires = "rate")]
+        burst: u32,
     },
     /// Lists agent bundles, newest first.
     List {
@@ -148,6 +154,8 @@ async fn execute(command: AgentsCommand) -> anyhow::Result<Value> {
             jwks,
             owner,
             description,
+            rate,
+            burst,
         } => {
             let authentication = match jwks {
                 Some(file) => {
@@ -168,7 +176,7 @@ async fn execute(command: AgentsCommand) -> anyhow::Result<Value> {
                     virtual_servers,
                     scopes,
                     authentication,
-                    quotas: Value::Null,
+                    quotas: rate.map_or(Value::Null, |rate| json!({"rate": rate, "burst": burst})),
                     client_id: None,
                 })
                 .await?;

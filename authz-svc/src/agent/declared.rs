@@ -39,7 +39,7 @@ pub struct AgentConfig {
     /// Trusts an external workload issuer instead of a secret.
     #[serde(default)]
     pub workload: Option<WorkloadIssuer>,
-    /// Holds its quotas (opaque here).
+    /// Holds its own budget, `{rate: "60/minute", burst: 10}`; every edge enforces it.
     #[serde(default)]
     pub quotas: serde_json::Value,
 }

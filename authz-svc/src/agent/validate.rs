@@ -57,6 +57,7 @@ pub(super) fn new_agent(
     if agent.client_id.as_deref().is_some_and(str::is_empty) {
         return Err(invalid("client_id must not be empty"));
     }
+    super::quota::parse(&agent.quotas)?;
     authentication(&agent.authentication)
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn new_agent(name: &str, authentication: AgentAuthentication) -> NewA
         virtual_servers: vec!["demo".to_owned()],
         scopes: vec!["tools".to_owned()],
         authentication,
-        quotas: json!({ "requests_per_minute": 120 }),
+        quotas: json!({ "rate": "120/minute", "burst": 10 }),
         client_id: None,
     }
 }
@@ -74,6 +74,7 @@ async fn agent_token_names_the_bundle_its_virtual_server_and_allowed_scopes() {
     assert_eq!(token["agent"]["id"], agent.agent_id.as_str());
     assert_eq!(token["agent"]["method"], "client_secret");
     assert_eq!(token["agent"]["owner"], "alice");
+    assert_eq!(token["agent"]["quota"], json!({"rate": "120/minute", "burst": 10}));
     assert_eq!(token["aud"], RESOURCE);
     assert_eq!(token["scope"], "tools");
     assert!(token["exp"].as_i64().unwrap() - token["iat"].as_i64().unwrap() <= 900);
@@ -375,7 +376,7 @@ async fn declared_agent_uses_the_secret_from_its_environment_variable() {
         "virtual_servers": ["demo"],
         "scopes": ["tools"],
         "secret_env": "PATH",
-        "quotas": { "requests_per_minute": 5 },
+        "quotas": { "rate": "5/minute", "burst": 5 },
     }))
     .unwrap();
     let harness = Harness::with_config(authz_svc::AuthorizationConfig {
@@ -389,7 +390,7 @@ async fn declared_agent_uses_the_secret_from_its_environment_variable() {
         .get(AgentKey::ClientId("nightly"))
         .await
         .unwrap();
-    assert_eq!(agent.quotas, json!({ "requests_per_minute": 5 }));
+    assert_eq!(agent.quotas, json!({ "rate": "5/minute", "burst": 5 }));
     assert_eq!(
         agent_token(&harness, &agent, &secret, &[]).await.status(),
         200

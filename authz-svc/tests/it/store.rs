@@ -343,7 +343,7 @@ fn agent(id: &str, name: &str, created_at: i64) -> AgentRecord {
         virtual_servers: vec!["crm".to_owned()],
         scopes: vec!["tools".to_owned()],
         authentication: AgentAuthentication::ClientSecret,
-        quotas: serde_json::json!({ "requests_per_minute": 60 }),
+        quotas: serde_json::json!({ "rate": "60/minute", "burst": 1 }),
         created_at,
         rotated_at: None,
         last_used_at: None,

@@ -131,10 +131,22 @@ pub enum Item<'a> {
 pub(super) struct Payer {
     pub(super) member: Option<String>,
     pub(super) agent: Option<String>,
+    /// The agent bundle's own budget, when the caller is that bundle and its token carries one.
+    pub(super) bundle_quota: Option<limits::Quota>,
     pub(super) client: Option<String>,
     pub(super) groups: Vec<String>,
     /// The address the call came from; `None` only where no listener recorded one.
     pub(super) source_ip: Option<IpAddr>,
+}
+
+impl Payer {
+    /// Returns the bucket and quota of the calling bundle's own budget; its key starts with
+    /// `|`, which no rule's (escaped) name can, so it never shares a bucket with a rule.
+    pub(super) fn bundle_budget(&self) -> Option<(String, limits::Quota)> {
+        let quota = self.bundle_quota?;
+        let agent = self.agent.as_deref()?;
+        Some((format!("|agent-quota={}", escape(agent)), quota))
+    }
 }
 
 impl<'a> Charge<'a> {

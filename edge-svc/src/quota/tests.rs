@@ -13,6 +13,7 @@ fn alice() -> Payer {
     Payer {
         member: Some("alice".into()),
         agent: None,
+        bundle_quota: None,
         client: Some("claude".into()),
         groups: vec!["sales".into()],
         source_ip: Some("192.0.2.7".parse().unwrap()),
@@ -188,4 +189,20 @@ fn an_ipv6_caller_is_metered_by_its_64_and_a_mapped_ipv4_as_ipv4() {
 fn a_rule_without_a_recorded_address_skips_the_call() {
     let rules = rules("rules:\n  - {name: anon, per: source_ip, rate: 10/minute}\n");
     assert_eq!(rules[0].bucket(&TOOL, &Payer::default()), None);
+}
+
+#[test]
+fn a_bundles_own_budget_has_a_bucket_no_rule_can_name() {
+    let quota = limits::Quota::new("2/minute".parse().unwrap(), 2);
+    let bundle = Payer {
+        agent: Some("agent_1".into()),
+        client: Some("agent_1".into()),
+        bundle_quota: quota,
+        ..Payer::default()
+    };
+    let (key, budget) = bundle.bundle_budget().expect("a budget");
+    assert_eq!(Some(budget), quota);
+    let rules = rules("rules: [{name: agent-quota, per: agent, rate: 1/second}]");
+    assert_ne!(rules[0].bucket(&TOOL, &bundle), Some(key));
+    assert!(alice().bundle_budget().is_none(), "no budget without one");
 }

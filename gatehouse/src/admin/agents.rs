@@ -5,10 +5,10 @@ use std::time::Duration;
 use authz_svc::{AgentAuthentication, AgentKey, AgentRecord, NewAgent};
 use proto::audit::v1::EventKind;
 use secrecy::ExposeSecret as _;
-use serde_json::Value;
 
 use super::model::{
-    AgentDeclarationInput, AgentFilter, AgentView, AgentWithSecret, NewAgentInput, OnceSecret,
+    AgentDeclarationInput, AgentFilter, AgentQuotaInput, AgentView, AgentWithSecret, NewAgentInput,
+    OnceSecret,
 };
 use super::{Action, Admin, AdminCaller, AdminError};
 
@@ -53,13 +53,20 @@ impl Admin {
                 virtual_servers: input.virtual_servers,
                 scopes: input.scopes,
                 authentication: AgentAuthentication::ClientSecret,
-                quotas: Value::Null,
+                quotas: AgentQuotaInput::stored(input.quota.as_ref()),
                 client_id: None,
             })
             .await
             .map_err(AdminError::from);
         let action = Action {
-            changed_fields: &["name", "owner", "virtual_servers", "scopes", "description"],
+            changed_fields: &[
+                "name",
+                "owner",
+                "virtual_servers",
+                "scopes",
+                "description",
+                "quota",
+            ],
             ..Action::read(EventKind::AgentChanged, "create", "agent_bundle", &name)
         };
         self.audited(caller, &action, outcome)
@@ -90,7 +97,7 @@ impl Admin {
             secret_env: None,
             jwks: input.jwks,
             workload: None,
-            quotas: Value::Null,
+            quotas: AgentQuotaInput::stored(input.quota.as_ref()),
         };
         let secret = input.secret.map(secrecy::SecretString::from);
         let outcome = self
@@ -100,7 +107,7 @@ impl Admin {
             .await
             .map_err(AdminError::from);
         let action = Action {
-            changed_fields: &["owner", "virtual_servers", "scopes", "description"],
+            changed_fields: &["owner", "virtual_servers", "scopes", "description", "quota"],
             ..Action::read(EventKind::AgentChanged, "put", "agent_bundle", name)
         };
         self.audited(caller, &action, outcome)
@@ -214,6 +221,7 @@ impl From<&AgentRecord> for AgentView {
             created_at: agent.created_at,
             rotated_at: agent.rotated_at,
             last_used_at: agent.last_used_at,
+            quota: AgentQuotaInput::of(&agent.quotas),
         }
     }
 }

@@ -224,6 +224,7 @@ impl pb::admin_server::Admin for AdminGrpc {
             owner: message.owner,
             virtual_servers: message.virtual_servers,
             scopes: message.scopes,
+            quota: convert::quota(message.quota),
         };
         let created = self.0.create_agent(&caller, input).await?;
         Ok(Response::new(pb::CreateAgentResponse {

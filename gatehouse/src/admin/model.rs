@@ -123,6 +123,39 @@ pub(crate) struct AgentView {
     pub(crate) rotated_at: Option<i64>,
     /// When it last obtained a token (unix seconds).
     pub(crate) last_used_at: Option<i64>,
+    /// Its own budget, charged at every edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quota: Option<AgentQuotaInput>,
+}
+
+/// An agent bundle's own rate limit: every call on its own token is charged to one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgentQuotaInput {
+    /// The sustained rate, `n/second`, `n/minute`, `n/hour` or `n/day`.
+    pub(crate) rate: String,
+    /// Calls allowed at once after a quiet spell (1 when absent).
+    #[serde(default = "one")]
+    pub(crate) burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl AgentQuotaInput {
+    /// Returns the quota as the bundle stores it (authz-svc checks it when it is written).
+    pub(crate) fn stored(quota: Option<&Self>) -> Value {
+        quota.map_or(
+            Value::Null,
+            |quota| serde_json::json!({"rate": quota.rate, "burst": quota.burst}),
+        )
+    }
+
+    /// Reads a stored quota; one that does not read is shown as none.
+    pub(crate) fn of(stored: &Value) -> Option<Self> {
+        serde_json::from_value(stored.clone()).ok()
+    }
 }
 
 /// Selects agent bundles.
@@ -151,6 +184,9 @@ pub(crate) struct NewAgentInput {
     /// The scopes it may be granted.
     #[serde(default)]
     pub(crate) scopes: Vec<String>,
+    /// Its own budget, charged at every edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quota: Option<AgentQuotaInput>,
 }
 
 /// A secret shown once, in the response that created it; never in `Debug` output.
@@ -196,6 +232,9 @@ pub(crate) struct AgentDeclarationInput {
     /// bundle created without one gets a generated secret, shown in the response once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) secret: Option<String>,
+    /// Its own budget, charged at every edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quota: Option<AgentQuotaInput>,
 }
 
 impl fmt::Debug for AgentDeclarationInput {

@@ -52,20 +52,7 @@ async fn an_agent_calls_as_its_bundle_and_is_refused_at_edge_within_a_second_of_
         })
         .await
         .expect("agent created");
-    let secret = created.client_secret.expect("a secret");
-    let response = reqwest::Client::new()
-        .post(format!("{}/token", gateway.origin))
-        .basic_auth(&created.agent.client_id, Some(secret.expose_secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("resource", crm.as_str()),
-        ])
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("token json");
-    let token = body["access_token"].as_str().expect("access token");
+    let token = &agent_token(&gateway.origin, &crm, created.clone()).await;
     let echoed: Value = call_echo(&crm, token).await.json().await.expect("json");
     assert_eq!(
         echoed["result"]["content"][0]["text"], "through oauth",
@@ -132,4 +119,85 @@ async fn an_agent_calls_as_its_bundle_and_is_refused_at_edge_within_a_second_of_
     );
     gateway.shutdown.cancel();
     shutdown.cancel();
+}
+
+/// Returns a client-credentials token of `agent` for the virtual server at `resource`.
+async fn agent_token(origin: &str, resource: &str, agent: authz_svc::CreatedAgent) -> String {
+    let secret = agent.client_secret.expect("a secret");
+    let response = reqwest::Client::new()
+        .post(format!("{origin}/token"))
+        .basic_auth(&agent.agent.client_id, Some(secret.expose_secret()))
+        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("token json");
+    body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_over_its_own_budget_is_refused_with_a_retry_hint_and_other_agents_are_not() {
+    // No rate-limit rules at all: the bundle's own quota is enforced by itself.
+    let limits = edge_svc::quota::Quotas::open(&edge_svc::quota::RateLimitsSpec::default())
+        .await
+        .expect("bucket store");
+    let gateway = super::oauth::start_limited(
+        edge_svc::audit::Recorder::disabled(),
+        Access::unrestricted(),
+        limits,
+    )
+    .await;
+    let crm = format!("{}/v/crm/mcp", gateway.origin);
+    let registry = AgentRegistry::open(
+        &StoreConfig::Sqlite {
+            path: gateway.data_dir().join("authz.db"),
+        },
+        None,
+    )
+    .await
+    .expect("the store");
+    let bundle = |name: &str, quotas: Value| NewAgent {
+        name: name.to_owned(),
+        description: String::new(),
+        owner: "alice".to_owned(),
+        virtual_servers: vec!["crm".to_owned()],
+        scopes: Vec::new(),
+        authentication: AgentAuthentication::ClientSecret,
+        quotas,
+        client_id: None,
+    };
+    let refused = registry
+        .create(bundle("typo", json!({"requests_per_minute": 60})))
+        .await
+        .expect_err("a quota that does not read is refused when written");
+    assert!(refused.to_string().contains("quotas"), "{refused}");
+    let metered = registry
+        .create(bundle("metered", json!({"rate": "1/hour", "burst": 2})))
+        .await
+        .expect("metered agent");
+    let free = registry
+        .create(bundle("free", Value::Null))
+        .await
+        .expect("unmetered agent");
+    let metered = agent_token(&gateway.origin, &crm, metered).await;
+    let free = agent_token(&gateway.origin, &crm, free).await;
+
+    for call in 1..=2 {
+        let response = call_echo(&crm, &metered).await;
+        assert_eq!(response.status(), StatusCode::OK, "call {call} is within the burst");
+    }
+    let over = call_echo(&crm, &metered).await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.headers().contains_key("retry-after"));
+    let body: Value = over.json().await.expect("a JSON-RPC error body");
+    assert_eq!(body["error"]["code"], -32029, "{body}");
+    assert_eq!(body["error"]["data"]["limit"], "agent_quota", "{body}");
+    for _ in 0..4 {
+        assert_eq!(call_echo(&crm, &free).await.status(), StatusCode::OK);
+    }
+    gateway.shutdown.cancel();
 }

@@ -56,11 +56,21 @@ pub(super) async fn client_credentials(
             method: policy::AuthenticationMethod::from(caller.method)
                 .as_str()
                 .to_owned(),
+            quota: quota(agent),
         }),
     };
     state.agents.used(agent).await?;
     let principal = crate::events::agent(agent, caller.method);
     token_response(state, &request, None, CLIENT_CREDENTIALS, principal)
+}
+
+/// Returns the bundle's own budget; one stored before quotas were checked on write and
+/// unreadable now is left out of the token (and said in the log) rather than refusing the agent.
+fn quota(agent: &AgentRecord) -> Option<crate::agent::AgentQuota> {
+    crate::agent::parse_quota(&agent.quotas).unwrap_or_else(|error| {
+        tracing::warn!(agent_id = %agent.agent_id, %error, "agent quota ignored");
+        None
+    })
 }
 
 /// Returns the protected resource at `requested` (or the agent's only virtual server)

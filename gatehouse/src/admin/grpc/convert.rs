@@ -5,8 +5,8 @@ use proto::admin::v1 as pb;
 
 use super::super::AdminError;
 use super::super::model::{
-    AgentDeclarationInput, AgentView, ConnectorView, GroupInput, GroupView, MemberInput,
-    MemberView, PolicySet, PolicySource, VirtualServerView,
+    AgentDeclarationInput, AgentQuotaInput, AgentView, ConnectorView, GroupInput, GroupView,
+    MemberInput, MemberView, PolicySet, PolicySource, VirtualServerView,
 };
 
 impl From<PolicySet> for pb::PolicySet {
@@ -88,8 +88,26 @@ impl From<AgentView> for pb::Agent {
             created_at: agent.created_at,
             rotated_at: agent.rotated_at.unwrap_or(0),
             last_used_at: agent.last_used_at.unwrap_or(0),
+            quota: agent.quota.map(pb::AgentQuota::from),
         }
     }
+}
+
+impl From<AgentQuotaInput> for pb::AgentQuota {
+    fn from(quota: AgentQuotaInput) -> Self {
+        Self {
+            rate: quota.rate,
+            burst: quota.burst,
+        }
+    }
+}
+
+/// Reads a quota off the wire, where a zero burst is the unset default of 1.
+pub(super) fn quota(message: Option<pb::AgentQuota>) -> Option<AgentQuotaInput> {
+    message.map(|quota| AgentQuotaInput {
+        rate: quota.rate,
+        burst: quota.burst.max(1),
+    })
 }
 
 impl From<MemberView> for pb::Member {
@@ -176,6 +194,7 @@ impl TryFrom<pb::PutAgentRequest> for AgentDeclarationInput {
             scopes: message.scopes,
             jwks,
             secret: message.secret.map(|secret| secret.value),
+            quota: quota(message.quota),
         })
     }
 }
