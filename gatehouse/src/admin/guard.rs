@@ -83,7 +83,7 @@ impl Guard {
     /// Names the token's holder and says whether it may hold the admin scope at all.
     async fn identify(&self, claims: &TokenClaims) -> (AdminCaller, bool) {
         if let Ok(agent) = self.agents.get(AgentKey::ClientId(&claims.client_id)).await
-            && agent.agent_id == claims.subject
+            && claims.subject == agent.client_id
         {
             let entitled = agent.decommissioned_at.is_none()
                 && agent.scopes.iter().any(|scope| scope == ADMIN_SCOPE);

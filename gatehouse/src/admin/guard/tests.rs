@@ -105,7 +105,7 @@ async fn only_agent_bundles_granted_the_scope_are_admitted_among_clients() {
         .await
         .expect("agent");
     let agent = &created.agent;
-    let token = claims(&agent.agent_id, &agent.client_id, &[ADMIN_SCOPE], &[]);
+    let token = claims(&agent.client_id, &agent.client_id, &[ADMIN_SCOPE], &[]);
     assert_eq!(
         admit(&agents, token.clone(), Some("good"))
             .await
