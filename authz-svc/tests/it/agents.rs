@@ -74,7 +74,10 @@ async fn agent_token_names_the_bundle_its_virtual_server_and_allowed_scopes() {
     assert_eq!(token["agent"]["id"], agent.agent_id.as_str());
     assert_eq!(token["agent"]["method"], "client_secret");
     assert_eq!(token["agent"]["owner"], "alice");
-    assert_eq!(token["agent"]["quota"], json!({"rate": "120/minute", "burst": 10}));
+    assert_eq!(
+        token["agent"]["quota"],
+        json!({"rate": "120/minute", "burst": 10})
+    );
     assert_eq!(token["aud"], RESOURCE);
     assert_eq!(token["scope"], "tools");
     assert!(token["exp"].as_i64().unwrap() - token["iat"].as_i64().unwrap() <= 900);

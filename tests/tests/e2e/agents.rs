@@ -124,19 +124,13 @@ async fn an_agent_calls_as_its_bundle_and_is_refused_at_edge_within_a_second_of_
 /// Returns a client-credentials token of `agent` for the virtual server at `resource`.
 async fn agent_token(origin: &str, resource: &str, agent: authz_svc::CreatedAgent) -> String {
     let secret = agent.client_secret.expect("a secret");
-    let response = reqwest::Client::new()
-        .post(format!("{origin}/token"))
-        .basic_auth(&agent.agent.client_id, Some(secret.expose_secret()))
-        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("token json");
-    body["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
+    super::oauth::client_credentials(
+        origin,
+        &agent.agent.client_id,
+        secret.expose_secret(),
+        resource,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +182,11 @@ async fn an_agent_over_its_own_budget_is_refused_with_a_retry_hint_and_other_age
 
     for call in 1..=2 {
         let response = call_echo(&crm, &metered).await;
-        assert_eq!(response.status(), StatusCode::OK, "call {call} is within the burst");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "call {call} is within the burst"
+        );
     }
     let over = call_echo(&crm, &metered).await;
     assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);

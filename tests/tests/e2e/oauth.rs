@@ -158,6 +158,29 @@ impl Protected {
     }
 }
 
+/// Returns the access token `client_id` gets for `resource` with client credentials
+/// (`client_secret_basic`) at the authorization server on `origin`.
+pub(super) async fn client_credentials(
+    origin: &str,
+    client_id: &str,
+    secret: &str,
+    resource: &str,
+) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{origin}/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("token json");
+    body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
 /// Runs registration, the (auto-approved) authorization request and the code exchange for `resource`.
 pub(super) async fn token_for(origin: &str, resource: &str) -> String {
     grant_for(origin, resource).await.0

@@ -156,22 +156,14 @@ pub(super) async fn agent_token(
         .into_inner();
     let bundle = created.agent.expect("bundle");
     let secret = created.client_secret.expect("secret").value;
-    let response = reqwest::Client::new()
-        .post(format!("http://{http}/token"))
-        .basic_auth(&bundle.client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("token json");
-    (
-        body["access_token"]
-            .as_str()
-            .expect("access token")
-            .to_owned(),
-        bundle.bundle_id,
+    let token = super::oauth::client_credentials(
+        &format!("http://{http}"),
+        &bundle.client_id,
+        &secret,
+        resource,
     )
+    .await;
+    (token, bundle.bundle_id)
 }
 
 /// Calls echo until `accept` holds for (status, body), failing after `within`; returns the wait.

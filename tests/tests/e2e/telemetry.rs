@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -112,16 +111,7 @@ impl Up {
 }
 
 async fn token(origin: &str, resource: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{origin}/token"))
-        .basic_auth("caller", Some(CALLER_SECRET))
-        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("token json");
-    body["access_token"].as_str().expect("token").to_owned()
+    super::oauth::client_credentials(origin, "caller", CALLER_SECRET, resource).await
 }
 
 /// Calls `tool` statelessly (2026-07-28) with `token`, as part of the client's trace when `traced`.
