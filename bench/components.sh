@@ -68,12 +68,12 @@ for name, p50, p99 in re.findall(r"^fetch (.+?): p50 (\S+) p99 (\S+) p99\.9", re
 storm = {}
 for match in re.finditer(
     r"^storm (\S+): (\d+)/(\d+) grants refreshed exactly once, (\d+) more than once, (\d+) never, "
-    r"(\d+) after expiry, (\d+) reuse detections; (\d+) refreshes/s while busy \(([\d.]+) s from first to last\); "
+    r"(\d+) after expiry, (\d+) reuse detections; (\d+) refreshes/s while busy \(([\d.]+) s from first to last\), (\d+) in the busiest second; "
     r"lateness behind due time p50 ([\d.]+) ms p99 ([\d.]+) ms max ([\d.]+) ms",
     read("storm.err"), re.M,
 ):
     keys = ("once", "count", "more", "never", "after_expiry", "reuse", "per_second", "busy_seconds",
-            "late_p50_ms", "late_p99_ms", "late_max_ms")
+            "busiest_second", "late_p50_ms", "late_p99_ms", "late_max_ms")
     storm[match[1]] = dict(zip(keys, (float(value) for value in match.groups()[1:])))
 decision = re.search(r"per decision: p50 ([\d.]+) µs, p99 ([\d.]+) µs", read("decision.err"))
 result = {

@@ -266,7 +266,7 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
     for name, storm in sorted((components.get("storm") or {}).items()):
         lines.append(
             f"| refresh storm {name}: {storm['count']:,.0f} credentials due within one minute | "
-            f"{storm['per_second']:,.0f} refreshes/s; {storm['once']:,.0f} refreshed exactly once, "
+            f"{storm['per_second']:,.0f} refreshes/s ({storm['busiest_second']:,.0f} in the busiest second); {storm['once']:,.0f} refreshed exactly once, "
             f"{storm['more']:,.0f} more than once, {storm['never']:,.0f} never, {storm['after_expiry']:,.0f} after expiry, "
             f"{storm['reuse']:,.0f} reuse detections; behind due time p99 {storm['late_p99_ms']:,.0f} ms "
             f"| `cargo bench -p vault-svc --bench refresh_storm` |"

@@ -208,12 +208,19 @@ async fn storm(name: &str, store: Arc<dyn Store>, count: usize) {
         .iter()
         .filter(|(grant, times)| times[0] > expires[*grant])
         .count();
+    // The busiest second shows the engine's capacity when the due rate outran it.
+    let mut per_second: HashMap<i64, u32> = HashMap::new();
+    for times in state.redeemed.values() {
+        *per_second.entry(times[0] / 1_000_000).or_default() += 1;
+    }
+    let busiest = per_second.values().copied().max().unwrap_or(0);
     let first = state.redeemed.values().map(|times| times[0]).min().unwrap();
     let last = state.redeemed.values().map(|times| times[0]).max().unwrap();
     eprintln!(
         "storm {name}: {once}/{count} grants refreshed exactly once, {more} more than once, \
          {} never, {after_expiry} after expiry, {} reuse detections; {:.0} refreshes/s while busy \
-         ({:.1} s from first to last); lateness behind due time p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+         ({:.1} s from first to last), {busiest} in the busiest second; lateness behind due time \
+         p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
         count - state.redeemed.len(),
         state.reuse,
         state.redeemed.len() as f64 / ((last - first).max(1) as f64 / 1e6),
