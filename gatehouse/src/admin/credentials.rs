@@ -126,7 +126,12 @@ impl Admin {
         .await;
         // Identifiers only: the connector and the member, never the credential.
         let object = format!("{connector}/{member}");
-        let action = Action::read(EventKind::AdminChange, "delete", "member_credential", &object);
+        let action = Action::read(
+            EventKind::AdminChange,
+            "delete",
+            "member_credential",
+            &object,
+        );
         self.audited(caller, &action, outcome)
     }
 

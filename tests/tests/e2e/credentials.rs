@@ -995,7 +995,10 @@ async fn a_rotated_shared_secret_reaches_the_downstream_and_no_call_fails() {
         .chain(issued.iter().map(String::as_str))
         .map(|key| digest(&format!("Bearer {key}")))
         .collect();
-    assert_eq!(digests[0], expected[0], "the first calls carry the original key");
+    assert_eq!(
+        digests[0], expected[0],
+        "the first calls carry the original key"
+    );
     assert!(
         digests.iter().all(|seen| expected.contains(seen)),
         "the downstream received a key nobody issued"
