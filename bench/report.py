@@ -263,6 +263,14 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
     ]
     for name, figures in sorted((components.get("fetch") or {}).items()):
         lines.append(f"| credential fetch {name} | p50 {figures['p50']}, p99 {figures['p99']} | `cargo bench -p vault-svc --bench fetch` |")
+    for name, storm in sorted((components.get("storm") or {}).items()):
+        lines.append(
+            f"| refresh storm {name}: {storm['count']:,.0f} credentials due within one minute | "
+            f"{storm['per_second']:,.0f} refreshes/s ({storm['busiest_second']:,.0f} in the busiest second); {storm['once']:,.0f} refreshed exactly once, "
+            f"{storm['more']:,.0f} more than once, {storm['never']:,.0f} never, {storm['after_expiry']:,.0f} after expiry, "
+            f"{storm['reuse']:,.0f} reuse detections; behind due time p99 {storm['late_p99_ms']:,.0f} ms "
+            f"| `cargo bench -p vault-svc --bench refresh_storm` |"
+        )
     decision = components.get("decision_us")
     if decision:
         lines.append(f"| policy decision (50 policies) | p50 {decision['p50']:.1f} µs, p99 {decision['p99']:.1f} µs | `cargo bench -p policy --bench decision` |")

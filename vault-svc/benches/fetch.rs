@@ -169,7 +169,11 @@ fn bench_backend(
 ) {
     let vault = runtime.block_on(vault(store));
     let (client, endpoint) = runtime.block_on(grpc(vault.clone()));
-    let edge = Credentials::with_token(&endpoint, EDGE, Duration::from_secs(30)).unwrap();
+    // Its gRPC channel spawns its connection task: it must be made inside the runtime.
+    let edge = {
+        let _runtime = runtime.enter();
+        Credentials::with_token(&endpoint, EDGE, Duration::from_secs(30)).unwrap()
+    };
     let mut samples = Vec::with_capacity(20_000);
     runtime.block_on(async {
         for n in 0..20_000 {

@@ -1,9 +1,10 @@
 //! The refresh storm: 10,000 OAuth credentials whose refreshes all fall due
 //! within one minute, refreshed by one vault-svc refresh engine against an
 //! in-process OAuth token endpoint that rotates refresh tokens and detects
-//! reuse. Prints, per store: how many grants were redeemed exactly once, reuse
-//! detections, the refresh rate, and how late refreshes ran behind their due
-//! time (p50/p99/max). On SQLite, and on PostgreSQL when `DATABASE_URL` is set.
+//! reuse. Prints, per store: how many grants were redeemed exactly once, how
+//! many were redeemed only after their access token expired, reuse detections,
+//! the refresh rate, and how late refreshes ran behind their due time
+//! (p50/p99/max). On SQLite, and on PostgreSQL when `DATABASE_URL` is set.
 //!
 //! `cargo bench -p vault-svc --bench refresh_storm` (`STORM_CREDENTIALS=N` to
 //! change the count).
@@ -129,6 +130,7 @@ async fn storm(name: &str, store: Arc<dyn Store>, count: usize) {
     // all within the same minute.
     let seeding = Instant::now();
     let mut due = HashMap::with_capacity(count);
+    let mut expires = HashMap::with_capacity(count);
     for n in 0..count {
         let grant = format!("g{n}");
         let material = Material::OauthGrant(OAuthGrant {
@@ -141,16 +143,18 @@ async fn storm(name: &str, store: Arc<dyn Store>, count: usize) {
             revocation_endpoint: None,
         });
         let lifetime = 60_000_000 + i64::try_from(n % 30_000).unwrap() * 1000;
+        let expires_at = now_micros() + lifetime;
         let record = vault
             .store_credential(
                 "crm",
                 Owner::Member(format!("m{n}")),
                 &material,
-                Some(now_micros() + lifetime),
+                Some(expires_at),
                 String::new(),
             )
             .await
             .unwrap();
+        expires.insert(grant.clone(), expires_at);
         due.insert(grant, record.refresh_due_at.unwrap());
     }
     let first_due = *due.values().min().unwrap();
@@ -199,12 +203,24 @@ async fn storm(name: &str, store: Arc<dyn Store>, count: usize) {
         .map(|(grant, times)| times[0] - due[grant])
         .collect();
     lateness.sort_unstable();
+    let after_expiry = state
+        .redeemed
+        .iter()
+        .filter(|(grant, times)| times[0] > expires[*grant])
+        .count();
+    // The busiest second shows the engine's capacity when the due rate outran it.
+    let mut per_second: HashMap<i64, u32> = HashMap::new();
+    for times in state.redeemed.values() {
+        *per_second.entry(times[0] / 1_000_000).or_default() += 1;
+    }
+    let busiest = per_second.values().copied().max().unwrap_or(0);
     let first = state.redeemed.values().map(|times| times[0]).min().unwrap();
     let last = state.redeemed.values().map(|times| times[0]).max().unwrap();
     eprintln!(
         "storm {name}: {once}/{count} grants refreshed exactly once, {more} more than once, \
-         {} never, {} reuse detections; {:.0} refreshes/s while busy ({:.1} s from first to last); \
-         lateness behind due time p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+         {} never, {after_expiry} after expiry, {} reuse detections; {:.0} refreshes/s while busy \
+         ({:.1} s from first to last), {busiest} in the busiest second; lateness behind due time \
+         p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
         count - state.redeemed.len(),
         state.reuse,
         state.redeemed.len() as f64 / ((last - first).max(1) as f64 / 1e6),

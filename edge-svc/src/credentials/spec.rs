@@ -55,7 +55,9 @@ pub struct RotationSpec {
     /// How long the previous value stays valid after a rotation.
     #[serde(with = "humantime_serde", default)]
     pub overlap: Duration,
-    /// What makes and retires values.
+    /// What makes and retires values, written `{command: [...]}` or `{http: {url: ...}}`
+    /// (a one-key map, not a YAML `!tag`, as every other choice in the gateway file).
+    #[serde(with = "serde_norway::with::singleton_map")]
     pub hook: RotationHookSpec,
     /// Failed attempts in a row before the rotation needs attention (vault-svc's default: 5).
     #[serde(default)]
@@ -273,4 +275,29 @@ fn check_template(template: &str) -> Result<(), String> {
         rest = &after[close + 1..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RotationHookSpec, RotationSpec};
+
+    #[test]
+    fn a_rotation_hook_is_a_one_key_map() {
+        let command: RotationSpec = serde_norway::from_str(
+            "every: 30d\noverlap: 1h\nhook: {command: [/usr/local/bin/rotate, --for, crm]}\n",
+        )
+        .expect("command hook");
+        assert!(
+            matches!(&command.hook, RotationHookSpec::Command(argv) if argv.len() == 3),
+            "{command:?}"
+        );
+        let http: RotationSpec = serde_norway::from_str(
+            "every: 7d\nhook:\n  http: {url: \"https://keys.example/rotate\", bearer_env: ROTATE_TOKEN}\n",
+        )
+        .expect("http hook");
+        assert!(
+            matches!(&http.hook, RotationHookSpec::Http { bearer_env: Some(name), .. } if name == "ROTATE_TOKEN"),
+            "{http:?}"
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Shared credentials (write-only) and connector credential health through the admin API.
+//! Shared credentials (write-only), members' own credentials (deletable, never readable) and
+//! connector credential health through the admin API.
 
 use proto::audit::v1::EventKind;
 use vault_svc::credential::Material;
@@ -96,6 +97,40 @@ impl Admin {
             "delete",
             "shared_credential",
             connector,
+        );
+        self.audited(caller, &action, outcome)
+    }
+
+    /// Deletes `member`'s own credential for `connector` (a pasted API key or a connected
+    /// account, revoked at its provider where it has an endpoint); their next call gets a fresh
+    /// link. The same operation as `gatehouse credentials delete --member`.
+    pub(crate) async fn delete_member_credential(
+        &self,
+        caller: &AdminCaller,
+        connector: &str,
+        member: &str,
+    ) -> Result<CredentialRef, AdminError> {
+        let outcome = async {
+            let deleted = self
+                .inner
+                .vault
+                .delete_member_credential(connector, member)
+                .await
+                .map_err(AdminError::Vault)?;
+            Ok(CredentialRef {
+                connector: connector.to_owned(),
+                credential_id: deleted.id,
+                version: deleted.version,
+            })
+        }
+        .await;
+        // Identifiers only: the connector and the member, never the credential.
+        let object = format!("{connector}/{member}");
+        let action = Action::read(
+            EventKind::AdminChange,
+            "delete",
+            "member_credential",
+            &object,
         );
         self.audited(caller, &action, outcome)
     }

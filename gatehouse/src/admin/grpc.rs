@@ -196,6 +196,21 @@ impl pb::admin_server::Admin for AdminGrpc {
         }))
     }
 
+    async fn delete_member_credential(
+        &self,
+        request: Request<pb::DeleteMemberCredentialRequest>,
+    ) -> Result<Response<pb::DeleteMemberCredentialResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.get_ref();
+        let deleted = self
+            .0
+            .delete_member_credential(&caller, &message.connector, &message.member_id)
+            .await?;
+        Ok(Response::new(pb::DeleteMemberCredentialResponse {
+            credential_id: deleted.credential_id,
+        }))
+    }
+
     async fn list_agents(
         &self,
         request: Request<pb::ListAgentsRequest>,

@@ -71,6 +71,7 @@ fn operations() -> OpenApiRouter<Admin> {
             members::delete_group
         ))
         .routes(routes!(put_shared_credential, delete_shared_credential))
+        .routes(routes!(delete_member_credential))
         .routes(routes!(connector_health))
         .routes(routes!(list_agents, create_agent))
         .routes(routes!(get_agent, put_agent))
@@ -290,6 +291,22 @@ async fn delete_shared_credential(
 ) -> Result<Json<CredentialRef>, AdminError> {
     admin
         .delete_shared_credential(&caller, &name)
+        .await
+        .map(Json)
+}
+
+/// Deletes a member's own credential for a connector (their next call gets a fresh link).
+#[utoipa::path(delete, path = "/admin/v1/connectors/{name}/members/{member}/credential", tag = "credentials",
+    params(("name" = String, Path, description = "the connector's name"),
+        ("member" = String, Path, description = "the member's id")),
+    responses((status = 200, body = CredentialRef), (status = 404, body = ErrorBody)))]
+async fn delete_member_credential(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path((name, member)): Path<(String, String)>,
+) -> Result<Json<CredentialRef>, AdminError> {
+    admin
+        .delete_member_credential(&caller, &name, &member)
         .await
         .map(Json)
 }

@@ -18,7 +18,7 @@ use super::audit::{ECHO, call, echo_dir};
 
 mod live;
 
-const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d0b2d4f6a8c0e";
+pub(super) const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d0b2d4f6a8c0e";
 const VIEWER_SECRET: &str = "viewer-secret-0b2d4f6a8c1e3a5c7e9b1d3f";
 const CALLER_SECRET: &str = "caller-secret-1c3e5a7b9d2f4b6d8a0c2e4a";
 const SHARED_VALUE: &str = "shared-credential-value-5e8f";
@@ -57,14 +57,14 @@ fn gatehouse() -> PathBuf {
 }
 
 /// A running `gatehouse up`: the process, its public origin and its admin gRPC address.
-struct Up {
-    child: tokio::process::Child,
-    origin: String,
-    grpc: String,
+pub(super) struct Up {
+    pub(super) child: tokio::process::Child,
+    pub(super) origin: String,
+    pub(super) grpc: String,
 }
 
 /// Starts `gatehouse up` with the agents' secrets in its environment.
-async fn up(config: &Path, data: &Path) -> Up {
+pub(super) async fn up(config: &Path, data: &Path) -> Up {
     let mut child = tokio::process::Command::new(gatehouse())
         .args(["up", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -106,7 +106,7 @@ async fn up(config: &Path, data: &Path) -> Up {
 }
 
 /// Returns a client-credentials token of `client` for `resource` (with its granted scopes).
-async fn token(origin: &str, client: &str, secret: &str, resource: &str) -> String {
+pub(super) async fn token(origin: &str, client: &str, secret: &str, resource: &str) -> String {
     let response = reqwest::Client::new()
         .post(format!("{origin}/token"))
         .basic_auth(client, Some(secret))
@@ -713,7 +713,7 @@ async fn grpc_face(endpoint: &str, admin: &str) {
 }
 
 /// Returns `message` with the admin token in its `authorization` metadata.
-fn authorized<T>(admin: &str, message: T) -> tonic::Request<T> {
+pub(super) fn authorized<T>(admin: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         "authorization",

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use edge_svc::audit::Recorder;
 use edge_svc::auth::{TokenClaims, TokenError, TokenVerifier};
@@ -706,6 +707,317 @@ async fn members_paste_their_own_api_keys_through_the_link_and_retry() {
             seen.iter().all(|text| !text.contains(key)),
             "a pasted key leaked into a response, a page or a vault event"
         );
+    }
+    downstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_deletes_a_members_own_credential_over_http_and_grpc_and_audits_it() {
+    use proto::admin::v1::DeleteMemberCredentialRequest;
+    use proto::admin::v1::admin_client::AdminClient;
+    use reqwest::StatusCode;
+
+    const ALICE_KEY: &str = "ak-admin-delete-alice-6d1e";
+    const BOB_KEY: &str = "ak-admin-delete-bob-2b7c";
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &config,
+        "connectors:\n  - name: keyed\n    http: {url: \"http://127.0.0.1:9/mcp\"}\n    credentials:\n      \
+         mode: per_member\n      api_key: {header: X-Api-Key}\n\
+         virtual_servers:\n  - name: tools\n    connectors: [{connector: keyed, prefix: \"\"}]\n\
+         authorization:\n  agents:\n    - {name: admin-bot, owner: ops, virtual_servers: [gatehouse-admin], \
+         scopes: [\"gatehouse:admin\"], secret_env: E2E_ADMIN_SECRET}\n",
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    // Alice and Bob pasted their keys earlier (the link flow is tested above); the store is
+    // the one `gatehouse up` opens from the data directory.
+    let mut vault_config = vault_svc::Config::default().with_data_dir(&data);
+    vault_config.connectors.insert(
+        "keyed".to_owned(),
+        vault_svc::ConnectorConfig {
+            api_key: Some(vault_svc::ApiKeyConfig {
+                header: "X-Api-Key".to_owned(),
+            }),
+            ..vault_svc::ConnectorConfig::new(vault_svc::CredentialMode::PerMember)
+        },
+    );
+    std::fs::create_dir_all(&data).expect("data dir");
+    let mut stored = HashMap::new();
+    {
+        let vault = vault_svc::open(&vault_config, Arc::new(vault_svc::event::LogSink))
+            .await
+            .expect("vault");
+        for (member, key) in [("alice", ALICE_KEY), ("bob", BOB_KEY)] {
+            let material = Material::ApiKey {
+                header_name: "X-Api-Key".to_owned(),
+                key: key.into(),
+            };
+            let record = vault
+                .store_credential(
+                    "keyed",
+                    Owner::Member(member.to_owned()),
+                    &material,
+                    None,
+                    String::new(),
+                )
+                .await
+                .expect("stored");
+            stored.insert(member, record.id);
+        }
+    }
+    let super::admin::Up {
+        mut child,
+        origin,
+        grpc,
+    } = super::admin::up(&config, &data).await;
+    let admin = super::admin::token(
+        &origin,
+        "admin-bot",
+        super::admin::ADMIN_SECRET,
+        &format!("{origin}/admin/v1"),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let alice = format!("{origin}/admin/v1/connectors/keyed/members/alice/credential");
+    let anonymous = http.delete(&alice).send().await.expect("anonymous");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let deleted = http
+        .delete(&alice)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let deleted: Value = deleted.json().await.expect("json");
+    assert_eq!(deleted["credential_id"], stored["alice"], "{deleted}");
+    assert!(!deleted.to_string().contains(ALICE_KEY), "{deleted}");
+    let again = http
+        .delete(&alice)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete again");
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    let mut client = AdminClient::connect(grpc).await.expect("admin grpc");
+    let bob = || DeleteMemberCredentialRequest {
+        connector: "keyed".to_owned(),
+        member_id: "bob".to_owned(),
+    };
+    let refused = client
+        .delete_member_credential(bob())
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let deleted = client
+        .delete_member_credential(super::admin::authorized(&admin, bob()))
+        .await
+        .expect("grpc delete")
+        .into_inner();
+    assert_eq!(deleted.credential_id, stored["bob"]);
+    let again = client
+        .delete_member_credential(super::admin::authorized(&admin, bob()))
+        .await
+        .expect_err("gone");
+    assert_eq!(again.code(), tonic::Code::NotFound, "{again:?}");
+
+    // Each deletion, and each refused one, is in the audit log by identifiers only.
+    let audited = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let page: Value = http
+                .get(format!(
+                    "{origin}/admin/v1/audit/events?agent=admin-bot&newest_first=true&limit=100"
+                ))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("search")
+                .json()
+                .await
+                .expect("json");
+            let events = page.to_string();
+            if events.contains("keyed/alice") && events.contains("keyed/bob") {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the deletions reach the audit log");
+    assert!(audited.contains("member_credential"), "{audited}");
+    for secret in [ALICE_KEY, BOB_KEY, admin.as_str()] {
+        assert!(!audited.contains(secret), "a secret reached the audit log");
+    }
+    child.kill().await.expect("gatehouse stopped");
+}
+
+/// The rotation hook of [`a_rotated_shared_secret_reaches_the_downstream_and_no_call_fails`]:
+/// the downstream's key management. `rotate` issues a new key, adds it to the keys the
+/// downstream accepts and answers it; `retire` withdraws the previous key. Every file is
+/// replaced by a rename, so the downstream never reads half a list.
+const ROTATION_HOOK: &str = r#"#!/bin/sh
+set -eu
+dir="$1"
+input=$(cat)
+field() { printf '%s' "$input" | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+action=$(field action)
+case "$action" in
+  rotate)
+    new="rotated-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+    cp "$dir/accepted" "$dir/accepted.next"
+    printf '%s\n' "$new" >> "$dir/accepted.next"
+    mv "$dir/accepted.next" "$dir/accepted"
+    printf '%s\n' "$new" >> "$dir/issued"
+    echo rotate >> "$dir/hook.log"
+    printf '{"value": "%s"}\n' "$new"
+    ;;
+  retire)
+    grep -vxF "$(field current)" "$dir/accepted" > "$dir/accepted.next" || true
+    mv "$dir/accepted.next" "$dir/accepted"
+    echo retire >> "$dir/hook.log"
+    ;;
+  *) exit 1 ;;
+esac
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_shared_secret_reaches_the_downstream_and_no_call_fails() {
+    const ORIGINAL: &str = "canary-rotation-original-5a3e";
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).expect("keys dir");
+    std::fs::write(keys.join("accepted"), format!("{ORIGINAL}\n")).expect("accepted");
+    std::fs::write(keys.join("issued"), "").expect("issued");
+    std::fs::write(keys.join("hook.log"), "").expect("hook log");
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(&hook, ROTATION_HOOK).expect("hook");
+    // The downstream answers 401 to any bearer token not currently in `accepted`.
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
+    echo.args(["http", "--listen", "127.0.0.1:0", "--accept-tokens"])
+        .arg(keys.join("accepted"));
+    let downstream = UrlServer::start(echo).await;
+    // Rotation 6 s after the secret was set, the previous key valid 4 s more, then every 6 s:
+    // edge keeps released material up to 30 s, so each retirement meets a cached old key.
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "connectors:\n  - name: team\n    http: {{url: \"{}\"}}\n    credentials:\n      mode: shared\n      \
+             rotation:\n        every: 6s\n        overlap: 4s\n        hook: {{command: [\"/bin/sh\", \"{}\", \"{}\"]}}\n\
+             virtual_servers:\n  - name: tools\n    auth: none\n    connectors: [{{connector: team, prefix: \"\"}}]\n",
+            downstream.url,
+            hook.display(),
+            keys.display()
+        ),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let gatehouse =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_mcp-echo")).with_file_name("gatehouse");
+    let place = [
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+    ];
+    let mut set = std::process::Command::new(&gatehouse)
+        .args([
+            "credentials",
+            "set",
+            "team",
+            "--bearer-env",
+            "GATEHOUSE_E2E_UNSET_TOKEN",
+        ])
+        .args(place)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("credentials set");
+    std::io::Write::write_all(&mut set.stdin.take().expect("stdin"), ORIGINAL.as_bytes())
+        .expect("secret on stdin");
+    assert!(set.wait_with_output().expect("set ran").status.success());
+
+    let (mut up, url) = super::audit::gatehouse_up(&config, &data, &[]).await;
+    let retirements = || {
+        std::fs::read_to_string(keys.join("hook.log"))
+            .expect("hook log")
+            .lines()
+            .filter(|line| *line == "retire")
+            .count()
+    };
+    // Calls run back to back through two rotations and both retirements.
+    let mut digests = Vec::new();
+    let mut last = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two rotations did not complete within 60 s: hook log {:?}",
+            std::fs::read_to_string(keys.join("hook.log"))
+        );
+        let response = call(&url, "unused", "authorization_digest", json!({})).await;
+        assert_ne!(
+            response["result"]["isError"], true,
+            "a call failed during rotation: {response}"
+        );
+        let received = text(&response);
+        assert!(!received.contains(ORIGINAL), "{response}");
+        if received != last {
+            digests.push(received.clone());
+            last = received;
+        }
+        if retirements() >= 2 {
+            // One more call after the second retirement, which must carry the newest key.
+            let response = call(&url, "unused", "authorization_digest", json!({})).await;
+            let received = text(&response);
+            if received != last {
+                digests.push(received.clone());
+                last = received;
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    up.kill().await.expect("gatehouse stopped");
+    let issued: Vec<String> = std::fs::read_to_string(keys.join("issued"))
+        .expect("issued")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let log = std::fs::read_to_string(keys.join("hook.log")).expect("hook log");
+    assert!(
+        log.starts_with("rotate\nretire\nrotate\nretire\n"),
+        "the hook ran out of order: {log}"
+    );
+    // The downstream received the original key, then each rotated key in turn.
+    let expected: Vec<String> = std::iter::once(ORIGINAL)
+        .chain(issued.iter().map(String::as_str))
+        .map(|key| digest(&format!("Bearer {key}")))
+        .collect();
+    assert_eq!(
+        digests[0], expected[0],
+        "the first calls carry the original key"
+    );
+    assert!(
+        digests.iter().all(|seen| expected.contains(seen)),
+        "the downstream received a key nobody issued"
+    );
+    assert_eq!(
+        digests.last(),
+        expected.get(2),
+        "after the second retirement calls carry the second rotated key"
+    );
+    let status = std::process::Command::new(&gatehouse)
+        .args(["connectors", "status"])
+        .args(place)
+        .output()
+        .expect("connectors status");
+    let report = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(report.contains("rotation: "), "{report}");
+    for key in std::iter::once(ORIGINAL).chain(issued.iter().map(String::as_str)) {
+        assert!(!report.contains(key), "a key reached the status report");
     }
     downstream.stop().await;
 }
