@@ -346,7 +346,8 @@ impl Show {
     /// The choices the page offers: query value, label, and `"true"` for the current one
     /// (the value of its `aria-current`).
     fn choices(self) -> [(&'static str, &'static str, &'static str); 5] {
-        let choice = |show: Self, label| (show.value(), label, if self == show { "true" } else { "" });
+        let choice =
+            |show: Self, label| (show.value(), label, if self == show { "true" } else { "" });
         [
             choice(Self::All, "All"),
             choice(Self::Calls, "Tool calls"),

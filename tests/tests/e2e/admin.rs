@@ -754,7 +754,11 @@ async fn grpc_face(endpoint: &str, admin: &str) {
         ))
         .await
         .expect_err("an unknown kind");
-    assert_eq!(misspelt.code(), tonic::Code::InvalidArgument, "{misspelt:?}");
+    assert_eq!(
+        misspelt.code(),
+        tonic::Code::InvalidArgument,
+        "{misspelt:?}"
+    );
 }
 
 /// Returns `message` with the admin token in its `authorization` metadata.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::{ALICE_PASSWORD, AGENT_SECRET, Browser, agent_token, gateway_file, up};
+use super::{AGENT_SECRET, ALICE_PASSWORD, Browser, agent_token, gateway_file, up};
 
 /// The client's trace ids: each call's audit record must carry its own.
 const TRACE_ONE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -24,8 +24,10 @@ pub(super) async fn traced_echo(url: &str, token: &str, trace_id: &str) {
         .header("mcp-method", "tools/call")
         .header("mcp-name", "echo")
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "echo", "arguments": {"text": trace_id}, "_meta": meta}}))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": trace_id}, "_meta": meta}}),
+        )
         .send()
         .await
         .expect("call");
@@ -50,7 +52,12 @@ pub(super) async fn event_pages(browser: &mut Browser, origin: &str, show: &str)
 
 /// Polls the feed (`show`) until its rows contain every one of `needles` (10 s at most); returns
 /// the rows.
-pub(super) async fn feed_with(browser: &mut Browser, origin: &str, show: &str, needles: &[&str]) -> String {
+pub(super) async fn feed_with(
+    browser: &mut Browser,
+    origin: &str,
+    show: &str,
+    needles: &[&str],
+) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let feed = browser

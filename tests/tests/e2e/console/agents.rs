@@ -21,7 +21,11 @@ async fn a_rotated_secret_is_shown_once_and_never_logged_audited_or_shown_again(
     let mut alice = Browser::sign_in(&origin, "alice", ALICE_PASSWORD).await;
     let rotate = format!("{origin}/console/agents/reporter/rotate");
     let confirm = alice.get(&rotate).await;
-    assert_eq!(confirm.status(), StatusCode::OK, "a confirmation step first");
+    assert_eq!(
+        confirm.status(),
+        StatusCode::OK,
+        "a confirmation step first"
+    );
     let csrf = alice.csrf(&origin).await;
     let rotated = alice.post(&rotate, &[("csrf", &csrf)]).await;
     assert_eq!(rotated.status(), StatusCode::OK);
@@ -80,7 +84,10 @@ async fn a_rotated_secret_is_shown_once_and_never_logged_audited_or_shown_again(
         .expect("a row for reporter");
     assert!(row.contains("<td>bob</td>"), "owner: {row}");
     assert!(row.contains("/console/agents/reporter/rotate"), "{row}");
-    assert!(row.contains("/console/agents/reporter/decommission"), "{row}");
+    assert!(
+        row.contains("/console/agents/reporter/decommission"),
+        "{row}"
+    );
     assert!(
         row.contains(" s</td>"),
         "the secret's age counts from the rotation: {row}"
@@ -146,9 +153,14 @@ async fn a_rotated_secret_is_shown_once_and_never_logged_audited_or_shown_again(
         .await
         .expect("audit text");
     assert!(everything.contains("rotate"), "the rotation is audited");
-    assert!(!everything.contains(&secret), "an audit record holds the secret");
+    assert!(
+        !everything.contains(&secret),
+        "an audit record holds the secret"
+    );
     let misspelt = reqwest::Client::new()
-        .get(format!("{origin}/admin/v1/audit/events?kind=EVENT_KIND_TOKEN"))
+        .get(format!(
+            "{origin}/admin/v1/audit/events?kind=EVENT_KIND_TOKEN"
+        ))
         .bearer_auth(&bot)
         .send()
         .await

@@ -38,7 +38,10 @@ async fn a_member_connects_an_account_and_the_connectors_page_lists_them_never_t
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    let action = link.split('?').next().expect("the form posts to its own path");
+    let action = link
+        .split('?')
+        .next()
+        .expect("the form posts to its own path");
     let saved = bob.post(action, &pairs).await;
     assert_eq!(saved.status(), StatusCode::OK, "the key is kept");
     let accounts = bob
