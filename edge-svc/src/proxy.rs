@@ -144,7 +144,10 @@ impl Proxy {
         method: &'static str,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallRecord, ErrorData> {
-        CallRecord::begin(&self.recorder, self.server.name(), method, context).map_err(unrecorded)
+        crate::telemetry::in_request_trace(context, || {
+            CallRecord::begin(&self.recorder, self.server.name(), method, context)
+        })
+        .map_err(unrecorded)
     }
 
     fn connector_name(&self, member: usize) -> &str {

@@ -80,6 +80,23 @@ pub async fn stash_trace_context(mut request: Request<Body>, next: Next) -> Resp
     next.run(request).await
 }
 
+/// Runs `work` with the trace context of the HTTP request `context` came on made current, so
+/// what it reads of the current trace (the audit record's trace id) is that request's, not the
+/// session-opening request's that rmcp's handler task runs under.
+pub fn in_request_trace<R>(context: &RequestContext<RoleServer>, work: impl FnOnce() -> R) -> R {
+    let stashed = context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<HttpTraceContext>());
+    match stashed {
+        Some(trace) => {
+            let _attached = trace.0.clone().attach();
+            work()
+        }
+        None => work(),
+    }
+}
+
 impl Observed {
     /// Opens the span of `method` on `virtual_server`, child of the HTTP request it came on.
     pub fn begin(

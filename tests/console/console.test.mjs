@@ -177,6 +177,7 @@ test('the console shows real MCP calls live, and decommissioning an agent stops 
   await agent.callTool({ name: 'echo', arguments: { text: 'my ssn is 123-45-6789' } }).catch(() => {});
   await eventually('the live feed to update', async () => (await feed.locator('tr', { hasText: 'tools/call' }).count()) > before);
   await eventually('a DLP hit highlighted', async () => (await feed.locator('tr.row-dlp').count()) > 0);
+  assert.ok((await feed.innerText()).includes('token issued'), 'the feed shows token events too');
   await page.reload();
   await page.locator('svg.chart rect').first().waitFor();
   await shot(page, 'activity');
@@ -184,10 +185,13 @@ test('the console shows real MCP calls live, and decommissioning an agent stops 
   // One call's full audit record and trace id.
   await page.locator('#feed tr', { hasText: 'echo' }).first().locator('a').click();
   await page.waitForURL(/\/console\/activity\/\d+$/);
-  await page.locator('#trace-id').waitFor();
+  const traceId = await page.locator('#trace-id').innerText();
+  assert.match(traceId, /^[0-9a-f]{32}$/, 'the call carries the trace id of its request');
+  assert.notEqual(traceId, '0'.repeat(32));
   const record = await page.locator('pre.record').innerText();
   assert.match(record, /"eventId"/, 'the full audit record is shown');
   assert.match(record, /"virtualServer": "tools"/);
+  assert.ok(record.includes(`"traceId": "${traceId}"`), 'the page shows the record\'s trace id');
   await shot(page, 'event');
 
   await page.getByRole('link', { name: 'Connectors', exact: true }).click();
@@ -201,6 +205,10 @@ test('the console shows real MCP calls live, and decommissioning an agent stops 
 
   await page.getByRole('link', { name: 'Agents', exact: true }).click();
   const row = page.locator('tbody tr', { hasText: 'reporter' });
+  const facts = await row.innerText();
+  assert.ok(facts.includes('bob'), 'the owner is shown');
+  // Counts need agent calls audited with the agent's client id.
+  assert.doesNotMatch(facts, /\t0\t–\t/, `the agent's calls are counted: ${facts}`);
   await shot(page, 'agents');
   await row.getByRole('link', { name: 'Decommission' }).click();
   await page.getByLabel('Reason (kept in the audit record)').fill('leaked in a screenshot');
@@ -208,6 +216,9 @@ test('the console shows real MCP calls live, and decommissioning an agent stops 
   await page.getByRole('button', { name: 'Decommission reporter' }).click();
   await page.waitForURL(/\/console\/agents$/);
   await page.locator('tbody tr', { hasText: 'reporter' }).getByText('decommissioned').waitFor();
+  await page.goto(`${origin}/console/activity?show=admin`);
+  await eventually('the decommission in the admin feed',
+    async () => (await feed.innerText()).includes('decommission agent bundle reporter'));
 
   // Its next call fails: the open session's token is revoked, and it gets no new token.
   await assert.rejects(agent.callTool({ name: 'echo', arguments: { text: 'after' } }), 'the next call fails');

@@ -15,12 +15,13 @@ impl Admin {
         query: AuditQuery,
     ) -> Result<AuditPage, AdminError> {
         let outcome = async {
+            let kinds = kinds(query.kind.as_deref())?;
             let filter = Filter {
                 member_ids: query.member.into_iter().collect(),
                 agent_client_ids: query.agent.into_iter().collect(),
                 virtual_servers: query.virtual_server.into_iter().collect(),
                 tools: query.tool.into_iter().collect(),
-                kinds: query.kind.into_iter().collect(),
+                kinds,
                 ..Filter::default()
             };
             let search = SearchQuery::new(
@@ -53,4 +54,23 @@ impl Admin {
         let action = Action::read(EventKind::AdminChange, "search", "audit_log", "");
         self.audited(caller, &action, outcome)
     }
+}
+
+/// Returns the kind names of a comma-separated list, each checked against the event schema so
+/// that a misspelt kind is refused rather than silently matching nothing.
+fn kinds(list: Option<&str>) -> Result<Vec<String>, AdminError> {
+    list.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            EventKind::from_str_name(name)
+                .filter(|kind| *kind != EventKind::Unspecified)
+                .map(|kind| kind.as_str_name().to_owned())
+                .ok_or_else(|| AdminError::InvalidArgument {
+                    field: "kind",
+                    reason: format!("{name} is not an event kind"),
+                })
+        })
+        .collect()
 }

@@ -307,7 +307,7 @@ impl pb::admin_server::Admin for AdminGrpc {
             agent: (!message.agent.is_empty()).then_some(message.agent),
             virtual_server: (!message.virtual_server.is_empty()).then_some(message.virtual_server),
             tool: (!message.tool.is_empty()).then_some(message.tool),
-            kind: None,
+            kind: (!message.kinds.is_empty()).then(|| message.kinds.join(",")),
             limit: (message.limit > 0).then_some(message.limit),
             page_token: (!message.page_token.is_empty()).then_some(message.page_token),
             newest_first: message.newest_first,

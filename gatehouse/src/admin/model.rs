@@ -275,7 +275,8 @@ pub(crate) struct AuditQuery {
     pub(crate) virtual_server: Option<String>,
     /// The exposed tool name.
     pub(crate) tool: Option<String>,
-    /// The event kind by name, such as `EVENT_KIND_MCP_REQUEST`.
+    /// The event kinds by name, comma-separated, such as
+    /// `EVENT_KIND_TOKEN_ISSUED,EVENT_KIND_TOKEN_REVOKED`; any of them matches.
     #[serde(default)]
     pub(crate) kind: Option<String>,
     /// The page size (default 100, at most 1000).

@@ -161,7 +161,9 @@ fn per_member_connectors(console: &Console) -> Vec<(String, bool)> {
         .into_iter()
         .filter_map(|name| {
             let config = vault.connector(&name).ok()?;
-            (config.credential == CredentialMode::PerMember).then(|| (name, config.oauth.is_some()))
+            // Linkable through vault's consent link: an OAuth grant, or a pasted API key.
+            let linkable = config.oauth.is_some() || config.api_key.is_some();
+            (config.credential == CredentialMode::PerMember).then_some((name, linkable))
         })
         .collect()
 }

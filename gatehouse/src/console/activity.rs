@@ -1,7 +1,6 @@
-//! Activity: a live feed of recent audit events, a chart of tool calls over time by virtual
-//! server, tool, member or agent (inline SVG drawn on the server), and one event's full record.
-
-use std::collections::BTreeMap;
+//! Activity: a live feed of recent audit events (tool calls, tokens, credentials and
+//! administrative changes), a chart of tool calls over time by virtual server, tool, member or
+//! agent (inline SVG drawn on the server), and one event's full record.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -14,18 +13,18 @@ use super::{Chrome, Console, admin_error, message, render};
 use crate::admin::AdminCaller;
 use crate::admin::model::AuditQuery;
 
+mod chart;
+
+use chart::{BUCKET_SECONDS, BUCKETS, By, Chart};
+
 /// How many of the newest events the pages read (the admin API's page maximum).
 const WINDOW_EVENTS: u32 = 1000;
 /// How many events the feed shows.
 const FEED_ROWS: usize = 40;
-/// The chart's span: one bar per minute over the last half hour.
-const BUCKETS: i64 = 30;
-const BUCKET_SECONDS: i64 = 60;
-/// The chart's series: the busiest values, the rest summed as "other".
-const SERIES: usize = 5;
-/// Chart geometry, in SVG user units.
-const CHART_WIDTH: i64 = 720;
-const CHART_HEIGHT: i64 = 160;
+/// The kinds whose events include the admin API's own reads (list, read, search), which the
+/// console's polling would otherwise crowd the feed with: read over the whole window and
+/// filtered.
+const ADMIN_KINDS: [&str; 2] = ["EVENT_KIND_ADMIN_CHANGE", "EVENT_KIND_POLICY_CHANGED"];
 
 /// One audit event as the console lists it.
 #[derive(Debug, Clone)]
@@ -36,6 +35,9 @@ pub(super) struct EventRow {
     pub(super) clock: String,
     pub(super) kind: String,
     pub(super) method: String,
+    /// What the event was about, in a few words: the MCP method, the token's grant type, the
+    /// credential's connector, or the administrative action and its object.
+    pub(super) detail: String,
     pub(super) member: String,
     pub(super) agent: String,
     pub(super) virtual_server: String,
@@ -49,51 +51,31 @@ pub(super) struct EventRow {
     admin_read: bool,
 }
 
-/// Which dimension the chart splits calls by.
+/// Which events the feed shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(super) enum By {
+pub(super) enum Show {
+    /// Every kind but credential reads (one per call that uses a credential; see `Credentials`).
     #[default]
-    VirtualServer,
-    Tool,
-    Member,
-    Agent,
+    All,
+    Calls,
+    Tokens,
+    Credentials,
+    Admin,
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ActivityQuery {
     #[serde(default)]
     by: By,
+    #[serde(default)]
+    show: Show,
 }
 
-/// One bar segment of the chart.
-#[derive(Debug)]
-struct Segment {
-    x: i64,
-    y: i64,
-    width: i64,
-    height: i64,
-    series: usize,
-    label: String,
-}
-
-/// One series of the chart's legend.
-#[derive(Debug)]
-struct Legend {
-    series: usize,
-    name: String,
-    calls: usize,
-}
-
-#[derive(Debug)]
-struct Chart {
-    segments: Vec<Segment>,
-    legend: Vec<Legend>,
-    peak: usize,
-    width: i64,
-    height: i64,
-    /// Tick labels under the bars: (x, text).
-    ticks: Vec<(i64, String)>,
+#[derive(Debug, Deserialize)]
+pub(super) struct FeedQuery {
+    #[serde(default)]
+    show: Show,
 }
 
 #[derive(Debug)]
@@ -109,6 +91,7 @@ struct Totals {
 struct ActivityPage {
     chrome: Chrome,
     by: By,
+    show: Show,
     chart: Chart,
     totals: Totals,
     rows: Vec<EventRow>,
@@ -142,8 +125,11 @@ pub(super) async fn page(
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    let events = match recent(&console, caller).await {
-        Ok(events) => events,
+    let (events, rows) = match tokio::try_join!(
+        recent_calls(&console, caller),
+        feed_events(&console, caller, query.show)
+    ) {
+        Ok(read) => read,
         Err(error) => return admin_error(&viewer, &error),
     };
     let now = super::now();
@@ -162,15 +148,20 @@ pub(super) async fn page(
         &ActivityPage {
             chrome: viewer.chrome("activity"),
             by: query.by,
-            chart: chart(&calls, query.by, now),
+            show: query.show,
+            chart: chart::chart(&calls, query.by, now),
             totals,
-            rows: feed_rows(events),
+            rows,
         },
     )
 }
 
 /// `GET /console/activity/feed`: the feed's rows, which the page's script polls.
-pub(super) async fn feed(State(console): State<Console>, headers: HeaderMap) -> Response {
+pub(super) async fn feed(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Query(query): Query<FeedQuery>,
+) -> Response {
     let viewer = match console.sessions().viewer(&headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -179,13 +170,8 @@ pub(super) async fn feed(State(console): State<Console>, headers: HeaderMap) -> 
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    match recent(&console, caller).await {
-        Ok(events) => render(
-            StatusCode::OK,
-            &FeedRows {
-                rows: feed_rows(events),
-            },
-        ),
+    match feed_events(&console, caller, query.show).await {
+        Ok(rows) => render(StatusCode::OK, &FeedRows { rows }),
         Err(error) => admin_error(&viewer, &error),
     }
 }
@@ -242,17 +228,56 @@ pub(super) async fn event(
     )
 }
 
-/// Returns the newest MCP request events, newest first, through the admin API's search.
+/// Returns the newest MCP request events, newest first: what the chart and the agents' call
+/// statistics count.
 ///
 /// Only MCP requests: credential reads and token events, one or more per call (and a stream of
 /// them from a connector whose credential fails), would crowd the calls out of the window.
-pub(super) async fn recent(
+pub(super) async fn recent_calls(
     console: &Console,
     caller: &AdminCaller,
 ) -> Result<Vec<EventRow>, crate::admin::AdminError> {
+    search(console, caller, &["EVENT_KIND_MCP_REQUEST"], WINDOW_EVENTS).await
+}
+
+/// Returns the feed's rows for `show`, newest first.
+///
+/// Kinds that hold the admin API's reads are read over the whole window and the reads dropped;
+/// the others need only as many events as the feed shows.
+async fn feed_events(
+    console: &Console,
+    caller: &AdminCaller,
+    show: Show,
+) -> Result<Vec<EventRow>, crate::admin::AdminError> {
+    let (admin, other): (Vec<&str>, Vec<&str>) = show
+        .kinds()
+        .iter()
+        .copied()
+        .partition(|kind| ADMIN_KINDS.contains(kind));
+    let limit = u32::try_from(FEED_ROWS).unwrap_or(WINDOW_EVENTS);
+    let (mut rows, changes) = tokio::try_join!(
+        search(console, caller, &other, limit),
+        search(console, caller, &admin, WINDOW_EVENTS)
+    )?;
+    rows.extend(changes.into_iter().filter(|row| !row.admin_read));
+    rows.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+    rows.truncate(FEED_ROWS);
+    Ok(rows)
+}
+
+/// Returns up to `limit` of the newest events of `kinds` (none when `kinds` is empty).
+async fn search(
+    console: &Console,
+    caller: &AdminCaller,
+    kinds: &[&str],
+    limit: u32,
+) -> Result<Vec<EventRow>, crate::admin::AdminError> {
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
     let query = AuditQuery {
-        kind: Some("EVENT_KIND_MCP_REQUEST".to_owned()),
-        limit: Some(WINDOW_EVENTS),
+        kind: Some(kinds.join(",")),
+        limit: Some(limit),
         newest_first: true,
         ..AuditQuery::default()
     };
@@ -264,12 +289,73 @@ pub(super) async fn recent(
         .collect())
 }
 
-fn feed_rows(events: Vec<EventRow>) -> Vec<EventRow> {
-    events
-        .into_iter()
-        .filter(|row| !row.admin_read)
-        .take(FEED_ROWS)
-        .collect()
+impl Show {
+    /// Returns the event kinds this choice shows.
+    fn kinds(self) -> &'static [&'static str] {
+        const CALLS: &[&str] = &["EVENT_KIND_MCP_REQUEST"];
+        const TOKENS: &[&str] = &[
+            "EVENT_KIND_TOKEN_ISSUED",
+            "EVENT_KIND_TOKEN_EXCHANGED",
+            "EVENT_KIND_TOKEN_REVOKED",
+        ];
+        const CREDENTIALS: &[&str] = &[
+            "EVENT_KIND_CREDENTIAL_READ",
+            "EVENT_KIND_CREDENTIAL_WRITTEN",
+            "EVENT_KIND_CREDENTIAL_REFRESHED",
+            "EVENT_KIND_CREDENTIAL_ROTATED",
+            "EVENT_KIND_CREDENTIAL_REVOKED",
+        ];
+        const ADMIN: &[&str] = &[
+            "EVENT_KIND_AGENT_CHANGED",
+            "EVENT_KIND_POLICY_CHANGED",
+            "EVENT_KIND_ADMIN_CHANGE",
+        ];
+        const ALL: &[&str] = &[
+            "EVENT_KIND_MCP_REQUEST",
+            "EVENT_KIND_TOKEN_ISSUED",
+            "EVENT_KIND_TOKEN_EXCHANGED",
+            "EVENT_KIND_TOKEN_REVOKED",
+            "EVENT_KIND_CREDENTIAL_WRITTEN",
+            "EVENT_KIND_CREDENTIAL_REFRESHED",
+            "EVENT_KIND_CREDENTIAL_ROTATED",
+            "EVENT_KIND_CREDENTIAL_REVOKED",
+            "EVENT_KIND_AGENT_CHANGED",
+            "EVENT_KIND_POLICY_CHANGED",
+            "EVENT_KIND_ADMIN_CHANGE",
+        ];
+        match self {
+            Self::All => ALL,
+            Self::Calls => CALLS,
+            Self::Tokens => TOKENS,
+            Self::Credentials => CREDENTIALS,
+            Self::Admin => ADMIN,
+        }
+    }
+
+    /// Returns the query value of this choice.
+    fn value(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Calls => "calls",
+            Self::Tokens => "tokens",
+            Self::Credentials => "credentials",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// The choices the page offers: query value, label, and `"true"` for the current one
+    /// (the value of its `aria-current`).
+    fn choices(self) -> [(&'static str, &'static str, &'static str); 5] {
+        let choice =
+            |show: Self, label| (show.value(), label, if self == show { "true" } else { "" });
+        [
+            choice(Self::All, "All"),
+            choice(Self::Calls, "Tool calls"),
+            choice(Self::Tokens, "Tokens"),
+            choice(Self::Credentials, "Credentials"),
+            choice(Self::Admin, "Admin"),
+        ]
+    }
 }
 
 impl EventRow {
@@ -326,8 +412,9 @@ impl EventRow {
             sequence,
             time,
             clock,
-            admin_read: kind == "EVENT_KIND_ADMIN_CHANGE"
+            admin_read: ADMIN_KINDS.contains(&kind.as_str())
                 && matches!(admin_action.as_str(), "list" | "read" | "search"),
+            detail: detail(event),
             kind: kind
                 .trim_start_matches("EVENT_KIND_")
                 .to_lowercase()
@@ -360,123 +447,37 @@ impl EventRow {
             (true, true) => String::new(),
         }
     }
-
-    fn dimension(&self, by: By) -> &str {
-        let value = match by {
-            By::VirtualServer => &self.virtual_server,
-            By::Tool => &self.tool,
-            By::Member => &self.member,
-            By::Agent => &self.agent,
-        };
-        if value.is_empty() { "(none)" } else { value }
-    }
 }
 
-impl By {
-    /// The choices the page offers: query value, label, and `"true"` for the current one
-    /// (the value of its `aria-current`).
-    fn choices(self) -> [(&'static str, &'static str, &'static str); 4] {
-        let current = |by| if self == by { "true" } else { "" };
-        [
-            (
-                "virtual_server",
-                "Virtual server",
-                current(Self::VirtualServer),
-            ),
-            ("tool", "Tool", current(Self::Tool)),
-            ("member", "Member", current(Self::Member)),
-            ("agent", "Agent", current(Self::Agent)),
+/// Returns what an event was about, in a few words (never a secret: only names and identifiers
+/// the audit record itself holds).
+fn detail(event: &Value) -> String {
+    let text = |path: &[&str]| {
+        path.iter()
+            .try_fold(event, |value, key| value.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let words: Vec<&str> = if event.get("admin").is_some() {
+        vec![
+            text(&["admin", "action"]),
+            text(&["admin", "objectType"]),
+            text(&["admin", "objectId"]),
         ]
-    }
-}
-
-/// Draws stacked bars of `calls` per minute, split by `by`.
-fn chart(calls: &[&EventRow], by: By, now: i64) -> Chart {
-    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
-    for row in calls {
-        *totals.entry(row.dimension(by)).or_default() += 1;
-    }
-    let mut ranked: Vec<(&str, usize)> = totals.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let named: Vec<&str> = ranked.iter().take(SERIES).map(|(name, _)| *name).collect();
-    let series_of = |row: &EventRow| {
-        named
-            .iter()
-            .position(|name| *name == row.dimension(by))
-            .unwrap_or(SERIES)
+    } else if event.get("token").is_some() {
+        vec![text(&["token", "grantType"])]
+    } else if event.get("credential").is_some() {
+        vec![
+            text(&["credential", "connector"]),
+            text(&["credential", "ownerId"]),
+        ]
+    } else {
+        vec![text(&["metadata", "mcpMethod"])]
     };
-    let start = now - BUCKETS * BUCKET_SECONDS;
-    let mut counts = vec![[0usize; SERIES + 1]; usize::try_from(BUCKETS).unwrap_or(0)];
-    for row in calls {
-        let bucket = usize::try_from((row.time - start) / BUCKET_SECONDS).unwrap_or(0);
-        if let Some(bucket) = counts.get_mut(bucket) {
-            bucket[series_of(row)] += 1;
-        }
-    }
-    let peak = counts
-        .iter()
-        .map(|bucket| bucket.iter().sum::<usize>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let slot = CHART_WIDTH / BUCKETS;
-    let scale = |count: usize| {
-        i64::try_from(count).unwrap_or(0) * CHART_HEIGHT / i64::try_from(peak).unwrap_or(1)
-    };
-    let mut segments = Vec::new();
-    for (index, bucket) in counts.iter().enumerate() {
-        let x = i64::try_from(index).unwrap_or(0) * slot;
-        let mut top = CHART_HEIGHT;
-        for (series, count) in bucket.iter().enumerate().filter(|(_, count)| **count > 0) {
-            let height = scale(*count).max(2);
-            top -= height;
-            let name = named.get(series).copied().unwrap_or("other");
-            let minutes_ago = BUCKETS - i64::try_from(index).unwrap_or(0);
-            segments.push(Segment {
-                x: x + 2,
-                y: top,
-                width: slot - 4,
-                height,
-                series,
-                label: format!("{name}: {count} call(s), {minutes_ago} min ago"),
-            });
-        }
-    }
-    let mut legend: Vec<Legend> = ranked
-        .iter()
-        .take(SERIES)
-        .enumerate()
-        .map(|(series, (name, calls))| Legend {
-            series,
-            name: (*name).to_owned(),
-            calls: *calls,
-        })
-        .collect();
-    let other: usize = ranked.iter().skip(SERIES).map(|(_, calls)| calls).sum();
-    if other > 0 {
-        legend.push(Legend {
-            series: SERIES,
-            name: "other".to_owned(),
-            calls: other,
-        });
-    }
-    let ticks = (0..=BUCKETS)
-        .step_by(5)
-        .map(|index| {
-            let label = if index == BUCKETS {
-                "now".to_owned()
-            } else {
-                format!("-{} min", BUCKETS - index)
-            };
-            (index * slot, label)
-        })
-        .collect();
-    Chart {
-        segments,
-        legend,
-        peak,
-        width: CHART_WIDTH,
-        height: CHART_HEIGHT,
-        ticks,
-    }
+    words
+        .into_iter()
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('_', " ")
 }

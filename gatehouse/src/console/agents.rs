@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::activity::{EventRow, recent};
+use super::activity::{EventRow, recent_calls};
 use super::{Chrome, Console, admin_error, age, form_field, render};
 use crate::admin::model::{AgentFilter, AgentView};
 
@@ -79,7 +79,7 @@ pub(super) async fn page(State(console): State<Console>, headers: HeaderMap) -> 
         Ok(agents) => agents,
         Err(error) => return admin_error(&viewer, &error),
     };
-    let events = match recent(&console, caller).await {
+    let events = match recent_calls(&console, caller).await {
         Ok(events) => events,
         Err(error) => return admin_error(&viewer, &error),
     };

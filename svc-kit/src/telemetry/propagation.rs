@@ -57,12 +57,15 @@ pub fn current_context() -> Context {
     tracing::Span::current().context()
 }
 
-/// Returns the current span's W3C trace id (32 hex digits), or `None` outside a sampled trace.
+/// Returns the W3C trace id (32 hex digits) of the active OpenTelemetry context, or `None`
+/// outside a trace.
 ///
-/// Audit records carry it so a security reviewer can jump from a record to its trace.
+/// Audit records carry it so a security reviewer can jump from a record to its trace. The
+/// active context is the entered span's (the tracing layer attaches it on entry) unless a caller
+/// attached another one since, as edge does for the HTTP request an MCP handler answers.
 pub fn current_trace_id() -> Option<String> {
     use opentelemetry::trace::TraceContextExt as _;
-    let context = current_context();
+    let context = Context::current();
     let span = context.span();
     let span_context = span.span_context();
     span_context
@@ -194,6 +197,16 @@ mod tests {
             )]
         );
         assert!(w3c_fields(&Context::new()).is_empty());
+    }
+
+    #[test]
+    fn current_trace_id_is_the_attached_contexts() {
+        assert_eq!(current_trace_id(), None, "outside a trace");
+        let _attached = remote_context().attach();
+        assert_eq!(
+            current_trace_id().as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
     }
 
     #[test]

@@ -667,7 +667,8 @@ fn http_with(token: &str) -> reqwest::Client {
 async fn grpc_face(endpoint: &str, admin: &str) {
     use proto::admin::v1::admin_client::AdminClient;
     use proto::admin::v1::{
-        GetPoliciesRequest, ListConnectorsRequest, PolicySet, PolicySource, SetPoliciesRequest,
+        GetPoliciesRequest, ListConnectorsRequest, PolicySet, PolicySource, SearchAuditRequest,
+        SetPoliciesRequest,
     };
 
     let mut client = AdminClient::connect(endpoint.to_owned())
@@ -710,6 +711,54 @@ async fn grpc_face(endpoint: &str, admin: &str) {
         .await
         .expect_err("invalid policies");
     assert_eq!(invalid.code(), tonic::Code::InvalidArgument, "{invalid:?}");
+
+    // Audit search by kind: the policy read above, and nothing of another kind.
+    let by_kind = SearchAuditRequest {
+        kinds: vec!["EVENT_KIND_POLICY_CHANGED".to_owned()],
+        limit: 1000,
+        newest_first: true,
+        ..SearchAuditRequest::default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let kinds = loop {
+        let found = client
+            .search_audit(authorized(admin, by_kind.clone()))
+            .await
+            .expect("search by kind")
+            .into_inner();
+        let kinds: Vec<String> = found
+            .events
+            .iter()
+            .map(|record| {
+                let event: Value = serde_json::from_str(&record.event_json).expect("event json");
+                event["kind"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        if !kinds.is_empty() || std::time::Instant::now() > deadline {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!kinds.is_empty(), "the policy read is audited");
+    assert!(
+        kinds.iter().all(|kind| kind == "EVENT_KIND_POLICY_CHANGED"),
+        "{kinds:?}"
+    );
+    let misspelt = client
+        .search_audit(authorized(
+            admin,
+            SearchAuditRequest {
+                kinds: vec!["EVENT_KIND_POLICY".to_owned()],
+                ..SearchAuditRequest::default()
+            },
+        ))
+        .await
+        .expect_err("an unknown kind");
+    assert_eq!(
+        misspelt.code(),
+        tonic::Code::InvalidArgument,
+        "{misspelt:?}"
+    );
 }
 
 /// Returns `message` with the admin token in its `authorization` metadata.

@@ -15,9 +15,14 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::audit::{ECHO, echo_dir};
 
+mod activity;
+mod agents;
+mod connectors;
+
 const AGENT_SECRET: &str = "console-agent-secret-canary-4b1d9e7f2a6c";
 const ADMIN_BOT_SECRET: &str = "console-admin-bot-secret-canary-8e2f6a1c";
 const SHARED_VALUE: &str = "console-shared-credential-canary-3c9a7e";
+const MEMBER_KEY: &str = "console-member-api-key-canary-7d1e5b";
 /// The password of `alice` (an administrator) and `bob` (a member): argon2id below.
 const ALICE_PASSWORD: &str = "interop-alice-pw";
 const BOB_PASSWORD: &str = "interop-bob-pw";
@@ -37,6 +42,7 @@ fn gateway_file() -> String {
         "connectors:\n\
          \x20 - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
          \x20 - name: vaulted\n    http: {{url: \"http://127.0.0.1:9/mcp\"}}\n    credentials: {{mode: shared}}\n\
+         \x20 - name: keyed\n    http: {{url: \"http://127.0.0.1:9/mcp\"}}\n    credentials: {{mode: per_member, api_key: {{header: X-Api-Key}}, inject: {{headers: {{Authorization: \"Key {{key}}\"}}}}}}\n\
          virtual_servers:\n\
          \x20 - name: tools\n    connectors: [{{connector: local, prefix: \"\"}}]\n\
          authorization:\n\
@@ -53,18 +59,19 @@ fn gatehouse() -> PathBuf {
     PathBuf::from(ECHO).with_file_name("gatehouse")
 }
 
-/// Starts `gatehouse up` and returns it with its public origin.
+/// Starts `gatehouse up` and returns it with its public origin; its log (stderr) goes to
+/// `gatehouse.log` beside `data`, for the secret checks.
 async fn up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
+    let log = std::fs::File::create(data.with_file_name("gatehouse.log")).expect("log file");
     let mut child = tokio::process::Command::new(gatehouse())
         .args(["up", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .arg("--data")
         .arg(data)
-        .env("RUST_LOG", "warn")
         .env("E2E_AGENT_SECRET", AGENT_SECRET)
         .env("E2E_ADMIN_BOT_SECRET", ADMIN_BOT_SECRET)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .expect("gatehouse up");
