@@ -19,9 +19,11 @@ use crate::store::{
 use crate::token::now;
 
 mod declared;
+mod jwks;
 mod validate;
 
 pub use declared::AgentConfig;
+pub(crate) use jwks::AgentJwks;
 pub(crate) use validate::subject_matches;
 
 /// Is how stale `last_used_at` may be: the hot path writes it at most this often per agent.
