@@ -69,7 +69,7 @@ pub use scim::{ScimConfig, scim_router};
 pub use state::{AuthzState, RegisteredClient};
 pub use store::{
     AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
-    ClientRecord, CodeRecord, DirectoryFilter, DirectoryGroup, DirectoryPage, DirectoryStore,
+    ClientRecord, CodeRecord, ConsentRecord, DirectoryFilter, DirectoryGroup, DirectoryPage, DirectoryStore,
     DirectoryUser, FamilyRecord, FederatedMember, KeyRecord, KeyStatus, MemberState, NewRefresh,
     PostgresStore, Redemption, RevocationKind, RevocationRecord, SqliteStore, Store, StoreConfig,
     WorkloadIssuer,
