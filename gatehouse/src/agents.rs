@@ -269,9 +269,8 @@ async fn find(registry: &AgentRegistry, key: &str) -> anyhow::Result<AgentRecord
 fn describe(agent: &AgentRecord, secrets: &[AgentSecretRecord]) -> Value {
     let method = match &agent.authentication {
         AgentAuthentication::ClientSecret => "client_secret_basic",
-        AgentAuthentication::PrivateKeyJwt { .. } | AgentAuthentication::PrivateKeyJwtUri { .. } => {
-            "private_key_jwt"
-        }
+        AgentAuthentication::PrivateKeyJwt { .. }
+        | AgentAuthentication::PrivateKeyJwtUri { .. } => "private_key_jwt",
         AgentAuthentication::WorkloadIdentity(_) => "workload_identity",
     };
     json!({

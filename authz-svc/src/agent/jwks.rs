@@ -99,10 +99,13 @@ impl AgentJwks {
         let parsed = Url::parse(url).map_err(|_| KeysError::Url)?;
         let fetched = self
             .egress
-            .get(&parsed, "application/jwk-set+json, application/json", MAX_JWKS_BYTES)
+            .get(
+                &parsed,
+                "application/jwk-set+json, application/json",
+                MAX_JWKS_BYTES,
+            )
             .await?;
-        let keys: JwkSet =
-            serde_json::from_slice(&fetched.body).map_err(|_| KeysError::NotJwks)?;
+        let keys: JwkSet = serde_json::from_slice(&fetched.body).map_err(|_| KeysError::NotJwks)?;
         let keys = Arc::new(keys);
         let fresh_for = fetched.fresh_for.clamp(MIN_FRESHNESS, MAX_FRESHNESS);
         let cached = Cached {

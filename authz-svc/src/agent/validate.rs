@@ -73,8 +73,8 @@ fn authentication(authentication: &AgentAuthentication) -> Result<(), Error> {
 /// may point is checked again at every fetch, after name resolution.
 fn jwks_url(uri: &str) -> Result<(), Error> {
     let url = url::Url::parse(uri).map_err(|_| invalid("jwks_uri must be a URL"))?;
-    let secure = url.scheme() == "https"
-        || (url.scheme() == "http" && crate::issuer::is_loopback(&url));
+    let secure =
+        url.scheme() == "https" || (url.scheme() == "http" && crate::issuer::is_loopback(&url));
     if !secure || url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("jwks_uri must be https (http only on loopback)"));
     }

@@ -91,7 +91,8 @@ pub(super) async fn authenticate(
                 "the workload subject is not trusted for this agent",
             ));
         }
-        AgentAuthentication::PrivateKeyJwt { .. } | AgentAuthentication::PrivateKeyJwtUri { .. }
+        AgentAuthentication::PrivateKeyJwt { .. }
+        | AgentAuthentication::PrivateKeyJwtUri { .. }
             if claims.sub != agent.client_id =>
         {
             return Err(refused("the client assertion sub must be the client_id"));
@@ -157,7 +158,10 @@ async fn keys_for<'a>(
         AgentAuthentication::PrivateKeyJwtUri { jwks_uri } => {
             let keys = state.agent_jwks.get(jwks_uri, kid).await.map_err(|why| {
                 tracing::warn!(%why, client_id = %agent.client_id, "agent keys unavailable");
-                OAuthError::new("invalid_client", "the agent's published keys are unavailable")
+                OAuthError::new(
+                    "invalid_client",
+                    "the agent's published keys are unavailable",
+                )
             })?;
             Ok((
                 keys,

@@ -297,7 +297,11 @@ async fn counted_jwks_server(
 }
 
 /// Creates, over the `AgentAdmin` gRPC API, an agent whose keys are published at `jwks_uri`.
-async fn create_uri_agent(harness: &Harness, name: &str, jwks_uri: &str) -> Result<String, tonic::Status> {
+async fn create_uri_agent(
+    harness: &Harness,
+    name: &str,
+    jwks_uri: &str,
+) -> Result<String, tonic::Status> {
     use proto::authz::v1 as pb;
     use proto::authz::v1::agent_admin_client::AgentAdminClient;
     let server = crate::harness::serve_grpc(harness.state.clone()).await;
@@ -318,13 +322,18 @@ async fn create_uri_agent(harness: &Harness, name: &str, jwks_uri: &str) -> Resu
         ..Default::default()
     };
     let created = admin.create_agent(request).await?.into_inner();
-    assert!(created.client_secret.is_none(), "no secret for a key-based agent");
+    assert!(
+        created.client_secret.is_none(),
+        "no secret for a key-based agent"
+    );
     let bundle = created.agent.unwrap();
     let shown = bundle.authentication.unwrap().method.unwrap();
     assert_eq!(
         shown,
         pb::agent_authentication::Method::PrivateKeyJwt(pb::PrivateKeyJwtAuthentication {
-            keys: Some(pb::private_key_jwt_authentication::Keys::JwksUri(jwks_uri.to_owned())),
+            keys: Some(pb::private_key_jwt_authentication::Keys::JwksUri(
+                jwks_uri.to_owned()
+            )),
         })
     );
     Ok(bundle.client_id)
@@ -338,18 +347,29 @@ async fn private_key_jwt_with_a_jwks_uri_fetches_the_keys_once_and_caches_them()
     let harness = Harness::with_config(config).await;
     let key = TestKey::new("published-key", "pub-1");
     let (jwks_uri, hits) = counted_jwks_server(key.jwks()).await;
-    let id = create_uri_agent(&harness, "publisher", &jwks_uri).await.unwrap();
+    let id = create_uri_agent(&harness, "publisher", &jwks_uri)
+        .await
+        .unwrap();
     for jti in ["u1", "u2", "u3"] {
         let assertion = key.sign(&assertion_claims(&id, &id, &harness.base, jti));
         let response = present(&harness, &assertion, None).await;
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     }
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "keys cached");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "keys cached"
+    );
     // A key the agent never published, named by a kid the cached set lacks: refused, and
     // the refetch that unknown kids trigger is rate-limited (fetched just now).
     let stranger = TestKey::new("never-published", "pub-2");
     let forged = stranger.sign(&assertion_claims(&id, &id, &harness.base, "u4"));
-    oauth_error(present(&harness, &forged, None).await, 401, "invalid_client").await;
+    oauth_error(
+        present(&harness, &forged, None).await,
+        401,
+        "invalid_client",
+    )
+    .await;
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
@@ -361,16 +381,32 @@ async fn a_jwks_uri_on_a_private_address_is_never_fetched_without_the_dev_opt_ou
     let id = create_uri_agent(&harness, "ssrf", &jwks_uri).await.unwrap();
     // https on a loopback literal passes creation (it is https) and is refused at fetch time.
     let tls_uri = jwks_uri.replacen("http://", "https://", 1);
-    let tls_id = create_uri_agent(&harness, "ssrf-tls", &tls_uri).await.unwrap();
+    let tls_id = create_uri_agent(&harness, "ssrf-tls", &tls_uri)
+        .await
+        .unwrap();
     for (id, jti) in [(&id, "s1"), (&tls_id, "s2")] {
         let assertion = key.sign(&assertion_claims(id, id, &harness.base, jti));
-        let body =
-            oauth_error(present(&harness, &assertion, None).await, 401, "invalid_client").await;
+        let body = oauth_error(
+            present(&harness, &assertion, None).await,
+            401,
+            "invalid_client",
+        )
+        .await;
         assert!(body.to_string().contains("unavailable"), "{body}");
     }
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no request left the fetcher");
-    for bad in ["ftp://keys.example/jwks", "http://keys.example/jwks", "not a url"] {
-        let refused = create_uri_agent(&harness, "bad-uri", bad).await.unwrap_err();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request left the fetcher"
+    );
+    for bad in [
+        "ftp://keys.example/jwks",
+        "http://keys.example/jwks",
+        "not a url",
+    ] {
+        let refused = create_uri_agent(&harness, "bad-uri", bad)
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{bad}");
     }
 }

@@ -315,7 +315,9 @@ async fn authorize_with(
     replace(&mut params, "scope", Some(scope));
     replace(&mut params, "prompt", prompt);
     let query = serde_urlencoded::to_string(&params).unwrap();
-    let mut request = harness.http.get(harness.url(&format!("/authorize?{query}")));
+    let mut request = harness
+        .http
+        .get(harness.url(&format!("/authorize?{query}")));
     if let Some(cookie) = cookie {
         request = request.header(COOKIE, cookie);
     }
@@ -356,7 +358,10 @@ async fn approve_scope(harness: &Harness, client: &str, scope: &str) -> (String,
         .find(|value| value.starts_with("gatehouse-session="))
         .expect("approval starts a session")
         .to_owned();
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
     assert!(!session.contains(MEMBER_PASSWORD));
     let code = redirect_query(&response)["code"].clone();
     (code, session.split(';').next().unwrap().to_owned())
@@ -382,17 +387,44 @@ async fn remembered_consent_skips_the_page_for_no_more_scopes_until_revoked() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((claims.sub.as_str(), claims.scope.as_str()), ("alice", "tools"));
+    assert_eq!(
+        (claims.sub.as_str(), claims.scope.as_str()),
+        ("alice", "tools")
+    );
 
     // A wider scope, another client, no session, a forged session, or prompt=consent: asked again.
     let other = harness.public_client().await;
     let forged = session.replacen("gatehouse-session=", "gatehouse-session=Ym9i", 1);
     let cases = [
-        ("wider scope", client.as_str(), "tools admin", None, Some(session.as_str())),
-        ("other client", other.as_str(), "tools", None, Some(session.as_str())),
+        (
+            "wider scope",
+            client.as_str(),
+            "tools admin",
+            None,
+            Some(session.as_str()),
+        ),
+        (
+            "other client",
+            other.as_str(),
+            "tools",
+            None,
+            Some(session.as_str()),
+        ),
         ("no session", client.as_str(), "tools", None, None),
-        ("forged session", client.as_str(), "tools", None, Some(forged.as_str())),
-        ("prompt=consent", client.as_str(), "tools", Some("consent"), Some(session.as_str())),
+        (
+            "forged session",
+            client.as_str(),
+            "tools",
+            None,
+            Some(forged.as_str()),
+        ),
+        (
+            "prompt=consent",
+            client.as_str(),
+            "tools",
+            Some("consent"),
+            Some(session.as_str()),
+        ),
     ];
     for (case, client, scope, prompt, cookie) in cases {
         let response = authorize_with(&harness, client, scope, prompt, cookie).await;
@@ -410,9 +442,17 @@ async fn remembered_consent_skips_the_page_for_no_more_scopes_until_revoked() {
     let body: serde_json::Value = token.json().await.unwrap();
     let refresh = body["refresh_token"].as_str().unwrap();
     let revoked = harness
-        .post_form("/revoke", &[("token", refresh), ("client_id", &client)], None)
+        .post_form(
+            "/revoke",
+            &[("token", refresh), ("client_id", &client)],
+            None,
+        )
         .await;
     assert_eq!(revoked.status(), 200);
     let after = authorize_with(&harness, &client, "tools", None, Some(&session)).await;
-    assert_eq!(after.status(), 200, "asked again after the grant was revoked");
+    assert_eq!(
+        after.status(),
+        200,
+        "asked again after the grant was revoked"
+    );
 }
