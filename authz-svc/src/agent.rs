@@ -19,10 +19,12 @@ use crate::store::{
 use crate::token::now;
 
 mod declared;
+mod jwks;
 mod quota;
 mod validate;
 
 pub use declared::AgentConfig;
+pub(crate) use jwks::AgentJwks;
 pub use quota::AgentQuota;
 pub(crate) use quota::parse as parse_quota;
 pub(crate) use validate::subject_matches;

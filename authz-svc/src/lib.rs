@@ -69,10 +69,10 @@ pub use scim::{ScimConfig, scim_router};
 pub use state::{AuthzState, RegisteredClient};
 pub use store::{
     AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
-    ClientRecord, CodeRecord, DirectoryFilter, DirectoryGroup, DirectoryPage, DirectoryStore,
-    DirectoryUser, FamilyRecord, FederatedMember, KeyRecord, KeyStatus, MemberState, NewRefresh,
-    PostgresStore, Redemption, RevocationKind, RevocationRecord, SqliteStore, Store, StoreConfig,
-    WorkloadIssuer,
+    ClientRecord, CodeRecord, ConsentRecord, DirectoryFilter, DirectoryGroup, DirectoryPage,
+    DirectoryStore, DirectoryUser, FamilyRecord, FederatedMember, KeyRecord, KeyStatus,
+    MemberState, NewRefresh, PostgresStore, Redemption, RevocationKind, RevocationRecord,
+    SqliteStore, Store, StoreConfig, WorkloadIssuer,
 };
 pub use token::{ACCESS_TOKEN_TYPE, ACCESS_TOKEN_TYPE_URI, AccessClaims};
 

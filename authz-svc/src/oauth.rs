@@ -25,6 +25,7 @@ mod federation;
 mod metadata;
 mod register;
 mod revocation;
+mod session;
 mod token;
 
 /// Caps request bodies: OAuth requests are small.

@@ -27,10 +27,14 @@ pub struct AuthzState {
     pub(crate) members: Members,
     pub(crate) secrets: SecretHasher,
     pub(crate) csrf_key: Arc<[u8; 32]>,
+    /// Keys the MAC of members' sign-in session cookies (remembered consent).
+    pub(crate) session_key: Arc<[u8; 32]>,
     pub(crate) audit: Option<Arc<dyn crate::events::AuditSink>>,
     pub(crate) revocations: Option<Arc<dyn crate::events::RevocationListener>>,
     pub(crate) agents: AgentRegistry,
     pub(crate) workload_keys: crate::workload::WorkloadKeys,
+    /// Holds the JWK Sets agents publish at a `jwks_uri`, fetched SSRF-safely.
+    pub(crate) agent_jwks: crate::agent::AgentJwks,
     pub(crate) directory: crate::directory::DirectoryView,
     pub(crate) credential_purge: Option<Arc<dyn crate::events::CredentialPurge>>,
     /// Holds SHA-256 of the SCIM bearer token; `None` keeps `/scim/v2` closed.
@@ -93,6 +97,13 @@ impl AuthzState {
         agents.apply_declared(&config.agents).await?;
         let scim_token = config.scim.token()?.map(Arc::new);
         let documents = ClientDocuments::new(&config.client_metadata_documents)?;
+        // One dev opt-out (and extra CA) for every URL a client or agent names.
+        let agent_jwks = crate::agent::AgentJwks::new(
+            crate::egress::EgressPolicy {
+                allow_local: config.client_metadata_documents.allow_local,
+            },
+            config.client_metadata_documents.ca_file.as_deref(),
+        )?;
         let federation = crate::federation::Federation::new(&config.identity_providers)?;
         let directory = crate::directory::DirectoryView::default();
         directory.reload(store.as_ref()).await?;
@@ -104,10 +115,12 @@ impl AuthzState {
             keys: Arc::new(arc_swap::ArcSwap::from_pointee(keys)),
             secrets: SecretHasher::new(master.derive("client-secret")),
             csrf_key: Arc::new(master.derive("csrf")),
+            session_key: Arc::new(master.derive("session")),
             audit: None,
             revocations: None,
             agents,
             workload_keys: crate::workload::WorkloadKeys::new()?,
+            agent_jwks,
             directory,
             credential_purge: None,
             scim_token,

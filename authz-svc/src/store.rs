@@ -175,6 +175,21 @@ pub struct FederatedMember {
     pub last_login_at: i64,
 }
 
+/// Describes a member's remembered consent: the scopes approved for a client at a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// Is the member.
+    pub subject: String,
+    /// Identifies the client.
+    pub client_id: String,
+    /// Is the resource (audience) the consent is for.
+    pub resource: String,
+    /// Is the space-separated approved scope.
+    pub scope: String,
+    /// Records when the member last approved (unix seconds).
+    pub granted_at: i64,
+}
+
 /// Stores everything the authorization server must remember; every method is one transaction.
 #[async_trait]
 pub trait Store: AgentStore + DirectoryStore + Send + Sync + std::fmt::Debug {
@@ -246,6 +261,22 @@ pub trait Store: AgentStore + DirectoryStore + Send + Sync + std::fmt::Debug {
     async fn federated_member(&self, member_id: &str) -> Result<Option<FederatedMember>, Error>;
     /// Counts the federated members (operators' view; tests that a refused sign-in made none).
     async fn federated_member_count(&self) -> Result<u64, Error>;
+    /// Stores (replacing any previous) the member's consent for a client at a resource.
+    async fn record_consent(&self, consent: &ConsentRecord) -> Result<(), Error>;
+    /// Returns the member's remembered consent for `client_id` at `resource`.
+    async fn consent(
+        &self,
+        subject: &str,
+        client_id: &str,
+        resource: &str,
+    ) -> Result<Option<ConsentRecord>, Error>;
+    /// Forgets the member's consent for `client_id` at `resource` (the grant was revoked).
+    async fn forget_consent(
+        &self,
+        subject: &str,
+        client_id: &str,
+        resource: &str,
+    ) -> Result<(), Error>;
 }
 
 /// Returns the store `config` names, migrated to the current schema.

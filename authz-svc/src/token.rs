@@ -133,7 +133,7 @@ pub(crate) fn mint(
 fn sign(
     header: &Header,
     claims: &AccessClaims,
-    signer: &p256::ecdsa::SigningKey,
+    signer: &aws_lc_rs::signature::EcdsaKeyPair,
 ) -> Result<String, Error> {
     let header = serde_json::to_vec(header).map_err(|_| Error::Crypto("jws header encoding"))?;
     let claims = serde_json::to_vec(claims).map_err(|_| Error::Crypto("jws claims encoding"))?;
@@ -142,12 +142,16 @@ fn sign(
         URL_SAFE_NO_PAD.encode(header),
         URL_SAFE_NO_PAD.encode(claims)
     );
-    let signature: p256::ecdsa::Signature =
-        p256::ecdsa::signature::Signer::try_sign(signer, signing_input.as_bytes())
-            .map_err(|_| Error::Crypto("es256 signing"))?;
+    // ECDSA_P256_SHA256_FIXED_SIGNING gives JWS's fixed r||s encoding (RFC 7518 §3.4).
+    let signature = signer
+        .sign(
+            &aws_lc_rs::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+        )
+        .map_err(|_| Error::Crypto("es256 signing"))?;
     Ok(format!(
         "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        URL_SAFE_NO_PAD.encode(signature.as_ref())
     ))
 }
 

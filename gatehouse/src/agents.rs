@@ -42,8 +42,12 @@ pub(crate) enum AgentsCommand {
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// A JWK Set file: the agent authenticates with private_key_jwt instead of a secret.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
         jwks: Option<PathBuf>,
+        /// An https URL where the agent publishes its JWK Set: private_key_jwt with keys
+        /// the agent rotates itself (fetched SSRF-safely and cached by the server).
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
         /// The accountable member.
         #[arg(long, default_value = "admin")]
         owner: String,
@@ -152,20 +156,22 @@ async fn execute(command: AgentsCommand) -> anyhow::Result<Value> {
             virtual_servers,
             scopes,
             jwks,
+            jwks_uri,
             owner,
             description,
             rate,
             burst,
         } => {
-            let authentication = match jwks {
-                Some(file) => {
+            let authentication = match (jwks, jwks_uri) {
+                (Some(file), _) => {
                     let text = std::fs::read_to_string(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
                     let jwks = serde_json::from_str(&text)
                         .with_context(|| format!("{} is not JSON", file.display()))?;
                     AgentAuthentication::PrivateKeyJwt { jwks }
                 }
-                None => AgentAuthentication::ClientSecret,
+                (None, Some(jwks_uri)) => AgentAuthentication::PrivateKeyJwtUri { jwks_uri },
+                (None, None) => AgentAuthentication::ClientSecret,
             };
             let registry = open(&store).await?;
             let created = registry
@@ -271,7 +277,8 @@ async fn find(registry: &AgentRegistry, key: &str) -> anyhow::Result<AgentRecord
 fn describe(agent: &AgentRecord, secrets: &[AgentSecretRecord]) -> Value {
     let method = match &agent.authentication {
         AgentAuthentication::ClientSecret => "client_secret_basic",
-        AgentAuthentication::PrivateKeyJwt { .. } => "private_key_jwt",
+        AgentAuthentication::PrivateKeyJwt { .. }
+        | AgentAuthentication::PrivateKeyJwtUri { .. } => "private_key_jwt",
         AgentAuthentication::WorkloadIdentity(_) => "workload_identity",
     };
     json!({

@@ -18,7 +18,9 @@
 #     PrivateKeyJWTOAuthProvider (an agent bundle created with `gatehouse agents create --jwks`) on
 #     both eras through /v/protected/mcp, each token refused at /v/protected-b/mcp; the same
 #     OAuthClientProvider with a URL client id (CIMD: a metadata document served over https); and
-#     `conformance authorization` against the issuer, driven headless;
+#     `conformance authorization` against the issuer, driven headless; the TypeScript SDK v2
+#     (`@modelcontextprotocol/client` 2.4) doing the same human flow (DCR, PKCE, authorize,
+#     finishAuth, tools/call) through /v/protected/mcp, its token refused at /v/protected-b/mcp;
 #   - policy through the same SDK clients at /v/policed/mcp: a member outside the `finance` group
 #     and an agent neither see nor can call `add`;
 #   - scope step-up through the Python SDK at /v/stepup/mcp: 403 insufficient_scope naming the
@@ -486,6 +488,9 @@ EOF
                 "$flow" --mode "$mode" "$base" "$protected" "$protected_b" "$here/specs/protected.json"
         done
     done
+    # The TypeScript SDK v2's human flow: discovery, DCR, PKCE, auto-approved consent, finishAuth
+    driver "gateway-ts-oauth-authcode" "$GATEHOUSE_INTEROP_NODE" "$here/clients/ts_oauth_client.mjs" \
+        "$base" "$protected" "$protected_b" "$here/specs/protected.json"
     # private_key_jwt through the SDK: an agent bundle whose registered JWKS holds the SDK's key
     for mode in modern legacy; do
         driver "gateway-py-oauth-jwt-$mode" "$GATEHOUSE_INTEROP_PYTHON" "$here/clients/py_oauth_client.py" \

@@ -65,8 +65,21 @@ fn authentication(authentication: &AgentAuthentication) -> Result<(), Error> {
     match authentication {
         AgentAuthentication::ClientSecret => Ok(()),
         AgentAuthentication::PrivateKeyJwt { jwks } => public_jwks(jwks),
+        AgentAuthentication::PrivateKeyJwtUri { jwks_uri } => jwks_url(jwks_uri),
         AgentAuthentication::WorkloadIdentity(issuer) => workload(issuer),
     }
+}
+
+/// Checks that `uri` is an https URL (http only on loopback, for development); where it
+/// may point is checked again at every fetch, after name resolution.
+fn jwks_url(uri: &str) -> Result<(), Error> {
+    let url = url::Url::parse(uri).map_err(|_| invalid("jwks_uri must be a URL"))?;
+    let secure =
+        url.scheme() == "https" || (url.scheme() == "http" && crate::issuer::is_loopback(&url));
+    if !secure || url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("jwks_uri must be https (http only on loopback)"));
+    }
+    Ok(())
 }
 
 /// Checks that `jwks` is a JWK Set of public keys only.
@@ -92,15 +105,7 @@ fn workload(issuer: &WorkloadIssuer) -> Result<(), Error> {
     }
     match (&issuer.jwks, &issuer.jwks_uri) {
         (Some(jwks), None) => public_jwks(jwks),
-        (None, Some(uri)) => {
-            let url = url::Url::parse(uri).map_err(|_| invalid("jwks_uri must be a URL"))?;
-            let secure = url.scheme() == "https"
-                || (url.scheme() == "http" && crate::issuer::is_loopback(&url));
-            if !secure {
-                return Err(invalid("jwks_uri must be https (http only on loopback)"));
-            }
-            Ok(())
-        }
+        (None, Some(uri)) => jwks_url(uri),
         _ => Err(invalid(
             "workload identity needs exactly one of jwks or jwks_uri",
         )),

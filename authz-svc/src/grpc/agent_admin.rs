@@ -184,8 +184,9 @@ fn authentication(wire: Option<pb::AgentAuthentication>) -> Result<AgentAuthenti
                 jwks: serde_json::from_slice(&json)
                     .map_err(|_| Error::InvalidRequest("jwks_json is not JSON".to_owned()))?,
             }),
-            Some(Keys::JwksUri(_)) | None => Err(Error::InvalidRequest(
-                "private_key_jwt needs jwks_json (jwks_uri is not supported)".to_owned(),
+            Some(Keys::JwksUri(jwks_uri)) => Ok(AgentAuthentication::PrivateKeyJwtUri { jwks_uri }),
+            None => Err(Error::InvalidRequest(
+                "private_key_jwt needs jwks_json or jwks_uri".to_owned(),
             )),
         },
         Some(Method::WorkloadIdentity(workload)) => {
@@ -217,6 +218,13 @@ fn bundle(agent: &AgentRecord, secrets: &[AgentSecretRecord]) -> pb::AgentBundle
             Method::PrivateKeyJwt(pb::PrivateKeyJwtAuthentication {
                 keys: Some(pb::private_key_jwt_authentication::Keys::JwksJson(
                     jwks.to_string().into_bytes(),
+                )),
+            })
+        }
+        AgentAuthentication::PrivateKeyJwtUri { jwks_uri } => {
+            Method::PrivateKeyJwt(pb::PrivateKeyJwtAuthentication {
+                keys: Some(pb::private_key_jwt_authentication::Keys::JwksUri(
+                    jwks_uri.clone(),
                 )),
             })
         }

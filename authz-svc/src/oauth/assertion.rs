@@ -91,7 +91,10 @@ pub(super) async fn authenticate(
                 "the workload subject is not trusted for this agent",
             ));
         }
-        AgentAuthentication::PrivateKeyJwt { .. } if claims.sub != agent.client_id => {
+        AgentAuthentication::PrivateKeyJwt { .. }
+        | AgentAuthentication::PrivateKeyJwtUri { .. }
+            if claims.sub != agent.client_id =>
+        {
             return Err(refused("the client assertion sub must be the client_id"));
         }
         _ => {}
@@ -146,6 +149,22 @@ async fn keys_for<'a>(
                 .map_err(|_| refused("client authentication failed"))?;
             Ok((
                 std::sync::Arc::new(keys),
+                Expected {
+                    issuer: &agent.client_id,
+                    method: AuthenticationMethod::PrivateKeyJwt,
+                },
+            ))
+        }
+        AgentAuthentication::PrivateKeyJwtUri { jwks_uri } => {
+            let keys = state.agent_jwks.get(jwks_uri, kid).await.map_err(|why| {
+                tracing::warn!(%why, client_id = %agent.client_id, "agent keys unavailable");
+                OAuthError::new(
+                    "invalid_client",
+                    "the agent's published keys are unavailable",
+                )
+            })?;
+            Ok((
+                keys,
                 Expected {
                     issuer: &agent.client_id,
                     method: AuthenticationMethod::PrivateKeyJwt,

@@ -9,12 +9,13 @@ use url::Url;
 
 use super::Params;
 use super::consent::{self, Page};
+use super::session;
 use crate::client::{AUTHORIZATION_CODE, redirect_uri_registered};
-use crate::grant::{CODE_TTL_SECS, hash_token, is_pkce_value};
+use crate::grant::{CODE_TTL_SECS, hash_token, is_pkce_value, scopes_within};
 use crate::keys::random_token;
 use crate::member::TEST_MEMBER;
 use crate::state::AuthzState;
-use crate::store::{ClientRecord, CodeRecord};
+use crate::store::{ClientRecord, CodeRecord, ConsentRecord};
 use crate::token::now;
 
 /// Holds a validated authorization request.
@@ -44,8 +45,13 @@ pub(super) enum Refusal {
     },
 }
 
-/// Serves the login and consent page, or (test profile) approves at once.
-pub(super) async fn show(State(state): State<AuthzState>, RawQuery(query): RawQuery) -> Response {
+/// Serves the login and consent page, or approves at once: in the test profile, or when the
+/// member's session shows an earlier approval of this client covering every requested scope.
+pub(super) async fn show(
+    State(state): State<AuthzState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(params) => params,
         Err(_) => return show_error(StatusCode::BAD_REQUEST, "malformed authorization request"),
@@ -57,7 +63,97 @@ pub(super) async fn show(State(state): State<AuthzState>, RawQuery(query): RawQu
     if state.config.auto_approve_consent {
         return approve(&state, &request, TEST_MEMBER).await;
     }
+    if let Some(member) = remembered(&state, &headers, &params, &request).await {
+        tracing::info!(client_id = %request.client.client_id, "consent remembered");
+        return approve(&state, &request, &member).await;
+    }
     consent::render(&state, &request, Page::Fresh)
+}
+
+/// Returns the member of the request's session when that member already approved this client
+/// at this resource for every requested scope, and neither `prompt=consent` nor
+/// `prompt=login` asks to be asked again.
+async fn remembered(
+    state: &AuthzState,
+    headers: &HeaderMap,
+    params: &Params,
+    request: &AuthorizeRequest,
+) -> Option<String> {
+    let prompt = params.get("prompt").unwrap_or_default();
+    if prompt
+        .split_whitespace()
+        .any(|value| matches!(value, "consent" | "login" | "select_account"))
+    {
+        return None;
+    }
+    let member = session::member(state, headers)?;
+    if state.directory.is_inactive(&member) {
+        return None;
+    }
+    let consent = state
+        .store
+        .consent(&member, &request.client.client_id, &request.resource)
+        .await
+        .map_err(|error| {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "consent lookup failed"
+            );
+        })
+        .ok()??;
+    scopes_within(&request.scope, &consent.scope).then_some(member)
+}
+
+/// Remembers that `subject` approved `request` (adding its scopes to what the member approved
+/// for the client before), then approves it and starts the member's session.
+pub(super) async fn approve_remembering(
+    state: &AuthzState,
+    request: &AuthorizeRequest,
+    subject: &str,
+) -> Response {
+    if let Err(error) = remember(state, request, subject).await {
+        // The approval stands; the member is only asked again next time.
+        tracing::error!(
+            error = &error as &dyn std::error::Error,
+            "consent could not be remembered"
+        );
+    }
+    let mut response = approve(state, request, subject).await;
+    if response.headers().contains_key(header::LOCATION)
+        && let Some(cookie) = session::start(state, subject)
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn remember(
+    state: &AuthzState,
+    request: &AuthorizeRequest,
+    subject: &str,
+) -> Result<(), crate::Error> {
+    let client_id = &request.client.client_id;
+    let earlier = state
+        .store
+        .consent(subject, client_id, &request.resource)
+        .await?;
+    let mut scopes: Vec<&str> = earlier
+        .as_ref()
+        .map(|consent| consent.scope.split_whitespace().collect())
+        .unwrap_or_default();
+    for scope in request.scope.split_whitespace() {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    let consent = ConsentRecord {
+        subject: subject.to_owned(),
+        client_id: client_id.clone(),
+        resource: request.resource.clone(),
+        scope: scopes.join(" "),
+        granted_at: now(),
+    };
+    state.store.record_consent(&consent).await
 }
 
 /// Takes the login and consent form: checks CSRF, the member's password and the decision.
@@ -98,11 +194,11 @@ pub(super) async fn decide(
     let username = params.get("username").unwrap_or_default();
     let password = params.get("password").unwrap_or_default();
     if let Some(member) = state.members.login(username, password).await {
-        return approve(&state, &request, &member.username).await;
+        return approve_remembering(&state, &request, &member.username).await;
     }
     // A provisioned member signs in with its provisioned password; its id is the token's `sub`.
     match state.directory_login(username, password).await {
-        Ok(Some(user)) => approve(&state, &request, &user.id).await,
+        Ok(Some(user)) => approve_remembering(&state, &request, &user.id).await,
         Ok(None) => consent::render(&state, &request, Page::LoginFailed),
         Err(error) => {
             tracing::error!(

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Params;
-use super::authorize::{AuthorizeRequest, approve};
+use super::authorize::{AuthorizeRequest, approve_remembering};
 use super::consent::{self, cookie};
 use crate::federation::{FederationError, member_id};
 use crate::grant::hash_token;
@@ -118,7 +118,7 @@ pub(super) async fn callback(
         return consent::error_page(StatusCode::BAD_REQUEST, "malformed authorization response");
     };
     match finish(&state, &headers, &params).await {
-        Ok((request, member)) => approve(&state, &request, &member).await,
+        Ok((request, member)) => approve_remembering(&state, &request, &member).await,
         Err(error) => refused(&error),
     }
 }

@@ -42,6 +42,12 @@ async fn revoke_token(
         if family.client_id == client.client_id {
             state.store.revoke_family(&family.family_id).await?;
             state.grant_revoked(&family.family_id).await?;
+            // Revoking the grant withdraws the consent behind it: the next
+            // authorization of this client asks the member again.
+            state
+                .store
+                .forget_consent(&family.subject, &client.client_id, &family.resource)
+                .await?;
             tracing::info!(client_id = %client.client_id, grant = %family.family_id, "grant revoked");
             record(
                 state,

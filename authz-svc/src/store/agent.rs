@@ -48,6 +48,13 @@ pub enum AgentAuthentication {
         /// Is the JWK Set.
         jwks: serde_json::Value,
     },
+    /// `private_key_jwt` assertions signed by a key of the JWK Set the agent publishes at
+    /// `jwks_uri`, fetched through the SSRF-safe fetcher and cached, so that the agent
+    /// rotates its keys without an administrator.
+    PrivateKeyJwtUri {
+        /// Is the https URL of the JWK Set.
+        jwks_uri: String,
+    },
     /// Assertions minted by a trusted external workload issuer (secretless).
     WorkloadIdentity(WorkloadIssuer),
 }

@@ -367,6 +367,64 @@ macro_rules! sql_store {
                 row.map($crate::store::sql::federated_member).transpose()
             }
 
+            async fn record_consent(&self, consent: &$crate::store::ConsentRecord) -> Result<(), $crate::error::Error> {
+                sqlx::query(
+                    "INSERT INTO consents (subject, client_id, resource, scope, granted_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject, client_id, resource) DO UPDATE SET \
+                     scope = excluded.scope, granted_at = excluded.granted_at",
+                )
+                .bind(&consent.subject)
+                .bind(&consent.client_id)
+                .bind(&consent.resource)
+                .bind(&consent.scope)
+                .bind(consent.granted_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::classify)?;
+                Ok(())
+            }
+
+            async fn consent(
+                &self,
+                subject: &str,
+                client_id: &str,
+                resource: &str,
+            ) -> Result<Option<$crate::store::ConsentRecord>, $crate::error::Error> {
+                let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+                    "SELECT subject, client_id, resource, scope, granted_at FROM consents \
+                     WHERE subject = $1 AND client_id = $2 AND resource = $3",
+                )
+                .bind(subject)
+                .bind(client_id)
+                .bind(resource)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::classify)?;
+                Ok(row.map(|(subject, client_id, resource, scope, granted_at)| $crate::store::ConsentRecord {
+                    subject,
+                    client_id,
+                    resource,
+                    scope,
+                    granted_at,
+                }))
+            }
+
+            async fn forget_consent(
+                &self,
+                subject: &str,
+                client_id: &str,
+                resource: &str,
+            ) -> Result<(), $crate::error::Error> {
+                sqlx::query("DELETE FROM consents WHERE subject = $1 AND client_id = $2 AND resource = $3")
+                    .bind(subject)
+                    .bind(client_id)
+                    .bind(resource)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::classify)?;
+                Ok(())
+            }
+
             async fn federated_member_count(&self) -> Result<u64, $crate::error::Error> {
                 let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM federated_members")
                     .fetch_one(&self.pool)

@@ -276,3 +276,139 @@ async fn workload_identity_token_from_a_trusted_issuer_authenticates_secretlessl
     )
     .await;
 }
+
+/// Serves `jwks` at `/jwks` on an ephemeral port, counting fetches; returns its URL and the count.
+async fn counted_jwks_server(
+    jwks: Value,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let (listener, addr) = svc_kit::testing::bind_ephemeral().await;
+    let router = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let jwks = jwks.clone();
+            async move { axum::Json(jwks) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/jwks"), hits)
+}
+
+/// Creates, over the `AgentAdmin` gRPC API, an agent whose keys are published at `jwks_uri`.
+async fn create_uri_agent(
+    harness: &Harness,
+    name: &str,
+    jwks_uri: &str,
+) -> Result<String, tonic::Status> {
+    use proto::authz::v1 as pb;
+    use proto::authz::v1::agent_admin_client::AgentAdminClient;
+    let server = crate::harness::serve_grpc(harness.state.clone()).await;
+    let mut admin = AgentAdminClient::new(crate::harness::caller(
+        &server,
+        Some(&crate::harness::admin_token()),
+    ));
+    let keys = pb::private_key_jwt_authentication::Keys::JwksUri(jwks_uri.to_owned());
+    let request = pb::CreateAgentRequest {
+        name: name.to_owned(),
+        virtual_servers: vec!["demo".to_owned()],
+        scopes: vec!["tools".to_owned()],
+        authentication: Some(pb::AgentAuthentication {
+            method: Some(pb::agent_authentication::Method::PrivateKeyJwt(
+                pb::PrivateKeyJwtAuthentication { keys: Some(keys) },
+            )),
+        }),
+        ..Default::default()
+    };
+    let created = admin.create_agent(request).await?.into_inner();
+    assert!(
+        created.client_secret.is_none(),
+        "no secret for a key-based agent"
+    );
+    let bundle = created.agent.unwrap();
+    let shown = bundle.authentication.unwrap().method.unwrap();
+    assert_eq!(
+        shown,
+        pb::agent_authentication::Method::PrivateKeyJwt(pb::PrivateKeyJwtAuthentication {
+            keys: Some(pb::private_key_jwt_authentication::Keys::JwksUri(
+                jwks_uri.to_owned()
+            )),
+        })
+    );
+    Ok(bundle.client_id)
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_a_jwks_uri_fetches_the_keys_once_and_caches_them() {
+    let mut config = crate::harness::test_config();
+    // The JWKS server is on loopback: the fetcher's dev opt-out.
+    config.client_metadata_documents.allow_local = true;
+    let harness = Harness::with_config(config).await;
+    let key = TestKey::new("published-key", "pub-1");
+    let (jwks_uri, hits) = counted_jwks_server(key.jwks()).await;
+    let id = create_uri_agent(&harness, "publisher", &jwks_uri)
+        .await
+        .unwrap();
+    for jti in ["u1", "u2", "u3"] {
+        let assertion = key.sign(&assertion_claims(&id, &id, &harness.base, jti));
+        let response = present(&harness, &assertion, None).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "keys cached"
+    );
+    // A key the agent never published, named by a kid the cached set lacks: refused, and
+    // the refetch that unknown kids trigger is rate-limited (fetched just now).
+    let stranger = TestKey::new("never-published", "pub-2");
+    let forged = stranger.sign(&assertion_claims(&id, &id, &harness.base, "u4"));
+    oauth_error(
+        present(&harness, &forged, None).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_jwks_uri_on_a_private_address_is_never_fetched_without_the_dev_opt_out() {
+    let harness = Harness::start().await;
+    let key = TestKey::new("ssrf-key", "s1");
+    let (jwks_uri, hits) = counted_jwks_server(key.jwks()).await;
+    let id = create_uri_agent(&harness, "ssrf", &jwks_uri).await.unwrap();
+    // https on a loopback literal passes creation (it is https) and is refused at fetch time.
+    let tls_uri = jwks_uri.replacen("http://", "https://", 1);
+    let tls_id = create_uri_agent(&harness, "ssrf-tls", &tls_uri)
+        .await
+        .unwrap();
+    for (id, jti) in [(&id, "s1"), (&tls_id, "s2")] {
+        let assertion = key.sign(&assertion_claims(id, id, &harness.base, jti));
+        let body = oauth_error(
+            present(&harness, &assertion, None).await,
+            401,
+            "invalid_client",
+        )
+        .await;
+        assert!(body.to_string().contains("unavailable"), "{body}");
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request left the fetcher"
+    );
+    for bad in [
+        "ftp://keys.example/jwks",
+        "http://keys.example/jwks",
+        "not a url",
+    ] {
+        let refused = create_uri_agent(&harness, "bad-uri", bad)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{bad}");
+    }
+}

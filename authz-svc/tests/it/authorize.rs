@@ -302,3 +302,157 @@ async fn wrong_password_missing_csrf_and_denial_issue_nothing() {
     assert_eq!(denied["iss"], harness.base);
     assert!(!denied.contains_key("code"));
 }
+
+/// Runs `/authorize` with `scope` (and `prompt`), presenting `cookie`.
+async fn authorize_with(
+    harness: &Harness,
+    client: &str,
+    scope: &str,
+    prompt: Option<&str>,
+    cookie: Option<&str>,
+) -> reqwest::Response {
+    let mut params = harness.authorize_params(client);
+    replace(&mut params, "scope", Some(scope));
+    replace(&mut params, "prompt", prompt);
+    let query = serde_urlencoded::to_string(&params).unwrap();
+    let mut request = harness
+        .http
+        .get(harness.url(&format!("/authorize?{query}")));
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    request.send().await.unwrap()
+}
+
+/// Signs in as alice on the consent page for `scope` and approves; returns the code and the
+/// session cookie the approval started.
+async fn approve_scope(harness: &Harness, client: &str, scope: &str) -> (String, String) {
+    let page = authorize_with(harness, client, scope, None, None).await;
+    assert_eq!(page.status(), 200);
+    let csrf_cookie = page.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap();
+    let csrf = csrf.split('"').next().unwrap();
+    let mut form = harness.authorize_params(client);
+    replace(&mut form, "scope", Some(scope));
+    form.extend([
+        ("csrf", csrf.to_owned()),
+        ("username", "alice".to_owned()),
+        ("password", MEMBER_PASSWORD.to_owned()),
+        ("decision", "approve".to_owned()),
+    ]);
+    let response = harness
+        .http
+        .post(harness.url("/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(COOKIE, csrf_cookie.split(';').next().unwrap())
+        .body(serde_urlencoded::to_string(&form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let session = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .find(|value| value.starts_with("gatehouse-session="))
+        .expect("approval starts a session")
+        .to_owned();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    assert!(!session.contains(MEMBER_PASSWORD));
+    let code = redirect_query(&response)["code"].clone();
+    (code, session.split(';').next().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn remembered_consent_skips_the_page_for_no_more_scopes_until_revoked() {
+    let harness = login_harness().await;
+    let client = harness.public_client().await;
+    let (_, session) = approve_scope(&harness, &client, "tools").await;
+
+    // The same client, the same scope, the member's session: no page, a code at once.
+    let again = authorize_with(&harness, &client, "tools", None, Some(&session)).await;
+    let query = redirect_query(&again);
+    assert_eq!(query["state"], "xyz-state");
+    assert_eq!(query["iss"], harness.base);
+    let token = harness.redeem(&client, &query["code"], VERIFIER).await;
+    assert_eq!(token.status(), 200);
+    let body: serde_json::Value = token.json().await.unwrap();
+    let claims = harness
+        .state
+        .verify_access_token(body["access_token"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (claims.sub.as_str(), claims.scope.as_str()),
+        ("alice", "tools")
+    );
+
+    // A wider scope, another client, no session, a forged session, or prompt=consent: asked again.
+    let other = harness.public_client().await;
+    let forged = session.replacen("gatehouse-session=", "gatehouse-session=Ym9i", 1);
+    let cases = [
+        (
+            "wider scope",
+            client.as_str(),
+            "tools admin",
+            None,
+            Some(session.as_str()),
+        ),
+        (
+            "other client",
+            other.as_str(),
+            "tools",
+            None,
+            Some(session.as_str()),
+        ),
+        ("no session", client.as_str(), "tools", None, None),
+        (
+            "forged session",
+            client.as_str(),
+            "tools",
+            None,
+            Some(forged.as_str()),
+        ),
+        (
+            "prompt=consent",
+            client.as_str(),
+            "tools",
+            Some("consent"),
+            Some(session.as_str()),
+        ),
+    ];
+    for (case, client, scope, prompt, cookie) in cases {
+        let response = authorize_with(&harness, client, scope, prompt, cookie).await;
+        assert_eq!(response.status(), 200, "{case}: the consent page is shown");
+        assert!(response.headers().get(LOCATION).is_none(), "{case}");
+    }
+
+    // Approving the wider set remembers both approvals: a subset of the union needs no page.
+    let (code, session) = approve_scope(&harness, &client, "admin").await;
+    let subset = authorize_with(&harness, &client, "admin tools", None, Some(&session)).await;
+    assert!(redirect_query(&subset).contains_key("code"));
+
+    // Revoking the grant (its refresh token) withdraws the consent.
+    let token = harness.redeem(&client, &code, VERIFIER).await;
+    let body: serde_json::Value = token.json().await.unwrap();
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let revoked = harness
+        .post_form(
+            "/revoke",
+            &[("token", refresh), ("client_id", &client)],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status(), 200);
+    let after = authorize_with(&harness, &client, "tools", None, Some(&session)).await;
+    assert_eq!(
+        after.status(),
+        200,
+        "asked again after the grant was revoked"
+    );
+}

@@ -31,17 +31,25 @@ pub(super) async fn execute(
             virtual_servers,
             scopes,
             jwks,
+            jwks_uri,
             owner,
             description,
             ..
         } => {
+            let authentication = match (jwks, jwks_uri) {
+                (Some(file), _) => Some(private_key_jwt(&file)?),
+                (None, Some(uri)) => Some(private_key_jwt_keys(
+                    pb::private_key_jwt_authentication::Keys::JwksUri(uri),
+                )),
+                (None, None) => None,
+            };
             let request = pb::CreateAgentRequest {
                 name,
                 description,
                 owner_member_id: owner,
                 virtual_servers,
                 scopes,
-                authentication: jwks.as_deref().map(private_key_jwt).transpose()?,
+                authentication,
             };
             let created = client
                 .create_agent(request)
@@ -100,13 +108,18 @@ async fn rotate(
 /// Returns the authentication of a bundle whose keys are the JWK Set in `file`.
 fn private_key_jwt(file: &std::path::Path) -> anyhow::Result<pb::AgentAuthentication> {
     let jwks = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    Ok(pb::AgentAuthentication {
+    Ok(private_key_jwt_keys(
+        pb::private_key_jwt_authentication::Keys::JwksJson(jwks),
+    ))
+}
+
+/// Returns the authentication of a bundle whose keys are `keys` (by value or by URL).
+fn private_key_jwt_keys(keys: pb::private_key_jwt_authentication::Keys) -> pb::AgentAuthentication {
+    pb::AgentAuthentication {
         method: Some(pb::agent_authentication::Method::PrivateKeyJwt(
-            pb::PrivateKeyJwtAuthentication {
-                keys: Some(pb::private_key_jwt_authentication::Keys::JwksJson(jwks)),
-            },
+            pb::PrivateKeyJwtAuthentication { keys: Some(keys) },
         )),
-    })
+    }
 }
 
 /// Returns a refusal as the status code and message authz-svc gave.
