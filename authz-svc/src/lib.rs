@@ -137,16 +137,18 @@ pub async fn run(
     config.oauth.listen_addr = http.local_addr()?;
     let policies = PolicyStore::new(&config.policies).context("cannot load policies")?;
     let mut state = open(&config).await?;
-    // The forwarder outlives the servers: events of in-flight requests still reach audit-svc.
+    // Delivery outlives the servers, so events of in-flight requests are still sent now;
+    // whatever is not acknowledged stays in the spool for the next start.
     let forwarder_shutdown = CancellationToken::new();
-    let forwarder = upstream::start(&config.audit, forwarder_shutdown.clone())?;
-    let forwarder = forwarder.map(|(sink, task)| {
+    let forwarder = upstream::start(&config.audit, &config.store, &forwarder_shutdown)
+        .context("cannot open the audit spool")?;
+    let recording = forwarder.is_some();
+    if let Some(sink) = forwarder {
         state = state.clone().with_audit(Arc::new(sink));
-        task
-    });
+    }
     let _outbox = state.forward_audit_outbox(shutdown.child_token());
     let _keys = state.maintain_keys(shutdown.child_token());
-    if forwarder.is_none() {
+    if !recording {
         tracing::warn!(
             "audit.url is not set: token and agent events are not recorded (development only)"
         );
@@ -169,9 +171,6 @@ pub async fn run(
     let served = serve_with(&config, policies, state, grpc, shutdown).await;
     let http_served = http_task.await.context("oauth server task panicked")?;
     forwarder_shutdown.cancel();
-    if let Some(task) = forwarder {
-        task.await.context("audit forwarder panicked")?;
-    }
     served?;
     http_served.context("authz-svc oauth server failed")
 }

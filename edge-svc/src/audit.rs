@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use audit_spool::Delivery;
 use prost::Message as _;
 use proto::audit::v1::{AuditEvent, Emitter};
 use serde::Deserialize;
@@ -17,12 +18,10 @@ use svc_kit::callers::{InvalidToken, PresentToken, SecretSetting};
 use tokio_util::sync::CancellationToken;
 
 mod call;
-mod forward;
-pub mod spool;
 
+pub use audit_spool::{Reservation, Spool, SpoolError, SpoolLimits};
 pub(crate) use call::json_len;
 pub use call::{CallRecord, Subject};
-pub use spool::{Reservation, Spool, SpoolError, SpoolLimits};
 
 /// Settings of edge's audit trail.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,15 +58,15 @@ pub struct AuditConfig {
 }
 
 fn default_max_spool_bytes() -> u64 {
-    256 * 1024 * 1024
+    SpoolLimits::default().max_bytes
 }
 
 fn default_segment_bytes() -> u64 {
-    8 * 1024 * 1024
+    SpoolLimits::default().segment_bytes
 }
 
 fn default_sync_interval() -> Duration {
-    Duration::from_millis(100)
+    SpoolLimits::default().sync_interval
 }
 
 fn default_batch_size() -> usize {
@@ -166,16 +165,13 @@ impl Recorder {
     /// Opens the spool and starts fsyncing it and delivering it to audit-svc until `shutdown`.
     pub fn start(config: &AuditConfig, shutdown: &CancellationToken) -> Result<Self, StartError> {
         let token = PresentToken::new(config.token.as_ref())?;
-        let spool = Spool::open(&config.spool_dir, config.limits())?;
-        spool.spawn_sync(shutdown.child_token());
-        crate::telemetry::watch_spool(spool.clone());
-        forward::spawn(
-            spool.clone(),
-            config.endpoint.clone(),
+        let delivery = Delivery {
+            endpoint: config.endpoint.clone(),
             token,
-            config.batch_size.max(1),
-            shutdown.child_token(),
-        );
+            batch_size: config.batch_size,
+        };
+        let spool = audit_spool::start(&config.spool_dir, config.limits(), delivery, shutdown)?;
+        crate::telemetry::watch_spool(spool.clone());
         let instance_id = config.instance_id.clone().unwrap_or_else(default_instance);
         Ok(Self {
             active: Some(Arc::new(Active {

@@ -3,38 +3,28 @@
 //!
 //! [`audit_event`] maps a [`CredentialEvent`] (identifiers only) onto the audit schema; the
 //! product binary hands the result to edge's durable spool. A standalone vault-svc configured
-//! with `audit.endpoint` uses an [`AuditForwarder`] instead: events queue in memory (bounded)
-//! and one task streams them to audit-svc's Append RPC, presenting vault's service token
-//! (audit-svc's `callers.vault_token`), in order, resending a batch until audit-svc
-//! acknowledges it (audit-svc answers a resent event as a duplicate).
+//! with `audit.endpoint` uses an [`AuditForwarder`] instead: events are written to a durable
+//! spool on local disk (so a `kill -9` of vault-svc loses none) and delivered from there to
+//! audit-svc's Append RPC, presenting vault's service token (audit-svc's
+//! `callers.vault_token`), in order, until audit-svc acknowledges them (audit-svc answers a
+//! resent event as a duplicate).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use proto::audit::v1::audit_client::AuditClient;
+use audit_spool::{Delivery, Spool, SpoolLimits};
 use proto::audit::v1::{
-    AppendRequest, AppendStatus, AuditEvent, CredentialDetails, Emitter, ErrorDetail, EventKind,
-    Outcome, audit_event,
+    AuditEvent, CredentialDetails, Emitter, ErrorDetail, EventKind, Outcome, audit_event,
 };
 use proto::common::v1::RequestMetadata;
 use svc_kit::ConfigError;
 use svc_kit::callers::PresentToken;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::codegen::InterceptedService;
-use tonic::transport::Channel;
 
-use crate::config::AuditConfig;
-use crate::error::Error;
+use crate::config::Config;
 use crate::event::{CredentialAction, CredentialEvent, EventSink, LogSink};
 
 /// Is the most events sent to audit-svc in one append.
 const BATCH: usize = 500;
-/// Is the longest pause between delivery attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Bounds the last delivery attempt at shutdown.
-const FINAL_ATTEMPT: Duration = Duration::from_secs(2);
-
-type Client = AuditClient<InterceptedService<Channel, PresentToken>>;
 
 /// Returns `event` on the audit schema: kind by action, outcome by its result, and the
 /// credential's identifiers (never material).
@@ -100,123 +90,51 @@ pub fn audit_event(event: CredentialEvent) -> AuditEvent {
     }
 }
 
-/// Sends credential events to audit-svc from a standalone vault-svc; a credential read never
-/// waits for audit-svc.
+/// Sends credential events to audit-svc from a standalone vault-svc, through its spool; a
+/// credential read never waits for audit-svc.
 #[derive(Debug, Clone)]
 pub struct AuditForwarder {
-    queue: mpsc::Sender<AuditEvent>,
+    spool: Spool,
 }
 
 impl AuditForwarder {
-    /// Starts delivery to `config.endpoint` until `shutdown` (then one last bounded attempt).
-    pub fn start(config: &AuditConfig, shutdown: &CancellationToken) -> Result<Self, Error> {
-        let endpoint = config.endpoint.clone().unwrap_or_default();
-        let channel = tonic::transport::Endpoint::from_shared(endpoint)
-            .map_err(|_| ConfigError::new("audit.endpoint", "must be an absolute URL"))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let token = PresentToken::new(config.token.as_ref())
+    /// Opens the spool (delivering what an earlier run left in it) and delivers it to
+    /// `config.audit.endpoint` until `shutdown`.
+    pub fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        let audit = &config.audit;
+        let token = PresentToken::new(audit.token.as_ref())
             .map_err(|_| ConfigError::new("audit.token", "is not a usable service token"))?;
-        let client = AuditClient::with_interceptor(channel, token);
-        let (queue, events) = mpsc::channel(config.queue_capacity.max(1));
-        tokio::spawn(deliver(client, events, shutdown.clone()));
-        Ok(Self { queue })
+        let delivery = Delivery {
+            endpoint: audit.endpoint.clone().unwrap_or_default(),
+            token,
+            batch_size: BATCH,
+        };
+        let dir = audit
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("vault-audit-spool"));
+        let limits = SpoolLimits {
+            max_bytes: audit.max_spool_bytes,
+            ..SpoolLimits::default()
+        };
+        let spool = audit_spool::start(&dir, limits, delivery, shutdown)?;
+        Ok(Self { spool })
     }
 }
 
 impl EventSink for AuditForwarder {
     fn record(&self, event: CredentialEvent) {
         let action = event.action;
-        if self.queue.try_send(audit_event(event.clone())).is_err() {
+        if let Err(error) = self.spool.record(&audit_event(event.clone())) {
             // Still on record in the log, with identifiers only.
             LogSink.record(event);
             tracing::error!(
                 ?action,
-                "credential event not queued for audit-svc: the queue is full or closed"
+                %error,
+                "credential event not spooled for audit-svc"
             );
         }
     }
-}
-
-/// Delivers queued events in order, batch by batch, until `shutdown`.
-async fn deliver(
-    mut client: Client,
-    mut events: mpsc::Receiver<AuditEvent>,
-    shutdown: CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if batch.is_empty() {
-            tokio::select! {
-                received = events.recv_many(&mut batch, BATCH) => if received == 0 { return },
-                () = shutdown.cancelled() => break,
-            }
-        }
-        match append(&mut client, &batch).await {
-            Ok(()) => {
-                batch.clear();
-                backoff = Duration::from_millis(100);
-            }
-            Err(status) => {
-                tracing::warn!(
-                    error = %status.message(),
-                    code = ?status.code(),
-                    queued = batch.len() + events.len(),
-                    retry_in = ?backoff,
-                    "credential events wait for audit-svc"
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.cancelled() => break,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-    while let Ok(event) = events.try_recv() {
-        batch.push(event);
-    }
-    if !batch.is_empty() {
-        let last = tokio::time::timeout(FINAL_ATTEMPT, append(&mut client, &batch)).await;
-        if !matches!(last, Ok(Ok(()))) {
-            tracing::error!(
-                lost = batch.len(),
-                "credential events not delivered to audit-svc before shutdown"
-            );
-        }
-    }
-}
-
-/// Appends `batch` in one request and waits for every acknowledgement.
-async fn append(client: &mut Client, batch: &[AuditEvent]) -> Result<(), tonic::Status> {
-    let request = AppendRequest {
-        events: batch.to_vec(),
-    };
-    let mut acks = client
-        .append(tokio_stream::once(request))
-        .await?
-        .into_inner();
-    let mut acknowledged = 0;
-    while acknowledged < batch.len() {
-        let Some(response) = acks.message().await? else {
-            return Err(tonic::Status::unavailable(
-                "audit-svc closed the stream early",
-            ));
-        };
-        for ack in &response.acks {
-            if ack.status() == AppendStatus::Rejected {
-                tracing::error!(
-                    event_id = %ack.event_id,
-                    reason = %ack.rejection_reason,
-                    "audit-svc rejected a credential event for good"
-                );
-            }
-        }
-        acknowledged += response.acks.len();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

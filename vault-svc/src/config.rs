@@ -49,8 +49,8 @@ pub struct Config {
     pub audit: AuditConfig,
 }
 
-/// Configures delivery of credential events to audit-svc; without `endpoint`
-/// they are only logged.
+/// Configures delivery of credential events to audit-svc, through a durable spool on
+/// local disk; without `endpoint` they are only logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
@@ -58,8 +58,11 @@ pub struct AuditConfig {
     pub endpoint: Option<String>,
     /// Holds the service token vault-svc presents (audit-svc's `callers.vault_token`).
     pub token: Option<SecretSetting>,
-    /// Bounds how many events wait in memory while audit-svc is unreachable.
-    pub queue_capacity: usize,
+    /// Holds the spool directory, on local disk and private to this replica; defaults
+    /// to `<data_dir>/vault-audit-spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// Bounds the unacknowledged bytes kept while audit-svc is unreachable.
+    pub max_spool_bytes: u64,
 }
 
 impl Default for AuditConfig {
@@ -67,7 +70,8 @@ impl Default for AuditConfig {
         Self {
             endpoint: None,
             token: None,
-            queue_capacity: 10_000,
+            spool_dir: None,
+            max_spool_bytes: audit_spool::SpoolLimits::default().max_bytes,
         }
     }
 }
@@ -285,7 +289,7 @@ pub struct OAuthProviderConfig {
 }
 
 impl AuditConfig {
-    /// Checks that an endpoint comes with a usable token and room to queue.
+    /// Checks that an endpoint comes with a usable token and room to spool.
     fn validate(&self) -> Result<(), Error> {
         let Some(endpoint) = &self.endpoint else {
             return Ok(());
@@ -303,8 +307,8 @@ impl AuditConfig {
             )
             .into());
         }
-        if self.queue_capacity == 0 {
-            return Err(ConfigError::new("audit.queue_capacity", "must be positive").into());
+        if self.max_spool_bytes == 0 {
+            return Err(ConfigError::new("audit.max_spool_bytes", "must be positive").into());
         }
         Ok(())
     }

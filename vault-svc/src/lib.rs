@@ -136,7 +136,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let events: Arc<dyn EventSink> = match config.audit.endpoint {
         Some(_) => Arc::new(
-            audit::AuditForwarder::start(&config.audit, &shutdown)
+            audit::AuditForwarder::start(&config, &shutdown)
                 .context("cannot set up delivery to audit-svc")?,
         ),
         None => Arc::new(LogSink),

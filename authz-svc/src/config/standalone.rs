@@ -67,14 +67,21 @@ pub struct StoreSection {
 }
 
 /// Says where a standalone authz-svc sends its audit events (tokens issued, exchanged
-/// and revoked; agent bundle changes): audit-svc's gRPC `Append`, acknowledged.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// and revoked; agent bundle changes): a durable spool on local disk, delivered to
+/// audit-svc's gRPC `Append` and kept until acknowledged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditForwardConfig {
     /// Is audit-svc's gRPC URL; unset, no events are sent (development only).
     pub url: Option<String>,
     /// Is the service token authz-svc presents to audit-svc (its `authz_token`).
     pub token: Option<SecretSetting>,
+    /// Is the spool directory, on local disk and private to this replica; unset, it is
+    /// `authz-audit-spool` in the store's data directory.
+    pub spool_dir: Option<PathBuf>,
+    /// Bounds the unacknowledged bytes kept while audit-svc is away; beyond it, tokens
+    /// are refused (fail closed, as edge does).
+    pub max_spool_bytes: u64,
 }
 
 impl Default for OAuthFaceConfig {
@@ -83,6 +90,17 @@ impl Default for OAuthFaceConfig {
             listen_addr: DEFAULT_HTTP_LISTEN_ADDR,
             issuer: None,
             resources: Vec::new(),
+        }
+    }
+}
+
+impl Default for AuditForwardConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token: None,
+            spool_dir: None,
+            max_spool_bytes: audit_spool::SpoolLimits::default().max_bytes,
         }
     }
 }
@@ -159,6 +177,9 @@ impl AuditForwardConfig {
                 "token",
                 "is required when url is set (audit-svc admits authz-svc by it)",
             ));
+        }
+        if self.max_spool_bytes == 0 {
+            return Err(ConfigError::new("max_spool_bytes", "must be positive"));
         }
         Ok(())
     }

@@ -1059,3 +1059,169 @@ async fn standalone_vault_svc_delivers_its_credential_events_to_a_standalone_aud
     audit.kill().expect("stop audit-svc");
     audit.wait().expect("reaped");
 }
+
+const AUTHZ_EDGE_TOKEN: &str = "authz-edge-e2e-token-0123456789abcdef";
+const AUTHZ_ADMIN_TOKEN: &str = "authz-admin-e2e-token-0123456789abcdef";
+
+/// Is the token authz-svc presents to audit-svc (audit-svc's `callers.authz_token`).
+fn authz_audit_token() -> SecretSetting {
+    SecretSetting::from("authz-audit-e2e-".repeat(3))
+}
+
+/// Starts the standalone authz-svc binary from its config file `config`.
+fn authz_svc_process(config: &Path) -> std::process::Child {
+    let binary = PathBuf::from(ECHO).with_file_name("authz-svc");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (`cargo build --workspace --bins`)",
+        binary.display()
+    );
+    std::process::Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("authz-svc")
+}
+
+/// Waits until something accepts connections on `addr`, failing if `child` exits first.
+async fn wait_listening(addr: std::net::SocketAddr, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "the service exited before listening on {addr}"
+        );
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asks authz-svc's token endpoint for an agent token; returns the status.
+async fn agent_token(http: &reqwest::Client, origin: &str, agent: &(String, String)) -> u16 {
+    http.post(format!("{origin}/token"))
+        .basic_auth(&agent.0, Some(&agent.1))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", &format!("{origin}/v/crm/mcp")),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_authz_svc_killed_with_audit_svc_away_delivers_its_token_event_once_after_restart()
+ {
+    use proto::authz::v1 as pb;
+
+    let audit_port = reserve_port();
+    let (grpc, http_addr) = (reserve_port().release(), reserve_port().release());
+    let (authz_dir, audit_dir) = (
+        tempfile::tempdir().expect("authz"),
+        tempfile::tempdir().expect("audit"),
+    );
+    let origin = format!("http://{http_addr}");
+    let config = authz_dir.path().join("authz.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[grpc]\nlisten_addr = \"{grpc}\"\n\
+             [callers]\nedge_token = \"{AUTHZ_EDGE_TOKEN}\"\nadmin_token = \"{AUTHZ_ADMIN_TOKEN}\"\n\
+             [oauth]\nlisten_addr = \"{http_addr}\"\n\
+             [[oauth.resources]]\nname = \"crm\"\nurl = \"{origin}/v/crm/mcp\"\n\
+             [store]\ndata_dir = \"{data}\"\n\
+             [audit]\nurl = \"http://{audit}\"\ntoken = \"{token}\"\n",
+            data = authz_dir.path().join("data").display(),
+            audit = audit_port.addr(),
+            token = authz_audit_token().expose(),
+        ),
+    )
+    .expect("authz config");
+    let mut authz = authz_svc_process(&config);
+    wait_listening(grpc, &mut authz).await;
+    wait_listening(http_addr, &mut authz).await;
+
+    // audit-svc is away: the agent's creation and its token are spooled, and the token issued.
+    let channel = svc_kit::grpc::channel(
+        &format!("http://{grpc}"),
+        &svc_kit::GrpcClientConfig::default(),
+    )
+    .expect("channel");
+    let admin_token = svc_kit::callers::PresentToken::new(Some(&SecretSetting::from(
+        AUTHZ_ADMIN_TOKEN.to_owned(),
+    )))
+    .expect("token");
+    let created = pb::agent_admin_client::AgentAdminClient::with_interceptor(channel, admin_token)
+        .create_agent(pb::CreateAgentRequest {
+            name: "spooled".to_owned(),
+            virtual_servers: vec!["crm".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect("agent created")
+        .into_inner();
+    let agent = (
+        created.agent.expect("bundle").client_id,
+        created.client_secret.expect("secret").value,
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(agent_token(&http, &origin, &agent).await, 200);
+
+    // kill -9 before audit-svc ever acknowledged anything, then start authz-svc again.
+    authz.kill().expect("kill -9 authz-svc");
+    authz.wait().expect("reaped");
+    let mut authz = authz_svc_process(&config);
+    wait_listening(http_addr, &mut authz).await;
+
+    // audit-svc comes up on the port authz-svc was told about.
+    let shutdown = CancellationToken::new();
+    let mut audit_config = audit_svc::Config::default().with_data_dir(audit_dir.path());
+    audit_config.callers.authz_token = Some(authz_audit_token());
+    let server = tokio::spawn(audit_svc::serve(
+        audit_config.clone(),
+        audit_port.listen(),
+        shutdown.clone(),
+    ));
+    // A token issued after the restart arrives behind the spooled ones: once it is stored,
+    // everything spooled before the kill has been delivered.
+    assert_eq!(agent_token(&http, &origin, &agent).await, 200);
+    let events = tokio::select! {
+        events = wait_for_events(&audit_config, "authz-svc's spooled events", |events| {
+            events.len() >= 3
+        }) => events,
+        ended = server => panic!("audit-svc stopped: {ended:?}"),
+    };
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(_, event)| event["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "EVENT_KIND_AGENT_CHANGED",
+            "EVENT_KIND_TOKEN_ISSUED",
+            "EVENT_KIND_TOKEN_ISSUED"
+        ],
+        "the spooled events once each, in order, then the new token"
+    );
+    let jtis: BTreeSet<&str> = events[1..]
+        .iter()
+        .map(|(_, event)| event["token"]["jti"].as_str().expect("jti"))
+        .collect();
+    assert_eq!(jtis.len(), 2, "two distinct tokens: {events:?}");
+    for (_, event) in &events {
+        assert_eq!(event["emitter"]["service"], "authz-svc", "{event}");
+        assert!(
+            !event.to_string().contains(&agent.1),
+            "a secret reached the audit log: {event}"
+        );
+    }
+    authz.kill().expect("stop authz-svc");
+    authz.wait().expect("reaped");
+    shutdown.cancel();
+}

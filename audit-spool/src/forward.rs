@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::spool::{Spool, SpoolError};
+use crate::spool::{Spool, SpoolError};
 
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -41,7 +41,7 @@ enum DeliveryError {
 }
 
 /// Starts the delivery loop; it reconnects with backoff until `shutdown`.
-pub(super) fn spawn(
+pub(crate) fn spawn(
     spool: Spool,
     endpoint: String,
     token: PresentToken,

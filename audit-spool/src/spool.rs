@@ -1,15 +1,18 @@
-//! A bounded, ordered spool of audit events on local disk, between a call's answer and audit-svc.
+//! A bounded, ordered spool of audit events on local disk, between the action they record and
+//! audit-svc.
 //!
 //! Written by hand: the disk queues on crates.io either hold items in memory until a batch
 //! spills (losing them on `kill -9`) or fsync every item through SQLite (milliseconds per call).
-//! Here each record is written through to the kernel before the call is answered, so a killed
-//! edge loses nothing it answered, and a background task fsyncs on an interval, which bounds
+//! Here each record is written through to the kernel before the action is answered, so a killed
+//! process loses nothing it answered, and a background task fsyncs on an interval, which bounds
 //! what a power loss can take.
 //!
 //! Layout: segment files named by the global byte offset of their first record
 //! (`00000000000000000000.seg`), each a run of frames `len: u32 LE | crc32: u32 LE | payload`,
 //! and a `cursor` file holding the offset of the first record audit-svc has not acknowledged.
 //! Positions are global byte offsets, so "how much is unacknowledged" is one subtraction.
+//! A `lock` file, held with an exclusive lock while the spool is open, keeps two processes
+//! (replicas given the same directory by mistake) from interleaving their frames.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -18,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prost::Message as _;
+use proto::audit::v1::AuditEvent;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +43,17 @@ pub struct SpoolLimits {
     pub sync_interval: Duration,
 }
 
+impl Default for SpoolLimits {
+    /// Returns 256 MiB of backlog in 8 MiB segments, fsynced every 100 ms.
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+            segment_bytes: 8 * 1024 * 1024,
+            sync_interval: Duration::from_millis(100),
+        }
+    }
+}
+
 /// Why the spool could not take or give back a record.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -56,6 +72,9 @@ pub enum SpoolError {
         /// Where the bad frame starts.
         position: u64,
     },
+    /// Another process holds the spool directory.
+    #[error("the audit spool in {0} is in use by another process")]
+    Locked(PathBuf),
     /// The disk refused.
     #[error("audit spool I/O in {path}: {source}")]
     Io {
@@ -107,6 +126,8 @@ struct Inner {
     reserved: AtomicU64,
     /// Wakes the reader when a record is written.
     written: Notify,
+    /// Holds the directory's exclusive lock for as long as the spool is open.
+    _lock: File,
 }
 
 #[derive(Debug)]
@@ -120,6 +141,7 @@ impl Spool {
     /// Opens (or creates) the spool in `dir`, dropping a torn last frame left by a crash.
     pub fn open(dir: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let lock = lock_dir(dir)?;
         let mut bases = segment_bases(dir)?;
         if bases.is_empty() {
             let start = read_cursor(dir)?.unwrap_or(0);
@@ -150,6 +172,7 @@ impl Spool {
                 acked: AtomicU64::new(acked),
                 reserved: AtomicU64::new(0),
                 written: Notify::new(),
+                _lock: lock,
             }),
         })
     }
@@ -258,6 +281,11 @@ impl Spool {
         drop(writer);
         self.inner.written.notify_one();
         Ok(next)
+    }
+
+    /// Writes one audit event (encoded) through to the kernel, within the bound.
+    pub fn record(&self, event: &AuditEvent) -> Result<u64, SpoolError> {
+        self.append(&event.encode_to_vec())
     }
 
     /// Reads up to `max_records` complete records starting at `from`.
@@ -439,6 +467,22 @@ fn valid_prefix(path: &Path) -> Result<u64, SpoolError> {
         }
     }
     Ok(valid)
+}
+
+/// Takes the exclusive lock on `dir`; the OS releases it when the process dies, however.
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_owned())),
+        Err(fs::TryLockError::Error(source)) => Err(SpoolError::Io { path, source }),
+    }
 }
 
 fn segment_bases(dir: &Path) -> Result<Vec<u64>, SpoolError> {
