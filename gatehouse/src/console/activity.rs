@@ -260,7 +260,7 @@ async fn feed_events(
         search(console, caller, &admin, WINDOW_EVENTS)
     )?;
     rows.extend(changes.into_iter().filter(|row| !row.admin_read));
-    rows.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.sequence));
     rows.truncate(FEED_ROWS);
     Ok(rows)
 }
