@@ -158,7 +158,8 @@ test('the console shows real MCP calls live, and decommissioning an agent stops 
 
   const agent = await agentClient(origin);
   const tools = await agent.listTools();
-  assert.deepEqual(tools.tools.map((tool) => tool.name).sort(), ['add', 'echo', 'env', 'fail']);
+  // The agent-only forbid matches the agent itself: env is not listed, and calling it is denied.
+  assert.deepEqual(tools.tools.map((tool) => tool.name).sort(), ['add', 'echo', 'fail']);
   const echoed = await agent.callTool({ name: 'echo', arguments: { text: 'hello from the agent' } });
   assert.equal(echoed.content[0].text, 'hello from the agent');
   await agent.callTool({ name: 'add', arguments: { a: 2, b: 3 } });
@@ -177,6 +178,7 @@ test('the console shows real MCP calls live, and decommissioning an agent stops 
   await agent.callTool({ name: 'echo', arguments: { text: 'my ssn is 123-45-6789' } }).catch(() => {});
   await eventually('the live feed to update', async () => (await feed.locator('tr', { hasText: 'tools/call' }).count()) > before);
   await eventually('a DLP hit highlighted', async () => (await feed.locator('tr.row-dlp').count()) > 0);
+  await eventually('the agent\'s denied call highlighted', async () => (await feed.locator('tr.row-denied', { hasText: 'env' }).count()) > 0);
   assert.ok((await feed.innerText()).includes('token issued'), 'the feed shows token events too');
   await page.reload();
   await page.locator('svg.chart rect').first().waitFor();
