@@ -85,13 +85,10 @@ pub(super) async fn connect(
     Path(connector): Path<String>,
     body: Bytes,
 ) -> Response {
-    let viewer = match console.sessions().viewer(&headers).await {
+    let viewer = match console.sessions().form_viewer(&headers, &body).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    if let Err(response) = console.sessions().check_csrf(&viewer, &body) {
-        return response;
-    }
     if !per_member_connectors(&console)
         .iter()
         .any(|(name, linkable)| *name == connector && *linkable)
@@ -124,13 +121,10 @@ pub(super) async fn remove(
     Path(connector): Path<String>,
     body: Bytes,
 ) -> Response {
-    let viewer = match console.sessions().viewer(&headers).await {
+    let viewer = match console.sessions().form_viewer(&headers, &body).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    if let Err(response) = console.sessions().check_csrf(&viewer, &body) {
-        return response;
-    }
     let vault = &console.inner.vault;
     let query = vault_svc::store::ListQuery {
         connector: Some(connector),

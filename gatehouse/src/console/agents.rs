@@ -173,13 +173,10 @@ pub(super) async fn rotate(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let viewer = match console.sessions().viewer(&headers).await {
+    let viewer = match console.sessions().form_viewer(&headers, &body).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    if let Err(response) = console.sessions().check_csrf(&viewer, &body) {
-        return response;
-    }
     let caller = match viewer.administrator() {
         Ok(caller) => caller,
         Err(response) => return response,
@@ -212,13 +209,10 @@ pub(super) async fn decommission(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let viewer = match console.sessions().viewer(&headers).await {
+    let viewer = match console.sessions().form_viewer(&headers, &body).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    if let Err(response) = console.sessions().check_csrf(&viewer, &body) {
-        return response;
-    }
     let caller = match viewer.administrator() {
         Ok(caller) => caller,
         Err(response) => return response,

@@ -156,12 +156,24 @@ impl Sessions {
         Err(to_login())
     }
 
+    /// Returns the signed-in viewer posting `body`, refusing a form whose CSRF token is not
+    /// this session's: every console form handler starts here.
+    pub(super) async fn form_viewer(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Viewer, Response> {
+        let viewer = self.viewer(headers).await?;
+        self.check_csrf(&viewer, body)?;
+        Ok(viewer)
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     #[expect(
         clippy::result_large_err,
         reason = "the refusal is the page the handler returns at once"
     )]
-    pub(super) fn check_csrf(&self, viewer: &Viewer, body: &Bytes) -> Result<(), Response> {
+    fn check_csrf(&self, viewer: &Viewer, body: &Bytes) -> Result<(), Response> {
         let sent = form_field(body, "csrf").unwrap_or_default();
         if bool::from(subtle::ConstantTimeEq::ct_eq(
             sent.as_bytes(),
@@ -458,13 +470,10 @@ pub(super) async fn logout(
     body: Bytes,
 ) -> Response {
     let sessions = console.sessions();
-    let viewer = match sessions.viewer(&headers).await {
+    let viewer = match sessions.form_viewer(&headers, &body).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    if let Err(response) = sessions.check_csrf(&viewer, &body) {
-        return response;
-    }
     let ended = sessions.with_open(|open| open.remove(&viewer.key));
     if let (Some(refresh), Some(client_id)) = (
         ended.and_then(|session| session.refresh),
