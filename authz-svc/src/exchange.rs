@@ -13,6 +13,10 @@ use crate::error::Error;
 use crate::state::AuthzState;
 use crate::token::{AccessClaims, TokenRequest, now};
 
+/// Is the subject and client of the gateway's own catalogue tokens, the name edge-svc
+/// goes by at vault-svc too.
+pub(crate) const GATEWAY_CLIENT_ID: &str = "gatehouse-edge";
+
 /// Describes one exchange edge-svc asks for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectorExchange<'a> {
@@ -67,6 +71,37 @@ impl AuthzState {
         };
         let principal = self.principal_of(&subject).await?;
         self.issue(&request, TOKEN_EXCHANGE, principal)
+    }
+
+    /// Returns the gateway's own token for the connector (subject and client
+    /// `gatehouse-edge`, no scopes), audited like any issued token.
+    ///
+    /// Edge reads a connector's catalogue before any caller exists, so no subject token
+    /// can be exchanged for that; a token naming the gateway lets the connector tell
+    /// catalogue reads from callers' requests.
+    pub(crate) fn catalogue_token(&self, connector: &str) -> Result<(String, AccessClaims), Error> {
+        let target = self
+            .config
+            .token_exchange
+            .iter()
+            .find(|target| target.connector == connector)
+            .ok_or_else(|| Error::ConnectorNotFound(connector.to_owned()))?;
+        let request = TokenRequest {
+            subject: GATEWAY_CLIENT_ID,
+            audience: &target.audience,
+            client_id: GATEWAY_CLIENT_ID,
+            scope: "",
+            grant: None,
+            ttl: self.config.access_token_ttl.min(MAX_AGENT_TOKEN_TTL),
+            groups: &[],
+            act: None,
+            agent: None,
+        };
+        self.issue(
+            &request,
+            TOKEN_EXCHANGE,
+            crate::events::client(GATEWAY_CLIENT_ID),
+        )
     }
 
     /// Returns the connector's exchange rule when the subject's virtual server reaches it.

@@ -146,6 +146,17 @@ impl AuthzGrpc {
         Ok(convert::exchanged(token, &claims))
     }
 
+    fn catalogue_token(
+        &self,
+        request: &pb::IssueCatalogueTokenRequest,
+    ) -> Result<pb::ExchangeTokenResponse, Error> {
+        if request.connector.is_empty() {
+            return Err(Error::InvalidRequest("connector is required".to_owned()));
+        }
+        let (token, claims) = self.state.catalogue_token(&request.connector)?;
+        Ok(convert::exchanged(token, &claims))
+    }
+
     // Sends the caller what it is missing, then every new revocation within the poll
     // interval, until the caller leaves or authz-svc shuts down (UNAVAILABLE).
     async fn revocations_loop(
@@ -367,5 +378,14 @@ impl pb::authz_server::Authz for AuthzGrpc {
     ) -> Result<Response<pb::ExchangeTokenResponse>, Status> {
         self.callers.admit(&request, EDGE)?;
         Ok(Response::new(self.exchange(request.get_ref()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(connector = %request.get_ref().connector))]
+    async fn issue_catalogue_token(
+        &self,
+        request: Request<pb::IssueCatalogueTokenRequest>,
+    ) -> Result<Response<pb::ExchangeTokenResponse>, Status> {
+        self.callers.admit(&request, EDGE)?;
+        Ok(Response::new(self.catalogue_token(request.get_ref())?))
     }
 }

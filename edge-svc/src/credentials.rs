@@ -12,16 +12,18 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 pub mod consent;
+pub mod exchange;
 pub mod sessions;
 pub mod spec;
 pub mod template;
 mod upstream;
 
 pub use consent::{CONSENT_REQUIRED, ConsentLink};
+pub use exchange::{CallerToken, Exchanger};
 pub use sessions::ConnectorCredentials;
 pub use spec::{
-    ApiKeySpec, CredentialMode, CredentialSpec, InjectSpec, OAuthSpec, RotationHookSpec,
-    RotationSpec,
+    ApiKeySpec, CredentialMode, CredentialSpec, ExchangeSpec, InjectSpec, OAuthSpec,
+    RotationHookSpec, RotationSpec,
 };
 pub use template::Injection;
 
@@ -143,6 +145,9 @@ pub enum CredentialError {
     /// The member has not connected their account yet.
     #[error("the member has not connected connector {0} yet")]
     ConsentRequired(String),
+    /// The token exchanged on the caller's last call expired before the session used it.
+    #[error("the token exchanged for connector {0} expired")]
+    ExchangeExpired(String),
     /// The downstream answered HTTP 401 to the credential, and again to a freshly fetched one.
     #[error("connector {0} rejected its credential twice")]
     Rejected(String),
@@ -162,12 +167,23 @@ pub struct Credentials {
 }
 
 struct Broker {
-    vault: upstream::VaultClient,
+    /// vault-svc, for `shared` and `per_member` connectors (absent: an edge that only exchanges).
+    vault: Option<upstream::VaultClient>,
     cache: moka::future::Cache<(String, Who), Arc<Released>>,
+    /// authz-svc, for `token_exchange` connectors.
+    exchanger: Option<Exchanger>,
+    /// Exchanged tokens by (connector, caller token id; empty for the gateway's own), reused
+    /// until close to their expiry so that a burst of calls costs one exchange.
+    exchanged: moka::future::Cache<(String, String), Arc<Released>>,
     /// The last member whose credential was released, per connector: whose session reads a
     /// per-member connector's catalogue.
     catalogue: Mutex<HashMap<String, Who>>,
+    /// How long vault-svc's material is reused.
+    cache_ttl: Duration,
 }
+
+/// Longest reuse of an exchanged token (its expiry usually comes first).
+const MAX_EXCHANGED_REUSE: Duration = Duration::from_secs(3600);
 
 /// Material this close to its expiry is not handed out: the call could outlive it.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
@@ -200,6 +216,7 @@ impl CredentialError {
             | Self::Refused(name)
             | Self::ConsentRequired(name)
             | Self::Rejected(name)
+            | Self::ExchangeExpired(name)
             | Self::Injection {
                 connector: name, ..
             } => Some(name),
@@ -220,6 +237,9 @@ impl CredentialError {
                 "connector `{connector}` rejected its credential even after it was fetched again; \
                  it may have been revoked at the provider: reconnect the account or ask an administrator"
             ),
+            Self::ExchangeExpired(_) => {
+                format!("the token exchanged for connector `{connector}` expired; retry the call")
+            }
             Self::ConsentRequired(_) => format!(
                 "connector `{connector}` needs the member to connect their account first; retry the call to get the link"
             ),
@@ -298,16 +318,110 @@ impl Credentials {
         cache_ttl: Duration,
     ) -> anyhow::Result<Self> {
         let vault = upstream::VaultClient::new(endpoint, service_token)?;
-        Ok(Self {
+        Ok(Self::broker(Some(vault), None, cache_ttl))
+    }
+
+    /// Returns a broker with no vault-svc: it serves `token_exchange` connectors only.
+    pub fn exchange_only(exchanger: Exchanger) -> Self {
+        Self::broker(None, Some(exchanger), default_cache_ttl())
+    }
+
+    /// Returns this broker, also exchanging tokens for `token_exchange` connectors.
+    #[must_use]
+    pub fn with_exchanger(self, exchanger: Exchanger) -> Self {
+        let inner = &self.inner;
+        Self::broker(inner.vault.clone(), Some(exchanger), inner.cache_ttl)
+    }
+
+    fn broker(
+        vault: Option<upstream::VaultClient>,
+        exchanger: Option<Exchanger>,
+        cache_ttl: Duration,
+    ) -> Self {
+        Self {
             inner: Arc::new(Broker {
                 vault,
                 cache: moka::future::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(cache_ttl)
                     .build(),
+                exchanger,
+                exchanged: moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(MAX_EXCHANGED_REUSE)
+                    .build(),
+                cache_ttl,
                 catalogue: Mutex::default(),
             }),
-        })
+        }
+    }
+
+    /// Returns a token for `connector` exchanged from `caller`'s (one exchange per caller
+    /// token while the result stays fresh).
+    pub async fn exchange(
+        &self,
+        caller: &CallerToken,
+        connector: &str,
+        trace_id: &str,
+    ) -> Result<Arc<Released>, CredentialError> {
+        let exchanger = self.exchanger(connector)?;
+        let key = (connector.to_owned(), caller.token_id.clone());
+        self.exchanged_or(key, exchanger.exchange(caller, connector, trace_id))
+            .await
+    }
+
+    /// Returns the gateway's own token for reading `connector`'s catalogue.
+    pub async fn catalogue_token(
+        &self,
+        connector: &str,
+        trace_id: &str,
+    ) -> Result<Arc<Released>, CredentialError> {
+        let exchanger = self.exchanger(connector)?;
+        let key = (connector.to_owned(), String::new());
+        self.exchanged_or(key, exchanger.catalogue(connector, trace_id))
+            .await
+    }
+
+    fn exchanger(&self, connector: &str) -> Result<&Exchanger, CredentialError> {
+        self.inner
+            .exchanger
+            .as_ref()
+            .ok_or_else(|| CredentialError::Injection {
+                connector: connector.to_owned(),
+                reason: "`token_exchange` needs an edge linked to authz-svc",
+            })
+    }
+
+    /// Returns the fresh cached token under `key`, or mints one with `mint` and keeps it.
+    async fn exchanged_or(
+        &self,
+        key: (String, String),
+        mint: impl std::future::Future<Output = Result<Released, CredentialError>>,
+    ) -> Result<Arc<Released>, CredentialError> {
+        if let Some(hit) = self.inner.exchanged.get(&key).await
+            && hit.is_fresh(SystemTime::now())
+        {
+            return Ok(hit);
+        }
+        let minted = Arc::new(mint.await?);
+        if minted.is_fresh(SystemTime::now()) {
+            self.inner.exchanged.insert(key, Arc::clone(&minted)).await;
+        }
+        Ok(minted)
+    }
+
+    /// Forgets the gateway's own token for `connector` (the connector rejected it).
+    pub async fn forget_catalogue_token(&self, connector: &str) {
+        self.forget_exchanged(connector, "").await;
+    }
+
+    /// Forgets the token exchanged for `connector` from caller token `token_id`, so that the
+    /// caller's next call is exchanged afresh.
+    pub async fn forget_exchanged(&self, connector: &str, token_id: &str) {
+        self.inner
+            .exchanged
+            .invalidate(&(connector.to_owned(), token_id.to_owned()))
+            .await;
     }
 
     /// Returns the material `who` may inject into a call to `connector`, or the consent link.
@@ -324,7 +438,15 @@ impl Credentials {
             }
             self.inner.cache.invalidate(&key).await;
         }
-        let fetched = self.inner.vault.get(who, connector, trace_id).await?;
+        let vault = self
+            .inner
+            .vault
+            .as_ref()
+            .ok_or_else(|| CredentialError::Injection {
+                connector: connector.to_owned(),
+                reason: "this edge has no vault-svc client (set `vault`)",
+            })?;
+        let fetched = vault.get(who, connector, trace_id).await?;
         if let Fetched::Released(released) = &fetched {
             if released.is_fresh(SystemTime::now()) {
                 self.inner.cache.insert(key, Arc::clone(released)).await;
@@ -367,6 +489,7 @@ impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
             .field("cached", &self.cache.entry_count())
+            .field("exchanged", &self.exchanged.entry_count())
             .finish_non_exhaustive()
     }
 }

@@ -50,6 +50,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_ref()
         .map(|authz| edge_svc::auth::upstream::AuthzLink::start(authz, &shutdown))
         .transpose()?;
+    // `token_exchange` connectors get their tokens from the authz-svc this edge follows.
+    let credentials = match (credentials, &link) {
+        (Some(credentials), Some(link)) => Some(credentials.with_exchanger(link.exchanger.clone())),
+        (None, Some(link)) => Some(edge_svc::credentials::Credentials::exchange_only(
+            link.exchanger.clone(),
+        )),
+        (credentials, None) => credentials,
+    };
     let mut gateway = edge_svc::Gateway::start_with(&spec, credentials.as_ref(), &shutdown)
         .map_err(anyhow::Error::msg)?
         .with_audit(recorder)

@@ -332,8 +332,13 @@ fn bind(
         return Ok(None);
     }
     let broker = credentials.ok_or_else(|| {
+        let missing = if declared.credentials.mode == CredentialMode::TokenExchange {
+            "authz-svc link (set `authz`)"
+        } else {
+            "vault-svc client (set `vault`)"
+        };
         format!(
-            "connector `{}` declares credentials but this edge has no vault-svc client (set `vault`)",
+            "connector `{}` declares credentials but this edge has no {missing}",
             declared.name
         )
     })?;

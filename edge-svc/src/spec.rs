@@ -243,6 +243,27 @@ impl GatewaySpec {
 }
 
 impl ConnectorSpec {
+    /// Returns the audience of tokens exchanged for this connector: the declared one, else
+    /// its URL; `None` unless its credentials are `token_exchange`.
+    pub fn exchange_audience(&self) -> Option<String> {
+        if self.credentials.mode != crate::credentials::CredentialMode::TokenExchange {
+            return None;
+        }
+        let declared = self
+            .credentials
+            .exchange
+            .as_ref()
+            .and_then(|exchange| exchange.audience.clone());
+        let url = || {
+            self.http
+                .as_ref()
+                .map(|http| &http.url)
+                .or(self.sse.as_ref().map(|sse| &sse.url))
+                .map(url::Url::to_string)
+        };
+        declared.or_else(url)
+    }
+
     /// Returns the one transport this connector declares.
     pub fn transport(&self) -> Result<Transport, String> {
         match (&self.stdio, &self.http, &self.sse) {

@@ -22,7 +22,8 @@ pub(crate) struct Started {
     /// Edge's durable spool, delivering to the in-process audit-svc; token and credential
     /// events take the same path as call events.
     pub(crate) recorder: edge_svc::audit::Recorder,
-    /// Edge's vault-svc client, authenticated by this process's random edge token.
+    /// Edge's vault-svc client, authenticated by this process's random edge token, which
+    /// also exchanges tokens at authz-svc for `token_exchange` connectors.
     pub(crate) credentials: edge_svc::credentials::Credentials,
     /// vault-svc itself, whose HTTP face (the consent callback) the public listener serves.
     pub(crate) vault: vault_svc::Vault,
@@ -56,7 +57,7 @@ pub(crate) async fn start(
     audit_section: crate::oauth::AuditSection,
     facts: VaultFacts,
 ) -> anyhow::Result<Started> {
-    let authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
+    let mut authz = authz_svc::Config::load(svc_kit::config_sources(authz_svc::ENV_PREFIX, None))?;
     let vault_config =
         vault_svc::Config::load(svc_kit::config_sources(vault_svc::ENV_PREFIX, None))?
             .with_data_dir(data);
@@ -75,7 +76,22 @@ pub(crate) async fn start(
     if audit_section.retention != audit_svc::RetentionConfig::default() {
         audit.retention = audit_section.retention;
     }
-    let (authz_listener, _) = loopback().await?;
+    let (authz_listener, authz_addr) = loopback().await?;
+    // Edge exchanges tokens for `token_exchange` connectors at the in-process authz-svc.
+    let authz_token = match authz.callers.edge_token.clone() {
+        Some(token) => token,
+        None => svc_kit::callers::SecretSetting::generate()?,
+    };
+    authz.callers.edge_token = Some(authz_token.clone());
+    let exchanger = edge_svc::credentials::Exchanger::new(
+        proto::authz::v1::authz_client::AuthzClient::with_interceptor(
+            svc_kit::grpc::channel(
+                &format!("http://{authz_addr}"),
+                &svc_kit::GrpcClientConfig::default(),
+            )?,
+            svc_kit::callers::PresentToken::new(Some(&authz_token))?,
+        ),
+    );
     let (vault_listener, vault_addr) = loopback().await?;
     let (audit_listener, audit_addr) = loopback().await?;
     // Edge's spool is the one emitter in this process (token and credential events go through
@@ -104,7 +120,8 @@ pub(crate) async fn start(
         &format!("http://{vault_addr}"),
         vault_token.expose(),
         CREDENTIAL_CACHE_TTL,
-    )?;
+    )?
+    .with_exchanger(exchanger);
     let vault_shutdown = shutdown.child_token();
     let served = vault.clone();
     let backends = vec![

@@ -76,6 +76,50 @@ pub(crate) struct Place {
     data: PathBuf,
 }
 
+/// Returns what authz-svc exchanges tokens for: each `token_exchange` connector, with its
+/// audience, its scopes and the OAuth virtual servers that expose it, unless the file's
+/// `authorization.token_exchange` already declares that connector (the explicit entry wins).
+pub(crate) fn exchange_targets(
+    spec: &edge_svc::GatewaySpec,
+    declared: &[authz_svc::ExchangeTarget],
+) -> Vec<authz_svc::ExchangeTarget> {
+    spec.connectors
+        .iter()
+        .filter(|connector| {
+            !declared
+                .iter()
+                .any(|target| target.connector == connector.name)
+        })
+        .filter_map(|connector| {
+            let audience = connector.exchange_audience()?;
+            let virtual_servers = spec
+                .virtual_servers
+                .iter()
+                .filter(|server| server.auth == edge_svc::spec::AuthMode::Oauth)
+                .filter(|server| {
+                    server
+                        .connectors
+                        .iter()
+                        .any(|member| member.connector == connector.name)
+                })
+                .map(|server| server.name.clone())
+                .collect();
+            let scopes = connector
+                .credentials
+                .exchange
+                .as_ref()
+                .map(|exchange| exchange.scopes.clone())
+                .unwrap_or_default();
+            Some(authz_svc::ExchangeTarget {
+                connector: connector.name.clone(),
+                audience,
+                virtual_servers,
+                scopes,
+            })
+        })
+        .collect()
+}
+
 /// Returns vault-svc's connector table for the gateway file's connectors that declare credentials.
 ///
 /// A per-member OAuth client secret is read from its environment variable here, so the file
@@ -86,7 +130,7 @@ pub(crate) fn vault_connectors(
     let mut table = BTreeMap::new();
     for connector in &spec.connectors {
         let credential = match connector.credentials.mode {
-            CredentialMode::None => continue,
+            CredentialMode::None | CredentialMode::TokenExchange => continue,
             CredentialMode::Shared => vault_svc::CredentialMode::Shared,
             CredentialMode::PerMember => vault_svc::CredentialMode::PerMember,
         };

@@ -117,7 +117,7 @@ async fn serve(
     declarations: crate::admin::Declarations,
 ) -> anyhow::Result<()> {
     let crate::oauth::Sections {
-        authorization,
+        mut authorization,
         policies,
         audit: audit_section,
         admin: admin_section,
@@ -166,6 +166,8 @@ async fn serve(
         .with_audit(recorder)
         .with_access(access)
         .with_quotas(quotas);
+    let derived = crate::credentials::exchange_targets(&spec, &authorization.token_exchange);
+    authorization.token_exchange.extend(derived);
     let console_roles = crate::console::roles(&authorization);
     let (authz, auth) =
         crate::oauth::open(authorization, &spec, &face, &options.data, gateway.access()).await?;

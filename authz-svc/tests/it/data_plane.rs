@@ -344,3 +344,51 @@ async fn exchange_token_mints_an_audited_connector_token_within_the_subject_scop
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_catalogue_token_names_the_gateway_itself_with_no_scopes_for_exchange_connectors_only() {
+    let (_harness, state, audit) = exchange_harness().await;
+    let server = serve_grpc(state).await;
+    let mut client = AuthzClient::new(caller(&server, Some(&edge_token())));
+    let request = |connector: &str| pb::IssueCatalogueTokenRequest {
+        connector: connector.to_owned(),
+        metadata: None,
+    };
+
+    let issued = client
+        .issue_catalogue_token(request("crm-api"))
+        .await
+        .unwrap()
+        .into_inner();
+    let token = issued.access_token.unwrap().value;
+    let token_claims = claims(&token);
+    assert_eq!(token_claims["aud"], CONNECTOR_AUDIENCE);
+    assert_eq!(token_claims["sub"], "gatehouse-edge");
+    assert_eq!(token_claims["client_id"], "gatehouse-edge");
+    assert!(
+        token_claims
+            .get("act")
+            .is_none_or(serde_json::Value::is_null)
+    );
+    assert!(
+        issued.scopes.is_empty(),
+        "a catalogue token grants no scope"
+    );
+    let recorded = format!("{:?}", audit.0.lock().unwrap());
+    assert!(recorded.contains("gatehouse-edge") && !recorded.contains(&token));
+
+    for (connector, code) in [("unknown", Code::NotFound), ("", Code::InvalidArgument)] {
+        let status = client
+            .issue_catalogue_token(request(connector))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{status:?}");
+    }
+    let mut stranger = AuthzClient::new(caller(&server, None));
+    let status = stranger
+        .issue_catalogue_token(request("crm-api"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    server.stop().await.unwrap();
+}

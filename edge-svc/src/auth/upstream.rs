@@ -19,11 +19,11 @@ use serde::Deserialize;
 use svc_kit::callers::{PresentToken, SecretSetting};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::codegen::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use super::{JwksVerifier, Revocations};
 use crate::access::Access;
+use crate::credentials::exchange::AuthzClient;
 use crate::http::ResourceAuth;
 
 /// First pause before reconnecting a lost feed; it doubles up to [`MAX_BACKOFF`].
@@ -86,9 +86,9 @@ pub struct AuthzLink {
     pub access: Access,
     /// The revocations heard so far.
     pub revocations: Revocations,
+    /// Mints tokens for `token_exchange` connectors over the same connection.
+    pub exchanger: crate::credentials::Exchanger,
 }
-
-type AuthzClient = pb::authz_client::AuthzClient<InterceptedService<Channel, PresentToken>>;
 
 impl AuthzLink {
     /// Starts following authz-svc's feeds until `shutdown`; nothing is dialled before this
@@ -135,11 +135,13 @@ impl AuthzLink {
             revocations.clone(),
             shutdown.child_token(),
         ));
+        let exchanger = crate::credentials::Exchanger::new(client.clone());
         tokio::spawn(follow_policy(client, policy, shutdown.child_token()));
         Ok(Self {
             auth: ResourceAuth { verifier, issuer },
             access: Access::live(receiver),
             revocations,
+            exchanger,
         })
     }
 }

@@ -19,18 +19,23 @@
 //! when idle), and that program is replaced when vault-svc releases a newer version of the
 //! member's credential, and stopped when vault-svc no longer releases one (revoked, deleted,
 //! reconnect needed). The main stdio program of a per-member connector gets no credential.
+//!
+//! A `token_exchange` connector also gets one session per caller (member or agent), each
+//! carrying the token authz-svc exchanged from that caller's latest call; its main session
+//! reads the catalogue with the gateway's own token, so that a connector accepting only
+//! Gatehouse-issued tokens lists its tools before anyone called.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ConsentLink, CredentialError, CredentialMode, CredentialSpec, Credentials, Fetched, Injection,
-    Secret, Who,
+    CallerToken, ConsentLink, CredentialError, CredentialMode, CredentialSpec, Credentials,
+    Fetched, Injection, Released, Secret, Who,
 };
 use crate::connector::{Connector, CredentialSource, Relay, Transport};
 
@@ -91,6 +96,9 @@ struct SessionCredential {
     who: Option<Who>,
     /// The credential version the stdio program was launched with ([`NOT_LAUNCHED`] before).
     launched: AtomicU64,
+    /// The token exchanged on this caller's latest call and the caller token it came from
+    /// (`token_exchange` only): the session's own requests between calls carry it.
+    exchanged: Mutex<Option<(String, Arc<Released>)>>,
 }
 
 impl ConnectorCredentials {
@@ -105,7 +113,11 @@ impl ConnectorCredentials {
         relay: &Arc<dyn Relay>,
         shutdown: &CancellationToken,
     ) -> Arc<Self> {
-        let members = (spec.mode == CredentialMode::PerMember).then(|| {
+        let per_caller = matches!(
+            spec.mode,
+            CredentialMode::PerMember | CredentialMode::TokenExchange
+        );
+        let members = per_caller.then(|| {
             let open = moka::future::Cache::builder()
                 .max_capacity(MAX_MEMBER_SESSIONS)
                 .time_to_idle(IDLE_SESSION)
@@ -136,11 +148,21 @@ impl ConnectorCredentials {
     /// Decides which session carries `who`'s call, opening the member's own when needed.
     ///
     /// For a per-member connector vault-svc is asked first, so a member who has not connected
-    /// yet gets the link without any downstream traffic.
-    pub async fn route(&self, who: &Who, trace_id: &str) -> Result<Route, CredentialError> {
+    /// yet gets the link without any downstream traffic. For a `token_exchange` connector the
+    /// caller's token (`caller`) is exchanged first, so a caller authz-svc refuses never
+    /// reaches the downstream.
+    pub async fn route(
+        &self,
+        who: &Who,
+        caller: Option<&CallerToken>,
+        trace_id: &str,
+    ) -> Result<Route, CredentialError> {
         let Some(members) = &self.members else {
             return Ok(Route::Main);
         };
+        if self.mode == CredentialMode::TokenExchange {
+            return self.exchange_route(members, who, caller, trace_id).await;
+        }
         if who.member_id().is_none() {
             return Err(CredentialError::Refused(self.name.clone()));
         }
@@ -174,6 +196,27 @@ impl ConnectorCredentials {
         Ok(Route::Member(session.connector))
     }
 
+    /// Routes a `token_exchange` call to the caller's own session, holding the token just
+    /// exchanged from the caller's.
+    async fn exchange_route(
+        &self,
+        members: &MemberSessions,
+        who: &Who,
+        caller: Option<&CallerToken>,
+        trace_id: &str,
+    ) -> Result<Route, CredentialError> {
+        let caller = caller
+            .filter(|_| *who != Who::Gateway)
+            .ok_or_else(|| CredentialError::Refused(self.name.clone()))?;
+        let exchanged = self.broker.exchange(caller, &self.name, trace_id).await?;
+        let session = members
+            .open
+            .get_with(who.clone(), async { self.member_session(members, who) })
+            .await;
+        *session.source.exchanged() = Some((caller.token_id.clone(), exchanged));
+        Ok(Route::Member(session.connector))
+    }
+
     /// Opens `who`'s own session, carrying only `who`'s credential.
     fn member_session(&self, members: &MemberSessions, who: &Who) -> MemberSession {
         let stop = members.shutdown.child_token();
@@ -185,7 +228,12 @@ impl ConnectorCredentials {
             members: None,
         });
         let source = Arc::new(SessionCredential::new(binding, Some(who.clone())));
-        let name = format!("{}@{}", self.name, who.member_id().unwrap_or_default());
+        let holder = match who {
+            Who::Member { id, .. } => id.as_str(),
+            Who::Agent { client_id } => client_id.as_str(),
+            Who::Gateway => "",
+        };
+        let name = format!("{}@{holder}", self.name);
         let connector = Connector::spawn_with_credential(
             name,
             members.transport.clone(),
@@ -237,7 +285,32 @@ impl SessionCredential {
             binding,
             who,
             launched: AtomicU64::new(NOT_LAUNCHED),
+            exchanged: Mutex::new(None),
         }
+    }
+
+    fn exchanged(&self) -> std::sync::MutexGuard<'_, Option<(String, Arc<Released>)>> {
+        self.exchanged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Returns the token a `token_exchange` session carries: the gateway's own on the main
+    /// session, the one exchanged on the caller's latest call on the caller's.
+    async fn exchanged_token(&self) -> Result<Arc<Released>, CredentialError> {
+        let binding = &self.binding;
+        if self.who.is_none() {
+            let trace_id = svc_kit::telemetry::propagation::current_trace_id().unwrap_or_default();
+            return binding
+                .broker
+                .catalogue_token(&binding.name, &trace_id)
+                .await;
+        }
+        self.exchanged()
+            .as_ref()
+            .map(|(_, released)| Arc::clone(released))
+            .filter(|released| released.is_fresh(std::time::SystemTime::now()))
+            .ok_or_else(|| CredentialError::ExchangeExpired(binding.name.clone()))
     }
 }
 
@@ -263,6 +336,10 @@ impl std::fmt::Debug for MemberSessions {
 #[async_trait::async_trait]
 impl CredentialSource for SessionCredential {
     async fn headers(&self) -> Result<HashMap<HeaderName, HeaderValue>, CredentialError> {
+        if self.binding.mode == CredentialMode::TokenExchange {
+            let released = self.exchanged_token().await?;
+            return self.binding.injection.render(&released.material);
+        }
         self.binding.headers(self.who.as_ref()).await
     }
 
@@ -270,7 +347,9 @@ impl CredentialSource for SessionCredential {
         // The main program of a per-member connector serves every member: it gets no one's.
         let binding = &self.binding;
         let who = match (&self.who, binding.mode) {
-            (None, CredentialMode::PerMember) => return Ok(BTreeMap::new()),
+            (None, CredentialMode::PerMember) | (_, CredentialMode::TokenExchange) => {
+                return Ok(BTreeMap::new());
+            }
             (Some(who), _) => who.clone(),
             (None, _) => Who::Gateway,
         };
@@ -281,6 +360,18 @@ impl CredentialSource for SessionCredential {
     }
 
     async fn rejected(&self) {
+        if self.binding.mode == CredentialMode::TokenExchange {
+            let broker = &self.binding.broker;
+            let held = self.exchanged().take();
+            match (&self.who, held) {
+                (None, _) => broker.forget_catalogue_token(&self.binding.name).await,
+                (Some(_), Some((token_id, _))) => {
+                    broker.forget_exchanged(&self.binding.name, &token_id).await;
+                }
+                (Some(_), None) => {}
+            }
+            return;
+        }
         if let Some(who) = self.binding.carrier(self.who.as_ref()) {
             self.binding.broker.forget(&who, &self.binding.name).await;
         }

@@ -20,6 +20,10 @@ pub enum CredentialMode {
     Shared,
     /// The calling member's own credential, connected through the first-use link.
     PerMember,
+    /// An RFC 8693 token authz-svc exchanges from the caller's own access token, with this
+    /// connector as its audience and `act` naming the agent (for connectors that trust
+    /// Gatehouse's issuer); nothing is stored in vault-svc.
+    TokenExchange,
 }
 
 /// The `credentials:` block of one connector.
@@ -42,6 +46,22 @@ pub struct CredentialSpec {
     /// Rotates the shared secret on a schedule through a hook (`shared` only).
     #[serde(default)]
     pub rotation: Option<RotationSpec>,
+    /// The audience and scopes of exchanged tokens (`token_exchange` only).
+    #[serde(default)]
+    pub exchange: Option<ExchangeSpec>,
+}
+
+/// What tokens exchanged for a connector say: the audience it checks and the scopes it takes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSpec {
+    /// The connector's resource identifier, the exchanged tokens' `aud`; by default the
+    /// connector's URL.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The scopes an exchanged token may carry, within the caller's own (none by default).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// Scheduled rotation of a shared secret: every `every`, the hook makes a new value; the
@@ -162,6 +182,15 @@ impl CredentialSpec {
             }
             return Ok(());
         }
+        if self.mode == CredentialMode::TokenExchange {
+            return self.validate_exchange(kind);
+        }
+        if self.exchange.is_some() {
+            return Err((
+                "exchange".into(),
+                "applies to `token_exchange` credentials".into(),
+            ));
+        }
         match kind {
             "stdio" if !self.inject.headers.is_empty() => {
                 return Err((
@@ -186,16 +215,7 @@ impl CredentialSpec {
                 ));
             }
         }
-        for (name, template) in &self.inject.headers {
-            check_template(template)
-                .map_err(|reason| (format!("inject.headers.{name}"), reason))?;
-            http::HeaderName::try_from(name.as_str()).map_err(|_| {
-                (
-                    format!("inject.headers.{name}"),
-                    "is not a header name".into(),
-                )
-            })?;
-        }
+        check_headers(&self.inject.headers)?;
         if let Some(api_key) = &self.api_key {
             if self.mode != CredentialMode::PerMember {
                 return Err((
@@ -241,6 +261,48 @@ impl CredentialSpec {
     }
 }
 
+impl CredentialSpec {
+    /// Checks a `token_exchange` block: an HTTP connector (a stdio program's environment is
+    /// fixed at launch, while exchanged tokens live minutes) with nothing stored to inject
+    /// but the exchanged token, in `Authorization: Bearer` unless a header template says else.
+    fn validate_exchange(&self, kind: &str) -> Result<(), (String, String)> {
+        if kind == "stdio" {
+            return Err((
+                "mode".into(),
+                "`token_exchange` applies to `http` and `sse` connectors".into(),
+            ));
+        }
+        if !self.inject.env.is_empty() {
+            return Err((
+                "inject.env".into(),
+                "applies to stdio connectors; use `inject.headers`".into(),
+            ));
+        }
+        for (field, declared) in [
+            ("oauth", self.oauth.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("rotation", self.rotation.is_some()),
+        ] {
+            if declared {
+                return Err((
+                    field.into(),
+                    "does not apply to `token_exchange`: the token comes from authz-svc".into(),
+                ));
+            }
+        }
+        check_headers(&self.inject.headers)?;
+        if self
+            .exchange
+            .as_ref()
+            .and_then(|exchange| exchange.audience.as_deref())
+            .is_some_and(str::is_empty)
+        {
+            return Err(("exchange.audience".into(), "must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
 impl OAuthSpec {
     fn validate(&self) -> Result<(), (String, String)> {
         if self.client_id.is_empty() {
@@ -256,6 +318,20 @@ impl OAuthSpec {
         }
         Ok(())
     }
+}
+
+/// Checks header templates: real header names, known placeholders.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    for (name, template) in headers {
+        check_template(template).map_err(|reason| (format!("inject.headers.{name}"), reason))?;
+        http::HeaderName::try_from(name.as_str()).map_err(|_| {
+            (
+                format!("inject.headers.{name}"),
+                "is not a header name".into(),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Refuses placeholders edge cannot fill, so a typo fails at start rather than per call.

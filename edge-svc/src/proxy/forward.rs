@@ -26,7 +26,7 @@ use crate::auth::Caller;
 use crate::connector::Connector;
 use crate::credentials::consent;
 use crate::credentials::sessions::Route;
-use crate::credentials::{CredentialError, Who};
+use crate::credentials::{CallerToken, CredentialError, Who};
 use crate::inspect::NotificationMask;
 use crate::switchboard::{Switchboard, UpstreamCall};
 use crate::vmcp::VirtualServer;
@@ -164,9 +164,10 @@ impl Forwarder {
         };
         let parts = context.extensions.get::<http::request::Parts>();
         let who = Who::of(parts.and_then(|parts| parts.extensions.get::<Caller>()));
+        let caller = parts.and_then(CallerToken::of);
         let trace_id = svc_kit::telemetry::propagation::current_trace_id().unwrap_or_default();
         let name = member.connector.name();
-        match binding.route(&who, &trace_id).await {
+        match binding.route(&who, caller.as_ref(), &trace_id).await {
             Ok(Route::Main) => Ok(main.clone()),
             Ok(Route::Member(connector)) => Ok(connector),
             Ok(Route::Consent(link)) => Err(match request {

@@ -244,3 +244,40 @@ fn credentials_parse_and_errors_name_the_field() {
     );
     assert!(shared_oauth.contains("per_member"), "{shared_oauth}");
 }
+
+#[test]
+fn token_exchange_fits_http_connectors_and_nothing_stored() {
+    assert_eq!(
+        connector_error(
+            "{mode: token_exchange, exchange: {audience: \"https://crm.example/mcp\", scopes: [read]}}"
+        ),
+        ""
+    );
+    let spec = GatewaySpec::from_yaml(
+        "connectors:\n  - name: crm\n    http: {url: \"http://127.0.0.1:1/mcp\"}\n    credentials: {mode: token_exchange}\n",
+        "g.yaml",
+    )
+    .expect("valid");
+    assert_eq!(
+        spec.connectors[0].exchange_audience().as_deref(),
+        Some("http://127.0.0.1:1/mcp"),
+        "the audience defaults to the connector's URL"
+    );
+    let stored = connector_error("{mode: token_exchange, api_key: {header: X-Key}}");
+    assert!(
+        stored.contains("connectors[0].credentials.api_key"),
+        "{stored}"
+    );
+    let misplaced = connector_error("{mode: shared, exchange: {scopes: [read]}}");
+    assert!(
+        misplaced.contains("connectors[0].credentials.exchange"),
+        "{misplaced}"
+    );
+    let stdio = GatewaySpec::from_yaml(
+        "connectors:\n  - name: local\n    stdio: {command: /bin/true}\n    credentials: {mode: token_exchange}\n",
+        "g.yaml",
+    )
+    .expect_err("stdio cannot take exchanged tokens")
+    .to_string();
+    assert!(stdio.contains("connectors[0].credentials.mode"), "{stdio}");
+}

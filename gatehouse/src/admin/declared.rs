@@ -233,6 +233,7 @@ fn connector_view(connector: &edge_svc::spec::ConnectorSpec, declaration: &Value
         CredentialMode::None => "none",
         CredentialMode::Shared => "shared",
         CredentialMode::PerMember => "per_member",
+        CredentialMode::TokenExchange => "token_exchange",
     };
     ConnectorView {
         name: connector.name.clone(),

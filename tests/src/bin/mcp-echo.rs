@@ -68,8 +68,20 @@ enum Mode {
         /// revoked a credential would.
         #[arg(long, value_name = "FILE")]
         accept_tokens: Option<std::path::PathBuf>,
+        /// An issuer whose signed access tokens alone are accepted (checked against its
+        /// `{issuer}/jwks.json`, with `iss` and `--audience`), as a resource server trusting
+        /// Gatehouse's tokens would; anything else is answered 401.
+        #[arg(long, value_name = "URL", requires = "audience")]
+        trust_issuer: Option<String>,
+        /// The audience (`aud`) tokens from `--trust-issuer` must name.
+        #[arg(long, value_name = "AUD")]
+        audience: Option<String>,
     },
 }
+
+/// The claims of the access token a request proved, as `--trust-issuer` verified them.
+#[derive(Debug, Clone)]
+struct VerifiedClaims(serde_json::Value);
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct EchoParams {
@@ -261,6 +273,22 @@ impl Echo {
         .to_string()
     }
 
+    #[tool(
+        description = "Return the verified access token's sub, aud, client_id, scope, act and agent claims as JSON (never the token), or \"none\" without --trust-issuer"
+    )]
+    fn token_claims(&self, Extension(parts): Extension<axum::http::request::Parts>) -> String {
+        parts.extensions.get::<VerifiedClaims>().map_or_else(
+            || "none".to_owned(),
+            |VerifiedClaims(claims)| {
+                serde_json::json!({
+                    "sub": claims["sub"], "aud": claims["aud"], "client_id": claims["client_id"],
+                    "scope": claims["scope"], "act": claims["act"], "agent": claims["agent"],
+                })
+                .to_string()
+            },
+        )
+    }
+
     #[tool(description = "Return the process id")]
     fn pid(&self) -> String {
         std::process::id().to_string()
@@ -339,7 +367,14 @@ async fn main() -> anyhow::Result<()> {
             listen,
             whoami,
             accept_tokens,
-        } => serve_http(listen, whoami.map(Arc::from), accept_tokens).await,
+            trust_issuer,
+            audience,
+        } => {
+            let trusted = trust_issuer
+                .zip(audience)
+                .map(|(issuer, audience)| Trusted { issuer, audience });
+            serve_http(listen, whoami.map(Arc::from), accept_tokens, trusted).await
+        }
     }
 }
 
@@ -378,10 +413,69 @@ async fn require_accepted_token(
         .unwrap_or_default()
 }
 
+/// The issuer and audience `--trust-issuer` accepts tokens from.
+#[derive(Debug)]
+struct Trusted {
+    issuer: String,
+    audience: String,
+}
+
+/// Answers 401 unless the request carries a token `trusted`'s issuer signed for its audience;
+/// otherwise passes the verified claims on to the tools.
+async fn require_issued_token(
+    trusted: Arc<Trusted>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    match verify(&trusted, presented.as_deref()).await {
+        Ok(claims) => {
+            request.extensions_mut().insert(VerifiedClaims(claims));
+            next.run(request).await
+        }
+        Err(why) => axum::response::Response::builder()
+            .status(axum::http::StatusCode::UNAUTHORIZED)
+            .header(
+                axum::http::header::WWW_AUTHENTICATE,
+                format!("Bearer error=\"invalid_token\", error_description=\"{why}\""),
+            )
+            .body(axum::body::Body::empty())
+            .unwrap_or_default(),
+    }
+}
+
+/// Verifies `token` against the issuer's current JWKS (fetched per request: a test peer).
+async fn verify(trusted: &Trusted, token: Option<&str>) -> Result<serde_json::Value, String> {
+    let token = token.ok_or("no bearer token")?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| "not a JWT")?;
+    let kid = header.kid.ok_or("no kid")?;
+    let jwks_url = format!("{}/jwks.json", trusted.issuer.trim_end_matches('/'));
+    let keys: jsonwebtoken::jwk::JwkSet = reqwest::get(&jwks_url)
+        .await
+        .map_err(|_| "JWKS unreachable")?
+        .json()
+        .await
+        .map_err(|_| "JWKS unreadable")?;
+    let jwk = keys.find(&kid).ok_or("unknown kid")?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| "unusable key")?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[trusted.issuer.as_str()]);
+    validation.set_audience(&[trusted.audience.as_str()]);
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|error| format!("rejected: {:?}", error.kind()))
+}
+
 async fn serve_http(
     listen: SocketAddr,
     whoami: Option<Arc<str>>,
     accept_tokens: Option<std::path::PathBuf>,
+    trusted: Option<Trusted>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -400,6 +494,12 @@ async fn serve_http(
         let accepted: Arc<std::path::Path> = Arc::from(accepted);
         router = router.layer(axum::middleware::from_fn(move |request, next| {
             require_accepted_token(Arc::clone(&accepted), request, next)
+        }));
+    }
+    if let Some(trusted) = trusted {
+        let trusted = Arc::new(trusted);
+        router = router.layer(axum::middleware::from_fn(move |request, next| {
+            require_issued_token(Arc::clone(&trusted), request, next)
         }));
     }
     let mut stdout = std::io::stdout().lock();

@@ -25,7 +25,9 @@ const SHARED_VALUE: &str = "console-shared-credential-canary-3c9a7e";
 const MEMBER_KEY: &str = "console-member-api-key-canary-7d1e5b";
 /// The password of `alice` (an administrator) and `bob` (a member): argon2id below.
 const ALICE_PASSWORD: &str = "interop-alice-pw";
-const BOB_PASSWORD: &str = "interop-bob-pw";
+pub(super) const BOB_PASSWORD: &str = "interop-bob-pw";
+/// The argon2id hash of [`BOB_PASSWORD`].
+pub(super) const BOB_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Yy1JEh/xJuHGD6/umr6R7Q$aLA5L5tl+8hiiG4ISOp4Z7Titj4H/nFpE5lPaR6h/kE";
 
 /// Every page an administrator sees.
 const ADMIN_PAGES: [&str; 5] = [
@@ -48,7 +50,7 @@ fn gateway_file() -> String {
          authorization:\n\
          \x20 members:\n\
          \x20   - {{username: alice, groups: [gatehouse-admins], password_hash: \"$argon2id$v=19$m=19456,t=2,p=1$/SyjtdQIUVuDrMB/aIf0hA$2OhqoGiUPFaUH+SvenyEJ7YxFR7c++IgcNpd9qqhxwI\"}}\n\
-         \x20   - {{username: bob, groups: [staff], password_hash: \"$argon2id$v=19$m=19456,t=2,p=1$Yy1JEh/xJuHGD6/umr6R7Q$aLA5L5tl+8hiiG4ISOp4Z7Titj4H/nFpE5lPaR6h/kE\"}}\n\
+         \x20   - {{username: bob, groups: [staff], password_hash: \"{BOB_HASH}\"}}\n\
          \x20 agents:\n\
          \x20   - {{name: reporter, owner: bob, virtual_servers: [tools], secret_env: E2E_AGENT_SECRET}}\n\
          \x20   - {{name: admin-bot, owner: alice, virtual_servers: [gatehouse-admin], scopes: [\"gatehouse:admin\"], secret_env: E2E_ADMIN_BOT_SECRET}}\n"

@@ -13,6 +13,7 @@ mod console;
 mod credentials;
 mod deploy;
 mod dlp;
+mod exchange;
 mod gateway;
 mod injection;
 mod limits;
