@@ -1,8 +1,9 @@
 //! The audit log through the admin API of a real `gatehouse up`: verification reports an
 //! intact log after real calls, an inclusion proof served over HTTP verifies offline against
 //! the log's key read from the data directory (not the copy the server sends), a tail over
-//! HTTP (NDJSON) and over gRPC (a server stream) receives a call recorded after it started, and
-//! a token without the admin grant is refused each of them.
+//! HTTP (NDJSON) and over gRPC (a server stream) receives a call recorded after it started,
+//! each of these is an audited admin action, and a token without the admin grant is refused
+//! each of them.
 
 use std::time::Duration;
 
@@ -229,6 +230,30 @@ async fn the_audit_log_is_verified_proven_and_tailed_through_the_admin_api() {
         .await
         .expect_err("the viewer may not verify");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let audited = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let page: Value = http
+                .get(api("/audit/events?agent=admin-bot&kind=EVENT_KIND_ADMIN_CHANGE&newest_first=true&limit=100"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("search")
+                .json()
+                .await
+                .expect("json");
+            let text = page.to_string();
+            if ["\"verify\"", "\"prove\"", "\"tail\""]
+                .iter()
+                .all(|action| text.contains(action))
+            {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("verifying, proving and tailing are audited admin actions");
+    assert!(!audited.contains(&admin), "no token reaches the audit log");
     child.kill().await.expect("gatehouse stopped");
 }
 
