@@ -176,6 +176,15 @@ impl AgentRegistry {
 
     /// Creates a bundle; for client-secret authentication its first secret is returned once.
     pub async fn create(&self, command: NewAgent) -> Result<CreatedAgent, Error> {
+        self.insert(command, None).await
+    }
+
+    /// Creates a bundle owned by `managed_by` (`None` for one an administrator creates).
+    async fn insert(
+        &self,
+        command: NewAgent,
+        managed_by: Option<&str>,
+    ) -> Result<CreatedAgent, Error> {
         let catalogue = self
             .catalogue
             .as_ref()
@@ -199,6 +208,7 @@ impl AgentRegistry {
             rotated_at: None,
             last_used_at: None,
             decommissioned_at: None,
+            managed_by: managed_by.map(str::to_owned),
         };
         let secret = match agent.authentication {
             AgentAuthentication::ClientSecret => Some(random_token()?),

@@ -71,8 +71,8 @@ pub use store::{
     AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
     ClientRecord, CodeRecord, ConsentRecord, DirectoryFilter, DirectoryGroup, DirectoryPage,
     DirectoryStore, DirectoryUser, FamilyRecord, FederatedMember, KeyRecord, KeyStatus,
-    MemberState, NewRefresh, PostgresStore, Redemption, RevocationKind, RevocationRecord,
-    SqliteStore, Store, StoreConfig, WorkloadIssuer,
+    MANAGED_BY_GATEWAY_FILE, MemberState, NewRefresh, PostgresStore, Redemption, RevocationKind,
+    RevocationRecord, SqliteStore, Store, StoreConfig, WorkloadIssuer,
 };
 pub use token::{ACCESS_TOKEN_TYPE, ACCESS_TOKEN_TYPE_URI, AccessClaims};
 

@@ -22,7 +22,7 @@ mod sqlite;
 
 pub use agent::{
     AgentAuthentication, AgentKey, AgentListQuery, AgentRecord, AgentSecretRecord, AgentStore,
-    RevocationKind, RevocationRecord, WorkloadIssuer,
+    MANAGED_BY_GATEWAY_FILE, RevocationKind, RevocationRecord, WorkloadIssuer,
 };
 pub use directory::{
     DirectoryFilter, DirectoryGroup, DirectoryPage, DirectoryStore, DirectoryUser, MemberState,

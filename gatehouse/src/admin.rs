@@ -1,8 +1,9 @@
 //! The admin API of `gatehouse up`: one set of operations over the running gateway (policies,
-//! virtual servers, connectors, shared credentials, agent bundles, audit search, connector
-//! health), served as gRPC ([`grpc`]) and as HTTP/JSON with a generated OpenAPI document
-//! ([`http`]). Each operation is audited through the recorder every service of the process
-//! writes to, naming the administrator and the object, never a secret.
+//! virtual servers, connectors, shared credentials, agent bundles, connector health, and the
+//! audit log's search, verification, inclusion proofs and tail), served as gRPC ([`grpc`]) and
+//! as HTTP/JSON with a generated OpenAPI document ([`http`]). Each operation is audited through
+//! the recorder every service of the process writes to, naming the administrator and the
+//! object, never a secret.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -65,6 +66,7 @@ struct Inner {
     vault: vault_svc::Vault,
     audit_log: AuditLog,
     recorder: Recorder,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// What `gatehouse up` hands the admin API.
@@ -87,6 +89,8 @@ pub(crate) struct AdminParts {
     pub(crate) vault: vault_svc::Vault,
     pub(crate) audit_log: AuditLog,
     pub(crate) recorder: Recorder,
+    /// Cancelled when the gateway stops: ends the audit tails still being followed.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// What one audited admin action touched.
@@ -116,6 +120,7 @@ impl Admin {
                 vault: parts.vault,
                 audit_log: parts.audit_log,
                 recorder: parts.recorder,
+                shutdown: parts.shutdown,
             }),
         })
     }

@@ -214,6 +214,7 @@ async fn serve(
         vault: vault.clone(),
         audit_log,
         recorder: gateway.recorder().clone(),
+        shutdown: shutdown.clone(),
     })
     .map_err(anyhow::Error::msg)?;
     backends.push(crate::admin::grpc::start(admin.clone(), &shutdown).await?);

@@ -7,7 +7,7 @@ use svc_kit::ConfigError;
 
 use super::{AgentRegistry, CreatedAgent, NewAgent};
 use crate::error::Error;
-use crate::store::{AgentAuthentication, AgentKey, WorkloadIssuer};
+use crate::store::{AgentAuthentication, AgentKey, MANAGED_BY_GATEWAY_FILE, WorkloadIssuer};
 use crate::token::now;
 
 /// Declares one agent bundle; exactly one of `secret_env`, `jwks` and `workload` says
@@ -141,11 +141,12 @@ impl AgentRegistry {
                 existing.scopes = command.scopes;
                 existing.authentication = command.authentication;
                 existing.quotas = command.quotas;
+                existing.managed_by = Some(MANAGED_BY_GATEWAY_FILE.to_owned());
                 self.store.update_agent(&existing).await?;
                 existing
             }
             None => {
-                let created = self.create(command).await?;
+                let created = self.insert(command, Some(MANAGED_BY_GATEWAY_FILE)).await?;
                 generated = created.client_secret.filter(|_| secret.is_none());
                 created.agent
             }

@@ -35,7 +35,14 @@ pub struct AgentRecord {
     pub last_used_at: Option<i64>,
     /// Records when it was decommissioned; a decommissioned bundle never authenticates again.
     pub decommissioned_at: Option<i64>,
+    /// Names what owns the bundle's declaration ([`MANAGED_BY_GATEWAY_FILE`] for a bundle the
+    /// gateway file declares); `None` for one created through the API, the CLI or the console.
+    pub managed_by: Option<String>,
 }
+
+/// Marks a bundle the gateway file declares: `gatehouse apply` decommissions it once the file
+/// stops declaring it, and never touches a bundle without the mark.
+pub const MANAGED_BY_GATEWAY_FILE: &str = "gateway-file";
 
 /// Says how an agent authenticates; stored as JSON so that a new method needs no migration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use crate::error::Error;
 
 /// Lists an agent row's columns in the order [`agent_record`] reads them.
 pub(crate) const AGENT_COLUMNS: &str = "agent_id, client_id, name, description, owner, virtual_servers, scopes, \
-     authentication, quotas, created_at, rotated_at, last_used_at, decommissioned_at";
+     authentication, quotas, created_at, rotated_at, last_used_at, decommissioned_at, managed_by";
 
 /// Is an agent row as selected with [`AGENT_COLUMNS`].
 pub(crate) type AgentRow = (
@@ -24,6 +24,7 @@ pub(crate) type AgentRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 /// Implements [`AgentStore`](super::AgentStore) for `$store`, whose `pool` field is a pool of `$db`.
@@ -40,7 +41,7 @@ macro_rules! agent_store {
                 let mut tx = self.pool.begin().await.map_err($crate::store::classify)?;
                 let (servers, scopes, authentication, quotas) = to_text(agent)?;
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO agents ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    "INSERT INTO agents ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     $crate::store::agent_sql::AGENT_COLUMNS
                 )))
                 .bind(&agent.agent_id)
@@ -56,6 +57,7 @@ macro_rules! agent_store {
                 .bind(agent.rotated_at)
                 .bind(agent.last_used_at)
                 .bind(agent.decommissioned_at)
+                .bind(&agent.managed_by)
                 .execute(&mut *tx)
                 .await
                 .map_err(|error| classify_agent(error, &agent.name))?;
@@ -69,7 +71,7 @@ macro_rules! agent_store {
                 let (servers, scopes, authentication, quotas) = $crate::store::agent_sql::to_text(agent)?;
                 sqlx::query(
                     "UPDATE agents SET description = $2, owner = $3, virtual_servers = $4, scopes = $5, \
-                     authentication = $6, quotas = $7 WHERE agent_id = $1",
+                     authentication = $6, quotas = $7, managed_by = $8 WHERE agent_id = $1",
                 )
                 .bind(&agent.agent_id)
                 .bind(&agent.description)
@@ -78,6 +80,7 @@ macro_rules! agent_store {
                 .bind(scopes)
                 .bind(authentication)
                 .bind(quotas)
+                .bind(&agent.managed_by)
                 .execute(&self.pool)
                 .await
                 .map_err($crate::store::classify)?;
@@ -415,6 +418,7 @@ pub(crate) fn agent_record(row: AgentRow) -> Result<AgentRecord, Error> {
         rotated_at,
         last_used_at,
         decommissioned_at,
+        managed_by,
     ) = row;
     let authentication: AgentAuthentication = serde_json::from_str(&authentication)
         .map_err(|_| Error::Corrupt("agent authentication"))?;
@@ -432,6 +436,7 @@ pub(crate) fn agent_record(row: AgentRow) -> Result<AgentRecord, Error> {
         rotated_at,
         last_used_at,
         decommissioned_at,
+        managed_by,
     })
 }
 

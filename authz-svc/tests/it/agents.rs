@@ -398,6 +398,21 @@ async fn declared_agent_uses_the_secret_from_its_environment_variable() {
         agent_token(&harness, &agent, &secret, &[]).await.status(),
         200
     );
+    assert_eq!(
+        agent.managed_by.as_deref(),
+        Some(authz_svc::MANAGED_BY_GATEWAY_FILE),
+        "a declared bundle is marked as the gateway file's"
+    );
+    let created = harness
+        .state
+        .agents()
+        .create(new_agent("by-hand", AgentAuthentication::ClientSecret))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.agent.managed_by, None,
+        "a bundle created through the API is nobody's declaration"
+    );
     let missing: AgentConfig = serde_json::from_value(json!({
         "name": "broken", "owner": "alice", "virtual_servers": ["demo"],
         "secret_env": "GATEHOUSE_TEST_SURELY_UNSET_VARIABLE",

@@ -348,6 +348,7 @@ fn agent(id: &str, name: &str, created_at: i64) -> AgentRecord {
         rotated_at: None,
         last_used_at: None,
         decommissioned_at: None,
+        managed_by: Some(authz_svc::MANAGED_BY_GATEWAY_FILE.to_owned()),
     }
 }
 

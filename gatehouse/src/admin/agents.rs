@@ -222,6 +222,7 @@ impl From<&AgentRecord> for AgentView {
             rotated_at: agent.rotated_at,
             last_used_at: agent.last_used_at,
             quota: AgentQuotaInput::of(&agent.quotas),
+            managed_by: agent.managed_by.clone(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::model::{
 };
 use super::{Admin, AdminCaller, AdminError};
 
+mod audit;
 mod convert;
 mod members;
 
@@ -82,6 +83,8 @@ impl AdminGrpc {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminGrpc {
+    type TailAuditStream = audit::TailStream;
+
     async fn get_policies(
         &self,
         request: Request<pb::GetPoliciesRequest>,
@@ -324,6 +327,27 @@ impl pb::admin_server::Admin for AdminGrpc {
                 .collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<pb::VerifyAuditRequest>,
+    ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
+        audit::verify_audit(self, request).await
+    }
+
+    async fn prove_audit_event(
+        &self,
+        request: Request<pb::ProveAuditEventRequest>,
+    ) -> Result<Response<pb::ProveAuditEventResponse>, Status> {
+        audit::prove_audit_event(self, request).await
+    }
+
+    async fn tail_audit(
+        &self,
+        request: Request<pb::TailAuditRequest>,
+    ) -> Result<Response<Self::TailAuditStream>, Status> {
+        audit::tail_audit(self, request).await
     }
 
     async fn connector_health(

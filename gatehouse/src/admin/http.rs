@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use http::request::Parts;
 use http::{HeaderValue, header};
 use utoipa::OpenApi as _;
@@ -22,7 +24,8 @@ use super::guard::{ADMIN_SCOPE, bearer_token};
 use super::model::{
     AgentDeclarationInput, AgentFilter, AgentView, AgentWithSecret, AuditPage, AuditQuery,
     ConnectorView, CredentialRef, DecommissionInput, ErrorBody, HealthView, NewAgentInput,
-    PolicySet, PolicyState, RotateInput, SharedCredentialInput, VirtualServerView,
+    PolicySet, PolicyState, ProofView, RotateInput, SharedCredentialInput, TailQuery,
+    TailRecordView, VerifyInput, VerifyReportView, VirtualServerView,
 };
 use super::{Admin, AdminCaller, AdminError};
 
@@ -78,6 +81,9 @@ fn operations() -> OpenApiRouter<Admin> {
         .routes(routes!(rotate_agent))
         .routes(routes!(decommission_agent))
         .routes(routes!(search_audit))
+        .routes(routes!(verify_audit))
+        .routes(routes!(prove_audit_event))
+        .routes(routes!(tail_audit))
 }
 
 /// Returns what is served without a token: the OpenAPI document and the resource metadata.
@@ -411,6 +417,60 @@ async fn search_audit(
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, AdminError> {
     admin.search_audit(&caller, query).await.map(Json)
+}
+
+/// Recomputes the audit log's hash chain and Merkle tree and names the first broken record; an
+/// intact log gets a checkpoint of its head signed, named in the report.
+#[utoipa::path(post, path = "/admin/v1/audit/verify", tag = "audit", request_body = VerifyInput,
+    responses((status = 200, description = "the verification report (a broken log is reported, not refused)", body = VerifyReportView),
+              (status = 400, description = "the checkpoint is not signed by this log's key", body = ErrorBody)))]
+async fn verify_audit(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Json(input): Json<VerifyInput>,
+) -> Result<Json<VerifyReportView>, AdminError> {
+    admin.verify_audit(&caller, input).await.map(Json)
+}
+
+/// Returns the RFC 6962 inclusion proof of one event under a signed checkpoint, to verify
+/// offline against the log's pinned verifier key.
+#[utoipa::path(get, path = "/admin/v1/audit/events/{event_id}/proof", tag = "audit",
+    params(("event_id" = String, Path, description = "the event's id")),
+    responses((status = 200, body = ProofView), (status = 404, body = ErrorBody)))]
+async fn prove_audit_event(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Path(event_id): Path<String>,
+) -> Result<Json<ProofView>, AdminError> {
+    admin.prove_audit_event(&caller, &event_id).await.map(Json)
+}
+
+/// Follows the audit log: one JSON record per line (NDJSON) for each matching event stored
+/// after `after` (the current head by default), until the client hangs up.
+#[utoipa::path(get, path = "/admin/v1/audit/tail", tag = "audit", params(TailQuery),
+    responses((status = 200, description = "a chunked stream of records, one JSON object per line", content_type = "application/x-ndjson", body = TailRecordView),
+              (status = 400, body = ErrorBody)))]
+async fn tail_audit(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Query(query): Query<TailQuery>,
+) -> Result<Response, AdminError> {
+    let records = admin.tail_audit(&caller, query).await?;
+    let lines = records.map(|record| {
+        record.map(|record| {
+            let mut line = serde_json::to_vec(&record).unwrap_or_default();
+            line.push(b'\n');
+            line
+        })
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 /// Creates or replaces a virtual server; it is served (and its connected clients told) at once.

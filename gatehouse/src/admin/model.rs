@@ -126,6 +126,11 @@ pub(crate) struct AgentView {
     /// Its own budget, charged at every edge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) quota: Option<AgentQuotaInput>,
+    /// What owns its declaration: `gateway-file` for a bundle the gateway file declares (which
+    /// `gatehouse apply` decommissions once the file drops it); absent for one created through
+    /// the API, the CLI or the console, which `gatehouse apply` never touches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) managed_by: Option<String>,
 }
 
 /// An agent bundle's own rate limit: every call on its own token is charged to one bucket.
@@ -304,6 +309,109 @@ pub(crate) struct AuditPage {
     pub(crate) events: Vec<AuditRecordView>,
     /// Continues the listing; absent on the last page.
     pub(crate) next_page_token: Option<String>,
+}
+
+/// What a verification of the audit log checks beyond the stored records themselves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub(crate) struct VerifyInput {
+    /// A signed checkpoint saved earlier (a C2SP note) that the log must extend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) from_checkpoint: Option<String>,
+}
+
+/// A signed checkpoint of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct CheckpointView {
+    /// How many records it covers.
+    pub(crate) tree_size: u64,
+    /// The Merkle root over them (base64).
+    pub(crate) root_hash: String,
+    /// The C2SP signed note, verifiable with the log's verifier key.
+    pub(crate) signed_note: String,
+}
+
+/// The first record that breaks the audit log's integrity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ProblemView {
+    /// `modified`, `deleted`, `inserted`, `reordered` or `checkpoint_mismatch`.
+    pub(crate) kind: String,
+    /// The first broken record (the checkpoint's tree size for a mismatch).
+    pub(crate) sequence: u64,
+    /// What is wrong, in words.
+    pub(crate) reason: String,
+}
+
+/// What a verification of the whole audit log found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct VerifyReportView {
+    /// How many records were read (the recomputed tree size).
+    pub(crate) checked: u64,
+    /// The recomputed Merkle root (base64).
+    pub(crate) root_hash: String,
+    /// The recomputed chain head (base64).
+    pub(crate) chain_hash: String,
+    /// The last sequence retention archived and removed (0 for none).
+    pub(crate) pruned_through: u64,
+    /// Whether no record is broken.
+    pub(crate) intact: bool,
+    /// The first broken record; absent when intact.
+    pub(crate) problem: Option<ProblemView>,
+    /// The latest signed checkpoint; absent before the first.
+    pub(crate) checkpoint: Option<CheckpointView>,
+    /// The log's C2SP verifier key (`origin+id+base64`).
+    pub(crate) verifier_key: String,
+}
+
+/// An RFC 6962 inclusion proof of one event that verifies offline against the log's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ProofView {
+    /// The proven event's id.
+    pub(crate) event_id: String,
+    /// Its position in the log.
+    pub(crate) sequence: u64,
+    /// The event's canonical bytes: the leaf's preimage.
+    pub(crate) canonical_json: String,
+    /// The RFC 6962 leaf hash of the canonical bytes (base64).
+    pub(crate) event_hash: String,
+    /// The leaf's index (sequence − 1).
+    pub(crate) leaf_index: u64,
+    /// The hashes from the leaf's sibling up to the root (base64).
+    pub(crate) audit_path: Vec<String>,
+    /// The signed checkpoint the path leads to.
+    pub(crate) checkpoint: CheckpointView,
+    /// The whole proof as a C2SP tlog-proof (what `gatehouse audit check-proof` reads).
+    pub(crate) tlog_proof: String,
+    /// The log's C2SP verifier key; pin it rather than trusting this copy.
+    pub(crate) verifier_key: String,
+}
+
+/// Selects the audit events to follow, and where to start.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TailQuery {
+    /// The sequence to start after (default: the current head).
+    pub(crate) after: Option<u64>,
+    /// The principal's member id.
+    pub(crate) member: Option<String>,
+    /// The agent's client id.
+    pub(crate) agent: Option<String>,
+    /// The target's virtual server.
+    pub(crate) virtual_server: Option<String>,
+    /// The exposed tool name.
+    pub(crate) tool: Option<String>,
+    /// The event kinds by name, comma-separated; any of them matches.
+    pub(crate) kind: Option<String>,
+}
+
+/// One newly recorded event of a tail (one line of the NDJSON stream).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct TailRecordView {
+    /// Its position in the log: the cursor to resume after.
+    pub(crate) sequence: u64,
+    /// When the log stored it (unix microseconds).
+    pub(crate) recorded_at_micros: i64,
+    /// The event in its canonical JSON form.
+    pub(crate) event: Value,
 }
 
 /// A connector's credential health (never a credential).

@@ -1,10 +1,11 @@
 //! The agent bundles of `authorization.agents`: `gatehouse apply` creates the missing ones and
 //! brings the others to their declared owner, servers, scopes and description, sending the
 //! secret from the variable `secret_env` names when this process has it (as `gatehouse up`
-//! reads it). Bundles the file does not declare are left alone: they may have been created
-//! through the API on purpose, and decommissioning is an explicit admin action.
+//! reads it). Every bundle it puts is marked as the gateway file's, and a marked bundle the
+//! file no longer declares is decommissioned (shown as a deletion). Bundles without the mark
+//! were created through the API, the CLI or the console on purpose and are never touched.
 
-use authz_svc::AgentConfig;
+use authz_svc::{AgentConfig, MANAGED_BY_GATEWAY_FILE};
 use reqwest::Method;
 use serde_json::json;
 
@@ -12,15 +13,16 @@ use super::client::Client;
 use super::{Change, Plan, Step, describe};
 use crate::admin::model::AgentView;
 
-/// Adds the declared agents' creates and updates to `plan`.
+/// Why `gatehouse apply` decommissions a bundle (kept in the audit record).
+const DECOMMISSION_REASON: &str = "no longer declared in the gateway file (gatehouse apply)";
+
+/// Adds the declared agents' creates and updates, and the decommissioning of the file's
+/// bundles it no longer declares, to `plan`.
 pub(super) async fn plan(
     declared: &[AgentConfig],
     client: &Client,
     plan: &mut Plan,
 ) -> anyhow::Result<()> {
-    if declared.is_empty() {
-        return Ok(());
-    }
     let running: Vec<AgentView> = client.get("/admin/v1/agents").await?;
     for agent in declared {
         if agent.workload.is_some() {
@@ -32,6 +34,7 @@ pub(super) async fn plan(
                 && have.owner == agent.owner
                 && have.virtual_servers == agent.virtual_servers
                 && have.scopes == agent.scopes
+                && have.managed_by.as_deref() == Some(MANAGED_BY_GATEWAY_FILE)
         });
         if same {
             continue;
@@ -63,6 +66,18 @@ pub(super) async fn plan(
                 "jwks": agent.jwks,
                 "secret": secret,
             })),
+        });
+    }
+    let dropped = running.iter().filter(|have| {
+        have.managed_by.as_deref() == Some(MANAGED_BY_GATEWAY_FILE)
+            && !declared.iter().any(|agent| agent.name == have.name)
+    });
+    for have in dropped {
+        describe(&mut plan.text, "agent", &Change::Delete(have.name.clone()));
+        plan.steps.push(Step {
+            method: Method::POST,
+            path: format!("/admin/v1/agents/{}/decommission", have.name),
+            body: Some(json!({ "reason": DECOMMISSION_REASON })),
         });
     }
     Ok(())

@@ -4,7 +4,8 @@
 //! from allowed to denied within a second, re-applying shows no changes, invalid policies are
 //! refused with Cedar's diagnostics, agent bundles are managed through the API, and every admin
 //! action lands in the audit log without a secret. [`live`] changes servers, connectors and
-//! members while the gateway runs.
+//! members while the gateway runs; [`trail`] verifies, proves and tails the audit log through
+//! the API; [`decommission`] has `gatehouse apply` decommission the bundles a file drops.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,7 +17,9 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::audit::{ECHO, call, echo_dir};
 
+mod decommission;
 mod live;
+mod trail;
 
 pub(super) const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d0b2d4f6a8c0e";
 const VIEWER_SECRET: &str = "viewer-secret-0b2d4f6a8c1e3a5c7e9b1d3f";
@@ -124,13 +127,25 @@ pub(super) async fn token(origin: &str, client: &str, secret: &str, resource: &s
 
 /// Runs `gatehouse apply` against `origin`; returns its exit code and standard output.
 fn apply(origin: &str, file: &Path, token: &str, dry_run: bool) -> (i32, String) {
+    apply_with(origin, file, token, dry_run, &[])
+}
+
+/// Runs `gatehouse apply` with `env` (the declared agents' secret variables) set.
+fn apply_with(
+    origin: &str,
+    file: &Path,
+    token: &str,
+    dry_run: bool,
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let mut command = std::process::Command::new(gatehouse());
     command
         .arg("apply")
         .arg("-f")
         .arg(file)
         .args(["--endpoint", origin, "--token-env", "E2E_ADMIN_TOKEN"])
-        .env("E2E_ADMIN_TOKEN", token);
+        .env("E2E_ADMIN_TOKEN", token)
+        .envs(env.iter().copied());
     if dry_run {
         command.arg("--dry-run");
     }
@@ -392,12 +407,26 @@ async fn only_an_administrator_is_admitted_and_the_openapi_document_lists_every_
         .expect("openapi json");
     let paths = document["paths"].as_object().expect("paths");
     assert!(paths.len() >= 17, "{paths:?}");
+    for (path, method) in [
+        ("/admin/v1/audit/events", "get"),
+        ("/admin/v1/audit/verify", "post"),
+        ("/admin/v1/audit/events/{event_id}/proof", "get"),
+        ("/admin/v1/audit/tail", "get"),
+    ] {
+        assert!(
+            paths
+                .get(path)
+                .is_some_and(|item| item.get(method).is_some()),
+            "the document lists {method} {path}"
+        );
+    }
     for (path, item) in paths {
         let concrete = path
             .replace("{name}", "local")
             .replace("{agent}", "admin-bot")
             .replace("{member}", "nobody")
-            .replace("{group}", "nobody");
+            .replace("{group}", "nobody")
+            .replace("{event_id}", "nothing");
         for method in ["get", "put", "post", "delete", "patch"] {
             let request = http.request(
                 method.to_uppercase().parse().expect("method"),

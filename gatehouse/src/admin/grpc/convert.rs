@@ -89,6 +89,7 @@ impl From<AgentView> for pb::Agent {
             rotated_at: agent.rotated_at.unwrap_or(0),
             last_used_at: agent.last_used_at.unwrap_or(0),
             quota: agent.quota.map(pb::AgentQuota::from),
+            managed_by: agent.managed_by.unwrap_or_default(),
         }
     }
 }
