@@ -51,7 +51,8 @@ pub(crate) enum CredentialsCommand {
 
 /// Which kind of shared credential `credentials set` stores, and where its secrets come from.
 #[derive(Debug, Args)]
-#[group(id = "kind", required = true, multiple = false)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("kind").required(true).multiple(false)))]
 pub(crate) struct MaterialArgs {
     /// A bearer token (`Authorization: Bearer …` by default), read from variable NAME.
     #[arg(long, value_name = "NAME", group = "kind")]
@@ -66,7 +67,7 @@ pub(crate) struct MaterialArgs {
     #[arg(long, value_name = "NAME", group = "kind", requires = "username")]
     password_env: Option<String>,
     /// The basic-auth user name.
-    #[arg(long, requires = "password_env")]
+    #[arg(long)]
     username: Option<String>,
     /// An OAuth client secret, read from NAME: Gatehouse exchanges `--client-id` and it at
     /// `--token-endpoint` for access tokens and renews them before they expire.
@@ -78,16 +79,16 @@ pub(crate) struct MaterialArgs {
     )]
     client_secret_env: Option<String>,
     /// The OAuth client id.
-    #[arg(long, requires = "client_secret_env")]
+    #[arg(long)]
     client_id: Option<String>,
     /// The provider's token endpoint.
-    #[arg(long, requires = "client_secret_env")]
+    #[arg(long)]
     token_endpoint: Option<String>,
     /// A scope to ask for with each token (repeatable).
-    #[arg(long = "scope", requires = "client_secret_env")]
+    #[arg(long = "scope")]
     scopes: Vec<String>,
     /// The RFC 8707 resource to ask for with each token.
-    #[arg(long, requires = "client_secret_env")]
+    #[arg(long)]
     audience: Option<String>,
     /// An environment variable of a stdio connector's program (repeatable): NAME takes the
     /// value of this command's variable SOURCE (default NAME), or of a `NAME=value` line on
@@ -294,6 +295,18 @@ async fn set(connector: String, args: MaterialArgs, place: Place) -> anyhow::Res
 /// Returns the material `args` describe, with its kind's name, reading each secret from its
 /// environment variable or standard input.
 fn material(args: MaterialArgs) -> anyhow::Result<(&'static str, Material)> {
+    anyhow::ensure!(
+        args.username.is_none() || args.password_env.is_some(),
+        "--username goes with --password-env"
+    );
+    anyhow::ensure!(
+        args.client_secret_env.is_some()
+            || (args.client_id.is_none()
+                && args.token_endpoint.is_none()
+                && args.scopes.is_empty()
+                && args.audience.is_none()),
+        "--client-id, --token-endpoint, --scope and --audience go with --client-secret-env"
+    );
     if let Some(variable) = args.bearer_env {
         let token = SecretText::from(secret_value(&variable)?);
         return Ok(("bearer", Material::Bearer { token }));

@@ -625,7 +625,9 @@ fn validate_material(material: &Material) -> Result<(), Error> {
                 "names must be letters, digits and `_`, not starting with a digit",
             )?;
             check(
-                variables.values().all(|value| !value.expose().contains('\0')),
+                variables
+                    .values()
+                    .all(|value| !value.expose().contains('\0')),
                 "material.environment.variables",
                 "values must not contain NUL",
             )
@@ -680,12 +682,17 @@ fn header_name_ok(name: &str) -> bool {
 
 /// Returns whether `value` can travel in a header as it is.
 fn header_value(value: &str) -> bool {
-    !value.is_empty() && value.bytes().all(|byte| byte == b' ' || byte.is_ascii_graphic())
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|byte| byte == b' ' || byte.is_ascii_graphic())
 }
 
 /// Returns whether `name` is a portable environment variable name.
 fn env_name_ok(name: &str) -> bool {
-    name.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+    name.chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
         && name
             .chars()
             .all(|char| char.is_ascii_alphanumeric() || char == '_')

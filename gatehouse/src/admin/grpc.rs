@@ -489,13 +489,7 @@ fn shared_credential_input(
         "bearer" => &["value"],
         "api_key" => &["header", "value"],
         "basic" => &["username", "value"],
-        "client_credentials" => &[
-            "client_id",
-            "value",
-            "token_endpoint",
-            "scopes",
-            "audience",
-        ],
+        "client_credentials" => &["client_id", "value", "token_endpoint", "scopes", "audience"],
         "env" => &["variables"],
         "headers" => &["headers"],
         _ => {

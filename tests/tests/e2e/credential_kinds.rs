@@ -30,7 +30,9 @@ const CLIENT_SECRET: &str = "vault-client-secret";
 /// (nothing listens) over HTTP, `local` (environment) over stdio, each in its own server.
 fn gateway_file(downstream: &str, whoami_downstream: &str, gone: &str) -> String {
     let server = |name: &str| {
-        format!("  - {{name: {name}, auth: none, connectors: [{{connector: {name}, prefix: \"\"}}]}}\n")
+        format!(
+            "  - {{name: {name}, auth: none, connectors: [{{connector: {name}, prefix: \"\"}}]}}\n"
+        )
     };
     let mut servers = String::new();
     for name in ["team", "hdr", "cc", "local", "gone"] {
@@ -209,7 +211,11 @@ async fn every_shared_credential_kind_reaches_its_connector_and_no_secret_leaks(
                    "token_endpoint": "not a url"}),
             "material.client_credentials.token_endpoint",
         ),
-        ("team", json!({"kind": "kerberos", "value": PASSWORD}), "kind"),
+        (
+            "team",
+            json!({"kind": "kerberos", "value": PASSWORD}),
+            "kind",
+        ),
     ];
     for (connector, body, field) in refusals {
         let refused = put(connector, body.clone()).await.expect("put");
@@ -329,9 +335,12 @@ async fn every_shared_credential_kind_reaches_its_connector_and_no_secret_leaks(
     seen.push(health.to_string());
 
     // Stdio variables replaced over the admin API reach the program from its next launch.
-    let stored = put("local", json!({"kind": "env", "variables": {"API_TOKEN": API_ENV}}))
-        .await
-        .expect("put env");
+    let stored = put(
+        "local",
+        json!({"kind": "env", "variables": {"API_TOKEN": API_ENV}}),
+    )
+    .await
+    .expect("put env");
     assert_eq!(stored.status(), StatusCode::OK);
     seen.push(stored.text().await.expect("body"));
 

@@ -112,7 +112,10 @@ async fn a_refused_client_makes_the_connector_auth_failing(backend: &Backend) {
     let outcome = exchange_once(&vault, format!("http://{address}/token")).await;
 
     assert_eq!(outcome, RefreshOutcome::Rejected);
-    assert_eq!(shared_status(&vault).await, CredentialStatus::NeedsAttention);
+    assert_eq!(
+        shared_status(&vault).await,
+        CredentialStatus::NeedsAttention
+    );
     let health = vault.health(&["shared".to_owned()]).await.unwrap();
     assert_eq!(health[0].state, HealthState::AuthFailing, "{health:?}");
     assert!(health[0].shared_credential_failing);
