@@ -25,7 +25,7 @@ pub(crate) enum CredentialsCommand {
         /// The connector's name in the gateway file.
         connector: String,
         #[command(flatten)]
-        material: MaterialArgs,
+        material: Box<MaterialArgs>,
         #[command(flatten)]
         place: Place,
     },
@@ -239,7 +239,7 @@ pub(crate) async fn run_credentials(command: CredentialsCommand) -> ExitCode {
             connector,
             material,
             place,
-        } => finish(set(connector, material, place).await),
+        } => finish(set(connector, *material, place).await),
         CredentialsCommand::Delete {
             connector,
             member,

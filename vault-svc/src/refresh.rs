@@ -178,7 +178,11 @@ impl RefreshEngine {
         if !matches!(outcome, Ok(RefreshOutcome::Skipped)) {
             // Keeps the per-connector health gauge current without anyone asking for it;
             // `health` records it (a connector dropped from the configuration has none).
-            if let Err(error) = self.vault.health(&[record.key.connector.clone()]).await {
+            if let Err(error) = self
+                .vault
+                .health(std::slice::from_ref(&record.key.connector))
+                .await
+            {
                 tracing::debug!(error = %error, "connector health not recorded");
             }
         }
