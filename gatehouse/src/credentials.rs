@@ -18,20 +18,14 @@ use vault_svc::secret::SecretText;
 /// `gatehouse credentials …`: writes connectors' shared credentials (never reads them back).
 #[derive(Debug, Subcommand)]
 pub(crate) enum CredentialsCommand {
-    /// Stores or replaces a connector's shared credential, read from an environment variable
-    /// or, when the variable is not set, from standard input — never from the command line.
+    /// Stores or replaces a connector's shared credential. Secrets are read from environment
+    /// variables or, when a variable is not set, from standard input — never from the command
+    /// line; names, ids and endpoints may be given as arguments.
     Set {
         /// The connector's name in the gateway file.
         connector: String,
-        /// Stores the value as a bearer token (`Authorization: Bearer …` by default).
-        #[arg(long, value_name = "NAME", conflicts_with = "header_env")]
-        bearer_env: Option<String>,
-        /// Stores the value as an API key (sent in `--header`, or as the connector's template says).
-        #[arg(long, value_name = "NAME")]
-        header_env: Option<String>,
-        /// The header an API key travels in when the connector declares no template.
-        #[arg(long, default_value = "X-Api-Key")]
-        header: String,
+        #[command(flatten)]
+        material: Box<MaterialArgs>,
         #[command(flatten)]
         place: Place,
     },
@@ -53,6 +47,58 @@ pub(crate) enum CredentialsCommand {
         #[command(flatten)]
         place: Place,
     },
+}
+
+/// Which kind of shared credential `credentials set` stores, and where its secrets come from.
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("kind").required(true).multiple(false)))]
+pub(crate) struct MaterialArgs {
+    /// A bearer token (`Authorization: Bearer …` by default), read from variable NAME.
+    #[arg(long, value_name = "NAME", group = "kind")]
+    bearer_env: Option<String>,
+    /// An API key (sent in `--header`, or as the connector's template says), read from NAME.
+    #[arg(long, value_name = "NAME", group = "kind")]
+    header_env: Option<String>,
+    /// The header an API key travels in when the connector declares no template.
+    #[arg(long, default_value = "X-Api-Key")]
+    header: String,
+    /// A basic-auth password, read from NAME; the user name is `--username`.
+    #[arg(long, value_name = "NAME", group = "kind", requires = "username")]
+    password_env: Option<String>,
+    /// The basic-auth user name.
+    #[arg(long)]
+    username: Option<String>,
+    /// An OAuth client secret, read from NAME: Gatehouse exchanges `--client-id` and it at
+    /// `--token-endpoint` for access tokens and renews them before they expire.
+    #[arg(
+        long,
+        value_name = "NAME",
+        group = "kind",
+        requires_all = ["client_id", "token_endpoint"]
+    )]
+    client_secret_env: Option<String>,
+    /// The OAuth client id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// The provider's token endpoint.
+    #[arg(long)]
+    token_endpoint: Option<String>,
+    /// A scope to ask for with each token (repeatable).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// The RFC 8707 resource to ask for with each token.
+    #[arg(long)]
+    audience: Option<String>,
+    /// An environment variable of a stdio connector's program (repeatable): NAME takes the
+    /// value of this command's variable SOURCE (default NAME), or of a `NAME=value` line on
+    /// standard input.
+    #[arg(long = "env", value_name = "NAME[=SOURCE]", group = "kind")]
+    env: Vec<String>,
+    /// An HTTP header sent as it is (repeatable): NAME takes the value of this command's
+    /// variable SOURCE, or of a `NAME=value` line on standard input.
+    #[arg(long = "send-header", value_name = "NAME[=SOURCE]", group = "kind")]
+    send_headers: Vec<String>,
 }
 
 /// `gatehouse connectors …`: connectors as administrators see them.
@@ -235,11 +281,9 @@ pub(crate) async fn run_credentials(command: CredentialsCommand) -> ExitCode {
     match command {
         CredentialsCommand::Set {
             connector,
-            bearer_env,
-            header_env,
-            header,
+            material,
             place,
-        } => finish(set(connector, bearer_env, header_env, header, place).await),
+        } => finish(set(connector, *material, place).await),
         CredentialsCommand::Delete {
             connector,
             member,
@@ -272,34 +316,15 @@ pub(crate) async fn run_credentials(command: CredentialsCommand) -> ExitCode {
     }
 }
 
-async fn set(
-    connector: String,
-    bearer_env: Option<String>,
-    header_env: Option<String>,
-    header: String,
-    place: Place,
-) -> anyhow::Result<()> {
-    let (variable, bearer) = match (bearer_env, header_env) {
-        (Some(name), None) => (name, true),
-        (None, Some(name)) => (name, false),
-        _ => anyhow::bail!("name the value's variable with --bearer-env or --header-env"),
-    };
-    let value = SecretText::from(secret_value(&variable)?);
-    let material = if bearer {
-        Material::Bearer { token: value }
-    } else {
-        Material::ApiKey {
-            header_name: header,
-            key: value,
-        }
-    };
+async fn set(connector: String, args: MaterialArgs, place: Place) -> anyhow::Result<()> {
+    let (kind, material) = material(args)?;
     let vault = open(&place).await?;
     let record = vault
         .set_shared(
             &connector,
             &material,
             None,
-            format!("set by gatehouse credentials set from {variable}"),
+            format!("{kind} set by gatehouse credentials set"),
         )
         .await?;
     let mut out = std::io::stdout().lock();
@@ -311,6 +336,106 @@ async fn set(
     Ok(())
 }
 
+/// Returns the material `args` describe, with its kind's name, reading each secret from its
+/// environment variable or standard input.
+fn material(args: MaterialArgs) -> anyhow::Result<(&'static str, Material)> {
+    anyhow::ensure!(
+        args.username.is_none() || args.password_env.is_some(),
+        "--username goes with --password-env"
+    );
+    anyhow::ensure!(
+        args.client_secret_env.is_some()
+            || (args.client_id.is_none()
+                && args.token_endpoint.is_none()
+                && args.scopes.is_empty()
+                && args.audience.is_none()),
+        "--client-id, --token-endpoint, --scope and --audience go with --client-secret-env"
+    );
+    if let Some(variable) = args.bearer_env {
+        let token = SecretText::from(secret_value(&variable)?);
+        return Ok(("bearer", Material::Bearer { token }));
+    }
+    if let Some(variable) = args.header_env {
+        let key = SecretText::from(secret_value(&variable)?);
+        let header_name = args.header;
+        return Ok(("api_key", Material::ApiKey { header_name, key }));
+    }
+    if let (Some(variable), Some(username)) = (args.password_env, args.username) {
+        let password = SecretText::from(secret_value(&variable)?);
+        return Ok(("basic", Material::Basic { username, password }));
+    }
+    if let (Some(variable), Some(client_id), Some(token_endpoint)) =
+        (args.client_secret_env, args.client_id, args.token_endpoint)
+    {
+        let credentials = vault_svc::credential::ClientCredentials {
+            token_endpoint,
+            client_id,
+            client_secret: SecretText::from(secret_value(&variable)?),
+            scopes: args.scopes,
+            audience: args.audience,
+            access_token: None,
+        };
+        return Ok((
+            "client_credentials",
+            Material::OauthClientCredentials(credentials),
+        ));
+    }
+    if !args.env.is_empty() {
+        let variables = secret_pairs(&args.env, true)?;
+        return Ok(("env", Material::Environment { variables }));
+    }
+    anyhow::ensure!(
+        !args.send_headers.is_empty(),
+        "choose a kind: --bearer-env, --header-env, --password-env, --client-secret-env, --env or --send-header"
+    );
+    let headers = secret_pairs(&args.send_headers, false)?;
+    Ok(("headers", Material::Headers { headers }))
+}
+
+/// Returns the `NAME[=SOURCE]` pairs' values: variable SOURCE (NAME too when `name_is_source`),
+/// else a `NAME=value` line on standard input.
+fn secret_pairs(
+    specs: &[String],
+    name_is_source: bool,
+) -> anyhow::Result<BTreeMap<String, SecretText>> {
+    let mut pairs = BTreeMap::new();
+    let mut missing = Vec::new();
+    for spec in specs {
+        let (name, source) = match spec.split_once('=') {
+            Some((name, source)) => (name, Some(source)),
+            None => (spec.as_str(), name_is_source.then_some(spec.as_str())),
+        };
+        match source.and_then(|source| std::env::var(source).ok()) {
+            Some(value) if !value.is_empty() => {
+                pairs.insert(name.to_owned(), SecretText::from(value));
+            }
+            _ => missing.push(name.to_owned()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(pairs);
+    }
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    for line in input.lines() {
+        if let Some((name, value)) = line.split_once('=')
+            && missing.iter().any(|missing| missing == name)
+            && !value.is_empty()
+        {
+            pairs.insert(name.to_owned(), SecretText::from(value));
+        }
+    }
+    let absent: Vec<&String> = missing
+        .iter()
+        .filter(|name| !pairs.contains_key(name.as_str()))
+        .collect();
+    anyhow::ensure!(
+        absent.is_empty(),
+        "no value for {absent:?}: set its variable or give a `NAME=value` line on standard input"
+    );
+    Ok(pairs)
+}
+
 /// Runs a `connectors` command.
 pub(crate) async fn run_connectors(command: ConnectorsCommand) -> ExitCode {
     let ConnectorsCommand::Status { place } = command;
@@ -319,7 +444,7 @@ pub(crate) async fn run_connectors(command: ConnectorsCommand) -> ExitCode {
         let reports = vault.health(&[]).await?;
         let mut out = std::io::stdout().lock();
         for report in reports {
-            let mut line = format!("{:<24} {:?}", report.connector, report.state);
+            let mut line = format!("{:<24} {}", report.connector, report.state.as_str());
             if report.shared_credential_failing {
                 line.push_str("  shared credential failing");
             }

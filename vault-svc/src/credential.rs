@@ -117,6 +117,8 @@ pub enum CredentialStatus {
     Expired,
     /// Usable for now, but its last refresh failed.
     RefreshFailing,
+    /// Usable for now, but its provider could not be reached at the last refresh.
+    Unreachable,
     /// Refresh gave up (the provider rejected the grant); the owner must reconnect.
     NeedsAttention,
 }
@@ -275,6 +277,7 @@ impl CredentialStatus {
             Self::Active => "active",
             Self::Expired => "expired",
             Self::RefreshFailing => "refresh_failing",
+            Self::Unreachable => "unreachable",
             Self::NeedsAttention => "needs_attention",
         }
     }
@@ -285,6 +288,7 @@ impl CredentialStatus {
             Self::Active,
             Self::Expired,
             Self::RefreshFailing,
+            Self::Unreachable,
             Self::NeedsAttention,
         ]
         .into_iter()

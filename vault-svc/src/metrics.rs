@@ -7,6 +7,7 @@ use svc_kit::telemetry::metrics::{Counter, Gauge, KeyValue};
 
 use crate::refresh::RefreshOutcome;
 use crate::secret_rotation::{RotationState, RotationStep};
+use crate::vault::HealthState;
 
 /// The vault instruments, made on first use (after telemetry is installed).
 struct Instruments {
@@ -14,6 +15,7 @@ struct Instruments {
     refreshes: Counter<u64>,
     rotations: Counter<u64>,
     rotation_attention: Gauge<u64>,
+    health: Gauge<u64>,
 }
 
 static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
@@ -34,6 +36,12 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         rotation_attention: meter
             .u64_gauge("gatehouse.vault.rotation.needs_attention")
             .with_description("1 while a connector's secret rotation needs an operator, else 0")
+            .build(),
+        health: meter
+            .u64_gauge("gatehouse.vault.connector.health")
+            .with_description(
+                "1 for the credential health state a connector is in, 0 for the others",
+            )
             .build(),
     }
 });
@@ -87,4 +95,18 @@ pub(crate) fn rotation_state(connector: &str, state: RotationState) {
         u64::from(state == RotationState::NeedsAttention),
         &[KeyValue::new("connector", connector.to_owned())],
     );
+}
+
+/// Records `connector`'s credential health: 1 for `current`, 0 for every other state, so a
+/// dashboard sums or alerts per state.
+pub(crate) fn connector_health(connector: &str, current: HealthState) {
+    for state in HealthState::ALL {
+        INSTRUMENTS.health.record(
+            u64::from(state == current),
+            &[
+                KeyValue::new("connector", connector.to_owned()),
+                KeyValue::new("state", state.as_str()),
+            ],
+        );
+    }
 }

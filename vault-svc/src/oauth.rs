@@ -107,7 +107,16 @@ impl OAuthClient {
             client: self.http.clone(),
             timeout,
         };
-        token_set(request.request_async(&http).await)
+        // Here the client is the grant: a refused client will not work on a retry either, so
+        // it is a rejected grant that an administrator must replace.
+        token_set(request.request_async(&http).await).map_err(|error| match error {
+            ProviderError::Rejected(code)
+                if code == "invalid_client" || code == "unauthorized_client" =>
+            {
+                ProviderError::InvalidGrant
+            }
+            other => other,
+        })
     }
 
     /// Revokes `grant` at its provider (RFC 7009): the refresh token, which ends

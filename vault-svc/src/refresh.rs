@@ -175,6 +175,17 @@ impl RefreshEngine {
         if let Err(error) = self.lock.release(&lease).await {
             tracing::warn!(error = %error, "refresh lock release failed; it expires by itself");
         }
+        if !matches!(outcome, Ok(RefreshOutcome::Skipped)) {
+            // Keeps the per-connector health gauge current without anyone asking for it;
+            // `health` records it (a connector dropped from the configuration has none).
+            if let Err(error) = self
+                .vault
+                .health(std::slice::from_ref(&record.key.connector))
+                .await
+            {
+                tracing::debug!(error = %error, "connector health not recorded");
+            }
+        }
         outcome
     }
 
@@ -288,13 +299,13 @@ impl RefreshEngine {
             ),
             ProviderError::Rejected(_) | ProviderError::Unreachable => {
                 let delay = i64::try_from(backoff(failures).as_micros()).unwrap_or(i64::MAX);
-                let label = if matches!(error, ProviderError::Unreachable) {
-                    "unreachable"
+                let (status, label) = if matches!(error, ProviderError::Unreachable) {
+                    (CredentialStatus::Unreachable, "unreachable")
                 } else {
-                    "rejected"
+                    (CredentialStatus::RefreshFailing, "rejected")
                 };
                 (
-                    CredentialStatus::RefreshFailing,
+                    status,
                     Some(now_micros() + delay),
                     RefreshOutcome::Failed,
                     label,

@@ -105,6 +105,8 @@ pub enum HealthState {
     AuthFailing,
     /// Refreshing a credential fails.
     RefreshFailing,
+    /// A credential's provider, or the downstream itself, cannot be reached.
+    Unreachable,
 }
 
 impl Vault {
@@ -475,6 +477,7 @@ impl Vault {
                     connector: Some(name.clone()),
                     statuses: vec![
                         CredentialStatus::RefreshFailing,
+                        CredentialStatus::Unreachable,
                         CredentialStatus::NeedsAttention,
                     ],
                     limit: 1000,
@@ -502,21 +505,28 @@ impl Vault {
                     format!("{}; {note}", report.detail)
                 };
             }
+            crate::metrics::connector_health(&report.connector, report.state);
             reports.push(report);
         }
         Ok(reports)
     }
 }
 
-/// Returns the report for `connector` given its failing credentials.
+/// Returns the report for `connector` given its failing credentials: a rejected grant wins
+/// (someone must act), then failures that all come from an unreachable provider.
 fn health_of(connector: String, failing: &[CredentialRecord]) -> ConnectorHealth {
-    let auth_failing = failing
+    let has = |status| failing.iter().any(|record| record.status == status);
+    let state = if failing.is_empty() {
+        HealthState::Healthy
+    } else if has(CredentialStatus::NeedsAttention) {
+        HealthState::AuthFailing
+    } else if failing
         .iter()
-        .any(|record| record.status == CredentialStatus::NeedsAttention);
-    let state = match (failing.is_empty(), auth_failing) {
-        (true, _) => HealthState::Healthy,
-        (false, true) => HealthState::AuthFailing,
-        (false, false) => HealthState::RefreshFailing,
+        .all(|record| record.status == CredentialStatus::Unreachable)
+    {
+        HealthState::Unreachable
+    } else {
+        HealthState::RefreshFailing
     };
     let detail = match state {
         HealthState::Healthy => String::new(),
@@ -527,6 +537,10 @@ fn health_of(connector: String, failing: &[CredentialRecord]) -> ConnectorHealth
         HealthState::RefreshFailing => {
             format!("{} credential(s) failing to refresh", failing.len())
         }
+        HealthState::Unreachable => format!(
+            "{} credential(s) cannot refresh: the provider's token endpoint is unreachable",
+            failing.len()
+        ),
     };
     ConnectorHealth {
         shared_credential_failing: failing
@@ -563,41 +577,125 @@ fn injectable(material: Material) -> Result<Material, Error> {
     })
 }
 
-/// Refuses empty or malformed material.
+/// Refuses empty or malformed material, naming the field at fault and never its value.
 fn validate_material(material: &Material) -> Result<(), Error> {
-    let invalid = |field| {
-        Err(Error::InvalidArgument {
-            field,
-            reason: "must not be empty",
-        })
+    let check = |ok: bool, field, reason| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument { field, reason })
+        }
     };
+    const EMPTY: &str = "must not be empty";
     match material {
-        Material::Bearer { token } if token.is_empty() => invalid("material.bearer.token"),
-        Material::ApiKey { header_name, key } if header_name.is_empty() || key.is_empty() => {
-            invalid("material.api_key")
+        Material::Bearer { token } => check(
+            header_value(token.expose()),
+            "material.bearer.token",
+            "must be non-empty visible ASCII",
+        ),
+        Material::ApiKey { header_name, key } => {
+            check(
+                header_name_ok(header_name),
+                "material.api_key.header_name",
+                "must be a valid HTTP header name",
+            )?;
+            check(
+                header_value(key.expose()),
+                "material.api_key.key",
+                "must be non-empty visible ASCII",
+            )
         }
-        Material::Basic { username, password } if username.is_empty() || password.is_empty() => {
-            invalid("material.basic")
+        Material::Basic { username, password } => {
+            check(
+                !username.is_empty() && !username.contains(':'),
+                "material.basic.username",
+                "must be non-empty and contain no `:`",
+            )?;
+            check(!password.is_empty(), "material.basic.password", EMPTY)
         }
-        Material::Environment { variables }
-            if variables.is_empty() || variables.keys().any(String::is_empty) =>
-        {
-            invalid("material.environment")
+        Material::Environment { variables } => {
+            check(
+                !variables.is_empty(),
+                "material.environment.variables",
+                EMPTY,
+            )?;
+            check(
+                variables.keys().all(|name| env_name_ok(name)),
+                "material.environment.variables",
+                "names must be letters, digits and `_`, not starting with a digit",
+            )?;
+            check(
+                variables
+                    .values()
+                    .all(|value| !value.expose().contains('\0')),
+                "material.environment.variables",
+                "values must not contain NUL",
+            )
         }
-        Material::Headers { headers }
-            if headers.is_empty() || headers.keys().any(String::is_empty) =>
-        {
-            invalid("material.headers")
+        Material::Headers { headers } => {
+            check(!headers.is_empty(), "material.headers", EMPTY)?;
+            check(
+                headers.keys().all(|name| header_name_ok(name)),
+                "material.headers",
+                "names must be valid HTTP header names",
+            )?;
+            check(
+                headers.values().all(|value| header_value(value.expose())),
+                "material.headers",
+                "values must be non-empty visible ASCII",
+            )
         }
-        Material::OauthClientCredentials(credentials)
-            if credentials.client_id.is_empty()
-                || credentials.client_secret.is_empty()
-                || url::Url::parse(&credentials.token_endpoint).is_err() =>
-        {
-            invalid("oauth_client_credentials")
+        Material::OauthClientCredentials(credentials) => {
+            check(
+                !credentials.client_id.is_empty(),
+                "material.client_credentials.client_id",
+                EMPTY,
+            )?;
+            check(
+                !credentials.client_secret.is_empty(),
+                "material.client_credentials.client_secret",
+                EMPTY,
+            )?;
+            check(
+                url::Url::parse(&credentials.token_endpoint)
+                    .is_ok_and(|url| matches!(url.scheme(), "https" | "http")),
+                "material.client_credentials.token_endpoint",
+                "must be an http(s) URL",
+            )?;
+            check(
+                credentials
+                    .scopes
+                    .iter()
+                    .all(|scope| !scope.is_empty() && !scope.contains(char::is_whitespace)),
+                "material.client_credentials.scopes",
+                "each scope must be one non-empty word",
+            )
         }
-        _ => Ok(()),
+        Material::OauthGrant(_) => Ok(()),
     }
+}
+
+/// Returns whether `name` is an HTTP header name (an RFC 9110 token).
+fn header_name_ok(name: &str) -> bool {
+    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+}
+
+/// Returns whether `value` can travel in a header as it is.
+fn header_value(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|byte| byte == b' ' || byte.is_ascii_graphic())
+}
+
+/// Returns whether `name` is a portable environment variable name.
+fn env_name_ok(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && name
+            .chars()
+            .all(|char| char.is_ascii_alphanumeric() || char == '_')
 }
 
 /// Returns the audit outcome of a refused read.
@@ -609,6 +707,26 @@ fn refusal(error: &Error) -> &'static str {
         Error::RefreshFailing => "refresh_failing",
         _ => "error",
     }
+}
+
+impl HealthState {
+    /// Returns the state's name in the admin API, the CLI and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::AuthFailing => "auth_failing",
+            Self::RefreshFailing => "refresh_failing",
+            Self::Unreachable => "unreachable",
+        }
+    }
+
+    /// Lists every state, in the order the metrics report them.
+    pub const ALL: [Self; 4] = [
+        Self::Healthy,
+        Self::AuthFailing,
+        Self::RefreshFailing,
+        Self::Unreachable,
+    ];
 }
 
 impl CredentialKind {

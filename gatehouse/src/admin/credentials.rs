@@ -1,11 +1,12 @@
 //! Shared credentials (write-only), members' own credentials (deletable, never readable) and
 //! connector credential health through the admin API.
 
+use edge_svc::connector::ConnectorState;
 use proto::audit::v1::EventKind;
-use vault_svc::credential::Material;
+use vault_svc::credential::{ClientCredentials, Material};
 use vault_svc::secret::{Owner, SecretText};
 
-use super::model::{CredentialKind, CredentialRef, HealthView, SharedCredentialInput};
+use super::model::{CredentialRef, HealthView, SharedCredentialInput};
 use super::{Action, Admin, AdminCaller, AdminError};
 
 impl Admin {
@@ -16,21 +17,9 @@ impl Admin {
         connector: &str,
         input: SharedCredentialInput,
     ) -> Result<CredentialRef, AdminError> {
+        let kind = input.kind();
         let outcome = async {
-            if input.value.is_empty() {
-                return Err(AdminError::InvalidArgument {
-                    field: "value",
-                    reason: "must not be empty".to_owned(),
-                });
-            }
-            let value = SecretText::from(input.value);
-            let material = match input.kind {
-                CredentialKind::Bearer => Material::Bearer { token: value },
-                CredentialKind::ApiKey => Material::ApiKey {
-                    header_name: input.header.unwrap_or_else(|| "X-Api-Key".to_owned()),
-                    key: value,
-                },
-            };
+            let material = material(input)?;
             let description = format!("set through the admin API by {}", caller.name());
             let record = self
                 .inner
@@ -45,8 +34,10 @@ impl Admin {
             })
         }
         .await;
+        // Identifiers only: the connector and the material's kind, never a value.
+        let field = format!("material.{kind}");
         let action = Action {
-            changed_fields: &["material"],
+            changed_fields: &[field.as_str()],
             ..Action::read(
                 EventKind::AdminChange,
                 "update",
@@ -135,7 +126,9 @@ impl Admin {
         self.audited(caller, &action, outcome)
     }
 
-    /// Reports each connector's credential health.
+    /// Reports each connector's health: vault's view of its credentials, with edge's view of the
+    /// downstream folded in (a connector edge cannot hold a session with is `unreachable`,
+    /// whatever its credentials). Connectors without credentials are reported too.
     pub(crate) async fn connector_health(
         &self,
         caller: &AdminCaller,
@@ -147,22 +140,134 @@ impl Admin {
             .await
             .map_err(AdminError::Vault);
         let action = Action::read(EventKind::AdminChange, "read", "connector_health", "");
-        self.audited(caller, &action, outcome).map(|reports| {
-            reports
-                .into_iter()
-                .map(|report| HealthView {
-                    connector: report.connector,
-                    state: match report.state {
-                        vault_svc::HealthState::Healthy => "healthy",
-                        vault_svc::HealthState::AuthFailing => "auth_failing",
-                        vault_svc::HealthState::RefreshFailing => "refresh_failing",
-                    }
-                    .to_owned(),
-                    shared_credential_failing: report.shared_credential_failing,
-                    failing_member_ids: report.failing_member_ids,
-                    detail: report.detail,
-                })
-                .collect()
-        })
+        let reports = self.audited(caller, &action, outcome)?;
+        let mut views: Vec<HealthView> = reports
+            .into_iter()
+            .map(|report| HealthView {
+                connector: report.connector,
+                state: report.state.as_str().to_owned(),
+                shared_credential_failing: report.shared_credential_failing,
+                failing_member_ids: report.failing_member_ids,
+                detail: report.detail,
+            })
+            .collect();
+        for status in self.inner.routing.connector_statuses() {
+            let index = match views.iter().position(|view| view.connector == status.name) {
+                Some(index) => index,
+                None => {
+                    views.push(HealthView {
+                        connector: status.name.clone(),
+                        state: vault_svc::HealthState::Healthy.as_str().to_owned(),
+                        shared_credential_failing: false,
+                        failing_member_ids: Vec::new(),
+                        detail: String::new(),
+                    });
+                    views.len() - 1
+                }
+            };
+            if downstream_unreachable(status.state) {
+                fold_unreachable(&mut views[index]);
+            }
+        }
+        views.sort_by(|left, right| left.connector.cmp(&right.connector));
+        Ok(views)
     }
+}
+
+/// Returns whether edge's `state` means the downstream cannot be reached.
+fn downstream_unreachable(state: ConnectorState) -> bool {
+    matches!(
+        state,
+        ConnectorState::Restarting | ConnectorState::Failed | ConnectorState::Stopped
+    )
+}
+
+/// Marks `view` unreachable, keeping vault's explanation after edge's.
+fn fold_unreachable(view: &mut HealthView) {
+    let note = "the downstream cannot be reached; Gatehouse keeps retrying";
+    view.detail = if view.detail.is_empty() {
+        note.to_owned()
+    } else {
+        format!("{note}; {} (credentials: {})", view.detail, view.state)
+    };
+    view.state = vault_svc::HealthState::Unreachable.as_str().to_owned();
+}
+
+/// Returns the material `input` describes; vault-svc validates it further (header names,
+/// variable names, the token endpoint) and names the field at fault.
+fn material(input: SharedCredentialInput) -> Result<Material, AdminError> {
+    let required = |value: &str, field| {
+        if value.is_empty() {
+            Err(AdminError::InvalidArgument {
+                field,
+                reason: "must not be empty".to_owned(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let secrets = |pairs: std::collections::BTreeMap<String, String>| {
+        pairs
+            .into_iter()
+            .map(|(name, value)| (name, SecretText::from(value)))
+            .collect()
+    };
+    Ok(match input {
+        SharedCredentialInput::Bearer { value } => {
+            required(&value, "value")?;
+            Material::Bearer {
+                token: SecretText::from(value),
+            }
+        }
+        SharedCredentialInput::ApiKey { header, value } => {
+            required(&value, "value")?;
+            Material::ApiKey {
+                header_name: header.unwrap_or_else(|| "X-Api-Key".to_owned()),
+                key: SecretText::from(value),
+            }
+        }
+        SharedCredentialInput::Basic { username, password } => {
+            required(&username, "username")?;
+            required(&password, "password")?;
+            Material::Basic {
+                username,
+                password: SecretText::from(password),
+            }
+        }
+        SharedCredentialInput::ClientCredentials {
+            client_id,
+            client_secret,
+            token_endpoint,
+            scopes,
+            audience,
+        } => {
+            required(&client_id, "client_id")?;
+            required(&client_secret, "client_secret")?;
+            required(&token_endpoint, "token_endpoint")?;
+            Material::OauthClientCredentials(ClientCredentials {
+                token_endpoint,
+                client_id,
+                client_secret: SecretText::from(client_secret),
+                scopes,
+                audience,
+                access_token: None,
+            })
+        }
+        SharedCredentialInput::Env { variables } => {
+            if variables.is_empty() {
+                required("", "variables")?;
+            }
+            Material::Environment {
+                variables: secrets(variables),
+            }
+        }
+        SharedCredentialInput::Headers { headers } => {
+            if headers.is_empty() {
+                required("", "headers")?;
+            }
+            Material::Headers {
+                headers: secrets(headers),
+            }
+        }
+    })
 }

@@ -1,6 +1,7 @@
 //! The admin API's gRPC face (`gatehouse.admin.v1.Admin`): decode, call the same operations as
 //! the HTTP face, encode. It listens on a loopback port like the backends of `gatehouse up`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,8 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::guard::bearer_token;
 use super::model::{
-    AgentDeclarationInput, AgentFilter, AuditQuery, CredentialKind, PolicySet,
-    SharedCredentialInput,
+    AgentDeclarationInput, AgentFilter, AuditQuery, PolicySet, SharedCredentialInput,
 };
 use super::{Admin, AdminCaller, AdminError};
 
@@ -158,26 +158,12 @@ impl pb::admin_server::Admin for AdminGrpc {
         request: Request<pb::SetSharedCredentialRequest>,
     ) -> Result<Response<pb::SetSharedCredentialResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let message = request.into_inner();
-        let kind = match message.kind.as_str() {
-            "bearer" => CredentialKind::Bearer,
-            "api_key" => CredentialKind::ApiKey,
-            _ => {
-                return Err(AdminError::InvalidArgument {
-                    field: "kind",
-                    reason: "must be `bearer` or `api_key`".to_owned(),
-                }
-                .into());
-            }
-        };
-        let input = SharedCredentialInput {
-            kind,
-            header: (!message.header.is_empty()).then_some(message.header),
-            value: message.value.map(|secret| secret.value).unwrap_or_default(),
-        };
+        let mut message = request.into_inner();
+        let connector = std::mem::take(&mut message.connector);
+        let input = shared_credential_input(message)?;
         let stored = self
             .0
-            .set_shared_credential(&caller, &message.connector, input)
+            .set_shared_credential(&caller, &connector, input)
             .await?;
         Ok(Response::new(pb::SetSharedCredentialResponse {
             credential_id: stored.credential_id,
@@ -516,4 +502,79 @@ impl pb::admin_server::Admin for AdminGrpc {
                 .map(|secret| Secret { value: secret.0 }),
         }))
     }
+}
+
+/// Returns the shared credential a request describes; a field another kind uses is refused
+/// by name, so a misplaced secret is never silently dropped (nor echoed).
+fn shared_credential_input(
+    message: pb::SetSharedCredentialRequest,
+) -> Result<SharedCredentialInput, AdminError> {
+    let used: &[&str] = match message.kind.as_str() {
+        "bearer" => &["value"],
+        "api_key" => &["header", "value"],
+        "basic" => &["username", "value"],
+        "client_credentials" => &["client_id", "value", "token_endpoint", "scopes", "audience"],
+        "env" => &["variables"],
+        "headers" => &["headers"],
+        _ => {
+            return Err(AdminError::InvalidArgument {
+                field: "kind",
+                reason: "must be bearer, api_key, basic, client_credentials, env or headers"
+                    .to_owned(),
+            });
+        }
+    };
+    let present = [
+        ("header", !message.header.is_empty()),
+        ("value", message.value.is_some()),
+        ("username", !message.username.is_empty()),
+        ("client_id", !message.client_id.is_empty()),
+        ("token_endpoint", !message.token_endpoint.is_empty()),
+        ("scopes", !message.scopes.is_empty()),
+        ("audience", !message.audience.is_empty()),
+        ("variables", !message.variables.is_empty()),
+        ("headers", !message.headers.is_empty()),
+    ];
+    if let Some(&(field, _)) = present
+        .iter()
+        .find(|(field, set)| *set && !used.contains(field))
+    {
+        return Err(AdminError::InvalidArgument {
+            field,
+            reason: format!("does not apply to kind {}", message.kind),
+        });
+    }
+    let value = message.value.map(|secret| secret.value).unwrap_or_default();
+    Ok(match message.kind.as_str() {
+        "bearer" => SharedCredentialInput::Bearer { value },
+        "api_key" => SharedCredentialInput::ApiKey {
+            header: (!message.header.is_empty()).then_some(message.header),
+            value,
+        },
+        "basic" => SharedCredentialInput::Basic {
+            username: message.username,
+            password: value,
+        },
+        "client_credentials" => SharedCredentialInput::ClientCredentials {
+            client_id: message.client_id,
+            client_secret: value,
+            token_endpoint: message.token_endpoint,
+            scopes: message.scopes,
+            audience: (!message.audience.is_empty()).then_some(message.audience),
+        },
+        "env" => SharedCredentialInput::Env {
+            variables: values(message.variables),
+        },
+        _ => SharedCredentialInput::Headers {
+            headers: values(message.headers),
+        },
+    })
+}
+
+/// Returns name → value pairs of wire secrets.
+fn values(pairs: impl IntoIterator<Item = (String, Secret)>) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(name, secret)| (name, secret.value))
+        .collect()
 }

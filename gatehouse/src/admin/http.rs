@@ -278,12 +278,44 @@ async fn put_shared_credential(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(name): Path<String>,
-    Json(input): Json<SharedCredentialInput>,
+    body: axum::body::Bytes,
 ) -> Result<Json<CredentialRef>, AdminError> {
+    let input = shared_credential_input(&body)?;
     admin
         .set_shared_credential(&caller, &name, input)
         .await
         .map(Json)
+}
+
+/// Parses a shared credential document; a refusal names the field at fault but, unlike a
+/// plain JSON rejection, never quotes a value from the body.
+fn shared_credential_input(body: &[u8]) -> Result<SharedCredentialInput, AdminError> {
+    serde_json::from_slice(body).map_err(|error| {
+        let text = error.to_string();
+        let named = text
+            .split(" at line ")
+            .next()
+            .filter(|text| text.starts_with("missing field") || text.starts_with("unknown field"));
+        match named {
+            Some(text) => AdminError::InvalidArgument {
+                field: "body",
+                reason: text.to_owned(),
+            },
+            None if text.starts_with("unknown variant") => AdminError::InvalidArgument {
+                field: "kind",
+                reason: "must be bearer, api_key, basic, client_credentials, env or headers"
+                    .to_owned(),
+            },
+            None => AdminError::InvalidArgument {
+                field: "body",
+                reason: format!(
+                    "not a shared credential document (line {}, column {}): check each field's type",
+                    error.line(),
+                    error.column()
+                ),
+            },
+        }
+    })
 }
 
 /// Deletes a connector's shared credential.

@@ -65,26 +65,56 @@ pub(crate) struct ConnectorView {
     pub(crate) fingerprint: String,
 }
 
-/// How a shared credential travels to its connector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum CredentialKind {
-    /// `Authorization: Bearer <value>`.
-    Bearer,
-    /// `<header>: <value>`.
-    ApiKey,
-}
-
-/// A shared credential to store; write-only, so no response ever carries the value.
+/// A shared credential to store, by kind; write-only, so no response ever carries a secret.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct SharedCredentialInput {
-    /// How the value is presented.
-    pub(crate) kind: CredentialKind,
-    /// The header of an API key (default `X-Api-Key`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) header: Option<String>,
-    /// The secret itself.
-    pub(crate) value: String,
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum SharedCredentialInput {
+    /// A token sent as `Authorization: Bearer <value>`.
+    Bearer {
+        /// The token.
+        value: String,
+    },
+    /// An API key sent as `<header>: <value>`.
+    ApiKey {
+        /// The header (default `X-Api-Key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+        /// The key.
+        value: String,
+    },
+    /// A pair sent as `Authorization: Basic base64(<username>:<password>)`.
+    Basic {
+        /// The user name (no `:`).
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// An OAuth client-credentials pair: Gatehouse obtains access tokens at `token_endpoint`,
+    /// renews them before they expire and sends them as bearer tokens.
+    ClientCredentials {
+        /// The client id at the provider.
+        client_id: String,
+        /// The client secret.
+        client_secret: String,
+        /// The provider's token endpoint (`https://…`, or `http://` on loopback).
+        token_endpoint: String,
+        /// The scopes asked for with each token.
+        #[serde(default)]
+        scopes: Vec<String>,
+        /// The RFC 8707 resource asked for with each token, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
+    /// Environment variables for a stdio connector's program: name → value.
+    Env {
+        /// The variables.
+        variables: BTreeMap<String, String>,
+    },
+    /// HTTP headers sent as they are: name → value.
+    Headers {
+        /// The headers.
+        headers: BTreeMap<String, String>,
+    },
 }
 
 /// Identifies a stored or deleted credential (never its value).
@@ -419,7 +449,8 @@ pub(crate) struct TailRecordView {
 pub(crate) struct HealthView {
     /// The connector.
     pub(crate) connector: String,
-    /// `healthy`, `auth_failing` or `refresh_failing`.
+    /// `healthy`, `auth_failing`, `refresh_failing` or `unreachable` (a credential's provider,
+    /// or the connector itself, cannot be reached).
     pub(crate) state: String,
     /// The shared credential is failing.
     pub(crate) shared_credential_failing: bool,
@@ -452,13 +483,40 @@ pub(crate) struct ErrorBody {
     pub(crate) diagnostics: Vec<DiagnosticView>,
 }
 
+impl SharedCredentialInput {
+    /// Returns the kind's name, as the `kind` field spells it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Bearer { .. } => "bearer",
+            Self::ApiKey { .. } => "api_key",
+            Self::Basic { .. } => "basic",
+            Self::ClientCredentials { .. } => "client_credentials",
+            Self::Env { .. } => "env",
+            Self::Headers { .. } => "headers",
+        }
+    }
+}
+
+/// Shows the kind and the non-secret identifiers only.
 impl fmt::Debug for SharedCredentialInput {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("SharedCredentialInput")
-            .field("kind", &self.kind)
-            .field("header", &self.header)
-            .finish_non_exhaustive()
+        let mut debug = formatter.debug_struct("SharedCredentialInput");
+        debug.field("kind", &self.kind());
+        match self {
+            Self::ApiKey { header, .. } => debug.field("header", header),
+            Self::Basic { username, .. } => debug.field("username", username),
+            Self::ClientCredentials {
+                client_id,
+                token_endpoint,
+                ..
+            } => debug
+                .field("client_id", client_id)
+                .field("token_endpoint", token_endpoint),
+            Self::Env { variables } => debug.field("names", &variables.keys().collect::<Vec<_>>()),
+            Self::Headers { headers } => debug.field("names", &headers.keys().collect::<Vec<_>>()),
+            Self::Bearer { .. } => &mut debug,
+        };
+        debug.finish_non_exhaustive()
     }
 }
 

@@ -40,6 +40,15 @@ struct Live {
 }
 
 impl Routing {
+    /// Returns the running connectors' statuses, as edge sees them.
+    pub(super) fn connector_statuses(&self) -> Vec<edge_svc::connector::ConnectorStatus> {
+        let connectors = self.gateway.connectors();
+        connectors
+            .iter()
+            .map(edge_svc::connector::Connector::status)
+            .collect()
+    }
+
     /// Starts from the declarations the gateway was started with.
     pub(super) fn new(
         declarations: Declarations,

@@ -551,7 +551,7 @@ async fn gatehouse_up_injects_a_shared_credential_set_through_the_cli() {
         .expect("connectors status");
     let report = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(
-        report.contains("team") && report.contains("Healthy"),
+        report.contains("team") && report.contains("healthy"),
         "{report}"
     );
 

@@ -10,6 +10,7 @@ mod audit;
 mod authz_grpc;
 mod connector;
 mod console;
+mod credential_kinds;
 mod credentials;
 mod deploy;
 mod dlp;

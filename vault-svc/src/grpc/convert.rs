@@ -237,6 +237,7 @@ fn status(status: CredentialStatus) -> pb::CredentialStatus {
         CredentialStatus::Active => pb::CredentialStatus::Active,
         CredentialStatus::Expired => pb::CredentialStatus::Expired,
         CredentialStatus::RefreshFailing => pb::CredentialStatus::RefreshFailing,
+        CredentialStatus::Unreachable => pb::CredentialStatus::Unreachable,
         CredentialStatus::NeedsAttention => pb::CredentialStatus::NeedsAttention,
     }
 }
@@ -254,6 +255,7 @@ pub(super) fn statuses(values: &[i32]) -> Result<Option<Vec<CredentialStatus>>, 
             pb::CredentialStatus::Active => statuses.push(CredentialStatus::Active),
             pb::CredentialStatus::Expired => statuses.push(CredentialStatus::Expired),
             pb::CredentialStatus::RefreshFailing => statuses.push(CredentialStatus::RefreshFailing),
+            pb::CredentialStatus::Unreachable => statuses.push(CredentialStatus::Unreachable),
             pb::CredentialStatus::NeedsAttention => statuses.push(CredentialStatus::NeedsAttention),
             pb::CredentialStatus::Rotating | pb::CredentialStatus::Revoked => {}
         }
@@ -290,6 +292,7 @@ pub(super) fn health(report: ConnectorHealth) -> pb::ConnectorHealthReport {
         HealthState::Healthy => pb::HealthState::Healthy,
         HealthState::AuthFailing => pb::HealthState::AuthFailing,
         HealthState::RefreshFailing => pb::HealthState::RefreshFailing,
+        HealthState::Unreachable => pb::HealthState::Unreachable,
     };
     pb::ConnectorHealthReport {
         connector: report.connector,

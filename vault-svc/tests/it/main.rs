@@ -7,6 +7,7 @@ mod backend;
 mod binary;
 mod consent;
 mod fixture;
+mod health;
 mod lifecycle;
 mod lock;
 mod peer;
