@@ -57,7 +57,7 @@ pub(crate) struct ConnectorView {
     pub(crate) transport: String,
     /// The URL (http, sse) or the program (stdio).
     pub(crate) target: String,
-    /// `none`, `shared` or `per_member`.
+    /// `none`, `shared`, `per_member` or `token_exchange`.
     pub(crate) credentials: String,
     /// The SHA-256 of its whole declaration: tells a changed header or environment apart
     /// without showing it.
