@@ -467,6 +467,12 @@ pub(crate) async fn run_connectors(command: ConnectorsCommand) -> ExitCode {
             }
             writeln!(out, "{line}")?;
         }
+        let keys = vault.kek_status().await?;
+        writeln!(
+            out,
+            "{:<24} KEK version {}, {} of {} credential(s) still on an older version",
+            "(encryption keys)", keys.active_version, keys.stale, keys.credentials
+        )?;
         Ok(())
     };
     finish(outcome.await)

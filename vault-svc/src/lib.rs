@@ -43,7 +43,7 @@ pub use consent::{ConsentIssuer, ConsentLink};
 pub use error::Error;
 pub use grpc::{SERVICE_TOKEN_METADATA, VaultGrpc};
 pub use refresh::{RefreshEngine, RefreshOutcome};
-pub use rotation::RewrapProgress;
+pub use rotation::{KekStatus, RewrapProgress};
 pub use secret_rotation::RotationEngine;
 pub use vault::{
     ConnectorHealth, CredentialOutcome, CredentialQuery, HealthState, Released, RevokeReport, Vault,

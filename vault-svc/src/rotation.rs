@@ -22,6 +22,20 @@ pub struct RewrapProgress {
     pub running: bool,
 }
 
+/// Reports where the credentials' data keys stand against the active KEK, so an operator
+/// sees a rotation through: how many still wait for the background re-wrap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KekStatus {
+    /// Holds the KEK version new writes use.
+    pub active_version: u32,
+    /// Counts every stored credential.
+    pub credentials: u64,
+    /// Counts the credentials still wrapped by an older KEK version.
+    pub stale: u64,
+    /// Holds the latest re-wrap job's progress (this process's).
+    pub rewrap: RewrapProgress,
+}
+
 /// Holds the latest re-wrap progress.
 #[derive(Debug, Default)]
 pub(crate) struct Rotation {
@@ -65,6 +79,19 @@ impl Vault {
     /// Returns the latest re-wrap progress.
     pub fn rewrap_progress(&self) -> RewrapProgress {
         self.rotation().get()
+    }
+
+    /// Returns the active KEK version and how many credentials are still on older ones,
+    /// counted in the store (so every replica, and the CLI, sees the same figure).
+    pub async fn kek_status(&self) -> Result<KekStatus, Error> {
+        let active_version = self.envelope().kek().active_version();
+        let (stale, credentials) = self.store().count_stale_kek(active_version).await?;
+        Ok(KekStatus {
+            active_version,
+            credentials,
+            stale,
+            rewrap: self.rewrap_progress(),
+        })
     }
 
     /// Re-wraps, in batches of `batch`, every credential not wrapped by the

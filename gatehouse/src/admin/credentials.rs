@@ -6,7 +6,7 @@ use proto::audit::v1::EventKind;
 use vault_svc::credential::{ClientCredentials, Material};
 use vault_svc::secret::{Owner, SecretText};
 
-use super::model::{CredentialRef, HealthView, SharedCredentialInput};
+use super::model::{CredentialRef, HealthView, KekView, SharedCredentialInput};
 use super::{Action, Admin, AdminCaller, AdminError};
 
 impl Admin {
@@ -124,6 +124,26 @@ impl Admin {
             &object,
         );
         self.audited(caller, &action, outcome)
+    }
+
+    /// Reports the active KEK version and the re-wrap still to do.
+    pub(crate) async fn kek_status(&self, caller: &AdminCaller) -> Result<KekView, AdminError> {
+        let outcome = self
+            .inner
+            .vault
+            .kek_status()
+            .await
+            .map_err(AdminError::Vault);
+        let action = Action::read(EventKind::AdminChange, "read", "kek_status", "");
+        self.audited(caller, &action, outcome)
+            .map(|status| KekView {
+                active_version: status.active_version,
+                credentials: status.credentials,
+                stale: status.stale,
+                rewrap_running: status.rewrap.running,
+                rewrapped: status.rewrap.rewrapped,
+                rewrap_total: status.rewrap.total,
+            })
     }
 
     /// Reports each connector's health: vault's view of its credentials, with edge's view of the

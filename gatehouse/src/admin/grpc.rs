@@ -356,6 +356,22 @@ impl pb::admin_server::Admin for AdminGrpc {
         }))
     }
 
+    async fn kek_status(
+        &self,
+        request: Request<pb::KekStatusRequest>,
+    ) -> Result<Response<pb::KekStatusResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let status = self.0.kek_status(&caller).await?;
+        Ok(Response::new(pb::KekStatusResponse {
+            active_version: status.active_version,
+            credentials: status.credentials,
+            stale: status.stale,
+            rewrap_running: status.rewrap_running,
+            rewrapped: status.rewrapped,
+            rewrap_total: status.rewrap_total,
+        }))
+    }
+
     async fn put_virtual_server(
         &self,
         request: Request<pb::PutVirtualServerRequest>,

@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 use super::guard::{ADMIN_SCOPE, bearer_token};
 use super::model::{
     AgentDeclarationInput, AgentFilter, AgentView, AgentWithSecret, AuditPage, AuditQuery,
-    ConnectorView, CredentialRef, DecommissionInput, ErrorBody, HealthView, NewAgentInput,
+    ConnectorView, CredentialRef, DecommissionInput, ErrorBody, HealthView, KekView, NewAgentInput,
     PolicySet, PolicyState, ProofView, RotateInput, SharedCredentialInput, TailQuery,
     TailRecordView, VerifyInput, VerifyReportView, VirtualServerView,
 };
@@ -76,6 +76,7 @@ fn operations() -> OpenApiRouter<Admin> {
         .routes(routes!(put_shared_credential, delete_shared_credential))
         .routes(routes!(delete_member_credential))
         .routes(routes!(connector_health))
+        .routes(routes!(kek_status))
         .routes(routes!(list_agents, create_agent))
         .routes(routes!(get_agent, put_agent))
         .routes(routes!(rotate_agent))
@@ -357,6 +358,16 @@ async fn connector_health(
     caller: AdminCaller,
 ) -> Result<Json<Vec<HealthView>>, AdminError> {
     admin.connector_health(&caller).await.map(Json)
+}
+
+/// Reports the active key-encryption key and how many credentials the re-wrap has left.
+#[utoipa::path(get, path = "/admin/v1/vault/kek", tag = "connectors",
+    responses((status = 200, body = KekView)))]
+async fn kek_status(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+) -> Result<Json<KekView>, AdminError> {
+    admin.kek_status(&caller).await.map(Json)
 }
 
 /// Lists agent bundles, newest first.

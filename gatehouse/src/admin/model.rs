@@ -444,6 +444,24 @@ pub(crate) struct TailRecordView {
     pub(crate) event: Value,
 }
 
+/// Where a key-encryption-key rotation stands: the credentials still wrapped by an older
+/// KEK version are what the background re-wrap has left to do.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub(crate) struct KekView {
+    /// The KEK version new writes use.
+    pub(crate) active_version: u32,
+    /// Every stored credential.
+    pub(crate) credentials: u64,
+    /// The credentials still on an older KEK version.
+    pub(crate) stale: u64,
+    /// Whether this gateway's re-wrap job is running now.
+    pub(crate) rewrap_running: bool,
+    /// The credentials the latest re-wrap job has moved, of `rewrap_total`.
+    pub(crate) rewrapped: u64,
+    /// The credentials the latest re-wrap job found on older versions when it started.
+    pub(crate) rewrap_total: u64,
+}
+
 /// A connector's credential health (never a credential).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub(crate) struct HealthView {

@@ -412,6 +412,7 @@ async fn only_an_administrator_is_admitted_and_the_openapi_document_lists_every_
         ("/admin/v1/audit/verify", "post"),
         ("/admin/v1/audit/events/{event_id}/proof", "get"),
         ("/admin/v1/audit/tail", "get"),
+        ("/admin/v1/vault/kek", "get"),
     ] {
         assert!(
             paths
@@ -571,6 +572,21 @@ async fn the_admin_api_manages_policies_agents_and_credentials_and_audits_each_a
     assert!(
         health.contains("vaulted") && !health.contains(SHARED_VALUE),
         "{health}"
+    );
+    let keys: Value = http
+        .get(api("/vault/kek"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("kek status")
+        .json()
+        .await
+        .expect("json");
+    assert!(keys["active_version"].as_u64() >= Some(1), "{keys}");
+    assert!(keys["credentials"].as_u64() >= Some(1), "{keys}");
+    assert_eq!(
+        keys["stale"], 0,
+        "every credential is on the active KEK: {keys}"
     );
     let deleted = http
         .delete(api("/connectors/vaulted/shared-credential"))

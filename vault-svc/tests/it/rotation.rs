@@ -61,6 +61,11 @@ async fn rewrap_completes_while_reads_continue(backend: &Backend) {
             }
         }));
     }
+    let before = vault.kek_status().await.unwrap();
+    assert_eq!(
+        (before.active_version, before.stale, before.credentials),
+        (1, 0, CREDENTIALS as u64)
+    );
     let version = vault.rotate_kek(25).await.unwrap();
     assert_eq!(version, 2);
     // A write during the re-wrap uses the new key at once.
@@ -91,9 +96,12 @@ async fn rewrap_completes_while_reads_continue(backend: &Backend) {
         reads.load(Ordering::Relaxed) > reads_at_rotation,
         "reads went on during the re-wrap"
     );
+    let after = vault.kek_status().await.unwrap();
     assert_eq!(
-        vault.store().count_stale_kek(2).await.unwrap(),
-        (0, CREDENTIALS as u64 + 1)
+        (after.active_version, after.stale, after.credentials),
+        (2, 0, CREDENTIALS as u64 + 1),
+        "the status counts what the store holds"
     );
+    assert_eq!(after.rewrap.rewrapped, CREDENTIALS as u64);
     assert_eq!(vault.store().kek_versions().await.unwrap(), [2]);
 }
