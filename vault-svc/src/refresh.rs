@@ -85,6 +85,9 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(8).saturating_sub(1)).min(Duration::from_secs(300))
 }
 
+/// How often the refresh loop records every connector's health gauge.
+const HEALTH_GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl RefreshEngine {
     /// Returns an engine refreshing `vault`'s credentials under `lock`.
     pub fn new(
@@ -105,7 +108,16 @@ impl RefreshEngine {
     /// Scans for due credentials and refreshes them until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut health_recorded: Option<std::time::Instant> = None;
         while !shutdown.is_cancelled() {
+            // Keeps the per-connector health gauge current without anyone asking for it
+            // (`health` records it), at a bounded cost: once per interval, not per refresh.
+            if health_recorded.is_none_or(|at| at.elapsed() >= HEALTH_GAUGE_INTERVAL) {
+                health_recorded = Some(std::time::Instant::now());
+                if let Err(error) = self.vault.health(&[]).await {
+                    tracing::debug!(error = %error, "connector health not recorded");
+                }
+            }
             match self
                 .vault
                 .store()
@@ -174,17 +186,6 @@ impl RefreshEngine {
         crate::metrics::refresh_attempted(outcome.as_ref().ok().copied());
         if let Err(error) = self.lock.release(&lease).await {
             tracing::warn!(error = %error, "refresh lock release failed; it expires by itself");
-        }
-        if !matches!(outcome, Ok(RefreshOutcome::Skipped)) {
-            // Keeps the per-connector health gauge current without anyone asking for it;
-            // `health` records it (a connector dropped from the configuration has none).
-            if let Err(error) = self
-                .vault
-                .health(std::slice::from_ref(&record.key.connector))
-                .await
-            {
-                tracing::debug!(error = %error, "connector health not recorded");
-            }
         }
         outcome
     }
