@@ -18,8 +18,9 @@ die() { log "error: $*"; exit 1; }
 if [[ ! -x /usr/bin/chromium ]]; then
     [[ "$(id -u)" == 0 ]] || die "/usr/bin/chromium is missing and installing it needs root (apt-get install chromium)"
     log "installing Debian's chromium"
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    # Everything but the env file's path goes to stderr: run.sh reads this script's stdout.
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >&2
 fi
 [[ -x /usr/bin/chromium ]] || die "chromium did not provide /usr/bin/chromium"
 
@@ -39,7 +40,7 @@ else
     log "installing playwright-core and the MCP SDK into $dir/npm"
     rm -rf "$dir/npm" && mkdir -p "$dir/npm"
     cp "$here/package.json" "$here/package-lock.json" "$dir/npm/"
-    (cd "$dir/npm" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$npm_bin" ci --no-audit --no-fund --loglevel=error)
+    (cd "$dir/npm" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$npm_bin" ci --no-audit --no-fund --loglevel=error) >&2
     printf '%s\n' "$key" >"$dir/.stamp-npm"
 fi
 
