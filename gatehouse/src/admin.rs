@@ -12,6 +12,7 @@ use audit_svc::AuditLog;
 use authz_svc::AgentRegistry;
 use edge_svc::audit::Recorder;
 use proto::audit::v1::{AdminDetails, AuditEvent, Emitter, ErrorDetail, EventKind, Outcome};
+use proto::common::v1::Principal;
 
 mod agents;
 mod audit;
@@ -125,15 +126,33 @@ impl Admin {
         })
     }
 
-    /// Returns the administrator `bearer` proves; a valid token without the grant is audited.
+    /// Returns the administrator `bearer` proves. Every refusal is audited: a valid token
+    /// without the grant under its holder, a missing or invalid one with no principal (the
+    /// security team sees attempts on the admin API, never the token presented).
     pub(crate) async fn admit(&self, bearer: Option<&str>) -> Result<AdminCaller, AdminError> {
         self.inner.guard.admit(bearer).await.map_err(|refusal| {
-            if let Some(caller) = &refusal.caller {
-                let action = Action::read(EventKind::AdminChange, "access", "admin_api", "");
-                self.record(caller, &action, Some(&refusal.error));
-            }
+            let action = Action::read(EventKind::AdminChange, "access", "admin_api", "");
+            let principal = refusal
+                .caller
+                .as_ref()
+                .map(AdminCaller::principal)
+                .unwrap_or_default();
+            self.write(admin_event(principal, &action, Some(&refusal.error)));
             refusal.error
         })
+    }
+
+    /// Records a request refused before its operation ran (a body or query the API cannot
+    /// read) as a denied admin action on `target` (method and path), and returns the refusal.
+    pub(crate) fn refuse(
+        &self,
+        caller: &AdminCaller,
+        target: &str,
+        error: AdminError,
+    ) -> AdminError {
+        let action = Action::read(EventKind::AdminChange, "request", "admin_api", target);
+        self.record(caller, &action, Some(&error));
+        error
     }
 
     /// Returns the guard, for the console: it tells administrators from other members on
@@ -170,9 +189,13 @@ impl Admin {
 
     /// Writes one admin event to the process's audit spool (identifiers only).
     fn record(&self, caller: &AdminCaller, action: &Action<'_>, error: Option<&AdminError>) {
-        let event = admin_event(caller, action, error);
+        self.write(admin_event(caller.principal(), action, error));
+    }
+
+    /// Hands one admin event to the process's audit spool.
+    fn write(&self, event: AuditEvent) {
         if let Err(error) = self.inner.recorder.record_event(event) {
-            tracing::error!(%error, verb = action.verb, object = action.object_type, "an admin event could not be kept in the audit spool");
+            tracing::error!(%error, "an admin event could not be kept in the audit spool");
         }
     }
 }
@@ -203,7 +226,7 @@ impl AdminCaller {
 
 /// Builds the audit event of one admin action; the outcome class comes from the error's code.
 fn admin_event(
-    caller: &AdminCaller,
+    principal: Principal,
     action: &Action<'_>,
     error: Option<&AdminError>,
 ) -> AuditEvent {
@@ -227,7 +250,7 @@ fn admin_event(
             instance_id: std::process::id().to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }),
-        principal: Some(caller.principal()),
+        principal: Some(principal),
         outcome: outcome.into(),
         error: error.map(|error| ErrorDetail {
             message: error.body().message,

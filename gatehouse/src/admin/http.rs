@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use http::request::Parts;
@@ -29,7 +29,10 @@ use super::model::{
 };
 use super::{Admin, AdminCaller, AdminError};
 
+mod input;
 mod members;
+
+use input::{Input, Params};
 
 /// The document's fixed parts; operations and schemas are added from the handlers.
 #[derive(utoipa::OpenApi)]
@@ -158,10 +161,13 @@ impl FromRequestParts<Admin> for AdminCaller {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
-        admin
+        let caller = admin
             .admit(presented)
             .await
-            .map_err(|error| challenge(admin, error, presented.is_some()))
+            .map_err(|error| challenge(admin, error, presented.is_some()))?;
+        // The operation's input extractors audit their refusals under this caller.
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
     }
 }
 
@@ -221,7 +227,7 @@ async fn get_policies(State(admin): State<Admin>, caller: AdminCaller) -> Json<P
 async fn put_policies(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Json(set): Json<PolicySet>,
+    Input(set): Input<PolicySet>,
 ) -> Result<Json<PolicyState>, AdminError> {
     admin.set_policies(&caller, set).map(Json)
 }
@@ -279,44 +285,12 @@ async fn put_shared_credential(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(name): Path<String>,
-    body: axum::body::Bytes,
+    Input(input): Input<SharedCredentialInput>,
 ) -> Result<Json<CredentialRef>, AdminError> {
-    let input = shared_credential_input(&body)?;
     admin
         .set_shared_credential(&caller, &name, input)
         .await
         .map(Json)
-}
-
-/// Parses a shared credential document; a refusal names the field at fault but, unlike a
-/// plain JSON rejection, never quotes a value from the body.
-fn shared_credential_input(body: &[u8]) -> Result<SharedCredentialInput, AdminError> {
-    serde_json::from_slice(body).map_err(|error| {
-        let text = error.to_string();
-        let named = text
-            .split(" at line ")
-            .next()
-            .filter(|text| text.starts_with("missing field") || text.starts_with("unknown field"));
-        match named {
-            Some(text) => AdminError::InvalidArgument {
-                field: "body",
-                reason: text.to_owned(),
-            },
-            None if text.starts_with("unknown variant") => AdminError::InvalidArgument {
-                field: "kind",
-                reason: "must be bearer, api_key, basic, client_credentials, env or headers"
-                    .to_owned(),
-            },
-            None => AdminError::InvalidArgument {
-                field: "body",
-                reason: format!(
-                    "not a shared credential document (line {}, column {}): check each field's type",
-                    error.line(),
-                    error.column()
-                ),
-            },
-        }
-    })
 }
 
 /// Deletes a connector's shared credential.
@@ -376,7 +350,7 @@ async fn kek_status(
 async fn list_agents(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Query(filter): Query<AgentFilter>,
+    Params(filter): Params<AgentFilter>,
 ) -> Result<Json<Vec<AgentView>>, AdminError> {
     admin.agents(&caller, filter).await.map(Json)
 }
@@ -388,7 +362,7 @@ async fn list_agents(
 async fn create_agent(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Json(input): Json<NewAgentInput>,
+    Input(input): Input<NewAgentInput>,
 ) -> Result<Json<AgentWithSecret>, AdminError> {
     admin.create_agent(&caller, input).await.map(Json)
 }
@@ -414,7 +388,7 @@ async fn put_agent(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(agent): Path<String>,
-    Json(input): Json<AgentDeclarationInput>,
+    Input(input): Input<AgentDeclarationInput>,
 ) -> Result<Json<AgentWithSecret>, AdminError> {
     admin.put_agent(&caller, &agent, input).await.map(Json)
 }
@@ -428,7 +402,7 @@ async fn rotate_agent(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(agent): Path<String>,
-    Json(input): Json<RotateInput>,
+    Input(input): Input<RotateInput>,
 ) -> Result<Json<AgentWithSecret>, AdminError> {
     let overlap = input.overlap_seconds.map(Duration::from_secs);
     admin.rotate_agent(&caller, &agent, overlap).await.map(Json)
@@ -443,7 +417,7 @@ async fn decommission_agent(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(agent): Path<String>,
-    Json(input): Json<DecommissionInput>,
+    Input(input): Input<DecommissionInput>,
 ) -> Result<Json<AgentView>, AdminError> {
     admin
         .decommission_agent(&caller, &agent, &input.reason)
@@ -457,7 +431,7 @@ async fn decommission_agent(
 async fn search_audit(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Query(query): Query<AuditQuery>,
+    Params(query): Params<AuditQuery>,
 ) -> Result<Json<AuditPage>, AdminError> {
     admin.search_audit(&caller, query).await.map(Json)
 }
@@ -470,7 +444,7 @@ async fn search_audit(
 async fn verify_audit(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Json(input): Json<VerifyInput>,
+    Input(input): Input<VerifyInput>,
 ) -> Result<Json<VerifyReportView>, AdminError> {
     admin.verify_audit(&caller, input).await.map(Json)
 }
@@ -496,7 +470,7 @@ async fn prove_audit_event(
 async fn tail_audit(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Query(query): Query<TailQuery>,
+    Params(query): Params<TailQuery>,
 ) -> Result<Response, AdminError> {
     let records = admin.tail_audit(&caller, query).await?;
     let lines = records.map(|record| {
@@ -526,7 +500,7 @@ async fn put_virtual_server(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(name): Path<String>,
-    Json(declaration): Json<serde_json::Value>,
+    Input(declaration): Input<serde_json::Value>,
 ) -> Result<Json<VirtualServerView>, AdminError> {
     admin
         .put_virtual_server(&caller, &name, declaration)
@@ -557,7 +531,7 @@ async fn put_connector(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(name): Path<String>,
-    Json(declaration): Json<serde_json::Value>,
+    Input(declaration): Input<serde_json::Value>,
 ) -> Result<Json<ConnectorView>, AdminError> {
     admin
         .put_connector(&caller, &name, declaration)

@@ -667,32 +667,50 @@ async fn the_admin_api_manages_policies_agents_and_credentials_and_audits_each_a
         "a decommissioned agent's token still worked after a second"
     );
 
-    let audited = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let page: Value = http
-                .get(api(
-                    "/audit/events?agent=admin-bot&newest_first=true&limit=100",
-                ))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("search")
-                .json()
-                .await
-                .expect("json");
+    let audited = search_until(
+        &http,
+        &api("/audit/events?agent=admin-bot&newest_first=true&limit=100"),
+        &admin,
+        |page| {
             let text = page.to_string();
-            if text.contains("decommission") && text.contains("shared_credential") {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+            (text.contains("decommission") && text.contains("shared_credential")).then_some(text)
+        },
+    )
     .await
     .expect("the admin actions reach the audit log");
     for secret in [SHARED_VALUE, secret.as_str(), ADMIN_SECRET, admin.as_str()] {
         assert!(!audited.contains(secret), "a secret reached the audit log");
     }
     child.kill().await.expect("gatehouse stopped");
+}
+
+/// Searches the audit log at `url` (an admin API search) until `found` picks something out of
+/// a page, for at most 10 s: records reach the log shortly after the action.
+pub(super) async fn search_until<T>(
+    http: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    found: impl Fn(&Value) -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page: Value = http
+            .get(url)
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("search")
+            .json()
+            .await
+            .expect("json");
+        if let Some(found) = found(&page) {
+            return Some(found);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Returns a client that presents `token` on every request.

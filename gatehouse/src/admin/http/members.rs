@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 
 use super::super::model::{ErrorBody, GroupInput, GroupView, MemberInput, MemberView};
 use super::super::{Admin, AdminCaller, AdminError};
+use super::input::Input;
 
 /// Lists the directory's members.
 #[utoipa::path(get, path = "/admin/v1/members", tag = "members",
@@ -22,7 +23,7 @@ pub(super) async fn list_members(
 pub(super) async fn create_member(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Json(input): Json<MemberInput>,
+    Input(input): Input<MemberInput>,
 ) -> Result<Json<MemberView>, AdminError> {
     admin.create_member(&caller, input).await.map(Json)
 }
@@ -48,7 +49,7 @@ pub(super) async fn put_member(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(member): Path<String>,
-    Json(input): Json<MemberInput>,
+    Input(input): Input<MemberInput>,
 ) -> Result<Json<MemberView>, AdminError> {
     admin.update_member(&caller, &member, input).await.map(Json)
 }
@@ -82,7 +83,7 @@ pub(super) async fn list_groups(
 pub(super) async fn create_group(
     State(admin): State<Admin>,
     caller: AdminCaller,
-    Json(input): Json<GroupInput>,
+    Input(input): Input<GroupInput>,
 ) -> Result<Json<GroupView>, AdminError> {
     admin.create_group(&caller, input).await.map(Json)
 }
@@ -108,7 +109,7 @@ pub(super) async fn put_group(
     State(admin): State<Admin>,
     caller: AdminCaller,
     Path(group): Path<String>,
-    Json(input): Json<GroupInput>,
+    Input(input): Input<GroupInput>,
 ) -> Result<Json<GroupView>, AdminError> {
     admin.update_group(&caller, &group, input).await.map(Json)
 }

@@ -3,7 +3,8 @@
 //! the log's key read from the data directory (not the copy the server sends), a tail over
 //! HTTP (NDJSON) and over gRPC (a server stream) receives a call recorded after it started,
 //! each of these is an audited admin action, and a token without the admin grant is refused
-//! each of them.
+//! each of them. Requests refused before any operation ran (an unreadable body or query, no
+//! valid token) are audited too, without the value that was refused.
 
 use std::time::Duration;
 
@@ -14,9 +15,12 @@ use serde_json::{Value, json};
 
 use super::{
     ADMIN_SECRET, CALLER_SECRET, OPEN, Up, VIEWER_SECRET, authorized, gateway_file, http_with,
-    token, up,
+    search_until, token, up,
 };
 use crate::audit::call;
+
+/// A value that must never come back: sent as a forged token and inside an unreadable body.
+const FORGED: &str = "forged-7c1e4b";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_is_verified_proven_and_tailed_through_the_admin_api() {
@@ -38,25 +42,12 @@ async fn the_audit_log_is_verified_proven_and_tailed_through_the_admin_api() {
 
     let answered = call(&caller, &tools, 1, "echo", json!({"text": "proven"})).await;
     assert_eq!(answered["result"]["content"][0]["text"], "proven");
-    let recorded = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let page: Value = http
-                .get(api(
-                    "/audit/events?agent=caller&kind=EVENT_KIND_MCP_REQUEST",
-                ))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("search")
-                .json()
-                .await
-                .expect("json");
-            if let Some(record) = page["events"].get(0) {
-                return record.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+    let recorded = search_until(
+        &http,
+        &api("/audit/events?agent=caller&kind=EVENT_KIND_MCP_REQUEST"),
+        &admin,
+        |page| page["events"].get(0).cloned(),
+    )
     .await
     .expect("the call reaches the audit log");
     let sequence = recorded["sequence"].as_u64().expect("sequence");
@@ -230,30 +221,85 @@ async fn the_audit_log_is_verified_proven_and_tailed_through_the_admin_api() {
         .await
         .expect_err("the viewer may not verify");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
-    let audited = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let page: Value = http
-                .get(api("/audit/events?agent=admin-bot&kind=EVENT_KIND_ADMIN_CHANGE&newest_first=true&limit=100"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("search")
-                .json()
-                .await
-                .expect("json");
+
+    // Input the API cannot read is refused with the same JSON error body, naming no value.
+    let unreadable = http
+        .post(api("/audit/verify"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(format!("{{\"from_checkpoint\": [\"{FORGED}\"]}}"))
+        .send()
+        .await
+        .expect("unreadable body");
+    assert_eq!(unreadable.status(), StatusCode::BAD_REQUEST);
+    let body: Value = unreadable.json().await.expect("error json");
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(!body.to_string().contains(FORGED), "{body}");
+    let unparsed = http
+        .get(api("/audit/tail?after=minus-one"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("unparsed query");
+    assert_eq!(unparsed.status(), StatusCode::BAD_REQUEST);
+    let body: Value = unparsed.json().await.expect("error json");
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    let anonymous = http
+        .post(api("/audit/verify"))
+        .bearer_auth(FORGED)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("forged token");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let audited = search_until(
+        &http,
+        &api("/audit/events?agent=admin-bot&kind=EVENT_KIND_ADMIN_CHANGE&newest_first=true&limit=100"),
+        &admin,
+        |page| {
             let text = page.to_string();
-            if ["\"verify\"", "\"prove\"", "\"tail\""]
-                .iter()
-                .all(|action| text.contains(action))
-            {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+            [
+                "\"verify\"",
+                "\"prove\"",
+                "\"tail\"",
+                "POST /admin/v1/audit/verify",
+                "GET /admin/v1/audit/tail",
+            ]
+            .iter()
+            .all(|action| text.contains(action))
+            .then_some(text)
+        },
+    )
     .await
-    .expect("verifying, proving and tailing are audited admin actions");
+    .expect("verifying, proving, tailing and unreadable requests are audited admin actions");
     assert!(!audited.contains(&admin), "no token reaches the audit log");
+    assert!(
+        !audited.contains(FORGED),
+        "no body value reaches the audit log"
+    );
+    let attempts = search_until(
+        &http,
+        &api("/audit/events?kind=EVENT_KIND_ADMIN_CHANGE&newest_first=true&limit=100"),
+        &admin,
+        |page| {
+            let unauthenticated: Vec<Value> = page["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|record| record["event"]["outcome"] == "OUTCOME_UNAUTHENTICATED")
+                .cloned()
+                .collect();
+            (!unauthenticated.is_empty()).then_some(unauthenticated)
+        },
+    )
+    .await
+    .expect("an attempt without a valid token is an audited admin action");
+    let text = serde_json::to_string(&attempts).expect("json");
+    assert!(
+        !text.contains(FORGED),
+        "the presented token is not recorded: {text}"
+    );
     child.kill().await.expect("gatehouse stopped");
 }
 
