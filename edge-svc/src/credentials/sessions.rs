@@ -145,6 +145,12 @@ impl ConnectorCredentials {
         Arc::new(SessionCredential::new(Arc::clone(self), None))
     }
 
+    /// Says whether calls need the caller's own token (`token_exchange`): only then does the
+    /// call path copy it out of the request.
+    pub fn exchanges_caller_tokens(&self) -> bool {
+        self.mode == CredentialMode::TokenExchange
+    }
+
     /// Decides which session carries `who`'s call, opening the member's own when needed.
     ///
     /// For a per-member connector vault-svc is asked first, so a member who has not connected

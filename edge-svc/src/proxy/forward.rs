@@ -164,7 +164,9 @@ impl Forwarder {
         };
         let parts = context.extensions.get::<http::request::Parts>();
         let who = Who::of(parts.and_then(|parts| parts.extensions.get::<Caller>()));
-        let caller = parts.and_then(CallerToken::of);
+        let caller = parts
+            .filter(|_| binding.exchanges_caller_tokens())
+            .and_then(CallerToken::of);
         let trace_id = svc_kit::telemetry::propagation::current_trace_id().unwrap_or_default();
         let name = member.connector.name();
         match binding.route(&who, caller.as_ref(), &trace_id).await {
