@@ -504,9 +504,13 @@ impl PythonLoad {
         }
     }
 
-    /// Waits for the client to stop and returns (answered, failed).
+    /// Waits for the client to stop (each call it makes is bounded by 10 s) and returns
+    /// (answered, failed).
     async fn finish(mut self) -> (u64, u64) {
-        let line = self.stdout.next_line().await.expect("python stdout");
+        let line = tokio::time::timeout(Duration::from_secs(30), self.stdout.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("python {} did not stop within 30 s", self.mode))
+            .expect("python stdout");
         let status = self.child.wait().await.expect("python exit");
         let report: Value = line
             .as_deref()
@@ -611,7 +615,17 @@ async fn every_service_replicated_survives_kill_9_of_one_replica_of_each_under_l
         .expect("the replicated harness finished within its deadline");
 }
 
+/// Says how far the harness got, on stderr: a run that misses its deadline shows its last stage.
+struct Progress(Instant);
+
+impl Progress {
+    fn stage(&self, what: &str) {
+        eprintln!("replicas: {:6.1} s  {what}", self.0.elapsed().as_secs_f64());
+    }
+}
+
 async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
+    let progress = Progress(Instant::now());
     let dir = tempfile::tempdir().expect("dir");
     let fronts = Fronts::reserve();
     let tag = format!("gh_replicas_{}_{}", std::process::id(), fronts.mcp.port());
@@ -649,6 +663,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
 
     // Audit first (the others append to it), one replica at a time so the first creates the
     // shared checkpoint key; then authz and vault; the edges last.
+    progress.stage("databases and downstream ready; starting replicas");
     let mut audit = vec![harness.audit(0).await, harness.audit(1).await];
     let mut authz = Vec::new();
     let mut authz_http = Vec::new();
@@ -678,6 +693,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
             audit.iter().map(|replica| replica.addr).collect(),
         ),
     ]);
+    progress.stage("9 replicas started; starting the balancer");
     let lb = balancer(haproxy, dir.path(), fronts, &pools).await;
 
     // The administrator stores the team credential through the balanced vault API.
@@ -708,6 +724,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         .await
         .expect("shared credential stored");
 
+    progress.stage("shared credential stored");
     let resource = fronts.resource();
     let (token, bundle) =
         agent_token(fronts.authz_grpc, fronts.authz_http, "load", &resource).await;
@@ -723,6 +740,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         .await;
     }
 
+    progress.stage("every edge answers; starting the load");
     // Load: three Rust session-era workers and the Python SDK in both eras.
     let stop = tokio_util::sync::CancellationToken::new();
     let stop_file = dir.path().join("stop-python");
@@ -740,6 +758,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         pythons.push(PythonLoad::start(python, &resource, &token, mode, &stop_file).await);
     }
 
+    progress.stage("load under way; killing a replica of each service");
     // Chaos: one replica of each service dies in turn while the load runs.
     let pause = Duration::from_millis(1500);
     tokio::time::sleep(pause).await;
@@ -754,6 +773,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
     stop.cancel();
     std::fs::write(&stop_file, "").expect("stop file");
 
+    progress.stage("load stopped; waiting for the clients");
     let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
     let mut failed = 0;
     for worker in workers.join_all().await {
@@ -779,6 +799,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         answered + usize::try_from(python_ok).unwrap_or(0)
     );
 
+    progress.stage("clients done; calling through the survivors");
     // Every service still answers through its surviving replicas.
     for _ in 0..6 {
         let response =
@@ -787,7 +808,9 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
     }
 
     // The killed edge comes back on its spool (a volume) and delivers what it had answered.
+    progress.stage("restarting the killed edge");
     edges[1] = harness.edge(1).await;
+    progress.stage("reading the audit log back");
 
     // Every answered call is recorded exactly once, allowed, and the shared log verifies.
     let started = Instant::now();
@@ -824,6 +847,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
             recorded.iter().take(2).collect::<Vec<_>>()
         );
     }
+    progress.stage("every answered call recorded once; verifying the log");
     let verify = gatehouse_audit(&harness, &["verify"]).await;
     assert!(
         verify.status.success(),
@@ -834,7 +858,9 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
 
     // A decommissioned agent is refused on every live edge within a second, through the
     // surviving authz replica.
+    progress.stage("log verified; decommissioning the agent");
     decommission_and_expect_refusal_on_every_edge(fronts.authz_grpc, bundle, &token, &edges).await;
+    progress.stage("refused on every edge; stopping");
     tracing::info!(answered, python_ok, failed, "replicated harness");
 
     drop(lb);

@@ -459,8 +459,10 @@ pub(super) async fn session_post(
     session: Option<&str>,
     message: Value,
 ) -> (StatusCode, String, Option<String>, Value) {
+    // A bounded wait: a request stuck behind a killed replica is a failed call, not a hung test.
     let mut request = reqwest::Client::new()
         .post(url)
+        .timeout(Duration::from_secs(10))
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", SESSION_ERA)
