@@ -29,6 +29,25 @@ pub use quota::AgentQuota;
 pub(crate) use quota::parse as parse_quota;
 pub(crate) use validate::subject_matches;
 
+/// Bounds how long the token endpoint trusts a bundle and its secrets from memory. A change
+/// made by another process (a replica, the local CLI) reaches this one within it; changes made
+/// through this registry clear the memory at once. A decommissioned agent's tokens are refused
+/// at every edge regardless: its revocation outlives any token issued in that second by 60 s.
+const KNOWN_AGENT_TTL: Duration = Duration::from_secs(1);
+
+/// Bounds the client ids remembered (a caller spraying unknown ids only evicts others).
+const KNOWN_AGENT_CAPACITY: u64 = 10_000;
+
+/// A live bundle and its working secrets as the token endpoint last read them, or `None`
+/// for a client id that names no live bundle.
+type KnownAgents = moka::future::Cache<String, Option<Arc<KnownAgent>>>;
+
+/// A live bundle with its working secrets.
+struct KnownAgent {
+    agent: AgentRecord,
+    secrets: Vec<AgentSecretRecord>,
+}
+
 /// Is how stale `last_used_at` may be: the hot path writes it at most this often per agent.
 pub const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60);
 
@@ -91,6 +110,8 @@ pub struct AgentRegistry {
     revocations: Option<Arc<dyn RevocationListener>>,
     max_token_ttl: Duration,
     default_overlap: Duration,
+    /// What the token endpoint read last, per client id (shared by every clone).
+    known: KnownAgents,
 }
 
 impl std::fmt::Debug for AgentRegistry {
@@ -139,6 +160,10 @@ impl AgentRegistry {
             revocations: None,
             max_token_ttl,
             default_overlap: DEFAULT_SECRET_OVERLAP,
+            known: moka::future::Cache::builder()
+                .max_capacity(KNOWN_AGENT_CAPACITY)
+                .time_to_live(KNOWN_AGENT_TTL)
+                .build(),
         }
     }
 
@@ -218,6 +243,7 @@ impl AgentRegistry {
             .as_deref()
             .map(|secret| self.secret_record(&agent.agent_id, secret, created_at));
         self.store.insert_agent(&agent, record.as_ref()).await?;
+        self.forget();
         tracing::info!(agent_id = %agent.agent_id, client_id = %agent.client_id, name = %agent.name, "agent created");
         self.record(crate::events::agent_changed(&agent, "create", ""))
             .await;
@@ -268,6 +294,7 @@ impl AgentRegistry {
         {
             return Err(precondition(&agent, "is decommissioned"));
         }
+        self.forget();
         let agent = self.get(AgentKey::Id(&agent.agent_id)).await?;
         tracing::info!(agent_id = %agent.agent_id, secret_id = %record.secret_id, "agent secret rotated");
         self.record(crate::events::agent_changed(&agent, "rotate", ""))
@@ -297,6 +324,7 @@ impl AgentRegistry {
             .decommission_agent(&agent.agent_id, at, expire_by)
             .await?
         {
+            self.forget();
             if let Some(listener) = &self.revocations {
                 listener.agent_revoked(&agent.client_id, expire_by);
             }
@@ -310,23 +338,48 @@ impl AgentRegistry {
     }
 
     /// Returns the live agent whose client id is `client_id` when `secret` is one of its
-    /// working secrets (constant-time HMAC comparison, no slow hash on the hot path).
+    /// working secrets (constant-time HMAC comparison, no slow hash on the hot path). What was
+    /// read within the last second is trusted; a secret it does not hold (one just issued by
+    /// another replica) is looked up in the store.
     pub(crate) async fn authenticate_secret(
         &self,
         client_id: &str,
         secret: &str,
     ) -> Result<Option<AgentRecord>, Error> {
+        let at = now();
+        match self.known.get(client_id).await {
+            Some(None) => return Ok(None),
+            Some(Some(known)) if self.accepts(&known, secret, at) => {
+                return Ok(Some(known.agent.clone()));
+            }
+            _ => {}
+        }
         let Some(agent) = self.live(client_id).await? else {
+            self.known.insert(client_id.to_owned(), None).await;
             return Ok(None);
         };
-        let secrets = self
-            .store
-            .live_agent_secrets(&agent.agent_id, now())
-            .await?;
-        let matched = secrets
+        let secrets = self.store.live_agent_secrets(&agent.agent_id, at).await?;
+        let known = Arc::new(KnownAgent { agent, secrets });
+        self.known
+            .insert(client_id.to_owned(), Some(Arc::clone(&known)))
+            .await;
+        Ok(self
+            .accepts(&known, secret, at)
+            .then(|| known.agent.clone()))
+    }
+
+    /// Says whether `secret` is one of `known`'s secrets still working at `at`.
+    fn accepts(&self, known: &KnownAgent, secret: &str, at: i64) -> bool {
+        known
+            .secrets
             .iter()
-            .any(|record| self.secrets.verify(secret, &record.secret_hash));
-        Ok(matched.then_some(agent))
+            .filter(|record| record.expires_at.is_none_or(|expires| expires > at))
+            .any(|record| self.secrets.verify(secret, &record.secret_hash))
+    }
+
+    /// Clears what the token endpoint remembers: a bundle changed through this registry.
+    fn forget(&self) {
+        self.known.invalidate_all();
     }
 
     /// Returns the agent with client id `client_id` unless it is decommissioned.
@@ -347,7 +400,11 @@ impl AgentRegistry {
         }
         self.store
             .touch_agent(&agent.agent_id, at, stale_before)
-            .await
+            .await?;
+        // The remembered record still has the old time; reading it again once is cheaper
+        // than writing on every token until it expires.
+        self.known.invalidate(&agent.client_id).await;
+        Ok(())
     }
 
     fn secret_record(&self, agent_id: &str, secret: &str, created_at: i64) -> AgentSecretRecord {

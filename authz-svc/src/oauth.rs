@@ -205,7 +205,19 @@ async fn confidential(
     client_id: &str,
     secret: &str,
 ) -> Result<Option<ClientRecord>, Error> {
-    let client = state.store.client(client_id).await?;
+    let client = match state.known_clients.get(client_id).await {
+        Some(client) => Some(client),
+        None => {
+            let client = state.store.client(client_id).await?;
+            if let Some(client) = &client {
+                state
+                    .known_clients
+                    .insert(client_id.to_owned(), client.clone())
+                    .await;
+            }
+            client
+        }
+    };
     Ok(client.filter(|client| {
         client
             .secret_hash

@@ -47,7 +47,16 @@ pub struct AuthzState {
     pub(crate) federation: crate::federation::Federation,
     /// Holds the sign-ins sent to an upstream provider and not yet back.
     pub(crate) pending_logins: crate::oauth::PendingLogins,
+    /// Holds registered clients the token endpoint read within the last second, so a busy
+    /// client authenticates without a store read per token (the secret is still checked).
+    pub(crate) known_clients: moka::future::Cache<String, ClientRecord>,
 }
+
+/// Bounds how long a registered client is trusted from memory on the token endpoint.
+const KNOWN_CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Bounds the registered clients remembered at once.
+const KNOWN_CLIENT_CAPACITY: u64 = 10_000;
 
 /// Describes a newly registered client, with its secret shown this once.
 #[derive(Debug, Clone)]
@@ -129,6 +138,10 @@ impl AuthzState {
             master,
             federation,
             pending_logins: crate::oauth::pending_logins(),
+            known_clients: moka::future::Cache::builder()
+                .max_capacity(KNOWN_CLIENT_CAPACITY)
+                .time_to_live(KNOWN_CLIENT_TTL)
+                .build(),
         })
     }
 

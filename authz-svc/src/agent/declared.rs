@@ -143,6 +143,7 @@ impl AgentRegistry {
                 existing.quotas = command.quotas;
                 existing.managed_by = Some(MANAGED_BY_GATEWAY_FILE.to_owned());
                 self.store.update_agent(&existing).await?;
+                self.forget();
                 existing
             }
             None => {
@@ -154,6 +155,7 @@ impl AgentRegistry {
         if let Some(secret) = secret {
             let record = self.secret_record(&agent.agent_id, secret.expose_secret(), now());
             self.store.replace_agent_secrets(&record).await?;
+            self.forget();
         }
         tracing::info!(agent_id = %agent.agent_id, name = %agent.name, "declared agent applied");
         Ok(CreatedAgent {

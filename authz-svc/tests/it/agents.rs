@@ -290,11 +290,16 @@ async fn decommissioned_agent_cannot_authenticate_and_its_tokens_go_inactive() {
 #[tokio::test]
 async fn decommissioning_by_another_process_reaches_the_running_server_within_a_second() {
     let harness = Harness::start().await;
-    let (agent, _) = secret_agent(
+    let (agent, secret) = secret_agent(
         &harness,
         new_agent("reporter", AgentAuthentication::ClientSecret),
     )
     .await;
+    // The token endpoint has just read the bundle: it remembers it for a second.
+    assert_eq!(
+        agent_token(&harness, &agent, &secret, &[]).await.status(),
+        200
+    );
     let listener = Arc::new(Recorded::default());
     let state = harness
         .state
@@ -320,8 +325,61 @@ async fn decommissioning_by_another_process_reaches_the_running_server_within_a_
     })
     .await
     .expect("the server learned of the decommissioning within a second");
+    refused_within(&harness, &agent, &secret, Duration::from_millis(1500)).await;
     shutdown.cancel();
     follower.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_secret_rotated_by_another_process_works_at_once_and_the_old_one_stops_within_a_second() {
+    let harness = Harness::start().await;
+    let (agent, first) = secret_agent(
+        &harness,
+        new_agent("reporter", AgentAuthentication::ClientSecret),
+    )
+    .await;
+    assert_eq!(
+        agent_token(&harness, &agent, &first, &[]).await.status(),
+        200
+    );
+    let store = StoreConfig::Sqlite {
+        path: harness.data_dir().join("authz.db"),
+    };
+    let cli = AgentRegistry::open(&store, Some(&harness.data_dir().join("authz.key")))
+        .await
+        .unwrap();
+    let rotated = cli
+        .rotate(AgentKey::Name("reporter"), Some(Duration::ZERO))
+        .await
+        .unwrap();
+    let second = rotated.client_secret.expose_secret().to_owned();
+    assert_eq!(
+        agent_token(&harness, &agent, &second, &[]).await.status(),
+        200,
+        "a secret the server has not seen yet is looked up, not refused"
+    );
+    refused_within(&harness, &agent, &first, Duration::from_millis(1500)).await;
+    assert_eq!(
+        agent_token(&harness, &agent, &second, &[]).await.status(),
+        200
+    );
+}
+
+/// Asks for tokens with `secret` until the token endpoint refuses it, failing after `within`.
+async fn refused_within(harness: &Harness, agent: &AgentRecord, secret: &str, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let response = agent_token(harness, agent, secret, &[]).await;
+        if response.status() == 401 {
+            oauth_error(response, 401, "invalid_client").await;
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token endpoint still accepted the secret after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
