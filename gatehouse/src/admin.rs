@@ -27,6 +27,7 @@ pub(crate) mod model;
 pub(crate) mod policies;
 mod servers;
 
+pub(crate) use agents::Steward;
 pub(crate) use declared::{Declarations, Declared};
 pub(crate) use error::AdminError;
 pub(crate) use guard::{ADMIN_RESOURCE_NAME, ADMIN_SCOPE, AdminCaller, DEFAULT_ADMIN_GROUP, Guard};
@@ -130,16 +131,35 @@ impl Admin {
     /// without the grant under its holder, a missing or invalid one with no principal (the
     /// security team sees attempts on the admin API, never the token presented).
     pub(crate) async fn admit(&self, bearer: Option<&str>) -> Result<AdminCaller, AdminError> {
-        self.inner.guard.admit(bearer).await.map_err(|refusal| {
-            let action = Action::read(EventKind::AdminChange, "access", "admin_api", "");
-            let principal = refusal
-                .caller
-                .as_ref()
-                .map(AdminCaller::principal)
-                .unwrap_or_default();
-            self.write(admin_event(principal, &action, Some(&refusal.error)));
-            refusal.error
-        })
+        self.inner
+            .guard
+            .admit(bearer)
+            .await
+            .map_err(|refusal| self.refused_access(refusal.caller.as_ref(), refusal.error))
+    }
+
+    /// Returns who may manage agent bundles with `bearer`: an administrator, or a member (with
+    /// the admin scope, outside the admin group) for the bundles they own. Refusals are
+    /// audited as in [`Self::admit`].
+    pub(crate) async fn steward(&self, bearer: Option<&str>) -> Result<Steward, AdminError> {
+        match self.inner.guard.admit(bearer).await {
+            Ok(caller) => Ok(Steward::Administrator(caller)),
+            Err(refusal) => match refusal.caller {
+                Some(AdminCaller::Member { id, client_id }) if refusal.owner_eligible => {
+                    Ok(Steward::Owner(AdminCaller::Member { id, client_id }))
+                }
+                caller => Err(self.refused_access(caller.as_ref(), refusal.error)),
+            },
+        }
+    }
+
+    /// Records a refused access to the API (under its holder when the token was valid) and
+    /// returns the refusal.
+    fn refused_access(&self, caller: Option<&AdminCaller>, error: AdminError) -> AdminError {
+        let action = Action::read(EventKind::AdminChange, "access", "admin_api", "");
+        let principal = caller.map(AdminCaller::principal).unwrap_or_default();
+        self.write(admin_event(principal, &action, Some(&error)));
+        error
     }
 
     /// Records a request refused before its operation ran (a body or query the API cannot

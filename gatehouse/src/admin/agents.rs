@@ -1,4 +1,6 @@
-//! Agent bundles through the admin API: secrets are shown once, never listed.
+//! Agent bundles through the admin API: secrets are shown once, never listed. An agent's
+//! owner manages their own bundles (list, show, rotate, decommission) without being an
+//! administrator: the accountable member can rotate a leaked secret or retire the agent.
 
 use std::time::Duration;
 
@@ -12,15 +14,48 @@ use super::model::{
 };
 use super::{Action, Admin, AdminCaller, AdminError};
 
+/// Who manages agent bundles through the API.
+#[derive(Debug, Clone)]
+pub(crate) enum Steward {
+    /// An administrator: every bundle.
+    Administrator(AdminCaller),
+    /// A member outside the admin group: only the bundles naming them as owner.
+    Owner(AdminCaller),
+}
+
+impl Steward {
+    /// Returns an administrator's stewardship (the console's pages are for administrators).
+    pub(crate) fn administrator(caller: &AdminCaller) -> Self {
+        Self::Administrator(caller.clone())
+    }
+
+    /// Returns whom the audit record names.
+    pub(crate) fn caller(&self) -> &AdminCaller {
+        match self {
+            Self::Administrator(caller) | Self::Owner(caller) => caller,
+        }
+    }
+
+    /// Returns the only owner whose bundles this steward sees, if restricted.
+    fn owner(&self) -> Option<&str> {
+        match self {
+            Self::Administrator(_) => None,
+            Self::Owner(caller) => Some(caller.name()),
+        }
+    }
+}
+
 impl Admin {
-    /// Lists agent bundles, newest first.
+    /// Lists agent bundles, newest first (an owner's own only).
     pub(crate) async fn agents(
         &self,
-        caller: &AdminCaller,
+        steward: &Steward,
         filter: AgentFilter,
     ) -> Result<Vec<AgentView>, AdminError> {
+        // An owner sees their own bundles whatever owner they ask for.
+        let owner = steward.owner().map(str::to_owned).or(filter.owner);
         let query = authz_svc::AgentListQuery {
-            owner: filter.owner,
+            owner,
             include_decommissioned: filter.include_decommissioned,
             offset: 0,
             limit: 10_000,
@@ -32,7 +67,7 @@ impl Admin {
             .await
             .map_err(AdminError::from);
         let action = Action::read(EventKind::AdminChange, "list", "agent_bundle", "");
-        self.audited(caller, &action, outcome)
+        self.audited(steward.caller(), &action, outcome)
             .map(|agents| agents.iter().map(AgentView::from).collect())
     }
 
@@ -123,24 +158,24 @@ impl Admin {
     /// Returns one bundle by name, bundle id or client id.
     pub(crate) async fn agent(
         &self,
-        caller: &AdminCaller,
+        steward: &Steward,
         key: &str,
     ) -> Result<AgentView, AdminError> {
-        let outcome = self.find_agent(key).await;
+        let outcome = self.find_agent(steward, key).await;
         let action = Action::read(EventKind::AdminChange, "read", "agent_bundle", key);
-        self.audited(caller, &action, outcome)
+        self.audited(steward.caller(), &action, outcome)
             .map(|agent| AgentView::from(&agent))
     }
 
     /// Issues a new client secret; the previous one works until `overlap` ends.
     pub(crate) async fn rotate_agent(
         &self,
-        caller: &AdminCaller,
+        steward: &Steward,
         key: &str,
         overlap: Option<Duration>,
     ) -> Result<AgentWithSecret, AdminError> {
         let outcome = async {
-            let agent = self.find_agent(key).await?;
+            let agent = self.find_agent(steward, key).await?;
             Ok(self
                 .inner
                 .agents
@@ -152,7 +187,7 @@ impl Admin {
             changed_fields: &["client_secret"],
             ..Action::read(EventKind::AgentChanged, "rotate", "agent_bundle", key)
         };
-        self.audited(caller, &action, outcome)
+        self.audited(steward.caller(), &action, outcome)
             .map(|rotated| AgentWithSecret {
                 agent: AgentView::from(&rotated.agent),
                 client_secret: Some(OnceSecret(rotated.client_secret.expose_secret().to_owned())),
@@ -163,12 +198,12 @@ impl Admin {
     /// Disables a bundle for good; its tokens stop working at edge within a second.
     pub(crate) async fn decommission_agent(
         &self,
-        caller: &AdminCaller,
+        steward: &Steward,
         key: &str,
         reason: &str,
     ) -> Result<AgentView, AdminError> {
         let outcome = async {
-            let agent = self.find_agent(key).await?;
+            let agent = self.find_agent(steward, key).await?;
             Ok(self
                 .inner
                 .agents
@@ -181,18 +216,21 @@ impl Admin {
             reason,
             ..Action::read(EventKind::AgentChanged, "decommission", "agent_bundle", key)
         };
-        self.audited(caller, &action, outcome)
+        self.audited(steward.caller(), &action, outcome)
             .map(|agent| AgentView::from(&agent))
     }
 
-    /// Returns the bundle `key` names: by name, else by bundle id, else by client id.
-    async fn find_agent(&self, key: &str) -> Result<AgentRecord, AdminError> {
+    /// Returns the bundle `key` names: by name, else by bundle id, else by client id. A bundle
+    /// the steward does not own is not found, so an owner learns nothing of others' bundles.
+    async fn find_agent(&self, steward: &Steward, key: &str) -> Result<AgentRecord, AdminError> {
         for lookup in [
             AgentKey::Name(key),
             AgentKey::Id(key),
             AgentKey::ClientId(key),
         ] {
-            if let Ok(agent) = self.inner.agents.get(lookup).await {
+            if let Ok(agent) = self.inner.agents.get(lookup).await
+                && steward.owner().is_none_or(|owner| agent.owner == owner)
+            {
                 return Ok(agent);
             }
         }

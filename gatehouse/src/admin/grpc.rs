@@ -16,7 +16,7 @@ use super::guard::bearer_token;
 use super::model::{
     AgentDeclarationInput, AgentFilter, AuditQuery, PolicySet, SharedCredentialInput,
 };
-use super::{Admin, AdminCaller, AdminError};
+use super::{Admin, AdminCaller, AdminError, Steward};
 
 mod audit;
 mod convert;
@@ -72,13 +72,22 @@ pub(crate) struct AdminGrpc(Admin);
 impl AdminGrpc {
     /// Returns the administrator the request's `authorization` metadata proves.
     async fn caller<T>(&self, request: &Request<T>) -> Result<AdminCaller, Status> {
-        let bearer = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token);
-        Ok(self.0.admit(bearer).await?)
+        Ok(self.0.admit(presented(request)).await?)
     }
+
+    /// Returns the administrator, or the agents' owner, the request's metadata proves.
+    async fn steward<T>(&self, request: &Request<T>) -> Result<Steward, Status> {
+        Ok(self.0.steward(presented(request)).await?)
+    }
+}
+
+/// Returns the bearer token of the request's `authorization` metadata.
+fn presented<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
 }
 
 #[tonic::async_trait]
@@ -204,13 +213,13 @@ impl pb::admin_server::Admin for AdminGrpc {
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let steward = self.steward(&request).await?;
         let message = request.into_inner();
         let filter = AgentFilter {
             owner: (!message.owner.is_empty()).then_some(message.owner),
             include_decommissioned: message.include_decommissioned,
         };
-        let agents = self.0.agents(&caller, filter).await?;
+        let agents = self.0.agents(&steward, filter).await?;
         Ok(Response::new(pb::ListAgentsResponse {
             agents: agents.into_iter().map(pb::Agent::from).collect(),
         }))
@@ -243,8 +252,8 @@ impl pb::admin_server::Admin for AdminGrpc {
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::GetAgentResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let agent = self.0.agent(&caller, &request.get_ref().agent).await?;
+        let steward = self.steward(&request).await?;
+        let agent = self.0.agent(&steward, &request.get_ref().agent).await?;
         Ok(Response::new(pb::GetAgentResponse {
             agent: Some(agent.into()),
         }))
@@ -254,12 +263,12 @@ impl pb::admin_server::Admin for AdminGrpc {
         &self,
         request: Request<pb::RotateAgentSecretRequest>,
     ) -> Result<Response<pb::RotateAgentSecretResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let steward = self.steward(&request).await?;
         let message = request.into_inner();
         let overlap = message.overlap_seconds.map(Duration::from_secs);
         let rotated = self
             .0
-            .rotate_agent(&caller, &message.agent, overlap)
+            .rotate_agent(&steward, &message.agent, overlap)
             .await?;
         Ok(Response::new(pb::RotateAgentSecretResponse {
             agent: Some(rotated.agent.into()),
@@ -274,11 +283,11 @@ impl pb::admin_server::Admin for AdminGrpc {
         &self,
         request: Request<pb::DecommissionAgentRequest>,
     ) -> Result<Response<pb::DecommissionAgentResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let steward = self.steward(&request).await?;
         let message = request.into_inner();
         let agent = self
             .0
-            .decommission_agent(&caller, &message.agent, &message.reason)
+            .decommission_agent(&steward, &message.agent, &message.reason)
             .await?;
         Ok(Response::new(pb::DecommissionAgentResponse {
             agent: Some(agent.into()),

@@ -53,12 +53,19 @@ pub(crate) struct Refusal {
     pub(crate) error: AdminError,
     /// The caller whose valid token lacked the grant (audited as a denied admin action).
     pub(crate) caller: Option<AdminCaller>,
+    /// Says the caller is a member outside the admin group whose token carries the admin
+    /// scope: enough to manage the agent bundles they own, and nothing else.
+    pub(crate) owner_eligible: bool,
 }
 
 impl Guard {
     /// Returns the administrator `bearer` proves, or why it does not.
     pub(crate) async fn admit(&self, bearer: Option<&str>) -> Result<AdminCaller, Refusal> {
-        let refuse = |error, caller| Refusal { error, caller };
+        let refuse = |error, caller| Refusal {
+            error,
+            caller,
+            owner_eligible: false,
+        };
         let Some(token) = bearer else {
             return Err(refuse(AdminError::Unauthenticated("no bearer token"), None));
         };
@@ -73,11 +80,15 @@ impl Guard {
                 )
             })?;
         let (caller, entitled) = self.identify(&claims).await;
-        if entitled && claims.scopes.iter().any(|scope| scope == ADMIN_SCOPE) {
-            Ok(caller)
-        } else {
-            Err(refuse(AdminError::InsufficientScope, Some(caller)))
+        let scoped = claims.scopes.iter().any(|scope| scope == ADMIN_SCOPE);
+        if entitled && scoped {
+            return Ok(caller);
         }
+        let owner_eligible = scoped && matches!(caller, AdminCaller::Member { .. });
+        Err(Refusal {
+            owner_eligible,
+            ..refuse(AdminError::InsufficientScope, Some(caller))
+        })
     }
 
     /// Names the token's holder and says whether it may hold the admin scope at all.

@@ -27,7 +27,7 @@ use super::model::{
     PolicySet, PolicyState, ProofView, RotateInput, SharedCredentialInput, TailQuery,
     TailRecordView, VerifyInput, VerifyReportView, VirtualServerView,
 };
-use super::{Admin, AdminCaller, AdminError};
+use super::{Admin, AdminCaller, AdminError, Steward};
 
 mod input;
 mod members;
@@ -156,11 +156,7 @@ impl FromRequestParts<Admin> for AdminCaller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, admin: &Admin) -> Result<Self, Response> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token);
+        let presented = presented(parts);
         let caller = admin
             .admit(presented)
             .await
@@ -168,6 +164,30 @@ impl FromRequestParts<Admin> for AdminCaller {
         // The operation's input extractors audit their refusals under this caller.
         parts.extensions.insert(caller.clone());
         Ok(caller)
+    }
+}
+
+/// Returns the request's RFC 6750 bearer token.
+fn presented(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
+}
+
+/// Admits an administrator, or an agent's owner for the bundles they own.
+impl FromRequestParts<Admin> for Steward {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, admin: &Admin) -> Result<Self, Response> {
+        let presented = presented(parts);
+        let steward = admin
+            .steward(presented)
+            .await
+            .map_err(|error| challenge(admin, error, presented.is_some()))?;
+        parts.extensions.insert(steward.caller().clone());
+        Ok(steward)
     }
 }
 
@@ -349,10 +369,10 @@ async fn kek_status(
     responses((status = 200, body = Vec<AgentView>)))]
 async fn list_agents(
     State(admin): State<Admin>,
-    caller: AdminCaller,
+    steward: Steward,
     Params(filter): Params<AgentFilter>,
 ) -> Result<Json<Vec<AgentView>>, AdminError> {
-    admin.agents(&caller, filter).await.map(Json)
+    admin.agents(&steward, filter).await.map(Json)
 }
 
 /// Creates an agent bundle; its client secret is in the response, this once.
@@ -373,10 +393,10 @@ async fn create_agent(
     responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
 async fn get_agent(
     State(admin): State<Admin>,
-    caller: AdminCaller,
+    steward: Steward,
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, AdminError> {
-    admin.agent(&caller, &agent).await.map(Json)
+    admin.agent(&steward, &agent).await.map(Json)
 }
 
 /// Creates an agent bundle or brings it to the declared state (`gatehouse apply`).
@@ -400,12 +420,15 @@ async fn put_agent(
     responses((status = 200, body = AgentWithSecret), (status = 404, body = ErrorBody)))]
 async fn rotate_agent(
     State(admin): State<Admin>,
-    caller: AdminCaller,
+    steward: Steward,
     Path(agent): Path<String>,
     Input(input): Input<RotateInput>,
 ) -> Result<Json<AgentWithSecret>, AdminError> {
     let overlap = input.overlap_seconds.map(Duration::from_secs);
-    admin.rotate_agent(&caller, &agent, overlap).await.map(Json)
+    admin
+        .rotate_agent(&steward, &agent, overlap)
+        .await
+        .map(Json)
 }
 
 /// Disables an agent bundle for good; its tokens stop working at edge within a second.
@@ -415,12 +438,12 @@ async fn rotate_agent(
     responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
 async fn decommission_agent(
     State(admin): State<Admin>,
-    caller: AdminCaller,
+    steward: Steward,
     Path(agent): Path<String>,
     Input(input): Input<DecommissionInput>,
 ) -> Result<Json<AgentView>, AdminError> {
     admin
-        .decommission_agent(&caller, &agent, &input.reason)
+        .decommission_agent(&steward, &agent, &input.reason)
         .await
         .map(Json)
 }

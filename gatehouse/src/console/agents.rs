@@ -11,6 +11,7 @@ use axum::response::Response;
 
 use super::activity::{EventRow, recent_calls};
 use super::{Chrome, Console, admin_error, age, form_field, render};
+use crate::admin::Steward;
 use crate::admin::model::{AgentFilter, AgentView};
 
 /// One agent bundle's row.
@@ -75,7 +76,11 @@ pub(super) async fn page(State(console): State<Console>, headers: HeaderMap) -> 
         owner: None,
         include_decommissioned: true,
     };
-    let agents = match console.admin().agents(caller, filter).await {
+    let agents = match console
+        .admin()
+        .agents(&Steward::administrator(caller), filter)
+        .await
+    {
         Ok(agents) => agents,
         Err(error) => return admin_error(&viewer, &error),
     };
@@ -152,7 +157,11 @@ async fn confirm(
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    match console.admin().agent(caller, &name).await {
+    match console
+        .admin()
+        .agent(&Steward::administrator(caller), &name)
+        .await
+    {
         Ok(agent) => render(
             StatusCode::OK,
             &ConfirmPage {
@@ -181,7 +190,11 @@ pub(super) async fn rotate(
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    match console.admin().rotate_agent(caller, &name, None).await {
+    match console
+        .admin()
+        .rotate_agent(&Steward::administrator(caller), &name, None)
+        .await
+    {
         Ok(rotated) => render(
             StatusCode::OK,
             &RotatedPage {
@@ -222,7 +235,7 @@ pub(super) async fn decommission(
         .unwrap_or_else(|| "decommissioned in the console".to_owned());
     match console
         .admin()
-        .decommission_agent(caller, &name, &reason)
+        .decommission_agent(&Steward::administrator(caller), &name, &reason)
         .await
     {
         Ok(_) => super::session::see_other("/console/agents"),

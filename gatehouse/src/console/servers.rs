@@ -8,6 +8,7 @@ use axum::response::Response;
 use edge_svc::auth::TokenClaims;
 
 use super::{Chrome, Console, admin_error, render};
+use crate::admin::Steward;
 use crate::admin::model::AgentFilter;
 
 /// One role's view of a virtual server.
@@ -63,7 +64,11 @@ pub(super) async fn page(State(console): State<Console>, headers: HeaderMap) -> 
     }
     groups.sort();
     groups.dedup();
-    let agents = match console.admin().agents(caller, AgentFilter::default()).await {
+    let agents = match console
+        .admin()
+        .agents(&Steward::administrator(caller), AgentFilter::default())
+        .await
+    {
         Ok(agents) => agents,
         Err(error) => return admin_error(&viewer, &error),
     };

@@ -19,6 +19,7 @@ use super::audit::{ECHO, call, echo_dir};
 
 mod decommission;
 mod live;
+mod owners;
 mod trail;
 
 pub(super) const ADMIN_SECRET: &str = "admin-bot-secret-7f3a9c1e5d0b2d4f6a8c0e";

@@ -49,18 +49,52 @@ async fn registry(dir: &tempfile::TempDir) -> AgentRegistry {
     AgentRegistry::open(&store, None).await.expect("registry")
 }
 
+fn guard(agents: &AgentRegistry, claims: TokenClaims) -> Guard {
+    Guard {
+        resource: RESOURCE.to_owned(),
+        verifier: Arc::new(OneToken(claims)),
+        agents: agents.clone(),
+        group: ADMIN_GROUP.to_owned(),
+    }
+}
+
 async fn admit(
     agents: &AgentRegistry,
     claims: TokenClaims,
     token: Option<&str>,
 ) -> Result<AdminCaller, AdminError> {
-    let guard = Guard {
-        resource: RESOURCE.to_owned(),
-        verifier: Arc::new(OneToken(claims)),
-        agents: agents.clone(),
-        group: ADMIN_GROUP.to_owned(),
-    };
-    guard.admit(token).await.map_err(|refusal| refusal.error)
+    guard(agents, claims)
+        .admit(token)
+        .await
+        .map_err(|refusal| refusal.error)
+}
+
+#[tokio::test]
+async fn a_member_outside_the_group_holding_the_scope_may_only_steward_their_own_agents() {
+    let dir = tempfile::tempdir().expect("dir");
+    let agents = registry(&dir).await;
+    let owner = claims("alice", "desktop-app", &[ADMIN_SCOPE], &["engineering"]);
+    let refusal = guard(&agents, owner)
+        .admit(Some("good"))
+        .await
+        .expect_err("not an administrator");
+    assert!(matches!(refusal.error, AdminError::InsufficientScope));
+    assert!(
+        refusal.owner_eligible,
+        "the member may manage their own agents"
+    );
+    let scopeless = claims("alice", "desktop-app", &[], &["engineering"]);
+    let refusal = guard(&agents, scopeless)
+        .admit(Some("good"))
+        .await
+        .expect_err("no scope");
+    assert!(!refusal.owner_eligible, "the admin scope is still needed");
+    let forged = claims("alice", "desktop-app", &[ADMIN_SCOPE], &["engineering"]);
+    let refusal = guard(&agents, forged)
+        .admit(Some("bad"))
+        .await
+        .expect_err("an invalid token");
+    assert!(!refusal.owner_eligible && refusal.caller.is_none());
 }
 
 #[tokio::test]
