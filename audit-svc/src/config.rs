@@ -7,7 +7,7 @@ use std::time::Duration;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use svc_kit::callers::{MIN_TOKEN_LEN, SecretSetting};
-use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
+use svc_kit::{ConfigError, GrpcServerConfig, MetricsConfig, TelemetryConfig};
 
 use crate::error::Error;
 use crate::retention::RetentionConfig;
@@ -28,6 +28,9 @@ pub struct Config {
     pub grpc: GrpcServerConfig,
     /// Configures logs and traces.
     pub telemetry: TelemetryConfig,
+    /// Serves Prometheus scrapes on `metrics.listen_addr` (this service has no HTTP listener
+    /// of its own); the same instruments also go out over OTLP when configured.
+    pub metrics: MetricsConfig,
     /// Holds the data directory: the SQLite file and the checkpoint key live here
     /// unless configured elsewhere.
     pub data_dir: PathBuf,
@@ -103,6 +106,7 @@ impl Default for Config {
         Self {
             grpc: GrpcServerConfig::with_listen_addr(DEFAULT_LISTEN_ADDR),
             telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
             data_dir: PathBuf::from(".gatehouse"),
             store: StoreConfig::default(),
             checkpoint: CheckpointConfig::default(),

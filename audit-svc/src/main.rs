@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr).await?;
     let shutdown = CancellationToken::new();
     svc_kit::shutdown::cancel_on_signal(shutdown.clone());
+    svc_kit::telemetry::metrics::serve_scrapes(&config.metrics, shutdown.clone()).await?;
     let grace = config.grpc.shutdown_grace;
     let mut server = tokio::spawn(audit_svc::serve(config, listener, shutdown.clone()));
     tokio::select! {

@@ -35,6 +35,16 @@ pub struct TelemetryConfig {
     pub service_namespace: String,
 }
 
+/// Configures a Prometheus scrape listener for a service with no HTTP listener of its own
+/// (standalone vault-svc and audit-svc); edge and authz serve `/metrics` on theirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serves `GET /metrics` on this address; no listener when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_addr: Option<SocketAddr>,
+}
+
 /// Selects how log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

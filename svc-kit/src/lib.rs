@@ -13,7 +13,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use config::{
-    ConfigError, GrpcClientConfig, GrpcServerConfig, LogFormat, TelemetryConfig, config_sources,
-    exit_on_invalid, extract,
+    ConfigError, GrpcClientConfig, GrpcServerConfig, LogFormat, MetricsConfig, TelemetryConfig,
+    config_sources, exit_on_invalid, extract,
 };
 pub use error::{ErrorCode, ServiceError, to_status};

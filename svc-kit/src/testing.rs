@@ -101,6 +101,40 @@ impl TestServer {
     }
 }
 
+/// Returns a loopback address free a moment ago, for a listener a child process binds itself
+/// (one it cannot be handed); a test that uses it may race another for the port.
+pub fn free_port() -> SocketAddr {
+    let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(listener) => listener,
+        Err(error) => panic!("cannot bind an ephemeral port: {error}"),
+    };
+    match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => panic!("cannot read the bound address: {error}"),
+    }
+}
+
+/// Scrapes `http://{addr}/metrics` until the body names `metric`, for at most 30 s; returns
+/// the body.
+pub async fn scrape_until(addr: SocketAddr, metric: &str) -> String {
+    let url = format!("http://{addr}/metrics");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Ok(response) = reqwest::get(&url).await
+            && response.status().is_success()
+            && let Ok(body) = response.text().await
+            && body.contains(metric)
+        {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} did not show {metric} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl ServiceProcess {
     /// Starts `program` with `args` and extra environment `env`, and waits until
     /// it logs (on stderr, where svc-kit writes logs) the address it listens on.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 pub use svc_kit::callers::SecretSetting;
-use svc_kit::{ConfigError, GrpcServerConfig, TelemetryConfig};
+use svc_kit::{ConfigError, GrpcServerConfig, MetricsConfig, TelemetryConfig};
 
 use crate::error::Error;
 
@@ -27,6 +27,9 @@ pub struct Config {
     pub grpc: GrpcServerConfig,
     /// Configures logs and traces.
     pub telemetry: TelemetryConfig,
+    /// Serves Prometheus scrapes on `metrics.listen_addr` (this service has no HTTP listener
+    /// of its own); the same instruments also go out over OTLP when configured.
+    pub metrics: MetricsConfig,
     /// Holds the data directory: the SQLite file and the generated key file live
     /// here unless configured elsewhere.
     pub data_dir: PathBuf,
@@ -382,6 +385,7 @@ impl Default for Config {
         Self {
             grpc: GrpcServerConfig::with_listen_addr(DEFAULT_LISTEN_ADDR),
             telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
             data_dir: PathBuf::from(".gatehouse"),
             tenant: "default".to_owned(),
             store: StoreConfig::default(),

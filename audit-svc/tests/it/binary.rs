@@ -59,3 +59,36 @@ async fn sigterm_stops_a_serving_process_cleanly() {
     assert!(data.path().join("audit.db").is_file());
     assert!(data.path().join("audit-checkpoint.key").is_file());
 }
+
+#[tokio::test]
+async fn prometheus_scrapes_are_served_on_the_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("audit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sinks]]\nname = \"siem\"\n[sinks.jsonl]\npath = \"{}\"\n",
+            dir.path().join("siem.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let metrics = svc_kit::testing::free_port();
+    let process = ServiceProcess::spawn(
+        Path::new(BINARY),
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_AUDIT__DATA_DIR", dir.path().to_str().unwrap()),
+            (
+                "GATEHOUSE_AUDIT__METRICS__LISTEN_ADDR",
+                &metrics.to_string(),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    // Each sink reports its lag as it starts following the log.
+    let scraped = svc_kit::testing::scrape_until(metrics, "gatehouse_audit_sink_lag_events").await;
+    assert!(scraped.contains("sink=\"siem\""), "{scraped}");
+    assert!(process.terminate().await.unwrap().success());
+}

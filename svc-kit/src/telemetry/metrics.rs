@@ -72,6 +72,37 @@ pub async fn scrape_response() -> http::Response<String> {
     response
 }
 
+/// Serves `GET /metrics` where `config` says until `shutdown`, in the background; returns
+/// the bound address, or `None` when no listener is configured.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn serve_scrapes(
+    config: &crate::config::MetricsConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(addr) = config.listen_addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind metrics.listen_addr {addr}"))?;
+    let bound = listener.local_addr()?;
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape_response))
+        .layer(crate::http::trace_layer());
+    tracing::info!(metrics_listen_addr = %bound, "serving prometheus scrapes");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    });
+    Ok(Some(bound))
+}
+
 /// Builds the process's meter provider: the Prometheus reader on the process registry, plus a
 /// periodic OTLP exporter when `config.otlp_endpoint` is set (interval from
 /// `OTEL_METRIC_EXPORT_INTERVAL`, 60 s by default).

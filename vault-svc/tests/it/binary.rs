@@ -113,3 +113,29 @@ async fn kek_from_the_environment_serves_and_a_corrupt_key_file_does_not() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!stderr.contains("not-base64"), "{stderr}");
 }
+
+#[tokio::test]
+async fn prometheus_scrapes_are_served_on_the_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let metrics = svc_kit::testing::free_port();
+    let process = ServiceProcess::spawn(
+        Path::new(BINARY),
+        &[],
+        &[
+            ("GATEHOUSE_VAULT__GRPC__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_VAULT__DATA_DIR", data_dir),
+            (
+                "GATEHOUSE_VAULT__METRICS__LISTEN_ADDR",
+                &metrics.to_string(),
+            ),
+            ("GATEHOUSE_VAULT__CONNECTORS__TEAM__CREDENTIAL", "shared"),
+        ],
+    )
+    .await
+    .unwrap();
+    // The refresh loop records every connector's health as it starts.
+    let scraped = svc_kit::testing::scrape_until(metrics, "gatehouse_vault_connector_health").await;
+    assert!(scraped.contains("connector=\"team\""), "{scraped}");
+    assert!(process.terminate().await.unwrap().success());
+}
