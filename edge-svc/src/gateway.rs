@@ -85,7 +85,8 @@ impl Gateway {
     ///
     /// Connectors and servers `changed` does not name are kept running as they are; a refused
     /// description (unknown connector, bad curation, transport) changes nothing. The spec's
-    /// DLP and rate-limit sections are not re-read: they stay as the gateway started.
+    /// rate-limit rules take effect with it (their bucket store stays as the gateway started);
+    /// its DLP section is not re-read.
     pub async fn apply(&self, spec: &GatewaySpec, changed: &Changed) -> Result<Applied, String> {
         let _one_at_a_time = self.changing.lock().await;
         let old = self.table.load_full();
@@ -95,6 +96,12 @@ impl Gateway {
             shutdown: &self.shutdown,
         };
         let (table, applied, retired) = builder.build(&old, spec, changed)?;
+        // Rules the spec's own validation compiled; after the table, so a refusal changes nothing.
+        if self.quotas.is_enforced() {
+            self.quotas
+                .replace_rules(&spec.rate_limits.rules)
+                .map_err(|error| error.to_string())?;
+        }
         for name in &applied.updated {
             if let Some(slot) = table.server(name) {
                 crate::routing::announce_change(&slot.load()).await;

@@ -43,7 +43,21 @@ pub struct Quotas {
 #[derive(Debug)]
 struct Enforced {
     limiter: limits::Limiter,
-    rules: Vec<Rule>,
+    /// Swapped whole when an administrator changes the rules; the bucket store stays.
+    rules: arc_swap::ArcSwap<Vec<Rule>>,
+}
+
+/// Compiles the rules of a `rate_limits:` section; a refusal names the rule and field.
+fn compile(rules: &[RuleSpec]) -> Result<Vec<Rule>, Error> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| {
+            Rule::try_from(rule).map_err(|(field, reason)| {
+                Error::Start(format!("rate_limits.rules[{index}].{field}: {reason}"))
+            })
+        })
+        .collect()
 }
 
 /// The seconds a refused modern request should wait, left by the handler for the HTTP layer.
@@ -59,22 +73,31 @@ impl Quotas {
     /// Compiles the rules of a `rate_limits:` section and opens its bucket store, which also
     /// holds the agent bundles' own budgets (so it is opened even with no rules).
     pub async fn open(spec: &RateLimitsSpec) -> Result<Self, Error> {
-        let rules = spec
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(index, rule)| {
-                Rule::try_from(rule).map_err(|(field, reason)| {
-                    Error::Start(format!("rate_limits.rules[{index}].{field}: {reason}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let rules = compile(&spec.rules)?;
         let limiter = limits::Limiter::open(&spec.backend, spec.on_backend_error)
             .await
             .map_err(Error::RateLimits)?;
         Ok(Self {
-            enforced: Some(Arc::new(Enforced { limiter, rules })),
+            enforced: Some(Arc::new(Enforced {
+                limiter,
+                rules: arc_swap::ArcSwap::from_pointee(rules),
+            })),
         })
+    }
+
+    /// Enforces `rules` from the next call on, in place of the current ones; a bucket keeps
+    /// its level while its rule keeps its name and dimensions. Refused rules change nothing.
+    ///
+    /// # Errors
+    /// A rule does not compile (the field and why), or no rate limits were opened at all.
+    pub fn replace_rules(&self, rules: &[RuleSpec]) -> Result<(), Error> {
+        let Some(enforced) = &self.enforced else {
+            return Err(Error::Start(
+                "rate limits are not enforced by this gateway".to_owned(),
+            ));
+        };
+        enforced.rules.store(Arc::new(compile(rules)?));
+        Ok(())
     }
 
     /// Says whether any rule is enforced.
@@ -93,8 +116,8 @@ impl Quotas {
         };
         let parts = context.extensions.get::<http::request::Parts>();
         let payer = payer(parts);
-        let (rules, mut keys): (Vec<&Rule>, Vec<String>) = enforced
-            .rules
+        let in_force = enforced.rules.load();
+        let (rules, mut keys): (Vec<&Rule>, Vec<String>) = in_force
             .iter()
             .filter_map(|rule| Some((rule, rule.bucket(&charge, &payer)?)))
             .unzip();

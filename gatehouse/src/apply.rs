@@ -16,7 +16,9 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::admin::Declarations;
-use crate::admin::model::{ConnectorView, PolicySet, PolicySource, PolicyState, VirtualServerView};
+use crate::admin::model::{
+    ConnectorView, PolicySet, PolicySource, PolicyState, RateLimits, VirtualServerView,
+};
 
 mod agents;
 mod client;
@@ -98,7 +100,14 @@ async fn execute(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let current: PolicyState = client.get("/admin/v1/policies").await?;
     let servers: Vec<VirtualServerView> = client.get("/admin/v1/virtual-servers").await?;
     let connectors: Vec<ConnectorView> = client.get("/admin/v1/connectors").await?;
-    let mut plan = plan(&desired, &current.policies, &servers, &connectors);
+    let limits: RateLimits = client.get("/admin/v1/rate-limits").await?;
+    let running = Running {
+        policies: &current.policies,
+        servers: &servers,
+        connectors: &connectors,
+        rate_rules: &limits.rules,
+    };
+    let mut plan = plan(&desired, &running);
     agents::plan(&desired.agents, &client, &mut plan).await?;
     if let Some(directory) = &desired.directory {
         directory::plan(directory, &client, &mut plan).await?;
@@ -164,16 +173,21 @@ fn desired(path: &std::path::Path) -> anyhow::Result<Desired> {
     })
 }
 
+/// The running gateway's state, as its admin API shows it.
+struct Running<'a> {
+    policies: &'a PolicySet,
+    servers: &'a [VirtualServerView],
+    connectors: &'a [ConnectorView],
+    rate_rules: &'a [Value],
+}
+
 /// Compares the running state with the file, resource by resource.
 ///
 /// Connectors are created or changed before the servers that list them, and removed after
-/// the servers that stop listing them, so every intermediate state is a valid gateway.
-fn plan(
-    desired: &Desired,
-    policies: &PolicySet,
-    servers: &[VirtualServerView],
-    connectors: &[ConnectorView],
-) -> Plan {
+/// the servers that stop listing them, so every intermediate state is a valid gateway; the
+/// rate-limit rules change between the two, as they may name a server either way.
+fn plan(desired: &Desired, current: &Running<'_>) -> Plan {
+    let (policies, servers, connectors) = (current.policies, current.servers, current.connectors);
     let mut plan = Plan::default();
     let sources = by_name(&policies.sources, |source| &source.name);
     let wanted = by_name(&desired.policies.sources, |source| &source.name);
@@ -232,6 +246,18 @@ fn plan(
         &server_changes,
         &mut plan,
     );
+    let rate_rules = match desired.declarations.rate_rules() {
+        Value::Array(rules) => rules,
+        _ => Vec::new(),
+    };
+    if rate_rules.as_slice() != current.rate_rules {
+        plan.text.push_str("~ update rate limits\n");
+        plan.steps.push(Step {
+            method: Method::PUT,
+            path: "/admin/v1/rate-limits".to_owned(),
+            body: Some(serde_json::json!({ "rules": rate_rules })),
+        });
+    }
     deletes("virtual-servers", &server_changes, &mut plan);
     deletes("connectors", &connector_changes, &mut plan);
     // Policies last: their constraints and scopes may name the servers just created.

@@ -1,10 +1,11 @@
 //! The virtual servers and connectors in force, as declared: first by the gateway file, then
 //! by every change made through the admin API.
 //!
-//! The whole gateway file is kept as JSON with its `connectors` and `virtual_servers` replaced
-//! by the applied ones, so a change is validated by the same parser `gatehouse up` uses. The
-//! applied lists are written to the data directory after each change, and `gatehouse up`
-//! serves them over the file's (the file is the seed), so a restart keeps what was applied.
+//! The whole gateway file is kept as JSON with its `connectors`, `virtual_servers` and
+//! `rate_limits.rules` replaced by the applied ones, so a change is validated by the same parser
+//! `gatehouse up` uses. The applied lists are written to the data directory after each change,
+//! and `gatehouse up` serves them over the file's (the file is the seed), so a restart keeps
+//! what was applied.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,9 @@ use super::model::{ConnectorView, VirtualServerView};
 
 /// Where the applied connectors and virtual servers are kept in the data directory.
 const APPLIED_FILE: &str = "declared.json";
+
+/// The key of the applied rate-limit rules in [`APPLIED_FILE`].
+const RATE_LIMIT_RULES: &str = "rate_limit_rules";
 
 /// The declared virtual servers (with their curation) and connectors (without secrets).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,6 +52,10 @@ impl Declarations {
                 for key in ["connectors", "virtual_servers"] {
                     let list = saved.get(key).cloned().unwrap_or(Value::Array(Vec::new()));
                     declarations.file.insert(key.to_owned(), list);
+                }
+                // Saved before rate limits could be applied: the file's rules stand.
+                if let Some(rules) = saved.get(RATE_LIMIT_RULES) {
+                    declarations.set_rate_rules(rules.clone());
                 }
                 tracing::info!(path = %applied.display(), "serving the connectors and virtual servers last applied through the admin api");
             }
@@ -129,12 +137,44 @@ impl Declarations {
         (next, changed)
     }
 
-    /// Keeps the applied connectors and virtual servers in the data directory (atomically).
+    /// Returns these declarations with `rules` as the rate-limit rules (the section's bucket
+    /// store is the file's: it cannot change while the gateway runs).
+    pub(crate) fn with_rate_rules(&self, rules: Value) -> Edit {
+        let mut next = self.clone();
+        next.set_rate_rules(rules);
+        (next, Changed::default())
+    }
+
+    /// Returns the rate-limit rules in force, as declared (a list).
+    pub(crate) fn rate_rules(&self) -> Value {
+        self.file
+            .get("rate_limits")
+            .and_then(|section| section.get("rules"))
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()))
+    }
+
+    fn set_rate_rules(&mut self, rules: Value) {
+        let section = self
+            .file
+            .entry("rate_limits".to_owned())
+            .or_insert(Value::Null);
+        if !section.is_object() {
+            *section = Value::Object(Map::new());
+        }
+        if let Value::Object(section) = section {
+            section.insert("rules".to_owned(), rules);
+        }
+    }
+
+    /// Keeps the applied connectors, virtual servers and rate-limit rules in the data
+    /// directory (atomically).
     pub(crate) fn persist(&self, data: &Path) -> std::io::Result<()> {
         let mut saved = Map::new();
         for key in ["connectors", "virtual_servers"] {
             saved.insert(key.to_owned(), Value::Array(self.list(key).to_vec()));
         }
+        saved.insert(RATE_LIMIT_RULES.to_owned(), self.rate_rules());
         let path = applied_path(data);
         let partial = path.with_extension("json.partial");
         std::fs::write(&partial, serde_json::to_vec_pretty(&Value::Object(saved))?)?;

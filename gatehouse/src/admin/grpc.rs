@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::guard::bearer_token;
 use super::model::{
-    AgentDeclarationInput, AgentFilter, AuditQuery, PolicySet, SharedCredentialInput,
+    AgentDeclarationInput, AgentFilter, AuditQuery, PolicySet, RateLimits, SharedCredentialInput,
 };
 use super::{Admin, AdminCaller, AdminError, Steward};
 
@@ -79,6 +79,11 @@ impl AdminGrpc {
     async fn steward<T>(&self, request: &Request<T>) -> Result<Steward, Status> {
         Ok(self.0.steward(presented(request)).await?)
     }
+}
+
+/// Renders rate-limit rules as the gRPC face carries them: one JSON array.
+fn rules_json(limits: &RateLimits) -> String {
+    serde_json::to_string(&limits.rules).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// Returns the bearer token of the request's `authorization` metadata.
@@ -206,6 +211,41 @@ impl pb::admin_server::Admin for AdminGrpc {
             .await?;
         Ok(Response::new(pb::DeleteMemberCredentialResponse {
             credential_id: deleted.credential_id,
+        }))
+    }
+
+    async fn get_rate_limits(
+        &self,
+        request: Request<pb::GetRateLimitsRequest>,
+    ) -> Result<Response<pb::GetRateLimitsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let limits = self.0.rate_limits(&caller);
+        Ok(Response::new(pb::GetRateLimitsResponse {
+            rules_json: rules_json(&limits),
+        }))
+    }
+
+    async fn set_rate_limits(
+        &self,
+        request: Request<pb::SetRateLimitsRequest>,
+    ) -> Result<Response<pb::SetRateLimitsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let rules = serde_json::from_str(&request.get_ref().rules_json).map_err(|_| {
+            self.0.refuse(
+                &caller,
+                "SetRateLimits",
+                AdminError::InvalidArgument {
+                    field: "rules_json",
+                    reason: "must be a JSON array of rules".to_owned(),
+                },
+            )
+        })?;
+        let limits = self
+            .0
+            .set_rate_limits(&caller, RateLimits { rules })
+            .await?;
+        Ok(Response::new(pb::SetRateLimitsResponse {
+            rules_json: rules_json(&limits),
         }))
     }
 

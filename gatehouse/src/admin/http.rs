@@ -24,7 +24,7 @@ use super::guard::{ADMIN_SCOPE, bearer_token};
 use super::model::{
     AgentDeclarationInput, AgentFilter, AgentView, AgentWithSecret, AuditPage, AuditQuery,
     ConnectorView, CredentialRef, DecommissionInput, ErrorBody, HealthView, KekView, NewAgentInput,
-    PolicySet, PolicyState, ProofView, RotateInput, SharedCredentialInput, TailQuery,
+    PolicySet, PolicyState, ProofView, RateLimits, RotateInput, SharedCredentialInput, TailQuery,
     TailRecordView, VerifyInput, VerifyReportView, VirtualServerView,
 };
 use super::{Admin, AdminCaller, AdminError, Steward};
@@ -59,6 +59,7 @@ pub(crate) fn router(admin: Admin) -> axum::Router {
 fn operations() -> OpenApiRouter<Admin> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(get_policies, put_policies))
+        .routes(routes!(get_rate_limits, put_rate_limits))
         .routes(routes!(list_virtual_servers))
         .routes(routes!(
             get_virtual_server,
@@ -250,6 +251,26 @@ async fn put_policies(
     Input(set): Input<PolicySet>,
 ) -> Result<Json<PolicyState>, AdminError> {
     admin.set_policies(&caller, set).map(Json)
+}
+
+/// Returns the rate-limit rules in force.
+#[utoipa::path(get, path = "/admin/v1/rate-limits", tag = "policies",
+    responses((status = 200, body = RateLimits)))]
+async fn get_rate_limits(State(admin): State<Admin>, caller: AdminCaller) -> Json<RateLimits> {
+    Json(admin.rate_limits(&caller))
+}
+
+/// Replaces the rate-limit rules; every call from now on is charged by them (the bucket store
+/// stays the one the gateway started with).
+#[utoipa::path(put, path = "/admin/v1/rate-limits", tag = "policies", request_body = RateLimits,
+    responses((status = 200, body = RateLimits),
+              (status = 400, description = "an invalid rule, named with its field; nothing changed", body = ErrorBody)))]
+async fn put_rate_limits(
+    State(admin): State<Admin>,
+    caller: AdminCaller,
+    Input(limits): Input<RateLimits>,
+) -> Result<Json<RateLimits>, AdminError> {
+    admin.set_rate_limits(&caller, limits).await.map(Json)
 }
 
 /// Lists the virtual servers in force.

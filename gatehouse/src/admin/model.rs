@@ -39,6 +39,14 @@ pub(crate) struct PolicyState {
     pub(crate) policies: PolicySet,
 }
 
+/// The rate-limit rules in force, as under `rate_limits.rules` in the gateway file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RateLimits {
+    /// Each rule as declared: `name`, `per`, `rate`, optional `burst`, `virtual_server`,
+    /// `tool` and `callers`.
+    pub(crate) rules: Vec<Value>,
+}
+
 /// A virtual server as declared in the gateway file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub(crate) struct VirtualServerView {

@@ -14,7 +14,7 @@ use proto::audit::v1::EventKind;
 use serde_json::Value;
 
 use super::declared::{Declarations, Edit};
-use super::model::{ConnectorView, VirtualServerView};
+use super::model::{ConnectorView, RateLimits, VirtualServerView};
 use super::{Action, Admin, AdminCaller, AdminError, Declared};
 
 /// Names the declarations in validation messages.
@@ -303,6 +303,43 @@ impl Admin {
                 "the authorization server kept its previous resources"
             );
         }
+    }
+}
+
+impl Admin {
+    /// Returns the rate-limit rules in force.
+    pub(crate) fn rate_limits(&self, caller: &AdminCaller) -> RateLimits {
+        let action = Action::read(EventKind::PolicyChanged, "read", "rate_limits", "");
+        self.record(caller, &action, None);
+        rate_limits(&self.inner.routing.live().declarations)
+    }
+
+    /// Replaces the rate-limit rules; every call from now on is charged by the new ones (a
+    /// bucket keeps its level while its rule keeps its name). Invalid rules change nothing.
+    pub(crate) async fn set_rate_limits(
+        &self,
+        caller: &AdminCaller,
+        limits: RateLimits,
+    ) -> Result<RateLimits, AdminError> {
+        let outcome = self
+            .change(|current| Ok(current.with_rate_rules(Value::Array(limits.rules))))
+            .await
+            .map(|live| rate_limits(&live.declarations));
+        let action = Action {
+            changed_fields: &["rules"],
+            ..Action::read(EventKind::PolicyChanged, "update", "rate_limits", "")
+        };
+        self.audited(caller, &action, outcome)
+    }
+}
+
+/// Returns the rules `declarations` hold, as the API shows them.
+fn rate_limits(declarations: &Declarations) -> RateLimits {
+    RateLimits {
+        rules: match declarations.rate_rules() {
+            Value::Array(rules) => rules,
+            _ => Vec::new(),
+        },
     }
 }
 

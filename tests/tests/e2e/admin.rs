@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use super::audit::{ECHO, call, echo_dir};
 
 mod decommission;
+mod limits;
 mod live;
 mod owners;
 mod trail;

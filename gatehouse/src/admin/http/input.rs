@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::super::model::{
     AgentDeclarationInput, DecommissionInput, GroupInput, MemberInput, NewAgentInput, PolicySet,
-    RotateInput, SharedCredentialInput, VerifyInput,
+    RateLimits, RotateInput, SharedCredentialInput, VerifyInput,
 };
 use super::super::{Admin, AdminCaller, AdminError};
 
@@ -58,6 +58,7 @@ impl Document for GroupInput {}
 impl Document for MemberInput {}
 impl Document for NewAgentInput {}
 impl Document for PolicySet {}
+impl Document for RateLimits {}
 impl Document for RotateInput {}
 impl Document for VerifyInput {}
 impl Document for serde_json::Value {}
