@@ -7,15 +7,14 @@
 //! members while the gateway runs; [`trail`] verifies, proves and tails the audit log through
 //! the API; [`decommission`] has `gatehouse apply` decommission the bundles a file drops.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::audit::{ECHO, call, echo_dir};
+use super::launch::{self, Launch};
 
 mod decommission;
 mod limits;
@@ -57,10 +56,6 @@ fn gateway_file(cedar: &str, extra_server: bool) -> String {
     text
 }
 
-fn gatehouse() -> PathBuf {
-    PathBuf::from(ECHO).with_file_name("gatehouse")
-}
-
 /// A running `gatehouse up`: the process, its public origin and its admin gRPC address.
 pub(super) struct Up {
     pub(super) child: tokio::process::Child,
@@ -70,42 +65,16 @@ pub(super) struct Up {
 
 /// Starts `gatehouse up` with the agents' secrets in its environment.
 pub(super) async fn up(config: &Path, data: &Path) -> Up {
-    let mut child = tokio::process::Command::new(gatehouse())
-        .args(["up", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .env("RUST_LOG", "warn")
+    let started = Launch::new(config, data)
         .env("E2E_ADMIN_SECRET", ADMIN_SECRET)
         .env("E2E_VIEWER_SECRET", VIEWER_SECRET)
         .env("E2E_CALLER_SECRET", CALLER_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gatehouse up");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (origin, grpc) = tokio::time::timeout(Duration::from_secs(60), async {
-        let mut origin = None;
-        while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if let Some(ready) = line.strip_prefix("gatehouse ready at ") {
-                origin = Some(ready.trim().to_owned());
-            }
-            if let Some(rest) = line.trim_start().strip_prefix("admin ")
-                && let Some(addr) = rest.trim_start().strip_prefix("grpc://")
-            {
-                let addr = addr.split_whitespace().next().expect("address");
-                return (origin.expect("ready first"), format!("http://{addr}"));
-            }
-        }
-        panic!("gatehouse exited before it was ready");
-    })
-    .await
-    .expect("gatehouse ready in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .start()
+        .await;
+    let grpc = started.grpc("admin");
     Up {
-        child,
-        origin,
+        child: started.child,
+        origin: started.origin,
         grpc,
     }
 }
@@ -140,7 +109,7 @@ fn apply_with(
     dry_run: bool,
     env: &[(&str, &str)],
 ) -> (i32, String) {
-    let mut command = std::process::Command::new(gatehouse());
+    let mut command = std::process::Command::new(launch::gatehouse());
     command
         .arg("apply")
         .arg("-f")

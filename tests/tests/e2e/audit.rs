@@ -12,7 +12,6 @@ use edge_svc::{Gateway, GatewaySpec};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use svc_kit::callers::SecretSetting;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -421,41 +420,11 @@ pub(super) async fn gatehouse_up(
     data: &Path,
     extra: &[&str],
 ) -> (tokio::process::Child, String) {
-    let binary = PathBuf::from(ECHO).with_file_name("gatehouse");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first (`cargo build --workspace --bins`)",
-        binary.display()
-    );
-    let mut child = tokio::process::Command::new(binary)
-        .arg("up")
-        .arg("--config")
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
+    let started = super::launch::Launch::new(config, data)
         .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gatehouse up");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if let Some(origin) = line.strip_prefix("gatehouse ready at ") {
-                return origin.trim().to_owned();
-            }
-        }
-        panic!("gatehouse exited before it was ready");
-    })
-    .await
-    .expect("gatehouse ready in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("{ready}/v/tools/mcp"))
+        .start()
+        .await;
+    (started.child, format!("{}/v/tools/mcp", started.origin))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,6 @@ use proto::common::v1::Secret;
 use reqwest::StatusCode;
 use serde_json::Value;
 use svc_kit::callers::{PresentToken, SecretSetting};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::audit::ECHO;
 use super::oauth::call_echo;
@@ -54,42 +53,16 @@ struct Up {
 }
 
 async fn gatehouse_up(dir: &Path) -> Up {
-    let config = dir.join("gatehouse.yaml");
+    let (config, data) = (dir.join("gatehouse.yaml"), dir.join("data"));
     std::fs::write(&config, gateway_yaml()).expect("config");
-    let mut child = tokio::process::Command::new(binary("gatehouse"))
-        .args(["up", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.join("data"))
+    let started = super::launch::Launch::new(&config, &data)
         .env("GATEHOUSE_AUTHZ__CALLERS__ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gatehouse up");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (origin, authz) = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut origin = None;
-        while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if let Some(ready) = line.strip_prefix("gatehouse ready at ") {
-                origin = Some(ready.trim().to_owned());
-            }
-            if line.trim_start().starts_with("authz-svc")
-                && let Some(addr) = line.split("grpc://").nth(1)
-            {
-                let addr = addr.split_whitespace().next().expect("authz address");
-                return (origin.expect("ready first"), format!("http://{addr}"));
-            }
-        }
-        panic!("gatehouse exited before announcing authz-svc");
-    })
-    .await
-    .expect("gatehouse ready in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .start()
+        .await;
+    let authz = started.grpc("authz-svc");
     Up {
-        _child: child,
-        origin,
+        _child: started.child,
+        origin: started.origin,
         authz,
     }
 }

@@ -5,13 +5,10 @@
 //! (`tests/console/`) drives the same pages in a real browser.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+use std::path::Path;
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::audit::{ECHO, echo_dir};
 
@@ -57,39 +54,16 @@ fn gateway_file() -> String {
     )
 }
 
-fn gatehouse() -> PathBuf {
-    PathBuf::from(ECHO).with_file_name("gatehouse")
-}
-
 /// Starts `gatehouse up` and returns it with its public origin; its log (stderr) goes to
 /// `gatehouse.log` beside `data`, for the secret checks.
 async fn up(config: &Path, data: &Path) -> (tokio::process::Child, String) {
-    let log = std::fs::File::create(data.with_file_name("gatehouse.log")).expect("log file");
-    let mut child = tokio::process::Command::new(gatehouse())
-        .args(["up", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data")
-        .arg(data)
+    let started = super::launch::Launch::new(config, data)
         .env("E2E_AGENT_SECRET", AGENT_SECRET)
         .env("E2E_ADMIN_BOT_SECRET", ADMIN_BOT_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gatehouse up");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let origin = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if let Some(ready) = line.strip_prefix("gatehouse ready at ") {
-                return ready.trim().to_owned();
-            }
-        }
-        panic!("gatehouse exited before it was ready");
-    })
-    .await
-    .expect("gatehouse ready in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, origin)
+        .log_to(data.with_file_name("gatehouse.log"), "info")
+        .start()
+        .await;
+    (started.child, started.origin)
 }
 
 /// A browser's cookie jar for one origin, kept by hand so every `Set-Cookie` can be checked.

@@ -6,12 +6,9 @@
 //! the agent. No token ever appears in a response or in the gateway's log.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
 use super::audit::ECHO;
@@ -43,32 +40,14 @@ fn gateway_yaml(downstream: &str) -> String {
 /// Starts `gatehouse up` on `port` (the issuer the downstream trusts is known before it
 /// starts); its log goes to `gatehouse.log` in `dir`.
 async fn up(dir: &Path, port: u16) -> tokio::process::Child {
-    let log = std::fs::File::create(dir.join("gatehouse.log")).expect("log file");
-    let mut child = Command::new(Path::new(ECHO).with_file_name("gatehouse"))
-        .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(dir.join("gatehouse.yaml"))
-        .arg("--data")
-        .arg(dir.join("data"))
+    let (config, data) = (dir.join("gatehouse.yaml"), dir.join("data"));
+    super::launch::Launch::new(&config, &data)
+        .listen(format!("127.0.0.1:{port}"))
         .env("E2E_EXCHANGE_AGENT_SECRET", AGENT_SECRET)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gatehouse up");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if line.starts_with("gatehouse ready at ") {
-                return;
-            }
-        }
-        panic!("gatehouse exited before it was ready");
-    })
-    .await
-    .expect("gatehouse ready in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+        .log_to(dir.join("gatehouse.log"), "info")
+        .start()
+        .await
+        .child
 }
 
 /// Calls `token_claims` with `token` and returns what the downstream verified.

@@ -17,6 +17,7 @@ mod dlp;
 mod exchange;
 mod gateway;
 mod injection;
+mod launch;
 mod limits;
 mod oauth;
 mod policy;
