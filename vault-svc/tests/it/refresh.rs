@@ -26,11 +26,11 @@ static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Is every access token's lifetime at the provider, in seconds.
 const LIFETIME: u64 = 3;
-/// Is the lifetime in the three-process test: five processes (three replicas,
-/// the provider, PostgreSQL) share two cores with the rest of the suite, so the
-/// third of a lifetime left after the refresh is due gets more room (at 5 s and
-/// again at 8 s, a fully loaded CI machine saw refreshes land after expiry).
-const PROCESS_LIFETIME: u64 = 12;
+/// Is the lifetime in the three-process test, as the issue asks: five processes (three
+/// replicas, the provider, PostgreSQL) share two cores with the rest of the suite, and the
+/// third of a lifetime left after a refresh is due (20 s) absorbs that load (at 5 s and 8 s,
+/// a fully loaded CI machine saw refreshes land after expiry).
+const PROCESS_LIFETIME: u64 = 60;
 const KEK: &str = "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
 fn refresh_config(redis_prefix: &str) -> RefreshConfig {
@@ -311,13 +311,14 @@ struct Scale {
 }
 
 /// Three vault-svc processes share PostgreSQL and Redis; one is killed with
-/// SIGKILL mid-run, between two of its refreshes.
+/// SIGKILL mid-run, between two of its refreshes. The issue's scale: 1,000 credentials
+/// with 60-second lifetimes, two refresh cycles (about 90 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_one_killed_refresh_each_grant_once_per_cycle() {
     let scale = Scale {
-        grants: 200,
+        grants: 1_000,
         lifetime: PROCESS_LIFETIME,
-        cycles: 4,
+        cycles: 2,
     };
     three_processes_one_killed(scale).await;
 }
