@@ -155,6 +155,10 @@ pub struct HttpConfig {
     /// Bounds how long a consent link stays usable.
     #[serde(with = "humantime_serde")]
     pub consent_ttl: Duration,
+    /// Serves the HTTP face (`/oauth/callback`, `/api-key`) on this address when vault-svc runs
+    /// on its own; `gatehouse up` serves it on its public listener instead. None by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_addr: Option<SocketAddr>,
 }
 
 /// Declares one connector's credential model.
@@ -429,6 +433,7 @@ impl Default for HttpConfig {
         Self {
             public_url: "http://127.0.0.1:8080/vault".to_owned(),
             consent_ttl: Duration::from_secs(600),
+            listen_addr: None,
         }
     }
 }

@@ -139,3 +139,34 @@ async fn prometheus_scrapes_are_served_on_the_metrics_listener() {
     assert!(scraped.contains("connector=\"team\""), "{scraped}");
     assert!(process.terminate().await.unwrap().success());
 }
+
+#[tokio::test]
+async fn run_on_its_own_it_serves_the_consent_callback_and_the_api_key_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let http = svc_kit::testing::free_port();
+    let public_url = format!("http://{http}");
+    let process = ServiceProcess::spawn(
+        Path::new(BINARY),
+        &[],
+        &[
+            ("GATEHOUSE_VAULT__GRPC__LISTEN_ADDR", "127.0.0.1:0"),
+            ("GATEHOUSE_VAULT__DATA_DIR", data_dir),
+            ("GATEHOUSE_VAULT__HTTP__LISTEN_ADDR", &http.to_string()),
+            ("GATEHOUSE_VAULT__HTTP__PUBLIC_URL", &public_url),
+        ],
+    )
+    .await
+    .unwrap();
+    // A link that was never issued is refused with a page saying so, never a server error.
+    for path in [
+        "/oauth/callback?code=c&state=never-issued",
+        "/api-key?state=never-issued",
+    ] {
+        let response = reqwest::get(format!("{public_url}{path}")).await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("invalid, used or expired"), "{path}: {page}");
+    }
+    assert!(process.terminate().await.unwrap().success());
+}
