@@ -29,14 +29,23 @@ pub use quota::AgentQuota;
 pub(crate) use quota::parse as parse_quota;
 pub(crate) use validate::subject_matches;
 
-/// Bounds how long the token endpoint trusts a bundle and its secrets from memory. A change
-/// made by another process (a replica, the local CLI) reaches this one within it; changes made
-/// through this registry clear the memory at once. A decommissioned agent's tokens are refused
-/// at every edge regardless: its revocation outlives any token issued in that second by 60 s.
-const KNOWN_AGENT_TTL: Duration = Duration::from_secs(1);
+/// Bounds how long the token endpoint trusts a bundle (and its secrets) or a registered client
+/// from memory. A change made by another process (a replica, the local CLI) reaches this one
+/// within it; changes made through this registry clear the memory at once. A decommissioned
+/// agent's tokens are refused at every edge regardless: its revocation outlives any token
+/// issued in that second by 60 s.
+const KNOWN_CALLER_TTL: Duration = Duration::from_secs(1);
 
 /// Bounds the client ids remembered (a caller spraying unknown ids only evicts others).
-const KNOWN_AGENT_CAPACITY: u64 = 10_000;
+const KNOWN_CALLER_CAPACITY: u64 = 10_000;
+
+/// Returns the token endpoint's memory of callers by client id.
+pub(crate) fn known_callers<V: Clone + Send + Sync + 'static>() -> moka::future::Cache<String, V> {
+    moka::future::Cache::builder()
+        .max_capacity(KNOWN_CALLER_CAPACITY)
+        .time_to_live(KNOWN_CALLER_TTL)
+        .build()
+}
 
 /// A live bundle and its working secrets as the token endpoint last read them, or `None`
 /// for a client id that names no live bundle.
@@ -160,10 +169,7 @@ impl AgentRegistry {
             revocations: None,
             max_token_ttl,
             default_overlap: DEFAULT_SECRET_OVERLAP,
-            known: moka::future::Cache::builder()
-                .max_capacity(KNOWN_AGENT_CAPACITY)
-                .time_to_live(KNOWN_AGENT_TTL)
-                .build(),
+            known: known_callers(),
         }
     }
 

@@ -52,12 +52,6 @@ pub struct AuthzState {
     pub(crate) known_clients: moka::future::Cache<String, ClientRecord>,
 }
 
-/// Bounds how long a registered client is trusted from memory on the token endpoint.
-const KNOWN_CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Bounds the registered clients remembered at once.
-const KNOWN_CLIENT_CAPACITY: u64 = 10_000;
-
 /// Describes a newly registered client, with its secret shown this once.
 #[derive(Debug, Clone)]
 pub struct RegisteredClient {
@@ -138,10 +132,7 @@ impl AuthzState {
             master,
             federation,
             pending_logins: crate::oauth::pending_logins(),
-            known_clients: moka::future::Cache::builder()
-                .max_capacity(KNOWN_CLIENT_CAPACITY)
-                .time_to_live(KNOWN_CLIENT_TTL)
-                .build(),
+            known_clients: crate::agent::known_callers(),
         })
     }
 

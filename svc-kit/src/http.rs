@@ -1,10 +1,40 @@
-//! The standard HTTP server tracing: one span per request that continues the caller's trace.
+//! The standard HTTP server tracing: one span per request that continues the caller's trace,
+//! and the side HTTP listeners of services whose main face is gRPC.
 
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, TraceLayer};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::propagation::extract_http;
+
+/// Serves `router` (traced) on `addr` until `shutdown`, in the background: a gRPC service's
+/// side listener (`face` names it in logs). Returns the bound address and the serving task.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn serve_in_background(
+    face: &'static str,
+    addr: std::net::SocketAddr,
+    router: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the {face} listener on {addr}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(face, address = %bound, "serving a side http listener");
+    let router = router.layer(trace_layer());
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(face, %error, "a side http listener failed");
+        }
+    });
+    Ok((bound, task))
+}
 
 /// Opens one span per HTTP request whose parent is the W3C `traceparent` the caller sent.
 #[derive(Debug, Clone, Copy, Default)]

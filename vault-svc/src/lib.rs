@@ -147,29 +147,6 @@ pub async fn serve(
     serve_vault(vault, &config, listener, shutdown).await
 }
 
-/// Serves the HTTP face (consent callback, API-key page) on `addr` until `shutdown`, in the
-/// background.
-async fn serve_http(
-    vault: Vault,
-    addr: std::net::SocketAddr,
-    shutdown: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind http.listen_addr {addr}"))?;
-    let http_listen_addr = listener.local_addr()?;
-    tracing::info!(%http_listen_addr, "vault-svc serving its http face");
-    let router = http::router(vault).layer(svc_kit::http::trace_layer());
-    Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(%error, "vault-svc http face failed");
-        }
-    }))
-}
-
 /// Serves an opened `vault`: gRPC on `listener`, the refresh and shared-secret
 /// rotation engines (when `refresh.enabled`) and a start-up re-wrap of credentials on an older KEK, until
 /// `shutdown`.
@@ -192,7 +169,15 @@ pub async fn serve_vault(
         }
     }
     if let Some(addr) = config.http.listen_addr {
-        background.push(serve_http(vault.clone(), addr, shutdown.child_token()).await?);
+        let router = http::router(vault.clone());
+        let (_, serving) = svc_kit::http::serve_in_background(
+            "vault http face",
+            addr,
+            router,
+            shutdown.child_token(),
+        )
+        .await?;
+        background.push(serving);
     }
     let rewrap = vault.clone();
     let batch = config.kek.rewrap_batch;

@@ -84,22 +84,9 @@ pub async fn serve_scrapes(
     let Some(addr) = config.listen_addr else {
         return Ok(None);
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind metrics.listen_addr {addr}"))?;
-    let bound = listener.local_addr()?;
-    let router = axum::Router::new()
-        .route("/metrics", axum::routing::get(scrape_response))
-        .layer(crate::http::trace_layer());
-    tracing::info!(metrics_listen_addr = %bound, "serving prometheus scrapes");
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(%error, "the metrics listener failed");
-        }
-    });
+    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape_response));
+    let (bound, _serving) =
+        crate::http::serve_in_background("metrics", addr, router, shutdown).await?;
     Ok(Some(bound))
 }
 

@@ -665,15 +665,7 @@ pub(super) async fn search_until<T>(
 ) -> Option<T> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let page: Value = http
-            .get(url)
-            .bearer_auth(admin)
-            .send()
-            .await
-            .expect("search")
-            .json()
-            .await
-            .expect("json");
+        let page = get_json(http, url, admin).await;
         if let Some(found) = found(&page) {
             return Some(found);
         }

@@ -824,26 +824,15 @@ async fn the_admin_api_deletes_a_members_own_credential_over_http_and_grpc_and_a
     assert_eq!(again.code(), tonic::Code::NotFound, "{again:?}");
 
     // Each deletion, and each refused one, is in the audit log by identifiers only.
-    let audited = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let page: Value = http
-                .get(format!(
-                    "{origin}/admin/v1/audit/events?agent=admin-bot&newest_first=true&limit=100"
-                ))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("search")
-                .json()
-                .await
-                .expect("json");
+    let audited = super::admin::search_until(
+        &http,
+        &format!("{origin}/admin/v1/audit/events?agent=admin-bot&newest_first=true&limit=100"),
+        &admin,
+        |page| {
             let events = page.to_string();
-            if events.contains("keyed/alice") && events.contains("keyed/bob") {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+            (events.contains("keyed/alice") && events.contains("keyed/bob")).then_some(events)
+        },
+    )
     .await
     .expect("the deletions reach the audit log");
     assert!(audited.contains("member_credential"), "{audited}");

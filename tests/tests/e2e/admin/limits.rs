@@ -5,7 +5,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ADMIN_SECRET, CALLER_SECRET, OPEN, Up, apply, gateway_file, http_with, token, up};
+use super::{
+    ADMIN_SECRET, CALLER_SECRET, OPEN, Up, apply, gateway_file, get_json, http_with, token, up,
+};
 use crate::audit::call;
 
 /// The JSON-RPC code of a call refused by a rate limit.
@@ -56,15 +58,7 @@ async fn rate_limit_rules_change_live_survive_a_restart_and_follow_gatehouse_app
             .is_some_and(|message| message.contains("rate_limits.rules[0].rate")),
         "the refusal names the rule's field: {body}"
     );
-    let kept: Value = http
-        .get(api("/rate-limits"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("get rules")
-        .json()
-        .await
-        .expect("json");
+    let kept = get_json(&http, &api("/rate-limits"), &admin).await;
     assert_eq!(
         kept["rules"],
         json!([rule]),
@@ -79,15 +73,7 @@ async fn rate_limit_rules_change_live_survive_a_restart_and_follow_gatehouse_app
     } = up(&config, &data).await;
     let api = |path: &str| format!("{origin}/admin/v1{path}");
     let admin = token(&origin, "admin-bot", ADMIN_SECRET, &api("")).await;
-    let after: Value = http
-        .get(api("/rate-limits"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("get rules")
-        .json()
-        .await
-        .expect("json");
+    let after = get_json(&http, &api("/rate-limits"), &admin).await;
     assert_eq!(after["rules"], json!([rule]), "{after}");
 
     let (code, dry) = apply(&origin, &config, &admin, true);
