@@ -246,10 +246,7 @@ fn plan(desired: &Desired, current: &Running<'_>) -> Plan {
         &server_changes,
         &mut plan,
     );
-    let rate_rules = match desired.declarations.rate_rules() {
-        Value::Array(rules) => rules,
-        _ => Vec::new(),
-    };
+    let rate_rules = desired.declarations.rate_rules();
     if rate_rules.as_slice() != current.rate_rules {
         plan.text.push_str("~ update rate limits\n");
         plan.steps.push(Step {

@@ -53,7 +53,7 @@ impl Declarations {
                     let list = saved.get(key).cloned().unwrap_or(Value::Array(Vec::new()));
                     declarations.file.insert(key.to_owned(), list);
                 }
-                // Saved before rate limits could be applied: the file's rules stand.
+                // A file saved before rate limits could be applied has no rules: the file's stand.
                 if let Some(rules) = saved.get(RATE_LIMIT_RULES) {
                     declarations.set_rate_rules(rules.clone());
                 }
@@ -145,13 +145,14 @@ impl Declarations {
         (next, Changed::default())
     }
 
-    /// Returns the rate-limit rules in force, as declared (a list).
-    pub(crate) fn rate_rules(&self) -> Value {
+    /// Returns the rate-limit rules in force, as declared.
+    pub(crate) fn rate_rules(&self) -> Vec<Value> {
         self.file
             .get("rate_limits")
             .and_then(|section| section.get("rules"))
+            .and_then(Value::as_array)
             .cloned()
-            .unwrap_or(Value::Array(Vec::new()))
+            .unwrap_or_default()
     }
 
     fn set_rate_rules(&mut self, rules: Value) {
@@ -174,7 +175,7 @@ impl Declarations {
         for key in ["connectors", "virtual_servers"] {
             saved.insert(key.to_owned(), Value::Array(self.list(key).to_vec()));
         }
-        saved.insert(RATE_LIMIT_RULES.to_owned(), self.rate_rules());
+        saved.insert(RATE_LIMIT_RULES.to_owned(), Value::Array(self.rate_rules()));
         let path = applied_path(data);
         let partial = path.with_extension("json.partial");
         std::fs::write(&partial, serde_json::to_vec_pretty(&Value::Object(saved))?)?;

@@ -311,7 +311,9 @@ impl Admin {
     pub(crate) fn rate_limits(&self, caller: &AdminCaller) -> RateLimits {
         let action = Action::read(EventKind::PolicyChanged, "read", "rate_limits", "");
         self.record(caller, &action, None);
-        rate_limits(&self.inner.routing.live().declarations)
+        RateLimits {
+            rules: self.inner.routing.live().declarations.rate_rules(),
+        }
     }
 
     /// Replaces the rate-limit rules; every call from now on is charged by the new ones (a
@@ -324,22 +326,14 @@ impl Admin {
         let outcome = self
             .change(|current| Ok(current.with_rate_rules(Value::Array(limits.rules))))
             .await
-            .map(|live| rate_limits(&live.declarations));
+            .map(|live| RateLimits {
+                rules: live.declarations.rate_rules(),
+            });
         let action = Action {
             changed_fields: &["rules"],
             ..Action::read(EventKind::PolicyChanged, "update", "rate_limits", "")
         };
         self.audited(caller, &action, outcome)
-    }
-}
-
-/// Returns the rules `declarations` hold, as the API shows them.
-fn rate_limits(declarations: &Declarations) -> RateLimits {
-    RateLimits {
-        rules: match declarations.rate_rules() {
-            Value::Array(rules) => rules,
-            _ => Vec::new(),
-        },
     }
 }
 
