@@ -12,7 +12,9 @@ era), as an application would after an error. At the end it prints one JSON obje
      "errors": [<the first few error lines>]}
 
 Exit status 0 when it printed its counts (the harness judges them), 2 when it could not
-connect at all.
+connect at all. Once FILE exists the client has STOP_GRACE seconds to finish its call and close
+its session; after that it reports what it counted, the call still in flight as one failure,
+and exits: a legacy session whose SSE stream a killed edge left open must not hold the harness.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import asyncio
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx2
@@ -30,6 +34,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 MODES = {"modern": "2026-07-28", "legacy": "legacy"}
 TIMEOUT = 10.0
+STOP_GRACE = 5.0
 
 
 def first_line(error: BaseException) -> str:
@@ -43,8 +48,40 @@ def text_of(result) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
 
-async def run(url: str, mode: str, stop: Path, token: str) -> dict:
-    ok, failed, errors, connected = 0, 0, [], False
+class Counts:
+    """What the client counted so far, reported once: by the run or by the stop watchdog."""
+
+    def __init__(self) -> None:
+        self.ok, self.failed, self.errors, self.connected = 0, 0, [], False
+        self.in_flight = False
+        self.lock = threading.Lock()
+        self.reported = False
+
+    def report(self, extra_failure: str | None = None) -> bool:
+        """Prints the counts unless they were printed already; says whether this call did."""
+        with self.lock:
+            if self.reported:
+                return False
+            self.reported = True
+            failed, errors = self.failed, list(self.errors)
+            if extra_failure:
+                failed += 1
+                errors.append(extra_failure)
+            print(json.dumps({"ok": self.ok, "failed": failed, "errors": errors[:5],
+                              "connected": self.connected}), flush=True)
+            return True
+
+
+def watchdog(stop: Path, counts: Counts) -> None:
+    """Once `stop` exists, gives the run STOP_GRACE seconds, then reports and exits."""
+    while not stop.exists():
+        time.sleep(0.05)
+    time.sleep(STOP_GRACE)
+    if counts.report("stopped with a call in flight" if counts.in_flight else None):
+        os._exit(0 if counts.connected else 2)
+
+
+async def run(url: str, mode: str, stop: Path, token: str, counts: Counts) -> None:
     call = 0
     while not stop.exists():
         try:
@@ -52,25 +89,27 @@ async def run(url: str, mode: str, stop: Path, token: str) -> dict:
             async with httpx2.AsyncClient(headers=headers, timeout=TIMEOUT) as http:
                 transport = streamable_http_client(url, http_client=http)
                 async with Client(transport, mode=MODES[mode], cache=None, client_info=None) as client:
-                    connected = True
+                    counts.connected = True
                     while not stop.exists():
                         call += 1
                         expected = f"py-{mode}-{call}"
+                        counts.in_flight = True
                         result = await client.call_tool("echo", {"text": expected})
+                        counts.in_flight = False
                         if not result.is_error and text_of(result) == expected:
-                            ok += 1
-                            if ok == 1:
+                            counts.ok += 1
+                            if counts.ok == 1:
                                 print("ready", flush=True)
                         else:
-                            failed += 1
-                            if len(errors) < 5:
-                                errors.append(f"call {call}: {text_of(result)[:200]}")
+                            counts.failed += 1
+                            if len(counts.errors) < 5:
+                                counts.errors.append(f"call {call}: {text_of(result)[:200]}")
         except Exception as error:  # noqa: BLE001 - counted and reported, then reconnect
-            failed += 1
-            if len(errors) < 5:
-                errors.append(first_line(error))
+            counts.in_flight = False
+            counts.failed += 1
+            if len(counts.errors) < 5:
+                counts.errors.append(first_line(error))
             await asyncio.sleep(0.05)
-    return {"ok": ok, "failed": failed, "errors": errors, "connected": connected}
 
 
 def main() -> int:
@@ -83,9 +122,11 @@ def main() -> int:
     if not token:
         print(json.dumps({"error": "SCALEOUT_TOKEN is not set"}), flush=True)
         return 2
-    counts = asyncio.run(run(args.url, args.mode, args.stop, token))
-    print(json.dumps(counts), flush=True)
-    return 0 if counts["connected"] else 2
+    counts = Counts()
+    threading.Thread(target=watchdog, args=(args.stop, counts), daemon=True).start()
+    asyncio.run(run(args.url, args.mode, args.stop, token, counts))
+    counts.report()
+    return 0 if counts.connected else 2
 
 
 if __name__ == "__main__":
