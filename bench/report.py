@@ -228,7 +228,8 @@ def peer_lines(ours: dict[tuple, dict], peer: dict[int, dict] | None, note: str)
     return lines
 
 
-def component_lines(components: dict | None, crowd: dict | None, idle_kib: int | None, components_note: str = "") -> list[str]:
+def component_lines(components: dict | None, crowd: dict | None, idle_kib: int | None, crowd_edge: dict | None = None,
+                    components_note: str = "") -> list[str]:
     """Returns the control-plane and footprint section: each figure from its crate's benchmark."""
     lines = ["## Control plane and footprint", ""]
     if crowd:
@@ -242,10 +243,14 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
             f"({fmt(crowd.get('n_ok'))} calls ok, {fmt(crowd.get('n_err'))} errors, {fmt(crowd.get('rps'))} rps) "
             f"| ≤ 100 MB | {'met' if peak <= 100 and not crowd.get('n_err') else 'missed'} |",
             f"| RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
+            *standalone_edge_lines(crowd_edge),
             "",
             f"The {crowd['clients']:,} clients are `mcp-load --era legacy --concurrency {crowd['clients']}`: one MCP session",
             "each (initialize + initialized), all open for the whole run and sharing the call budget; it runs after the",
-            "measurements above, so the baseline it grows from is the warmed-up gateway.",
+            "measurements above, so the baseline it grows from is the warmed-up gateway. The first rows are",
+            "`gatehouse up`, all four services in one process; the *standalone edge-svc* rows are the edge of the",
+            "scale-out deployment on its own (fresh process, glibc allocator, recording to a standalone audit-svc),",
+            "the process the edge RSS targets size.",
             "",
         ]
     else:
@@ -278,6 +283,21 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
     return lines
 
 
+def standalone_edge_lines(crowd: dict | None) -> list[str]:
+    """Returns the footprint rows of a standalone edge-svc, or a row saying the run failed."""
+    if not crowd:
+        return ["| standalone edge-svc | not measured (its run failed) | | |"]
+    idle = (crowd.get("rss_idle_kib") or 0) / 1024
+    peak = (crowd.get("rss_max_kib") or 0) / 1024
+    return [
+        f"| standalone edge-svc RSS idle (after one sanity call) | {idle:.1f} MiB | ≤ 30 MB | {'met' if idle <= 30 else 'missed'} |",
+        f"| standalone edge-svc RSS with {crowd['clients']:,} concurrent sessions | {peak:.1f} MiB "
+        f"({fmt(crowd.get('n_ok'))} calls ok, {fmt(crowd.get('n_err'))} errors, {fmt(crowd.get('rps'))} rps) "
+        f"| ≤ 100 MB | {'met' if peak <= 100 and not crowd.get('n_err') else 'missed'} |",
+        f"| standalone edge-svc RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ours", required=True)
@@ -292,6 +312,7 @@ def main() -> None:
     parser.add_argument("--components", help="JSON written by bench/components.sh")
     parser.add_argument("--components-note", default="", help="what to say when there are no component figures")
     parser.add_argument("--crowd", help="JSON line written by bench/crowd.py")
+    parser.add_argument("--crowd-edge", help="JSON line written by bench/crowd.py for a standalone edge-svc")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -340,7 +361,8 @@ def main() -> None:
         "downstream, C = 1 and 16.",
         "",
         *peer_lines(ours, peer, args.peer_note),
-        *component_lines(load_json(args.components), load_json(args.crowd), idle.get("gateway_rss_kib"), args.components_note),
+        *component_lines(load_json(args.components), load_json(args.crowd), idle.get("gateway_rss_kib"),
+                         load_json(args.crowd_edge), args.components_note),
     ]
     if args.notes and os.path.isfile(args.notes):
         with open(args.notes, encoding="utf-8") as notes:

@@ -19,8 +19,10 @@
 #   --no-components  skip the control-plane benchmarks (bench/components.sh: tokens/s, credential
 #               fetch, policy decision, audit ingest)
 #
-# Also measured in the same run: edge RSS idle and with CROWD=1000 concurrent MCP sessions
-# (bench/crowd.py), and the control-plane benchmarks of each crate (bench/components.sh).
+# Also measured in the same run: RSS idle and with CROWD=1000 concurrent MCP sessions
+# (bench/crowd.py), of `gatehouse up` and of a standalone edge-svc (the scale-out deployment's edge,
+# recording to a standalone audit-svc), and the control-plane benchmarks of each crate
+# (bench/components.sh).
 #
 # Knobs (environment): REPS=3 REQUESTS=20000 WARMUP=200 MAX_SECONDS=8 CONCURRENCY="1 16 64"
 #   ERAS="modern legacy" PEERS=/tmp/peers PEER_REPS=3 PEER_MAX_SECONDS=8 PEER_INSTALL_SECONDS=300
@@ -86,6 +88,7 @@ CHECKOUT="\`$(git rev-parse --short HEAD)\`"
 say "building release gatehouse, mcp-echo, mcp-load (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release -p gatehouse --bin gatehouse
 cargo build --release -p e2e --bin mcp-echo --bin mcp-load
+cargo build --release -p edge-svc --bin edge-svc -p audit-svc --bin audit-svc
 
 say "starting mcp-echo (scratch: $WORK)"
 "$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo.out" 2> "$WORK/echo.out.err" &
@@ -132,6 +135,44 @@ python3 bench/crowd.py --load "$BIN/mcp-load" --url "$GATEWAY_URL" --pid "$GATEH
 
 cleanup; PIDS=()
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+listening() { python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$1" 2>/dev/null; }
+wait_port() { # port, pid
+  local i
+  for ((i = 0; i < 300; i++)); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.1; done
+  echo "nothing listens on port $1" >&2; return 1
+}
+standalone_edge() { # the scale-out deployment's edge: edge-svc recording to its own audit-svc
+  local audit_port edge_port check echo_url
+  "$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo2.out" 2> "$WORK/echo2.out.err" &
+  PIDS+=("$!")
+  echo_url=$(wait_line "$WORK/echo2.out" '^http://127\.0\.0\.1:[0-9]+/mcp' 30 "$!") || return 1
+  sed "s|url: \".*\"|url: \"$echo_url\"|" "$WORK/gatehouse.yaml" > "$WORK/edge-gateway.yaml"
+  audit_port=$(free_port); edge_port=$(free_port)
+  env GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR="127.0.0.1:$audit_port" GATEHOUSE_AUDIT__DATA_DIR="$WORK/audit" \
+    GATEHOUSE_AUDIT__CALLERS__EDGE_TOKEN=bench-edge-audit-token-0123456789abcdef \
+    "$BIN/audit-svc" > "$WORK/audit.out" 2> "$WORK/audit.out.err" &
+  PIDS+=("$!"); wait_port "$audit_port" "$!" || return 1
+  cat > "$WORK/edge.toml" <<EDGE
+listen_addr = "127.0.0.1:$edge_port"
+gateway = "$WORK/edge-gateway.yaml"
+[audit]
+endpoint = "http://127.0.0.1:$audit_port"
+spool_dir = "$WORK/spool"
+token = "bench-edge-audit-token-0123456789abcdef"
+EDGE
+  "$BIN/edge-svc" --config "$WORK/edge.toml" > "$WORK/edge.out" 2> "$WORK/edge.out.err" &
+  EDGE_PID=$!; PIDS+=("$EDGE_PID"); wait_port "$edge_port" "$EDGE_PID" || return 1
+  check=$("$BIN/mcp-load" --url "http://127.0.0.1:$edge_port/v/bench/mcp" --era legacy --concurrency 2 --requests 20 --warmup 0 --max-seconds 10)
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(r["n_err"] > 0 or r["n_ok"] != 20)' "$check" \
+    || { echo "standalone edge sanity check failed: $check" >&2; return 1; }
+  say "holding $CROWD concurrent sessions on a standalone edge-svc (pid $EDGE_PID)"
+  python3 bench/crowd.py --load "$BIN/mcp-load" --url "http://127.0.0.1:$edge_port/v/bench/mcp" --pid "$EDGE_PID" \
+    --clients "$CROWD" --requests "$CROWD_REQUESTS" > "$WORK/crowd-edge.json"
+}
+standalone_edge || say "standalone edge run failed"
+cleanup; PIDS=()
+
 PEER_NOTE=""
 peer_ready() { [ -x "$PEERS/cf/bin/mcpgateway" ] && [ -x "$PEERS/bench/bin/python" ]; }
 install_peer() {
@@ -172,7 +213,7 @@ PEER_ARGS=()
 [ -s "$WORK/peer-default.jsonl" ] && PEER_ARGS=(--peer "$WORK/peer-default.jsonl")
 mkdir -p docs
 python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" \
-  --components "$WORK/components.json" --crowd "$WORK/crowd.json" --peer-note "$PEER_NOTE" \
+  --components "$WORK/components.json" --crowd "$WORK/crowd.json" --crowd-edge "$WORK/crowd-edge.json" --peer-note "$PEER_NOTE" \
   --command "$INVOCATION" --seconds "$SECONDS" --out docs/benchmarks.md --notes bench/notes.md \
   --checkout "$CHECKOUT" --load-start "$LOAD_START" \
   --settings "reps=$REPS, C=[$CONCURRENCY], eras=[$ERAS], $REQUESTS measured + $WARMUP warm-up calls per run (max ${MAX_SECONDS}s); ContextForge: $PEER_NOTE"

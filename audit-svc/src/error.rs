@@ -104,6 +104,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// Says whether this is another process holding the SQLite file (busy, locked) or
+    /// migrating it at the same moment: both pass once that process is done.
+    pub(crate) fn is_contention(&self) -> bool {
+        match self {
+            Self::Migrate(_) => true,
+            Self::Store(sqlx::Error::Database(error)) => error
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                // The primary result code is the low byte: SQLITE_BUSY 5, SQLITE_LOCKED 6.
+                .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+            _ => false,
+        }
+    }
+
     /// Returns the error for a driver error, classified where code meets the driver.
     pub(crate) fn from_sqlx(error: sqlx::Error) -> Self {
         match error {

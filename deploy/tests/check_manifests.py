@@ -11,6 +11,7 @@ per check and a closing "N passed, M failed" line; exits 1 when any check fails.
 
 import re
 import sys
+import tomllib
 
 import kubernetes_validate
 import yaml
@@ -197,6 +198,37 @@ def check_mounted_config_files_exist_in_the_configmap(docs, _values):
             raise Failure(f"{name(deployment)} does not pass --config")
 
 
+def check_every_pod_is_scraped_where_its_service_serves_metrics(docs, _values):
+    """Prometheus finds each pod by its annotations; vault and audit serve /metrics only on
+    `metrics.listen_addr`, so their config must listen on the port the annotation names."""
+    configmaps = {doc["metadata"]["name"]: doc for doc in by_kind(docs, "ConfigMap")}
+    for deployment in by_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]
+        annotations = pod["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") != "true":
+            raise Failure(f"{name(deployment)} is not annotated for Prometheus scrapes")
+        container = containers(deployment)[0]
+        ports = {port["name"]: port["containerPort"] for port in container.get("ports", [])}
+        scraped = int(annotations.get("prometheus.io/port", "0"))
+        if scraped not in ports.values():
+            raise Failure(f"{name(deployment)} is scraped on port {scraped}, "
+                          f"not one of {sorted(ports.values())}")
+        if "metrics" not in ports:
+            continue
+        if scraped != ports["metrics"]:
+            raise Failure(f"{name(deployment)} has a metrics port but is scraped on {scraped}")
+        config_path = container["args"][container["args"].index("--config") + 1]
+        key = config_path.rsplit("/", 1)[-1]
+        texts = [cm.get("data", {}).get(key) for cm in configmaps.values()]
+        config = next((tomllib.loads(text) for text in texts if text), None)
+        if config is None:
+            raise Failure(f"{name(deployment)} reads {key}, which no ConfigMap holds")
+        listen = config.get("metrics", {}).get("listen_addr", "")
+        if not listen.endswith(f":{ports['metrics']}"):
+            raise Failure(f"{name(deployment)} exposes metrics on {ports['metrics']} but its "
+                          f"{key} sets metrics.listen_addr = {listen!r}")
+
+
 def check_secrets_arrive_only_as_secret_references(docs, values):
     references = {(ref["existingSecret"], ref["key"]) for ref in values["secrets"].values()}
     if by_kind(docs, "Secret"):
@@ -248,6 +280,7 @@ CHECKS = [
     check_pdbs_and_hpas_match_the_deployments,
     check_ingress_backends_exist,
     check_mounted_config_files_exist_in_the_configmap,
+    check_every_pod_is_scraped_where_its_service_serves_metrics,
     check_secrets_arrive_only_as_secret_references,
 ]
 

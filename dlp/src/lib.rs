@@ -10,6 +10,7 @@ mod detector;
 mod document;
 mod error;
 mod hook;
+mod messages;
 mod rule;
 mod scanner;
 mod stream;
@@ -19,6 +20,7 @@ use serde_json::Value;
 pub use detector::Builtin;
 pub use error::{ConfigError, HookError};
 pub use hook::{Hook, HookConfig, OnError, Verdict};
+pub use messages::{MAX_HELD, MessageRun};
 pub use rule::{
     Action, CustomDetectorConfig, Direction, DlpConfig, RuleConfig, Side, SideConfig, Target,
 };

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 use regex::{Regex, RegexSet};
+use regex_automata::hybrid::dfa::DFA;
+use regex_automata::{Anchored, Input};
 
 use crate::detector::Builtin;
 use crate::error::ConfigError;
@@ -33,6 +35,9 @@ struct Detector {
     name: String,
     regex: Regex,
     builtin: Option<Builtin>,
+    /// The same pattern as a lazy DFA, stepped byte by byte to tell whether a text's tail is
+    /// the start of a value that more text could complete (`regex` only reports whole matches).
+    prefix: DFA,
 }
 
 /// One confirmed match, in bytes of the scanned text.
@@ -49,14 +54,15 @@ impl Scanner {
         let mut detectors: Vec<Detector> = Builtin::ALL
             .into_iter()
             .map(|builtin| {
-                Regex::new(builtin.pattern()).map(|regex| Detector {
+                Ok(Detector {
                     name: builtin.name().to_owned(),
-                    regex,
+                    regex: Regex::new(builtin.pattern()).map_err(|error| error.to_string())?,
                     builtin: Some(builtin),
+                    prefix: DFA::new(builtin.pattern()).map_err(|error| error.to_string())?,
                 })
             })
-            .collect::<Result<_, _>>()
-            .map_err(|error| ConfigError::Builtin(error.to_string()))?;
+            .collect::<Result<_, String>>()
+            .map_err(ConfigError::Builtin)?;
         for (index, (name, pattern)) in custom.iter().enumerate() {
             let field = format!("dlp.custom[{index}]");
             if !valid_name(name) {
@@ -80,10 +86,14 @@ impl Scanner {
                     "matches the empty string, so it would mask everything".to_owned(),
                 ));
             }
+            let prefix = DFA::new(pattern).map_err(|error| {
+                ConfigError::invalid(format!("{field}.pattern"), error.to_string())
+            })?;
             detectors.push(Detector {
                 name: name.clone(),
                 regex,
                 builtin: None,
+                prefix,
             });
         }
         if detectors.len() > MAX_DETECTORS {
@@ -170,9 +180,97 @@ impl Scanner {
         }
     }
 
+    /// Masks the leading pieces of `text`, of `lengths` bytes each, as part of the whole text.
+    ///
+    /// Matches starting in those pieces are masked and counted; the returned spill is how far
+    /// the last of them reaches past the pieces, into text that is not masked here.
+    pub(crate) fn mask_prefix(
+        &self,
+        text: &str,
+        lengths: &[usize],
+        selection: Selection,
+        findings: &mut Findings,
+    ) -> (Vec<String>, usize) {
+        let end: usize = lengths.iter().sum();
+        // Joining can also hide a value: "…1111" then "charging…" loses the word boundary
+        // after the last digit. So each piece is also scanned alone, and the two views merged.
+        let mut spans = self.spans(text, selection);
+        let mut offset = 0;
+        for length in lengths {
+            let piece = offset..offset + length;
+            spans.extend(
+                self.spans(&text[piece], selection)
+                    .into_iter()
+                    .map(|span| Span {
+                        start: span.start + offset,
+                        end: span.end + offset,
+                        detector: span.detector,
+                    }),
+            );
+            offset += length;
+        }
+        spans.retain(|span| span.start < end);
+        spans.sort_by_key(|span| (span.start, std::cmp::Reverse(span.end)));
+        let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+        for span in spans {
+            match merged.last_mut() {
+                Some(last) if span.start < last.end => last.end = last.end.max(span.end),
+                _ => merged.push(span),
+            }
+        }
+        let spans = merged;
+        for span in &spans {
+            findings.add(&self.detectors[span.detector].name, 1);
+        }
+        let mut offset = 0;
+        let masked = lengths
+            .iter()
+            .map(|length| {
+                let range = offset..offset + length;
+                offset = range.end;
+                self.rewrite(text, range, &spans)
+            })
+            .collect();
+        let spill = spans.last().map_or(0, |span| span.end.saturating_sub(end));
+        (masked, spill)
+    }
+
     /// Masks one text, adding what was found to `findings`.
     pub fn mask_text(&self, text: &mut String, selection: Selection, findings: &mut Findings) {
         self.mask_fragments(&mut [text], selection, findings);
+    }
+
+    /// Returns the earliest start, within the last `window` bytes of `text`, of a tail that a
+    /// selected detector could still match once more text follows.
+    ///
+    /// A tail the lazy DFA cannot decide (a Unicode word boundary before non-ASCII text, a
+    /// thrashing cache) counts as open: holding text back is the safe error.
+    pub(crate) fn open_tail(
+        &self,
+        text: &str,
+        window: usize,
+        selection: Selection,
+    ) -> Option<usize> {
+        let first = text.len().saturating_sub(window);
+        let selected: Vec<&Detector> = self
+            .detectors
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| selection.0 & (1 << index) != 0)
+            .map(|(_, detector)| detector)
+            .collect();
+        let mut caches: Vec<_> = selected
+            .iter()
+            .map(|detector| detector.prefix.create_cache())
+            .collect();
+        (first..text.len())
+            .filter(|start| text.is_char_boundary(*start))
+            .find(|start| {
+                selected
+                    .iter()
+                    .zip(caches.iter_mut())
+                    .any(|(detector, cache)| could_grow(&detector.prefix, cache, text, *start))
+            })
     }
 
     /// Returns the start of a confirmed match that begins before `cut` and ends after it.
@@ -262,6 +360,29 @@ impl Findings {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Says whether `text[start..]` is a prefix of some match of `dfa` anchored at `start`: after
+/// every byte the automaton is still alive (a complete match that could go on counts too).
+fn could_grow(
+    dfa: &DFA,
+    cache: &mut regex_automata::hybrid::dfa::Cache,
+    text: &str,
+    start: usize,
+) -> bool {
+    let input = Input::new(text).range(start..).anchored(Anchored::Yes);
+    let Ok(mut state) = dfa.start_state_forward(cache, &input) else {
+        return true;
+    };
+    for &byte in &text.as_bytes()[start..] {
+        match dfa.next_state(cache, state, byte) {
+            Ok(next) if next.is_dead() => return false,
+            Ok(next) if next.is_quit() => return true,
+            Ok(next) => state = next,
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 /// Detector names appear in placeholders and audit records, so they are kept plain.

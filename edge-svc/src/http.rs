@@ -150,7 +150,7 @@ impl Endpoints {
                 .with_inspector(inspector.clone());
                 Ok(LiveProxy::new(Arc::clone(&slot_for_factory), template))
             },
-            Arc::new(LocalSessionManager::default()),
+            Arc::new(session_manager()),
             config,
         );
         let gate = Gate::new(
@@ -171,6 +171,21 @@ impl Endpoints {
             }))
             .layer(middleware::from_fn_with_state(gate, admit))
     }
+}
+
+/// How long a finished reply stream stays resumable (`Last-Event-ID`) after its reply went out.
+///
+/// rmcp keeps each finished request stream's messages for 60 s by default: at a thousand calls a
+/// second that is sixty thousand replies held in memory, most of them sent as plain JSON that
+/// cannot be resumed at all. A client whose stream broke retries after the `retry` interval we
+/// announce (3 s), so 10 s covers its reconnect with room to spare.
+const RESUMABLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Returns rmcp's in-memory session manager with finished streams kept [`RESUMABLE_FOR`].
+fn session_manager() -> LocalSessionManager {
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.completed_cache_ttl = RESUMABLE_FOR;
+    manager
 }
 
 /// Hands a request to its virtual server's endpoint, or answers that none is served.

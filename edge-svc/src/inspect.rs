@@ -6,14 +6,23 @@
 //! turns their verdicts into JSON-RPC errors and audit findings (detector names and counts,
 //! never the values).
 
+#![allow(
+    deprecated,
+    reason = "log messages are deprecated by SEP-2577 but are live in the legacy era we serve"
+)]
+
 use std::sync::Arc;
 
-use dlp::{Action, Direction, Dlp, Findings, Target, Verdict};
+use dlp::{Action, Direction, Dlp, Findings, MessageRun, Target, Verdict};
 use proto::audit::v1::{DlpAction, DlpDirection};
-use rmcp::model::{ErrorCode, ErrorData, JsonObject};
+use rmcp::model::{
+    ErrorCode, ErrorData, JsonObject, LoggingMessageNotificationParam, ProgressNotificationParam,
+};
+use rmcp::{Peer, RoleServer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::Mutex;
 
 use crate::audit::CallRecord;
 
@@ -40,34 +49,89 @@ pub struct Item<'a> {
 
 /// Masks what a downstream sends during one call (progress and log messages) before it is relayed.
 ///
-/// Each message is masked whole, with the call's output rule. A relayed message cannot be
-/// recalled, so a value split across two messages is found only when each part matches on its
-/// own; the byte-stream case is [`dlp::TextStream`]'s carry-over window, which would change what
-/// each message says and is therefore not applied to discrete notifications.
+/// One per call, shared by its rounds: the call's progress messages read as one text and its
+/// log messages as another, so a value cut between two messages is still masked (see
+/// [`dlp::MessageRun`]). A message whose tail could start a value is held until the next
+/// message, or the call's answer, decides it; log data that is not a string is masked whole.
 #[derive(Debug, Clone)]
 pub struct NotificationMask {
     dlp: Arc<Dlp>,
     side: dlp::Side,
+    progress: Arc<Mutex<MessageRun<ProgressNotificationParam>>>,
+    logs: Arc<Mutex<MessageRun<LoggingMessageNotificationParam>>>,
 }
 
 impl NotificationMask {
-    /// Masks `value` in place; findings are logged by name and count (a notification has no audit record).
-    pub fn apply(&self, value: &mut Value) {
-        let findings = self.dlp.mask(value, self.side);
-        if !findings.is_empty() {
-            tracing::info!(detectors = %findings.names(), "masked a relayed notification");
-        }
+    /// Relays a progress message, and any held before it that it decides, in order.
+    ///
+    /// The lock is held while sending, so messages reach the client in the order they were
+    /// decided.
+    pub async fn relay_progress(&self, peer: &Peer<RoleServer>, params: ProgressNotificationParam) {
+        let mut run = self.progress.lock().await;
+        let text = params.message.clone().unwrap_or_default();
+        let released = run.push(&self.dlp, self.side, params, text);
+        send_progress(peer, released).await;
+        log_findings(run.take_findings());
     }
 
-    /// Masks an optional text in place.
-    pub fn apply_text(&self, text: &mut Option<String>) {
-        if let Some(text) = text {
-            let mut value = Value::String(std::mem::take(text));
-            self.apply(&mut value);
-            if let Value::String(masked) = value {
-                *text = masked;
+    /// Relays a log message, and any held before it that it decides, in order.
+    pub async fn relay_log(
+        &self,
+        peer: &Peer<RoleServer>,
+        mut params: LoggingMessageNotificationParam,
+    ) {
+        let mut run = self.logs.lock().await;
+        let text = match &mut params.data {
+            Value::String(text) => std::mem::take(text),
+            structured => {
+                log_findings(self.dlp.mask(structured, self.side));
+                String::new()
             }
+        };
+        let released = run.push(&self.dlp, self.side, params, text);
+        send_logs(peer, released).await;
+        log_findings(run.take_findings());
+    }
+
+    /// Relays what is still held: the call has its answer, so nothing more can follow.
+    pub async fn flush(&self, peer: &Peer<RoleServer>) {
+        let mut progress = self.progress.lock().await;
+        send_progress(peer, progress.finish(&self.dlp, self.side)).await;
+        log_findings(progress.take_findings());
+        let mut logs = self.logs.lock().await;
+        send_logs(peer, logs.finish(&self.dlp, self.side)).await;
+        log_findings(logs.take_findings());
+    }
+}
+
+async fn send_progress(
+    peer: &Peer<RoleServer>,
+    released: Vec<(ProgressNotificationParam, String)>,
+) {
+    for (mut params, text) in released {
+        if params.message.is_some() {
+            params.message = Some(text);
         }
+        let _ = peer.notify_progress(params).await;
+    }
+}
+
+async fn send_logs(
+    peer: &Peer<RoleServer>,
+    released: Vec<(LoggingMessageNotificationParam, String)>,
+) {
+    for (mut params, text) in released {
+        if let Value::String(data) = &mut params.data {
+            *data = text;
+        }
+        let _ = peer.notify_logging_message(params).await;
+    }
+}
+
+/// Findings are logged by name and count: a notification has no audit record.
+fn log_findings(findings: Findings) {
+    if !findings.is_empty() {
+        tracing::info!(detectors = %findings.names(), "masked a relayed notification");
     }
 }
 
@@ -144,8 +208,8 @@ impl Inspector {
         Ok(())
     }
 
-    /// Returns the mask for what the downstream sends during a call to `target`, if the call's
-    /// output is masked.
+    /// Returns a fresh mask for what the downstream sends during one call to `target`, if the
+    /// call's output is masked.
     pub fn notifications(&self, target: &Target<'_>) -> Option<NotificationMask> {
         let dlp = self.dlp.as_ref()?;
         if !dlp.covers(target.virtual_server) {
@@ -155,6 +219,8 @@ impl Inspector {
         (side.action == Action::Mask).then(|| NotificationMask {
             dlp: Arc::clone(dlp),
             side,
+            progress: Arc::default(),
+            logs: Arc::default(),
         })
     }
 

@@ -113,12 +113,20 @@ pub struct RouteGuard {
 }
 
 impl RouteGuard {
-    /// Lets the call's notifications that arrived before its answer reach the client first.
+    /// Lets the call's notifications that arrived before its answer reach the client first,
+    /// including those a notification mask held back.
     ///
     /// rmcp hands each downstream notification to its own task but resolves the response
     /// directly, so a progress or log message sent just before the result can still be on its
     /// way when the result is; answering first would close the stream under it.
     pub async fn settle(&self) {
+        self.relays_done().await;
+        if let Some(mask) = &self.call.mask {
+            mask.flush(&self.call.peer).await;
+        }
+    }
+
+    async fn relays_done(&self) {
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
@@ -329,12 +337,13 @@ impl Relay for Switchboard {
                     None => self.sole_call(connector),
                 };
                 if let Some(call) = call {
-                    let mut params = message.params;
-                    if let Some(mask) = &call.mask {
-                        mask.apply(&mut params.data);
-                    }
                     call.relaying(async {
-                        let _ = call.peer.notify_logging_message(params).await;
+                        match &call.mask {
+                            Some(mask) => mask.relay_log(&call.peer, message.params).await,
+                            None => {
+                                let _ = call.peer.notify_logging_message(message.params).await;
+                            }
+                        }
                     })
                     .await;
                 }
@@ -361,10 +370,12 @@ async fn forward_progress(call: &UpstreamCall, mut params: ProgressNotificationP
         return;
     };
     params.progress_token = token;
-    if let Some(mask) = &call.mask {
-        mask.apply_text(&mut params.message);
+    match &call.mask {
+        Some(mask) => mask.relay_progress(&call.peer, params).await,
+        None => {
+            let _ = call.peer.notify_progress(params).await;
+        }
     }
-    let _ = call.peer.notify_progress(params).await;
 }
 
 async fn relay_request(

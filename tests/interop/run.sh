@@ -202,9 +202,12 @@ conformance() {
     local status=$?
     sed -n '/=== SUMMARY ===/,$p' "$work/$name.log"
     if [[ $status -ne 0 ]]; then
-        say "failing checks of $name:"
-        failing_checks "$out"
-        tail -n 5 "$work/$name.log" | sed 's/^/    /'
+        # Kept for the summary too: CI shows only the end of a long run.
+        {
+            say "failing checks of $name:"
+            failing_checks "$out"
+            tail -n 5 "$work/$name.log" | sed 's/^/    /'
+        } | tee "$work/failing-$name.txt"
     fi
     record "$name" "$status"
 }
@@ -542,6 +545,7 @@ fi
 
 if ((failed > 0)); then
     say "failed: ${failures[*]}"
+    cat "$work"/failing-*.txt 2>/dev/null
     if [[ $direct_only -eq 0 ]]; then
         say "last lines of the gatehouse output:"
         tail -n 30 "$work/gatehouse.log" | sed 's/^/    /'

@@ -55,10 +55,17 @@ fn retry(path: &std::path::Path, error: &std::io::Error) -> Failure {
 #[async_trait]
 impl Transport for JsonlTransport {
     async fn deliver(&mut self, batch: &[Record<'_>]) -> Result<(), Failure> {
-        let mut lines = Vec::new();
+        let size = batch.iter().map(|record| record.rendered.text.len() + 1);
+        let mut lines = Vec::with_capacity(size.sum());
         for record in batch {
-            // A line break inside a rendering would split the record: escape it.
-            lines.extend_from_slice(record.rendered.text.replace('\n', "\\n").as_bytes());
+            let text = &record.rendered.text;
+            // A line break inside a rendering would split the record: escape it
+            // (JSON renderings never hold one, so they are not copied for it).
+            if text.contains('\n') {
+                lines.extend_from_slice(text.replace('\n', "\\n").as_bytes());
+            } else {
+                lines.extend_from_slice(text.as_bytes());
+            }
             lines.push(b'\n');
         }
         let file = match self.file.as_mut() {

@@ -17,7 +17,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use super::config::{SyslogConfig, SyslogTlsConfig};
-use super::shape::{document, text};
 use super::{Failure, Record, Transport};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
@@ -222,8 +221,7 @@ pub(crate) fn frame(out: &mut Vec<u8>, message: &str) {
 /// event's id, sequence, leaf hash and facets, and the rendering as MSG.
 pub(crate) fn message(config: &SyslogConfig, record: &Record<'_>) -> String {
     let event = record.event;
-    let doc = document(event);
-    let verdict = text(&doc, &["decision", "verdict"]);
+    let verdict = &event.event.facets.verdict;
     let severity = if verdict == "VERDICT_DENY" {
         SEVERITY_WARNING
     } else {
@@ -235,7 +233,7 @@ pub(crate) fn message(config: &SyslogConfig, record: &Record<'_>) -> String {
         ("eventId", event.event.id.as_str().to_owned()),
         ("seq", event.sequence.to_string()),
         ("leaf", STANDARD.encode(event.leaf_hash)),
-        ("verdict", verdict.to_owned()),
+        ("verdict", verdict.clone()),
         ("outcome", event.event.facets.outcome.clone()),
         ("member", event.event.facets.member_id.clone()),
         ("agent", event.event.facets.agent_client_id.clone()),

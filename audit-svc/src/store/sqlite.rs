@@ -43,6 +43,9 @@ pub struct SqliteStore {
     writer: Mutex<()>,
 }
 
+/// How long opening the store waits for another process migrating the same file.
+const MIGRATION_PATIENCE: Duration = Duration::from_secs(10);
+
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, Error> {
@@ -60,26 +63,32 @@ impl SqliteStore {
         Self::with_options(options).await
     }
 
+    /// Connects and migrates, waiting for another process that is doing the same.
+    ///
+    /// sqlx takes no lock while migrating SQLite, and both its connection set-up (journal
+    /// mode) and its migrations read before they write, so a second process opening the file
+    /// meanwhile (another replica, the `gatehouse audit` CLI) is told "database is locked" at
+    /// once rather than waited for, or finds a migration applied under it. It tries again
+    /// until the other is done, within the same patience as the busy timeout.
     async fn with_options(options: SqliteConnectOptions) -> Result<Self, Error> {
+        let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
+        loop {
+            match Self::connect_and_migrate(options.clone()).await {
+                Err(error) if tokio::time::Instant::now() < deadline && error.is_contention() => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    async fn connect_and_migrate(options: SqliteConnectOptions) -> Result<Self, Error> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(Error::from_sqlx)?;
-        let migrator = sqlx::migrate!("migrations/sqlite");
-        // sqlx takes no lock while migrating SQLite, so two processes starting
-        // on a fresh file can both try to apply a migration; the loser retries and
-        // finds it applied. Every lost race means the winner got one migration
-        // further, so one attempt per migration always suffices.
-        let attempts = migrator.iter().count() + 1;
-        let mut failed = 0;
-        while let Err(error) = migrator.run(&pool).await {
-            failed += 1;
-            if failed >= attempts {
-                return Err(error.into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool,
             writer: Mutex::new(()),

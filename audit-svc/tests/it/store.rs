@@ -363,3 +363,40 @@ async fn stores_opening_one_fresh_sqlite_file_at_once_all_start() {
         assert_eq!(outcomes, [AppendOutcome::Stored(i as u64 + 1)]);
     }
 }
+
+/// Processes that open one fresh SQLite file at the same moment (a service starting while the
+/// `gatehouse audit` CLI reads, or two replicas) all open it, even while the first of them is
+/// already appending: none is told the file is locked, and all see the same log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_on_one_fresh_sqlite_file_at_once_all_open() {
+    use audit_svc::Store as _;
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut openers = tokio::task::JoinSet::new();
+        for opener in 0..6 {
+            let path = path.clone();
+            openers.spawn(async move {
+                let store = audit_svc::SqliteStore::open(&path).await?;
+                for minute in 0..3 {
+                    let id = format!("{round}-{opener}-{minute}");
+                    store
+                        .append(&[event(&id, "alice", "echo", "VERDICT_ALLOW", minute)])
+                        .await?;
+                }
+                Ok::<_, audit_svc::Error>(store)
+            });
+        }
+        let mut stores = Vec::new();
+        while let Some(opened) = openers.join_next().await {
+            stores.push(
+                opened
+                    .unwrap()
+                    .expect("opened and appended despite the others"),
+            );
+        }
+        for store in &stores {
+            assert_eq!(store.head().await.unwrap(), 18);
+        }
+    }
+}

@@ -54,7 +54,11 @@ async fn conformance_authorization_scenarios_pass_headless() {
             "-o",
         ])
         .arg(output.path())
-        .args(["--client-id", client["client_id"].as_str().unwrap()])
+        // Joined with `=`: a client id may begin with `-`, which the CLI would read as a flag.
+        .arg(format!(
+            "--client-id={}",
+            client["client_id"].as_str().unwrap()
+        ))
         .args(["--port", &addr.port().to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -4,6 +4,7 @@
 
 mod document;
 mod hook;
+mod messages;
 mod rule;
 mod stream;
 

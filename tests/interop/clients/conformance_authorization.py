@@ -58,7 +58,8 @@ def main() -> int:
     client_id = registration.json()["client_id"]
     print(f"registered client {client_id} with redirect {callback}", flush=True)
 
-    command = [conformance, "authorization", "--url", issuer, "--client-id", client_id, "--resource", resource]
+    # `--client-id=ID` in one argument: a client id may begin with "-", which the CLI would read as a flag.
+    command = [conformance, "authorization", "--url", issuer, f"--client-id={client_id}", "--resource", resource]
     command += ["--port", str(port), "-o", results]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # The deadline is enforced by a timer that kills the suite; reading its output then ends.

@@ -104,6 +104,10 @@ struct SlowParams {
     /// Text each progress notification carries as its message.
     #[serde(default)]
     note: Option<String>,
+    /// Texts the progress notifications carry one after another, one step each, instead of
+    /// `note`: how a downstream cuts one text into several messages.
+    #[serde(default)]
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -195,18 +199,25 @@ impl Echo {
     )]
     async fn slow(
         &self,
-        Parameters(SlowParams { ms, note }): Parameters<SlowParams>,
+        Parameters(SlowParams { ms, note, notes }): Parameters<SlowParams>,
         meta: RequestMetaObject,
         client: Peer<RoleServer>,
     ) -> Result<String, ErrorData> {
-        let step = Duration::from_millis(ms) / SLOW_STEPS;
-        for done in 1..=SLOW_STEPS {
+        let messages: Vec<Option<String>> = if notes.is_empty() {
+            vec![note; SLOW_STEPS as usize]
+        } else {
+            notes.into_iter().map(Some).collect()
+        };
+        let steps = u32::try_from(messages.len())
+            .map_err(|_| ErrorData::invalid_params("too many notes", None))?;
+        let step = Duration::from_millis(ms) / steps;
+        for (done, message) in (1..=steps).zip(messages) {
             tokio::time::sleep(step).await;
             if let Some(token) = meta.get_progress_token() {
                 let mut progress = ProgressNotificationParam::new(token, f64::from(done))
-                    .with_total(f64::from(SLOW_STEPS));
-                if let Some(note) = &note {
-                    progress = progress.with_message(note.clone());
+                    .with_total(f64::from(steps));
+                if let Some(message) = message {
+                    progress = progress.with_message(message);
                 }
                 client
                     .notify_progress(progress)
@@ -215,6 +226,17 @@ impl Echo {
             }
         }
         Ok(format!("slept {ms} ms"))
+    }
+
+    #[tool(
+        description = "Tell the calling session that the tool list changed, as a server whose tools changed would"
+    )]
+    async fn announce(&self, client: Peer<RoleServer>) -> Result<String, ErrorData> {
+        client
+            .notify_tool_list_changed()
+            .await
+            .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
+        Ok("announced".to_owned())
     }
 
     #[tool(description = "Fail with a tool error")]

@@ -114,7 +114,7 @@ async fn every_shared_credential_kind_reaches_its_connector_and_no_secret_leaks(
     echo.args(["http", "--listen", "127.0.0.1:0"]);
     let downstream = UrlServer::start(echo).await;
     // The client-credentials downstream asks the provider whose token it is shown.
-    let provider = provider().await;
+    let provider = provider(600).await;
     let whoami_downstream = match &provider {
         Some(provider) => {
             let base = provider.url.trim_end_matches('/').to_owned();

@@ -360,8 +360,9 @@ async fn futures_join<F: std::future::Future<Output = (Value, Value)>>(
     results
 }
 
-/// The authlib provider of vault-svc's tests, or `None` (printed loudly) without its Python.
-pub(super) async fn provider() -> Option<UrlServer> {
+/// The authlib provider of vault-svc's tests with access tokens living `expires_in` seconds,
+/// or `None` (printed loudly) without its Python.
+pub(super) async fn provider(expires_in: u64) -> Option<UrlServer> {
     let python = std::env::var("GATEHOUSE_VAULT_PEERS_PYTHON")
         .or_else(|_| std::env::var("GATEHOUSE_INTEROP_PYTHON"));
     let Ok(python) = python else {
@@ -376,13 +377,18 @@ pub(super) async fn provider() -> Option<UrlServer> {
         "/../vault-svc/tests/peers/oauth_provider.py"
     );
     let mut command = Command::new(python);
-    command.args([script, "--expires-in", "600", "--print-url"]);
+    command.args([
+        script,
+        "--expires-in",
+        &expires_in.to_string(),
+        "--print-url",
+    ]);
     Some(UrlServer::start(command).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_connect_their_own_accounts_at_a_real_provider_and_retry() {
-    let Some(provider) = provider().await else {
+    let Some(provider) = provider(600).await else {
         return;
     };
     let base = provider.url.clone();

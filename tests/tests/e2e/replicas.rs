@@ -3,11 +3,13 @@
 //! server (a database per service, made for this test) and Redis, with HAProxy spreading MCP
 //! traffic over the edges round-robin and each service's gRPC over its replicas.
 //!
-//! Under load from Rust session-era clients and the Python `mcp` SDK in both eras, one replica
-//! of each service is killed with SIGKILL in turn. Afterwards every answered call is in the
-//! audit log exactly once, `gatehouse audit verify` passes on the shared log, client-visible
-//! errors stay bounded, calls succeed again, and a decommissioned agent is refused on every
-//! edge within a second.
+//! Under load from Rust session-era clients and the Python `mcp` SDK in both eras, a replica
+//! of each service, picked at random, is killed with SIGKILL in turn. Afterwards every
+//! answered call is in the audit log exactly once, `gatehouse audit verify` passes on the
+//! shared log, client-visible errors stay bounded, one rate budget holds across the edges
+//! throughout, members' expiring grants at a real provider (authlib, rotating refresh tokens)
+//! were each refreshed once per cycle by the vault replicas, calls succeed again, and a
+//! decommissioned agent is refused on every edge within a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -40,6 +42,11 @@ const TEAM_TOKEN: &str = "canary-replicas-team-4f9e1c";
 const AUTHZ_MASTER_KEY: &str = "cmVwbGljYXMtYXV0aHotbWFzdGVyLWtleS0wMTIzNDU=";
 /// Is vault-svc's key-encryption key (`version:base64` of 32 bytes), the same for both replicas.
 const VAULT_KEK: &str = "1:cmVwbGljYXMtdmF1bHQta2V5LWVuY3J5cHRpb24tazE=";
+/// How many members' grants at the provider the vault replicas keep fresh through the chaos.
+const GRANTS: usize = 16;
+/// Is each access token's lifetime at the provider, in seconds: the first refresh (due after
+/// two thirds, less jitter) lands around the vault kill, the next on the surviving replica.
+const GRANT_LIFETIME: u64 = 6;
 /// Bounds the whole harness so a hung replica fails the test instead of CI.
 const DEADLINE: Duration = Duration::from_secs(150);
 
@@ -171,6 +178,11 @@ async fn ready(addr: SocketAddr, child: &mut Child, log: &Path) {
 }
 
 impl Harness {
+    /// Is the Redis key prefix the vault replicas share (their refresh locks live under it).
+    fn vault_prefix(&self) -> String {
+        format!("{}vault:", self.prefix)
+    }
+
     async fn audit(&self, index: usize) -> Replica {
         let addr = reserve_port().release();
         let data = self.dir.join(format!("audit{index}"));
@@ -275,8 +287,11 @@ impl Harness {
                 ("GATEHOUSE_VAULT__REFRESH__REDIS_URL", self.redis.clone()),
                 (
                     "GATEHOUSE_VAULT__REFRESH__REDIS_KEY_PREFIX",
-                    format!("{}vault:", self.prefix),
+                    self.vault_prefix(),
                 ),
+                ("GATEHOUSE_VAULT__REFRESH__POLL_INTERVAL", "100ms".into()),
+                ("GATEHOUSE_VAULT__REFRESH__LOCK_TTL", "2s".into()),
+                ("GATEHOUSE_VAULT__REFRESH__HTTP_TIMEOUT", "800ms".into()),
                 ("GATEHOUSE_VAULT__CALLERS__EDGE_TOKEN", EDGE_TOKEN.into()),
                 ("GATEHOUSE_VAULT__CALLERS__ADMIN_TOKEN", ADMIN_TOKEN.into()),
                 (
@@ -467,6 +482,39 @@ async fn rust_worker(
     }
 }
 
+/// Is the rate budget of `add` for the whole virtual server, shared by every edge through Redis.
+const LIMITED_BUDGET: u32 = 8;
+
+/// What the rate-limited worker saw: calls allowed, refused with 429, and failed otherwise.
+#[derive(Debug, Default)]
+struct Limits {
+    allowed: u32,
+    limited: u32,
+    failed: u32,
+}
+
+/// Calls `add` statelessly through the balancer until `stop`, spreading the calls over every
+/// edge, and counts how many the shared budget let through.
+async fn limited_worker(
+    resource: String,
+    token: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> Limits {
+    let mut limits = Limits::default();
+    while !stop.is_cancelled() {
+        let call = super::oauth::call_tool(&resource, &token, "add", json!({"a": 1, "b": 2}));
+        match tokio::time::timeout(Duration::from_secs(10), call).await {
+            Ok(response) if response.status() == StatusCode::OK => limits.allowed += 1,
+            Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+                limits.limited += 1;
+            }
+            _ => limits.failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    limits
+}
+
 /// The Python SDK load client, under way.
 struct PythonLoad {
     mode: &'static str,
@@ -530,6 +578,39 @@ impl PythonLoad {
     }
 }
 
+/// Which replica of each service the chaos kills: two audit, two authz, two vault, three edges.
+struct Victims {
+    audit: usize,
+    authz: usize,
+    vault: usize,
+    edge: usize,
+}
+
+impl Victims {
+    /// Picks each at random: std's randomly keyed SipHash over the clock and the process id.
+    fn pick() -> Self {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let keys = std::collections::hash_map::RandomState::new();
+        let pick = |service: &str, replicas: u64| {
+            let mut hasher = keys.build_hasher();
+            hasher.write(service.as_bytes());
+            hasher.write_u32(std::process::id());
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_nanos()),
+            );
+            usize::try_from(hasher.finish() % replicas).expect("a small index")
+        };
+        Self {
+            audit: pick("audit", 2),
+            authz: pick("authz", 2),
+            vault: pick("vault", 2),
+            edge: pick("edge", 3),
+        }
+    }
+}
+
 /// Kills a replica with SIGKILL and waits for it to be gone.
 async fn kill(replica: &mut Replica) {
     replica.child.start_kill().expect("kill -9");
@@ -554,46 +635,43 @@ async fn gatehouse_audit(harness: &Harness, args: &[&str]) -> std::process::Outp
         .expect("gatehouse audit")
 }
 
-/// Returns every recorded `tools/call` event of `crm` as (session, JSON-RPC id) → outcomes.
-async fn recorded_calls(harness: &Harness) -> BTreeMap<(String, String), Vec<Value>> {
-    let mut calls: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+/// Returns every recorded event the `gatehouse audit search` filter `filter` selects.
+async fn recorded_events(harness: &Harness, filter: &[&str]) -> Vec<Value> {
+    let mut events = Vec::new();
     let mut page_token = String::new();
     loop {
-        let output = gatehouse_audit(
-            harness,
-            &[
-                "search",
-                "--virtual-server",
-                "crm",
-                "--limit",
-                "1000",
-                "--page-token",
-                &page_token,
-            ],
-        )
-        .await;
+        let mut args = vec!["search", "--limit", "1000", "--page-token", &page_token];
+        args.extend_from_slice(filter);
+        let output = gatehouse_audit(harness, &args).await;
         assert!(
             output.status.success(),
             "audit search: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         let page: Value = serde_json::from_slice(&output.stdout).expect("search json");
-        for event in page["events"].as_array().into_iter().flatten() {
-            let metadata = &event["event"]["metadata"];
-            if metadata["mcpMethod"] != "tools/call" {
-                continue;
-            }
-            let key = (
-                metadata["mcpSessionId"].as_str().unwrap_or("").to_owned(),
-                metadata["jsonrpcId"].as_str().unwrap_or("").to_owned(),
-            );
-            calls.entry(key).or_default().push(event.clone());
-        }
+        events.extend(page["events"].as_array().into_iter().flatten().cloned());
         match page["next_page_token"].as_str() {
             Some(next) if !next.is_empty() => page_token = next.to_owned(),
-            _ => return calls,
+            _ => return events,
         }
     }
+}
+
+/// Returns every recorded `tools/call` event of `crm` as (session, JSON-RPC id) → outcomes.
+async fn recorded_calls(harness: &Harness) -> BTreeMap<(String, String), Vec<Value>> {
+    let mut calls: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for event in recorded_events(harness, &["--virtual-server", "crm"]).await {
+        let metadata = &event["event"]["metadata"];
+        if metadata["mcpMethod"] != "tools/call" {
+            continue;
+        }
+        let key = (
+            metadata["mcpSessionId"].as_str().unwrap_or("").to_owned(),
+            metadata["jsonrpcId"].as_str().unwrap_or("").to_owned(),
+        );
+        calls.entry(key).or_default().push(event);
+    }
+    calls
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -655,8 +733,12 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         dir.path().join("gateway.yaml"),
         format!(
             "connectors:\n  - name: team\n    http: {{url: \"{}\"}}\n    credentials: {{mode: shared}}\n\
-             virtual_servers:\n  - name: crm\n    auth: oauth\n    connectors: [{{connector: team, prefix: \"\"}}]\n",
-            downstream.url
+             virtual_servers:\n  - name: crm\n    auth: oauth\n    connectors: [{{connector: team, prefix: \"\"}}]\n\
+             rate_limits:\n  backend: {{redis: {{url: \"{redis}\", key_prefix: \"{prefix}limit:\"}}}}\n  \
+             rules: [{{name: add-total, per: virtual_server, tool: add, rate: 1/hour, burst: {LIMITED_BUDGET}}}]\n",
+            downstream.url,
+            redis = harness.redis,
+            prefix = harness.prefix,
         ),
     )
     .expect("gateway yaml");
@@ -740,7 +822,8 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         .await;
     }
 
-    progress.stage("every edge answers; starting the load");
+    let grants = Grants::store(&harness).await;
+    progress.stage("every edge answers; members' grants stored; starting the load");
     // Load: three Rust session-era workers and the Python SDK in both eras.
     let stop = tokio_util::sync::CancellationToken::new();
     let stop_file = dir.path().join("stop-python");
@@ -753,22 +836,36 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
             stop.clone(),
         ));
     }
+    let limited = tokio::spawn(limited_worker(
+        resource.clone(),
+        token.clone(),
+        stop.clone(),
+    ));
     let mut pythons = Vec::new();
     for mode in ["modern", "legacy"] {
         pythons.push(PythonLoad::start(python, &resource, &token, mode, &stop_file).await);
     }
 
-    progress.stage("load under way; killing a replica of each service");
-    // Chaos: one replica of each service dies in turn while the load runs.
+    // Chaos: a replica of each service, picked at random, dies in turn while the load runs.
+    let victim = Victims::pick();
+    progress.stage(&format!(
+        "load under way; killing audit{}, authz{}, vault{} and edge{}",
+        victim.audit, victim.authz, victim.vault, victim.edge
+    ));
     let pause = Duration::from_millis(1500);
     tokio::time::sleep(pause).await;
-    kill(&mut audit[0]).await;
+    kill(&mut audit[victim.audit]).await;
     tokio::time::sleep(pause).await;
-    kill(&mut authz[0]).await;
+    kill(&mut authz[victim.authz]).await;
     tokio::time::sleep(pause).await;
-    kill(&mut vault[0]).await;
+    kill_between_refreshes(
+        &mut vault[victim.vault],
+        &harness.redis,
+        &harness.vault_prefix(),
+    )
+    .await;
     tokio::time::sleep(pause).await;
-    kill(&mut edges[1]).await;
+    kill(&mut edges[victim.edge]).await;
     tokio::time::sleep(pause).await;
     stop.cancel();
     std::fs::write(&stop_file, "").expect("stop file");
@@ -793,6 +890,13 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
     }
     let answered = expected.len();
     assert!(answered > 0, "the Rust workers got answers");
+    let limits = limited.await.expect("rate-limited worker");
+    assert!(
+        limits.allowed <= LIMITED_BUDGET
+            && limits.allowed + limits.failed >= LIMITED_BUDGET
+            && limits.limited > 0,
+        "one budget of {LIMITED_BUDGET} across the edges while replicas died: {limits:?}"
+    );
     assert!(
         failed <= 24,
         "client-visible errors while a replica of each service died: {failed} of {}",
@@ -809,7 +913,7 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
 
     // The killed edge comes back on its spool (a volume) and delivers what it had answered.
     progress.stage("restarting the killed edge");
-    edges[1] = harness.edge(1).await;
+    edges[victim.edge] = harness.edge(victim.edge).await;
     progress.stage("reading the audit log back");
 
     // Every answered call is recorded exactly once, allowed, and the shared log verifies.
@@ -856,9 +960,20 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         String::from_utf8_lossy(&verify.stderr)
     );
 
+    progress.stage("log verified; checking the members' grants");
+    let refreshed = grants.expect_each_refreshed_once_per_cycle().await;
+    let log = recorded_events(&harness, &[]).await;
+    let log = serde_json::to_string(&log).expect("log text");
+    for token in grants.issued_tokens().await {
+        assert!(
+            !log.contains(&token),
+            "a provider token reached the audit log"
+        );
+    }
+
     // A decommissioned agent is refused on every live edge within a second, through the
     // surviving authz replica.
-    progress.stage("log verified; decommissioning the agent");
+    progress.stage(&format!("{refreshed}; decommissioning the agent"));
     decommission_and_expect_refusal_on_every_edge(fronts.authz_grpc, bundle, &token, &edges).await;
     progress.stage("refused on every edge; stopping");
     tracing::info!(answered, python_ok, failed, "replicated harness");
@@ -869,7 +984,258 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
     drop(authz);
     drop(audit);
     downstream.stop().await;
+    grants.provider.stop().await;
+    drop(grants.vault);
     for database in databases {
         database.drop().await;
     }
+}
+
+/// Members' grants at a real provider (authlib: rotating refresh tokens, and a refresh token
+/// redeemed twice revokes its grant), stored in the shared vault database as each member's
+/// consent would have stored them, for the vault replicas to keep fresh.
+struct Grants {
+    provider: super::connector::UrlServer,
+    /// Reads the shared store as one more vault-svc would, without running a refresh engine.
+    vault: vault_svc::Vault,
+    members: Vec<String>,
+    stored: Instant,
+    http: reqwest::Client,
+}
+
+impl Grants {
+    async fn store(harness: &Harness) -> Self {
+        let provider = super::credentials::provider(GRANT_LIFETIME)
+            .await
+            .expect("the interop Python runs the provider");
+        let http = reqwest::Client::new();
+        let lifetime = i64::try_from(GRANT_LIFETIME).expect("seconds") * 1_000_000;
+        let expires_at = vault_svc::credential::now_micros() + lifetime;
+        let seeded: Value = http
+            .post(format!("{}/admin/seed", provider.url))
+            .json(&json!({"count": GRANTS, "prefix": "member"}))
+            .send()
+            .await
+            .expect("seed")
+            .json()
+            .await
+            .expect("seeded grants");
+        let store = vault_svc::store::PostgresStore::connect(&harness.vault_db)
+            .await
+            .expect("the vault replicas' store");
+        let keyring =
+            vault_svc::crypto::LocalKeyring::from_env_value(VAULT_KEK).expect("the shared KEK");
+        let consent = vault_svc::ConsentIssuer::new(
+            "http://127.0.0.1:9/vault",
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
+        .expect("consent");
+        let connector = vault_svc::ConnectorConfig {
+            credential: vault_svc::CredentialMode::PerMember,
+            oauth: Some(vault_svc::OAuthProviderConfig {
+                client_id: "vault-client".to_owned(),
+                client_secret: Some("vault-client-secret".to_owned().into()),
+                authorization_endpoint: Some(format!("{}/authorize", provider.url)),
+                token_endpoint: Some(format!("{}/token", provider.url)),
+                resource: None,
+                scopes: vec!["read".to_owned()],
+                revocation_endpoint: None,
+            }),
+            api_key: None,
+            rotation: None,
+        };
+        let vault = vault_svc::Vault::new(
+            "acme".to_owned(),
+            std::sync::Arc::new(store),
+            vault_svc::crypto::Envelope::new(std::sync::Arc::new(keyring)),
+            BTreeMap::from([("personal".to_owned(), connector)]),
+            std::sync::Arc::new(vault_svc::event::LogSink),
+            consent,
+        );
+        let mut members = Vec::new();
+        for grant in seeded["grants"].as_array().expect("grants") {
+            let member = grant["user"].as_str().expect("user").to_owned();
+            let secret = |field: &str| {
+                vault_svc::secret::SecretText::from(grant[field].as_str().expect("token"))
+            };
+            let material =
+                vault_svc::credential::Material::OauthGrant(vault_svc::credential::OAuthGrant {
+                    access_token: secret("access_token"),
+                    refresh_token: Some(secret("refresh_token")),
+                    token_endpoint: format!("{}/token", provider.url),
+                    client_id: "vault-client".to_owned(),
+                    client_secret: Some(vault_svc::secret::SecretText::from("vault-client-secret")),
+                    resource: None,
+                    revocation_endpoint: None,
+                });
+            vault
+                .store_credential(
+                    "personal",
+                    vault_svc::secret::Owner::Member(member.clone()),
+                    &material,
+                    Some(expires_at),
+                    String::new(),
+                )
+                .await
+                .expect("grant stored");
+            members.push(member);
+        }
+        Self {
+            provider,
+            vault,
+            members,
+            stored: Instant::now(),
+            http,
+        }
+    }
+
+    /// Reads one of the provider's admin documents (`stats`, `tokens`).
+    async fn admin(&self, document: &str) -> Value {
+        self.http
+            .get(format!("{}/admin/{document}", self.provider.url))
+            .send()
+            .await
+            .expect(document)
+            .json()
+            .await
+            .expect(document)
+    }
+
+    /// Waits until every grant was refreshed twice (the first refresh falls around the vault
+    /// kill, the second on the survivor), then checks that no refresh token was ever redeemed
+    /// twice, no grant was revoked, none was refreshed more often than its schedule, and each
+    /// member's credential as the vault releases it is accepted by the provider. Returns a
+    /// summary of the provider's counts.
+    async fn expect_each_refreshed_once_per_cycle(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stats = loop {
+            let stats = self.admin("stats").await;
+            let counts: Vec<u64> = stats["refreshes"]
+                .as_object()
+                .into_iter()
+                .flat_map(|counts| counts.values().filter_map(Value::as_u64))
+                .collect();
+            if counts.len() == GRANTS && counts.iter().all(|count| *count >= 2) {
+                break stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "every grant refreshed twice within 30 s: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            stats["reuse_detected"], 0,
+            "a refresh token redeemed twice: {stats}"
+        );
+        assert_eq!(stats["revoked_grants"], 0, "a grant revoked: {stats}");
+        // Refreshes come at least two thirds of a lifetime, less 10 % jitter, apart.
+        let shortest = GRANT_LIFETIME as f64 * (2.0 / 3.0 - 0.1);
+        let most = (self.stored.elapsed().as_secs_f64() / shortest).floor() as u64 + 1;
+        let counts = stats["refreshes"].as_object().expect("refreshes");
+        assert!(
+            counts.values().all(|count| count.as_u64() <= Some(most)),
+            "a grant refreshed more than {most} times: {stats}"
+        );
+        let total: u64 = counts.values().filter_map(Value::as_u64).sum();
+        let summary = format!(
+            "{} grants refreshed {total} times in {:.1} s (each at most {most}), {} after expiry, \
+             none reused",
+            counts.len(),
+            self.stored.elapsed().as_secs_f64(),
+            stats["late_refreshes"]
+        );
+        for member in &self.members {
+            let query = vault_svc::CredentialQuery {
+                member_id: Some(member.clone()),
+                connector: "personal".to_owned(),
+                ..vault_svc::CredentialQuery::default()
+            };
+            let vault_svc::CredentialOutcome::Released(released) = self
+                .vault
+                .get_credential(&query)
+                .await
+                .expect("the member's credential")
+            else {
+                panic!("{member}'s grant is connected");
+            };
+            let vault_svc::credential::Material::Bearer { token } = released.material else {
+                panic!("{member}'s grant is released as a bearer token");
+            };
+            let whoami: Value = self
+                .http
+                .get(format!("{}/whoami", self.provider.url))
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .expect("whoami")
+                .json()
+                .await
+                .expect("whoami json");
+            assert_eq!(
+                whoami["user"].as_str(),
+                Some(member.as_str()),
+                "the provider accepts {member}'s current token: {whoami}"
+            );
+        }
+        summary
+    }
+
+    /// Returns every access and refresh token the provider issued, for the canary check.
+    async fn issued_tokens(&self) -> Vec<String> {
+        self.admin("tokens").await["tokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// SIGKILLs a vault replica at a moment it holds no refresh lock: it is stopped (SIGSTOP)
+/// until a look at the shared locks finds none of its own. A SIGKILL while a token request
+/// is in flight can lose the provider's answer, which no client can fence (the provider then
+/// sees the next redemption of that refresh token as reuse); every such request runs under a
+/// held lock, so a stopped replica holding none has nothing in flight.
+async fn kill_between_refreshes(replica: &mut Replica, redis: &str, prefix: &str) {
+    use nix::sys::signal::{Signal, kill as signal};
+    let id = replica.child.id().expect("a running replica");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(id).expect("pid"));
+    let mut locks = redis::Client::open(redis)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let own = format!("{id}:");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        signal(pid, Signal::SIGSTOP).expect("kill -STOP");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}lock:*"))
+            .query_async(&mut locks)
+            .await
+            .expect("lock keys");
+        let mut holds = false;
+        for key in keys {
+            let holder: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut locks)
+                .await
+                .expect("lock holder");
+            holds |= holder.is_some_and(|holder| holder.starts_with(&own));
+        }
+        if !holds {
+            break;
+        }
+        signal(pid, Signal::SIGCONT).expect("kill -CONT");
+        assert!(
+            Instant::now() < deadline,
+            "{} never stopped holding refresh locks",
+            replica.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(replica).await;
 }

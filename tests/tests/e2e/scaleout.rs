@@ -528,7 +528,7 @@ async fn three_edges_behind_haproxy_share_sessions_revocations_and_one_rate_limi
     std::fs::write(
         dir.path().join("gateway.yaml"),
         format!(
-            "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{echo_dir}\"]}}\n\
+            "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{echo_dir}\"], era: legacy}}\n\
              virtual_servers:\n  - name: crm\n    auth: oauth\n    connectors: [{{connector: local, prefix: \"\"}}]\n\
              rate_limits:\n  backend: {{redis: {{url: \"{redis}\", key_prefix: \"{key_prefix}limit:\"}}}}\n  \
              rules: [{{name: add-total, per: virtual_server, tool: add, rate: 1/hour, burst: {budget}}}]\n"
@@ -557,12 +557,22 @@ async fn three_edges_behind_haproxy_share_sessions_revocations_and_one_rate_limi
     // A session-era session started through the balancer continues on every edge.
     let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {"protocolVersion": SESSION_ERA, "capabilities": {}, "clientInfo": {"name": "scaleout", "version": "1"}}});
-    let (status, _, session, body) = session_post(&resource, &token, None, initialize).await;
+    let (status, created_on, session, body) =
+        session_post(&resource, &token, None, initialize).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let session = session.expect("a session id");
     let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let (status, ..) = session_post(&resource, &token, Some(&session), initialized).await;
+    let (status, initialized_on, ..) =
+        session_post(&resource, &token, Some(&session), initialized).await;
     assert!(status.is_success(), "initialized: {status}");
+
+    // Its standalone GET stream opens on an edge that has not seen it yet, and carries what
+    // that edge's downstream announces.
+    let elsewhere = edges
+        .iter()
+        .find(|edge| edge.name != created_on && edge.name != initialized_on)
+        .expect("a third edge");
+    expect_list_changed_on_get_stream(elsewhere, &token, &session).await;
     let mut served_by = std::collections::BTreeSet::new();
     for id in 1..=9 {
         let call = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -639,6 +649,48 @@ async fn three_edges_behind_haproxy_share_sessions_revocations_and_one_rate_limi
     drop(balancer);
     drop(edges);
     authz.stop().await;
+}
+
+/// Opens `session`'s standalone GET stream directly on `edge`, has that edge's downstream
+/// announce a tool-list change, and expects `notifications/tools/list_changed` on the stream.
+async fn expect_list_changed_on_get_stream(edge: &Replica, token: &str, session: &str) {
+    let direct = format!("http://{}/v/crm/mcp", edge.addr);
+    let mut stream = reqwest::Client::new()
+        .get(&direct)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", SESSION_ERA)
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(
+        stream.status(),
+        StatusCode::OK,
+        "GET stream on {}",
+        edge.name
+    );
+    let announce = serde_json::json!({"jsonrpc": "2.0", "id": "announce", "method": "tools/call",
+        "params": {"name": "announce", "arguments": {}}});
+    let (status, _, _, body) = session_post(&direct, token, Some(session), announce).await;
+    assert_eq!(status, StatusCode::OK, "announce on {}: {body}", edge.name);
+    let mut seen = String::new();
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("notifications/tools/list_changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        heard,
+        Ok(true),
+        "{}'s GET stream carried the announcement: {seen:?}",
+        edge.name
+    );
 }
 
 /// Decommissions `bundle` through AgentAdmin at `grpc` and waits until `token` is refused

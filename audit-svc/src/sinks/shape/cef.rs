@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{denied, document, duration_ms, succeeded, target_item, text};
+use super::view::View;
 use crate::event::StoredEvent;
 
 /// Escapes a CEF header field: `\` and `|`.
@@ -23,13 +23,13 @@ pub(crate) fn cef_value(value: &str) -> String {
 
 /// Returns the event as one CEF line.
 pub(crate) fn cef(record: &StoredEvent) -> String {
-    let doc = document(record);
-    let kind = text(&doc, &["kind"]);
+    let view = View::of(record);
+    let kind = &*view.kind;
     let short_kind = kind
         .strip_prefix("EVENT_KIND_")
         .unwrap_or(kind)
         .to_ascii_lowercase();
-    let verdict = text(&doc, &["decision", "verdict"]);
+    let verdict = &*view.decision.verdict;
     let short_verdict = verdict
         .strip_prefix("VERDICT_")
         .unwrap_or(verdict)
@@ -39,50 +39,35 @@ pub(crate) fn cef(record: &StoredEvent) -> String {
     } else {
         format!("{short_kind}.{short_verdict}")
     };
-    let (item, _) = target_item(&doc);
-    let severity = if denied(&doc) {
+    let (item, _) = view.item();
+    let severity = if view.denied() {
         6
-    } else if succeeded(&doc) == Some(false) {
+    } else if view.succeeded() == Some(false) {
         4
     } else {
         2
     };
-    let version = match text(&doc, &["emitter", "version"]) {
+    let version = match &*view.emitter.version {
         "" => env!("CARGO_PKG_VERSION"),
         version => version,
     };
+    let member = &view.principal.member;
     let mut extension: Vec<(&str, String)> = vec![
         ("rt", (record.event.time_micros / 1000).to_string()),
         ("externalId", record.event.id.as_str().to_owned()),
-        (
-            "suid",
-            text(&doc, &["principal", "member", "id"]).to_owned(),
-        ),
-        (
-            "suser",
-            match text(&doc, &["principal", "member", "displayName"]) {
-                "" => text(&doc, &["principal", "member", "subject"]),
-                name => name,
-            }
-            .to_owned(),
-        ),
-        (
-            "duser",
-            text(&doc, &["principal", "agent", "clientId"]).to_owned(),
-        ),
+        ("suid", member.id.to_string()),
+        ("suser", member.name().to_owned()),
+        ("duser", view.principal.agent.client_id.to_string()),
         ("act", verdict.to_owned()),
-        ("outcome", text(&doc, &["outcome"]).to_owned()),
+        ("outcome", view.outcome.to_string()),
         ("request", item.to_owned()),
-        (
-            "requestMethod",
-            text(&doc, &["metadata", "mcpMethod"]).to_owned(),
-        ),
+        ("requestMethod", view.metadata.mcp_method.to_string()),
         (
             "requestClientApplication",
-            text(&doc, &["metadata", "userAgent"]).to_owned(),
+            view.metadata.user_agent.to_string(),
         ),
     ];
-    let source = text(&doc, &["metadata", "sourceAddress"]);
+    let source = &*view.metadata.source_address;
     if source.parse::<std::net::IpAddr>().is_ok() {
         extension.push(("src", source.to_owned()));
     }
@@ -90,31 +75,19 @@ pub(crate) fn cef(record: &StoredEvent) -> String {
         (
             "cs1",
             "virtualServer",
-            text(&doc, &["target", "virtualServer"]).to_owned(),
+            view.target.virtual_server.to_string(),
         ),
-        (
-            "cs2",
-            "connector",
-            text(&doc, &["target", "connector"]).to_owned(),
-        ),
-        (
-            "cs3",
-            "traceId",
-            text(&doc, &["metadata", "traceId"]).to_owned(),
-        ),
+        ("cs2", "connector", view.target.connector.to_string()),
+        ("cs3", "traceId", view.metadata.trace_id.to_string()),
         ("cs4", "leafHash", STANDARD.encode(record.leaf_hash)),
-        ("cs5", "callId", text(&doc, &["callId"]).to_owned()),
-        (
-            "cs6",
-            "denyReason",
-            text(&doc, &["decision", "reason"]).to_owned(),
-        ),
+        ("cs5", "callId", view.call_id.to_string()),
+        ("cs6", "denyReason", view.decision.reason.to_string()),
         ("cn1", "sequence", record.sequence.to_string()),
         (
             "cn2",
             "latencyMs",
-            duration_ms(&doc, &["latency"])
-                .map_or_else(String::new, |ms| (ms.round() as i64).to_string()),
+            view.latency_ms()
+                .map_or_else(String::new, |ms| ms.to_string()),
         ),
     ];
     let mut parts: Vec<String> = extension

@@ -1,19 +1,27 @@
-//! The OCSF 1.8.0 API Activity (class 6003) mapping.
+//! The OCSF 1.8.0 API Activity (class 6003) mapping, written straight from the
+//! event's typed view: a sink renders every event it delivers, so the mapping
+//! builds no intermediate document.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
-use super::{
-    OCSF_VERSION, at, denied, document, duration_ms, integer, succeeded, target_item, text,
-};
+use super::OCSF_VERSION;
+use super::view::{Blank, Raw, View};
 use crate::event::StoredEvent;
+
+/// Returns the event as an OCSF 1.8.0 API Activity (class 6003) document.
+pub(crate) fn ocsf(record: &StoredEvent) -> String {
+    let view = View::of(record);
+    // A struct of strings, numbers and canonical JSON text always serializes.
+    serde_json::to_string(&Event::new(record, &view)).unwrap_or_default()
+}
 
 /// Returns the OCSF activity (id, name) of an event: reads are Read, issuing and
 /// writing Create, rotation and changes Update, revocation Delete; a tool call is
 /// Read only when the tool declares `readOnlyHint`.
-pub(crate) fn activity(document: &Value) -> (u32, &'static str) {
-    match text(document, &["kind"]) {
+pub(super) fn activity(view: &View<'_>) -> (u32, &'static str) {
+    match &*view.kind {
         "EVENT_KIND_TOKEN_ISSUED" | "EVENT_KIND_CREDENTIAL_WRITTEN" => (1, "Create"),
         "EVENT_KIND_CREDENTIAL_READ" => (2, "Read"),
         "EVENT_KIND_TOKEN_EXCHANGED"
@@ -24,12 +32,14 @@ pub(crate) fn activity(document: &Value) -> (u32, &'static str) {
         | "EVENT_KIND_ADMIN_CHANGE" => (3, "Update"),
         "EVENT_KIND_TOKEN_REVOKED" | "EVENT_KIND_CREDENTIAL_REVOKED" => (4, "Delete"),
         "EVENT_KIND_MCP_REQUEST" => {
-            let read_only = at(document, &["target", "tool", "annotations", "readOnlyHint"])
-                .and_then(Value::as_bool)
+            let read_only = view
+                .target
+                .tool
+                .as_ref()
+                .and_then(|tool| tool.annotations.read_only_hint)
                 == Some(true);
-            let method = text(document, &["metadata", "mcpMethod"]);
             let reading = matches!(
-                method,
+                &*view.metadata.mcp_method,
                 "tools/list" | "resources/list" | "resources/read" | "prompts/list" | "prompts/get"
             );
             if read_only || reading {
@@ -44,325 +54,21 @@ pub(crate) fn activity(document: &Value) -> (u32, &'static str) {
 
 /// Returns the OCSF severity (id, name): a denial is Medium, a failure Low,
 /// everything else Informational.
-fn severity(document: &Value) -> (u32, &'static str) {
-    if denied(document) {
+fn severity(view: &View<'_>) -> (u32, &'static str) {
+    if view.denied() {
         (3, "Medium")
-    } else if succeeded(document) == Some(false) {
+    } else if view.succeeded() == Some(false) {
         (2, "Low")
     } else {
         (1, "Informational")
     }
 }
 
-fn put(object: &mut Map<String, Value>, key: &str, value: Value) {
-    let empty = match &value {
-        Value::Null => true,
-        Value::String(text) => text.is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Object(fields) => fields.is_empty(),
-        _ => false,
-    };
-    if !empty {
-        object.insert(key.to_owned(), value);
-    }
-}
-
-fn object(pairs: Vec<(&str, Value)>) -> Value {
-    let mut map = Map::new();
-    for (key, value) in pairs {
-        put(&mut map, key, value);
-    }
-    Value::Object(map)
-}
-
-fn string(value: &str) -> Value {
-    Value::String(value.to_owned())
-}
-
-/// Returns the event as an OCSF 1.8.0 API Activity (class 6003) document.
-pub(crate) fn ocsf(record: &StoredEvent) -> Value {
-    let doc = document(record);
-    let (activity_id, activity_name) = activity(&doc);
-    let (severity_id, severity_name) = severity(&doc);
-    let member = at(&doc, &["principal", "member"])
-        .cloned()
-        .unwrap_or_default();
-    let agent = at(&doc, &["principal", "agent"])
-        .cloned()
-        .unwrap_or_default();
-    let (item, item_type) = target_item(&doc);
-    let connector = text(&doc, &["target", "connector"]);
-    let verdict = text(&doc, &["decision", "verdict"]);
-    let groups: Vec<Value> = at(&member, &["groups"])
-        .and_then(Value::as_array)
-        .map(|groups| groups.iter().map(|g| json!({ "name": g })).collect())
-        .unwrap_or_default();
-    let user_name = match text(&member, &["displayName"]) {
-        "" => text(&member, &["subject"]),
-        name => name,
-    };
-    let authorization = match verdict {
-        "VERDICT_ALLOW" => Some("Allowed"),
-        "VERDICT_DENY" => Some("Denied"),
-        _ => None,
-    }
-    .map(|decision| {
-        object(vec![
-            ("decision", string(decision)),
-            (
-                "policy",
-                object(vec![
-                    (
-                        "uid",
-                        at(&doc, &["decision", "policyIds"])
-                            .and_then(Value::as_array)
-                            .map(|ids| {
-                                let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
-                                Value::String(ids.join(","))
-                            })
-                            .unwrap_or(Value::Null),
-                    ),
-                    (
-                        "version",
-                        integer(&doc, &["decision", "policyVersion"])
-                            .map_or(Value::Null, |v| string(&v.to_string())),
-                    ),
-                    ("desc", string(text(&doc, &["decision", "explanation"]))),
-                ]),
-            ),
-        ])
-    });
-    let actor = object(vec![
-        (
-            "user",
-            if text(&member, &["id"]).is_empty() {
-                Value::Null
-            } else {
-                object(vec![
-                    ("uid", string(text(&member, &["id"]))),
-                    ("name", string(user_name)),
-                    ("type_id", json!(1)),
-                    ("type", string("User")),
-                    ("groups", Value::Array(groups)),
-                ])
-            },
-        ),
-        (
-            "idp",
-            object(vec![("uid", string(text(&member, &["issuer"])))]),
-        ),
-        ("app_uid", string(text(&agent, &["clientId"]))),
-        (
-            "app_name",
-            string(match text(&agent, &["bundleName"]) {
-                "" => text(&agent, &["bundleId"]),
-                name => name,
-            }),
-        ),
-        ("invoked_by", string(text(&doc, &["principal", "clientId"]))),
-        (
-            "session",
-            object(vec![(
-                "uid",
-                string(text(&doc, &["metadata", "mcpSessionId"])),
-            )]),
-        ),
-        (
-            "authorizations",
-            Value::Array(authorization.into_iter().collect()),
-        ),
-    ]);
-    let operation = match text(&doc, &["metadata", "mcpMethod"]) {
-        "" => text(&doc, &["kind"]),
-        method => method,
-    };
-    let api = object(vec![
-        ("operation", string(operation)),
-        (
-            "version",
-            string(text(&doc, &["metadata", "protocolVersion"])),
-        ),
-        (
-            "service",
-            object(vec![(
-                "name",
-                string(text(&doc, &["target", "virtualServer"])),
-            )]),
-        ),
-        ("group", object(vec![("name", string(connector))])),
-        (
-            "request",
-            object(vec![(
-                "uid",
-                string(text(&doc, &["metadata", "jsonrpcId"])),
-            )]),
-        ),
-        (
-            "response",
-            object(vec![
-                (
-                    "code",
-                    integer(&doc, &["error", "jsonrpcCode"]).map_or(Value::Null, |c| json!(c)),
-                ),
-                ("error_message", string(text(&doc, &["error", "message"]))),
-            ]),
-        ),
-    ]);
-    let source = text(&doc, &["metadata", "sourceAddress"]);
-    let src_endpoint = if source.parse::<std::net::IpAddr>().is_ok() {
-        json!({ "ip": source })
-    } else if !source.is_empty() {
-        json!({ "name": source })
-    } else {
-        // The class requires one endpoint attribute: name the emitting service.
-        json!({ "svc_name": match text(&doc, &["emitter", "service"]) { "" => "gatehouse", s => s } })
-    };
-    let resources = if item.is_empty() {
-        Value::Null
-    } else {
-        json!([object(vec![
-            ("type", string(item_type)),
-            ("name", string(item)),
-            (
-                "uid",
-                string(text(&doc, &["target", "tool", "upstreamName"]))
-            ),
-            ("group", object(vec![("name", string(connector))])),
-        ])])
-    };
-    let status = succeeded(&doc);
-    let mut event = Map::new();
-    for (key, value) in [
-        ("class_uid", json!(6003)),
-        ("class_name", string("API Activity")),
-        ("category_uid", json!(6)),
-        ("category_name", string("Application Activity")),
-        ("activity_id", json!(activity_id)),
-        ("activity_name", string(activity_name)),
-        ("type_uid", json!(6003 * 100 + activity_id)),
-        (
-            "type_name",
-            string(&format!("API Activity: {activity_name}")),
-        ),
-        ("severity_id", json!(severity_id)),
-        ("severity", string(severity_name)),
-        ("time", json!(record.event.time_micros / 1000)),
-        (
-            "status_id",
-            json!(match status {
-                Some(true) => 1,
-                Some(false) => 2,
-                None => 0,
-            }),
-        ),
-        (
-            "status",
-            string(match status {
-                Some(true) => "Success",
-                Some(false) => "Failure",
-                None => "Unknown",
-            }),
-        ),
-        ("status_code", string(text(&doc, &["outcome"]))),
-        ("status_detail", string(text(&doc, &["decision", "reason"]))),
-        ("message", string(&summary(&doc, item))),
-        (
-            "duration",
-            duration_ms(&doc, &["latency"]).map_or(Value::Null, |ms| json!(ms.round() as i64)),
-        ),
-        ("metadata", ocsf_metadata(record, &doc)),
-        ("actor", actor),
-        ("api", api),
-        ("src_endpoint", src_endpoint),
-        ("resources", resources),
-        (
-            "http_request",
-            object(vec![(
-                "user_agent",
-                string(text(&doc, &["metadata", "userAgent"])),
-            )]),
-        ),
-        (
-            "trace",
-            object(vec![("uid", string(text(&doc, &["metadata", "traceId"])))]),
-        ),
-        ("unmapped", ocsf_unmapped(record, &doc)),
-    ] {
-        put(&mut event, key, value);
-    }
-    Value::Object(event)
-}
-
-fn ocsf_metadata(record: &StoredEvent, doc: &Value) -> Value {
-    object(vec![
-        ("version", string(OCSF_VERSION)),
-        (
-            "product",
-            object(vec![
-                ("name", string("Gatehouse")),
-                ("vendor_name", string("Gatehouse")),
-                ("version", string(text(doc, &["emitter", "version"]))),
-            ]),
-        ),
-        ("uid", string(record.event.id.as_str())),
-        ("sequence", json!(record.sequence)),
-        ("log_name", string("gatehouse-audit")),
-        ("correlation_uid", string(text(doc, &["callId"]))),
-        ("original_time", string(text(doc, &["time"]))),
-        ("logged_time", json!(record.recorded_at_micros / 1000)),
-    ])
-}
-
-fn ocsf_unmapped(record: &StoredEvent, doc: &Value) -> Value {
-    let copy = |path: &[&str]| at(doc, path).cloned().unwrap_or(Value::Null);
-    object(vec![
-        ("kind", string(text(doc, &["kind"]))),
-        ("agent", copy(&["principal", "agent"])),
-        ("delegation", copy(&["principal", "act"])),
-        (
-            "authentication_method",
-            copy(&["principal", "authenticationMethod"]),
-        ),
-        ("member_roles", copy(&["principal", "member", "roles"])),
-        ("protocol_era", copy(&["metadata", "protocolEra"])),
-        (
-            "mcp_client",
-            object(vec![
-                ("name", string(text(doc, &["metadata", "mcpClientName"]))),
-                (
-                    "version",
-                    string(text(doc, &["metadata", "mcpClientVersion"])),
-                ),
-            ]),
-        ),
-        ("dlp_findings", copy(&["dlpFindings"])),
-        ("payload", copy(&["payload"])),
-        ("required_scopes", copy(&["decision", "requiredScopes"])),
-        (
-            "upstream_http_status",
-            copy(&["error", "upstreamHttpStatus"]),
-        ),
-        ("token", copy(&["token"])),
-        ("credential", copy(&["credential"])),
-        ("admin", copy(&["admin"])),
-        (
-            "integrity",
-            json!({
-                "leaf_hash": STANDARD.encode(record.leaf_hash),
-                "chain_hash": STANDARD.encode(record.chain_hash),
-            }),
-        ),
-    ])
-}
-
 /// Returns a one-line human summary, such as `tools/call echo: VERDICT_DENY`.
-fn summary(doc: &Value, item: &str) -> String {
-    let operation = match text(doc, &["metadata", "mcpMethod"]) {
-        "" => text(doc, &["kind"]),
-        method => method,
-    };
-    let result = match text(doc, &["decision", "verdict"]) {
-        "" => text(doc, &["outcome"]),
+fn summary(view: &View<'_>, item: &str) -> String {
+    let operation = view.operation();
+    let result = match &*view.decision.verdict {
+        "" => &*view.outcome,
         verdict => verdict,
     };
     match (item.is_empty(), result.is_empty()) {
@@ -371,4 +77,489 @@ fn summary(doc: &Value, item: &str) -> String {
         (false, true) => format!("{operation} {item}"),
         (false, false) => format!("{operation} {item}: {result}"),
     }
+}
+
+/// Is one API Activity event; attributes the event has no value for are left out.
+#[derive(Serialize)]
+struct Event<'v> {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u32,
+    activity_name: &'static str,
+    type_uid: u32,
+    type_name: String,
+    severity_id: u32,
+    severity: &'static str,
+    time: i64,
+    status_id: u32,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    status_code: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    status_detail: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<i64>,
+    metadata: Metadata<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    actor: Actor<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    api: Api<'v>,
+    src_endpoint: Endpoint<'v>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<[Resource<'v>; 1]>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    http_request: HttpRequest<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    trace: Uid<'v>,
+    unmapped: Unmapped<'v>,
+}
+
+impl<'v> Event<'v> {
+    fn new(record: &'v StoredEvent, view: &'v View<'v>) -> Self {
+        let (activity_id, activity_name) = activity(view);
+        let (severity_id, severity) = severity(view);
+        let (item, item_type) = view.item();
+        let status = view.succeeded();
+        Self {
+            class_uid: 6003,
+            class_name: "API Activity",
+            category_uid: 6,
+            category_name: "Application Activity",
+            activity_id,
+            activity_name,
+            type_uid: 6003 * 100 + activity_id,
+            type_name: format!("API Activity: {activity_name}"),
+            severity_id,
+            severity,
+            time: record.event.time_micros / 1000,
+            status_id: match status {
+                Some(true) => 1,
+                Some(false) => 2,
+                None => 0,
+            },
+            status: match status {
+                Some(true) => "Success",
+                Some(false) => "Failure",
+                None => "Unknown",
+            },
+            status_code: &view.outcome,
+            status_detail: &view.decision.reason,
+            message: summary(view, item),
+            duration: view.latency_ms(),
+            metadata: Metadata::new(record, view),
+            actor: Actor::new(view),
+            api: Api::new(view),
+            src_endpoint: Endpoint::new(view),
+            resources: (!item.is_empty()).then(|| {
+                [Resource {
+                    kind: item_type,
+                    name: item,
+                    uid: view
+                        .target
+                        .tool
+                        .as_ref()
+                        .map_or("", |tool| &tool.upstream_name),
+                    group: Name {
+                        name: &view.target.connector,
+                    },
+                }]
+            }),
+            http_request: HttpRequest {
+                user_agent: &view.metadata.user_agent,
+            },
+            trace: Uid {
+                uid: &view.metadata.trace_id,
+            },
+            unmapped: Unmapped::new(record, view),
+        }
+    }
+}
+
+/// Is an object holding only a `uid`.
+#[derive(Serialize)]
+struct Uid<'v> {
+    #[serde(skip_serializing_if = "Blank::blank")]
+    uid: &'v str,
+}
+
+impl Blank for Uid<'_> {
+    fn blank(&self) -> bool {
+        self.uid.is_empty()
+    }
+}
+
+/// Is an object holding only a `name`.
+#[derive(Serialize)]
+struct Name<'v> {
+    #[serde(skip_serializing_if = "Blank::blank")]
+    name: &'v str,
+}
+
+impl Blank for Name<'_> {
+    fn blank(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
+#[derive(Serialize)]
+struct Metadata<'v> {
+    version: &'static str,
+    product: Product<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    uid: &'v str,
+    sequence: u64,
+    log_name: &'static str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    correlation_uid: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    original_time: &'v str,
+    logged_time: i64,
+}
+
+impl<'v> Metadata<'v> {
+    fn new(record: &'v StoredEvent, view: &'v View<'v>) -> Self {
+        Self {
+            version: OCSF_VERSION,
+            product: Product {
+                name: "Gatehouse",
+                vendor_name: "Gatehouse",
+                version: &view.emitter.version,
+            },
+            uid: record.event.id.as_str(),
+            sequence: record.sequence,
+            log_name: "gatehouse-audit",
+            correlation_uid: &view.call_id,
+            original_time: &view.time,
+            logged_time: record.recorded_at_micros / 1000,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Product<'v> {
+    name: &'static str,
+    vendor_name: &'static str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    version: &'v str,
+}
+
+#[derive(Serialize)]
+struct Actor<'v> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<User<'v>>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    idp: Uid<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    app_uid: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    app_name: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    invoked_by: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    session: Uid<'v>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizations: Option<[Authorization<'v>; 1]>,
+}
+
+impl<'v> Actor<'v> {
+    fn new(view: &'v View<'v>) -> Self {
+        let member = &view.principal.member;
+        let agent = &view.principal.agent;
+        let decision = match &*view.decision.verdict {
+            "VERDICT_ALLOW" => Some("Allowed"),
+            "VERDICT_DENY" => Some("Denied"),
+            _ => None,
+        };
+        Self {
+            user: (!member.id.is_empty()).then(|| User {
+                uid: &member.id,
+                name: member.name(),
+                type_id: 1,
+                kind: "User",
+                groups: member
+                    .groups
+                    .iter()
+                    .map(|group| Name { name: group })
+                    .collect(),
+            }),
+            idp: Uid {
+                uid: &member.issuer,
+            },
+            app_uid: &agent.client_id,
+            app_name: if agent.bundle_name.is_empty() {
+                &*agent.bundle_id
+            } else {
+                &*agent.bundle_name
+            },
+            invoked_by: &view.principal.client_id,
+            session: Uid {
+                uid: &view.metadata.mcp_session_id,
+            },
+            authorizations: decision.map(|decision| {
+                [Authorization {
+                    decision,
+                    policy: Policy {
+                        uid: view
+                            .decision
+                            .policy_ids
+                            .iter()
+                            .map(|id| &**id)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        version: &view.decision.policy_version,
+                        desc: &view.decision.explanation,
+                    },
+                }]
+            }),
+        }
+    }
+}
+
+impl Blank for Actor<'_> {
+    fn blank(&self) -> bool {
+        self.user.is_none()
+            && self.idp.blank()
+            && self.app_uid.is_empty()
+            && self.app_name.is_empty()
+            && self.invoked_by.is_empty()
+            && self.session.blank()
+            && self.authorizations.is_none()
+    }
+}
+
+#[derive(Serialize)]
+struct User<'v> {
+    uid: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    name: &'v str,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    groups: Vec<Name<'v>>,
+}
+
+#[derive(Serialize)]
+struct Authorization<'v> {
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    policy: Policy<'v>,
+}
+
+#[derive(Serialize)]
+struct Policy<'v> {
+    #[serde(skip_serializing_if = "Blank::blank")]
+    uid: String,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    version: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    desc: &'v str,
+}
+
+impl Blank for Policy<'_> {
+    fn blank(&self) -> bool {
+        self.uid.is_empty() && self.version.is_empty() && self.desc.is_empty()
+    }
+}
+
+#[derive(Serialize)]
+struct Api<'v> {
+    #[serde(skip_serializing_if = "Blank::blank")]
+    operation: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    version: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    service: Name<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    group: Name<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    request: Uid<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    response: Response<'v>,
+}
+
+impl<'v> Api<'v> {
+    fn new(view: &'v View<'v>) -> Self {
+        Self {
+            operation: view.operation(),
+            version: &view.metadata.protocol_version,
+            service: Name {
+                name: &view.target.virtual_server,
+            },
+            group: Name {
+                name: &view.target.connector,
+            },
+            request: Uid {
+                uid: &view.metadata.jsonrpc_id,
+            },
+            response: Response {
+                code: view.error.jsonrpc_code,
+                error_message: &view.error.message,
+            },
+        }
+    }
+}
+
+impl Blank for Api<'_> {
+    fn blank(&self) -> bool {
+        self.operation.is_empty()
+            && self.version.is_empty()
+            && self.service.blank()
+            && self.group.blank()
+            && self.request.blank()
+            && self.response.blank()
+    }
+}
+
+#[derive(Serialize)]
+struct Response<'v> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<i64>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    error_message: &'v str,
+}
+
+impl Blank for Response<'_> {
+    fn blank(&self) -> bool {
+        self.code.is_none() && self.error_message.is_empty()
+    }
+}
+
+/// Is the source endpoint: the class requires one attribute, so an event
+/// without a source address names the emitting service.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Endpoint<'v> {
+    Ip { ip: &'v str },
+    Host { name: &'v str },
+    Service { svc_name: &'v str },
+}
+
+impl<'v> Endpoint<'v> {
+    fn new(view: &'v View<'v>) -> Self {
+        let source = &*view.metadata.source_address;
+        if source.parse::<std::net::IpAddr>().is_ok() {
+            Self::Ip { ip: source }
+        } else if !source.is_empty() {
+            Self::Host { name: source }
+        } else if view.emitter.service.is_empty() {
+            Self::Service {
+                svc_name: "gatehouse",
+            }
+        } else {
+            Self::Service {
+                svc_name: &view.emitter.service,
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Resource<'v> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    uid: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    group: Name<'v>,
+}
+
+#[derive(Serialize)]
+struct HttpRequest<'v> {
+    #[serde(skip_serializing_if = "Blank::blank")]
+    user_agent: &'v str,
+}
+
+impl Blank for HttpRequest<'_> {
+    fn blank(&self) -> bool {
+        self.user_agent.is_empty()
+    }
+}
+
+/// Is what OCSF has no attribute for, copied through as the event holds it,
+/// and the record's place in the hash chain.
+#[derive(Serialize)]
+struct Unmapped<'v> {
+    #[serde(skip_serializing_if = "Blank::blank")]
+    kind: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    agent: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    delegation: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    authentication_method: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    member_roles: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    protocol_era: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    mcp_client: McpClient<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    dlp_findings: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    payload: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    required_scopes: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    upstream_http_status: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    token: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    credential: Raw<'v>,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    admin: Raw<'v>,
+    integrity: Integrity,
+}
+
+impl<'v> Unmapped<'v> {
+    fn new(record: &StoredEvent, view: &'v View<'v>) -> Self {
+        Self {
+            kind: &view.kind,
+            agent: view.principal.agent.raw,
+            delegation: view.principal.act,
+            authentication_method: view.principal.authentication_method,
+            member_roles: view.principal.member.roles,
+            protocol_era: view.metadata.protocol_era,
+            mcp_client: McpClient {
+                name: &view.metadata.mcp_client_name,
+                version: &view.metadata.mcp_client_version,
+            },
+            dlp_findings: view.dlp_findings,
+            payload: view.payload,
+            required_scopes: view.decision.required_scopes,
+            upstream_http_status: view.error.upstream_http_status,
+            token: view.token,
+            credential: view.credential,
+            admin: view.admin,
+            integrity: Integrity {
+                leaf_hash: STANDARD.encode(record.leaf_hash),
+                chain_hash: STANDARD.encode(record.chain_hash),
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct McpClient<'v> {
+    #[serde(skip_serializing_if = "Blank::blank")]
+    name: &'v str,
+    #[serde(skip_serializing_if = "Blank::blank")]
+    version: &'v str,
+}
+
+impl Blank for McpClient<'_> {
+    fn blank(&self) -> bool {
+        self.name.is_empty() && self.version.is_empty()
+    }
+}
+
+#[derive(Serialize)]
+struct Integrity {
+    leaf_hash: String,
+    chain_hash: String,
 }

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::cef::{cef_header, cef_value};
 use super::ocsf::activity;
+use super::view::View;
 use super::*;
 use crate::event::AuditEvent;
 use crate::store::{GENESIS, Tail};
@@ -25,6 +26,11 @@ fn stored(document: &Value) -> StoredEvent {
         leaf_hash,
         chain_hash,
     }
+}
+
+/// Returns the OCSF rendering of `record` read back as a document.
+fn ocsf(record: &StoredEvent) -> Value {
+    serde_json::from_str(&super::ocsf(record)).unwrap()
 }
 
 fn denied_call() -> Value {
@@ -207,6 +213,50 @@ fn ocsf_without_a_source_names_the_emitter_and_reads_are_read() {
 }
 
 #[test]
+fn ocsf_reads_escaped_strings_and_treats_unnamed_enum_values_as_absent() {
+    let mut document = denied_call();
+    document["principal"]["member"]["displayName"] = json!("Alice \"A.\" Lefèvre\\ops");
+    document["decision"]["verdict"] = json!(7);
+    document["outcome"] = json!(42);
+    let ocsf = ocsf(&stored(&document));
+    assert_eq!(ocsf["actor"]["user"]["name"], "Alice \"A.\" Lefèvre\\ops");
+    assert!(ocsf.get("status_code").is_none(), "{ocsf}");
+    assert_eq!(ocsf["status_id"], 0);
+    assert_eq!(ocsf["severity_id"], 1);
+    assert!(ocsf["actor"].get("authorizations").is_none(), "{ocsf}");
+    assert_eq!(ocsf["message"], "tools/call gh_delete_repo");
+}
+
+#[test]
+fn ocsf_leaves_out_what_the_event_does_not_have() {
+    let record = stored(&json!({
+        "eventId": "e2", "kind": "EVENT_KIND_TOKEN_ISSUED", "time": "2026-11-22T03:04:05Z",
+        "principal": {"clientId": "cli-1"},
+        "token": {"jti": "j-1", "scopes": []}
+    }));
+    let ocsf = ocsf(&record);
+    for absent in [
+        "status_code",
+        "status_detail",
+        "duration",
+        "resources",
+        "http_request",
+        "trace",
+    ] {
+        assert!(ocsf.get(absent).is_none(), "{absent} in {ocsf}");
+    }
+    assert_eq!(ocsf["api"], json!({"operation": "EVENT_KIND_TOKEN_ISSUED"}));
+    assert_eq!(ocsf["actor"], json!({"invoked_by": "cli-1"}));
+    assert_eq!(ocsf["message"], "EVENT_KIND_TOKEN_ISSUED");
+    assert_eq!(ocsf["src_endpoint"], json!({"svc_name": "gatehouse"}));
+    assert_eq!(
+        ocsf["unmapped"]["token"],
+        json!({"jti": "j-1", "scopes": []})
+    );
+    assert!(ocsf["unmapped"].get("payload").is_none(), "{ocsf}");
+}
+
+#[test]
 fn ocsf_activity_follows_the_event_kind() {
     for (kind, id) in [
         ("EVENT_KIND_TOKEN_ISSUED", 1),
@@ -215,8 +265,9 @@ fn ocsf_activity_follows_the_event_kind() {
         ("EVENT_KIND_TOKEN_REVOKED", 4),
         ("EVENT_KIND_CHECKPOINT", 99),
     ] {
-        let document = json!({"eventId": "e1", "kind": kind, "time": "2026-11-22T03:04:05Z"});
-        assert_eq!(activity(&document).0, id, "{kind}");
+        let record =
+            stored(&json!({"eventId": "e1", "kind": kind, "time": "2026-11-22T03:04:05Z"}));
+        assert_eq!(activity(&View::of(&record)).0, id, "{kind}");
     }
 }
 

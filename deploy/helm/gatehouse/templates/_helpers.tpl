@@ -51,5 +51,6 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- $ports := dict -}}
 {{- with $values.grpcPort }}{{ $_ := set $ports "grpc" (int .) }}{{ end -}}
 {{- with $values.httpPort }}{{ $_ := set $ports "http" (int .) }}{{ end -}}
+{{- with $values.metricsPort }}{{ $_ := set $ports "metrics" (int .) }}{{ end -}}
 {{- toJson $ports -}}
 {{- end -}}
