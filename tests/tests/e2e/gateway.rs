@@ -338,7 +338,10 @@ async fn progress_messages_of_a_masked_call_are_masked_too_even_a_value_cut_betw
     let first = log.progress.lock().expect("lock").clone();
     assert!(!first.is_empty(), "the caller got its progress");
     for progress in &first {
-        assert_eq!(progress.message.as_deref(), Some("charging [REDACTED:card]"));
+        assert_eq!(
+            progress.message.as_deref(),
+            Some("charging [REDACTED:card]")
+        );
     }
 
     // The client library hands notifications to its handler on their own tasks, so a late one
