@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Where a tools/call's cost goes — the floor against the gateway, in one run:
+#
+#   bash bench/floor.sh
+#
+# Four paths to the same `mcp-echo` downstream, 2026-07-28 era (stateless), driven by `mcp-load`:
+#   direct        mcp-load → mcp-echo
+#   relay         mcp-load → http-relay → mcp-echo: the HTTP hop alone over edge's HTTP stacks
+#                 (axum, pooled reqwest, TCP_NODELAY), no JSON-RPC parsed, nothing recorded
+#   edge          mcp-load → edge-svc (no audit, auth: none) → mcp-echo: the data plane alone
+#   gatehouse     mcp-load → gatehouse up (audit on, all services in one process) → mcp-echo
+# For each: requests/s, p50, added p50 against direct in the same repetition, and CPU per call of
+# the process in the middle (utime + stime over the run ÷ calls, warm-up included). Medians over
+# REPS repetitions; the order of the paths rotates between repetitions. Prints a Markdown table.
+#
+# Knobs (environment): REPS=3 REQUESTS=20000 WARMUP=200 MAX_SECONDS=6 CONCURRENCY="1 16"
+#   CARGO_TARGET_DIR (default ~/.cache/gatehouse-target). Everything binds 127.0.0.1; every
+#   process it starts is stopped on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+REPS=${REPS:-3}; REQUESTS=${REQUESTS:-20000}; WARMUP=${WARMUP:-200}; MAX_SECONDS=${MAX_SECONDS:-6}
+CONCURRENCY=${CONCURRENCY:-"1 16"}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse-target}
+BIN=$CARGO_TARGET_DIR/release
+WORK=$(mktemp -d /tmp/gatehouse-floor.XXXXXX)
+PIDS=()
+say() { printf '==> %s\n' "$*" >&2; }
+cleanup() { local pid; for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+first_line() { # file, extended regexp, pid: waits up to 30 s for a matching line and prints it
+  local i line
+  for ((i = 0; i < 300; i++)); do
+    line=$(grep -m1 -E "$2" "$1" 2>/dev/null || true)
+    if [ -n "$line" ]; then echo "$line"; return 0; fi
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "no /$2/ in $1:" >&2; tail -n 20 "$1" "$1.err" >&2 2>/dev/null || true
+  return 1
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+say "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --release -q -p gatehouse --bin gatehouse -p edge-svc --bin edge-svc \
+  -p e2e --bin mcp-echo --bin mcp-load --bin http-relay
+
+"$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo" 2> "$WORK/echo.err" &
+PIDS+=("$!"); ECHO_PID=$!
+ECHO_URL=$(first_line "$WORK/echo" '^http://' "$ECHO_PID")
+
+"$BIN/http-relay" --upstream "$ECHO_URL" > "$WORK/relay" 2> "$WORK/relay.err" &
+PIDS+=("$!"); RELAY_PID=$!
+RELAY_URL=$(first_line "$WORK/relay" '^http://' "$RELAY_PID")
+
+cat > "$WORK/gateway.yaml" <<EOF
+connectors:
+  - name: echo
+    http: {url: "$ECHO_URL"}
+virtual_servers:
+  - name: bench
+    auth: none
+    connectors:
+      - connector: echo
+        prefix: ""
+EOF
+EDGE_PORT=$(free_port)
+printf 'listen_addr = "127.0.0.1:%s"\ngateway = "%s"\n' "$EDGE_PORT" "$WORK/gateway.yaml" > "$WORK/edge.toml"
+"$BIN/edge-svc" --config "$WORK/edge.toml" > "$WORK/edge" 2> "$WORK/edge.err" &
+PIDS+=("$!"); EDGE_PID=$!
+EDGE_URL="http://127.0.0.1:$EDGE_PORT/v/bench/mcp"
+
+"$BIN/gatehouse" up --config "$WORK/gateway.yaml" --data "$WORK/data" --listen 127.0.0.1:0 \
+  > "$WORK/gatehouse" 2> "$WORK/gatehouse.err" &
+PIDS+=("$!"); GATEHOUSE_PID=$!
+READY=$(first_line "$WORK/gatehouse" '^gatehouse ready at ' "$GATEHOUSE_PID")
+GATEHOUSE_URL="${READY#gatehouse ready at }/v/bench/mcp"
+for ((i = 0; i < 300; i++)); do
+  "$BIN/mcp-load" --url "$EDGE_URL" --era modern --requests 1 --warmup 0 > /dev/null 2>&1 && break
+  sleep 0.1
+done
+
+ticks() { [ "$1" = - ] && echo 0 || awk '{print $14 + $15}' "/proc/$1/stat"; }
+paths=("direct $ECHO_URL -" "relay $RELAY_URL $RELAY_PID" "edge $EDGE_URL $EDGE_PID"
+  "gatehouse $GATEHOUSE_URL $GATEHOUSE_PID")
+: > "$WORK/runs.jsonl"
+for ((rep = 0; rep < REPS; rep++)); do
+  for c in $CONCURRENCY; do
+    for ((k = 0; k < ${#paths[@]}; k++)); do
+      read -r name url pid <<< "${paths[$(((k + rep) % ${#paths[@]}))]}"
+      before=$(ticks "$pid")
+      result=$("$BIN/mcp-load" --url "$url" --era modern --concurrency "$c" --requests "$REQUESTS" \
+        --warmup "$WARMUP" --max-seconds "$MAX_SECONDS")
+      after=$(ticks "$pid")
+      printf '{"path":"%s","rep":%d,"ticks":%d,"hz":%d,"run":%s}\n' \
+        "$name" "$rep" "$((after - before))" "$(getconf CLK_TCK)" "$result" >> "$WORK/runs.jsonl"
+      say "rep $rep C=$c $name done"
+    done
+  done
+done
+
+python3 - "$WORK/runs.jsonl" "$REPS" <<'EOF'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+by = {}
+for r in runs:
+    by.setdefault((r["run"]["concurrency"], r["path"]), []).append(r)
+direct_p50 = {(r["run"]["concurrency"], r["rep"]): r["run"]["p50_us"] for r in runs if r["path"] == "direct"}
+med = statistics.median
+print(f"Medians of {sys.argv[2]} repetitions, 2026-07-28 era, `mcp-echo` downstream.\n")
+print("| C | path | rps | p50 µs | added p50 µs | CPU µs/call of the middle process | errors |")
+print("|---|---|---|---|---|---|---|")
+for (c, path) in sorted(by, key=lambda k: (k[0], ["direct", "relay", "edge", "gatehouse"].index(k[1]))):
+    rs = by[(c, path)]
+    rps = med(r["run"]["rps"] for r in rs)
+    p50 = med(r["run"]["p50_us"] for r in rs)
+    added = "" if path == "direct" else f"{med(r['run']['p50_us'] - direct_p50[(c, r['rep'])] for r in rs):,.0f}"
+    cpu = "" if path == "direct" else f"{med(r['ticks'] / r['hz'] * 1e6 / (r['run']['n_ok'] + r['run']['warmup']) for r in rs):,.1f}"
+    errors = sum(r["run"]["n_err"] for r in rs)
+    print(f"| {c} | {path} | {rps:,.0f} | {p50:,.0f} | {added} | {cpu} | {errors} |")
+EOF
