@@ -25,22 +25,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse-target}
 BIN=$CARGO_TARGET_DIR/release
 WORK=$(mktemp -d /tmp/gatehouse-floor.XXXXXX)
 PIDS=()
-say() { printf '==> %s\n' "$*" >&2; }
-cleanup() { local pid; for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
-
-first_line() { # file, extended regexp, pid: waits up to 30 s for a matching line and prints it
-  local i line
-  for ((i = 0; i < 300; i++)); do
-    line=$(grep -m1 -E "$2" "$1" 2>/dev/null || true)
-    if [ -n "$line" ]; then echo "$line"; return 0; fi
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "no /$2/ in $1:" >&2; tail -n 20 "$1" "$1.err" >&2 2>/dev/null || true
-  return 1
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 say "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release -q -p gatehouse --bin gatehouse -p edge-svc --bin edge-svc \
@@ -48,11 +34,11 @@ cargo build --release -q -p gatehouse --bin gatehouse -p edge-svc --bin edge-svc
 
 "$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo" 2> "$WORK/echo.err" &
 PIDS+=("$!"); ECHO_PID=$!
-ECHO_URL=$(first_line "$WORK/echo" '^http://' "$ECHO_PID")
+ECHO_URL=$(wait_line "$WORK/echo" '^http://' 30 "$ECHO_PID")
 
 "$BIN/http-relay" --upstream "$ECHO_URL" > "$WORK/relay" 2> "$WORK/relay.err" &
 PIDS+=("$!"); RELAY_PID=$!
-RELAY_URL=$(first_line "$WORK/relay" '^http://' "$RELAY_PID")
+RELAY_URL=$(wait_line "$WORK/relay" '^http://' 30 "$RELAY_PID")
 
 cat > "$WORK/gateway.yaml" <<EOF
 connectors:
@@ -74,7 +60,7 @@ EDGE_URL="http://127.0.0.1:$EDGE_PORT/v/bench/mcp"
 "$BIN/gatehouse" up --config "$WORK/gateway.yaml" --data "$WORK/data" --listen 127.0.0.1:0 \
   > "$WORK/gatehouse" 2> "$WORK/gatehouse.err" &
 PIDS+=("$!"); GATEHOUSE_PID=$!
-READY=$(first_line "$WORK/gatehouse" '^gatehouse ready at ' "$GATEHOUSE_PID")
+READY=$(wait_line "$WORK/gatehouse" '^gatehouse ready at ' 60 "$GATEHOUSE_PID")
 GATEHOUSE_URL="${READY#gatehouse ready at }/v/bench/mcp"
 for ((i = 0; i < 300; i++)); do
   "$BIN/mcp-load" --url "$EDGE_URL" --era modern --requests 1 --warmup 0 > /dev/null 2>&1 && break

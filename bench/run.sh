@@ -58,28 +58,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse-target}
 BIN=$CARGO_TARGET_DIR/release
 WORK=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 PIDS=()
-say() { printf '==> %s\n' "$*" >&2; }
-
-stop() { # pid: TERM, up to 5 s to exit, then KILL
-  local pid=$1 i
-  kill "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-}
-cleanup() { local pid; for pid in "${PIDS[@]}"; do stop "$pid"; done; }
+source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
-
-wait_line() { # file, extended regexp, seconds, pid: prints the first matching line
-  local file=$1 pattern=$2 limit=$3 pid=$4 line i
-  for ((i = 0; i < limit * 10; i++)); do
-    line=$(grep -m1 -E "$pattern" "$file" 2>/dev/null || true)
-    if [ -n "$line" ]; then echo "$line"; return 0; fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "timed out waiting for /$pattern/ in $file:" >&2; tail -n 20 "$file" "$file.err" >&2 2>/dev/null || true
-  return 1
-}
 
 port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
 
@@ -135,7 +115,6 @@ python3 bench/crowd.py --load "$BIN/mcp-load" --url "$GATEWAY_URL" --pid "$GATEH
 
 cleanup; PIDS=()
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 listening() { python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$1" 2>/dev/null; }
 wait_port() { # port, pid
   local i
