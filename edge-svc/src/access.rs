@@ -11,12 +11,11 @@ use std::time::SystemTime;
 
 use axum::extract::ConnectInfo;
 use policy::{Action, Evaluator, Item, Principal, Request, RequestContext, Target};
-use rmcp::RoleServer;
 use rmcp::model::{ErrorCode, ErrorData, JsonObject, Tool};
-use rmcp::service::RequestContext as McpContext;
 use tokio::sync::watch;
 
 use crate::auth::{Caller, TokenClaims};
+use crate::inbound::Inbound;
 
 /// JSON-RPC code of a policy refusal (implementation-defined server error range).
 pub const POLICY_DENIED: ErrorCode = ErrorCode(-32003);
@@ -106,7 +105,7 @@ impl Access {
     ///
     /// An anonymous caller (`auth: none`) has no identity to decide on: such a virtual server
     /// is open by definition.
-    pub fn subject(&self, context: &McpContext<RoleServer>) -> Option<(Arc<Evaluator>, Subject)> {
+    pub fn subject(&self, context: &impl Inbound) -> Option<(Arc<Evaluator>, Subject)> {
         let evaluator = self.live.as_ref()?.borrow().clone();
         // An empty snapshot is no policy (a gateway started without one, which the admin API
         // may give one later), not a deny-all.
@@ -114,7 +113,7 @@ impl Access {
         if snapshot.policies.is_empty() && snapshot.virtual_servers.is_empty() {
             return None;
         }
-        let parts = context.extensions.get::<http::request::Parts>()?;
+        let parts = context.parts()?;
         let Some(Caller::Token(claims)) = parts.extensions.get::<Caller>() else {
             return None;
         };

@@ -27,6 +27,9 @@ pub struct ToolRoute {
     pub member: usize,
     /// The downstream's own name for the tool.
     pub original: String,
+    /// Whether the tool's input schema promotes arguments to `Mcp-Param-*` headers
+    /// (`x-mcp-header`): such calls are left to rmcp, which checks and writes those headers.
+    pub headed: bool,
 }
 
 /// The aggregated tool list of a virtual server, with the route back for each exposed name.
@@ -101,10 +104,12 @@ impl ToolCatalogue {
                     tracing::warn!(tool = %name, member, "two connectors expose the same tool name; keeping the first");
                     continue;
                 }
-                let original = tool.name.to_string();
-                catalogue
-                    .routes
-                    .insert(name, ToolRoute { member, original });
+                let route = ToolRoute {
+                    member,
+                    original: tool.name.to_string(),
+                    headed: promotes_headers(&tool.input_schema),
+                };
+                catalogue.routes.insert(name, route);
                 catalogue.tools.push(exposed);
             }
         }
@@ -120,6 +125,21 @@ impl ToolCatalogue {
     pub fn route(&self, exposed: &str) -> Option<&ToolRoute> {
         self.routes.get(exposed)
     }
+}
+
+/// Says whether `schema` annotates any property, at any depth, with `x-mcp-header` (SEP-2243).
+fn promotes_headers(schema: &serde_json::Map<String, serde_json::Value>) -> bool {
+    schema.iter().any(|(key, value)| {
+        key == "x-mcp-header"
+            || match value {
+                serde_json::Value::Object(inner) => promotes_headers(inner),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(serde_json::Value::as_object)
+                    .any(promotes_headers),
+                _ => false,
+            }
+    })
 }
 
 fn glob_set(globs: &[String], field: &str) -> Result<GlobSet, String> {

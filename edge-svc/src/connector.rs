@@ -16,6 +16,7 @@ use rmcp::{
 use tokio_util::sync::CancellationToken;
 
 mod config;
+mod direct;
 mod error;
 mod handler;
 mod http;
@@ -31,6 +32,7 @@ mod supervisor;
 pub use config::{
     Era, HttpConfig, Limits, RestartPolicy, SandboxConfig, SseConfig, StdioConfig, Transport,
 };
+pub use direct::{DirectLine, LineError};
 pub use error::Error;
 pub use status::{ConnectorState, ConnectorStatus, LandlockState};
 
@@ -118,6 +120,12 @@ impl Connector {
     /// the connect timeout.
     pub async fn peer(&self) -> Result<rmcp::Peer<rmcp::RoleClient>, Error> {
         self.inner.peer().await
+    }
+
+    /// Returns a direct line to the downstream for plain calls, when its live session is
+    /// stateless streamable HTTP (2026-07-28); `None` means use [`Connector::peer`].
+    pub fn direct(&self) -> Option<Arc<DirectLine>> {
+        self.inner.direct()
     }
 
     /// Returns the protocol version the current session negotiated (None before the first).

@@ -22,6 +22,7 @@ use crate::proxy::{LiveProxy, Proxy};
 use crate::routing::ServerSlot;
 use crate::spec::AuthMode;
 
+mod express;
 mod malformed;
 mod metadata;
 
@@ -135,21 +136,30 @@ impl Endpoints {
             // Deleting the server ends its sessions; shutting down ends every server's.
             .with_cancellation_token(slot.sessions().clone());
         config.session_store = gateway.session_store().cloned();
-        let (slot_for_factory, board) = (Arc::clone(slot), Arc::clone(gateway.switchboard()));
-        let (recorder, access) = (gateway.recorder().clone(), gateway.access().clone());
-        let (quotas, inspector) = (gateway.quotas().clone(), gateway.inspector().clone());
+        let (board, recorder) = (
+            Arc::clone(gateway.switchboard()),
+            gateway.recorder().clone(),
+        );
+        let (access, quotas) = (gateway.access().clone(), gateway.quotas().clone());
+        let inspector = gateway.inspector().clone();
+        let proxy_of = Arc::clone(slot);
+        let proxy = move || {
+            Proxy::new(
+                proxy_of.load(),
+                Arc::clone(&board),
+                recorder.clone(),
+                access.clone(),
+                quotas.clone(),
+            )
+            .with_inspector(inspector.clone())
+        };
+        let lane = Arc::new(express::Lane::new(
+            proxy.clone(),
+            face.allowed_hosts.clone(),
+        ));
+        let slot_for_factory = Arc::clone(slot);
         let service = StreamableHttpService::new(
-            move || {
-                let template = Proxy::new(
-                    slot_for_factory.load(),
-                    Arc::clone(&board),
-                    recorder.clone(),
-                    access.clone(),
-                    quotas.clone(),
-                )
-                .with_inspector(inspector.clone());
-                Ok(LiveProxy::new(Arc::clone(&slot_for_factory), template))
-            },
+            move || Ok(LiveProxy::new(Arc::clone(&slot_for_factory), proxy())),
             Arc::new(session_manager()),
             config,
         );
@@ -161,7 +171,9 @@ impl Endpoints {
         )
         .with_scopes(gateway.access().clone(), name);
         let max_body_bytes = face.max_body_bytes;
-        let mut endpoint = Router::new().route_service(&format!("/v/{name}/mcp"), service);
+        let mut endpoint = Router::new()
+            .route_service(&format!("/v/{name}/mcp"), service)
+            .layer(middleware::from_fn_with_state(lane, express::serve));
         if gateway.quotas().is_enforced() {
             endpoint = endpoint.layer(middleware::from_fn(crate::quota::retry_after));
         }

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod inbound;
 pub mod inspect;
 pub mod proxy;
 pub mod quota;

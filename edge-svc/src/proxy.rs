@@ -24,6 +24,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use policy::{Action, Evaluator, Item};
@@ -33,7 +34,8 @@ use rmcp::model::JsonObject;
 use crate::access::{self, Access, Subject};
 use crate::audit::{CallRecord, Recorder, Unrecordable};
 use crate::credentials::consent;
-use crate::inspect::{self, Inspector};
+use crate::inbound::Inbound;
+use crate::inspect::{self, Inspector, NotificationMask};
 use crate::quota::{Charge, Quotas};
 use crate::switchboard::Switchboard;
 use crate::vmcp::{self, Snapshot, VirtualServer};
@@ -139,15 +141,144 @@ impl Proxy {
         }
     }
 
-    fn begin(
-        &self,
-        method: &'static str,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<CallRecord, ErrorData> {
+    fn begin(&self, method: &'static str, context: &impl Inbound) -> Result<CallRecord, ErrorData> {
         crate::telemetry::in_request_trace(context, || {
             CallRecord::begin(&self.recorder, self.server.name(), method, context)
         })
         .map_err(unrecorded)
+    }
+
+    /// Decides, forwards and records one `tools/call`, whichever road it came by.
+    ///
+    /// `forward` carries the vetted request (the downstream's tool name, screened arguments) to
+    /// the member that serves the tool, with the mask for the call's progress and log messages.
+    pub(crate) async fn call_tool_by<F, Fut>(
+        &self,
+        request: CallToolRequestParams,
+        context: &impl Inbound,
+        forward: F,
+    ) -> Result<CallToolResponse, ErrorData>
+    where
+        F: FnOnce(usize, CallToolRequestParams, Option<NotificationMask>) -> Fut,
+        Fut: Future<Output = Result<ServerResult, ErrorData>>,
+    {
+        let mut record = self.begin("tools/call", context)?;
+        record.arguments(request.arguments.as_ref());
+        let snapshot = self.server.snapshot().await;
+        let Some(route) = snapshot.tools.route(&request.name).cloned() else {
+            record.not_listed();
+            return Err(refused(record, unknown("tool", &request.name)));
+        };
+        let connector = self.connector_name(route.member);
+        record.tool(&request.name, connector, &route.original);
+        if let Some((evaluator, subject)) = self.access.subject(context) {
+            let tool = self.server.cached_tool(&request.name).unwrap_or_else(|| {
+                rmcp::model::Tool::new(request.name.clone(), "", JsonObject::new())
+            });
+            let verdict = subject.decide(
+                &evaluator,
+                Action::CallTool,
+                self.server.name(),
+                connector,
+                access::tool_item(&tool, &route.original),
+                request.arguments.as_ref(),
+            );
+            record.decision((&verdict.decision).into());
+            if let Some(error) = verdict.refusal {
+                return Err(refused(record, error));
+            }
+        }
+        let charge = Charge::tool(self.server.name(), &request.name);
+        if let Err(error) = self.quotas.admit(context, charge).await {
+            return Err(limited(record, error));
+        }
+        let mut downstream = request;
+        let exposed = std::mem::replace(&mut downstream.name, route.original.into());
+        let target = self.target(route.member, Some(&exposed));
+        let item = inspect::Item {
+            kind: "tool",
+            name: &exposed,
+        };
+        let mut record = self
+            .screen_input(record, &target, item, &mut downstream.arguments)
+            .await?;
+        let mask = self.inspector.notifications(&target);
+        let result = forward(route.member, downstream, mask)
+            .instrument(record.span().clone())
+            .await;
+        let answer = match result {
+            Ok(ServerResult::CallToolResult(mut result)) => {
+                record = self
+                    .screen_output(record, &target, item, &mut result)
+                    .await?;
+                Ok(CallToolResponse::Complete(result))
+            }
+            Ok(ServerResult::InputRequiredResult(result)) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
+            Ok(ServerResult::CreateTaskResult(result)) => Ok(CallToolResponse::Task(result)),
+            Ok(_) => Err(unexpected("tools/call")),
+            Err(error) => Err(error),
+        };
+        settle(
+            record,
+            answer,
+            context,
+            |response, measured| match response {
+                CallToolResponse::Complete(result) if consent::is_consent_answer(result) => {
+                    (Outcome::ConsentRequired, json_size(result, measured))
+                }
+                CallToolResponse::Complete(result) if result.is_error == Some(true) => {
+                    (Outcome::ToolError, json_size(result, measured))
+                }
+                CallToolResponse::Complete(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                CallToolResponse::InputRequired(result) => {
+                    (Outcome::Success, json_size(result, measured))
+                }
+                CallToolResponse::Task(result) => (Outcome::Success, json_size(result, measured)),
+                _ => (Outcome::Success, 0),
+            },
+        )
+    }
+
+    /// Answers a plain 2026-07-28 `tools/call` over its member's direct line, skipping rmcp's
+    /// client; hands the request back (`Err`) when the call must take rmcp's road instead: an
+    /// unknown tool, arguments promoted to headers, a name that needs encoding in a header, or
+    /// a member without a direct line. Nothing is recorded or decided before that answer.
+    pub(crate) async fn call_tool_direct(
+        &self,
+        request: CallToolRequestParams,
+        context: &impl Inbound,
+        cancelled: &CancellationToken,
+    ) -> Result<Result<CallToolResponse, ErrorData>, CallToolRequestParams> {
+        let snapshot = self.server.snapshot().await;
+        let direct = snapshot.tools.route(&request.name).is_some_and(|route| {
+            !route.headed
+                && is_plain_header_value(&route.original)
+                && self.forwarder.direct_line(route.member).is_some()
+        });
+        if !direct {
+            return Err(request);
+        }
+        let forwarder = &self.forwarder;
+        let answer = self
+            .call_tool_by(request, context, |member, downstream, _mask| async move {
+                // The line was there a moment ago; a session that ended since fails the call
+                // as an unavailable connector would.
+                let Some(line) = forwarder.direct_line(member) else {
+                    return Err(ErrorData::internal_error(
+                        "the connector is unavailable",
+                        None,
+                    ));
+                };
+                forwarder
+                    .direct(&line, context, downstream, cancelled)
+                    .await
+            })
+            .await;
+        Ok(answer)
     }
 
     fn connector_name(&self, member: usize) -> &str {
@@ -195,6 +326,16 @@ pub fn listed_tools(
         .collect()
 }
 
+/// Says whether `value` goes into an `Mcp-Name` header as it is (SEP-2243 wraps names with
+/// surrounding blanks, control or non-ASCII characters in Base64, which rmcp's road handles).
+fn is_plain_header_value(value: &str) -> bool {
+    !value.is_empty()
+        && !value.starts_with([' ', '\t'])
+        && !value.ends_with([' ', '\t'])
+        && value.chars().all(|c| (' '..='~').contains(&c))
+        && !(value.starts_with("=?base64?") && value.ends_with("?="))
+}
+
 /// Refuses a call whose audit event cannot be kept (fail-closed), without saying more than that.
 fn unrecorded(error: Unrecordable) -> ErrorData {
     tracing::error!(%error, "refusing a call that cannot be audited");
@@ -230,10 +371,10 @@ fn blocked(record: CallRecord, error: ErrorData) -> ErrorData {
 }
 
 /// Classifies a failed forward: the client hung up, the downstream failed, or the downstream said no.
-fn failure_outcome(context: &RequestContext<RoleServer>, error: &ErrorData) -> Outcome {
+fn failure_outcome(context: &impl Inbound, error: &ErrorData) -> Outcome {
     if consent::is_consent_error(error) {
         Outcome::ConsentRequired
-    } else if context.ct.is_cancelled() {
+    } else if context.is_cancelled() {
         Outcome::Cancelled
     } else {
         Outcome::UpstreamError
@@ -247,7 +388,7 @@ fn failure_outcome(context: &RequestContext<RoleServer>, error: &ErrorData) -> O
 fn settle<T>(
     record: CallRecord,
     answer: Result<T, ErrorData>,
-    context: &RequestContext<RoleServer>,
+    context: &impl Inbound,
     describe: impl FnOnce(&T, bool) -> (Outcome, u64),
 ) -> Result<T, ErrorData> {
     let kept = match &answer {
@@ -325,97 +466,26 @@ impl ServerHandler for Proxy {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let mut record = self.begin("tools/call", &context)?;
-        record.arguments(request.arguments.as_ref());
-        let snapshot = self.server.snapshot().await;
-        let Some(route) = snapshot.tools.route(&request.name).cloned() else {
-            record.not_listed();
-            return Err(refused(record, unknown("tool", &request.name)));
-        };
-        let connector = self.connector_name(route.member);
-        record.tool(&request.name, connector, &route.original);
-        if let Some((evaluator, subject)) = self.access.subject(&context) {
-            let tool = self.server.cached_tool(&request.name).unwrap_or_else(|| {
-                rmcp::model::Tool::new(request.name.clone(), "", JsonObject::new())
-            });
-            let verdict = subject.decide(
-                &evaluator,
-                Action::CallTool,
-                self.server.name(),
-                connector,
-                access::tool_item(&tool, &route.original),
-                request.arguments.as_ref(),
-            );
-            record.decision((&verdict.decision).into());
-            if let Some(error) = verdict.refusal {
-                return Err(refused(record, error));
+        let forwarder = &self.forwarder;
+        let context = &context;
+        self.call_tool_by(request, context, |member, downstream, mask| async move {
+            let mut context = context.clone();
+            if let Some(mask) = mask {
+                context.extensions.insert(mask);
             }
-        }
-        let charge = Charge::tool(self.server.name(), &request.name);
-        if let Err(error) = self.quotas.admit(&context, charge).await {
-            return Err(limited(record, error));
-        }
-        let mut downstream = request;
-        let exposed = std::mem::replace(&mut downstream.name, route.original.into());
-        let target = self.target(route.member, Some(&exposed));
-        let item = inspect::Item {
-            kind: "tool",
-            name: &exposed,
-        };
-        let mut record = self
-            .screen_input(record, &target, item, &mut downstream.arguments)
-            .await?;
-        if let Some(mask) = self.inspector.notifications(&target) {
-            context.extensions.insert(mask);
-        }
-        let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
-        let result = self
-            .forwarder
-            .rounds(route.member, &context, first, |responses, state| {
-                let mut params = downstream.clone();
-                params.input_responses = Some(responses);
-                params.request_state = state;
-                ClientRequest::CallToolRequest(CallToolRequest::new(params))
-            })
-            .instrument(record.span().clone())
-            .await;
-        let answer = match result {
-            Ok(ServerResult::CallToolResult(mut result)) => {
-                record = self
-                    .screen_output(record, &target, item, &mut result)
-                    .await?;
-                Ok(CallToolResponse::Complete(result))
-            }
-            Ok(ServerResult::InputRequiredResult(result)) => {
-                Ok(CallToolResponse::InputRequired(result))
-            }
-            Ok(ServerResult::CreateTaskResult(result)) => Ok(CallToolResponse::Task(result)),
-            Ok(_) => Err(unexpected("tools/call")),
-            Err(error) => Err(error),
-        };
-        settle(
-            record,
-            answer,
-            &context,
-            |response, measured| match response {
-                CallToolResponse::Complete(result) if consent::is_consent_answer(result) => {
-                    (Outcome::ConsentRequired, json_size(result, measured))
-                }
-                CallToolResponse::Complete(result) if result.is_error == Some(true) => {
-                    (Outcome::ToolError, json_size(result, measured))
-                }
-                CallToolResponse::Complete(result) => {
-                    (Outcome::Success, json_size(result, measured))
-                }
-                CallToolResponse::InputRequired(result) => {
-                    (Outcome::Success, json_size(result, measured))
-                }
-                CallToolResponse::Task(result) => (Outcome::Success, json_size(result, measured)),
-                _ => (Outcome::Success, 0),
-            },
-        )
+            let first = ClientRequest::CallToolRequest(CallToolRequest::new(downstream.clone()));
+            forwarder
+                .rounds(member, &context, first, |responses, state| {
+                    let mut params = downstream.clone();
+                    params.input_responses = Some(responses);
+                    params.request_state = state;
+                    ClientRequest::CallToolRequest(CallToolRequest::new(params))
+                })
+                .await
+        })
+        .await
     }
 
     async fn list_prompts(

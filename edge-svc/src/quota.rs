@@ -15,12 +15,11 @@ use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
-use rmcp::RoleServer;
 use rmcp::model::{ErrorCode, ErrorData};
-use rmcp::service::RequestContext;
 
 use crate::auth::Caller;
 use crate::error::Error;
+use crate::inbound::Inbound;
 
 mod rule;
 
@@ -106,15 +105,11 @@ impl Quotas {
     }
 
     /// Charges the call to every matching rule's bucket, or returns the client's refusal.
-    pub async fn admit(
-        &self,
-        context: &RequestContext<RoleServer>,
-        charge: Charge<'_>,
-    ) -> Result<(), ErrorData> {
+    pub async fn admit(&self, context: &impl Inbound, charge: Charge<'_>) -> Result<(), ErrorData> {
         let Some(enforced) = &self.enforced else {
             return Ok(());
         };
-        let parts = context.extensions.get::<http::request::Parts>();
+        let parts = context.parts();
         let payer = payer(parts);
         let in_force = enforced.rules.load();
         let (rules, mut keys): (Vec<&Rule>, Vec<String>) = in_force

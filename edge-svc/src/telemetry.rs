@@ -18,9 +18,8 @@ use opentelemetry::metrics::{Counter, Histogram};
 use proto::audit::v1::Outcome;
 
 use crate::audit::Spool;
-use rmcp::RoleServer;
+use crate::inbound::Inbound;
 use rmcp::model::RequestId;
-use rmcp::service::RequestContext;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -83,10 +82,9 @@ pub async fn stash_trace_context(mut request: Request<Body>, next: Next) -> Resp
 /// Runs `work` with the trace context of the HTTP request `context` came on made current, so
 /// what it reads of the current trace (the audit record's trace id) is that request's, not the
 /// session-opening request's that rmcp's handler task runs under.
-pub fn in_request_trace<R>(context: &RequestContext<RoleServer>, work: impl FnOnce() -> R) -> R {
+pub fn in_request_trace<R>(context: &impl Inbound, work: impl FnOnce() -> R) -> R {
     let stashed = context
-        .extensions
-        .get::<http::request::Parts>()
+        .parts()
         .and_then(|parts| parts.extensions.get::<HttpTraceContext>());
     match stashed {
         Some(trace) => {
@@ -99,12 +97,8 @@ pub fn in_request_trace<R>(context: &RequestContext<RoleServer>, work: impl FnOn
 
 impl Observed {
     /// Opens the span of `method` on `virtual_server`, child of the HTTP request it came on.
-    pub fn begin(
-        virtual_server: &str,
-        method: &'static str,
-        context: &RequestContext<RoleServer>,
-    ) -> Self {
-        let parts = context.extensions.get::<http::request::Parts>();
+    pub fn begin(virtual_server: &str, method: &'static str, context: &impl Inbound) -> Self {
+        let parts = context.parts();
         let span = tracing::info_span!(
             "mcp.request",
             otel.name = method,
@@ -113,7 +107,7 @@ impl Observed {
             mcp.method.name = method,
             mcp.session.id = Empty,
             mcp.protocol.version = Empty,
-            jsonrpc.request.id = %RequestIdField(&context.id),
+            jsonrpc.request.id = %RequestIdField(context.request_id()),
             gen_ai.operation.name = Empty,
             gen_ai.tool.name = Empty,
             network.transport = "tcp",

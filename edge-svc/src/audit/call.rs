@@ -12,13 +12,12 @@ use proto::common::v1::{
     Agent, AuthenticationMethod, Decision, DenyReason, Member, Principal, ProtocolEra,
     RequestMetadata, Target, Verdict, target,
 };
-use rmcp::RoleServer;
 use rmcp::model::{ErrorData, JsonObject, ProtocolVersion, RequestId};
-use rmcp::service::RequestContext;
 use sha2::{Digest as _, Sha256};
 
 use super::{Admission, Recorder, Unrecordable};
 use crate::auth::{AgentClaim, Caller};
+use crate::inbound::Inbound;
 use crate::telemetry::Observed;
 
 /// Who is calling, as the audit record names them (never the token).
@@ -114,7 +113,7 @@ impl CallRecord {
         recorder: &Recorder,
         virtual_server: &str,
         method: &'static str,
-        context: &RequestContext<RoleServer>,
+        context: &impl Inbound,
     ) -> Result<Self, Unrecordable> {
         let mut record = Self::open(recorder, virtual_server, || {
             (
@@ -315,17 +314,13 @@ impl CallRecord {
     }
 }
 
-fn caller_subject(context: &RequestContext<RoleServer>) -> Subject {
-    let parts = context.extensions.get::<http::request::Parts>();
+fn caller_subject(context: &impl Inbound) -> Subject {
+    let parts = context.parts();
     Subject::of(parts.and_then(|parts| parts.extensions.get::<Caller>()))
 }
 
-fn metadata(
-    virtual_server: &str,
-    method: &str,
-    context: &RequestContext<RoleServer>,
-) -> RequestMetadata {
-    let parts = context.extensions.get::<http::request::Parts>();
+fn metadata(virtual_server: &str, method: &str, context: &impl Inbound) -> RequestMetadata {
+    let parts = context.parts();
     let header = |name: &str| {
         parts
             .and_then(|parts| parts.headers.get(name))
@@ -354,7 +349,7 @@ fn metadata(
         protocol_era: era.into(),
         protocol_version: version.map(|v| v.as_str().to_owned()).unwrap_or_default(),
         mcp_session_id: header("mcp-session-id"),
-        jsonrpc_id: match &context.id {
+        jsonrpc_id: match context.request_id() {
             RequestId::Number(number) => number.to_string(),
             RequestId::String(text) => text.to_string(),
         },

@@ -81,14 +81,16 @@ fn the_catalogue_routes_exposed_names_back_to_member_and_original() {
         catalogue.route("a__say"),
         Some(&ToolRoute {
             member: 0,
-            original: "echo".into()
+            original: "echo".into(),
+            headed: false,
         })
     );
     assert_eq!(
         catalogue.route("b__echo"),
         Some(&ToolRoute {
             member: 1,
-            original: "echo".into()
+            original: "echo".into(),
+            headed: false,
         })
     );
     assert_eq!(
@@ -112,4 +114,33 @@ fn a_name_clash_keeps_the_first_member() {
     let catalogue = ToolCatalogue::build([(&first, tools.as_slice()), (&second, tools.as_slice())]);
     assert_eq!(catalogue.tools().len(), 1);
     assert_eq!(catalogue.route("echo").unwrap().member, 0);
+}
+
+#[test]
+fn a_tool_whose_schema_promotes_an_argument_to_a_header_is_marked_headed() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "text": {"type": "string"}
+        }
+    });
+    let serde_json::Value::Object(schema) = schema else {
+        unreachable!("a JSON object literal");
+    };
+    let headed = Tool::new("deploy", "", Arc::new(schema));
+    let plain = tool("echo");
+    let curation = Curation::try_from(&member("a")).expect("valid curation");
+    let tools = [headed, plain];
+    let catalogue = ToolCatalogue::build([(&curation, &tools[..])]);
+    assert!(
+        catalogue
+            .route("a__deploy")
+            .is_some_and(|route| route.headed)
+    );
+    assert!(
+        catalogue
+            .route("a__echo")
+            .is_some_and(|route| !route.headed)
+    );
 }

@@ -9,8 +9,11 @@ use rmcp::transport::{
 };
 use tokio_util::sync::CancellationToken;
 
+use rmcp::model::ProtocolVersion;
+
 use super::{
     CredentialSource, Error, HttpConfig,
+    direct::DirectLine,
     handler::RelayHandler,
     inject::InjectingClient,
     origin::OriginTracking,
@@ -50,7 +53,7 @@ pub(crate) async fn open(
         // A gateway multiplexes many callers onto one connector session.
         .max_concurrent_requests(MAX_CONCURRENT_REQUESTS);
     let client = InjectingClient::new(pooled_client()?, credential, Arc::clone(name));
-    let transport = StreamableHttpClientTransport::with_client(client, transport_config);
+    let transport = StreamableHttpClientTransport::with_client(client.clone(), transport_config);
     let tracked = OriginTracking::new(transport);
     let service = handshake(
         handler,
@@ -60,7 +63,22 @@ pub(crate) async fn open(
         session_ct,
     )
     .await?;
-    Ok(Session::new(service, None))
+    let version = service
+        .peer()
+        .peer_info()
+        .map(|info| info.protocol_version.clone())
+        .filter(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
+    let direct = match version {
+        Some(version) => Some(Arc::new(DirectLine::new(
+            Arc::clone(name),
+            config.url.as_str(),
+            header_map(&config.headers)?,
+            client,
+            version,
+        ))),
+        None => None,
+    };
+    Ok(Session::new(service, None).with_direct(direct))
 }
 
 /// Converts configured headers, rejecting invalid names or values without echoing values.

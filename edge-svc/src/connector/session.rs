@@ -1,5 +1,6 @@
 //! One client session with a downstream: the rmcp service, and for stdio the program.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::{
@@ -10,13 +11,14 @@ use rmcp::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{Era, Error, handler::RelayHandler, stdio::Process};
+use super::{Era, Error, direct::DirectLine, handler::RelayHandler, stdio::Process};
 
 /// An open session and, for stdio, the program behind it.
 #[derive(Debug)]
 pub(crate) struct Session {
     service: RunningService<RoleClient, RelayHandler>,
     process: Option<Process>,
+    direct: Option<Arc<DirectLine>>,
 }
 
 impl Session {
@@ -25,7 +27,22 @@ impl Session {
         service: RunningService<RoleClient, RelayHandler>,
         process: Option<Process>,
     ) -> Self {
-        Self { service, process }
+        Self {
+            service,
+            process,
+            direct: None,
+        }
+    }
+
+    /// Offers `direct` for plain calls while this session is ready (stateless HTTP only).
+    pub(crate) fn with_direct(mut self, direct: Option<Arc<DirectLine>>) -> Self {
+        self.direct = direct;
+        self
+    }
+
+    /// Returns the direct line this session offers, if any.
+    pub(crate) fn direct(&self) -> Option<Arc<DirectLine>> {
+        self.direct.clone()
     }
 
     /// Returns the client handle of this session.
@@ -39,7 +56,9 @@ impl Session {
         session_ct: CancellationToken,
         shutdown: &CancellationToken,
     ) -> String {
-        let Self { service, process } = self;
+        let Self {
+            service, process, ..
+        } = self;
         let waiting = service.waiting();
         tokio::pin!(waiting);
         let (reason, transport_done) = match process {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ConnectorState, ConnectorStatus, CredentialSource, Error, LandlockState, Relay, RestartPolicy,
     Transport,
+    direct::DirectLine,
     handler::RelayHandler,
     http, sandbox,
     session::Session,
@@ -44,7 +45,8 @@ pub(crate) struct Supervisor {
 #[derive(Debug, Clone)]
 enum Phase {
     Connecting,
-    Ready(Peer<RoleClient>),
+    /// A live session, and the direct line it offers for plain calls, if any.
+    Ready(Peer<RoleClient>, Option<Arc<DirectLine>>),
     Restarting,
     Failed(String),
     Stopped,
@@ -99,7 +101,7 @@ impl Supervisor {
         loop {
             let phase = phases.borrow_and_update().clone();
             match phase {
-                Phase::Ready(peer) if !peer.is_transport_closed() => return Ok(peer),
+                Phase::Ready(peer, _) if !peer.is_transport_closed() => return Ok(peer),
                 Phase::Failed(last_error) => {
                     return Err(Error::Failed {
                         name: self.name.to_string(),
@@ -111,7 +113,7 @@ impl Supervisor {
                         name: self.name.to_string(),
                     });
                 }
-                Phase::Ready(_) | Phase::Connecting | Phase::Restarting => self.wake.notify_one(),
+                Phase::Ready(..) | Phase::Connecting | Phase::Restarting => self.wake.notify_one(),
             }
             match tokio::time::timeout_at(deadline, phases.changed()).await {
                 Ok(Ok(())) => {}
@@ -131,6 +133,15 @@ impl Supervisor {
         }
     }
 
+    /// Returns the direct line of the current session, when it is live and offers one; never
+    /// waits (a caller without one takes rmcp's road, which waits for a session).
+    pub(crate) fn direct(&self) -> Option<Arc<DirectLine>> {
+        match &*self.phase.borrow() {
+            Phase::Ready(peer, Some(line)) if !peer.is_transport_closed() => Some(Arc::clone(line)),
+            _ => None,
+        }
+    }
+
     /// Returns the protocol version of the current (or last) session.
     pub(crate) fn protocol_version(&self) -> Option<ProtocolVersion> {
         lock(&self.book).protocol_version.clone()
@@ -140,7 +151,7 @@ impl Supervisor {
     pub(crate) fn status(&self) -> ConnectorStatus {
         let state = match &*self.phase.borrow() {
             Phase::Connecting => ConnectorState::Connecting,
-            Phase::Ready(_) => ConnectorState::Ready,
+            Phase::Ready(..) => ConnectorState::Ready,
             Phase::Restarting => ConnectorState::Restarting,
             Phase::Failed(_) => ConnectorState::Failed,
             Phase::Stopped => ConnectorState::Stopped,
@@ -236,7 +247,7 @@ impl Supervisor {
         let version = peer.peer_info().map(|info| info.protocol_version.clone());
         tracing::info!(connector = %self.name, protocol_version = ?version, "connector session ready");
         lock(&self.book).protocol_version = version;
-        self.set_phase(Phase::Ready(peer));
+        self.set_phase(Phase::Ready(peer, session.direct()));
     }
 }
 

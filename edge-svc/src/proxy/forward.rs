@@ -14,19 +14,21 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CancelledNotificationParam, ClientRequest, ErrorData, InputRequest, InputRequiredResult,
-    InputResponses, ProtocolVersion, ResultType, ServerResult,
+    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData,
+    Implementation, InputRequest, InputRequiredResult, InputResponses, ResultType, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::auth::Caller;
-use crate::connector::Connector;
+use crate::connector::{Connector, DirectLine};
 use crate::credentials::consent;
 use crate::credentials::sessions::Route;
 use crate::credentials::{CallerToken, CredentialError, Who};
+use crate::inbound::Inbound;
 use crate::inspect::NotificationMask;
 use crate::switchboard::{Switchboard, UpstreamCall};
 use crate::vmcp::VirtualServer;
@@ -63,7 +65,7 @@ impl Forwarder {
         first: ClientRequest,
         retry: impl Fn(InputResponses, Option<String>) -> ClientRequest,
     ) -> Result<ServerResult, ErrorData> {
-        let modern_client = is_modern(context);
+        let modern_client = context.is_modern();
         let mut request = first;
         for _ in 0..MAX_INPUT_ROUNDS {
             match self.once(member, context, request).await? {
@@ -87,7 +89,8 @@ impl Forwarder {
         context: &RequestContext<RoleServer>,
         request: ClientRequest,
     ) -> Result<ServerResult, ErrorData> {
-        let connector = match self.session(member, context, &request).await {
+        let tool_call = matches!(request, ClientRequest::CallToolRequest(_));
+        let connector = match self.session(member, context, tool_call).await {
             Ok(connector) => connector,
             Err(answer) => return answer,
         };
@@ -98,7 +101,7 @@ impl Forwarder {
                 None,
             )
         })?;
-        let span = downstream_span(connector.name(), &request);
+        let span = downstream_span(connector.name(), request.method());
         let mut meta = rmcp::model::RequestMetaObject::default();
         if let Some(capabilities) = context.client_capabilities() {
             // The downstream must only ask for input this very client can give.
@@ -124,11 +127,11 @@ impl Forwarder {
             UpstreamCall::new(
                 context.peer.clone(),
                 context.meta.get_progress_token(),
-                !is_modern(context),
+                !context.is_modern(),
             )
             .with_mask(context.extensions.get::<NotificationMask>().cloned()),
         );
-        let modern_client = is_modern(context);
+        let modern_client = context.is_modern();
         tokio::select! {
             answer = handle.await_response().instrument(span) => {
                 route.settle().await;
@@ -149,20 +152,71 @@ impl Forwarder {
 }
 
 impl Forwarder {
+    /// Returns the direct line a plain `tools/call` to `member` can take instead of rmcp's
+    /// client: only for a member whose calls carry no per-caller credential (those may need
+    /// consent or a session of their own) and whose live session offers one.
+    pub(crate) fn direct_line(&self, member: usize) -> Option<Arc<DirectLine>> {
+        let member = self.server.members().get(member)?;
+        if member.credentials.is_some() {
+            return None;
+        }
+        member.connector.direct()
+    }
+
+    /// Sends a `tools/call` over `line` and waits for its answer, or for the client to give up.
+    ///
+    /// The request carries what rmcp's client would put in its `_meta`: the version the
+    /// downstream agreed to, the gateway as client, the caller's capabilities (the downstream
+    /// must only ask for input this very client can give) and the trace context.
+    pub(crate) async fn direct(
+        &self,
+        line: &DirectLine,
+        context: &impl Inbound,
+        mut params: CallToolRequestParams,
+        cancelled: &CancellationToken,
+    ) -> Result<ServerResult, ErrorData> {
+        let meta = params.meta.get_or_insert_default();
+        meta.set_protocol_version(line.protocol_version().clone());
+        meta.set_client_info(Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")));
+        if let Some(capabilities) = context.client_capabilities() {
+            meta.set_client_capabilities(capabilities);
+        }
+        let span = downstream_span(line.name(), "tools/call");
+        for (key, value) in svc_kit::telemetry::propagation::w3c_fields(&span.context()) {
+            meta.0.0.insert(key.to_owned(), value.into());
+        }
+        let name = params.name.clone();
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        tokio::select! {
+            answer = line.call("tools/call", &name, request).instrument(span) => match answer {
+                Ok(answer) => answer.map(|mut result| {
+                    mark_complete(&mut result);
+                    result
+                }),
+                Err(error) => Err(unanswered(&error, CredentialError::find(&error))),
+            },
+            () = cancelled.cancelled() => {
+                Err(ErrorData::internal_error("request cancelled by the client", None))
+            }
+        }
+    }
+}
+
+impl Forwarder {
     /// Returns the session that carries this caller's call to `member`, or the answer to give
     /// instead: the first-use link, or why no credential can be injected.
     async fn session(
         &self,
         member: usize,
-        context: &RequestContext<RoleServer>,
-        request: &ClientRequest,
+        context: &impl Inbound,
+        tool_call: bool,
     ) -> Result<Connector, Result<ServerResult, ErrorData>> {
         let member = &self.server.members()[member];
-        let main = member.for_client(is_modern(context));
+        let main = member.for_client(context.is_modern());
         let Some(binding) = &member.credentials else {
             return Ok(main.clone());
         };
-        let parts = context.extensions.get::<http::request::Parts>();
+        let parts = context.parts();
         let who = Who::of(parts.and_then(|parts| parts.extensions.get::<Caller>()));
         let caller = parts
             .filter(|_| binding.exchanges_caller_tokens())
@@ -172,14 +226,13 @@ impl Forwarder {
         match binding.route(&who, caller.as_ref(), &trace_id).await {
             Ok(Route::Main) => Ok(main.clone()),
             Ok(Route::Member(connector)) => Ok(connector),
-            Ok(Route::Consent(link)) => Err(match request {
-                ClientRequest::CallToolRequest(_)
-                    if !consent::opens_urls(context.client_capabilities().as_ref()) =>
-                {
+            Ok(Route::Consent(link)) => Err(
+                if tool_call && !consent::opens_urls(context.client_capabilities().as_ref()) {
                     Ok(ServerResult::CallToolResult(link.tool_error(name)))
-                }
-                _ => Err(link.elicitation(name)),
-            }),
+                } else {
+                    Err(link.elicitation(name))
+                },
+            ),
             Err(error) => {
                 tracing::warn!(connector = name, %error, "no credential for a call");
                 Err(Err(error.client_error(name)))
@@ -189,8 +242,7 @@ impl Forwarder {
 }
 
 /// Opens the client span of one downstream request; its context is what the connector receives.
-fn downstream_span(connector: &str, request: &ClientRequest) -> tracing::Span {
-    let method = request.method();
+fn downstream_span(connector: &str, method: &str) -> tracing::Span {
     tracing::info_span!(
         "mcp.downstream",
         otel.name = format!("{method} {connector}"),
@@ -212,12 +264,6 @@ fn mark_complete(result: &mut ServerResult) {
     result_type.get_or_insert(ResultType::COMPLETE);
 }
 
-fn is_modern(context: &RequestContext<RoleServer>) -> bool {
-    context
-        .protocol_version()
-        .is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
-}
-
 /// Keeps a downstream's own JSON-RPC error (it is spec-shaped and the client's to see); names
 /// a credential problem (such as a credential the downstream rejected twice); hides other
 /// transport detail.
@@ -230,14 +276,20 @@ fn downstream_error(error: ServiceError) -> ErrorData {
                 ServiceError::TransportSend(transport) => CredentialError::find(transport),
                 _ => CredentialError::find(&other),
             };
-            if let Some(problem) = found {
-                tracing::warn!(error = %problem, "downstream call failed on its credential");
-                return problem.client_error(problem.connector().unwrap_or("?"));
-            }
-            tracing::warn!(error = %other, "downstream call failed");
-            ErrorData::internal_error("the connector did not answer", None)
+            unanswered(&other, found)
         }
     }
+}
+
+/// Names the credential problem behind a call the downstream did not answer, or says only
+/// that it did not answer (transport detail stays in the log).
+fn unanswered(error: &dyn std::fmt::Display, credential: Option<&CredentialError>) -> ErrorData {
+    if let Some(problem) = credential {
+        tracing::warn!(error = %problem, "downstream call failed on its credential");
+        return problem.client_error(problem.connector().unwrap_or("?"));
+    }
+    tracing::warn!(%error, "downstream call failed");
+    ErrorData::internal_error("the connector did not answer", None)
 }
 
 /// Asks a legacy-era client each input request as a server→client request and collects the answers.

@@ -311,6 +311,27 @@ impl Echo {
         )
     }
 
+    #[tool(
+        description = "Return, as JSON, how this call arrived: its JSON-RPC id, the `Mcp-Method` and `Mcp-Name` headers, and the client named in `_meta`"
+    )]
+    fn arrival(&self, context: RequestContext<RoleServer>) -> String {
+        let header = |name: &str| {
+            context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.headers.get(name))
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        serde_json::json!({
+            "id": context.id,
+            "method": header("mcp-method"),
+            "name": header("mcp-name"),
+            "client": context.meta.client_info().map(|client| client.name),
+        })
+        .to_string()
+    }
+
     #[tool(description = "Return the process id")]
     fn pid(&self) -> String {
         std::process::id().to_string()

@@ -27,10 +27,37 @@ pub(super) fn echo_dir() -> String {
 
 pub(super) fn spec_yaml() -> String {
     let dir = echo_dir();
+    spec_yaml_over(&format!(
+        "stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}"
+    ))
+}
+
+/// The gateway of [`spec_yaml`] with its connector `local` reached as `transport` (YAML flow).
+pub(super) fn spec_yaml_over(transport: &str) -> String {
     format!(
-        "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
+        "connectors:\n  - name: local\n    {transport}\n\
          virtual_servers:\n  - name: tools\n    auth: none\n    connectors: [{{connector: local, prefix: \"\"}}]\n"
     )
+}
+
+/// Lists the tools statelessly (2026-07-28): a listing needs the connector's session, so once
+/// it is answered plain calls to an HTTP connector take edge's direct line. Records nothing.
+pub(super) async fn list_tools(http: &reqwest::Client, url: &str) -> Value {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    http.post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "tools/list", "params": {"_meta": meta}}),
+        )
+        .send()
+        .await
+        .expect("tools/list")
+        .json()
+        .await
+        .expect("a JSON-RPC response")
 }
 
 /// The digest edge records for `arguments`: SHA-256 of their RFC 8785 form.
@@ -325,33 +352,74 @@ pub(super) async fn audited(shutdown: &CancellationToken) -> Audited {
 async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     let shutdown = CancellationToken::new();
     let trail = audited(&shutdown).await;
-    let protected =
-        super::oauth::start_with(trail.recorder, edge_svc::access::Access::unrestricted()).await;
-    let token = super::oauth::token_for(
-        &protected.origin,
-        &format!("{}/v/crm/mcp", protected.origin),
+    let protected = super::oauth::start_with(
+        trail.recorder.clone(),
+        edge_svc::access::Access::unrestricted(),
     )
     .await;
+    let crm = format!("{}/v/crm/mcp", protected.origin);
+    let token = super::oauth::token_for(&protected.origin, &crm).await;
+    records_who_what_and_how_but_never_a_value(&trail, &crm, &token).await;
+    protected.shutdown.cancel();
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_edges_direct_line_is_recorded_as_one_through_rmcp_is() {
+    let (_echo, echo_url) = super::gateway::start_http_echo().await;
+    let shutdown = CancellationToken::new();
+    let trail = audited(&shutdown).await;
+    let protected = super::oauth::start_over_http(
+        &echo_url,
+        trail.recorder.clone(),
+        edge_svc::access::Access::unrestricted(),
+    )
+    .await;
+    let crm = format!("{}/v/crm/mcp", protected.origin);
+    let token = super::oauth::token_for(&protected.origin, &crm).await;
+
+    // The direct line opens with the connector's session; until then calls take rmcp's road.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let arrival = loop {
+        let response = super::oauth::call_tool(&crm, &token, "arrival", json!({})).await;
+        let body: Value = response.json().await.expect("json-rpc answer");
+        let text = result_text(&body).expect("arrival answers");
+        let arrival: Value = serde_json::from_str(text).expect("arrival is JSON");
+        if arrival["id"].as_i64().is_some_and(|id| id < 0) || Instant::now() > deadline {
+            break arrival;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        arrival["id"].as_i64().is_some_and(|id| id < 0),
+        "the call reached the downstream with one of the direct line's own (negative) ids: {arrival}"
+    );
+    assert_eq!(arrival["method"], "tools/call", "{arrival}");
+    assert_eq!(arrival["name"], "arrival", "{arrival}");
+    assert_eq!(
+        arrival["client"], "gatehouse",
+        "the gateway is the downstream's client: {arrival}"
+    );
+
+    records_who_what_and_how_but_never_a_value(&trail, &crm, &token).await;
+    protected.shutdown.cancel();
+    shutdown.cancel();
+}
+
+/// Calls `echo` with a canary value and an unknown tool on `url`, then checks the events the
+/// trail holds for them: who called, what, how it was decided and ended, and no value or token.
+async fn records_who_what_and_how_but_never_a_value(trail: &Audited, url: &str, token: &str) {
     let canary = "canary-value-7f3a9c";
-    let response = super::oauth::call_tool(
-        &format!("{}/v/crm/mcp", protected.origin),
-        &token,
-        "echo",
-        json!({"text": canary}),
-    )
-    .await;
+    let response = super::oauth::call_tool(url, token, "echo", json!({"text": canary})).await;
     assert_eq!(response.status(), 200);
-    let unknown = super::oauth::call_tool(
-        &format!("{}/v/crm/mcp", protected.origin),
-        &token,
-        "drop_tables",
-        json!({}),
-    )
-    .await;
+    let unknown = super::oauth::call_tool(url, token, "drop_tables", json!({})).await;
     assert_eq!(unknown.status(), 200, "a JSON-RPC error, not an HTTP one");
 
+    let is_echo = |event: &Value| event["target"]["tool"]["name"] == "echo";
+    let is_denied = |event: &Value| event["outcome"] == "OUTCOME_DENIED";
     let events = wait_for_events(&trail.config, "the token and both calls", |events| {
-        events.len() >= 3
+        events.iter().any(|(_, event)| is_echo(event))
+            && events.iter().any(|(_, event)| is_denied(event))
     })
     .await;
     let (_, issued) = &events[0];
@@ -363,12 +431,11 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
             .as_str()
             .is_some_and(|jti| !jti.is_empty())
     );
-    assert_eq!(
-        issued["token"]["audiences"][0],
-        format!("{}/v/crm/mcp", protected.origin)
-    );
-    let calls = &events[1..];
-    let (_, allowed) = &calls[0];
+    assert_eq!(issued["token"]["audiences"][0], url);
+    let (_, allowed) = events
+        .iter()
+        .find(|(_, event)| is_echo(event))
+        .expect("the echo call's event");
     assert_eq!(allowed["kind"], "EVENT_KIND_MCP_REQUEST");
     assert_eq!(allowed["emitter"]["service"], "edge-svc");
     assert!(
@@ -383,9 +450,11 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     );
     assert_eq!(allowed["target"]["virtualServer"], "crm");
     assert_eq!(allowed["target"]["connector"], "local");
-    assert_eq!(allowed["target"]["tool"]["name"], "echo");
     assert_eq!(allowed["metadata"]["mcpMethod"], "tools/call");
     assert_eq!(allowed["metadata"]["protocolEra"], "PROTOCOL_ERA_MODERN");
+    assert_eq!(allowed["metadata"]["protocolVersion"], "2026-07-28");
+    assert_eq!(allowed["metadata"]["jsonrpcId"], "1");
+    assert_eq!(allowed["metadata"]["mcpClientName"], "e2e");
     assert!(
         allowed["metadata"]["sourceAddress"]
             .as_str()
@@ -400,18 +469,18 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     );
     assert!(allowed["latency"].is_string());
 
-    let (_, denied) = &calls[1];
+    let (_, denied) = events
+        .iter()
+        .find(|(_, event)| is_denied(event))
+        .expect("the unknown tool's event");
     assert_eq!(denied["decision"]["verdict"], "VERDICT_DENY");
-    assert_eq!(denied["outcome"], "OUTCOME_DENIED");
     assert_eq!(denied["target"]["tool"], Value::Null);
 
     for (_, event) in &events {
         let text = event.to_string();
         assert!(!text.contains(canary), "an argument value leaked: {text}");
-        assert!(!text.contains(&token), "the access token leaked: {text}");
+        assert!(!text.contains(token), "the access token leaked: {text}");
     }
-    protected.shutdown.cancel();
-    shutdown.cancel();
 }
 
 /// Starts `gatehouse up` on `data` with `extra` arguments and returns the child and its MCP URL.

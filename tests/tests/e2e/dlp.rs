@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::audit::{Audited, audited, call, digest, serve_spec, spec_yaml, wait_for_events};
+use super::audit::{
+    Audited, audited, call, digest, list_tools, serve_spec, spec_yaml, spec_yaml_over,
+    wait_for_events,
+};
 
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "123-45-6789";
@@ -52,6 +55,19 @@ fn findings(event: &Value) -> Vec<(String, u64, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cards_are_masked_blocked_inputs_never_arrive_and_audit_keeps_no_value() {
+    masks_blocks_and_keeps_no_value(&spec_yaml(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlp_screens_calls_on_edges_direct_line_as_it_does_through_rmcp() {
+    let (_echo, echo_url) = super::gateway::start_http_echo().await;
+    let spec = spec_yaml_over(&format!("http: {{url: \"{echo_url}\"}}"));
+    masks_blocks_and_keeps_no_value(&spec, true).await;
+}
+
+/// Masks, blocks and replaces through the gateway `spec` describes; `direct` waits for the
+/// connector's session first, so that every call to an HTTP connector takes edge's direct line.
+async fn masks_blocks_and_keeps_no_value(spec: &str, direct: bool) {
     let hook = replacing_service().await;
     let yaml = format!(
         "{}dlp:\n  rules:\n\
@@ -61,7 +77,7 @@ async fn cards_are_masked_blocked_inputs_never_arrive_and_audit_keeps_no_value()
          \x20   - virtual_server: tools\n\
          \x20     tool: add\n\
          \x20     hook: {{url: \"{hook}\", timeout_ms: 2000, on_error: fail_closed, directions: [output]}}\n",
-        spec_yaml()
+        spec
     );
     let shutdown = CancellationToken::new();
     let Audited {
@@ -71,6 +87,10 @@ async fn cards_are_masked_blocked_inputs_never_arrive_and_audit_keeps_no_value()
     } = audited(&shutdown).await;
     let url = serve_spec(&yaml, recorder, &shutdown).await;
     let http = reqwest::Client::new();
+    if direct {
+        let listed = list_tools(&http, &url).await;
+        assert!(listed["result"]["tools"].is_array(), "{listed}");
+    }
 
     let masked = call(
         &http,

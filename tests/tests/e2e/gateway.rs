@@ -80,7 +80,7 @@ impl RunningGateway {
     }
 }
 
-async fn start_http_echo() -> (tokio::process::Child, String) {
+pub(super) async fn start_http_echo() -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(ECHO)
         .args(["http", "--listen", "127.0.0.1:0"])

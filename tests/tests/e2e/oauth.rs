@@ -53,8 +53,36 @@ pub(super) async fn start_limited(
         .expect("binary dir")
         .display()
         .to_string();
+    let local = format!("stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}");
+    start_over(&local, recorder, access, quotas).await
+}
+
+/// Like [`start_with`], with `mcp-echo` reached over streamable HTTP at `url`: plain
+/// 2026-07-28 calls then take edge's direct line instead of rmcp's client.
+pub(super) async fn start_over_http(
+    url: &str,
+    recorder: edge_svc::audit::Recorder,
+    access: edge_svc::access::Access,
+) -> Protected {
+    let local = format!("http: {{url: \"{url}\"}}");
+    start_over(
+        &local,
+        recorder,
+        access,
+        edge_svc::quota::Quotas::unlimited(),
+    )
+    .await
+}
+
+/// Starts the protected gateway whose connector `local` is reached as `transport` (YAML flow).
+async fn start_over(
+    transport: &str,
+    recorder: edge_svc::audit::Recorder,
+    access: edge_svc::access::Access,
+    quotas: edge_svc::quota::Quotas,
+) -> Protected {
     let yaml = format!(
-        "connectors:\n  - name: local\n    stdio: {{command: \"{ECHO}\", args: [stdio], paths: [\"{dir}\"]}}\n\
+        "connectors:\n  - name: local\n    {transport}\n\
          virtual_servers:\n  - name: crm\n    connectors: [{{connector: local, prefix: \"\"}}]\n\
          \x20 - name: hr\n    connectors: [{{connector: local, prefix: \"\"}}]\n"
     );

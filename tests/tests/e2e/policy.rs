@@ -42,14 +42,29 @@ async fn rpc(url: &str, token: &str, method: &str, params: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_sees_only_what_policy_lets_them_call_with_constrained_arguments() {
+    member_sees_only_what_policy_lets_them_call(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_decides_calls_on_edges_direct_line_as_it_does_through_rmcp() {
+    let (_echo, echo_url) = super::gateway::start_http_echo().await;
+    member_sees_only_what_policy_lets_them_call(Some(&echo_url)).await;
+}
+
+/// Lists and calls as a member under [`POLICIES`], with `mcp-echo` over stdio or, given its
+/// URL, over streamable HTTP (whose plain calls take edge's direct line once it is listed).
+async fn member_sees_only_what_policy_lets_them_call(http_echo: Option<&str>) {
     let config: authz_svc::PolicyConfig = serde_json::from_value(json!({
         "cedar": POLICIES,
         "virtual_servers": {"crm": {"constraints": {"echo": {"text": {"max_length": 10}}}}}
     }))
     .expect("policy config");
     let store = authz_svc::PolicyStore::new(&config).expect("valid policies");
-    let protected =
-        super::oauth::start_with(Recorder::disabled(), Access::live(store.subscribe())).await;
+    let access = Access::live(store.subscribe());
+    let protected = match http_echo {
+        Some(url) => super::oauth::start_over_http(url, Recorder::disabled(), access).await,
+        None => super::oauth::start_with(Recorder::disabled(), access).await,
+    };
     let crm = format!("{}/v/crm/mcp", protected.origin);
     let token = super::oauth::token_for(&protected.origin, &crm).await;
 

@@ -1,0 +1,394 @@
+//! The express lane: plain 2026-07-28 `tools/call` requests answered without rmcp's server.
+//!
+//! rmcp serves every stateless request by building a service, a task and channels for it and
+//! decoding the body through its message enum; for the one request that dominates a gateway's
+//! traffic that machinery cost more than the HTTP hop itself (`bench/floor.sh`). This layer
+//! reads such a request once and hands it to the same [`Proxy`] code that rmcp's road runs
+//! (records, policy, quotas, DLP), which posts it over the member's direct line.
+//!
+//! Only a request the lane can answer exactly as rmcp would is taken: the 2026-07-28 era with
+//! valid `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers that match the body, the
+//! required `_meta`, a `Host` on the allowed list and no `Origin` to check, neither progress
+//! nor logs asked for, no `Mcp-Param-*` headers. Anything else, including every malformed
+//! request, continues to rmcp unchanged, which answers it with the spec's error.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode, header};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ErrorCode, ErrorData, Implementation,
+    ProtocolVersion, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::inbound::Inbound;
+use crate::proxy::Proxy;
+
+/// What the lane needs to answer a request of one virtual server.
+pub(crate) struct Lane {
+    /// Builds the handler of one request, over the virtual server as it is now.
+    proxy: Box<dyn Fn() -> Proxy + Send + Sync>,
+    /// The `Host` values rmcp accepts (empty: any); the lane takes only requests it would.
+    allowed_hosts: Vec<String>,
+}
+
+impl Lane {
+    /// Creates the lane of one virtual server.
+    pub(crate) fn new(
+        proxy: impl Fn() -> Proxy + Send + Sync + 'static,
+        allowed_hosts: Vec<String>,
+    ) -> Self {
+        Self {
+            proxy: Box::new(proxy),
+            allowed_hosts,
+        }
+    }
+
+    /// Says whether the request's method and headers let the lane take it.
+    fn takes(&self, method: &Method, headers: &HeaderMap) -> bool {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        method == Method::POST
+            && header("mcp-protocol-version") == Some(ProtocolVersion::V_2026_07_28.as_str())
+            && header("mcp-method") == Some("tools/call")
+            && header("mcp-session-id").is_none()
+            && headers.get(header::ORIGIN).is_none()
+            && accepts_json_and_sse(headers)
+            && header(header::CONTENT_TYPE.as_str()).is_some_and(is_json_media_type)
+            && !headers
+                .keys()
+                .any(|name| name.as_str().starts_with("mcp-param-"))
+            && header(header::HOST.as_str()).is_some_and(|host| self.allows_host(host))
+    }
+
+    /// Says whether `host` is on the allowed list, compared as rmcp compares it (host name
+    /// without case, and the port when the entry names one).
+    fn allows_host(&self, host: &str) -> bool {
+        if self.allowed_hosts.is_empty() {
+            return true;
+        }
+        let Some(host) = authority(host) else {
+            return false;
+        };
+        self.allowed_hosts
+            .iter()
+            .filter_map(|allowed| authority(allowed.trim()))
+            .any(|(name, port)| name == host.0 && port.is_none_or(|port| host.1 == Some(port)))
+    }
+}
+
+/// Splits a `Host`-style value into its lowercase host name and port.
+fn authority(value: &str) -> Option<(String, Option<u16>)> {
+    let authority = http::uri::Authority::try_from(value).ok()?;
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    Some((name, authority.port_u16()))
+}
+
+fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
+    let (mut json, mut sse) = (false, false);
+    for value in headers.get_all(header::ACCEPT) {
+        for media in value.to_str().unwrap_or_default().split(',') {
+            let essence = media.split(';').next().unwrap_or_default().trim();
+            json |= essence.eq_ignore_ascii_case("application/json");
+            sse |= essence.eq_ignore_ascii_case("text/event-stream");
+        }
+    }
+    json && sse
+}
+
+fn is_json_media_type(value: &str) -> bool {
+    value
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A `tools/call` request as the lane reads it.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    jsonrpc: String,
+    id: RequestId,
+    method: String,
+    params: CallToolRequestParams,
+}
+
+/// Reads `body` as a plain 2026-07-28 `tools/call` whose `Mcp-Name` header is `name`, or says
+/// it is not one (`None`: rmcp's road answers it).
+fn plain_call(
+    body: &[u8],
+    name: &str,
+) -> Option<(RequestId, CallToolRequestParams, RequestMetaObject)> {
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    let meta = envelope.params.meta.clone()?;
+    let plain = envelope.jsonrpc == "2.0"
+        && envelope.method == "tools/call"
+        && envelope.params.name == name
+        && meta.protocol_version() == Some(ProtocolVersion::V_2026_07_28)
+        && meta
+            .missing_required_keys(&ProtocolVersion::V_2026_07_28)
+            .is_empty()
+        && meta.client_capabilities().is_some()
+        && meta.get_progress_token().is_none()
+        && !meta.0.contains_key("io.modelcontextprotocol/logLevel");
+    plain.then_some((envelope.id, envelope.params, meta))
+}
+
+/// A request on the lane, as edge's checks and records read it.
+struct Express {
+    parts: http::request::Parts,
+    id: RequestId,
+    meta: RequestMetaObject,
+    cancelled: CancellationToken,
+}
+
+impl Inbound for Express {
+    fn parts(&self) -> Option<&http::request::Parts> {
+        Some(&self.parts)
+    }
+
+    fn request_id(&self) -> &RequestId {
+        &self.id
+    }
+
+    fn protocol_version(&self) -> Option<ProtocolVersion> {
+        Some(ProtocolVersion::V_2026_07_28)
+    }
+
+    fn client_info(&self) -> Option<Implementation> {
+        self.meta.client_info()
+    }
+
+    fn client_capabilities(&self) -> Option<ClientCapabilities> {
+        self.meta.client_capabilities()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.is_cancelled()
+    }
+}
+
+/// Answers a plain 2026-07-28 `tools/call` on the lane; hands every other request on.
+pub(crate) async fn serve(
+    State(lane): State<Arc<Lane>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    if !lane.takes(request.method(), request.headers()) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    // The body was read whole and checked by the layer before this one; reading it again
+    // takes the buffer it left.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let name = parts
+        .headers
+        .get("mcp-name")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let Some((id, params, meta)) = plain_call(&bytes, name) else {
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+    };
+    let proxy = (lane.proxy)();
+    let cancelled = CancellationToken::new();
+    // The call runs on its own task so that a client hanging up cancels it (and its record
+    // says so) instead of dropping it half-recorded.
+    let hang_up = cancelled.clone().drop_guard();
+    let call = tokio::spawn(async move {
+        let express = Express {
+            parts,
+            id,
+            meta,
+            cancelled,
+        };
+        match proxy
+            .call_tool_direct(params, &express, &express.cancelled)
+            .await
+        {
+            Ok(answer) => Ok(reply(express.id, answer.map(ServerResult::from))),
+            Err(_) => Err(express.parts),
+        }
+    });
+    let outcome = call.await;
+    hang_up.disarm();
+    match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(parts)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(failed) => {
+            tracing::error!(error = %failed, "a tools/call on the express lane failed");
+            let error = ErrorData::internal_error("the gateway failed to answer this call", None);
+            encode(StatusCode::OK, &ServerJsonRpcMessage::error(error, None))
+        }
+    }
+}
+
+/// Writes a JSON-RPC answer with the HTTP status rmcp gives it in the 2026-07-28 era.
+fn reply(id: RequestId, answer: Result<ServerResult, ErrorData>) -> Response {
+    let (status, message) = match answer {
+        Ok(result) => (StatusCode::OK, ServerJsonRpcMessage::response(result, id)),
+        Err(error) => (
+            status_of(error.code),
+            ServerJsonRpcMessage::error(error, Some(id)),
+        ),
+    };
+    encode(status, &message)
+}
+
+fn encode(status: StatusCode, message: &ServerJsonRpcMessage) -> Response {
+    match serde_json::to_vec(message) {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            Bytes::from(body),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not encode a tools/call answer");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The HTTP status of a JSON-RPC error in the 2026-07-28 era: protocol-level refusals are 400,
+/// an unknown method 404, and everything a handler answers is 200 with the error in the body.
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
+        | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
+        | ErrorCode::HEADER_MISMATCH => StatusCode::BAD_REQUEST,
+        ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}}}"#;
+
+    fn lane(allowed_hosts: &[&str]) -> Lane {
+        Lane {
+            proxy: Box::new(|| unreachable!("header checks build no handler")),
+            allowed_hosts: allowed_hosts
+                .iter()
+                .map(|host| (*host).to_owned())
+                .collect(),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, http::HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    fn plain_headers() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("host", "127.0.0.1:8080"),
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ]
+    }
+
+    #[test]
+    fn a_plain_2026_07_28_tools_call_takes_the_lane() {
+        let lane = lane(&["127.0.0.1", "localhost"]);
+        assert!(lane.takes(&Method::POST, &headers(&plain_headers())));
+        let (id, params, _) = plain_call(CALL.as_bytes(), "echo").expect("a plain call");
+        assert_eq!(id, RequestId::Number(7));
+        assert_eq!(params.name, "echo");
+    }
+
+    #[test]
+    fn a_request_whose_headers_rmcp_must_judge_continues_to_rmcp() {
+        let lane = lane(&["127.0.0.1"]);
+        // Each case sets one header (or, with no value, removes it).
+        let cases: [(&str, &'static str, Option<&'static str>); 9] = [
+            ("legacy era", "mcp-protocol-version", Some("2025-11-25")),
+            ("another method", "mcp-method", Some("tools/list")),
+            ("no method header", "mcp-method", None),
+            ("a session", "mcp-session-id", Some("abc")),
+            ("an Origin to check", "origin", Some("http://127.0.0.1")),
+            ("promoted arguments", "mcp-param-region", Some("eu")),
+            ("a host not allowed", "host", Some("evil.example:8080")),
+            ("JSON only accepted", "accept", Some("application/json")),
+            ("not JSON", "content-type", Some("text/plain")),
+        ];
+        for (case, name, value) in cases {
+            let mut pairs = plain_headers();
+            pairs.retain(|(existing, _)| *existing != name);
+            pairs.extend(value.map(|value| (name, value)));
+            assert!(!lane.takes(&Method::POST, &headers(&pairs)), "{case}");
+        }
+        assert!(
+            !lane.takes(&Method::GET, &headers(&plain_headers())),
+            "a GET stream"
+        );
+    }
+
+    #[test]
+    fn hosts_compare_as_rmcp_compares_them() {
+        let listed = lane(&["LocalHost", "example.com:8443"]);
+        assert!(listed.allows_host("localhost:3000"));
+        assert!(listed.allows_host("example.com:8443"));
+        assert!(!listed.allows_host("example.com:9000"));
+        assert!(!listed.allows_host("example.org"));
+        assert!(
+            lane(&[]).allows_host("any.host"),
+            "an empty list allows any host"
+        );
+    }
+
+    #[test]
+    fn a_body_rmcp_must_judge_continues_to_rmcp() {
+        let meta = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}"#;
+        let cases = [
+            ("progress asked for", format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","_meta":{{{meta},"progressToken":"p"}}}}}}"#)),
+            ("logs asked for", format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","_meta":{{{meta},"io.modelcontextprotocol/logLevel":"info"}}}}}}"#)),
+            ("a name that is not the header's", format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"other","_meta":{{{meta}}}}}}}"#)),
+            ("no capabilities", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_owned()),
+            ("another version in _meta", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25","io.modelcontextprotocol/clientCapabilities":{}}}}"#.to_owned()),
+            ("no _meta", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#.to_owned()),
+            ("not JSON-RPC 2.0", format!(r#"{{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{{"name":"echo","_meta":{{{meta}}}}}}}"#)),
+            ("a notification", format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{{"name":"echo","_meta":{{{meta}}}}}}}"#)),
+            ("another method in the body", format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"name":"echo","_meta":{{{meta}}}}}}}"#)),
+        ];
+        for (case, body) in cases {
+            assert!(plain_call(body.as_bytes(), "echo").is_none(), "{case}");
+        }
+    }
+
+    #[test]
+    fn errors_get_the_http_status_rmcp_gives_them() {
+        assert_eq!(
+            status_of(ErrorCode::HEADER_MISMATCH),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(ErrorCode::METHOD_NOT_FOUND),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(status_of(ErrorCode::INVALID_PARAMS), StatusCode::OK);
+        assert_eq!(status_of(ErrorCode::INTERNAL_ERROR), StatusCode::OK);
+    }
+}
