@@ -14,8 +14,10 @@
 # REPS repetitions; the order of the paths rotates between repetitions. Prints a Markdown table.
 #
 # Knobs (environment): REPS=3 REQUESTS=20000 WARMUP=200 MAX_SECONDS=6 CONCURRENCY="1 16"
-#   CARGO_TARGET_DIR (default ~/.cache/gatehouse-target). Everything binds 127.0.0.1; every
-#   process it starts is stopped on exit.
+#   CARGO_TARGET_DIR (default ~/.cache/gatehouse-target). BASELINE_BIN=DIR also measures the
+#   `edge-svc` and `gatehouse` binaries in DIR (built from another commit) as `edge@baseline`
+#   and `gatehouse@baseline`, in the same run. Everything binds 127.0.0.1; every process it
+#   starts is stopped on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -51,25 +53,34 @@ virtual_servers:
       - connector: echo
         prefix: ""
 EOF
-EDGE_PORT=$(free_port)
-printf 'listen_addr = "127.0.0.1:%s"\ngateway = "%s"\n' "$EDGE_PORT" "$WORK/gateway.yaml" > "$WORK/edge.toml"
-"$BIN/edge-svc" --config "$WORK/edge.toml" > "$WORK/edge" 2> "$WORK/edge.err" &
-PIDS+=("$!"); EDGE_PID=$!
-EDGE_URL="http://127.0.0.1:$EDGE_PORT/v/bench/mcp"
+# Starts edge-svc (no audit) and `gatehouse up` from the binaries in $1, tagging them with $2;
+# appends their paths to `paths`.
+start_gateways() {
+  local bin=$1 tag=$2 port pid ready
+  port=$(free_port)
+  printf 'listen_addr = "127.0.0.1:%s"\ngateway = "%s"\n' "$port" "$WORK/gateway.yaml" > "$WORK/edge$tag.toml"
+  "$bin/edge-svc" --config "$WORK/edge$tag.toml" > "$WORK/edge$tag" 2> "$WORK/edge$tag.err" &
+  PIDS+=("$!"); pid=$!
+  paths+=("edge$tag http://127.0.0.1:$port/v/bench/mcp $pid")
+  for ((i = 0; i < 300; i++)); do
+    "$BIN/mcp-load" --url "http://127.0.0.1:$port/v/bench/mcp" --era modern --requests 1 --warmup 0 \
+      > /dev/null 2>&1 && break
+    sleep 0.1
+  done
+  "$bin/gatehouse" up --config "$WORK/gateway.yaml" --data "$WORK/data$tag" --listen 127.0.0.1:0 \
+    > "$WORK/gatehouse$tag" 2> "$WORK/gatehouse$tag.err" &
+  PIDS+=("$!"); pid=$!
+  ready=$(wait_line "$WORK/gatehouse$tag" '^gatehouse ready at ' 60 "$pid")
+  paths+=("gatehouse$tag ${ready#gatehouse ready at }/v/bench/mcp $pid")
+}
 
-"$BIN/gatehouse" up --config "$WORK/gateway.yaml" --data "$WORK/data" --listen 127.0.0.1:0 \
-  > "$WORK/gatehouse" 2> "$WORK/gatehouse.err" &
-PIDS+=("$!"); GATEHOUSE_PID=$!
-READY=$(wait_line "$WORK/gatehouse" '^gatehouse ready at ' 60 "$GATEHOUSE_PID")
-GATEHOUSE_URL="${READY#gatehouse ready at }/v/bench/mcp"
-for ((i = 0; i < 300; i++)); do
-  "$BIN/mcp-load" --url "$EDGE_URL" --era modern --requests 1 --warmup 0 > /dev/null 2>&1 && break
-  sleep 0.1
-done
+paths=("direct $ECHO_URL -" "relay $RELAY_URL $RELAY_PID")
+start_gateways "$BIN" ""
+if [ -n "${BASELINE_BIN:-}" ]; then
+  start_gateways "$BASELINE_BIN" "@baseline"
+fi
 
 ticks() { [ "$1" = - ] && echo 0 || awk '{print $14 + $15}' "/proc/$1/stat"; }
-paths=("direct $ECHO_URL -" "relay $RELAY_URL $RELAY_PID" "edge $EDGE_URL $EDGE_PID"
-  "gatehouse $GATEHOUSE_URL $GATEHOUSE_PID")
 : > "$WORK/runs.jsonl"
 for ((rep = 0; rep < REPS; rep++)); do
   for c in $CONCURRENCY; do
@@ -97,7 +108,8 @@ med = statistics.median
 print(f"Medians of {sys.argv[2]} repetitions, 2026-07-28 era, `mcp-echo` downstream.\n")
 print("| C | path | rps | p50 µs | added p50 µs | CPU µs/call of the middle process | errors |")
 print("|---|---|---|---|---|---|---|")
-for (c, path) in sorted(by, key=lambda k: (k[0], ["direct", "relay", "edge", "gatehouse"].index(k[1]))):
+order = ["direct", "relay", "edge", "edge@baseline", "gatehouse", "gatehouse@baseline"]
+for (c, path) in sorted(by, key=lambda k: (k[0], order.index(k[1]))):
     rs = by[(c, path)]
     rps = med(r["run"]["rps"] for r in rs)
     p50 = med(r["run"]["p50_us"] for r in rs)

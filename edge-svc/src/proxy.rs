@@ -329,11 +329,10 @@ pub fn listed_tools(
 /// Says whether `value` goes into an `Mcp-Name` header as it is (SEP-2243 wraps names with
 /// surrounding blanks, control or non-ASCII characters in Base64, which rmcp's road handles).
 fn is_plain_header_value(value: &str) -> bool {
-    !value.is_empty()
-        && !value.starts_with([' ', '\t'])
-        && !value.ends_with([' ', '\t'])
-        && value.chars().all(|c| (' '..='~').contains(&c))
-        && !(value.starts_with("=?base64?") && value.ends_with("?="))
+    let blank_edge = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
+    let looks_encoded = value.starts_with("=?base64?") && value.ends_with("?=");
+    let printable = value.chars().all(|c| (' '..='~').contains(&c));
+    !value.is_empty() && printable && !blank_edge && !looks_encoded
 }
 
 /// Refuses a call whose audit event cannot be kept (fail-closed), without saying more than that.

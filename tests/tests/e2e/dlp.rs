@@ -70,14 +70,13 @@ async fn dlp_screens_calls_on_edges_direct_line_as_it_does_through_rmcp() {
 async fn masks_blocks_and_keeps_no_value(spec: &str, direct: bool) {
     let hook = replacing_service().await;
     let yaml = format!(
-        "{}dlp:\n  rules:\n\
+        "{spec}dlp:\n  rules:\n\
          \x20   - virtual_server: tools\n\
          \x20     input: {{action: block, detectors: [ssn]}}\n\
          \x20     output: {{action: mask}}\n\
          \x20   - virtual_server: tools\n\
          \x20     tool: add\n\
-         \x20     hook: {{url: \"{hook}\", timeout_ms: 2000, on_error: fail_closed, directions: [output]}}\n",
-        spec
+         \x20     hook: {{url: \"{hook}\", timeout_ms: 2000, on_error: fail_closed, directions: [output]}}\n"
     );
     let shutdown = CancellationToken::new();
     let Audited {
