@@ -13,13 +13,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::StreamExt as _;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{
-    ClientJsonRpcMessage, ClientRequest, ErrorData, ProtocolVersion, RequestId,
-    ServerJsonRpcMessage, ServerResult,
-};
-use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient as _, StreamableHttpError, StreamableHttpPostResponse,
-};
+use rmcp::model::{CallToolRequestParams, ErrorData, ProtocolVersion, RequestId, ServerResult};
+use rmcp::transport::streamable_http_client::StreamableHttpError;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sse_stream::SseStream;
 
 use super::inject::InjectingClient;
 
@@ -30,7 +28,7 @@ pub type LineError = StreamableHttpError<reqwest::Error>;
 #[derive(Debug)]
 pub struct DirectLine {
     name: Arc<str>,
-    uri: Arc<str>,
+    url: reqwest::Url,
     headers: HashMap<HeaderName, HeaderValue>,
     client: InjectingClient,
     version: ProtocolVersion,
@@ -40,17 +38,17 @@ pub struct DirectLine {
 }
 
 impl DirectLine {
-    /// Describes the line to connector `name` at `uri`, which negotiated `version`.
+    /// Describes the line to connector `name` at `url`, which negotiated `version`.
     pub(crate) fn new(
         name: Arc<str>,
-        uri: &str,
+        url: reqwest::Url,
         headers: HashMap<HeaderName, HeaderValue>,
         client: InjectingClient,
         version: ProtocolVersion,
     ) -> Self {
         Self {
             name,
-            uri: uri.into(),
+            url,
             headers,
             client,
             version,
@@ -68,86 +66,209 @@ impl DirectLine {
         &self.version
     }
 
-    /// Posts `request` (method `method`, about `name`) and returns the downstream's answer: its
-    /// result or its own JSON-RPC error (`Ok`), or why there was none (`Err`).
+    /// Posts a `tools/call` with `params` and returns the downstream's answer: its result or
+    /// its own JSON-RPC error (`Ok`), or why there was none (`Err`).
     ///
     /// A downstream that streams its answer may send notifications before it; the caller asked
     /// for neither progress nor logs (or the call would not be on this line), so they are
     /// logged and not relayed. A server-to-client request is an error: the 2026-07-28 era asks
     /// for input with an `input_required` result instead.
-    pub async fn call(
+    pub async fn call_tool(
         &self,
-        method: &str,
-        name: &str,
-        request: ClientRequest,
+        params: &CallToolRequestParams,
     ) -> Result<Result<ServerResult, ErrorData>, LineError> {
-        let id = RequestId::Number(self.next_id.fetch_sub(1, Ordering::Relaxed));
+        let id = self.next_id.fetch_sub(1, Ordering::Relaxed);
         let mut headers = self.headers.clone();
-        for (header, value) in [
-            ("mcp-protocol-version", self.version.as_str()),
-            ("mcp-method", method),
-            ("mcp-name", name),
-        ] {
+        let trace = params.meta.as_ref().map(|meta| {
+            [
+                ("traceparent", meta.get_traceparent()),
+                ("tracestate", meta.get_tracestate()),
+            ]
+        });
+        let fields = [
+            ("mcp-protocol-version", Some(self.version.as_str())),
+            ("mcp-method", Some("tools/call")),
+            ("mcp-name", Some(params.name.as_ref())),
+        ];
+        for (header, value) in fields.into_iter().chain(trace.into_iter().flatten()) {
+            let Some(value) = value else { continue };
             let value = HeaderValue::from_str(value).map_err(|_| {
                 StreamableHttpError::UnexpectedServerResponse(
-                    format!("`{name}` cannot be sent as a header value").into(),
+                    format!("`{header}` cannot carry this call's value").into(),
                 )
             })?;
             headers.insert(HeaderName::from_static(header), value);
         }
-        let message = ClientJsonRpcMessage::request(request, id.clone());
+        let body = serde_json::to_vec(&Outbound {
+            jsonrpc: "2.0",
+            id,
+            method: "tools/call",
+            params,
+        })?;
         let response = self
             .client
-            .post_message(Arc::clone(&self.uri), message, None, None, headers)
+            .post_json(&self.url, headers, body.into())
             .await?;
-        match response {
-            StreamableHttpPostResponse::Json(message, _) => answer_to(message, &id),
-            StreamableHttpPostResponse::Sse(mut events, _) => {
-                while let Some(event) = events.next().await {
-                    let data = event?.data.unwrap_or_default();
-                    if data.trim().is_empty() {
-                        continue;
-                    }
-                    let message: ServerJsonRpcMessage = serde_json::from_str(&data)?;
-                    if matches!(message, ServerJsonRpcMessage::Notification(_)) {
-                        tracing::debug!(connector = %self.name, "a notification the caller did not ask for was not relayed");
-                        continue;
-                    }
-                    return answer_to(message, &id);
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") && status.is_success() {
+            let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+            while let Some(event) = events.next().await {
+                let data = event?.data.unwrap_or_default();
+                if data.trim().is_empty() {
+                    continue;
                 }
-                Err(StreamableHttpError::UnexpectedServerResponse(
-                    "the response stream ended without an answer".into(),
-                ))
+                let message: Inbound = serde_json::from_str(&data)?;
+                if message.method.is_some() && message.id.is_none() {
+                    tracing::debug!(connector = %self.name, "a notification the caller did not ask for was not relayed");
+                    continue;
+                }
+                return answer_to(message, id);
             }
-            _ => Err(StreamableHttpError::UnexpectedServerResponse(
-                "the downstream accepted a request without answering it".into(),
-            )),
+            return Err(StreamableHttpError::UnexpectedServerResponse(
+                "the response stream ended without an answer".into(),
+            ));
         }
+        if !content_type.starts_with("application/json") {
+            return Err(StreamableHttpError::UnexpectedServerResponse(
+                format!("HTTP {status} without a JSON-RPC answer").into(),
+            ));
+        }
+        // A JSON body is read whatever the status: the 2026-07-28 era sends some JSON-RPC
+        // errors with 4xx statuses.
+        let body = response
+            .bytes()
+            .await
+            .map_err(StreamableHttpError::Client)?;
+        answer_to(serde_json::from_slice(&body)?, id)
     }
 }
 
+/// A request as the direct line writes it.
+#[derive(Serialize)]
+struct Outbound<'a> {
+    jsonrpc: &'static str,
+    id: i64,
+    method: &'static str,
+    params: &'a CallToolRequestParams,
+}
+
+/// A message from the downstream as the direct line reads it: the result stays raw until its
+/// `resultType` says which result it is (rmcp's untagged result enum tries every kind in turn).
+#[derive(Deserialize)]
+struct Inbound {
+    id: Option<RequestId>,
+    method: Option<String>,
+    result: Option<Box<RawValue>>,
+    error: Option<ErrorData>,
+}
+
+/// The `resultType` of a result (2026-07-28; absent before).
+#[derive(Deserialize)]
+struct Kind {
+    #[serde(rename = "resultType")]
+    result_type: Option<String>,
+}
+
 /// Reads `message` as the answer to request `id`; anything else is reported as unexpected.
-fn answer_to(
-    message: ServerJsonRpcMessage,
-    id: &RequestId,
-) -> Result<Result<ServerResult, ErrorData>, LineError> {
+fn answer_to(message: Inbound, id: i64) -> Result<Result<ServerResult, ErrorData>, LineError> {
+    let ours = message
+        .id
+        .as_ref()
+        .is_none_or(|of| *of == RequestId::Number(id));
     match message {
-        ServerJsonRpcMessage::Response(response) if &response.id == id => Ok(Ok(response.result)),
-        ServerJsonRpcMessage::Error(error) if error.id.as_ref().is_none_or(|of| of == id) => {
-            Ok(Err(error.error))
-        }
-        other => Err(StreamableHttpError::UnexpectedServerResponse(
-            format!("{} instead of the answer", describe(&other)).into(),
+        Inbound {
+            method: Some(_), ..
+        } => Err(StreamableHttpError::UnexpectedServerResponse(
+            "a server-to-client request instead of the answer".into(),
+        )),
+        Inbound {
+            error: Some(error), ..
+        } if ours => Ok(Err(error)),
+        Inbound {
+            result: Some(result),
+            ..
+        } if ours && message.id.is_some() => Ok(read_result(result.get())),
+        _ => Err(StreamableHttpError::UnexpectedServerResponse(
+            "another request's answer instead of this one's".into(),
         )),
     }
 }
 
-/// Names a message by kind, never by content.
-fn describe(message: &ServerJsonRpcMessage) -> &'static str {
-    match message {
-        ServerJsonRpcMessage::Notification(_) => "a notification",
-        ServerJsonRpcMessage::Request(_) => "a server-to-client request",
-        ServerJsonRpcMessage::Response(_) => "another request's result",
-        ServerJsonRpcMessage::Error(_) => "another request's error",
+/// Reads a `tools/call` result by its `resultType`.
+fn read_result(text: &str) -> Result<ServerResult, ErrorData> {
+    let wrong = |_| {
+        ErrorData::internal_error(
+            "connector answered `tools/call` with the wrong result type",
+            None,
+        )
+    };
+    let kind: Kind = serde_json::from_str(text).map_err(wrong)?;
+    match kind.result_type.as_deref() {
+        Some("input_required") => serde_json::from_str(text)
+            .map(ServerResult::InputRequiredResult)
+            .map_err(wrong),
+        Some("task") => serde_json::from_str(text)
+            .map(ServerResult::CreateTaskResult)
+            .map_err(wrong),
+        _ => serde_json::from_str(text)
+            .map(ServerResult::CallToolResult)
+            .map_err(wrong),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<Result<ServerResult, ErrorData>, LineError> {
+        answer_to(serde_json::from_str(text).expect("a JSON-RPC message"), -3)
+    }
+
+    #[test]
+    fn a_result_is_read_as_the_kind_its_result_type_names() {
+        let complete =
+            read(r#"{"jsonrpc":"2.0","id":-3,"result":{"content":[{"type":"text","text":"hi"}]}}"#);
+        assert!(
+            matches!(complete, Ok(Ok(ServerResult::CallToolResult(_)))),
+            "{complete:?}"
+        );
+        let input = read(
+            r#"{"jsonrpc":"2.0","id":-3,"result":{"resultType":"input_required","inputRequests":{}}}"#,
+        );
+        assert!(
+            matches!(input, Ok(Ok(ServerResult::InputRequiredResult(_)))),
+            "{input:?}"
+        );
+    }
+
+    #[test]
+    fn the_downstreams_own_error_is_its_answer() {
+        let answer =
+            read(r#"{"jsonrpc":"2.0","id":-3,"error":{"code":-32602,"message":"unknown tool"}}"#);
+        let Ok(Err(error)) = answer else {
+            panic!("the downstream's error: {answer:?}");
+        };
+        assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn what_is_not_this_calls_answer_is_unexpected() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":-4,"result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}"#,
+        ] {
+            assert!(read(text).is_err(), "{text}");
+        }
+        let wrong = read(r#"{"jsonrpc":"2.0","id":-3,"result":{"content":"not a list"}}"#);
+        assert!(
+            matches!(wrong, Ok(Err(_))),
+            "a malformed result is the downstream's fault: {wrong:?}"
+        );
     }
 }

@@ -71,7 +71,7 @@ pub(crate) async fn open(
     let direct = match version {
         Some(version) => Some(Arc::new(DirectLine::new(
             Arc::clone(name),
-            config.url.as_str(),
+            config.url.clone(),
             header_map(&config.headers)?,
             client,
             version,

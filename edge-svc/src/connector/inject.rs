@@ -91,6 +91,40 @@ impl InjectingClient {
     }
 }
 
+impl InjectingClient {
+    /// POSTs a JSON-RPC request body to `url` with the credential (once more with fresh
+    /// material on a 401, as every request of the session is), and returns the response as the
+    /// downstream sent it: the direct line reads it without rmcp's message enums.
+    pub(crate) async fn post_json(
+        &self,
+        url: &reqwest::Url,
+        headers: Headers,
+        body: axum::body::Bytes,
+    ) -> Result<reqwest::Response, Failure> {
+        self.send(headers, |headers| {
+            let request = self
+                .http
+                .post(url.clone())
+                .header(http::header::ACCEPT, "application/json, text/event-stream")
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            async move {
+                let request = headers.into_iter().fold(request, |request, (name, value)| {
+                    request.header(name, value)
+                });
+                let response = request.send().await.map_err(StreamableHttpError::Client)?;
+                if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                    return Err(StreamableHttpError::UnexpectedServerResponse(
+                        "HTTP 401 Unauthorized".into(),
+                    ));
+                }
+                Ok(response)
+            }
+        })
+        .await
+    }
+}
+
 /// Adds the trace context `message` carries in its `_meta` to `headers`.
 fn with_trace(message: &ClientJsonRpcMessage, mut headers: Headers) -> Headers {
     if let JsonRpcMessage::Request(request) = message {

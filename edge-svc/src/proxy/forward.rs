@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData,
-    Implementation, InputRequest, InputRequiredResult, InputResponses, ResultType, ServerResult,
+    CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData, Implementation,
+    InputRequest, InputRequiredResult, InputResponses, ResultType, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
@@ -185,10 +185,8 @@ impl Forwarder {
         for (key, value) in svc_kit::telemetry::propagation::w3c_fields(&span.context()) {
             meta.0.0.insert(key.to_owned(), value.into());
         }
-        let name = params.name.clone();
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         tokio::select! {
-            answer = line.call("tools/call", &name, request).instrument(span) => match answer {
+            answer = line.call_tool(&params).instrument(span) => match answer {
                 Ok(answer) => answer.map(|mut result| {
                     mark_complete(&mut result);
                     result
