@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::StreamExt as _;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{CallToolRequestParams, ErrorData, ProtocolVersion, RequestId, ServerResult};
+use rmcp::model::{
+    CallToolRequestParams, ErrorData, Implementation, ProtocolVersion, RequestId, ServerResult,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -59,6 +61,11 @@ impl DirectLine {
     /// Returns the connector's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Returns the client the gateway is to this downstream, which each request names.
+    pub fn client_info(&self) -> Implementation {
+        super::handler::client_info()
     }
 
     /// Returns the protocol version the downstream agreed to, which each request declares.

@@ -58,12 +58,14 @@ impl Service<RoleClient> for RelayHandler {
     }
 
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            capabilities(),
-            Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")),
-        )
-        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+        ClientConfig::new(capabilities(), client_info())
+            .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
     }
+}
+
+/// Names the gateway as the client of its downstreams, on rmcp's road and the direct line alike.
+pub(crate) fn client_info() -> Implementation {
+    Implementation::new("gatehouse", env!("CARGO_PKG_VERSION"))
 }
 
 /// Returns the outbound request a message belongs to, from the marker rmcp or

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData, Implementation,
-    InputRequest, InputRequiredResult, InputResponses, ResultType, ServerResult,
+    CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData, InputRequest,
+    InputRequiredResult, InputResponses, ResultType, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
@@ -177,7 +177,7 @@ impl Forwarder {
     ) -> Result<ServerResult, ErrorData> {
         let meta = params.meta.get_or_insert_default();
         meta.set_protocol_version(line.protocol_version().clone());
-        meta.set_client_info(Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")));
+        meta.set_client_info(line.client_info());
         if let Some(capabilities) = context.client_capabilities() {
             meta.set_client_capabilities(capabilities);
         }
