@@ -19,7 +19,7 @@ use proto::audit::v1::Outcome;
 
 use crate::audit::Spool;
 use crate::inbound::Inbound;
-use rmcp::model::RequestId;
+use rmcp::model::{ProtocolVersion, RequestId};
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -99,14 +99,18 @@ impl Observed {
     /// Opens the span of `method` on `virtual_server`, child of the HTTP request it came on.
     pub fn begin(virtual_server: &str, method: &'static str, context: &impl Inbound) -> Self {
         let parts = context.parts();
+        let session = parts
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|value| value.to_str().ok());
+        let version = context.protocol_version();
         let span = tracing::info_span!(
             "mcp.request",
             otel.name = method,
             otel.kind = "server",
             otel.status_code = Empty,
             mcp.method.name = method,
-            mcp.session.id = Empty,
-            mcp.protocol.version = Empty,
+            mcp.session.id = session,
+            mcp.protocol.version = version.as_ref().map(ProtocolVersion::as_str),
             jsonrpc.request.id = %RequestIdField(context.request_id()),
             gen_ai.operation.name = Empty,
             gen_ai.tool.name = Empty,
@@ -120,15 +124,6 @@ impl Observed {
         if let Some(parent) = parts.and_then(|parts| parts.extensions.get::<HttpTraceContext>()) {
             // Fails only when no OpenTelemetry layer is installed, where there is no trace.
             let _ = span.set_parent(parent.0.clone());
-        }
-        if let Some(session) = parts
-            .and_then(|parts| parts.headers.get("mcp-session-id"))
-            .and_then(|value| value.to_str().ok())
-        {
-            span.record("mcp.session.id", session);
-        }
-        if let Some(version) = context.protocol_version() {
-            span.record("mcp.protocol.version", version.as_str());
         }
         Self {
             span,
@@ -154,28 +149,44 @@ impl Observed {
 
     /// Names the tool called and the connector that serves it.
     pub fn tool(&mut self, exposed: &str, connector: &str) {
-        self.span
-            .record("otel.name", format!("{} {exposed}", self.method));
-        self.span.record("gen_ai.tool.name", exposed);
-        self.span.record("gen_ai.operation.name", "execute_tool");
-        self.item(exposed, connector);
+        record_all(
+            &self.span,
+            [
+                ("otel.name", &format_args!("{} {exposed}", self.method)),
+                ("gen_ai.tool.name", &exposed),
+                ("gen_ai.operation.name", &"execute_tool"),
+                ("gatehouse.connector", &connector),
+            ],
+        );
+        self.name(exposed, connector);
     }
 
     /// Names the prompt fetched, or (with an empty name, as URIs are unbounded labels) the
     /// resource read, and the connector that serves it.
     pub fn item(&mut self, name: &str, connector: &str) {
         self.span.record("gatehouse.connector", connector);
-        name.clone_into(&mut self.item);
+        self.name(name, connector);
+    }
+
+    fn name(&mut self, item: &str, connector: &str) {
+        item.clone_into(&mut self.item);
         connector.clone_into(&mut self.connector);
     }
 
     /// Ends the request: counts it and its latency under its labels, and closes the span.
     pub fn finish(self, outcome: Outcome, elapsed: Duration) {
         let outcome = outcome_label(outcome);
-        self.span.record("gatehouse.outcome", outcome);
-        if !matches!(outcome, "success" | "tool_error") {
-            self.span.record("otel.status_code", "ERROR");
-            self.span.record("error.type", outcome);
+        if matches!(outcome, "success" | "tool_error") {
+            self.span.record("gatehouse.outcome", outcome);
+        } else {
+            record_all(
+                &self.span,
+                [
+                    ("gatehouse.outcome", &outcome),
+                    ("otel.status_code", &"ERROR"),
+                    ("error.type", &outcome),
+                ],
+            );
         }
         let labels = [
             KeyValue::new("virtual_server", self.virtual_server),
@@ -188,6 +199,27 @@ impl Observed {
         instruments.requests.add(1, &labels);
         instruments.duration.record(elapsed.as_secs_f64(), &labels);
     }
+}
+
+/// Records `values` on `span` in one step: every `record` makes each layer redo its work for
+/// the span (the JSON log layer serializes all of the span's fields again), so a request
+/// records once per step rather than once per field. Names the span does not declare are
+/// skipped, as `Span::record` skips them.
+fn record_all<const N: usize>(span: &tracing::Span, values: [(&str, &dyn tracing::Value); N]) {
+    let Some(metadata) = span.metadata() else {
+        return;
+    };
+    let fields = metadata.fields();
+    let Some(first) = fields.iter().next() else {
+        return;
+    };
+    // A value without a field is left out: it stands on any field with no value to record.
+    let found = values.map(|(name, value)| match fields.field(name) {
+        Some(field) => (field, Some(value)),
+        None => (first.clone(), None),
+    });
+    let pairs = found.each_ref().map(|(field, value)| (field, *value));
+    span.record_all(&fields.value_set(&pairs));
 }
 
 /// Writes a JSON-RPC id without quotes, as `jsonrpc.request.id` wants it.
@@ -217,5 +249,66 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Cancelled => "cancelled",
         Outcome::Unauthenticated => "unauthenticated",
         Outcome::InternalError => "internal_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+    use super::*;
+
+    /// One `record` as a layer received it: each field's name and debug value.
+    type Recorded = Vec<(String, String)>;
+
+    /// Keeps every `record` a span receives.
+    #[derive(Clone, Default)]
+    struct Records(Arc<Mutex<Vec<Recorded>>>);
+
+    struct Fields(Recorded);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Records {
+        fn on_new_span(&self, _: &Attributes<'_>, _: &Id, _: Context<'_, S>) {}
+
+        fn on_record(&self, _: &Id, values: &Record<'_>, _: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            values.record(&mut fields);
+            self.0.lock().expect("records").push(fields.0);
+        }
+    }
+
+    #[test]
+    fn fields_recorded_together_reach_the_layers_in_one_record_and_undeclared_names_are_left_out() {
+        let records = Records::default();
+        let subscriber = tracing_subscriber::registry().with(records.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", otel.name = "tools/call", outcome = Empty);
+            record_all(
+                &span,
+                [
+                    ("otel.name", &format_args!("tools/call {}", "echo")),
+                    ("not.declared", &"lost"),
+                    ("outcome", &"denied"),
+                ],
+            );
+        });
+        let records = records.0.lock().expect("records");
+        assert_eq!(
+            *records,
+            vec![vec![
+                ("otel.name".to_owned(), "tools/call echo".to_owned()),
+                ("outcome".to_owned(), "\"denied\"".to_owned()),
+            ]]
+        );
     }
 }
