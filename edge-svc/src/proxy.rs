@@ -141,9 +141,14 @@ impl Proxy {
         }
     }
 
-    fn begin(&self, method: &'static str, context: &impl Inbound) -> Result<CallRecord, ErrorData> {
+    fn begin(
+        &self,
+        method: &'static str,
+        tool: Option<&str>,
+        context: &impl Inbound,
+    ) -> Result<CallRecord, ErrorData> {
         crate::telemetry::in_request_trace(context, || {
-            CallRecord::begin(&self.recorder, self.server.name(), method, context)
+            CallRecord::begin(&self.recorder, self.server.name(), method, tool, context)
         })
         .map_err(unrecorded)
     }
@@ -162,7 +167,7 @@ impl Proxy {
         F: FnOnce(usize, CallToolRequestParams, Option<NotificationMask>) -> Fut,
         Fut: Future<Output = Result<ServerResult, ErrorData>>,
     {
-        let mut record = self.begin("tools/call", context)?;
+        let mut record = self.begin("tools/call", Some(&request.name), context)?;
         record.arguments(request.arguments.as_ref());
         let snapshot = self.server.snapshot().await;
         let Some(route) = snapshot.tools.route(&request.name).cloned() else {
@@ -525,7 +530,7 @@ impl ServerHandler for Proxy {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let mut record = self.begin("prompts/get", &context)?;
+        let mut record = self.begin("prompts/get", None, &context)?;
         record.arguments(request.arguments.as_ref());
         let snapshot = self.server.snapshot().await;
         let Some((member, original)) = snapshot.prompt_routes.get(&request.name).cloned() else {
@@ -656,7 +661,7 @@ impl ServerHandler for Proxy {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let mut record = self.begin("resources/read", &context)?;
+        let mut record = self.begin("resources/read", None, &context)?;
         let snapshot = self.server.snapshot().await;
         let Some(member) = self.server.resource_member(&snapshot, &request.uri) else {
             record.not_listed();

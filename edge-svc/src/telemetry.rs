@@ -15,12 +15,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::trace::Status;
 use proto::audit::v1::Outcome;
 
 use crate::audit::Spool;
 use crate::inbound::Inbound;
 use rmcp::model::{ProtocolVersion, RequestId};
-use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The OpenTelemetry context of the HTTP request an MCP message arrived on.
@@ -96,8 +96,16 @@ pub fn in_request_trace<R>(context: &impl Inbound, work: impl FnOnce() -> R) -> 
 }
 
 impl Observed {
-    /// Opens the span of `method` on `virtual_server`, child of the HTTP request it came on.
-    pub fn begin(virtual_server: &str, method: &'static str, context: &impl Inbound) -> Self {
+    /// Opens the span of `method` on `virtual_server` (calling `tool`, when it is a tool call),
+    /// child of the HTTP request it came on. Everything the request says of itself is given at
+    /// the start: each later `record` makes the JSON log layer serialize all the span's fields
+    /// again, so what is learnt later goes to the OpenTelemetry span alone.
+    pub fn begin(
+        virtual_server: &str,
+        method: &'static str,
+        tool: Option<&str>,
+        context: &impl Inbound,
+    ) -> Self {
         let parts = context.parts();
         let session = parts
             .and_then(|parts| parts.headers.get("mcp-session-id"))
@@ -105,21 +113,17 @@ impl Observed {
         let version = context.protocol_version();
         let span = tracing::info_span!(
             "mcp.request",
-            otel.name = method,
+            otel.name = %SpanName(method, tool),
             otel.kind = "server",
-            otel.status_code = Empty,
             mcp.method.name = method,
             mcp.session.id = session,
             mcp.protocol.version = version.as_ref().map(ProtocolVersion::as_str),
             jsonrpc.request.id = %RequestIdField(context.request_id()),
-            gen_ai.operation.name = Empty,
-            gen_ai.tool.name = Empty,
+            gen_ai.operation.name = tool.map(|_| "execute_tool"),
+            gen_ai.tool.name = tool,
             network.transport = "tcp",
             network.protocol.name = "http",
             gatehouse.virtual_server = virtual_server,
-            gatehouse.connector = Empty,
-            gatehouse.outcome = Empty,
-            error.type = Empty,
         );
         if let Some(parent) = parts.and_then(|parts| parts.extensions.get::<HttpTraceContext>()) {
             // Fails only when no OpenTelemetry layer is installed, where there is no trace.
@@ -149,44 +153,25 @@ impl Observed {
 
     /// Names the tool called and the connector that serves it.
     pub fn tool(&mut self, exposed: &str, connector: &str) {
-        record_all(
-            &self.span,
-            [
-                ("otel.name", &format_args!("{} {exposed}", self.method)),
-                ("gen_ai.tool.name", &exposed),
-                ("gen_ai.operation.name", &"execute_tool"),
-                ("gatehouse.connector", &connector),
-            ],
-        );
-        self.name(exposed, connector);
+        self.item(exposed, connector);
     }
 
     /// Names the prompt fetched, or (with an empty name, as URIs are unbounded labels) the
     /// resource read, and the connector that serves it.
     pub fn item(&mut self, name: &str, connector: &str) {
-        self.span.record("gatehouse.connector", connector);
-        self.name(name, connector);
-    }
-
-    fn name(&mut self, item: &str, connector: &str) {
-        item.clone_into(&mut self.item);
+        self.span
+            .set_attribute("gatehouse.connector", connector.to_owned());
+        name.clone_into(&mut self.item);
         connector.clone_into(&mut self.connector);
     }
 
     /// Ends the request: counts it and its latency under its labels, and closes the span.
     pub fn finish(self, outcome: Outcome, elapsed: Duration) {
         let outcome = outcome_label(outcome);
-        if matches!(outcome, "success" | "tool_error") {
-            self.span.record("gatehouse.outcome", outcome);
-        } else {
-            record_all(
-                &self.span,
-                [
-                    ("gatehouse.outcome", &outcome),
-                    ("otel.status_code", &"ERROR"),
-                    ("error.type", &outcome),
-                ],
-            );
+        self.span.set_attribute("gatehouse.outcome", outcome);
+        if !matches!(outcome, "success" | "tool_error") {
+            self.span.set_status(Status::error(""));
+            self.span.set_attribute("error.type", outcome);
         }
         let labels = [
             KeyValue::new("virtual_server", self.virtual_server),
@@ -201,25 +186,16 @@ impl Observed {
     }
 }
 
-/// Records `values` on `span` in one step: every `record` makes each layer redo its work for
-/// the span (the JSON log layer serializes all of the span's fields again), so a request
-/// records once per step rather than once per field. Names the span does not declare are
-/// skipped, as `Span::record` skips them.
-fn record_all<const N: usize>(span: &tracing::Span, values: [(&str, &dyn tracing::Value); N]) {
-    let Some(metadata) = span.metadata() else {
-        return;
-    };
-    let fields = metadata.fields();
-    let Some(first) = fields.iter().next() else {
-        return;
-    };
-    // A value without a field is left out: it stands on any field with no value to record.
-    let found = values.map(|(name, value)| match fields.field(name) {
-        Some(field) => (field, Some(value)),
-        None => (first.clone(), None),
-    });
-    let pairs = found.each_ref().map(|(field, value)| (field, *value));
-    span.record_all(&fields.value_set(&pairs));
+/// Writes a span's name: the method, followed by the tool's name in a tool call.
+struct SpanName<'a>(&'static str, Option<&'a str>);
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(tool) => write!(f, "{} {tool}", self.0),
+            None => f.write_str(self.0),
+        }
+    }
 }
 
 /// Writes a JSON-RPC id without quotes, as `jsonrpc.request.id` wants it.
@@ -249,66 +225,5 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Cancelled => "cancelled",
         Outcome::Unauthenticated => "unauthenticated",
         Outcome::InternalError => "internal_error",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
-
-    use super::*;
-
-    /// One `record` as a layer received it: each field's name and debug value.
-    type Recorded = Vec<(String, String)>;
-
-    /// Keeps every `record` a span receives.
-    #[derive(Clone, Default)]
-    struct Records(Arc<Mutex<Vec<Recorded>>>);
-
-    struct Fields(Recorded);
-
-    impl Visit for Fields {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.push((field.name().to_owned(), format!("{value:?}")));
-        }
-    }
-
-    impl<S: tracing::Subscriber> Layer<S> for Records {
-        fn on_new_span(&self, _: &Attributes<'_>, _: &Id, _: Context<'_, S>) {}
-
-        fn on_record(&self, _: &Id, values: &Record<'_>, _: Context<'_, S>) {
-            let mut fields = Fields(Vec::new());
-            values.record(&mut fields);
-            self.0.lock().expect("records").push(fields.0);
-        }
-    }
-
-    #[test]
-    fn fields_recorded_together_reach_the_layers_in_one_record_and_undeclared_names_are_left_out() {
-        let records = Records::default();
-        let subscriber = tracing_subscriber::registry().with(records.clone());
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("request", otel.name = "tools/call", outcome = Empty);
-            record_all(
-                &span,
-                [
-                    ("otel.name", &format_args!("tools/call {}", "echo")),
-                    ("not.declared", &"lost"),
-                    ("outcome", &"denied"),
-                ],
-            );
-        });
-        let records = records.0.lock().expect("records");
-        assert_eq!(
-            *records,
-            vec![vec![
-                ("otel.name".to_owned(), "tools/call echo".to_owned()),
-                ("outcome".to_owned(), "\"denied\"".to_owned()),
-            ]]
-        );
     }
 }

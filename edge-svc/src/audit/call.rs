@@ -108,11 +108,13 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    /// Starts the record of `method` on `virtual_server`, refusing when it could not be kept.
+    /// Starts the record of `method` on `virtual_server` (calling `tool`, when it is a tool
+    /// call), refusing when it could not be kept.
     pub fn begin(
         recorder: &Recorder,
         virtual_server: &str,
         method: &'static str,
+        tool: Option<&str>,
         context: &impl Inbound,
     ) -> Result<Self, Unrecordable> {
         let mut record = Self::open(recorder, virtual_server, || {
@@ -121,7 +123,7 @@ impl CallRecord {
                 metadata(virtual_server, method, context),
             )
         })?;
-        record.observed = Observed::begin(virtual_server, method, context);
+        record.observed = Observed::begin(virtual_server, method, tool, context);
         Ok(record)
     }
 
