@@ -23,6 +23,7 @@ struct Span {
     parent_id: String,
     id: String,
     name: String,
+    status: String,
     attributes: HashMap<String, String>,
 }
 
@@ -179,6 +180,7 @@ fn spans(text: &str) -> Vec<Span> {
                 parent_id: field("Parent ID").unwrap_or_default(),
                 id: field("ID")?,
                 name: field("Name")?,
+                status: field("Status code").unwrap_or_default(),
                 attributes,
             })
         })
@@ -266,10 +268,12 @@ async fn one_trace_runs_from_the_client_through_edge_to_http_and_stdio_connector
     let token = token(&gateway.origin, &url).await;
     let over_http = call(&url, Some(&token), 7, "web__trace_context", true).await;
     let over_stdio = call(&url, Some(&token), 8, "local__trace_context", true).await;
+    let refused = call(&url, Some(&token), 9, "web__not_listed", true).await;
+    assert!(refused["error"].is_object(), "{refused}");
     gateway.terminate().await;
 
-    // http.request ×2, mcp.request ×2, mcp.downstream ×2 at least.
-    let (text, spans) = trace_spans(&output, 6).await;
+    // http.request ×3, mcp.request ×3, mcp.downstream ×2 at least.
+    let (text, spans) = trace_spans(&output, 8).await;
     for secret in [token.as_str(), CALLER_SECRET] {
         assert!(!text.contains(secret), "a secret reached the collector");
     }
@@ -279,8 +283,8 @@ async fn one_trace_runs_from_the_client_through_edge_to_http_and_stdio_connector
         .collect();
     assert_eq!(
         http_spans.len(),
-        2,
-        "two HTTP server spans under the client's: {spans:#?}"
+        3,
+        "three HTTP server spans under the client's: {spans:#?}"
     );
     for (id, tool, connector, response) in [
         ("7", "web__trace_context", "web", &over_http),
@@ -326,7 +330,33 @@ async fn one_trace_runs_from_the_client_through_edge_to_http_and_stdio_connector
         );
         let header_expected = (connector == "web").then_some(expected.as_str());
         assert_eq!(header.as_deref(), header_expected, "{connector}: header");
+        assert_ne!(mcp.status, "STATUS_CODE_ERROR", "{mcp:?}");
     }
+    let refused = spans
+        .iter()
+        .find(|span| {
+            span.attributes
+                .get("jsonrpc.request.id")
+                .map(String::as_str)
+                == Some("9")
+        })
+        .unwrap_or_else(|| panic!("no MCP span for the refused request: {spans:#?}"));
+    assert_eq!(refused.name, "tools/call web__not_listed");
+    for (key, value) in [
+        ("gen_ai.tool.name", "web__not_listed"),
+        ("gatehouse.outcome", "denied"),
+        ("error.type", "denied"),
+    ] {
+        assert_eq!(
+            refused.attributes.get(key).map(String::as_str),
+            Some(value),
+            "{key} of {refused:?}"
+        );
+    }
+    assert_eq!(
+        refused.status, "STATUS_CODE_ERROR",
+        "an error span: {refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
