@@ -5,11 +5,6 @@ use std::path::PathBuf;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc rather than glibc's allocator, as in `gatehouse`: a proxied call makes hundreds of
-/// small allocations, and glibc's malloc/free are a large share of edge's CPU per call.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs edge-svc, Gatehouse's MCP front door.
 #[derive(Debug, Parser)]
 #[command(version, about)]
