@@ -151,13 +151,8 @@ impl Observed {
         &self.span
     }
 
-    /// Names the tool called and the connector that serves it.
-    pub fn tool(&mut self, exposed: &str, connector: &str) {
-        self.item(exposed, connector);
-    }
-
-    /// Names the prompt fetched, or (with an empty name, as URIs are unbounded labels) the
-    /// resource read, and the connector that serves it.
+    /// Names the tool called or prompt fetched, or (with an empty name, as URIs are unbounded
+    /// labels) the resource read, and the connector that serves it.
     pub fn item(&mut self, name: &str, connector: &str) {
         self.span
             .set_attribute("gatehouse.connector", connector.to_owned());

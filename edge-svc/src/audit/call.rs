@@ -173,7 +173,7 @@ impl CallRecord {
 
     /// Names the tool called: its exposed name, its connector and its name there.
     pub fn tool(&mut self, exposed: &str, connector: &str, upstream: &str) {
-        self.observed.tool(exposed, connector);
+        self.observed.item(exposed, connector);
         self.item(
             connector,
             target::Item::Tool(proto::common::v1::Tool {

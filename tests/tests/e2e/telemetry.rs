@@ -187,6 +187,19 @@ fn spans(text: &str) -> Vec<Span> {
         .collect()
 }
 
+/// Returns the MCP span of the JSON-RPC request `id`.
+fn mcp_span<'a>(spans: &'a [Span], id: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|span| {
+            span.attributes
+                .get("jsonrpc.request.id")
+                .map(String::as_str)
+                == Some(id)
+        })
+        .unwrap_or_else(|| panic!("no MCP span for request {id}: {spans:#?}"))
+}
+
 fn child_named<'a>(spans: &'a [Span], parent: &Span, name: &str) -> &'a Span {
     spans
         .iter()
@@ -290,15 +303,7 @@ async fn one_trace_runs_from_the_client_through_edge_to_http_and_stdio_connector
         ("7", "web__trace_context", "web", &over_http),
         ("8", "local__trace_context", "local", &over_stdio),
     ] {
-        let mcp = spans
-            .iter()
-            .find(|span| {
-                span.attributes
-                    .get("jsonrpc.request.id")
-                    .map(String::as_str)
-                    == Some(id)
-            })
-            .unwrap_or_else(|| panic!("no MCP span for request {id}: {spans:#?}"));
+        let mcp = mcp_span(&spans, id);
         assert!(
             http_spans.iter().any(|http| http.id == mcp.parent_id),
             "the MCP span is a child of an HTTP span: {mcp:?}"
@@ -332,15 +337,7 @@ async fn one_trace_runs_from_the_client_through_edge_to_http_and_stdio_connector
         assert_eq!(header.as_deref(), header_expected, "{connector}: header");
         assert_ne!(mcp.status, "STATUS_CODE_ERROR", "{mcp:?}");
     }
-    let refused = spans
-        .iter()
-        .find(|span| {
-            span.attributes
-                .get("jsonrpc.request.id")
-                .map(String::as_str)
-                == Some("9")
-        })
-        .unwrap_or_else(|| panic!("no MCP span for the refused request: {spans:#?}"));
+    let refused = mcp_span(&spans, "9");
     assert_eq!(refused.name, "tools/call web__not_listed");
     for (key, value) in [
         ("gen_ai.tool.name", "web__not_listed"),
