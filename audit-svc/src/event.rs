@@ -7,8 +7,6 @@ use sha2::{Digest as _, Sha256};
 use crate::error::Error;
 use crate::merkle::{self, Hash};
 
-mod canonical;
-
 /// Identifies an event: the caller-assigned id (a UUIDv7), the idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(String);
@@ -118,16 +116,33 @@ impl AuditEvent {
     /// Returns the event for a proto3-JSON `document`, canonicalized, or why it can
     /// never be stored (no id, no kind, no time).
     pub fn from_document(document: &Value) -> Result<Self, Error> {
-        let id = EventId::try_from(text(document, &["eventId"]))?;
-        let facets = Facets::from(document);
+        Self::checked(
+            text(document, &["eventId"]),
+            Facets::from(document),
+            parse_time(&text(document, &["time"])),
+            || svc_kit::canonical::to_vec(document),
+        )
+    }
+
+    /// Returns the event for what its wire form says (id, facets, time) and a way to write
+    /// its canonical bytes, or why it can never be stored. The codec reads the facts off the
+    /// typed message rather than off a JSON document; both ways must agree, which the
+    /// verifier checks for every stored event by re-deriving it from its canonical bytes.
+    pub(crate) fn checked(
+        id: String,
+        facets: Facets,
+        time_micros: Result<i64, Error>,
+        canonical: impl FnOnce() -> serde_json::Result<Vec<u8>>,
+    ) -> Result<Self, Error> {
+        let id = EventId::try_from(id)?;
         if facets.kind.is_empty() || facets.kind == "EVENT_KIND_UNSPECIFIED" {
             return Err(Error::InvalidArgument {
                 field: "kind",
                 reason: "must be set",
             });
         }
-        let time_micros = parse_time(&text(document, &["time"]))?;
-        let canonical_json = canonical::to_vec(document).map_err(|_| Error::InvalidArgument {
+        let time_micros = time_micros?;
+        let canonical_json = canonical().map_err(|_| Error::InvalidArgument {
             field: "event",
             reason: "cannot be canonicalized",
         })?;
@@ -181,12 +196,16 @@ pub(crate) fn chain_hash(previous: &Hash, leaf_hash: &Hash) -> Hash {
 
 /// Returns microseconds since the Unix epoch for an RFC 3339 timestamp.
 pub(crate) fn parse_time(value: &str) -> Result<i64, Error> {
-    let invalid = Error::InvalidArgument {
+    let timestamp: prost_types::Timestamp = value.parse().map_err(|_| invalid_time())?;
+    Ok(timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1_000))
+}
+
+/// Reports an event without a valid time.
+pub(crate) fn invalid_time() -> Error {
+    Error::InvalidArgument {
         field: "time",
         reason: "must be an RFC 3339 timestamp",
-    };
-    let timestamp: prost_types::Timestamp = value.parse().map_err(|_| invalid)?;
-    Ok(timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1_000))
+    }
 }
 
 fn text(document: &Value, path: &[&str]) -> String {

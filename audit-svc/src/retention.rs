@@ -310,7 +310,7 @@ pub fn verify_archive(jsonl: &Path, key: &VerifyingKey) -> Result<ArchiveReport,
         let at = |what: &str| bad(&format!("line {}: {what}", offset + 2));
         let record: Value = serde_json::from_str(line).map_err(|_| at("record is not JSON"))?;
         let sequence = number(&record["sequence"]).ok_or_else(|| at("record has no sequence"))?;
-        let canonical = serde_json_canonicalizer::to_vec(&record["event"])
+        let canonical = svc_kit::canonical::to_vec(&record["event"])
             .map_err(|_| bad("event cannot be canonicalized"))?;
         let leaf = merkle::leaf_hash(&canonical);
         chain = event::chain_hash(&chain, &leaf);

@@ -3,6 +3,7 @@
 //! client setup. It holds no domain types and depends on no service crate.
 
 pub mod callers;
+pub mod canonical;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -1,8 +1,8 @@
 //! Conversions between the wire types of `gatehouse.audit.v1` and the domain.
 //!
 //! An event's canonical form is its proto3 JSON mapping, produced here by
-//! `prost-reflect` from the service's own descriptor set, then canonicalized per
-//! RFC 8785 by the domain.
+//! `prost-reflect` from the service's own descriptor set and written per RFC 8785 in the
+//! same pass (`svc_kit::canonical`), with no JSON document in between.
 
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
@@ -11,7 +11,7 @@ use proto::common::v1 as common;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
-use crate::event::{AuditEvent, StoredEvent};
+use crate::event::{AuditEvent, Facets, StoredEvent, invalid_time};
 use crate::query::Filter;
 
 const EVENT_MESSAGE: &str = "gatehouse.audit.v1.AuditEvent";
@@ -40,11 +40,12 @@ impl EventCodec {
                     field: "event",
                     reason: "does not decode as an audit event",
                 })?;
-        let document = serde_json::to_value(&dynamic).map_err(|_| Error::InvalidArgument {
-            field: "event",
-            reason: "has no JSON form",
-        })?;
-        AuditEvent::from_document(&document)
+        AuditEvent::checked(
+            event.event_id.clone(),
+            facets(event),
+            event.time.map(normalized_micros).ok_or_else(invalid_time),
+            || svc_kit::canonical::to_vec(&dynamic),
+        )
     }
 
     /// Returns the wire event stored as `canonical_json`.
@@ -132,6 +133,57 @@ fn names(
         .collect()
 }
 
+/// Returns the facets of a wire event, as `Facets::from` reads them off its proto3 JSON: an
+/// enum at its default value or unknown to this build is absent there, so it is empty here.
+fn facets(event: &pb::AuditEvent) -> Facets {
+    let principal = event.principal.as_ref();
+    let target = event.target.as_ref();
+    let tool = target.and_then(|target| match &target.item {
+        Some(common::target::Item::Tool(tool)) => Some(tool),
+        _ => None,
+    });
+    Facets {
+        kind: enum_name(event.kind, |value| {
+            pb::EventKind::try_from(value).ok().map(|v| v.as_str_name())
+        }),
+        member_id: owned(principal.and_then(|p| p.member.as_ref()).map(|m| &m.id)),
+        agent_client_id: owned(
+            principal
+                .and_then(|p| p.agent.as_ref())
+                .map(|a| &a.client_id),
+        ),
+        virtual_server: owned(target.map(|target| &target.virtual_server)),
+        connector: owned(target.map(|target| &target.connector)),
+        tool: owned(tool.map(|tool| &tool.name)),
+        verdict: enum_name(
+            event
+                .decision
+                .as_ref()
+                .map_or(0, |decision| decision.verdict),
+            |value| {
+                common::Verdict::try_from(value)
+                    .ok()
+                    .map(|v| v.as_str_name())
+            },
+        ),
+        outcome: enum_name(event.outcome, |value| {
+            pb::Outcome::try_from(value).ok().map(|v| v.as_str_name())
+        }),
+        trace_id: owned(event.metadata.as_ref().map(|metadata| &metadata.trace_id)),
+    }
+}
+
+fn owned(value: Option<&String>) -> String {
+    value.cloned().unwrap_or_default()
+}
+
+fn enum_name(value: i32, name: impl Fn(i32) -> Option<&'static str>) -> String {
+    if value == 0 {
+        return String::new();
+    }
+    name(value).unwrap_or_default().to_owned()
+}
+
 fn timestamp(micros: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
@@ -139,8 +191,18 @@ fn timestamp(micros: i64) -> prost_types::Timestamp {
     }
 }
 
+/// Returns the microseconds of `time` as its RFC 3339 form says them: that form is of the
+/// normalized timestamp (nanoseconds in 0..10^9), which is what the verifier re-reads.
+fn normalized_micros(mut time: prost_types::Timestamp) -> i64 {
+    time.normalize();
+    micros(&time)
+}
+
 fn micros(time: &prost_types::Timestamp) -> i64 {
     time.seconds
         .saturating_mul(1_000_000)
         .saturating_add(i64::from(time.nanos / 1_000))
 }
+
+#[cfg(test)]
+mod tests;

@@ -230,7 +230,7 @@ impl CallRecord {
                 size_bytes: json_len(value),
             })
             .collect();
-        let canonical = serde_json_canonicalizer::to_vec(arguments).unwrap_or_default();
+        let canonical = svc_kit::canonical::to_vec(arguments).unwrap_or_default();
         event.payload = Some(PayloadMetadata {
             arguments: described,
             arguments_digest: format!("sha256:{:x}", Sha256::digest(&canonical)),
