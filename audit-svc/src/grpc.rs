@@ -21,6 +21,7 @@ use crate::log::{AuditLog, Leaf};
 use crate::query::{Filter, SearchQuery};
 
 mod convert;
+mod json;
 
 use convert::EventCodec;
 

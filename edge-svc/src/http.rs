@@ -158,21 +158,30 @@ impl Endpoints {
             face.allowed_hosts.clone(),
         ));
         let slot_for_factory = Arc::clone(slot);
-        let service = StreamableHttpService::new(
+        // Shared, not cloned: every layer above clones the service it wraps on each request,
+        // and rmcp's service clones its whole config (allowed hosts and origins) each time.
+        let service = Arc::new(StreamableHttpService::new(
             move || Ok(LiveProxy::new(Arc::clone(&slot_for_factory), proxy())),
             Arc::new(session_manager()),
             config,
+        ));
+        let gate = Arc::new(
+            Gate::new(
+                face.resource_url(name),
+                auth,
+                self.auth.as_ref().map(|auth| Arc::clone(&auth.verifier)),
+                face.resource_metadata_url(name),
+            )
+            .with_scopes(gateway.access().clone(), name),
         );
-        let gate = Gate::new(
-            face.resource_url(name),
-            auth,
-            self.auth.as_ref().map(|auth| Arc::clone(&auth.verifier)),
-            face.resource_metadata_url(name),
-        )
-        .with_scopes(gateway.access().clone(), name);
         let max_body_bytes = face.max_body_bytes;
         let mut endpoint = Router::new()
-            .route_service(&format!("/v/{name}/mcp"), service)
+            .route(
+                &format!("/v/{name}/mcp"),
+                any(move |request: Request<Body>| async move {
+                    service.handle(request).await.map(Body::new)
+                }),
+            )
             .layer(middleware::from_fn_with_state(lane, express::serve));
         if gateway.quotas().is_enforced() {
             endpoint = endpoint.layer(middleware::from_fn(crate::quota::retry_after));
@@ -249,7 +258,7 @@ fn not_served(name: &str) -> Response {
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
-async fn admit(State(gate): State<Gate>, request: Request<Body>, next: Next) -> Response {
+async fn admit(State(gate): State<Arc<Gate>>, request: Request<Body>, next: Next) -> Response {
     match gate.admit(request).await {
         Ok(request) => next.run(request).await,
         Err(response) => *response,

@@ -1,14 +1,14 @@
 //! Conversions between the wire types of `gatehouse.audit.v1` and the domain.
 //!
-//! An event's canonical form is its proto3 JSON mapping, produced here by
-//! `prost-reflect` from the service's own descriptor set and written per RFC 8785 in the
-//! same pass (`svc_kit::canonical`), with no JSON document in between.
+//! An event's canonical form is its proto3 JSON mapping (`super::json`) written per RFC 8785
+//! in the same pass (`svc_kit::canonical`), with no JSON document in between; a stored event is
+//! read back by `prost-reflect` from the service's own descriptor set.
 
-use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use proto::audit::v1 as pb;
 use proto::common::v1 as common;
 
+use super::json::Json;
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::event::{AuditEvent, Facets, StoredEvent, invalid_time};
@@ -34,17 +34,11 @@ impl EventCodec {
 
     /// Returns the domain event for a wire event, or why it can never be stored.
     pub(crate) fn to_domain(&self, event: &pb::AuditEvent) -> Result<AuditEvent, Error> {
-        let dynamic =
-            DynamicMessage::decode(self.descriptor.clone(), event.encode_to_vec().as_slice())
-                .map_err(|_| Error::InvalidArgument {
-                    field: "event",
-                    reason: "does not decode as an audit event",
-                })?;
         AuditEvent::checked(
             event.event_id.clone(),
             facets(event),
             event.time.map(normalized_micros).ok_or_else(invalid_time),
-            || svc_kit::canonical::to_vec(&dynamic),
+            || svc_kit::canonical::to_vec(&Json(event)),
         )
     }
 

@@ -73,7 +73,7 @@ fn full_event(details: Details) -> pb::AuditEvent {
                     title: "Fetch".to_owned(),
                     read_only_hint: Some(false),
                     destructive_hint: Some(true),
-                    idempotent_hint: None,
+                    idempotent_hint: Some(true),
                     open_world_hint: Some(false),
                 }),
             })),
@@ -104,7 +104,7 @@ fn full_event(details: Details) -> pb::AuditEvent {
             }],
             arguments_digest: "sha256:00".to_owned(),
             request_bytes: 42,
-            response_bytes: 0,
+            response_bytes: 1_234,
             masked_arguments_json: vec![0, 0xff, b'{', 0x80],
         }),
         error: Some(pb::ErrorDetail {
@@ -145,6 +145,44 @@ fn every_details() -> Vec<Details> {
     ]
 }
 
+/// Returns events that together set every field of the schema: each kind of details, each kind
+/// of target, and tool annotations with no hints at all.
+fn every_event() -> Vec<pb::AuditEvent> {
+    use common::target::Item;
+    let items = [
+        None,
+        Some(Item::Resource(common::Resource {
+            uri: "file:///srv/report.md".to_owned(),
+            upstream_uri: "file:///report.md".to_owned(),
+        })),
+        Some(Item::Prompt(common::Prompt {
+            name: "docs__summarize".to_owned(),
+            upstream_name: "summarize".to_owned(),
+        })),
+    ];
+    let mut events: Vec<pb::AuditEvent> = every_details()
+        .into_iter()
+        .zip(items)
+        .map(|(details, item)| {
+            let mut event = full_event(details);
+            if let (Some(item), Some(target)) = (item, event.target.as_mut()) {
+                target.item = Some(item);
+            }
+            event
+        })
+        .collect();
+    let mut no_hints = full_event(Details::Admin(pb::AdminDetails::default()));
+    if let Some(common::target::Item::Tool(tool)) = no_hints
+        .target
+        .as_mut()
+        .and_then(|target| target.item.as_mut())
+    {
+        tool.annotations = Some(common::ToolAnnotations::default());
+    }
+    events.push(no_hints);
+    events
+}
+
 /// Returns the event as the general path reads it: prost-reflect's proto3 JSON document,
 /// canonicalized by the RFC 8785 crate.
 fn by_the_general_path(codec: &EventCodec, event: &pb::AuditEvent) -> AuditEvent {
@@ -163,8 +201,7 @@ fn by_the_general_path(codec: &EventCodec, event: &pb::AuditEvent) -> AuditEvent
 #[test]
 fn an_event_is_its_proto3_json_in_rfc_8785_form_with_the_facets_that_json_holds() {
     let codec = EventCodec::new().expect("codec");
-    for details in every_details() {
-        let event = full_event(details);
+    for event in every_event() {
         assert_eq!(
             codec.to_domain(&event).expect("storable"),
             by_the_general_path(&codec, &event),
@@ -175,8 +212,8 @@ fn an_event_is_its_proto3_json_in_rfc_8785_form_with_the_facets_that_json_holds(
 #[test]
 fn the_verifier_rederives_every_event_from_its_canonical_bytes() {
     let codec = EventCodec::new().expect("codec");
-    for details in every_details() {
-        let domain = codec.to_domain(&full_event(details)).expect("storable");
+    for event in every_event() {
+        let domain = codec.to_domain(&event).expect("storable");
         assert_eq!(
             AuditEvent::from_canonical(&domain.canonical_json).expect("re-readable"),
             domain
@@ -275,4 +312,57 @@ fn a_time_out_of_normal_form_is_stored_as_its_rfc_3339_form_says() {
         assert_eq!(domain.time_micros, micros);
         assert_eq!(domain, by_the_general_path(&codec, &event));
     }
+}
+
+/// Collects `message`'s set fields, by full name, and those of the messages inside it.
+fn set_fields(message: &DynamicMessage, into: &mut std::collections::BTreeSet<String>) {
+    for (field, value) in message.fields() {
+        into.insert(field.full_name().to_owned());
+        let nested = match value {
+            prost_reflect::Value::Message(nested) => vec![nested],
+            prost_reflect::Value::List(items) => {
+                items.iter().filter_map(|i| i.as_message()).collect()
+            }
+            _ => Vec::new(),
+        };
+        for nested in nested {
+            set_fields(nested, into);
+        }
+    }
+}
+
+/// Collects every field of `message` and of the (non-well-known) messages its fields hold.
+fn schema_fields(
+    message: &prost_reflect::MessageDescriptor,
+    into: &mut std::collections::BTreeSet<String>,
+) {
+    for field in message.fields() {
+        if !into.insert(field.full_name().to_owned()) {
+            continue;
+        }
+        if let prost_reflect::Kind::Message(nested) = field.kind()
+            && !nested.full_name().starts_with("google.protobuf.")
+        {
+            schema_fields(&nested, into);
+        }
+    }
+}
+
+#[test]
+fn the_events_above_set_every_field_of_the_schema_so_the_writer_is_checked_for_each() {
+    let codec = EventCodec::new().expect("codec");
+    let mut set = std::collections::BTreeSet::new();
+    for event in every_event() {
+        let dynamic =
+            DynamicMessage::decode(codec.descriptor.clone(), event.encode_to_vec().as_slice())
+                .expect("decodes");
+        set_fields(&dynamic, &mut set);
+    }
+    let mut schema = std::collections::BTreeSet::new();
+    schema_fields(&codec.descriptor, &mut schema);
+    let unset: Vec<_> = schema.difference(&set).collect();
+    assert!(
+        unset.is_empty(),
+        "set these in full_event (and write them in grpc/json.rs): {unset:?}"
+    );
 }
