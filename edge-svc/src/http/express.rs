@@ -33,8 +33,9 @@ use crate::proxy::Proxy;
 pub(crate) struct Lane {
     /// Builds the handler of one request, over the virtual server as it is now.
     proxy: Box<dyn Fn() -> Proxy + Send + Sync>,
-    /// The `Host` values rmcp accepts (empty: any); the lane takes only requests it would.
-    allowed_hosts: Vec<String>,
+    /// The `Host` values rmcp accepts, as (lowercase name, port) read once here rather than on
+    /// every request; `None` when any host is; the lane takes only requests rmcp would.
+    allowed_hosts: Option<Vec<(String, Option<u16>)>>,
 }
 
 impl Lane {
@@ -45,7 +46,7 @@ impl Lane {
     ) -> Self {
         Self {
             proxy: Box::new(proxy),
-            allowed_hosts,
+            allowed_hosts: allowed(&allowed_hosts),
         }
     }
 
@@ -68,17 +69,26 @@ impl Lane {
     /// Says whether `host` is on the allowed list, compared as rmcp compares it (host name
     /// without case, and the port when the entry names one).
     fn allows_host(&self, host: &str) -> bool {
-        if self.allowed_hosts.is_empty() {
+        let Some(allowed) = &self.allowed_hosts else {
             return true;
-        }
+        };
         let Some(host) = authority(host) else {
             return false;
         };
-        self.allowed_hosts
+        allowed
+            .iter()
+            .any(|(name, port)| *name == host.0 && port.is_none_or(|port| host.1 == Some(port)))
+    }
+}
+
+/// Reads the allowed `Host` values as rmcp compares them; `None` (any host) when there are none.
+fn allowed(hosts: &[String]) -> Option<Vec<(String, Option<u16>)>> {
+    (!hosts.is_empty()).then(|| {
+        hosts
             .iter()
             .filter_map(|allowed| authority(allowed.trim()))
-            .any(|(name, port)| name == host.0 && port.is_none_or(|port| host.1 == Some(port)))
-    }
+            .collect()
+    })
 }
 
 /// Splits a `Host`-style value into its lowercase host name and port.
@@ -284,10 +294,12 @@ mod tests {
     fn lane(allowed_hosts: &[&str]) -> Lane {
         Lane {
             proxy: Box::new(|| unreachable!("header checks build no handler")),
-            allowed_hosts: allowed_hosts
-                .iter()
-                .map(|host| (*host).to_owned())
-                .collect(),
+            allowed_hosts: allowed(
+                &allowed_hosts
+                    .iter()
+                    .map(|host| (*host).to_owned())
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 
