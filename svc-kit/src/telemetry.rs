@@ -16,6 +16,11 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
+/// The target of spans that exist for the trace alone, such as a call to a downstream: the log
+/// layer leaves them out, so a log line inside one carries the span around it (same trace id),
+/// and no request pays for formatting the fields of a span that no log line shows.
+pub const TRACE_ONLY: &str = "gatehouse::trace_only";
+
 pub mod metrics;
 pub mod propagation;
 
@@ -72,7 +77,7 @@ pub(crate) fn install(
     let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     let installed = tracing_subscriber::registry()
         .with(filter)
-        .with(fmt_layer)
+        .with(fmt_layer.with_filter(logged()))
         .with(otel_layer)
         .try_init();
     if installed.is_err() {
@@ -82,6 +87,13 @@ pub(crate) fn install(
     Ok(TelemetryGuard {
         provider: Some(provider),
         meters: Some(meters),
+    })
+}
+
+/// Returns what the log layer sees: every event, and every span but the [`TRACE_ONLY`] ones.
+fn logged() -> tracing_subscriber::filter::FilterFn {
+    tracing_subscriber::filter::filter_fn(|metadata| {
+        !(metadata.is_span() && metadata.target() == TRACE_ONLY)
     })
 }
 
@@ -237,6 +249,38 @@ mod tests {
         );
         assert_eq!(line["span"]["mcp.method.name"], "tools/call", "{text}");
         assert_eq!(line["fields"]["answered"], true, "{text}");
+    }
+
+    #[test]
+    fn a_log_line_inside_a_trace_only_span_carries_the_span_around_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc-kit-test")))
+            .with(json_layer(move || writer.clone()).with_filter(logged()));
+        let (trace_id, downstream) = tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("request", mcp.method.name = "tools/call");
+            let _request = request.enter();
+            let downstream = tracing::info_span!(target: TRACE_ONLY, "downstream", peer = "echo");
+            let _downstream = downstream.enter();
+            tracing::warn!("downstream slow");
+            (
+                request.context().span().span_context().trace_id(),
+                downstream.context().span().span_context().clone(),
+            )
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            line["openTelemetry"]["traceId"],
+            trace_id.to_string(),
+            "{text}"
+        );
+        assert_eq!(line["span"]["name"], "request", "{text}");
+        // OpenTelemetry still traces it: a span of its own in the request's trace.
+        assert!(downstream.is_valid());
+        assert_eq!(downstream.trace_id(), trace_id);
     }
 
     #[tokio::test]

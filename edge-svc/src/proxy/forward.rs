@@ -242,6 +242,7 @@ impl Forwarder {
 /// Opens the client span of one downstream request; its context is what the connector receives.
 fn downstream_span(connector: &str, method: &str) -> tracing::Span {
     tracing::info_span!(
+        target: svc_kit::telemetry::TRACE_ONLY,
         "mcp.downstream",
         otel.name = format!("{method} {connector}"),
         otel.kind = "client",
