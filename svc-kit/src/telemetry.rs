@@ -226,40 +226,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn json_log_lines_carry_the_trace_id_of_their_span() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let provider = SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc-kit-test")))
-            .with(json_layer(move || writer.clone()));
-        let trace_id = tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("request", mcp.method.name = "tools/call");
-            let _entered = span.enter();
-            tracing::info!(answered = true, "request answered");
-            span.context().span().span_context().trace_id()
-        });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-        assert_eq!(
-            line["openTelemetry"]["traceId"],
-            trace_id.to_string(),
-            "{text}"
-        );
-        assert_eq!(line["span"]["mcp.method.name"], "tools/call", "{text}");
-        assert_eq!(line["fields"]["answered"], true, "{text}");
-    }
-
-    #[test]
-    fn a_log_line_inside_a_trace_only_span_carries_the_span_around_it() {
+    /// Runs `work` under the OpenTelemetry layer and the JSON log layer as `install` filters it;
+    /// returns the one log line it wrote and what it returned.
+    fn one_json_line<R>(work: impl FnOnce() -> R) -> (serde_json::Value, R) {
         let captured = Captured::default();
         let writer = captured.clone();
         let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc-kit-test")))
             .with(json_layer(move || writer.clone()).with_filter(logged()));
-        let (trace_id, downstream) = tracing::subscriber::with_default(subscriber, || {
+        let returned = tracing::subscriber::with_default(subscriber, work);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text}"));
+        (line, returned)
+    }
+
+    #[test]
+    fn json_log_lines_carry_the_trace_id_of_their_span() {
+        let (line, trace_id) = one_json_line(|| {
+            let span = tracing::info_span!("request", mcp.method.name = "tools/call");
+            let _entered = span.enter();
+            tracing::info!(answered = true, "request answered");
+            span.context().span().span_context().trace_id()
+        });
+        assert_eq!(
+            line["openTelemetry"]["traceId"],
+            trace_id.to_string(),
+            "{line}"
+        );
+        assert_eq!(line["span"]["mcp.method.name"], "tools/call", "{line}");
+        assert_eq!(line["fields"]["answered"], true, "{line}");
+    }
+
+    #[test]
+    fn a_log_line_inside_a_trace_only_span_carries_the_span_around_it() {
+        let (line, (trace_id, downstream)) = one_json_line(|| {
             let request = tracing::info_span!("request", mcp.method.name = "tools/call");
             let _request = request.enter();
             let downstream = tracing::info_span!(target: TRACE_ONLY, "downstream", peer = "echo");
@@ -270,14 +271,12 @@ mod tests {
                 downstream.context().span().span_context().clone(),
             )
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(
             line["openTelemetry"]["traceId"],
             trace_id.to_string(),
-            "{text}"
+            "{line}"
         );
-        assert_eq!(line["span"]["name"], "request", "{text}");
+        assert_eq!(line["span"]["name"], "request", "{line}");
         // OpenTelemetry still traces it: a span of its own in the request's trace.
         assert!(downstream.is_valid());
         assert_eq!(downstream.trace_id(), trace_id);
