@@ -18,7 +18,8 @@ use crate::config::{LogFormat, TelemetryConfig};
 
 /// The target of spans that exist for the trace alone, such as a call to a downstream: the log
 /// layer leaves them out, so a log line inside one carries the span around it (same trace id),
-/// and no request pays for formatting the fields of a span that no log line shows.
+/// and no request pays for formatting the fields of a span that no log line shows. The log
+/// filter still decides whether they exist, by this target (`gatehouse::trace_only=info`).
 pub const TRACE_ONLY: &str = "gatehouse::trace_only";
 
 pub mod metrics;
