@@ -8,7 +8,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use proto::audit::v1 as pb;
 use proto::common::v1 as common;
 
-use super::json::Json;
+use super::json::{Json, kind_name, outcome_name, verdict_name};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::event::{AuditEvent, Facets, StoredEvent, invalid_time};
@@ -82,17 +82,9 @@ impl TryFrom<pb::EventFilter> for Filter {
     type Error = Error;
 
     fn try_from(filter: pb::EventFilter) -> Result<Self, Error> {
-        let verdicts = names(&filter.verdicts, "filter.verdicts", |value| {
-            common::Verdict::try_from(value)
-                .ok()
-                .map(|v| v.as_str_name())
-        })?;
-        let outcomes = names(&filter.outcomes, "filter.outcomes", |value| {
-            pb::Outcome::try_from(value).ok().map(|v| v.as_str_name())
-        })?;
-        let kinds = names(&filter.kinds, "filter.kinds", |value| {
-            pb::EventKind::try_from(value).ok().map(|v| v.as_str_name())
-        })?;
+        let verdicts = names(&filter.verdicts, "filter.verdicts", verdict_name)?;
+        let outcomes = names(&filter.outcomes, "filter.outcomes", outcome_name)?;
+        let kinds = names(&filter.kinds, "filter.kinds", kind_name)?;
         Ok(Self {
             member_ids: filter.member_ids,
             agent_client_ids: filter.agent_client_ids,
@@ -137,9 +129,7 @@ fn facets(event: &pb::AuditEvent) -> Facets {
         _ => None,
     });
     Facets {
-        kind: enum_name(event.kind, |value| {
-            pb::EventKind::try_from(value).ok().map(|v| v.as_str_name())
-        }),
+        kind: enum_name(event.kind, kind_name),
         member_id: owned(principal.and_then(|p| p.member.as_ref()).map(|m| &m.id)),
         agent_client_id: owned(
             principal
@@ -154,15 +144,9 @@ fn facets(event: &pb::AuditEvent) -> Facets {
                 .decision
                 .as_ref()
                 .map_or(0, |decision| decision.verdict),
-            |value| {
-                common::Verdict::try_from(value)
-                    .ok()
-                    .map(|v| v.as_str_name())
-            },
+            verdict_name,
         ),
-        outcome: enum_name(event.outcome, |value| {
-            pb::Outcome::try_from(value).ok().map(|v| v.as_str_name())
-        }),
+        outcome: enum_name(event.outcome, outcome_name),
         trace_id: owned(event.metadata.as_ref().map(|metadata| &metadata.trace_id)),
     }
 }

@@ -165,23 +165,36 @@ impl<M: SerializeMap> Fields<M> {
     }
 }
 
+/// Names an event kind as proto3 JSON (and the facets and filters) do; `None` when unknown.
+pub(crate) fn kind_name(value: i32) -> Option<&'static str> {
+    pb::EventKind::try_from(value).ok().map(|v| v.as_str_name())
+}
+
+/// Names an outcome as proto3 JSON does; `None` when unknown.
+pub(crate) fn outcome_name(value: i32) -> Option<&'static str> {
+    pb::Outcome::try_from(value).ok().map(|v| v.as_str_name())
+}
+
+/// Names a verdict as proto3 JSON does; `None` when unknown.
+pub(crate) fn verdict_name(value: i32) -> Option<&'static str> {
+    common::Verdict::try_from(value)
+        .ok()
+        .map(|v| v.as_str_name())
+}
+
 impl Message for pb::AuditEvent {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
         use pb::audit_event::Details;
         f.string("eventId", &self.event_id)?;
         f.string("callId", &self.call_id)?;
-        f.enumeration("kind", self.kind, |v| {
-            pb::EventKind::try_from(v).ok().map(|v| v.as_str_name())
-        })?;
+        f.enumeration("kind", self.kind, kind_name)?;
         f.timestamp("time", self.time.as_ref())?;
         f.message("emitter", self.emitter.as_ref())?;
         f.message("principal", self.principal.as_ref())?;
         f.message("metadata", self.metadata.as_ref())?;
         f.message("target", self.target.as_ref())?;
         f.message("decision", self.decision.as_ref())?;
-        f.enumeration("outcome", self.outcome, |v| {
-            pb::Outcome::try_from(v).ok().map(|v| v.as_str_name())
-        })?;
+        f.enumeration("outcome", self.outcome, outcome_name)?;
         f.messages("dlpFindings", &self.dlp_findings)?;
         f.duration("latency", self.latency.as_ref())?;
         f.message("payload", self.payload.as_ref())?;
@@ -316,9 +329,7 @@ impl Message for common::Prompt {
 
 impl Message for common::Decision {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.enumeration("verdict", self.verdict, |v| {
-            common::Verdict::try_from(v).ok().map(|v| v.as_str_name())
-        })?;
+        f.enumeration("verdict", self.verdict, verdict_name)?;
         f.enumeration("reason", self.reason, |v| {
             common::DenyReason::try_from(v)
                 .ok()

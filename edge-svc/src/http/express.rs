@@ -82,11 +82,11 @@ impl Lane {
 }
 
 /// Reads the allowed `Host` values as rmcp compares them; `None` (any host) when there are none.
-fn allowed(hosts: &[String]) -> Option<Vec<(String, Option<u16>)>> {
+fn allowed(hosts: &[impl AsRef<str>]) -> Option<Vec<(String, Option<u16>)>> {
     (!hosts.is_empty()).then(|| {
         hosts
             .iter()
-            .filter_map(|allowed| authority(allowed.trim()))
+            .filter_map(|allowed| authority(allowed.as_ref().trim()))
             .collect()
     })
 }
@@ -294,12 +294,7 @@ mod tests {
     fn lane(allowed_hosts: &[&str]) -> Lane {
         Lane {
             proxy: Box::new(|| unreachable!("header checks build no handler")),
-            allowed_hosts: allowed(
-                &allowed_hosts
-                    .iter()
-                    .map(|host| (*host).to_owned())
-                    .collect::<Vec<_>>(),
-            ),
+            allowed_hosts: allowed(allowed_hosts),
         }
     }
 
