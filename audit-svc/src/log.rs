@@ -25,6 +25,9 @@ pub struct AuditLog {
     signer: Arc<Signer>,
     head: Arc<watch::Sender<u64>>,
     commits: Arc<GroupCommit>,
+    /// Holds the compact range of the tree this log last checkpointed, so that the next
+    /// checkpoint reads and hashes only the leaves appended since, not the whole log.
+    signed: Arc<std::sync::Mutex<Prefix>>,
 }
 
 /// Joins the batches of concurrent appenders (edge replicas, authz-svc,
@@ -86,6 +89,7 @@ impl AuditLog {
             signer: Arc::new(signer),
             head: Arc::new(watch::Sender::new(head)),
             commits: Arc::default(),
+            signed: Arc::default(),
         })
     }
 
@@ -175,7 +179,16 @@ impl AuditLog {
         {
             return Ok(latest);
         }
-        let (prefix, leaves) = self.tree(head).await?;
+        let pruned = prefix_of(self.store.pruned().await?.as_ref());
+        let signed = self.signed_range();
+        // Either compact range is one of this tree's; the larger leaves fewer leaves to read.
+        let start = if signed.size > pruned.size && signed.size <= head {
+            signed
+        } else {
+            pruned
+        };
+        let (start, leaves) = self.leaves_after(start, head).await?;
+        let grown = start.extend(&leaves);
         let tree_size = head;
         let chain_hash = match self
             .store
@@ -186,9 +199,10 @@ impl AuditLog {
             Some(last) => last.chain_hash,
             None => GENESIS,
         };
-        let root = prefix.root(&leaves).ok_or(Error::Corrupt("tree"))?;
+        let root = grown.root(&[]).ok_or(Error::Corrupt("tree"))?;
         let checkpoint = self.signer.sign(tree_size, root, chain_hash, now_micros());
         self.store.put_checkpoint(&checkpoint).await?;
+        self.keep_signed_range(grown);
         tracing::info!(tree_size, "audit checkpoint signed");
         Ok(Some(checkpoint))
     }
@@ -271,14 +285,38 @@ impl AuditLog {
     /// hashes after it, up to tree size `size`.
     pub(crate) async fn tree(&self, size: u64) -> Result<(Prefix, Vec<Hash>), Error> {
         let prefix = prefix_of(self.store.pruned().await?.as_ref());
+        self.leaves_after(prefix, size).await
+    }
+
+    /// Returns `prefix` and the leaves after it up to tree size `size`, all of them.
+    async fn leaves_after(&self, prefix: Prefix, size: u64) -> Result<(Prefix, Vec<Hash>), Error> {
         if size < prefix.size {
             return Err(Error::Pruned(prefix.size));
         }
-        let leaves = self.store.leaf_hashes(size).await?;
+        let leaves = self.store.leaf_hashes(prefix.size, size).await?;
         if prefix.size + leaves.len() as u64 != size {
             return Err(Error::Corrupt("tree size"));
         }
         Ok((prefix, leaves))
+    }
+
+    fn signed_range(&self) -> Prefix {
+        self.signed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `range` as the last checkpointed tree's unless a concurrent checkpoint kept a
+    /// larger one.
+    fn keep_signed_range(&self, range: Prefix) {
+        let mut signed = self
+            .signed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if range.size > signed.size {
+            *signed = range;
+        }
     }
 
     /// Returns the consistency proof from the checkpoint of `from_size` to the one

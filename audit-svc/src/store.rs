@@ -44,8 +44,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Returns the event stored under `id`, if any.
     async fn find(&self, id: &EventId) -> Result<Option<StoredEvent>, Error>;
 
-    /// Returns the leaf hashes of the first `size` events, in sequence order.
-    async fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, Error>;
+    /// Returns the leaf hashes of the events after sequence `after` through `through`, in
+    /// sequence order; pruned events have none.
+    async fn leaf_hashes(&self, after: u64, through: u64) -> Result<Vec<Hash>, Error>;
 
     /// Stores a signed checkpoint; storing one of an existing size again is a no-op.
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), Error>;

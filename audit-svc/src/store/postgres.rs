@@ -134,12 +134,15 @@ impl Store for PostgresStore {
         row.map(StoredEvent::try_from).transpose()
     }
 
-    async fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, Error> {
-        let rows = sqlx::query("SELECT leaf_hash FROM audit_event WHERE seq <= $1 ORDER BY seq")
-            .bind(to_db(size))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::from_sqlx)?;
+    async fn leaf_hashes(&self, after: u64, through: u64) -> Result<Vec<Hash>, Error> {
+        let rows = sqlx::query(
+            "SELECT leaf_hash FROM audit_event WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(to_db(after))
+        .bind(to_db(through))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from_sqlx)?;
         rows.into_iter()
             .map(|row| super::to_hash(row.get::<Vec<u8>, _>(0), "leaf hash"))
             .collect()

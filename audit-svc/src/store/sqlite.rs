@@ -20,9 +20,14 @@ use crate::event::{AppendOutcome, AuditEvent, EventId, StoredEvent};
 use crate::merkle::Hash;
 use crate::query::SearchQuery;
 
-/// Is how many rows one statement carries (16 columns each, under SQLite's
-/// 32,766 bound parameters).
-const CHUNK: usize = 1000;
+/// Is the most rows one insert carries (16 columns each, under SQLite's 32,766 bound
+/// parameters); a power of two, as every run of [`runs`] is.
+const CHUNK: usize = 1024;
+
+/// Finds which stored events have the ids of a batch, given as one JSON array: the same text
+/// for every batch, so SQLite parses it once per connection rather than once per batch size.
+const SELECT_EXISTING: &str = "SELECT event_id, seq, canonical_json FROM audit_event \
+     WHERE event_id IN (SELECT value FROM json_each($1))";
 
 /// Starts an insert of event rows, columns in [`EVENT_COLUMNS`] order. `OR FAIL`
 /// rather than the default `ABORT`: a failed insert fails the whole append (its
@@ -125,27 +130,17 @@ impl Store for SqliteStore {
                 .map_err(Error::from_sqlx)?,
         };
         let mut tail = Tail::from_last(last)?;
-        let mut existing = Vec::new();
-        for chunk in events.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT event_id, seq, canonical_json FROM audit_event WHERE event_id IN (",
-            );
-            let mut ids = query.separated(", ");
-            for event in chunk {
-                ids.push_bind(event.id.as_str());
-            }
-            query.push(")");
-            let found: Vec<(String, i64, Vec<u8>)> = query
-                .build_query_as()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(Error::from_sqlx)?;
-            existing.extend(found);
-        }
+        let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+        let ids = serde_json::Value::from(ids).to_string();
+        let existing: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(SELECT_EXISTING)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::from_sqlx)?;
         let plan = plan(events, &leaves, &existing, &mut tail);
         let recorded_at = now_micros();
-        for chunk in plan.records.chunks(CHUNK) {
-            insert(&mut tx, events, chunk, recorded_at).await?;
+        for run in runs(&plan.records) {
+            insert(&mut tx, events, run, recorded_at).await?;
         }
         tx.commit().await.map_err(Error::from_sqlx)?;
         Ok(plan.outcomes)
@@ -197,12 +192,15 @@ impl Store for SqliteStore {
         row.map(StoredEvent::try_from).transpose()
     }
 
-    async fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, Error> {
-        let rows = sqlx::query("SELECT leaf_hash FROM audit_event WHERE seq <= $1 ORDER BY seq")
-            .bind(to_db(size))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::from_sqlx)?;
+    async fn leaf_hashes(&self, after: u64, through: u64) -> Result<Vec<Hash>, Error> {
+        let rows = sqlx::query(
+            "SELECT leaf_hash FROM audit_event WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(to_db(after))
+        .bind(to_db(through))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from_sqlx)?;
         rows.into_iter()
             .map(|row| super::to_hash(row.get::<Vec<u8>, _>(0), "leaf hash"))
             .collect()
@@ -346,6 +344,22 @@ impl Store for SqliteStore {
     }
 }
 
+/// Splits `items` into runs whose lengths are powers of two, largest first, so that an
+/// insert takes one of eleven shapes, each prepared once per connection and then taken from
+/// sqlx's statement cache: a statement of a new length costs SQLite a parse of every row's
+/// placeholders, which took longer than the insert itself.
+fn runs<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let longest = items.len().min(CHUNK);
+        if longest == 0 {
+            return None;
+        }
+        let (run, rest) = items.split_at(1 << longest.ilog2());
+        items = rest;
+        Some(run)
+    })
+}
+
 async fn insert(
     tx: &mut sqlx::SqliteConnection,
     events: &[AuditEvent],
@@ -379,4 +393,20 @@ async fn insert(
         .await
         .map_err(Error::from_sqlx)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_are_powers_of_two_in_order_and_cover_every_item() {
+        for n in [0, 1, 2, 3, 7, 13, 1024, 1025, 3000] {
+            let items: Vec<usize> = (0..n).collect();
+            let runs: Vec<&[usize]> = super::runs(&items).collect();
+            assert!(runs.iter().all(|run| run.len().is_power_of_two()), "{n}");
+            assert!(runs.iter().all(|run| run.len() <= super::CHUNK), "{n}");
+            assert_eq!(runs.concat(), items, "{n}");
+        }
+        let lengths: Vec<usize> = super::runs(&[0; 13]).map(<[i32]>::len).collect();
+        assert_eq!(lengths, [8, 4, 1]);
+    }
 }

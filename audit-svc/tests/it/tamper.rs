@@ -8,6 +8,7 @@ use crate::store::signer;
 
 conformance!(
     an_intact_log_verifies_against_its_checkpoint,
+    each_checkpoint_signs_the_whole_tree,
     modified_content_is_named,
     modified_search_column_is_named,
     deleted_record_is_named,
@@ -51,6 +52,32 @@ async fn an_intact_log_verifies_against_its_checkpoint(backend: &Backend) {
     assert_eq!(report.tree_size, 6);
     assert_eq!(report.root_hash, checkpoint.root_hash);
     assert_eq!(report.chain_hash, checkpoint.chain_hash);
+}
+
+/// A checkpoint hashes on from the tree its log signed last, yet signs the root of the whole
+/// log, events another replica appended in between included.
+async fn each_checkpoint_signs_the_whole_tree(backend: &Backend) {
+    let (log, _) = seeded(backend).await;
+    let replica = AuditLog::new(backend.store(), signer()).await.unwrap();
+    for (round, writer) in [&log, &replica, &log].into_iter().enumerate() {
+        let events: Vec<_> = (0..5)
+            .map(|i| event(&format!("r{round}-{i}"), "bob", "echo", "VERDICT_ALLOW", i))
+            .collect();
+        writer.append(events).await.unwrap();
+        let checkpoint = log.checkpoint_now().await.unwrap().unwrap();
+        let whole = verify(backend.store().as_ref(), None).await.unwrap();
+        assert_eq!(whole.problem, None);
+        assert_eq!(checkpoint.tree_size, 6 + 5 * (round as u64 + 1));
+        assert_eq!(
+            (
+                checkpoint.tree_size,
+                checkpoint.root_hash,
+                checkpoint.chain_hash
+            ),
+            (whole.tree_size, whole.root_hash, whole.chain_hash),
+            "round {round}"
+        );
+    }
 }
 
 async fn modified_content_is_named(backend: &Backend) {
