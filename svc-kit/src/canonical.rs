@@ -262,79 +262,90 @@ impl ser::SerializeSeq for Array<'_> {
     }
 }
 
-/// Collects an object's members (key, canonical value) and writes them sorted by key when the
-/// object ends. A key must be a string of printable ASCII that JSON writes without escapes:
-/// its written form then sorts as the string itself does.
+/// Writes an object's members as they come and, when the object ends, puts them in key order
+/// if they are not already. A key must be a string of printable ASCII that JSON writes without
+/// escapes: its written form then sorts as the string itself does.
+///
+/// Members go straight to `out` (no buffer per object or member): an object whose members
+/// came sorted is done when it ends, and any other is copied once and written back sorted.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
-    /// The keys as written (quoted), back to back.
-    keys: Vec<u8>,
-    /// The members' canonical values, back to back.
-    values: Vec<u8>,
-    /// Each member's key (inside its quotes) and value, as ranges of `keys` and `values`.
+    /// Where the object's `{` is in `out`.
+    start: usize,
+    /// Each member's key (inside its quotes) and whole text (`"key":value`), as ranges of `out`.
     members: Vec<(Range<usize>, Range<usize>)>,
-    /// The key whose value comes next (`serialize_key` then `serialize_value`).
-    pending: Option<Range<usize>>,
+    /// The member whose value comes next (`serialize_key` then `serialize_value`): where it
+    /// starts and its key.
+    pending: Option<(usize, Range<usize>)>,
 }
 
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
+        let start = out.len();
+        out.push(b'{');
         Self {
             out,
-            keys: Vec::new(),
-            values: Vec::new(),
-            members: Vec::new(),
+            start,
+            members: Vec::with_capacity(8),
             pending: None,
         }
     }
 
-    fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<Range<usize>, NotPlain> {
-        let start = self.keys.len();
-        key.serialize(Writer {
-            out: &mut self.keys,
-        })?;
-        match &self.keys[start..] {
-            [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b.is_ascii() && b != b'\\') => {
-                Ok(start + 1..self.keys.len() - 1)
-            }
-            _ => Err(NotPlain),
+    /// Writes the separator and `"key":`, returning where the member starts and its key.
+    fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(usize, Range<usize>), NotPlain> {
+        if !self.members.is_empty() {
+            self.out.push(b',');
         }
+        let start = self.out.len();
+        key.serialize(Writer { out: self.out })?;
+        let written = match &self.out[start..] {
+            [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b.is_ascii() && b != b'\\') => {
+                start + 1..self.out.len() - 1
+            }
+            _ => return Err(NotPlain),
+        };
+        self.out.push(b':');
+        Ok((start, written))
     }
 
     fn value<T: Serialize + ?Sized>(
         &mut self,
-        key: Range<usize>,
+        (start, key): (usize, Range<usize>),
         value: &T,
     ) -> Result<(), NotPlain> {
-        let start = self.values.len();
-        value.serialize(Writer {
-            out: &mut self.values,
-        })?;
-        self.members.push((key, start..self.values.len()));
+        value.serialize(Writer { out: self.out })?;
+        self.members.push((key, start..self.out.len()));
         Ok(())
     }
 
     fn close(mut self) -> Result<(), NotPlain> {
-        let keys = self.keys.as_slice();
-        self.members
-            .sort_unstable_by(|(a, _), (b, _)| keys[a.clone()].cmp(&keys[b.clone()]));
+        let out = &*self.out;
+        let key = |member: &(Range<usize>, Range<usize>)| &out[member.0.clone()];
+        if self
+            .members
+            .windows(2)
+            .all(|pair| key(&pair[0]) < key(&pair[1]))
+        {
+            self.out.push(b'}');
+            return Ok(());
+        }
+        self.members.sort_unstable_by(|a, b| key(a).cmp(key(b)));
         // JCS leaves duplicate names undefined; the crate refuses them, and so do we.
         if self
             .members
             .windows(2)
-            .any(|pair| keys[pair[0].0.clone()] == keys[pair[1].0.clone()])
+            .any(|pair| key(&pair[0]) == key(&pair[1]))
         {
             return Err(NotPlain);
         }
-        self.out.push(b'{');
-        for (index, (key, value)) in self.members.iter().enumerate() {
+        let body = self.start + 1;
+        let written = self.out.split_off(body);
+        for (index, (_, member)) in self.members.iter().enumerate() {
             if index > 0 {
                 self.out.push(b',');
             }
-            self.out.push(b'"');
-            self.out.extend_from_slice(&keys[key.clone()]);
-            self.out.extend_from_slice(b"\":");
-            self.out.extend_from_slice(&self.values[value.clone()]);
+            self.out
+                .extend_from_slice(&written[member.start - body..member.end - body]);
         }
         self.out.push(b'}');
         Ok(())

@@ -106,6 +106,14 @@ fn derived_types_canonicalize_as_the_crate_does_in_one_pass() {
         wrapped: Wrapped,
         letter: char,
         nested: Vec<Inner>,
+        corners: Vec<Point>,
+    }
+    /// Fields out of order at every level, so each object is written back sorted.
+    #[derive(Serialize)]
+    struct Point {
+        y: i32,
+        x: i32,
+        label: Option<Box<Point>>,
     }
     #[derive(Serialize)]
     enum Mode {
@@ -127,6 +135,22 @@ fn derived_types_canonicalize_as_the_crate_does_in_one_pass() {
         wrapped: Wrapped(-42),
         letter: 'é',
         nested: vec![Inner::Tagged(7)],
+        corners: vec![
+            Point {
+                y: 1,
+                x: 2,
+                label: Some(Box::new(Point {
+                    y: -3,
+                    x: 4,
+                    label: None,
+                })),
+            },
+            Point {
+                y: 5,
+                x: 6,
+                label: None,
+            },
+        ],
     };
     assert!(in_one_pass(&call));
     same_as_the_crate(&call);
