@@ -6,14 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::StatusCode;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt as _;
 
 use crate::auth::{Gate, TokenVerifier};
 use crate::config::HttpFace;
@@ -90,12 +89,61 @@ struct Endpoints {
 struct Built {
     slot: Arc<ServerSlot>,
     auth: AuthMode,
-    router: Router,
+    endpoint: Arc<Endpoint>,
+}
+
+/// One virtual server's MCP endpoint: the token gate, spec-shaped refusals, rate limits, then
+/// the express lane or rmcp's streamable-HTTP service, in that order.
+///
+/// Plain calls in sequence rather than a router with a middleware layer each: every
+/// `from_fn` layer clones the service under it and boxes its future on every request.
+struct Endpoint {
+    gate: Gate,
+    max_body_bytes: usize,
+    /// Whether rate limits are enforced, so that a refused call answers 429.
+    metered: bool,
+    lane: express::Lane,
+    service: StreamableHttpService<LiveProxy, LocalSessionManager>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("metered", &self.metered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Answers one request to the virtual server's MCP endpoint.
+    async fn serve(&self, request: Request<Body>) -> Response {
+        let request = match self.gate.admit(request).await {
+            Ok(request) => request,
+            Err(response) => return *response,
+        };
+        malformed::spec_shaped(self.max_body_bytes, request, async |request| {
+            if self.metered {
+                crate::quota::retry_after(request, async |request| self.answer(request).await).await
+            } else {
+                self.answer(request).await
+            }
+        })
+        .await
+    }
+
+    /// Answers an admitted, well-formed request on the express lane or through rmcp.
+    async fn answer(&self, request: Request<Body>) -> Response {
+        express::serve(&self.lane, request, async |request| {
+            self.service.handle(request).await.map(Body::new)
+        })
+        .await
+    }
 }
 
 impl Endpoints {
     /// Returns the endpoint of the served virtual server `name`.
-    fn endpoint(&self, name: &str) -> Option<Router> {
+    fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
         let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(slot) = self.gateway.server(name) else {
             built.remove(name);
@@ -106,23 +154,23 @@ impl Endpoints {
             && Arc::ptr_eq(&known.slot, &slot)
             && known.auth == auth
         {
-            return Some(known.router.clone());
+            return Some(Arc::clone(&known.endpoint));
         }
-        let router = self.build(name, &slot, auth);
+        let endpoint = Arc::new(self.build(name, &slot, auth));
         built.insert(
             name.to_owned(),
             Built {
                 slot,
                 auth,
-                router: router.clone(),
+                endpoint: Arc::clone(&endpoint),
             },
         );
-        Some(router)
+        Some(endpoint)
     }
 
     /// Builds the MCP endpoint of one virtual server: the token gate, spec-shaped refusals,
     /// rate limits, then rmcp's streamable-HTTP service over a [`LiveProxy`].
-    fn build(&self, name: &str, slot: &Arc<ServerSlot>, auth: AuthMode) -> Router {
+    fn build(&self, name: &str, slot: &Arc<ServerSlot>, auth: AuthMode) -> Endpoint {
         let face = &self.face;
         let gateway = &self.gateway;
         let mut config = StreamableHttpServerConfig::default()
@@ -153,44 +201,27 @@ impl Endpoints {
             )
             .with_inspector(inspector.clone())
         };
-        let lane = Arc::new(express::Lane::new(
-            proxy.clone(),
-            face.allowed_hosts.clone(),
-        ));
+        let lane = express::Lane::new(proxy.clone(), face.allowed_hosts.clone());
         let slot_for_factory = Arc::clone(slot);
-        // Shared, not cloned: every layer above clones the service it wraps on each request,
-        // and rmcp's service clones its whole config (allowed hosts and origins) each time.
-        let service = Arc::new(StreamableHttpService::new(
+        let service = StreamableHttpService::new(
             move || Ok(LiveProxy::new(Arc::clone(&slot_for_factory), proxy())),
             Arc::new(session_manager()),
             config,
-        ));
-        let gate = Arc::new(
-            Gate::new(
-                face.resource_url(name),
-                auth,
-                self.auth.as_ref().map(|auth| Arc::clone(&auth.verifier)),
-                face.resource_metadata_url(name),
-            )
-            .with_scopes(gateway.access().clone(), name),
         );
-        let max_body_bytes = face.max_body_bytes;
-        let mut endpoint = Router::new()
-            .route(
-                &format!("/v/{name}/mcp"),
-                any(move |request: Request<Body>| async move {
-                    service.handle(request).await.map(Body::new)
-                }),
-            )
-            .layer(middleware::from_fn_with_state(lane, express::serve));
-        if gateway.quotas().is_enforced() {
-            endpoint = endpoint.layer(middleware::from_fn(crate::quota::retry_after));
+        let gate = Gate::new(
+            face.resource_url(name),
+            auth,
+            self.auth.as_ref().map(|auth| Arc::clone(&auth.verifier)),
+            face.resource_metadata_url(name),
+        )
+        .with_scopes(gateway.access().clone(), name);
+        Endpoint {
+            gate,
+            max_body_bytes: face.max_body_bytes,
+            metered: gateway.quotas().is_enforced(),
+            lane,
+            service,
         }
-        endpoint
-            .layer(middleware::from_fn(move |request, next| {
-                malformed::spec_shaped(max_body_bytes, request, next)
-            }))
-            .layer(middleware::from_fn_with_state(gate, admit))
     }
 }
 
@@ -216,10 +247,7 @@ async fn dispatch(
     request: Request<Body>,
 ) -> Response {
     match endpoints.endpoint(&name) {
-        Some(endpoint) => match endpoint.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
+        Some(endpoint) => endpoint.serve(request).await,
         None => not_served(&name),
     }
 }
@@ -256,13 +284,6 @@ fn not_served(name: &str) -> Response {
         },
     });
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
-}
-
-async fn admit(State(gate): State<Arc<Gate>>, request: Request<Body>, next: Next) -> Response {
-    match gate.admit(request).await {
-        Ok(request) => next.run(request).await,
-        Err(response) => *response,
-    }
 }
 
 async fn healthz() -> &'static str {

@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use rmcp::model::{ErrorCode, ErrorData};
@@ -159,13 +158,16 @@ impl Quotas {
 /// Answers a modern-era request that a rate limit refused with HTTP 429 and `Retry-After`.
 ///
 /// Only a JSON answer is rewritten: an SSE stream's status is already on the wire.
-pub async fn retry_after(mut request: Request, next: Next) -> Response {
+pub(crate) async fn retry_after(
+    mut request: Request,
+    next: impl AsyncFnOnce(Request) -> Response,
+) -> Response {
     let modern = request.headers().contains_key("mcp-method");
     let slot = RetryAfter::default();
     if modern {
         request.extensions_mut().insert(slot.clone());
     }
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     let json = response
         .headers()
         .get(header::CONTENT_TYPE)

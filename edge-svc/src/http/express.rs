@@ -12,11 +12,8 @@
 //! nor logs asked for, no `Mcp-Param-*` headers. Anything else, including every malformed
 //! request, continues to rmcp unchanged, which answers it with the spec's error.
 
-use std::sync::Arc;
-
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, header};
 use rmcp::model::{
@@ -187,12 +184,12 @@ impl Inbound for Express {
 
 /// Answers a plain 2026-07-28 `tools/call` on the lane; hands every other request on.
 pub(crate) async fn serve(
-    State(lane): State<Arc<Lane>>,
+    lane: &Lane,
     request: Request<Body>,
-    next: Next,
+    next: impl AsyncFnOnce(Request<Body>) -> Response,
 ) -> Response {
     if !lane.takes(request.method(), request.headers()) {
-        return next.run(request).await;
+        return next(request).await;
     }
     let (parts, body) = request.into_parts();
     // The body was read whole and checked by the layer before this one; reading it again
@@ -206,9 +203,7 @@ pub(crate) async fn serve(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     let Some((id, params, meta)) = plain_call(&bytes, name) else {
-        return next
-            .run(Request::from_parts(parts, Body::from(bytes)))
-            .await;
+        return next(Request::from_parts(parts, Body::from(bytes))).await;
     };
     let proxy = (lane.proxy)();
     let cancelled = CancellationToken::new();
@@ -234,10 +229,7 @@ pub(crate) async fn serve(
     hang_up.disarm();
     match outcome {
         Ok(Ok(response)) => response,
-        Ok(Err(parts)) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+        Ok(Err(parts)) => next(Request::from_parts(parts, Body::from(bytes))).await,
         Err(failed) => {
             tracing::error!(error = %failed, "a tools/call on the express lane failed");
             let error = ErrorData::internal_error("the gateway failed to answer this call", None);

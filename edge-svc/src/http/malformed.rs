@@ -6,7 +6,6 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
 use serde::de::IgnoredAny;
@@ -21,7 +20,7 @@ const INVALID_REQUEST: i64 = -32600;
 pub(crate) async fn spec_shaped(
     max_body_bytes: usize,
     request: Request<Body>,
-    next: Next,
+    next: impl AsyncFnOnce(Request<Body>) -> Response,
 ) -> Response {
     let request = if request.method() == Method::POST {
         match checked(max_body_bytes, request).await {
@@ -31,7 +30,7 @@ pub(crate) async fn spec_shaped(
     } else {
         request
     };
-    let response = next.run(request).await;
+    let response = next(request).await;
     if response.status().is_client_error()
         && !is_json(&response)
         && response.status() != StatusCode::UNAUTHORIZED
