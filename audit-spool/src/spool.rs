@@ -266,14 +266,18 @@ impl Spool {
         if writer.len > 0 && writer.len + frame_len > self.inner.limits.segment_bytes {
             self.roll(&mut writer, end)?;
         }
-        let path = segment_path(&self.inner.dir, writer.base);
+        // The segment's path is spelled out only when a write fails, not on every record.
+        let failed = |source| SpoolError::Io {
+            path: segment_path(&self.inner.dir, writer.base),
+            source,
+        };
         if let Err(source) = (&*writer.file).write_all(&frame) {
             // Cut a partly written frame off so the next record does not land behind garbage.
             let _ = writer.file.set_len(writer.len);
-            return Err(SpoolError::Io { path, source });
+            return Err(failed(source));
         }
         if self.inner.limits.sync_interval.is_zero() {
-            writer.file.sync_data().map_err(io_at(&path))?;
+            writer.file.sync_data().map_err(failed)?;
         }
         writer.len += frame_len;
         let next = writer.base + writer.len;

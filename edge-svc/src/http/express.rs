@@ -139,10 +139,10 @@ fn plain_call(
         && envelope.method == "tools/call"
         && envelope.params.name == name
         && meta.protocol_version() == Some(ProtocolVersion::V_2026_07_28)
+        // Required: the protocol version and the client's capabilities.
         && meta
             .missing_required_keys(&ProtocolVersion::V_2026_07_28)
             .is_empty()
-        && meta.client_capabilities().is_some()
         && meta.get_progress_token().is_none()
         && !meta.0.contains_key("io.modelcontextprotocol/logLevel");
     plain.then_some((envelope.id, envelope.params, meta))
