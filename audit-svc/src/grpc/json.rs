@@ -19,7 +19,8 @@ pub(crate) struct Json<'a, T>(pub(crate) &'a T);
 
 /// Is a message with a proto3 JSON object form: its fields, each written only when set.
 pub(crate) trait Message {
-    /// Writes the fields that are set.
+    /// Writes the fields that are set, in the order of their JSON names: the canonical writer
+    /// then finds each object's members sorted and need not reorder them.
     fn fields<M: SerializeMap>(&self, fields: &mut Fields<M>) -> Result<(), M::Error>;
 }
 
@@ -185,68 +186,72 @@ pub(crate) fn verdict_name(value: i32) -> Option<&'static str> {
 impl Message for pb::AuditEvent {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
         use pb::audit_event::Details;
-        f.string("eventId", &self.event_id)?;
-        f.string("callId", &self.call_id)?;
-        f.enumeration("kind", self.kind, kind_name)?;
-        f.timestamp("time", self.time.as_ref())?;
-        f.message("emitter", self.emitter.as_ref())?;
-        f.message("principal", self.principal.as_ref())?;
-        f.message("metadata", self.metadata.as_ref())?;
-        f.message("target", self.target.as_ref())?;
-        f.message("decision", self.decision.as_ref())?;
-        f.enumeration("outcome", self.outcome, outcome_name)?;
-        f.messages("dlpFindings", &self.dlp_findings)?;
-        f.duration("latency", self.latency.as_ref())?;
-        f.message("payload", self.payload.as_ref())?;
-        f.message("error", self.error.as_ref())?;
+        let (mut admin, mut credential, mut token) = (None, None, None);
         match &self.details {
-            Some(Details::Token(token)) => f.message("token", Some(token)),
-            Some(Details::Credential(credential)) => f.message("credential", Some(credential)),
-            Some(Details::Admin(admin)) => f.message("admin", Some(admin)),
-            None => Ok(()),
+            Some(Details::Admin(details)) => admin = Some(details),
+            Some(Details::Credential(details)) => credential = Some(details),
+            Some(Details::Token(details)) => token = Some(details),
+            None => {}
         }
+        f.message("admin", admin)?;
+        f.string("callId", &self.call_id)?;
+        f.message("credential", credential)?;
+        f.message("decision", self.decision.as_ref())?;
+        f.messages("dlpFindings", &self.dlp_findings)?;
+        f.message("emitter", self.emitter.as_ref())?;
+        f.message("error", self.error.as_ref())?;
+        f.string("eventId", &self.event_id)?;
+        f.enumeration("kind", self.kind, kind_name)?;
+        f.duration("latency", self.latency.as_ref())?;
+        f.message("metadata", self.metadata.as_ref())?;
+        f.enumeration("outcome", self.outcome, outcome_name)?;
+        f.message("payload", self.payload.as_ref())?;
+        f.message("principal", self.principal.as_ref())?;
+        f.message("target", self.target.as_ref())?;
+        f.timestamp("time", self.time.as_ref())?;
+        f.message("token", token)
     }
 }
 
 impl Message for pb::Emitter {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("service", &self.service)?;
         f.string("instanceId", &self.instance_id)?;
+        f.string("service", &self.service)?;
         f.string("version", &self.version)
     }
 }
 
 impl Message for common::Principal {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.message("member", self.member.as_ref())?;
-        f.message("agent", self.agent.as_ref())?;
-        f.string("clientId", &self.client_id)?;
         f.messages("act", &self.act)?;
+        f.message("agent", self.agent.as_ref())?;
         f.enumeration("authenticationMethod", self.authentication_method, |v| {
             common::AuthenticationMethod::try_from(v)
                 .ok()
                 .map(|v| v.as_str_name())
-        })
+        })?;
+        f.string("clientId", &self.client_id)?;
+        f.message("member", self.member.as_ref())
     }
 }
 
 impl Message for common::Member {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
+        f.strings("authenticationMethods", &self.authentication_methods)?;
+        f.string("displayName", &self.display_name)?;
+        f.strings("groups", &self.groups)?;
         f.string("id", &self.id)?;
         f.string("issuer", &self.issuer)?;
-        f.string("subject", &self.subject)?;
-        f.strings("groups", &self.groups)?;
         f.strings("roles", &self.roles)?;
-        f.strings("authenticationMethods", &self.authentication_methods)?;
-        f.string("displayName", &self.display_name)
+        f.string("subject", &self.subject)
     }
 }
 
 impl Message for common::Agent {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("clientId", &self.client_id)?;
         f.string("bundleId", &self.bundle_id)?;
         f.string("bundleName", &self.bundle_name)?;
+        f.string("clientId", &self.client_id)?;
         f.string("ownerMemberId", &self.owner_member_id)?;
         f.string("workloadSubject", &self.workload_subject)
     }
@@ -254,69 +259,69 @@ impl Message for common::Agent {
 
 impl Message for common::Actor {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("subject", &self.subject)?;
         f.string("clientId", &self.client_id)?;
-        f.string("issuer", &self.issuer)
+        f.string("issuer", &self.issuer)?;
+        f.string("subject", &self.subject)
     }
 }
 
 impl Message for common::RequestMetadata {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("traceId", &self.trace_id)?;
-        f.string("traceparent", &self.traceparent)?;
-        f.string("sourceAddress", &self.source_address)?;
-        f.string("virtualServer", &self.virtual_server)?;
+        f.string("jsonrpcId", &self.jsonrpc_id)?;
+        f.string("mcpClientName", &self.mcp_client_name)?;
+        f.string("mcpClientVersion", &self.mcp_client_version)?;
         f.string("mcpMethod", &self.mcp_method)?;
+        f.string("mcpSessionId", &self.mcp_session_id)?;
         f.enumeration("protocolEra", self.protocol_era, |v| {
             common::ProtocolEra::try_from(v)
                 .ok()
                 .map(|v| v.as_str_name())
         })?;
         f.string("protocolVersion", &self.protocol_version)?;
-        f.string("mcpSessionId", &self.mcp_session_id)?;
-        f.string("jsonrpcId", &self.jsonrpc_id)?;
+        f.string("sourceAddress", &self.source_address)?;
+        f.string("traceId", &self.trace_id)?;
+        f.string("traceparent", &self.traceparent)?;
         f.string("userAgent", &self.user_agent)?;
-        f.string("mcpClientName", &self.mcp_client_name)?;
-        f.string("mcpClientVersion", &self.mcp_client_version)
+        f.string("virtualServer", &self.virtual_server)
     }
 }
 
 impl Message for common::Target {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
         use common::target::Item;
-        f.string("virtualServer", &self.virtual_server)?;
         f.string("connector", &self.connector)?;
         match &self.item {
             Some(Item::Tool(tool)) => f.message("tool", Some(tool)),
             Some(Item::Resource(resource)) => f.message("resource", Some(resource)),
             Some(Item::Prompt(prompt)) => f.message("prompt", Some(prompt)),
             None => Ok(()),
-        }
+        }?;
+        f.string("virtualServer", &self.virtual_server)
     }
 }
 
 impl Message for common::Tool {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
+        f.message("annotations", self.annotations.as_ref())?;
         f.string("name", &self.name)?;
-        f.string("upstreamName", &self.upstream_name)?;
-        f.message("annotations", self.annotations.as_ref())
+        f.string("upstreamName", &self.upstream_name)
     }
 }
 
 impl Message for common::ToolAnnotations {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("title", &self.title)?;
-        f.flag("readOnlyHint", self.read_only_hint)?;
         f.flag("destructiveHint", self.destructive_hint)?;
         f.flag("idempotentHint", self.idempotent_hint)?;
-        f.flag("openWorldHint", self.open_world_hint)
+        f.flag("openWorldHint", self.open_world_hint)?;
+        f.flag("readOnlyHint", self.read_only_hint)?;
+        f.string("title", &self.title)
     }
 }
 
 impl Message for common::Resource {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("uri", &self.uri)?;
-        f.string("upstreamUri", &self.upstream_uri)
+        f.string("upstreamUri", &self.upstream_uri)?;
+        f.string("uri", &self.uri)
     }
 }
 
@@ -329,28 +334,28 @@ impl Message for common::Prompt {
 
 impl Message for common::Decision {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.enumeration("verdict", self.verdict, verdict_name)?;
+        f.string("explanation", &self.explanation)?;
+        f.strings("policyIds", &self.policy_ids)?;
+        f.uint64("policyVersion", self.policy_version)?;
         f.enumeration("reason", self.reason, |v| {
             common::DenyReason::try_from(v)
                 .ok()
                 .map(|v| v.as_str_name())
         })?;
-        f.strings("policyIds", &self.policy_ids)?;
         f.strings("requiredScopes", &self.required_scopes)?;
-        f.string("explanation", &self.explanation)?;
-        f.uint64("policyVersion", self.policy_version)
+        f.enumeration("verdict", self.verdict, verdict_name)
     }
 }
 
 impl Message for pb::DlpFinding {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("detectorType", &self.detector_type)?;
-        f.uint32("count", self.count)?;
-        f.enumeration("direction", self.direction, |v| {
-            pb::DlpDirection::try_from(v).ok().map(|v| v.as_str_name())
-        })?;
         f.enumeration("action", self.action, |v| {
             pb::DlpAction::try_from(v).ok().map(|v| v.as_str_name())
+        })?;
+        f.uint32("count", self.count)?;
+        f.string("detectorType", &self.detector_type)?;
+        f.enumeration("direction", self.direction, |v| {
+            pb::DlpDirection::try_from(v).ok().map(|v| v.as_str_name())
         })
     }
 }
@@ -359,9 +364,9 @@ impl Message for pb::PayloadMetadata {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
         f.messages("arguments", &self.arguments)?;
         f.string("argumentsDigest", &self.arguments_digest)?;
+        f.bytes("maskedArgumentsJson", &self.masked_arguments_json)?;
         f.uint64("requestBytes", self.request_bytes)?;
-        f.uint64("responseBytes", self.response_bytes)?;
-        f.bytes("maskedArgumentsJson", &self.masked_arguments_json)
+        f.uint64("responseBytes", self.response_bytes)
     }
 }
 
@@ -375,26 +380,26 @@ impl Message for pb::ArgumentMetadata {
 impl Message for pb::ErrorDetail {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
         f.int32("jsonrpcCode", self.jsonrpc_code)?;
-        f.uint32("upstreamHttpStatus", self.upstream_http_status)?;
-        f.string("message", &self.message)
+        f.string("message", &self.message)?;
+        f.uint32("upstreamHttpStatus", self.upstream_http_status)
     }
 }
 
 impl Message for pb::TokenDetails {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("jti", &self.jti)?;
+        f.strings("audiences", &self.audiences)?;
+        f.timestamp("expiresAt", self.expires_at.as_ref())?;
         f.string("grantId", &self.grant_id)?;
         f.string("grantType", &self.grant_type)?;
-        f.strings("audiences", &self.audiences)?;
-        f.strings("scopes", &self.scopes)?;
-        f.timestamp("expiresAt", self.expires_at.as_ref())
+        f.string("jti", &self.jti)?;
+        f.strings("scopes", &self.scopes)
     }
 }
 
 impl Message for pb::CredentialDetails {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
-        f.string("credentialId", &self.credential_id)?;
         f.string("connector", &self.connector)?;
+        f.string("credentialId", &self.credential_id)?;
         f.string("ownerId", &self.owner_id)?;
         f.uint64("version", self.version)
     }
@@ -403,9 +408,9 @@ impl Message for pb::CredentialDetails {
 impl Message for pb::AdminDetails {
     fn fields<M: SerializeMap>(&self, f: &mut Fields<M>) -> Result<(), M::Error> {
         f.string("action", &self.action)?;
-        f.string("objectType", &self.object_type)?;
-        f.string("objectId", &self.object_id)?;
         f.strings("changedFields", &self.changed_fields)?;
+        f.string("objectId", &self.object_id)?;
+        f.string("objectType", &self.object_type)?;
         f.string("reason", &self.reason)
     }
 }

@@ -210,6 +210,19 @@ fn an_event_is_its_proto3_json_in_rfc_8785_form_with_the_facets_that_json_holds(
 }
 
 #[test]
+fn the_writer_gives_every_object_its_members_in_canonical_order() {
+    for event in every_event() {
+        let written = serde_json::to_vec(&crate::grpc::json::Json(&event)).expect("writable");
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(
+                &svc_kit::canonical::to_vec(&crate::grpc::json::Json(&event)).expect("canonical")
+            ),
+        );
+    }
+}
+
+#[test]
 fn the_verifier_rederives_every_event_from_its_canonical_bytes() {
     let codec = EventCodec::new().expect("codec");
     for event in every_event() {
