@@ -133,9 +133,14 @@ impl Endpoint {
     }
 
     /// Answers an admitted, well-formed request on the express lane or through rmcp.
+    ///
+    /// rmcp's future is boxed: it is several kilobytes, and unboxed it would make every
+    /// request's future that large, which each layer above moves (and boxes) again.
     async fn answer(&self, request: Request<Body>) -> Response {
         express::serve(&self.lane, request, async |request| {
-            self.service.handle(request).await.map(Body::new)
+            Box::pin(self.service.handle(request))
+                .await
+                .map(Body::new)
         })
         .await
     }
