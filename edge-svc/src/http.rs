@@ -138,9 +138,7 @@ impl Endpoint {
     /// request's future that large, which each layer above moves (and boxes) again.
     async fn answer(&self, request: Request<Body>) -> Response {
         express::serve(&self.lane, request, async |request| {
-            Box::pin(self.service.handle(request))
-                .await
-                .map(Body::new)
+            Box::pin(self.service.handle(request)).await.map(Body::new)
         })
         .await
     }

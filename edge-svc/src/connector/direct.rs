@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use futures::StreamExt as _;
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{
-    CallToolRequestParams, ErrorData, Implementation, ProtocolVersion, RequestId, ServerResult,
+    CallToolRequestParams, ErrorData, ProtocolVersion, RequestId, RequestMetaObject, ServerResult,
 };
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,9 @@ pub struct DirectLine {
     headers: HashMap<HeaderName, HeaderValue>,
     client: InjectingClient,
     version: ProtocolVersion,
+    /// What every request's `_meta` declares on this line (the version the downstream agreed
+    /// to, the gateway as its client), built once rather than serialized per call.
+    declared: RequestMetaObject,
     /// Ids of this line's own requests; negative, so they never meet the ids rmcp's worker
     /// gives the session's other requests (counting up from zero).
     next_id: AtomicI64,
@@ -48,12 +51,16 @@ impl DirectLine {
         client: InjectingClient,
         version: ProtocolVersion,
     ) -> Self {
+        let mut declared = RequestMetaObject::default();
+        declared.set_protocol_version(version.clone());
+        declared.set_client_info(super::handler::client_info());
         Self {
             name,
             url,
             headers,
             client,
             version,
+            declared,
             next_id: AtomicI64::new(-1),
         }
     }
@@ -63,14 +70,10 @@ impl DirectLine {
         &self.name
     }
 
-    /// Returns the client the gateway is to this downstream, which each request names.
-    pub fn client_info(&self) -> Implementation {
-        super::handler::client_info()
-    }
-
-    /// Returns the protocol version the downstream agreed to, which each request declares.
-    pub fn protocol_version(&self) -> &ProtocolVersion {
-        &self.version
+    /// Returns what each request's `_meta` declares: the protocol version the downstream
+    /// agreed to and the client the gateway is to it.
+    pub fn declared(&self) -> &RequestMetaObject {
+        &self.declared
     }
 
     /// Posts a `tools/call` with `params` and returns the downstream's answer: its result or

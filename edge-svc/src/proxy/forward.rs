@@ -36,6 +36,9 @@ use crate::vmcp::VirtualServer;
 /// How many input rounds a legacy client is driven through before the gateway gives up.
 const MAX_INPUT_ROUNDS: usize = rmcp::model::DEFAULT_MRTR_MAX_ROUNDS;
 
+/// The request `_meta` key of the client's capabilities (2026-07-28); rmcp keeps its own private.
+const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
 /// Forwards requests of one virtual server's clients to its members.
 #[derive(Debug, Clone)]
 pub(crate) struct Forwarder {
@@ -176,9 +179,12 @@ impl Forwarder {
         cancelled: &CancellationToken,
     ) -> Result<ServerResult, ErrorData> {
         let meta = params.meta.get_or_insert_default();
-        meta.set_protocol_version(line.protocol_version().clone());
-        meta.set_client_info(line.client_info());
-        if let Some(capabilities) = context.client_capabilities() {
+        meta.extend(line.declared().clone());
+        // A modern client's request already carries its capabilities in `_meta`, as they go
+        // on; a legacy client's come from its session.
+        if !meta.0.contains_key(CLIENT_CAPABILITIES)
+            && let Some(capabilities) = context.client_capabilities()
+        {
             meta.set_client_capabilities(capabilities);
         }
         let span = downstream_span(line.name(), "tools/call");

@@ -312,7 +312,7 @@ impl Echo {
     }
 
     #[tool(
-        description = "Return, as JSON, how this call arrived: its JSON-RPC id, the `Mcp-Method` and `Mcp-Name` headers, and the client named in `_meta`"
+        description = "Return, as JSON, how this call arrived: its JSON-RPC id, the `Mcp-Method` and `Mcp-Name` headers, and the client, protocol version and client capabilities declared in `_meta`"
     )]
     fn arrival(&self, context: RequestContext<RoleServer>) -> String {
         let header = |name: &str| {
@@ -328,6 +328,8 @@ impl Echo {
             "method": header("mcp-method"),
             "name": header("mcp-name"),
             "client": context.meta.client_info().map(|client| client.name),
+            "version": context.meta.protocol_version().map(|version| version.to_string()),
+            "capabilities": context.meta.0.get("io.modelcontextprotocol/clientCapabilities"),
         })
         .to_string()
     }

@@ -400,6 +400,32 @@ async fn a_call_on_edges_direct_line_is_recorded_as_one_through_rmcp_is() {
         arrival["client"], "gatehouse",
         "the gateway is the downstream's client: {arrival}"
     );
+    assert_eq!(arrival["version"], "2026-07-28", "{arrival}");
+    // The downstream may only ask for input this very caller can give: its capabilities go on.
+    let capabilities = json!({"elicitation": {"form": {}}, "roots": {}});
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": capabilities,
+                      "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}});
+    let body: Value = reqwest::Client::new()
+        .post(&crm)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "arrival")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "arrival", "arguments": {}, "_meta": meta}}))
+        .send()
+        .await
+        .expect("call")
+        .json()
+        .await
+        .expect("json-rpc answer");
+    let arrival: Value =
+        serde_json::from_str(result_text(&body).expect("arrival answers")).expect("JSON");
+    assert!(arrival["id"].as_i64().is_some_and(|id| id < 0), "{arrival}");
+    assert_eq!(arrival["capabilities"], capabilities, "{arrival}");
+    assert_eq!(arrival["client"], "gatehouse", "{arrival}");
 
     records_who_what_and_how_but_never_a_value(&trail, &crm, &token).await;
     protected.shutdown.cancel();
