@@ -2,9 +2,9 @@
 //!
 //! rmcp serves every stateless request by building a service, a task and channels for it and
 //! decoding the body through its message enum; for the one request that dominates a gateway's
-//! traffic that machinery cost more than the HTTP hop itself (`bench/floor.sh`). This layer
-//! reads such a request once and hands it to the same [`Proxy`] code that rmcp's road runs
-//! (records, policy, quotas, DLP), which posts it over the member's direct line.
+//! traffic that machinery cost more than the HTTP hop itself (`bench/floor.sh`). The endpoint's
+//! last step before rmcp reads such a request once and hands it to the same [`Proxy`] code that
+//! rmcp's road runs (records, policy, quotas, DLP), which posts it over the member's direct line.
 //!
 //! Only a request the lane can answer exactly as rmcp would is taken: the 2026-07-28 era with
 //! valid `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers that match the body, the
@@ -192,7 +192,7 @@ pub(crate) async fn serve(
         return next(request).await;
     }
     let (parts, body) = request.into_parts();
-    // The body was read whole and checked by the layer before this one; reading it again
+    // The body was read whole and checked by the step before this one; reading it again
     // takes the buffer it left.
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return StatusCode::BAD_REQUEST.into_response();

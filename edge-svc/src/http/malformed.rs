@@ -1,7 +1,7 @@
 //! Turns every refusal into the spec's shape: a JSON-RPC error object, never bare text.
 //!
 //! rmcp's transport refuses unparseable bodies with `415` and plain text; MCP clients expect
-//! `400` with a JSON-RPC error (`-32700` parse error, `-32600` invalid request). This layer
+//! `400` with a JSON-RPC error (`-32700` parse error, `-32600` invalid request). This step
 //! checks the body before rmcp sees it and rewrites any plain-text refusal rmcp still makes.
 
 use axum::body::{Body, Bytes};
