@@ -786,25 +786,37 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
     .expect("vault channel");
     let admin =
         PresentToken::new(Some(&SecretSetting::from(ADMIN_TOKEN.to_owned()))).expect("token");
-    VaultClient::with_interceptor(channel, admin)
-        .set_shared_credential(vault_pb::SetSharedCredentialRequest {
-            connector: "team".to_owned(),
-            secret: Some(vault_pb::set_shared_credential_request::Secret::Material(
-                vault_pb::CredentialMaterial {
-                    kind: Some(vault_pb::credential_material::Kind::Bearer(
-                        vault_pb::BearerToken {
-                            token: Some(proto::common::v1::Secret {
-                                value: TEAM_TOKEN.to_owned(),
-                            }),
-                        },
-                    )),
-                },
-            )),
-            description: "team account".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("shared credential stored");
+    let mut balanced_vault = VaultClient::with_interceptor(channel, admin);
+    let request = vault_pb::SetSharedCredentialRequest {
+        connector: "team".to_owned(),
+        secret: Some(vault_pb::set_shared_credential_request::Secret::Material(
+            vault_pb::CredentialMaterial {
+                kind: Some(vault_pb::credential_material::Kind::Bearer(
+                    vault_pb::BearerToken {
+                        token: Some(proto::common::v1::Secret {
+                            value: TEAM_TOKEN.to_owned(),
+                        }),
+                    },
+                )),
+            },
+        )),
+        description: "team account".to_owned(),
+        ..Default::default()
+    };
+    // Setting it is idempotent, and the balancer may reset a connection while its first health
+    // checks settle on a loaded box, as any client's first call would meet: try again briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match balanced_vault.set_shared_credential(request.clone()).await {
+            Err(status) if status.code() == tonic::Code::Unknown && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            stored => {
+                stored.expect("shared credential stored");
+                break;
+            }
+        }
+    }
 
     progress.stage("shared credential stored");
     let resource = fronts.resource();
