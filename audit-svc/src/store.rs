@@ -133,6 +133,10 @@ pub(crate) const INSERT_PRUNE: &str = "INSERT INTO audit_prune (through_seq, cha
 pub(crate) const SELECT_PRUNED_TAIL: &str =
     "SELECT through_seq, chain_hash FROM audit_prune ORDER BY through_seq DESC LIMIT 1";
 
+/// Reads the leaf hashes of the events after one sequence through another, in order.
+pub(crate) const SELECT_LEAF_HASHES: &str =
+    "SELECT leaf_hash FROM audit_event WHERE seq > $1 AND seq <= $2 ORDER BY seq";
+
 /// Returns the head: the last event, or the last pruned one when none remains.
 pub(crate) const SELECT_HEAD: &str = "SELECT COALESCE((SELECT MAX(seq) FROM audit_event), \
      (SELECT MAX(through_seq) FROM audit_prune), 0)";

@@ -6,9 +6,9 @@ use sqlx::{AssertSqlSafe, PgPool, Row as _};
 
 use super::{
     Bind, CheckpointRow, DeadLetter, EVENT_COLUMNS, EventRow, INSERT_DEAD_LETTER, INSERT_PRUNE,
-    PruneRecord, PruneRow, SELECT_CURSOR, SELECT_DEAD_LETTERS, SELECT_HEAD, SELECT_PRUNABLE,
-    SELECT_PRUNE, SELECT_PRUNED_TAIL, SELECT_SINKS, Sealed, SinkCursor, Store, Tail, UPSERT_CURSOR,
-    leaf_hashes, now_micros, plan, search_sql, to_db,
+    PruneRecord, PruneRow, SELECT_CURSOR, SELECT_DEAD_LETTERS, SELECT_HEAD, SELECT_LEAF_HASHES,
+    SELECT_PRUNABLE, SELECT_PRUNE, SELECT_PRUNED_TAIL, SELECT_SINKS, Sealed, SinkCursor, Store,
+    Tail, UPSERT_CURSOR, leaf_hashes, now_micros, plan, search_sql, to_db,
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
@@ -135,14 +135,12 @@ impl Store for PostgresStore {
     }
 
     async fn leaf_hashes(&self, after: u64, through: u64) -> Result<Vec<Hash>, Error> {
-        let rows = sqlx::query(
-            "SELECT leaf_hash FROM audit_event WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-        )
-        .bind(to_db(after))
-        .bind(to_db(through))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::from_sqlx)?;
+        let rows = sqlx::query(SELECT_LEAF_HASHES)
+            .bind(to_db(after))
+            .bind(to_db(through))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from_sqlx)?;
         rows.into_iter()
             .map(|row| super::to_hash(row.get::<Vec<u8>, _>(0), "leaf hash"))
             .collect()
