@@ -76,6 +76,15 @@ pub enum Error {
     /// The HTTP client of a streamable HTTP connector could not be built.
     #[error("cannot build the http client")]
     HttpClient(#[source] reqwest::Error),
+    /// The TLS set-up of a direct line (the platform's trust roots) could not be built.
+    #[error("cannot set up tls for the direct line")]
+    LineTls(#[source] tokio_rustls::rustls::Error),
+    /// A connector URL that `http::Uri` does not accept.
+    #[error("connector url {url} is not a valid request target")]
+    LineUri {
+        /// The URL configured.
+        url: String,
+    },
     /// An HTTP request of the legacy SSE transport failed.
     #[error("sse request to {url} failed")]
     SseRequest {

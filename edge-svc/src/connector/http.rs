@@ -13,7 +13,7 @@ use rmcp::model::ProtocolVersion;
 
 use super::{
     CredentialSource, Error, HttpConfig,
-    direct::DirectLine,
+    direct::{DirectLine, line_client},
     handler::RelayHandler,
     inject::InjectingClient,
     origin::OriginTracking,
@@ -71,11 +71,12 @@ pub(crate) async fn open(
     let direct = match version {
         Some(version) => Some(Arc::new(DirectLine::new(
             Arc::clone(name),
-            config.url.clone(),
+            &config.url,
             header_map(&config.headers)?,
+            line_client()?,
             client,
             version,
-        ))),
+        )?)),
         None => None,
     };
     Ok(Session::new(service, None).with_direct(direct))

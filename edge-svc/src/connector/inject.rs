@@ -54,7 +54,13 @@ impl InjectingClient {
 
     /// Adds the credential to `headers`. A missing credential is reported as an I/O error
     /// (rmcp's error type is fixed by the inner client); its payload is the typed reason.
-    async fn with_credential(&self, mut headers: Headers) -> Result<Headers, Failure> {
+    async fn with_credential<E>(
+        &self,
+        mut headers: Headers,
+    ) -> Result<Headers, StreamableHttpError<E>>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let Some(source) = &self.source else {
             return Ok(headers);
         };
@@ -64,12 +70,21 @@ impl InjectingClient {
     }
 
     /// Sends one request with the credential; on a 401, once more with fresh material (a
-    /// connector without a credential gets the downstream's answer as it is).
-    async fn send<T, F, Fut>(&self, headers: Headers, send: F) -> Result<T, Failure>
+    /// connector without a credential gets the downstream's answer as it is). Generic over the
+    /// HTTP client's error: rmcp's transport sends with reqwest, a direct line with hyper.
+    pub(crate) async fn send<T, E, F, Fut>(
+        &self,
+        headers: Headers,
+        send: F,
+    ) -> Result<T, StreamableHttpError<E>>
     where
+        E: std::error::Error + Send + Sync + 'static,
         F: Fn(Headers) -> Fut,
-        Fut: Future<Output = Result<T, Failure>>,
+        Fut: Future<Output = Result<T, StreamableHttpError<E>>>,
     {
+        if self.source.is_none() {
+            return send(headers).await;
+        }
         match send(self.with_credential(headers.clone()).await?).await {
             Err(error) if is_rejection(&error) && self.source.is_some() => {
                 tracing::info!(connector = %self.connector, "downstream rejected its credential; fetching it again");
@@ -88,40 +103,6 @@ impl InjectingClient {
             }
             other => other,
         }
-    }
-}
-
-impl InjectingClient {
-    /// POSTs a JSON-RPC request body to `url` with the credential (once more with fresh
-    /// material on a 401, as every request of the session is), and returns the response as the
-    /// downstream sent it: the direct line reads it without rmcp's message enums.
-    pub(crate) async fn post_json(
-        &self,
-        url: &reqwest::Url,
-        headers: Headers,
-        body: axum::body::Bytes,
-    ) -> Result<reqwest::Response, Failure> {
-        self.send(headers, |headers| {
-            let request = self
-                .http
-                .post(url.clone())
-                .header(http::header::ACCEPT, "application/json, text/event-stream")
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            async move {
-                let request = headers.into_iter().fold(request, |request, (name, value)| {
-                    request.header(name, value)
-                });
-                let response = request.send().await.map_err(StreamableHttpError::Client)?;
-                if response.status() == reqwest::StatusCode::UNAUTHORIZED {
-                    return Err(StreamableHttpError::UnexpectedServerResponse(
-                        "HTTP 401 Unauthorized".into(),
-                    ));
-                }
-                Ok(response)
-            }
-        })
-        .await
     }
 }
 
@@ -147,7 +128,10 @@ const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Wraps a credential problem into rmcp's error type, keeping it findable by
 /// [`CredentialError::find`].
-fn credential_failure(error: CredentialError) -> Failure {
+fn credential_failure<E>(error: CredentialError) -> StreamableHttpError<E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     StreamableHttpError::Io(std::io::Error::new(
         std::io::ErrorKind::PermissionDenied,
         error,
@@ -156,7 +140,10 @@ fn credential_failure(error: CredentialError) -> Failure {
 
 /// Says whether the downstream answered HTTP 401. rmcp reports a 401 with a challenge as
 /// `AuthRequired` and one without as an unexpected response whose text starts with the status.
-fn is_rejection(error: &Failure) -> bool {
+fn is_rejection<E>(error: &StreamableHttpError<E>) -> bool
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match error {
         StreamableHttpError::AuthRequired(_) => true,
         StreamableHttpError::UnexpectedServerResponse(text) => text.starts_with("HTTP 401"),
