@@ -22,6 +22,7 @@ use crate::config::{LogFormat, TelemetryConfig};
 /// filter still decides whether they exist, by this target (`gatehouse::trace_only=info`).
 pub const TRACE_ONLY: &str = "gatehouse::trace_only";
 
+mod logs;
 pub mod metrics;
 pub mod propagation;
 
@@ -108,16 +109,11 @@ fn logged() -> tracing_subscriber::filter::FilterFn {
 /// Returns the JSON log layer writing to `writer`: one object per line with the current span's
 /// fields and the OpenTelemetry ids (`openTelemetry.traceId`, `openTelemetry.spanId`), so a log
 /// line leads to its trace.
-fn json_layer<S, W>(writer: W) -> json_subscriber::fmt::Layer<S, W>
+fn json_layer<W>(writer: W) -> logs::JsonLog<W>
 where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
-    json_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_opentelemetry_ids(true)
+    logs::JsonLog::new(writer)
 }
 
 /// Returns the resource every span and metric of `service` carries.
@@ -288,6 +284,68 @@ mod tests {
         // OpenTelemetry still traces it: a span of its own in the request's trace.
         assert!(downstream.is_valid());
         assert_eq!(downstream.trace_id(), trace_id);
+    }
+
+    #[test]
+    fn a_log_line_is_one_json_object_whatever_its_values_hold() {
+        let awkward = "a \"quoted\"\nline\twith \\ and ü";
+        let (line, span_id) = one_json_line(|| {
+            let span = tracing::info_span!("request", text = awkward, shown = %awkward, n = -3);
+            let _entered = span.enter();
+            let error = std::io::Error::other(awkward);
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                ok = false,
+                "said {awkward:?}"
+            );
+            span.context().span().span_context().span_id()
+        });
+        assert_eq!(line["level"], "WARN", "{line}");
+        assert_eq!(line["target"], module_path!(), "{line}");
+        let stamp = line["timestamp"].as_str().unwrap_or_default();
+        assert!(humantime::parse_rfc3339(stamp).is_ok(), "RFC 3339: {line}");
+        assert_eq!(
+            line["fields"]["message"],
+            format!("said {awkward:?}"),
+            "{line}"
+        );
+        assert_eq!(line["fields"]["error"], awkward, "{line}");
+        assert_eq!(line["fields"]["ok"], false, "{line}");
+        assert_eq!(line["span"]["name"], "request", "{line}");
+        assert_eq!(line["span"]["text"], awkward, "{line}");
+        assert_eq!(line["span"]["shown"], awkward, "{line}");
+        assert_eq!(line["span"]["n"], -3, "{line}");
+        assert_eq!(
+            line["openTelemetry"]["spanId"],
+            span_id.to_string(),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_value_recorded_later_replaces_the_spans_earlier_one() {
+        let (line, ()) = one_json_line(|| {
+            let span =
+                tracing::info_span!("request", step = "started", outcome = tracing::field::Empty);
+            span.record("step", "answered");
+            span.record("outcome", 200);
+            let _entered = span.enter();
+            tracing::info!("done");
+        });
+        let span = line["span"].as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            serde_json::Value::Object(span),
+            serde_json::json!({"name": "request", "step": "answered", "outcome": 200}),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_line_outside_any_span_has_its_fields_alone() {
+        let (line, ()) = one_json_line(|| tracing::info!(port = 8080_u64, "listening"));
+        assert_eq!(line["fields"]["port"], 8080, "{line}");
+        assert!(line.get("span").is_none(), "{line}");
+        assert!(line.get("openTelemetry").is_none(), "{line}");
     }
 
     #[tokio::test]
