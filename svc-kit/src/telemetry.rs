@@ -70,10 +70,13 @@ pub(crate) fn install(
     opentelemetry::global::set_meter_provider(meters.clone());
     let fmt_layer = match (config.log_format, test_writer) {
         (LogFormat::Json, false) => json_layer(std::io::stderr).boxed(),
-        (LogFormat::Pretty, false) => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .boxed(),
+        (LogFormat::Pretty, false) => logs::LogLayer::new(
+            std::io::stderr,
+            logs::Style::Readable {
+                ansi: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            },
+        )
+        .boxed(),
         (_, true) => tracing_subscriber::fmt::layer().with_test_writer().boxed(),
     };
     // Spans carry what their code gives them, not the source file and line, the thread or
@@ -109,11 +112,11 @@ fn logged() -> tracing_subscriber::filter::FilterFn {
 /// Returns the JSON log layer writing to `writer`: one object per line with the current span's
 /// fields and the OpenTelemetry ids (`openTelemetry.traceId`, `openTelemetry.spanId`), so a log
 /// line leads to its trace.
-fn json_layer<W>(writer: W) -> logs::JsonLog<W>
+fn json_layer<W>(writer: W) -> logs::LogLayer<W>
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
-    logs::JsonLog::new(writer)
+    logs::LogLayer::new(writer, logs::Style::Json)
 }
 
 /// Returns the resource every span and metric of `service` carries.
@@ -230,17 +233,23 @@ mod tests {
         }
     }
 
-    /// Runs `work` under the OpenTelemetry layer and the JSON log layer as `install` filters it;
-    /// returns the one log line it wrote and what it returned.
-    fn one_json_line<R>(work: impl FnOnce() -> R) -> (serde_json::Value, R) {
+    /// Runs `work` under the OpenTelemetry layer and the log layer in `style` as `install`
+    /// filters it; returns what the log layer wrote and what `work` returned.
+    fn logged_text<R>(style: logs::Style, work: impl FnOnce() -> R) -> (String, R) {
         let captured = Captured::default();
         let writer = captured.clone();
         let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc-kit-test")))
-            .with(json_layer(move || writer.clone()).with_filter(logged()));
+            .with(logs::LogLayer::new(move || writer.clone(), style).with_filter(logged()));
         let returned = tracing::subscriber::with_default(subscriber, work);
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        (text, returned)
+    }
+
+    /// Runs `work` as [`logged_text`] does with JSON lines; returns the one line it wrote.
+    fn one_json_line<R>(work: impl FnOnce() -> R) -> (serde_json::Value, R) {
+        let (text, returned) = logged_text(logs::Style::Json, work);
         let line = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text}"));
         (line, returned)
     }
@@ -346,6 +355,32 @@ mod tests {
         assert_eq!(line["fields"]["port"], 8080, "{line}");
         assert!(line.get("span").is_none(), "{line}");
         assert!(line.get("openTelemetry").is_none(), "{line}");
+    }
+
+    #[test]
+    fn a_readable_line_shows_the_spans_it_happened_in_outermost_first() {
+        let (text, ()) = logged_text(logs::Style::Readable { ansi: false }, || {
+            let request = tracing::info_span!("http.request", url.path = "/v/crm/mcp");
+            let _request = request.enter();
+            let call = tracing::info_span!("mcp.request", gen_ai.tool.name = "search", n = 2);
+            let _call = call.enter();
+            let hidden = tracing::info_span!(target: TRACE_ONLY, "mcp.downstream");
+            let _hidden = hidden.enter();
+            tracing::warn!(connector = "crm", "downstream slow");
+        });
+        let line = text.trim_end();
+        let (stamp, rest) = line.split_once(' ').unwrap_or_default();
+        assert!(humantime::parse_rfc3339(stamp).is_ok(), "{line}");
+        assert_eq!(
+            rest.trim_start(),
+            format!(
+                "WARN http.request{{url.path=\"/v/crm/mcp\"}}:mcp.request{{gen_ai.tool.name=\"search\" n=2}}: \
+                 {}: downstream slow connector=\"crm\"",
+                module_path!()
+            ),
+            "{line}"
+        );
+        assert_eq!(text.lines().count(), 1, "{text}");
     }
 
     #[tokio::test]
