@@ -82,15 +82,13 @@ impl InjectingClient {
         F: Fn(Headers) -> Fut,
         Fut: Future<Output = Result<T, StreamableHttpError<E>>>,
     {
-        if self.source.is_none() {
+        let Some(source) = &self.source else {
             return send(headers).await;
-        }
+        };
         match send(self.with_credential(headers.clone()).await?).await {
-            Err(error) if is_rejection(&error) && self.source.is_some() => {
+            Err(error) if is_rejection(&error) => {
                 tracing::info!(connector = %self.connector, "downstream rejected its credential; fetching it again");
-                if let Some(source) = &self.source {
-                    source.rejected().await;
-                }
+                source.rejected().await;
                 match send(self.with_credential(headers).await?).await {
                     Err(error) if is_rejection(&error) => {
                         tracing::warn!(connector = %self.connector, "downstream rejected a freshly fetched credential");
