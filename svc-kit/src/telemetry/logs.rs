@@ -145,7 +145,7 @@ impl<W> LogLayer<W> {
             }
             if let Some((trace_id, span_id)) = self.ids(&span.id()) {
                 let _ = write!(
-                    Utf8(line),
+                    line,
                     ",\"openTelemetry\":{{\"traceId\":\"{trace_id}\",\"spanId\":\"{span_id}\"}}"
                 );
             }
@@ -183,10 +183,9 @@ where
         tracing::Level::TRACE => "35",
     };
     let level = level.as_str();
-    let mut text = Utf8(line);
     let _ = match ansi {
-        true => write!(text, "{} \x1b[{colour}m{level:>5}\x1b[0m ", now()),
-        false => write!(text, "{} {level:>5} ", now()),
+        true => write!(line, "{} \x1b[{colour}m{level:>5}\x1b[0m ", now()),
+        false => write!(line, "{} {level:>5} ", now()),
     };
     for span in ctx
         .event_scope(event)
@@ -253,7 +252,7 @@ impl<'a> Members<'a> {
             self.out.push(b':');
             push_json(self.out, value);
         } else {
-            let _ = write!(Utf8(self.out), " {}={value:?}", field.name());
+            let _ = write!(self.out, " {}={value:?}", field.name());
         }
     }
 }
@@ -289,19 +288,9 @@ impl Visit for Members<'_> {
             let _ = write!(text, "{value:?}");
             self.member(field, &text);
         } else if field.name() == "message" {
-            let _ = write!(Utf8(self.out), " {value:?}");
+            let _ = write!(self.out, " {value:?}");
         } else {
-            let _ = write!(Utf8(self.out), " {}={value:?}", field.name());
+            let _ = write!(self.out, " {}={value:?}", field.name());
         }
-    }
-}
-
-/// Lets `write!` append formatted UTF-8 text to a byte buffer.
-struct Utf8<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Utf8<'_> {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(text.as_bytes());
-        Ok(())
     }
 }
