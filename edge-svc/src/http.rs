@@ -10,7 +10,6 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::StatusCode;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +23,9 @@ use crate::spec::AuthMode;
 mod express;
 mod malformed;
 mod metadata;
+mod sessions;
+
+use sessions::Sessions;
 
 /// How the gateway checks tokens: the verifier and the authorization server it trusts.
 #[derive(Debug, Clone)]
@@ -43,8 +45,9 @@ pub struct ResourceAuth {
 /// Sessions end when their server is deleted or the gateway's own shutdown token is cancelled;
 /// `_shutdown` is kept so callers that pass the same token need not change.
 ///
-/// Sessions live in this process's memory (rmcp's `LocalSessionManager`) and, when the gateway
-/// has a shared session store, there too, so that any replica can continue them.
+/// Sessions live in this process's memory (rmcp's `LocalSessionManager`, wrapped by
+/// [`Sessions`]) and, when the gateway has a shared session store, there too, so that any
+/// replica can continue them.
 pub fn router(
     gateway: &Gateway,
     face: &HttpFace,
@@ -103,7 +106,7 @@ struct Endpoint {
     /// Whether rate limits are enforced, so that a refused call answers 429.
     metered: bool,
     lane: express::Lane,
-    service: StreamableHttpService<LiveProxy, LocalSessionManager>,
+    service: StreamableHttpService<LiveProxy, Sessions>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -204,11 +207,16 @@ impl Endpoints {
             )
             .with_inspector(inspector.clone())
         };
-        let lane = express::Lane::new(proxy.clone(), face.allowed_hosts.clone());
+        let sessions = Sessions::start(sessions::IDLE, slot.sessions());
+        let lane = express::Lane::new(
+            proxy.clone(),
+            face.allowed_hosts.clone(),
+            Arc::clone(&sessions),
+        );
         let slot_for_factory = Arc::clone(slot);
         let service = StreamableHttpService::new(
             move || Ok(LiveProxy::new(Arc::clone(&slot_for_factory), proxy())),
-            Arc::new(session_manager()),
+            sessions,
             config,
         );
         let gate = Gate::new(
@@ -226,21 +234,6 @@ impl Endpoints {
             service,
         }
     }
-}
-
-/// How long a finished reply stream stays resumable (`Last-Event-ID`) after its reply went out.
-///
-/// rmcp keeps each finished request stream's messages for 60 s by default: at a thousand calls a
-/// second that is sixty thousand replies held in memory, most of them sent as plain JSON that
-/// cannot be resumed at all. A client whose stream broke retries after the `retry` interval we
-/// announce (3 s), so 10 s covers its reconnect with room to spare.
-const RESUMABLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Returns rmcp's in-memory session manager with finished streams kept [`RESUMABLE_FOR`].
-fn session_manager() -> LocalSessionManager {
-    let mut manager = LocalSessionManager::default();
-    manager.session_config.completed_cache_ttl = RESUMABLE_FOR;
-    manager
 }
 
 /// Hands a request to its virtual server's endpoint, or answers that none is served.

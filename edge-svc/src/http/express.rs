@@ -1,28 +1,39 @@
-//! The express lane: plain 2026-07-28 `tools/call` requests answered without rmcp's server.
+//! The express lane: plain `tools/call` requests answered without rmcp's server.
 //!
 //! rmcp serves every stateless request by building a service, a task and channels for it and
-//! decoding the body through its message enum; for the one request that dominates a gateway's
-//! traffic that machinery cost more than the HTTP hop itself (`bench/floor.sh`). The endpoint's
-//! last step before rmcp reads such a request once and hands it to the same [`Proxy`] code that
-//! rmcp's road runs (records, policy, quotas, DLP), which posts it over the member's direct line.
+//! decoding the body through its message enum, and every session's request through the
+//! session's worker task and an SSE reply stream; for the one request that dominates a
+//! gateway's traffic that machinery cost more than the HTTP hop itself (`bench/floor.sh`). The
+//! endpoint's last step before rmcp reads such a request once and hands it to the same
+//! [`Proxy`] code that rmcp's road runs (records, policy, quotas, DLP), which posts it over the
+//! member's direct line.
 //!
-//! Only a request the lane can answer exactly as rmcp would is taken: the 2026-07-28 era with
+//! Only a request the lane can answer exactly as rmcp would is taken. In the 2026-07-28 era:
 //! valid `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers that match the body, the
-//! required `_meta`, a `Host` on the allowed list and no `Origin` to check, neither progress
-//! nor logs asked for, no `Mcp-Param-*` headers. Anything else, including every malformed
+//! required `_meta`, neither progress nor logs asked for, no `Mcp-Param-*` headers. In a
+//! session (2025-06-18, 2025-11-25): a session this process holds, the version it negotiated
+//! in the `MCP-Protocol-Version` header, no `_meta` (so no progress token), and a client that
+//! declared it can be asked nothing (no sampling, elicitation or roots), so the answer is all
+//! that travels back and plain JSON, which the transport allows, loses nothing. Both: a `Host`
+//! on the allowed list and no `Origin` to check. Anything else, including every malformed
 //! request, continues to rmcp unchanged, which answers it with the spec's error.
+
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, header};
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ErrorCode, ErrorData, Implementation,
-    ProtocolVersion, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+    CallToolRequestParams, CancelledNotificationParam, ClientCapabilities, ErrorCode, ErrorData,
+    Implementation, ProtocolVersion, RequestId, RequestMetaObject, ServerJsonRpcMessage,
+    ServerResult,
 };
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use super::sessions::{Session, Sessions};
 use crate::inbound::Inbound;
 use crate::proxy::Proxy;
 
@@ -33,6 +44,16 @@ pub(crate) struct Lane {
     /// The `Host` values rmcp accepts, as (lowercase name, port) read once here rather than on
     /// every request; `None` when any host is; the lane takes only requests rmcp would.
     allowed_hosts: Option<Vec<(String, Option<u16>)>>,
+    /// The virtual server's sessions, whose plain calls the lane answers too.
+    sessions: Arc<Sessions>,
+}
+
+/// Whose request the lane has taken, as its headers say.
+enum Road {
+    /// A 2026-07-28 request: everything about the client is in the request itself.
+    Stateless,
+    /// A request in a session this process holds, whose client can be asked nothing.
+    Session(Arc<Session>),
 }
 
 impl Lane {
@@ -40,27 +61,43 @@ impl Lane {
     pub(crate) fn new(
         proxy: impl Fn() -> Proxy + Send + Sync + 'static,
         allowed_hosts: Vec<String>,
+        sessions: Arc<Sessions>,
     ) -> Self {
         Self {
             proxy: Box::new(proxy),
             allowed_hosts: allowed(&allowed_hosts),
+            sessions,
         }
     }
 
-    /// Says whether the request's method and headers let the lane take it.
-    fn takes(&self, method: &Method, headers: &HeaderMap) -> bool {
+    /// Says whether the request's method and headers let the lane take it, and on which road.
+    fn road(&self, method: &Method, headers: &HeaderMap) -> Option<Road> {
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        method == Method::POST
-            && header("mcp-protocol-version") == Some(ProtocolVersion::V_2026_07_28.as_str())
-            && header("mcp-method") == Some("tools/call")
-            && header("mcp-session-id").is_none()
+        let plain = method == Method::POST
             && headers.get(header::ORIGIN).is_none()
             && accepts_json_and_sse(headers)
             && header(header::CONTENT_TYPE.as_str()).is_some_and(is_json_media_type)
             && !headers
                 .keys()
                 .any(|name| name.as_str().starts_with("mcp-param-"))
-            && header(header::HOST.as_str()).is_some_and(|host| self.allows_host(host))
+            && header(header::HOST.as_str()).is_some_and(|host| self.allows_host(host));
+        if !plain {
+            return None;
+        }
+        let version = header("mcp-protocol-version");
+        let Some(id) = header("mcp-session-id") else {
+            let stateless = version == Some(ProtocolVersion::V_2026_07_28.as_str())
+                && header("mcp-method") == Some("tools/call");
+            return stateless.then_some(Road::Stateless);
+        };
+        // Standard headers in a session are rmcp's to check against the body.
+        if headers.contains_key("mcp-method") || headers.contains_key("mcp-name") {
+            return None;
+        }
+        let session = self.sessions.touch(id)?;
+        let handshake = session.handshake()?;
+        (handshake.asks_nothing() && version == Some(handshake.version.as_str()))
+            .then_some(Road::Session(session))
     }
 
     /// Says whether `host` is on the allowed list, compared as rmcp compares it (host name
@@ -148,11 +185,66 @@ fn plain_call(
     plain.then_some((envelope.id, envelope.params, meta))
 }
 
+/// A session's request as the lane reads it first: the members that say what it is.
+#[derive(Debug, Deserialize)]
+struct SessionEnvelope {
+    jsonrpc: String,
+    id: Option<RequestId>,
+    method: String,
+    params: Option<Box<RawValue>>,
+}
+
+/// A session's request the lane answers.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "read and taken apart at once; boxing the call would cost an allocation per call"
+)]
+enum SessionRequest {
+    /// A plain `tools/call`.
+    Call(RequestId, CallToolRequestParams),
+    /// The client gives up on a request, perhaps one on the lane.
+    Cancel(RequestId),
+}
+
+/// Reads `body` as a session's plain `tools/call` or a cancellation, or says it is neither
+/// (`None`: rmcp's road answers it).
+fn session_request(body: &[u8]) -> Option<SessionRequest> {
+    let envelope: SessionEnvelope = serde_json::from_slice(body).ok()?;
+    if envelope.jsonrpc != "2.0" {
+        return None;
+    }
+    let params = envelope.params?;
+    match (envelope.method.as_str(), envelope.id) {
+        ("tools/call", Some(id)) => {
+            let params: CallToolRequestParams = serde_json::from_str(params.get()).ok()?;
+            // `_meta` may carry a progress token or a per-request version: rmcp's to handle.
+            let plain = params.meta.is_none()
+                && params.input_responses.is_none()
+                && params.request_state.is_none();
+            plain.then_some(SessionRequest::Call(id, params))
+        }
+        ("notifications/cancelled", None) => {
+            let params: CancelledNotificationParam = serde_json::from_str(params.get()).ok()?;
+            params.request_id.map(SessionRequest::Cancel)
+        }
+        _ => None,
+    }
+}
+
+/// Who sent a request on the lane, as its records and its downstream call need to know.
+enum Client {
+    /// A 2026-07-28 client, described by the request's `_meta`.
+    Stateless(RequestMetaObject),
+    /// A session's client, described by its handshake.
+    Session(Arc<Session>),
+}
+
 /// A request on the lane, as edge's checks and records read it.
 struct Express {
     parts: http::request::Parts,
     id: RequestId,
-    meta: RequestMetaObject,
+    client: Client,
     cancelled: CancellationToken,
 }
 
@@ -166,15 +258,30 @@ impl Inbound for Express {
     }
 
     fn protocol_version(&self) -> Option<ProtocolVersion> {
-        Some(ProtocolVersion::V_2026_07_28)
+        match &self.client {
+            Client::Stateless(_) => Some(ProtocolVersion::V_2026_07_28),
+            Client::Session(session) => session
+                .handshake()
+                .map(|handshake| handshake.version.clone()),
+        }
     }
 
     fn client_info(&self) -> Option<Implementation> {
-        self.meta.client_info()
+        match &self.client {
+            Client::Stateless(meta) => meta.client_info(),
+            Client::Session(session) => session
+                .handshake()
+                .map(|handshake| handshake.client_info.clone()),
+        }
     }
 
     fn client_capabilities(&self) -> Option<ClientCapabilities> {
-        self.meta.client_capabilities()
+        match &self.client {
+            Client::Stateless(meta) => meta.client_capabilities(),
+            Client::Session(session) => session
+                .handshake()
+                .map(|handshake| handshake.capabilities.clone()),
+        }
     }
 
     fn is_cancelled(&self) -> bool {
@@ -182,31 +289,50 @@ impl Inbound for Express {
     }
 }
 
-/// Answers a plain 2026-07-28 `tools/call` on the lane; hands every other request on.
+/// Answers a plain `tools/call` (or a session's cancellation of one) on the lane; hands every
+/// other request on.
 pub(crate) async fn serve(
     lane: &Lane,
     request: Request<Body>,
     next: impl AsyncFnOnce(Request<Body>) -> Response,
 ) -> Response {
-    if !lane.takes(request.method(), request.headers()) {
+    let Some(road) = lane.road(request.method(), request.headers()) else {
         return next(request).await;
-    }
+    };
     let (parts, body) = request.into_parts();
     // The body was read whole and checked by the step before this one; reading it again
     // takes the buffer it left.
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let name = parts
-        .headers
-        .get("mcp-name")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    let Some((id, params, meta)) = plain_call(&bytes, name) else {
+    let taken = match road {
+        Road::Stateless => {
+            let name = parts
+                .headers
+                .get("mcp-name")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            plain_call(&bytes, name).map(|(id, params, meta)| (id, params, Client::Stateless(meta)))
+        }
+        Road::Session(session) => match session_request(&bytes) {
+            Some(SessionRequest::Call(id, params)) => Some((id, params, Client::Session(session))),
+            // Accepted as rmcp accepts a notification; rmcp never saw the request.
+            Some(SessionRequest::Cancel(id)) if session.cancel(&id) => {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            Some(SessionRequest::Cancel(_)) | None => None,
+        },
+    };
+    let Some((id, params, client)) = taken else {
         return next(Request::from_parts(parts, Body::from(bytes))).await;
     };
     let proxy = (lane.proxy)();
     let cancelled = CancellationToken::new();
+    // A session's client cancels with a notification, or by ending the session.
+    let registered = match &client {
+        Client::Session(session) => Some(session.begin_call(id.clone(), cancelled.clone())),
+        Client::Stateless(_) => None,
+    };
     // The call runs on its own task so that a client hanging up cancels it (and its record
     // says so) instead of dropping it half-recorded.
     let hang_up = cancelled.clone().drop_guard();
@@ -214,14 +340,16 @@ pub(crate) async fn serve(
         let express = Express {
             parts,
             id,
-            meta,
+            client,
             cancelled,
         };
-        match proxy
+        let answer = proxy
             .call_tool_direct(params, &express, &express.cancelled)
-            .await
-        {
-            Ok(answer) => Ok(reply(express.id, answer.map(ServerResult::from))),
+            .await;
+        drop(registered);
+        let modern = express.is_modern();
+        match answer {
+            Ok(answer) => Ok(reply(express.id, answer.map(ServerResult::from), modern)),
             Err(_) => Err(express.parts),
         }
     });
@@ -238,14 +366,16 @@ pub(crate) async fn serve(
     }
 }
 
-/// Writes a JSON-RPC answer with the HTTP status rmcp gives it in the 2026-07-28 era.
-fn reply(id: RequestId, answer: Result<ServerResult, ErrorData>) -> Response {
+/// Writes a JSON-RPC answer with the HTTP status rmcp gives it: in the 2026-07-28 era by the
+/// error's code, in a session always 200 (its clients read errors from the body only).
+fn reply(id: RequestId, answer: Result<ServerResult, ErrorData>, modern: bool) -> Response {
     let (status, message) = match answer {
         Ok(result) => (StatusCode::OK, ServerJsonRpcMessage::response(result, id)),
-        Err(error) => (
+        Err(error) if modern => (
             status_of(error.code),
             ServerJsonRpcMessage::error(error, Some(id)),
         ),
+        Err(error) => (StatusCode::OK, ServerJsonRpcMessage::error(error, Some(id))),
     };
     encode(status, &message)
 }
@@ -283,10 +413,24 @@ mod tests {
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}}}"#;
 
+    const SESSION: &str = "0f3c";
+
     fn lane(allowed_hosts: &[&str]) -> Lane {
+        lane_holding(allowed_hosts, ClientCapabilities::default())
+    }
+
+    /// A lane whose virtual server holds the 2025-11-25 session [`SESSION`] of a client that
+    /// declared `capabilities`.
+    fn lane_holding(allowed_hosts: &[&str], capabilities: ClientCapabilities) -> Lane {
+        let handshake = super::super::sessions::Handshake {
+            version: ProtocolVersion::V_2025_11_25,
+            client_info: Implementation::new("t", "1"),
+            capabilities,
+        };
         Lane {
             proxy: Box::new(|| unreachable!("header checks build no handler")),
             allowed_hosts: allowed(allowed_hosts),
+            sessions: Sessions::holding(SESSION, handshake),
         }
     }
 
@@ -296,6 +440,17 @@ mod tests {
             headers.append(*name, http::HeaderValue::from_static(value));
         }
         headers
+    }
+
+    /// `pairs` with the header `name` set to `value`, or removed when there is none.
+    fn varied(
+        mut pairs: Vec<(&'static str, &'static str)>,
+        name: &'static str,
+        value: Option<&'static str>,
+    ) -> HeaderMap {
+        pairs.retain(|(existing, _)| *existing != name);
+        pairs.extend(value.map(|value| (name, value)));
+        headers(&pairs)
     }
 
     fn plain_headers() -> Vec<(&'static str, &'static str)> {
@@ -312,7 +467,10 @@ mod tests {
     #[test]
     fn a_plain_2026_07_28_tools_call_takes_the_lane() {
         let lane = lane(&["127.0.0.1", "localhost"]);
-        assert!(lane.takes(&Method::POST, &headers(&plain_headers())));
+        assert!(matches!(
+            lane.road(&Method::POST, &headers(&plain_headers())),
+            Some(Road::Stateless)
+        ));
         let (id, params, _) = plain_call(CALL.as_bytes(), "echo").expect("a plain call");
         assert_eq!(id, RequestId::Number(7));
         assert_eq!(params.name, "echo");
@@ -334,15 +492,118 @@ mod tests {
             ("not JSON", "content-type", Some("text/plain")),
         ];
         for (case, name, value) in cases {
-            let mut pairs = plain_headers();
-            pairs.retain(|(existing, _)| *existing != name);
-            pairs.extend(value.map(|value| (name, value)));
-            assert!(!lane.takes(&Method::POST, &headers(&pairs)), "{case}");
+            let varied = varied(plain_headers(), name, value);
+            assert!(lane.road(&Method::POST, &varied).is_none(), "{case}");
         }
         assert!(
-            !lane.takes(&Method::GET, &headers(&plain_headers())),
+            lane.road(&Method::GET, &headers(&plain_headers()))
+                .is_none(),
             "a GET stream"
         );
+    }
+
+    fn session_headers() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("host", "127.0.0.1:8080"),
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("mcp-session-id", SESSION),
+        ]
+    }
+
+    #[test]
+    fn a_call_in_a_held_session_whose_client_can_be_asked_nothing_takes_the_lane() {
+        let lane = lane(&["127.0.0.1"]);
+        assert!(matches!(
+            lane.road(&Method::POST, &headers(&session_headers())),
+            Some(Road::Session(_))
+        ));
+        let body = r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+        let Some(SessionRequest::Call(id, params)) = session_request(body.as_bytes()) else {
+            panic!("a plain call");
+        };
+        assert_eq!(id, RequestId::String("a".into()));
+        assert_eq!(params.name, "echo");
+        let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a","reason":"no"}}"#;
+        assert!(matches!(
+            session_request(cancel.as_bytes()),
+            Some(SessionRequest::Cancel(RequestId::String(id))) if &*id == "a"
+        ));
+    }
+
+    #[test]
+    fn a_session_request_rmcp_must_judge_continues_to_rmcp() {
+        let lane = lane(&["127.0.0.1"]);
+        let cases: [(&str, &'static str, Option<&'static str>); 6] = [
+            (
+                "a session this process does not hold",
+                "mcp-session-id",
+                Some("elsewhere"),
+            ),
+            (
+                "another version than negotiated",
+                "mcp-protocol-version",
+                Some("2025-06-18"),
+            ),
+            ("no version header", "mcp-protocol-version", None),
+            ("a method header to check", "mcp-method", Some("tools/call")),
+            ("a name header to check", "mcp-name", Some("echo")),
+            ("an Origin to check", "origin", Some("http://127.0.0.1")),
+        ];
+        for (case, name, value) in cases {
+            let varied = varied(session_headers(), name, value);
+            assert!(lane.road(&Method::POST, &varied).is_none(), "{case}");
+        }
+        let asks = |capabilities: ClientCapabilities| {
+            lane_holding(&["127.0.0.1"], capabilities)
+                .road(&Method::POST, &headers(&session_headers()))
+                .is_none()
+        };
+        let mut elicits = ClientCapabilities::default();
+        elicits.elicitation = Some(Default::default());
+        let mut samples = ClientCapabilities::default();
+        samples.sampling = Some(Default::default());
+        let mut roots = ClientCapabilities::default();
+        roots.roots = Some(Default::default());
+        assert!(asks(elicits), "a client that answers elicitations");
+        assert!(asks(samples), "a client that samples");
+        assert!(asks(roots), "a client with roots");
+    }
+
+    #[test]
+    fn a_session_body_rmcp_must_judge_continues_to_rmcp() {
+        let cases = [
+            (
+                "progress asked for",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"progressToken":"p"}}}"#,
+            ),
+            (
+                "another method",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#,
+            ),
+            (
+                "a notification named tools/call",
+                r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}"#,
+            ),
+            (
+                "no params",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            ),
+            (
+                "not JSON-RPC 2.0",
+                r#"{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+            ),
+            (
+                "a cancellation without a request id",
+                r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{}}"#,
+            ),
+            ("a response", r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            ("not JSON", "tools/call"),
+        ];
+        for (case, body) in cases {
+            assert!(session_request(body.as_bytes()).is_none(), "{case}");
+        }
     }
 
     #[test]

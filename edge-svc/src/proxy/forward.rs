@@ -193,10 +193,11 @@ impl Forwarder {
         }
         tokio::select! {
             answer = line.call_tool(&params).instrument(span) => match answer {
-                Ok(answer) => answer.map(|mut result| {
+                Ok(answer) if context.is_modern() => answer.map(|mut result| {
                     mark_complete(&mut result);
                     result
                 }),
+                Ok(answer) => answer.and_then(|result| for_session(result, line.name())),
                 Err(error) => Err(unanswered(&error, CredentialError::find(&error))),
             },
             () = cancelled.cancelled() => {
@@ -255,6 +256,22 @@ fn downstream_span(connector: &str, method: &str) -> tracing::Span {
         mcp.method.name = method,
         gatehouse.connector = connector,
     )
+}
+
+/// Gives a session's client the answer in the shape it knows (no `resultType`). The express
+/// lane takes only sessions whose client declared it can be asked nothing, so a downstream
+/// that asks for input anyway asks for what this client cannot give.
+fn for_session(mut result: ServerResult, connector: &str) -> Result<ServerResult, ErrorData> {
+    if matches!(result, ServerResult::InputRequiredResult(_)) {
+        return Err(ErrorData::internal_error(
+            format!(
+                "connector `{connector}` asked for input, but this client declared no sampling, elicitation or roots"
+            ),
+            None,
+        ));
+    }
+    result.strip_result_type_for_legacy_peer();
+    Ok(result)
 }
 
 /// Gives a legacy downstream's final result the `resultType` a 2026-07-28 client requires.

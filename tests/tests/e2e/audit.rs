@@ -364,32 +364,69 @@ async fn a_recorded_call_names_who_what_and_how_it_ended_but_never_a_value() {
     shutdown.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_on_edges_direct_line_is_recorded_as_one_through_rmcp_is() {
-    let (_echo, echo_url) = super::gateway::start_http_echo().await;
-    let shutdown = CancellationToken::new();
-    let trail = audited(&shutdown).await;
-    let protected = super::oauth::start_over_http(
-        &echo_url,
-        trail.recorder.clone(),
-        edge_svc::access::Access::unrestricted(),
-    )
-    .await;
-    let crm = format!("{}/v/crm/mcp", protected.origin);
-    let token = super::oauth::token_for(&protected.origin, &crm).await;
+/// The OAuth-protected gateway over a stateless HTTP echo, whose calls can take the direct line.
+struct OverHttpEcho {
+    _echo: tokio::process::Child,
+    shutdown: CancellationToken,
+    trail: Audited,
+    protected: super::oauth::Protected,
+    crm: String,
+    token: String,
+}
 
-    // The direct line opens with the connector's session; until then calls take rmcp's road.
+impl OverHttpEcho {
+    async fn start() -> Self {
+        let (echo, echo_url) = super::gateway::start_http_echo().await;
+        let shutdown = CancellationToken::new();
+        let trail = audited(&shutdown).await;
+        let protected = super::oauth::start_over_http(
+            &echo_url,
+            trail.recorder.clone(),
+            edge_svc::access::Access::unrestricted(),
+        )
+        .await;
+        let crm = format!("{}/v/crm/mcp", protected.origin);
+        let token = super::oauth::token_for(&protected.origin, &crm).await;
+        Self {
+            _echo: echo,
+            shutdown,
+            trail,
+            protected,
+            crm,
+            token,
+        }
+    }
+
+    fn stop(&self) {
+        self.protected.shutdown.cancel();
+        self.shutdown.cancel();
+    }
+}
+
+/// Calls `arrival` until a call reaches the downstream over the direct line, which opens with
+/// the connector's session (until then calls take rmcp's road); returns what that call saw.
+async fn until_direct(mut call_arrival: impl AsyncFnMut() -> Value) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let arrival = loop {
-        let response = super::oauth::call_tool(&crm, &token, "arrival", json!({})).await;
-        let body: Value = response.json().await.expect("json-rpc answer");
-        let text = result_text(&body).expect("arrival answers");
+    loop {
+        let answer = call_arrival().await;
+        let text = result_text(&answer).expect("arrival answers");
         let arrival: Value = serde_json::from_str(text).expect("arrival is JSON");
         if arrival["id"].as_i64().is_some_and(|id| id < 0) || Instant::now() > deadline {
-            break arrival;
+            return arrival;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_edges_direct_line_is_recorded_as_one_through_rmcp_is() {
+    let gateway = OverHttpEcho::start().await;
+    let (crm, token) = (&gateway.crm, &gateway.token);
+    let arrival = until_direct(async || {
+        let response = super::oauth::call_tool(crm, token, "arrival", json!({})).await;
+        response.json().await.expect("json-rpc answer")
+    })
+    .await;
     assert!(
         arrival["id"].as_i64().is_some_and(|id| id < 0),
         "the call reached the downstream with one of the direct line's own (negative) ids: {arrival}"
@@ -407,8 +444,8 @@ async fn a_call_on_edges_direct_line_is_recorded_as_one_through_rmcp_is() {
                       "io.modelcontextprotocol/clientCapabilities": capabilities,
                       "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}});
     let body: Value = reqwest::Client::new()
-        .post(&crm)
-        .bearer_auth(&token)
+        .post(crm)
+        .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
@@ -427,9 +464,198 @@ async fn a_call_on_edges_direct_line_is_recorded_as_one_through_rmcp_is() {
     assert_eq!(arrival["capabilities"], capabilities, "{arrival}");
     assert_eq!(arrival["client"], "gatehouse", "{arrival}");
 
-    records_who_what_and_how_but_never_a_value(&trail, &crm, &token).await;
-    protected.shutdown.cancel();
-    shutdown.cancel();
+    records_who_what_and_how_but_never_a_value(&gateway.trail, crm, token).await;
+    gateway.stop();
+}
+
+/// A 2025-11-25 session opened over HTTP, spoken to with raw requests so each answer's shape shows.
+struct RawSession {
+    url: String,
+    token: String,
+    id: String,
+    http: reqwest::Client,
+}
+
+impl RawSession {
+    /// Initializes a session whose client declares `capabilities`.
+    async fn open(url: &str, token: &str, capabilities: Value) -> Self {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                          "params": {"protocolVersion": "2025-11-25", "capabilities": capabilities,
+                                     "clientInfo": {"name": "e2e-session", "version": "1"}}}))
+            .send()
+            .await
+            .expect("initialize");
+        let id = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|value| value.to_str().ok())
+            .expect("a session id")
+            .to_owned();
+        let session = Self {
+            url: url.to_owned(),
+            token: token.to_owned(),
+            id,
+            http,
+        };
+        let initialized = session
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(initialized.status(), 202);
+        session
+    }
+
+    async fn post(&self, body: Value) -> reqwest::Response {
+        self.http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &self.id)
+            .json(&body)
+            .send()
+            .await
+            .expect("post in the session")
+    }
+
+    /// Calls `tool`; returns the answer's media type and its JSON-RPC response.
+    async fn call(&self, id: u64, tool: &str, arguments: Value) -> (String, Value) {
+        let response = self
+            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                         "params": {"name": tool, "arguments": arguments}}))
+            .await;
+        assert_eq!(response.status(), 200);
+        let media = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.expect("body");
+        // An SSE reply's response is the data line that answers the request.
+        let json = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .chain(std::iter::once(text.as_str()))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .find(|message| message["id"] == id)
+            .expect("the JSON-RPC response");
+        (media, json)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_plain_call_takes_the_direct_line_is_cancellable_and_is_recorded_as_one_through_rmcp_is()
+ {
+    let gateway = OverHttpEcho::start().await;
+    let (crm, token) = (&gateway.crm, &gateway.token);
+    let plain = Arc::new(RawSession::open(crm, token, json!({})).await);
+    let arrival = until_direct(async || plain.call(1, "arrival", json!({})).await.1).await;
+    assert!(
+        arrival["id"].as_i64().is_some_and(|id| id < 0),
+        "the session's call reached the downstream over the direct line: {arrival}"
+    );
+    assert_eq!(arrival["version"], "2026-07-28", "{arrival}");
+    assert_eq!(
+        arrival["capabilities"],
+        json!({}),
+        "the session's own capabilities go on: {arrival}"
+    );
+    let (media, answer) = plain.call(1, "arrival", json!({})).await;
+    assert_eq!(
+        media, "application/json",
+        "nothing but the answer travels back"
+    );
+    assert!(
+        answer["result"].get("resultType").is_none(),
+        "a 2025-11-25 client gets the result shape it knows: {answer}"
+    );
+
+    // A client that answers elicitations may be asked one mid-call: rmcp's road streams it.
+    let asking = RawSession::open(crm, token, json!({"elicitation": {}})).await;
+    let (media, answer) = asking.call(1, "arrival", json!({})).await;
+    let arrival: Value =
+        serde_json::from_str(result_text(&answer).expect("arrival answers")).expect("JSON");
+    assert_eq!(media, "text/event-stream", "{answer}");
+    assert!(
+        arrival["id"].as_i64().is_some_and(|id| id >= 0),
+        "{arrival}"
+    );
+
+    // The client's cancellation reaches a call on the lane, which rmcp never saw.
+    let slow = tokio::spawn({
+        let plain = Arc::clone(&plain);
+        async move { plain.call(2, "slow", json!({"ms": 20_000})).await }
+    });
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 2, "reason": "changed my mind"}});
+    while !slow.is_finished() {
+        assert_eq!(plain.post(cancel.clone()).await.status(), 202);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, cancelled) = slow.await.expect("the slow call");
+    assert!(
+        cancelled["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("cancelled")),
+        "{cancelled}"
+    );
+
+    // Ending the session ends it for the lane too.
+    let ended = plain
+        .http
+        .delete(crm)
+        .bearer_auth(token)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &plain.id)
+        .send()
+        .await
+        .expect("delete");
+    assert!(ended.status().is_success(), "{}", ended.status());
+    let gone = plain
+        .post(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                     "params": {"name": "arrival", "arguments": {}}}))
+        .await;
+    assert_eq!(gone.status(), 404, "a call in an ended session");
+
+    let in_session = |event: &Value, outcome: &str| {
+        event["metadata"]["mcpSessionId"] == plain.id.as_str() && event["outcome"] == outcome
+    };
+    let events = wait_for_events(&gateway.trail.config, "the session's two calls", |events| {
+        events
+            .iter()
+            .any(|(_, event)| in_session(event, "OUTCOME_SUCCESS"))
+            && events
+                .iter()
+                .any(|(_, event)| in_session(event, "OUTCOME_CANCELLED"))
+    })
+    .await;
+    let (_, called) = events
+        .iter()
+        .rev()
+        .find(|(_, event)| in_session(event, "OUTCOME_SUCCESS"))
+        .expect("the arrival call's event");
+    assert_eq!(called["target"]["tool"]["name"], "arrival");
+    assert_eq!(called["metadata"]["protocolEra"], "PROTOCOL_ERA_LEGACY");
+    assert_eq!(called["metadata"]["protocolVersion"], "2025-11-25");
+    assert_eq!(called["metadata"]["mcpClientName"], "e2e-session");
+    assert_eq!(called["metadata"]["jsonrpcId"], "1");
+    assert!(
+        called["principal"]["clientId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    let (_, gave_up) = events
+        .iter()
+        .find(|(_, event)| in_session(event, "OUTCOME_CANCELLED"))
+        .expect("the slow call's event");
+    assert_eq!(gave_up["target"]["tool"]["name"], "slow");
+    assert_eq!(gave_up["metadata"]["jsonrpcId"], "2");
+    gateway.stop();
 }
 
 /// Calls `echo` with a canary value and an unknown tool on `url`, then checks the events the
