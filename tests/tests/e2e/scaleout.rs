@@ -293,8 +293,9 @@ async fn a_standalone_edge_follows_authz_feeds_and_fails_closed_when_they_go_sta
     tracing::info!(?denied, ?revoked, "policy change and revocation seen");
 
     // authz-svc goes away: the edge keeps serving on its last state, then fails closed.
-    authz.stop().await;
+    // The edge may notice the lost feed while the stop is still under way, never before it.
     let lost = Instant::now();
+    authz.stop().await;
     let response = call_echo(&resource, &survivor).await;
     assert_eq!(
         response.status(),
