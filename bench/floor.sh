@@ -3,7 +3,8 @@
 #
 #   bash bench/floor.sh
 #
-# Four paths to the same `mcp-echo` downstream, 2026-07-28 era (stateless), driven by `mcp-load`:
+# Four paths to the same `mcp-echo` downstream, driven by `mcp-load` in one protocol era (ERA=modern,
+# 2026-07-28, stateless; or ERA=legacy, 2025-11-25 sessions with `Mcp-Session-Id`):
 #   direct        mcp-load → mcp-echo
 #   relay         mcp-load → http-relay → mcp-echo: the HTTP hop alone over edge's HTTP stacks
 #                 (axum, pooled reqwest, TCP_NODELAY), no JSON-RPC parsed, nothing recorded
@@ -13,7 +14,7 @@
 # the process in the middle (utime + stime over the run ÷ calls, warm-up included). Medians over
 # REPS repetitions; the order of the paths rotates between repetitions. Prints a Markdown table.
 #
-# Knobs (environment): REPS=3 REQUESTS=20000 WARMUP=200 MAX_SECONDS=6 CONCURRENCY="1 16"
+# Knobs (environment): REPS=3 REQUESTS=20000 WARMUP=200 MAX_SECONDS=6 CONCURRENCY="1 16" ERA=modern
 #   CARGO_TARGET_DIR (default ~/.cache/gatehouse-target). BASELINE_BIN=DIR also measures the
 #   `edge-svc` and `gatehouse` binaries in DIR (built from another commit) as `edge@baseline`
 #   and `gatehouse@baseline`, in the same run. Everything binds 127.0.0.1; every process it
@@ -22,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 REPS=${REPS:-3}; REQUESTS=${REQUESTS:-20000}; WARMUP=${WARMUP:-200}; MAX_SECONDS=${MAX_SECONDS:-6}
-CONCURRENCY=${CONCURRENCY:-"1 16"}
+CONCURRENCY=${CONCURRENCY:-"1 16"}; ERA=${ERA:-modern}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse-target}
 BIN=$CARGO_TARGET_DIR/release
 WORK=$(mktemp -d /tmp/gatehouse-floor.XXXXXX)
@@ -87,7 +88,7 @@ for ((rep = 0; rep < REPS; rep++)); do
     for ((k = 0; k < ${#paths[@]}; k++)); do
       read -r name url pid <<< "${paths[$(((k + rep) % ${#paths[@]}))]}"
       before=$(ticks "$pid")
-      result=$("$BIN/mcp-load" --url "$url" --era modern --concurrency "$c" --requests "$REQUESTS" \
+      result=$("$BIN/mcp-load" --url "$url" --era "$ERA" --concurrency "$c" --requests "$REQUESTS" \
         --warmup "$WARMUP" --max-seconds "$MAX_SECONDS")
       after=$(ticks "$pid")
       printf '{"path":"%s","rep":%d,"ticks":%d,"hz":%d,"run":%s}\n' \
@@ -97,7 +98,7 @@ for ((rep = 0; rep < REPS; rep++)); do
   done
 done
 
-python3 - "$WORK/runs.jsonl" "$REPS" <<'EOF'
+python3 - "$WORK/runs.jsonl" "$REPS" "$ERA" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 by = {}
@@ -105,7 +106,8 @@ for r in runs:
     by.setdefault((r["run"]["concurrency"], r["path"]), []).append(r)
 direct_p50 = {(r["run"]["concurrency"], r["rep"]): r["run"]["p50_us"] for r in runs if r["path"] == "direct"}
 med = statistics.median
-print(f"Medians of {sys.argv[2]} repetitions, 2026-07-28 era, `mcp-echo` downstream.\n")
+era = {"modern": "2026-07-28 era", "legacy": "2025-11-25 sessions"}[sys.argv[3]]
+print(f"Medians of {sys.argv[2]} repetitions, {era}, `mcp-echo` downstream.\n")
 print("| C | path | rps | p50 µs | added p50 µs | CPU µs/call of the middle process | errors |")
 print("|---|---|---|---|---|---|---|")
 order = ["direct", "relay", "edge", "edge@baseline", "gatehouse", "gatehouse@baseline"]
