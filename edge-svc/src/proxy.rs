@@ -837,6 +837,7 @@ impl ServerHandler for Proxy {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        self.forwarder.set_session_log_level(request.level);
         for member in 0..self.server.members().len() {
             let request = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
             if let Err(error) = self.forwarder.once(member, &context, request).await {

@@ -12,9 +12,10 @@
 //! valid `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers that match the body, the
 //! required `_meta`, neither progress nor logs asked for, no `Mcp-Param-*` headers. In a
 //! session (2025-06-18, 2025-11-25): a session this process holds, the version it negotiated
-//! in the `MCP-Protocol-Version` header, no `_meta` (so no progress token), and a client that
-//! declared it can be asked nothing (no sampling, elicitation or roots), so the answer is all
-//! that travels back and plain JSON, which the transport allows, loses nothing. Both: a `Host`
+//! in the `MCP-Protocol-Version` header, no `_meta` (so no progress token), a client that
+//! declared it can be asked nothing (no sampling, elicitation or roots) and asked for no log
+//! messages, so the answer is all that travels back and plain JSON, which the transport
+//! allows, loses nothing. Both: a `Host`
 //! on the allowed list and no `Origin` to check. Anything else, including every malformed
 //! request, continues to rmcp unchanged, which answers it with the spec's error.
 
@@ -52,7 +53,8 @@ pub(crate) struct Lane {
 enum Road {
     /// A 2026-07-28 request: everything about the client is in the request itself.
     Stateless,
-    /// A request in a session this process holds, whose client can be asked nothing.
+    /// A request in a session this process holds, whose client can be asked nothing and
+    /// wants no log messages.
     Session(Arc<Session>),
 }
 
@@ -96,8 +98,10 @@ impl Lane {
         }
         let session = self.sessions.touch(id)?;
         let handshake = session.handshake()?;
-        (handshake.asks_nothing() && version == Some(handshake.version.as_str()))
-            .then_some(Road::Session(session))
+        let plain_session = handshake.asks_nothing()
+            && !session.wants_logs()
+            && version == Some(handshake.version.as_str());
+        plain_session.then_some(Road::Session(session))
     }
 
     /// Says whether `host` is on the allowed list, compared as rmcp compares it (host name

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -70,6 +70,9 @@ pub(crate) struct Session {
     streams: AtomicUsize,
     /// The express lane's calls in flight, by their JSON-RPC id.
     calls: Mutex<HashMap<RequestId, CancellationToken>>,
+    /// Whether the client asked for log messages (`logging/setLevel`), which only rmcp's road
+    /// relays.
+    wants_logs: AtomicBool,
 }
 
 /// What the client said in `initialize` and the version it was answered with.
@@ -192,6 +195,11 @@ impl Session {
     /// The client's handshake, once `initialize` has been answered.
     pub(crate) fn handshake(&self) -> Option<&Handshake> {
         self.handshake.get()
+    }
+
+    /// Says whether the client asked for log messages in this session.
+    pub(crate) fn wants_logs(&self) -> bool {
+        self.wants_logs.load(Ordering::Relaxed)
     }
 
     /// Registers an express-lane call so that a cancellation or the session's end reaches it;
@@ -370,6 +378,12 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        if let ClientJsonRpcMessage::Request(request) = &message
+            && let ClientRequest::SetLevelRequest(_) = &request.request
+            && let Some(session) = self.touch(id)
+        {
+            session.wants_logs.store(true, Ordering::Relaxed);
+        }
         let stream = self.local.create_stream(id, message).await?;
         Ok(self.hold(id, stream))
     }

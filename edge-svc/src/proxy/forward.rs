@@ -11,11 +11,11 @@
     reason = "sampling and roots are deprecated by SEP-2577 but are live in the legacy era we serve"
 )]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData, InputRequest,
-    InputRequiredResult, InputResponses, ResultType, ServerResult,
+    InputRequiredResult, InputResponses, LoggingLevel, ResultType, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{Peer, RoleServer, ServiceError};
@@ -44,16 +44,47 @@ const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 pub(crate) struct Forwarder {
     server: Arc<VirtualServer>,
     board: Arc<Switchboard>,
+    /// The level of log messages a session's client asked for with `logging/setLevel`, which
+    /// a 2026-07-28 downstream only hears as each request's `_meta` logLevel.
+    session_log_level: Arc<Mutex<Option<LoggingLevel>>>,
 }
 
 impl Forwarder {
     pub(crate) fn new(server: Arc<VirtualServer>, board: Arc<Switchboard>) -> Self {
-        Self { server, board }
+        Self {
+            server,
+            board,
+            session_log_level: Arc::default(),
+        }
     }
 
     /// Returns this forwarder over another definition of its virtual server.
     pub(crate) fn over(&self, server: Arc<VirtualServer>) -> Self {
-        Self::new(server, Arc::clone(&self.board))
+        Self {
+            server,
+            ..self.clone()
+        }
+    }
+
+    /// Notes the level of log messages the session's client asked for.
+    pub(crate) fn set_session_log_level(&self, level: LoggingLevel) {
+        *self
+            .session_log_level
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(level);
+    }
+
+    /// The level of log messages the caller asked for: in its request (2026-07-28), or for its
+    /// whole session (earlier eras).
+    fn log_level(&self, context: &RequestContext<RoleServer>) -> Option<LoggingLevel> {
+        if context.is_modern() {
+            context.meta.log_level()
+        } else {
+            *self
+                .session_log_level
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        }
     }
 
     /// Forwards a request that may need input rounds.
@@ -109,6 +140,10 @@ impl Forwarder {
         if let Some(capabilities) = context.client_capabilities() {
             // The downstream must only ask for input this very client can give.
             meta.set_client_capabilities(capabilities);
+        }
+        if let Some(level) = self.log_level(context) {
+            // A 2026-07-28 downstream sends a request's log messages only when it asks for them.
+            meta.set_log_level(level);
         }
         // SEP-414: the trace continues in `_meta` (stdio too); HTTP connectors also get it as a header.
         for (key, value) in svc_kit::telemetry::propagation::w3c_fields(&span.context()) {

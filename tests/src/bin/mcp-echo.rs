@@ -16,6 +16,11 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+#[allow(
+    deprecated,
+    reason = "logging is deprecated by SEP-2577 but live in both eras this server speaks"
+)]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler, ServiceExt,
     handler::server::{common::Extension, router::tool::ToolRouter, wrapper::Parameters},
@@ -226,6 +231,31 @@ impl Echo {
             }
         }
         Ok(format!("slept {ms} ms"))
+    }
+
+    #[tool(
+        description = "Log the text at info level when the request asked for log messages (`_meta` logLevel, as a 2026-07-28 server must require), then return it"
+    )]
+    #[allow(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but live in both eras this server speaks"
+    )]
+    async fn chatty(
+        &self,
+        Parameters(EchoParams { text }): Parameters<EchoParams>,
+        meta: RequestMetaObject,
+        client: Peer<RoleServer>,
+    ) -> Result<String, ErrorData> {
+        if meta.log_level().is_some() {
+            client
+                .notify_logging_message(LoggingMessageNotificationParam::new(
+                    LoggingLevel::Info,
+                    serde_json::Value::String(text.clone()),
+                ))
+                .await
+                .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
+        }
+        Ok(text)
     }
 
     #[tool(

@@ -10,9 +10,15 @@ use edge_svc::connector::{Connector, ConnectorState, Era, Relay, Transport};
 use edge_svc::{Gateway, GatewaySpec};
 use rmcp::ErrorData;
 use rmcp::model::{
-    CallToolRequestParams, ClientResult, ErrorCode, ProgressNotificationParam, RequestId,
-    ServerNotification, ServerRequest,
+    CallToolRequestParams, ClientRequest, ClientResult, ErrorCode, ProgressNotificationParam,
+    RequestId, RequestMetaObject, ServerNotification, ServerRequest,
 };
+#[allow(
+    deprecated,
+    reason = "logging is deprecated by SEP-2577 but live in both eras the gateway serves"
+)]
+use rmcp::model::{LoggingLevel, SetLevelRequestParams};
+use rmcp::service::PeerRequestOptions;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -102,6 +108,7 @@ pub(super) async fn start_http_echo() -> (tokio::process::Child, String) {
 #[derive(Debug, Default)]
 struct Recorder {
     progress: Mutex<Vec<ProgressNotificationParam>>,
+    logs: Mutex<Vec<serde_json::Value>>,
 }
 
 #[async_trait::async_trait]
@@ -119,9 +126,19 @@ impl Relay for Recorder {
         ))
     }
 
+    #[allow(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but live in both eras the gateway serves"
+    )]
     async fn notify(&self, _: &str, _: Option<RequestId>, notification: ServerNotification) {
-        if let ServerNotification::ProgressNotification(progress) = notification {
-            self.progress.lock().expect("lock").push(progress.params);
+        match notification {
+            ServerNotification::ProgressNotification(progress) => {
+                self.progress.lock().expect("lock").push(progress.params);
+            }
+            ServerNotification::LoggingMessageNotification(message) => {
+                self.logs.lock().expect("lock").push(message.params.data);
+            }
+            _ => {}
         }
     }
 }
@@ -321,6 +338,90 @@ async fn progress_reaches_only_the_calling_client() {
     );
     stop_caller.cancel();
     stop_bystander.cancel();
+    gateway.stop().await;
+}
+
+/// Returns the log messages `recorder` heard once there are `count` of them (or after 5 s).
+async fn logs_heard(recorder: &Recorder, count: usize) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = recorder.logs.lock().expect("lock").clone();
+        if logs.len() >= count || tokio::time::Instant::now() > deadline {
+            return logs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A virtual server of the HTTP echo alone, which speaks 2026-07-28 to the gateway.
+const STATELESS: &str = r#"
+connectors:
+  - name: web
+    http: {url: "{HTTP}"}
+virtual_servers:
+  - name: web
+    auth: none
+    connectors:
+      - connector: web
+        prefix: ""
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    deprecated,
+    reason = "logging is deprecated by SEP-2577 but live in both eras the gateway serves"
+)]
+async fn log_messages_reach_clients_of_both_eras_that_asked_for_them_from_a_2026_07_28_downstream()
+{
+    let gateway = RunningGateway::start(STATELESS).await;
+    let (session_log, modern_log) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let (session, stop_session) =
+        client(&gateway.url("web"), Era::Legacy, Arc::clone(&session_log));
+    let peer = session.peer().await.expect("session");
+
+    // The downstream sends a request's log messages only when the request asks for them.
+    call_text(&peer, "chatty", json!({"text": "unasked"})).await;
+    peer.set_level(SetLevelRequestParams::new(LoggingLevel::Info))
+        .await
+        .expect("setLevel");
+    call_text(&peer, "chatty", json!({"text": "asked for the session"})).await;
+    // rmcp's sessions send every notification but progress on the client's GET stream, which
+    // may deliver it after the call's answer.
+    assert_eq!(
+        logs_heard(&session_log, 1).await,
+        vec![json!("asked for the session")],
+        "a session's level goes with each of its calls"
+    );
+
+    let (modern, stop_modern) = client(&gateway.url("web"), Era::Modern, Arc::clone(&modern_log));
+    let peer = modern.peer().await.expect("modern");
+    call_text(&peer, "chatty", json!({"text": "unasked"})).await;
+    let mut meta = RequestMetaObject::default();
+    meta.set_log_level(LoggingLevel::Info);
+    let mut options = PeerRequestOptions::no_options();
+    options.meta = Some(meta);
+    let params = CallToolRequestParams::new("chatty").with_arguments(
+        json!({"text": "asked for the call"})
+            .as_object()
+            .cloned()
+            .expect("object"),
+    );
+    peer.send_request_with_option(
+        ClientRequest::CallToolRequest(rmcp::model::Request::new(params)),
+        options,
+    )
+    .await
+    .expect("sent")
+    .await_response()
+    .await
+    .expect("answered");
+    assert_eq!(
+        logs_heard(&modern_log, 1).await,
+        vec![json!("asked for the call")],
+        "a 2026-07-28 call's own level goes with it"
+    );
+    stop_session.cancel();
+    stop_modern.cancel();
     gateway.stop().await;
 }
 
