@@ -100,7 +100,7 @@ impl Sessions {
     /// sessions are dropped.
     pub(crate) fn start(idle: Duration, ended: &CancellationToken) -> Arc<Self> {
         let sessions = Arc::new(Self::new(idle));
-        tokio::spawn(sweep(Arc::downgrade(&sessions), ended.clone()));
+        tokio::spawn(sweep(Arc::downgrade(&sessions), idle, ended.clone()));
         sessions
     }
 
@@ -138,7 +138,7 @@ impl Sessions {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis_since(self.epoch)
     }
 
     /// Returns the session `id`, adding it when new.
@@ -149,13 +149,12 @@ impl Sessions {
         Arc::clone(session)
     }
 
-    /// Wraps a reply stream of session `id` so that it keeps the session alive while open.
+    /// Wraps a reply stream of `session` so that it keeps the session alive while open.
     fn hold(
         &self,
-        id: &SessionId,
+        session: Option<Arc<Session>>,
         stream: impl Stream<Item = ServerSseMessage> + Send + Sync + 'static,
     ) -> Holding {
-        let session = self.touch(id);
         if let Some(session) = &session {
             session.streams.fetch_add(1, Ordering::Relaxed);
         }
@@ -271,8 +270,9 @@ impl Drop for Holding {
     fn drop(&mut self) {
         if let Some(session) = &self.session {
             session.streams.fetch_sub(1, Ordering::Relaxed);
-            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            session.last_used.store(now, Ordering::Relaxed);
+            session
+                .last_used
+                .store(millis_since(self.epoch), Ordering::Relaxed);
         }
     }
 }
@@ -285,15 +285,14 @@ impl Drop for Holding {
 /// announce (3 s), so 10 s covers its reconnect with room to spare.
 const RESUMABLE_FOR: Duration = Duration::from_secs(10);
 
+/// Milliseconds since `epoch`, the clock of `Session::last_used`.
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Ends idle sessions every tenth of the idle time until the sessions are gone or `ended`.
-async fn sweep(sessions: Weak<Sessions>, ended: CancellationToken) {
-    let Some(period) = sessions
-        .upgrade()
-        .map(|sessions| (sessions.idle / 10).max(Duration::from_secs(1)))
-    else {
-        return;
-    };
-    let mut ticks = tokio::time::interval(period);
+async fn sweep(sessions: Weak<Sessions>, idle: Duration, ended: CancellationToken) {
+    let mut ticks = tokio::time::interval((idle / 10).max(Duration::from_secs(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -378,14 +377,14 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        if let ClientJsonRpcMessage::Request(request) = &message
+        let session = self.touch(id);
+        if let (Some(session), ClientJsonRpcMessage::Request(request)) = (&session, &message)
             && let ClientRequest::SetLevelRequest(_) = &request.request
-            && let Some(session) = self.touch(id)
         {
             session.wants_logs.store(true, Ordering::Relaxed);
         }
         let stream = self.local.create_stream(id, message).await?;
-        Ok(self.hold(id, stream))
+        Ok(self.hold(session, stream))
     }
 
     async fn accept_message(
@@ -401,7 +400,7 @@ impl SessionManager for Sessions {
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         let stream = self.local.create_standalone_stream(id).await?;
-        Ok(self.hold(id, stream))
+        Ok(self.hold(self.touch(id), stream))
     }
 
     async fn resume(
@@ -410,7 +409,7 @@ impl SessionManager for Sessions {
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         let stream = self.local.resume(id, last_event_id).await?;
-        Ok(self.hold(id, stream))
+        Ok(self.hold(self.touch(id), stream))
     }
 
     async fn restore_session(
@@ -450,7 +449,7 @@ mod tests {
         let (quiet, listening): (SessionId, SessionId) = ("quiet".into(), "listening".into());
         sessions.entry(&quiet);
         sessions.entry(&listening);
-        let stream = sessions.hold(&listening, futures::stream::pending());
+        let stream = sessions.hold(sessions.touch(&listening), futures::stream::pending());
 
         sessions.sweep_idle().await;
         assert!(
