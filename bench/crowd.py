@@ -2,11 +2,14 @@
 
 `mcp-load --era legacy --concurrency CLIENTS` opens one session per client (initialize +
 initialized, kept for the whole run) and shares a bounded budget of calls between them, so every
-session is live and in use at once. VmRSS of the gateway is sampled every 50 ms during the run.
+session is live and in use at once. With --list-tools each client also lists the tools once after
+the handshake, as SDK clients do (on Gatehouse that wakes a resting session: rmcp then runs a worker
+for it). VmRSS of the gateway is sampled every 50 ms during the run.
 
 Usage: python3 bench/crowd.py --load BIN --url URL --pid PID [--clients 1000] [--requests 20000]
-           [--max-seconds 30]
-Prints one JSON line: clients, n_ok, n_err, rps, rss_idle_kib (just before), rss_max_kib (during).
+           [--max-seconds 30] [--list-tools]
+Prints one JSON line: clients, list_tools, n_ok, n_err, rps, rss_idle_kib (just before), rss_max_kib
+(during).
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--max-seconds", type=float, default=30)
+    parser.add_argument("--list-tools", action="store_true")
     args = parser.parse_args()
     idle = rss_kib(args.pid)
     command = [args.load, "--url", args.url, "--era", "legacy", "--concurrency", str(args.clients),
                "--requests", str(args.requests), "--warmup", str(args.clients),
                "--max-seconds", str(args.max_seconds), "--threads", "1", "--label", "crowd"]
+    if args.list_tools:
+        command.append("--list-tools")
     peak = idle
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as load:
         while load.poll() is None:
@@ -47,6 +53,7 @@ def main() -> None:
     result = json.loads(output.strip().splitlines()[-1]) if output.strip() else {}
     print(json.dumps({
         "clients": args.clients,
+        "list_tools": args.list_tools,
         "n_ok": result.get("n_ok"),
         "n_err": result.get("n_err"),
         "rps": result.get("rps"),

@@ -229,7 +229,7 @@ def peer_lines(ours: dict[tuple, dict], peer: dict[int, dict] | None, note: str)
 
 
 def component_lines(components: dict | None, crowd: dict | None, idle_kib: int | None, crowd_edge: dict | None = None,
-                    components_note: str = "") -> list[str]:
+                    components_note: str = "", crowd_edge_listing: dict | None = None) -> list[str]:
     """Returns the control-plane and footprint section: each figure from its crate's benchmark."""
     lines = ["## Control plane and footprint", ""]
     if crowd:
@@ -244,13 +244,17 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
             f"| ≤ 100 MB | {'met' if peak <= 100 and not crowd.get('n_err') else 'missed'} |",
             f"| RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
             *standalone_edge_lines(crowd_edge),
+            *standalone_edge_lines(crowd_edge_listing, " whose clients listed the tools first"),
             "",
             f"The {crowd['clients']:,} clients are `mcp-load --era legacy --concurrency {crowd['clients']}`: one MCP session",
             "each (initialize + initialized), all open for the whole run and sharing the call budget; it runs after the",
             "measurements above, so the baseline it grows from is the warmed-up gateway. The first rows are",
             "`gatehouse up`, all four services in one process; the *standalone edge-svc* rows are the edge of the",
             "scale-out deployment on its own (fresh process, glibc allocator, recording to a standalone audit-svc),",
-            "the process the edge RSS targets size.",
+            "the process the edge RSS targets size. Such sessions rest (the express lane answered their `initialize`",
+            "and answers their calls; rmcp runs no worker for them). Clients that list the tools first (`--list-tools`,",
+            "as SDK clients do) wake their sessions: rmcp replays the handshake into a worker per session, which the",
+            "last rows measure; an SDK client that also holds a GET stream keeps its session awake the same way.",
             "",
         ]
     else:
@@ -283,18 +287,19 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
     return lines
 
 
-def standalone_edge_lines(crowd: dict | None) -> list[str]:
-    """Returns the footprint rows of a standalone edge-svc, or a row saying the run failed."""
+def standalone_edge_lines(crowd: dict | None, clients: str = "") -> list[str]:
+    """Returns the footprint rows of a standalone edge-svc whose `clients` are as said, or a row saying
+    the run failed."""
     if not crowd:
-        return ["| standalone edge-svc | not measured (its run failed) | | |"]
+        return [f"| standalone edge-svc{clients} | not measured (its run failed) | | |"]
     idle = (crowd.get("rss_idle_kib") or 0) / 1024
     peak = (crowd.get("rss_max_kib") or 0) / 1024
     return [
         f"| standalone edge-svc RSS idle (after one sanity call) | {idle:.1f} MiB | ≤ 30 MB | {'met' if idle <= 30 else 'missed'} |",
-        f"| standalone edge-svc RSS with {crowd['clients']:,} concurrent sessions | {peak:.1f} MiB "
+        f"| standalone edge-svc RSS with {crowd['clients']:,} concurrent sessions{clients} | {peak:.1f} MiB "
         f"({fmt(crowd.get('n_ok'))} calls ok, {fmt(crowd.get('n_err'))} errors, {fmt(crowd.get('rps'))} rps) "
         f"| ≤ 100 MB | {'met' if peak <= 100 and not crowd.get('n_err') else 'missed'} |",
-        f"| standalone edge-svc RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
+        f"| standalone edge-svc RSS growth per session{clients} | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
     ]
 
 
@@ -313,6 +318,8 @@ def main() -> None:
     parser.add_argument("--components-note", default="", help="what to say when there are no component figures")
     parser.add_argument("--crowd", help="JSON line written by bench/crowd.py")
     parser.add_argument("--crowd-edge", help="JSON line written by bench/crowd.py for a standalone edge-svc")
+    parser.add_argument("--crowd-edge-listing",
+                        help="the same, for clients that list the tools first (bench/crowd.py --list-tools)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -362,7 +369,7 @@ def main() -> None:
         "",
         *peer_lines(ours, peer, args.peer_note),
         *component_lines(load_json(args.components), load_json(args.crowd), idle.get("gateway_rss_kib"),
-                         load_json(args.crowd_edge), args.components_note),
+                         load_json(args.crowd_edge), args.components_note, load_json(args.crowd_edge_listing)),
     ]
     if args.notes and os.path.isfile(args.notes):
         with open(args.notes, encoding="utf-8") as notes:

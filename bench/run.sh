@@ -121,35 +121,39 @@ wait_port() { # port, pid
   for ((i = 0; i < 300; i++)); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.1; done
   echo "nothing listens on port $1" >&2; return 1
 }
-standalone_edge() { # the scale-out deployment's edge: edge-svc recording to its own audit-svc
-  local audit_port edge_port check echo_url
-  "$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo2.out" 2> "$WORK/echo2.out.err" &
+standalone_edge() { # tag, crowd.py flags: the scale-out deployment's edge, recording to its own audit-svc
+  local tag="$1" audit_port edge_port check echo_url
+  shift
+  "$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo-$tag.out" 2> "$WORK/echo-$tag.out.err" &
   PIDS+=("$!")
-  echo_url=$(wait_line "$WORK/echo2.out" '^http://127\.0\.0\.1:[0-9]+/mcp' 30 "$!") || return 1
-  sed "s|url: \".*\"|url: \"$echo_url\"|" "$WORK/gatehouse.yaml" > "$WORK/edge-gateway.yaml"
+  echo_url=$(wait_line "$WORK/echo-$tag.out" '^http://127\.0\.0\.1:[0-9]+/mcp' 30 "$!") || return 1
+  sed "s|url: \".*\"|url: \"$echo_url\"|" "$WORK/gatehouse.yaml" > "$WORK/$tag-gateway.yaml"
   audit_port=$(free_port); edge_port=$(free_port)
-  env GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR="127.0.0.1:$audit_port" GATEHOUSE_AUDIT__DATA_DIR="$WORK/audit" \
+  env GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR="127.0.0.1:$audit_port" GATEHOUSE_AUDIT__DATA_DIR="$WORK/audit-$tag" \
     GATEHOUSE_AUDIT__CALLERS__EDGE_TOKEN=bench-edge-audit-token-0123456789abcdef \
-    "$BIN/audit-svc" > "$WORK/audit.out" 2> "$WORK/audit.out.err" &
+    "$BIN/audit-svc" > "$WORK/audit-$tag.out" 2> "$WORK/audit-$tag.out.err" &
   PIDS+=("$!"); wait_port "$audit_port" "$!" || return 1
-  cat > "$WORK/edge.toml" <<EDGE
+  cat > "$WORK/$tag.toml" <<EDGE
 listen_addr = "127.0.0.1:$edge_port"
-gateway = "$WORK/edge-gateway.yaml"
+gateway = "$WORK/$tag-gateway.yaml"
 [audit]
 endpoint = "http://127.0.0.1:$audit_port"
-spool_dir = "$WORK/spool"
+spool_dir = "$WORK/spool-$tag"
 token = "bench-edge-audit-token-0123456789abcdef"
 EDGE
-  "$BIN/edge-svc" --config "$WORK/edge.toml" > "$WORK/edge.out" 2> "$WORK/edge.out.err" &
+  "$BIN/edge-svc" --config "$WORK/$tag.toml" > "$WORK/$tag.out" 2> "$WORK/$tag.out.err" &
   EDGE_PID=$!; PIDS+=("$EDGE_PID"); wait_port "$edge_port" "$EDGE_PID" || return 1
   check=$("$BIN/mcp-load" --url "http://127.0.0.1:$edge_port/v/bench/mcp" --era legacy --concurrency 2 --requests 20 --warmup 0 --max-seconds 10)
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(r["n_err"] > 0 or r["n_ok"] != 20)' "$check" \
     || { echo "standalone edge sanity check failed: $check" >&2; return 1; }
-  say "holding $CROWD concurrent sessions on a standalone edge-svc (pid $EDGE_PID)"
+  say "holding $CROWD concurrent sessions on a standalone edge-svc (pid $EDGE_PID) $*"
   python3 bench/crowd.py --load "$BIN/mcp-load" --url "http://127.0.0.1:$edge_port/v/bench/mcp" --pid "$EDGE_PID" \
-    --clients "$CROWD" --requests "$CROWD_REQUESTS" > "$WORK/crowd-edge.json"
+    --clients "$CROWD" --requests "$CROWD_REQUESTS" "$@" > "$WORK/crowd-$tag.json"
 }
-standalone_edge || say "standalone edge run failed"
+standalone_edge edge || say "standalone edge run failed"
+cleanup; PIDS=()
+# The same with clients that list the tools first, as SDK clients do: their sessions are awake.
+standalone_edge edge-listing --list-tools || say "standalone edge run (listing clients) failed"
 cleanup; PIDS=()
 
 PEER_NOTE=""
@@ -192,7 +196,8 @@ PEER_ARGS=()
 [ -s "$WORK/peer-default.jsonl" ] && PEER_ARGS=(--peer "$WORK/peer-default.jsonl")
 mkdir -p docs
 python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" \
-  --components "$WORK/components.json" --crowd "$WORK/crowd.json" --crowd-edge "$WORK/crowd-edge.json" --peer-note "$PEER_NOTE" \
+  --components "$WORK/components.json" --crowd "$WORK/crowd.json" --crowd-edge "$WORK/crowd-edge.json" \
+  --crowd-edge-listing "$WORK/crowd-edge-listing.json" --peer-note "$PEER_NOTE" \
   --command "$INVOCATION" --seconds "$SECONDS" --out docs/benchmarks.md --notes bench/notes.md \
   --checkout "$CHECKOUT" --load-start "$LOAD_START" \
   --settings "reps=$REPS, C=[$CONCURRENCY], eras=[$ERAS], $REQUESTS measured + $WARMUP warm-up calls per run (max ${MAX_SECONDS}s); ContextForge: $PEER_NOTE"

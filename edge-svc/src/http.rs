@@ -189,7 +189,6 @@ impl Endpoints {
             .with_json_response(true)
             // Deleting the server ends its sessions; shutting down ends every server's.
             .with_cancellation_token(slot.sessions().clone());
-        config.session_store = gateway.session_store().cloned();
         let (board, recorder) = (
             Arc::clone(gateway.switchboard()),
             gateway.recorder().clone(),
@@ -207,11 +206,24 @@ impl Endpoints {
             )
             .with_inspector(inspector.clone())
         };
-        let sessions = Sessions::start(sessions::IDLE, slot.sessions());
+        let sessions = Sessions::start(
+            sessions::IDLE,
+            slot.sessions(),
+            gateway.session_store().cloned(),
+        );
+        let counted = Arc::downgrade(&sessions);
+        crate::telemetry::watch_sessions(
+            name,
+            Box::new(move || counted.upgrade().map(|sessions| sessions.count())),
+        );
+        // rmcp restores a session it runs no worker for from here: one resting after the
+        // lane opened it, or one another edge opened.
+        config.session_store = Some(Arc::clone(&sessions) as _);
         let lane = express::Lane::new(
             proxy.clone(),
             face.allowed_hosts.clone(),
             Arc::clone(&sessions),
+            config.sse_retry,
         );
         let slot_for_factory = Arc::clone(slot);
         let service = StreamableHttpService::new(

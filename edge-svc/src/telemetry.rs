@@ -6,7 +6,8 @@
 //! trace context of each HTTP request in the request's extensions ([`stash_trace_context`]) and
 //! the MCP span is parented on it explicitly.
 
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -61,6 +62,53 @@ pub fn watch_spool(spool: Spool) {
         .with_description("Audit events spooled at edge and not yet acknowledged by audit-svc")
         .with_callback(move |observer| observer.observe(spool.backlog(), &[]))
         .build();
+}
+
+/// Counts one virtual server's open sessions as (resting, awake), or `None` once they are gone.
+pub type SessionCount = Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>;
+
+/// The sessions of every served virtual server, counted at each collection.
+static SESSIONS: LazyLock<Mutex<Vec<(String, SessionCount)>>> = LazyLock::new(|| {
+    svc_kit::telemetry::metrics::meter("edge-svc")
+        .u64_observable_gauge("gatehouse.edge.sessions")
+        .with_description(
+            "Open session-era MCP sessions by virtual server and state: a resting session holds \
+             no rmcp worker (about 100 KiB each) until a request only rmcp answers wakes it",
+        )
+        .with_callback(|observer| {
+            let mut counted: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            SESSIONS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(server, count)| {
+                    let Some((resting, awake)) = count() else {
+                        return false;
+                    };
+                    let total = counted.entry(server.clone()).or_default();
+                    *total = (total.0 + resting, total.1 + awake);
+                    true
+                });
+            for (server, (resting, awake)) in counted {
+                for (state, count) in [("resting", resting), ("awake", awake)] {
+                    let labels = [
+                        KeyValue::new("virtual_server", server.clone()),
+                        KeyValue::new("state", state),
+                    ];
+                    observer.observe(count, &labels);
+                }
+            }
+        })
+        .build();
+    Mutex::default()
+});
+
+/// Reports the sessions of `virtual_server` as counted by `count` until it answers `None`
+/// (several endpoints of one name, an old one still ending its sessions, add up).
+pub fn watch_sessions(virtual_server: &str, count: SessionCount) {
+    SESSIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((virtual_server.to_owned(), count));
 }
 
 /// Leaves the current (HTTP request) span's trace context in the request for the MCP handler.

@@ -18,23 +18,31 @@
 //! allows, loses nothing. Both: a `Host`
 //! on the allowed list and no `Origin` to check. Anything else, including every malformed
 //! request, continues to rmcp unchanged, which answers it with the spec's error.
+//!
+//! The lane also opens sessions: it answers a plain `initialize` (no `_meta`, a version this
+//! server speaks) as rmcp would, bytes and all, and the session rests without rmcp's worker
+//! (see [`Sessions`]); the client's `notifications/initialized` to a resting session is
+//! accepted here too. The first request only rmcp answers wakes the session.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, header};
+use rmcp::ServerHandler as _;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, ClientCapabilities, ErrorCode, ErrorData,
-    Implementation, ProtocolVersion, RequestId, RequestMetaObject, ServerJsonRpcMessage,
-    ServerResult,
+    Implementation, InitializeRequestParams, InitializeResult, ProtocolVersion, RequestId,
+    RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::sessions::{Session, Sessions};
+use super::sessions::{Handshake, Session, Sessions};
 use crate::inbound::Inbound;
 use crate::proxy::Proxy;
 
@@ -47,15 +55,18 @@ pub(crate) struct Lane {
     allowed_hosts: Option<Vec<(String, Option<u16>)>>,
     /// The virtual server's sessions, whose plain calls the lane answers too.
     sessions: Arc<Sessions>,
+    /// The reconnection delay rmcp announces at the start of each SSE reply.
+    sse_retry: Option<Duration>,
 }
 
 /// Whose request the lane has taken, as its headers say.
 enum Road {
     /// A 2026-07-28 request: everything about the client is in the request itself.
     Stateless,
-    /// A request in a session this process holds, whose client can be asked nothing and
-    /// wants no log messages.
+    /// A request in a session this process holds, in the version the session negotiated.
     Session(Arc<Session>),
+    /// A request without a session, which only an `initialize` may be.
+    Initialize,
 }
 
 impl Lane {
@@ -64,11 +75,13 @@ impl Lane {
         proxy: impl Fn() -> Proxy + Send + Sync + 'static,
         allowed_hosts: Vec<String>,
         sessions: Arc<Sessions>,
+        sse_retry: Option<Duration>,
     ) -> Self {
         Self {
             proxy: Box::new(proxy),
             allowed_hosts: allowed(&allowed_hosts),
             sessions,
+            sse_retry,
         }
     }
 
@@ -87,21 +100,23 @@ impl Lane {
             return None;
         }
         let version = header("mcp-protocol-version");
+        let standard_headers =
+            headers.contains_key("mcp-method") || headers.contains_key("mcp-name");
         let Some(id) = header("mcp-session-id") else {
-            let stateless = version == Some(ProtocolVersion::V_2026_07_28.as_str())
-                && header("mcp-method") == Some("tools/call");
-            return stateless.then_some(Road::Stateless);
+            if version == Some(ProtocolVersion::V_2026_07_28.as_str()) {
+                let stateless = header("mcp-method") == Some("tools/call");
+                return stateless.then_some(Road::Stateless);
+            }
+            // Standard headers on a handshake are rmcp's to check against the body.
+            return (!standard_headers).then_some(Road::Initialize);
         };
         // Standard headers in a session are rmcp's to check against the body.
-        if headers.contains_key("mcp-method") || headers.contains_key("mcp-name") {
+        if standard_headers {
             return None;
         }
         let session = self.sessions.touch(id)?;
-        let handshake = session.handshake()?;
-        let plain_session = handshake.asks_nothing()
-            && !session.wants_logs()
-            && version == Some(handshake.version.as_str());
-        plain_session.then_some(Road::Session(session))
+        let negotiated = version == Some(session.handshake()?.version.as_str());
+        negotiated.then_some(Road::Session(session))
     }
 
     /// Says whether `host` is on the allowed list, compared as rmcp compares it (host name
@@ -198,6 +213,31 @@ struct SessionEnvelope {
     params: Option<Box<RawValue>>,
 }
 
+/// An `initialize` request as the lane reads it.
+#[derive(Debug, Deserialize)]
+struct InitializeEnvelope {
+    jsonrpc: String,
+    id: RequestId,
+    method: String,
+    params: InitializeRequestParams,
+}
+
+/// Reads `body` as a plain `initialize` whose `MCP-Protocol-Version` header, if any, is
+/// `header`, or says it is not one (`None`: rmcp's road answers it).
+fn plain_initialize(
+    body: &[u8],
+    header: Option<&str>,
+) -> Option<(RequestId, InitializeRequestParams)> {
+    let envelope: InitializeEnvelope = serde_json::from_slice(body).ok()?;
+    let params = envelope.params;
+    // `_meta` may carry a progress token or a per-request version: rmcp's to handle.
+    let plain = envelope.jsonrpc == "2.0"
+        && envelope.method == "initialize"
+        && params.meta.is_none()
+        && header.is_none_or(|header| header == params.protocol_version.as_str());
+    plain.then_some((envelope.id, params))
+}
+
 /// A session's request the lane answers.
 #[derive(Debug)]
 #[expect(
@@ -209,6 +249,8 @@ enum SessionRequest {
     Call(RequestId, CallToolRequestParams),
     /// The client gives up on a request, perhaps one on the lane.
     Cancel(RequestId),
+    /// The client's `notifications/initialized`.
+    Initialized,
 }
 
 /// Reads `body` as a session's plain `tools/call` or a cancellation, or says it is neither
@@ -218,10 +260,14 @@ fn session_request(body: &[u8]) -> Option<SessionRequest> {
     if envelope.jsonrpc != "2.0" {
         return None;
     }
-    let params = envelope.params?;
+    let params = envelope.params;
     match (envelope.method.as_str(), envelope.id) {
+        ("notifications/initialized", None) => {
+            let empty = params.is_none_or(|params| params.get().trim() == "{}");
+            empty.then_some(SessionRequest::Initialized)
+        }
         ("tools/call", Some(id)) => {
-            let params: CallToolRequestParams = serde_json::from_str(params.get()).ok()?;
+            let params: CallToolRequestParams = serde_json::from_str(params?.get()).ok()?;
             // `_meta` may carry a progress token or a per-request version: rmcp's to handle.
             let plain = params.meta.is_none()
                 && params.input_responses.is_none()
@@ -229,7 +275,7 @@ fn session_request(body: &[u8]) -> Option<SessionRequest> {
             plain.then_some(SessionRequest::Call(id, params))
         }
         ("notifications/cancelled", None) => {
-            let params: CancelledNotificationParam = serde_json::from_str(params.get()).ok()?;
+            let params: CancelledNotificationParam = serde_json::from_str(params?.get()).ok()?;
             params.request_id.map(SessionRequest::Cancel)
         }
         _ => None,
@@ -275,7 +321,7 @@ impl Inbound for Express {
             Client::Stateless(meta) => meta.client_info(),
             Client::Session(session) => session
                 .handshake()
-                .map(|handshake| handshake.client_info.clone()),
+                .map(|handshake| handshake.request.client_info.clone()),
         }
     }
 
@@ -284,7 +330,7 @@ impl Inbound for Express {
             Client::Stateless(meta) => meta.client_capabilities(),
             Client::Session(session) => session
                 .handshake()
-                .map(|handshake| handshake.capabilities.clone()),
+                .map(|handshake| handshake.request.capabilities.clone()),
         }
     }
 
@@ -319,13 +365,32 @@ pub(crate) async fn serve(
             plain_call(&bytes, name).map(|(id, params, meta)| (id, params, Client::Stateless(meta)))
         }
         Road::Session(session) => match session_request(&bytes) {
-            Some(SessionRequest::Call(id, params)) => Some((id, params, Client::Session(session))),
+            Some(SessionRequest::Call(id, params)) if session.takes_calls() => {
+                Some((id, params, Client::Session(session)))
+            }
             // Accepted as rmcp accepts a notification; rmcp never saw the request.
             Some(SessionRequest::Cancel(id)) if session.cancel(&id) => {
                 return StatusCode::ACCEPTED.into_response();
             }
-            Some(SessionRequest::Cancel(_)) | None => None,
+            // A resting session's worker would only have noted it; waking it would undo the
+            // rest.
+            Some(SessionRequest::Initialized) if !session.is_awake() => {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            Some(_) | None => None,
         },
+        Road::Initialize => {
+            let header = parts
+                .headers
+                .get("mcp-protocol-version")
+                .and_then(|value| value.to_str().ok());
+            if let Some((id, request)) = plain_initialize(&bytes, header)
+                && let Some(response) = open(lane, id, request).await
+            {
+                return response;
+            }
+            None
+        }
     };
     let Some((id, params, client)) = taken else {
         return next(Request::from_parts(parts, Body::from(bytes))).await;
@@ -368,6 +433,68 @@ pub(crate) async fn serve(
             encode(StatusCode::OK, &ServerJsonRpcMessage::error(error, None))
         }
     }
+}
+
+/// Answers a plain `initialize` as rmcp would, opening a resting session, or says it is rmcp's
+/// to answer (`None`): a version this server does not speak gets rmcp's refusal.
+async fn open(lane: &Lane, id: RequestId, request: InitializeRequestParams) -> Option<Response> {
+    let proxy = (lane.proxy)();
+    let version = &request.protocol_version;
+    if !version.has_initialize() || !proxy.supported_protocol_versions().contains(version) {
+        return None;
+    }
+    let result = proxy.negotiate_initialize(&request).ok()?;
+    let handshake = Handshake {
+        version: result.protocol_version.clone(),
+        request,
+    };
+    let session = lane.sessions.open_resting(handshake).await;
+    Some(opened(&session, id, result, lane.sse_retry))
+}
+
+/// Writes the answer to `initialize` as rmcp writes it: an SSE stream of a priming event
+/// (when reconnection is announced) and the result, with the new session's id.
+fn opened(
+    session: &str,
+    id: RequestId,
+    result: InitializeResult,
+    sse_retry: Option<Duration>,
+) -> Response {
+    let message = ServerJsonRpcMessage::response(ServerResult::InitializeResult(result), id);
+    let json = match serde_json::to_string(&message) {
+        Ok(json) => json,
+        Err(error) => {
+            tracing::error!(%error, "could not encode an initialize answer");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut events = String::with_capacity(json.len() + 40);
+    if let Some(retry) = sse_retry {
+        let _ = write!(events, "data: \nid: 0\nretry: {}\n\n", retry.as_millis());
+    }
+    let _ = write!(events, "data: {json}\n\n");
+    let Ok(session) = http::HeaderValue::from_str(session) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/event-stream"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-cache"),
+            ),
+            (
+                http::HeaderName::from_static("x-accel-buffering"),
+                http::HeaderValue::from_static("no"),
+            ),
+            (http::HeaderName::from_static("mcp-session-id"), session),
+        ],
+        events,
+    )
+        .into_response()
 }
 
 /// Writes a JSON-RPC answer with the HTTP status rmcp gives it: in the 2026-07-28 era by the
@@ -426,15 +553,16 @@ mod tests {
     /// A lane whose virtual server holds the 2025-11-25 session [`SESSION`] of a client that
     /// declared `capabilities`.
     fn lane_holding(allowed_hosts: &[&str], capabilities: ClientCapabilities) -> Lane {
-        let handshake = super::super::sessions::Handshake {
+        let handshake = Handshake {
             version: ProtocolVersion::V_2025_11_25,
-            client_info: Implementation::new("t", "1"),
-            capabilities,
+            request: InitializeRequestParams::new(capabilities, Implementation::new("t", "1"))
+                .with_protocol_version(ProtocolVersion::V_2025_11_25),
         };
         Lane {
             proxy: Box::new(|| unreachable!("header checks build no handler")),
             allowed_hosts: allowed(allowed_hosts),
             sessions: Sessions::holding(SESSION, handshake),
+            sse_retry: Some(Duration::from_secs(3)),
         }
     }
 
@@ -559,11 +687,13 @@ mod tests {
             let varied = varied(session_headers(), name, value);
             assert!(lane.road(&Method::POST, &varied).is_none(), "{case}");
         }
-        let asks = |capabilities: ClientCapabilities| {
-            lane_holding(&["127.0.0.1"], capabilities)
+        let asks =
+            |capabilities: ClientCapabilities| match lane_holding(&["127.0.0.1"], capabilities)
                 .road(&Method::POST, &headers(&session_headers()))
-                .is_none()
-        };
+            {
+                Some(Road::Session(session)) => !session.takes_calls(),
+                _ => panic!("a held session's request"),
+            };
         let mut elicits = ClientCapabilities::default();
         elicits.elicitation = Some(Default::default());
         let mut samples = ClientCapabilities::default();
@@ -608,6 +738,120 @@ mod tests {
         for (case, body) in cases {
             assert!(session_request(body.as_bytes()).is_none(), "{case}");
         }
+    }
+
+    fn handshake_headers() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("host", "127.0.0.1:8080"),
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+        ]
+    }
+
+    const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+    #[test]
+    fn a_plain_initialize_takes_the_lane_and_its_initialized_notification_too() {
+        let lane = lane(&["127.0.0.1"]);
+        assert!(matches!(
+            lane.road(&Method::POST, &headers(&handshake_headers())),
+            Some(Road::Initialize)
+        ));
+        let (id, params) = plain_initialize(INITIALIZE.as_bytes(), None).expect("plain");
+        assert_eq!(id, RequestId::Number(0));
+        assert_eq!(params.protocol_version, ProtocolVersion::V_2025_11_25);
+        assert!(
+            plain_initialize(INITIALIZE.as_bytes(), Some("2025-11-25")).is_some(),
+            "a version header that matches the body"
+        );
+        for initialized in [
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized","params":{}}"#,
+        ] {
+            assert!(matches!(
+                session_request(initialized.as_bytes()),
+                Some(SessionRequest::Initialized)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_handshake_rmcp_must_judge_continues_to_rmcp() {
+        let lane = lane(&["127.0.0.1"]);
+        let cases: [(&str, &'static str, Option<&'static str>); 3] = [
+            ("a method header to check", "mcp-method", Some("initialize")),
+            ("a name header to check", "mcp-name", Some("x")),
+            ("an Origin to check", "origin", Some("http://127.0.0.1")),
+        ];
+        for (case, name, value) in cases {
+            let varied = varied(handshake_headers(), name, value);
+            assert!(lane.road(&Method::POST, &varied).is_none(), "{case}");
+        }
+        let bodies = [
+            (
+                "_meta to read",
+                INITIALIZE.replace(r#""capabilities""#, r#""_meta":{},"capabilities""#),
+            ),
+            (
+                "not JSON-RPC 2.0",
+                INITIALIZE.replace(r#""2.0""#, r#""1.0""#),
+            ),
+            (
+                "another method",
+                INITIALIZE.replace(r#""initialize""#, r#""tools/list""#),
+            ),
+            ("a notification", INITIALIZE.replace(r#""id":0,"#, "")),
+        ];
+        for (case, body) in bodies {
+            assert!(plain_initialize(body.as_bytes(), None).is_none(), "{case}");
+        }
+        assert!(
+            plain_initialize(INITIALIZE.as_bytes(), Some("2025-06-18")).is_none(),
+            "a version header that contradicts the body"
+        );
+        assert!(
+            session_request(
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized","params":{"x":1}}"#
+            )
+            .is_none(),
+            "an initialized notification with parameters"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_initialize_answer_is_written_as_rmcp_writes_it() {
+        let result = InitializeResult::new(rmcp::model::ServerCapabilities::default());
+        let response = opened(
+            "s-1",
+            RequestId::Number(0),
+            result.clone(),
+            Some(Duration::from_secs(3)),
+        );
+        assert_eq!(response.status(), StatusCode::OK);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+        assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
+        assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
+        assert_eq!(header("mcp-session-id").as_deref(), Some("s-1"));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let json = serde_json::to_string(&ServerJsonRpcMessage::response(
+            ServerResult::InitializeResult(result),
+            RequestId::Number(0),
+        ))
+        .expect("json");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("data: \nid: 0\nretry: 3000\n\ndata: {json}\n\n"),
+            "a priming event, then the result"
+        );
     }
 
     #[test]

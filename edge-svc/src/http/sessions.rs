@@ -7,6 +7,12 @@
 //! express lane's calls in flight (so the client's `notifications/cancelled` and `DELETE`
 //! reach them), and when the session was last used.
 //!
+//! A session the lane opened rests: the lane answered its client's `initialize` itself, and
+//! rmcp runs no worker for it (a worker's channels cost about 100 KiB, most of a session's
+//! memory) until a request that only rmcp answers arrives. rmcp then finds the session in the
+//! store this type also is, and replays the handshake into a new worker, as it does for a
+//! session another edge opened.
+//!
 //! The last point moves idle expiry here: rmcp ends a session whose worker has seen nothing
 //! for five minutes, and a session whose calls all take the express lane would look idle to
 //! it while its client is busy. So rmcp's own timer is off, and a sweep ends a session that
@@ -14,24 +20,25 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
 use rmcp::model::{
-    ClientCapabilities, ClientJsonRpcMessage, ClientRequest, Implementation, ProtocolVersion,
-    RequestId, ServerJsonRpcMessage, ServerResult,
+    ClientJsonRpcMessage, ClientRequest, InitializeRequestParams, ProtocolVersion, RequestId,
+    ServerJsonRpcMessage, ServerResult,
 };
-use rmcp::transport::common::server_side_http::{ServerSseMessage, SessionId};
+use rmcp::transport::common::server_side_http::{ServerSseMessage, SessionId, session_id};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError, LocalSessionWorker, SessionConfig,
 };
 use rmcp::transport::streamable_http_server::session::{
-    EventStore, RestoreOutcome, SessionManager,
+    EventStore, RestoreOutcome, SessionManager, SessionState, SessionStore, SessionStoreError,
 };
 use rmcp::transport::worker::WorkerTransport;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long a session lives without a request and without an open reply stream: rmcp's own
@@ -48,6 +55,8 @@ pub(crate) struct Sessions {
     idle: Duration,
     /// The instant `Session::last_used` counts milliseconds from.
     epoch: Instant,
+    /// Where sessions are shared with the other edges, when there are any.
+    shared: Option<Arc<dyn SessionStore>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -73,14 +82,27 @@ pub(crate) struct Session {
     /// Whether the client asked for log messages (`logging/setLevel`), which only rmcp's road
     /// relays.
     wants_logs: AtomicBool,
+    /// Whether rmcp runs a worker for the session: [`RESTING`], [`WAKING`] or [`AWAKE`].
+    state: AtomicU8,
+    /// Wakes the requests that wait while the session is [`WAKING`].
+    woken: Notify,
 }
+
+/// No worker: the lane opened the session, or rmcp has not restored it yet.
+const RESTING: u8 = 0;
+/// rmcp is replaying the handshake into a new worker, which takes no other message until it
+/// has answered `initialize`.
+const WAKING: u8 = 1;
+/// rmcp runs the session's worker.
+const AWAKE: u8 = 2;
 
 /// What the client said in `initialize` and the version it was answered with.
 #[derive(Debug, Clone)]
 pub(crate) struct Handshake {
     pub(crate) version: ProtocolVersion,
-    pub(crate) client_info: Implementation,
-    pub(crate) capabilities: ClientCapabilities,
+    /// The client's `initialize` parameters, kept whole to replay them when a resting session
+    /// wakes.
+    pub(crate) request: InitializeRequestParams,
 }
 
 impl Handshake {
@@ -88,7 +110,7 @@ impl Handshake {
     /// neither sampling, elicitation nor roots, so a call's answer is all that travels back
     /// and a plain JSON reply loses nothing.
     pub(crate) fn asks_nothing(&self) -> bool {
-        let capabilities = &self.capabilities;
+        let capabilities = &self.request.capabilities;
         capabilities.sampling.is_none()
             && capabilities.elicitation.is_none()
             && capabilities.roots.is_none()
@@ -96,10 +118,17 @@ impl Handshake {
 }
 
 impl Sessions {
-    /// Creates the sessions of one virtual server, swept until `ended` is cancelled or the
-    /// sessions are dropped.
-    pub(crate) fn start(idle: Duration, ended: &CancellationToken) -> Arc<Self> {
-        let sessions = Arc::new(Self::new(idle));
+    /// Creates the sessions of one virtual server, shared with other edges through `shared`
+    /// when given, swept until `ended` is cancelled or the sessions are dropped.
+    pub(crate) fn start(
+        idle: Duration,
+        ended: &CancellationToken,
+        shared: Option<Arc<dyn SessionStore>>,
+    ) -> Arc<Self> {
+        let sessions = Arc::new(Self {
+            shared,
+            ..Self::new(idle)
+        });
         tokio::spawn(sweep(Arc::downgrade(&sessions), idle, ended.clone()));
         sessions
     }
@@ -114,6 +143,7 @@ impl Sessions {
             open: RwLock::default(),
             idle,
             epoch: Instant::now(),
+            shared: None,
         }
     }
 
@@ -125,16 +155,42 @@ impl Sessions {
         Arc::new(sessions)
     }
 
+    /// Opens a resting session for a client whose `initialize` the lane answered with
+    /// `handshake`, shares it with the other edges, and returns its id.
+    pub(crate) async fn open_resting(&self, handshake: Handshake) -> SessionId {
+        let id = session_id();
+        let state = SessionState::new(handshake.request.clone());
+        let _ = self.entry(&id).handshake.set(handshake);
+        if let Some(shared) = &self.shared
+            && let Err(error) = shared.store(&id, &state).await
+        {
+            // As rmcp does: the session goes on here; only another edge cannot continue it.
+            tracing::warn!(%error, "could not share a new session with the other edges");
+        }
+        id
+    }
+
+    /// Counts the open sessions as (resting, awake).
+    pub(crate) fn count(&self) -> (u64, u64) {
+        let open = self.open.read().unwrap_or_else(PoisonError::into_inner);
+        let awake = open.values().filter(|session| session.is_awake()).count();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        (count(open.len() - awake), count(awake))
+    }
+
     /// Returns the session `id`, marking it used now, when this process holds it.
     pub(crate) fn touch(&self, id: &str) -> Option<Arc<Session>> {
-        let session = self
-            .open
+        let session = self.get(id)?;
+        session.last_used.store(self.now(), Ordering::Relaxed);
+        Some(session)
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.open
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .cloned()?;
-        session.last_used.store(self.now(), Ordering::Relaxed);
-        Some(session)
+            .cloned()
     }
 
     fn now(&self) -> u64 {
@@ -196,9 +252,37 @@ impl Session {
         self.handshake.get()
     }
 
-    /// Says whether the client asked for log messages in this session.
-    pub(crate) fn wants_logs(&self) -> bool {
-        self.wants_logs.load(Ordering::Relaxed)
+    /// Says whether rmcp runs a worker for the session (it does not for a resting one).
+    pub(crate) fn is_awake(&self) -> bool {
+        self.state.load(Ordering::Acquire) != RESTING
+    }
+
+    /// Moves the session to `state`, waking whoever waited for the handshake's replay.
+    fn set_state(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.woken.notify_waiters();
+    }
+
+    /// Returns once the session is not [`WAKING`].
+    async fn awoken(&self) {
+        loop {
+            let woken = self.woken.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a wake between the two is not missed.
+            woken.as_mut().enable();
+            if self.state.load(Ordering::Acquire) != WAKING {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Says whether the lane may answer the session's plain calls: its client can be asked
+    /// nothing and asked for no log messages (which only rmcp's road relays), so a call's
+    /// answer is all that travels back.
+    pub(crate) fn takes_calls(&self) -> bool {
+        self.handshake().is_some_and(Handshake::asks_nothing)
+            && !self.wants_logs.load(Ordering::Relaxed)
     }
 
     /// Registers an express-lane call so that a cancellation or the session's end reaches it;
@@ -307,17 +391,14 @@ async fn sweep(sessions: Weak<Sessions>, idle: Duration, ended: CancellationToke
 }
 
 /// Reads the client's half of a handshake from its `initialize` request.
-fn client_half(message: &ClientJsonRpcMessage) -> Option<(Implementation, ClientCapabilities)> {
+fn client_half(message: &ClientJsonRpcMessage) -> Option<InitializeRequestParams> {
     let ClientJsonRpcMessage::Request(request) = message else {
         return None;
     };
     let ClientRequest::InitializeRequest(initialize) = &request.request else {
         return None;
     };
-    Some((
-        initialize.params.client_info.clone(),
-        initialize.params.capabilities.clone(),
-    ))
+    Some(initialize.params.clone())
 }
 
 impl SessionManager for Sessions {
@@ -326,7 +407,7 @@ impl SessionManager for Sessions {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let (id, transport) = self.local.create_session().await?;
-        self.entry(&id);
+        self.entry(&id).set_state(AWAKE);
         Ok((id, transport))
     }
 
@@ -336,15 +417,21 @@ impl SessionManager for Sessions {
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
         let client = client_half(&message);
-        let response = self.local.initialize_session(id, message).await?;
-        if let (Some((client_info, capabilities)), ServerJsonRpcMessage::Response(answer)) =
-            (client, &response)
+        let answered = self.local.initialize_session(id, message).await;
+        // A restored worker takes other messages now (or has failed, and is being closed).
+        let session = self.touch(id);
+        if let Some(session) = &session
+            && session.state.load(Ordering::Acquire) == WAKING
+        {
+            session.set_state(AWAKE);
+        }
+        let response = answered?;
+        if let (Some(request), ServerJsonRpcMessage::Response(answer)) = (client, &response)
             && let ServerResult::InitializeResult(result) = &answer.result
         {
             let handshake = Handshake {
                 version: result.protocol_version.clone(),
-                client_info,
-                capabilities,
+                request,
             };
             // A replayed handshake (a restored session) says what the first one said.
             let _ = self.entry(id).handshake.set(handshake);
@@ -352,24 +439,44 @@ impl SessionManager for Sessions {
         Ok(response)
     }
 
+    /// Says whether rmcp runs the session's worker; while rmcp is restoring it, waits until
+    /// the worker has taken the replayed `initialize`. Without the wait a request arriving
+    /// meanwhile (a client's GET stream and POST together) would reach the worker before the
+    /// handshake and end it.
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        let held = self.local.has_session(id).await?;
-        if held {
-            self.touch(id);
+        if !self.local.has_session(id).await? {
+            return Ok(false);
         }
-        Ok(held)
+        let Some(session) = self.touch(id) else {
+            return Ok(true);
+        };
+        if session.state.load(Ordering::Acquire) != WAKING {
+            return Ok(true);
+        }
+        session.awoken().await;
+        self.local.has_session(id).await
     }
 
+    /// Ends the session; one being restored ends once its worker has the handshake, so the
+    /// request that woke it gets its answer instead of a broken restore.
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        if let Some(session) = self.get(id) {
+            session.awoken().await;
+        }
         let session = self
             .open
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
-        if let Some(session) = session {
+        if let Some(session) = &session {
             session.end();
         }
-        self.local.close_session(id).await
+        let closed = self.local.close_session(id).await;
+        // Whoever waited for the worker finds none now.
+        if let Some(session) = &session {
+            session.set_state(RESTING);
+        }
+        closed
     }
 
     async fn create_stream(
@@ -416,15 +523,51 @@ impl SessionManager for Sessions {
         &self,
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
-        let outcome = self.local.restore_session(id.clone()).await?;
-        if matches!(outcome, RestoreOutcome::Restored(_)) {
-            self.entry(&id);
+        // Waking before rmcp holds the worker, so no request sees the worker before this.
+        let session = self.entry(&id);
+        session.set_state(WAKING);
+        let outcome = self.local.restore_session(id.clone()).await;
+        match &outcome {
+            Ok(RestoreOutcome::Restored(_)) => {}
+            Ok(RestoreOutcome::AlreadyPresent) => session.set_state(AWAKE),
+            _ => session.set_state(RESTING),
         }
-        Ok(outcome)
+        outcome
     }
 
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {
         self.local.event_store()
+    }
+}
+
+/// The store rmcp restores sessions from: a resting session is found here, any other in the
+/// store shared with the other edges.
+#[async_trait::async_trait]
+impl SessionStore for Sessions {
+    async fn load(&self, id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        let resting = self.get(id).and_then(|session| {
+            let handshake = session.handshake()?;
+            Some(SessionState::new(handshake.request.clone()))
+        });
+        match (resting, &self.shared) {
+            (Some(state), _) => Ok(Some(state)),
+            (None, Some(shared)) => shared.load(id).await,
+            (None, None) => Ok(None),
+        }
+    }
+
+    async fn store(&self, id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
+        match &self.shared {
+            Some(shared) => shared.store(id, state).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), SessionStoreError> {
+        match &self.shared {
+            Some(shared) => shared.delete(id).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -435,10 +578,7 @@ mod tests {
     impl Sessions {
         /// Says whether the session `id` is open, without counting the question as a use.
         fn holds(&self, id: &str) -> bool {
-            self.open
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains_key(id)
+            self.get(id).is_some()
         }
     }
 
@@ -469,6 +609,25 @@ mod tests {
         tokio::time::sleep(idle + Duration::from_millis(100)).await;
         sessions.sweep_idle().await;
         assert!(!sessions.holds(&listening), "idle since its stream closed");
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_waking_session_waits_until_its_worker_has_the_handshake() {
+        let sessions = Sessions::new(IDLE);
+        let session = sessions.entry(&"s".into());
+        session.set_state(WAKING);
+        let waiting = tokio::spawn({
+            let session = Arc::clone(&session);
+            async move { session.awoken().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the replay is still under way");
+        assert!(session.is_awake(), "a waking session counts as awake");
+        session.set_state(AWAKE);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("the waiting task");
     }
 
     #[tokio::test]

@@ -524,9 +524,18 @@ impl RawSession {
 
     /// Calls `tool`; returns the answer's media type and its JSON-RPC response.
     async fn call(&self, id: u64, tool: &str, arguments: Value) -> (String, Value) {
+        self.call_method(
+            id,
+            "tools/call",
+            json!({"name": tool, "arguments": arguments}),
+        )
+        .await
+    }
+
+    /// Sends the request `method`; returns the answer's media type and its JSON-RPC response.
+    async fn call_method(&self, id: u64, method: &str, params: Value) -> (String, Value) {
         let response = self
-            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                         "params": {"name": tool, "arguments": arguments}}))
+            .post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
             .await;
         assert_eq!(response.status(), 200);
         let media = response
@@ -655,6 +664,122 @@ async fn a_sessions_plain_call_takes_the_direct_line_is_cancellable_and_is_recor
         .expect("the slow call's event");
     assert_eq!(gave_up["target"]["tool"]["name"], "slow");
     assert_eq!(gave_up["metadata"]["jsonrpcId"], "2");
+    gateway.stop();
+}
+
+/// Sends `initialize` for a 2025-11-25 session, with `_meta` when asked (which rmcp's road
+/// answers); returns the session id, the headers that describe the answer, and its body.
+async fn handshake(url: &str, token: &str, meta: bool) -> (String, [Option<String>; 3], String) {
+    let mut params = json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                            "clientInfo": {"name": "e2e-session", "version": "1"}});
+    if meta {
+        params["_meta"] = json!({});
+    }
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}))
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| super::header_of(&response, name);
+    let session = header("mcp-session-id").expect("a session id");
+    let described = [
+        header("content-type"),
+        header("cache-control"),
+        header("x-accel-buffering"),
+    ];
+    (session, described, response.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_lane_opens_answers_as_rmcps_and_wakes_for_what_only_rmcp_answers() {
+    let gateway = OverHttpEcho::start().await;
+    let (crm, token) = (&gateway.crm, &gateway.token);
+    let (rested, lane_headers, lane_body) = handshake(crm, token, false).await;
+    let (_, rmcp_headers, rmcp_body) = handshake(crm, token, true).await;
+    assert_eq!(lane_headers, rmcp_headers, "the same kind of answer");
+    assert_eq!(
+        lane_body, rmcp_body,
+        "the same priming event and result, byte for byte"
+    );
+    assert!(
+        lane_body.starts_with("data: \nid: 0\nretry: 3000\n\n"),
+        "{lane_body}"
+    );
+
+    let session = RawSession {
+        url: crm.clone(),
+        token: token.clone(),
+        id: rested,
+        http: reqwest::Client::new(),
+    };
+    let initialized = session
+        .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    assert_eq!(initialized.status(), 202);
+    let arrival = until_direct(async || session.call(1, "arrival", json!({})).await.1).await;
+    assert!(
+        arrival["id"].as_i64().is_some_and(|id| id < 0),
+        "a resting session's calls take the direct line: {arrival}"
+    );
+    assert_eq!(arrival["capabilities"], json!({}), "{arrival}");
+
+    // Listing tools is rmcp's: it wakes the session with the handshake the client sent.
+    let (media, listed) = session.call_method(2, "tools/list", json!({})).await;
+    assert!(
+        media.starts_with("application/json") || media == "text/event-stream",
+        "{media}"
+    );
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert!(names.contains(&"arrival"), "{listed}");
+    let stream = session
+        .http
+        .get(crm)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &session.id)
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(stream.status(), 200, "the awake session's GET stream opens");
+    drop(stream);
+    let (_, after) = session.call(3, "arrival", json!({})).await;
+    let arrival: Value =
+        serde_json::from_str(result_text(&after).expect("arrival answers")).expect("JSON");
+    assert!(
+        arrival["id"].as_i64().is_some_and(|id| id < 0),
+        "an awake session's plain calls still take the direct line: {arrival}"
+    );
+
+    // A resting session ends like any other.
+    let (rested, _, _) = handshake(crm, token, false).await;
+    let resting = RawSession {
+        id: rested,
+        ..session
+    };
+    let ended = resting
+        .http
+        .delete(crm)
+        .bearer_auth(token)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &resting.id)
+        .send()
+        .await
+        .expect("delete");
+    assert!(ended.status().is_success(), "{}", ended.status());
+    let gone = resting
+        .post(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}))
+        .await;
+    assert_eq!(gone.status(), 404, "a request in an ended session");
     gateway.stop();
 }
 

@@ -25,3 +25,12 @@ mod replicas;
 mod scaleout;
 mod scim;
 mod telemetry;
+
+/// The header `name` of `response`, when it is present and readable.
+fn header_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}

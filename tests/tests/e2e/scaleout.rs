@@ -476,13 +476,7 @@ pub(super) async fn session_post(
         return (StatusCode::BAD_GATEWAY, String::new(), None, Value::Null);
     };
     let status = response.status();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header = |name: &str| super::header_of(&response, name);
     let (edge, session) = (
         header("x-gatehouse-edge").unwrap_or_default(),
         header("mcp-session-id"),

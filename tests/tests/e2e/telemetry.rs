@@ -143,6 +143,63 @@ async fn call(url: &str, token: Option<&str>, id: u64, tool: &str, traced: bool)
         .expect("JSON-RPC response")
 }
 
+/// Opens a 2025-11-25 session on `url` (`initialize`, then `notifications/initialized`).
+async fn open_session(url: &str, token: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                      "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                 "clientInfo": {"name": "telemetry-e2e", "version": "1"}}}))
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(response.status(), 200);
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    in_session(url, token, &session, initialized).await;
+    session
+}
+
+/// Posts `message` in `session`; returns the answer's body.
+async fn in_session(url: &str, token: &str, session: &str, message: Value) -> String {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", session)
+        .json(&message)
+        .send()
+        .await
+        .expect("a request in the session");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.text().await.expect("body")
+}
+
+async fn scrape(origin: &str) -> String {
+    reqwest::get(format!("{origin}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// Sums the samples of `name` in the Prometheus `text` whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Returns what `trace_context` reported: the `traceparent` header and `_meta.traceparent`.
 fn reported(response: &Value) -> (Option<String>, Option<String>) {
     let text = response["result"]["content"][0]["text"]
@@ -371,19 +428,40 @@ async fn metrics_count_calls_denials_and_latency_per_server_tool_and_connector()
     }
     let refused = call(&url, Some(&token), 9, "web__no_such_tool", false).await;
     assert!(refused["error"].is_object(), "{refused}");
-    let text = reqwest::get(format!("{}/metrics", gateway.origin))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics text");
-    gateway.terminate().await;
-    let sample = |name: &str, labels: &[&str]| -> f64 {
-        text.lines()
-            .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+
+    // A session the express lane opened rests (no rmcp worker) until a request only rmcp
+    // answers wakes it.
+    let session = open_session(&url, &token).await;
+    let sessions = |text: &str, state: &str| {
+        sample(
+            text,
+            "gatehouse_edge_sessions{",
+            &["virtual_server=\"traced\"", &format!("state=\"{state}\"")],
+        )
     };
+    let text = scrape(&gateway.origin).await;
+    assert_eq!(
+        (sessions(&text, "resting"), sessions(&text, "awake")),
+        (1.0, 0.0),
+        "{text}"
+    );
+    let listed = in_session(
+        &url,
+        &token,
+        &session,
+        json!({"jsonrpc": "2.0", "id": 1,
+                                                          "method": "tools/list"}),
+    )
+    .await;
+    assert!(listed.contains("web__echo"), "{listed}");
+    let awake = scrape(&gateway.origin).await;
+    assert_eq!(
+        (sessions(&awake, "resting"), sessions(&awake, "awake")),
+        (0.0, 1.0),
+        "{awake}"
+    );
+    gateway.terminate().await;
+    let sample = |name: &str, labels: &[&str]| sample(&text, name, labels);
     let echo = [
         "virtual_server=\"traced\"",
         "method=\"tools/call\"",

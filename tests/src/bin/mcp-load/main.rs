@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! mcp-load --url http://127.0.0.1:PORT/mcp --tool echo --concurrency 16 --requests 20000 \
-//!     [--warmup 200] [--era modern|legacy] [--label direct] [--max-seconds 10]
+//!     [--warmup 200] [--era modern|legacy] [--list-tools] [--label direct] [--max-seconds 10]
 //! ```
 //!
-//! C workers each open one MCP client (legacy era: `initialize` + `notifications/initialized`;
-//! modern era: nothing, every request is self-describing), share a budget of W warm-up calls, then
+//! C workers each open one MCP client (legacy era: `initialize` + `notifications/initialized`,
+//! and with `--list-tools` one `tools/list` as SDK clients do before calling; modern era: nothing,
+//! every request is self-describing), share a budget of W warm-up calls, then
 //! share the measured budget of N calls; each phase also ends when `--max-seconds` pass. Every
 //! reply is checked: a successful result whose first text block echoes the input, or else an
 //! error. It prints one JSON line: label, era, concurrency, warmup (warm-up calls made), n_ok,
@@ -30,7 +31,7 @@ use tokio::time::Instant;
 mod reply;
 mod session;
 
-use session::{Era, Session, Target};
+use session::{Era, Opening, Session, Target};
 
 /// Largest accepted `--concurrency`.
 const MAX_CONCURRENCY: usize = 4096;
@@ -66,6 +67,9 @@ struct Args {
     /// Protocol era to speak.
     #[arg(long, value_enum, default_value_t = Era::Modern)]
     era: Era,
+    /// Legacy era: list the tools once after the handshake, as SDK clients do.
+    #[arg(long)]
+    list_tools: bool,
     /// Free text copied into the report line.
     #[arg(long, default_value = "")]
     label: String,
@@ -222,7 +226,11 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     });
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..args.concurrency {
-        workers.spawn(work(target.clone(), args.era, worker, plan.clone()));
+        let opening = Opening {
+            era: args.era,
+            list_tools: args.list_tools,
+        };
+        workers.spawn(work(target.clone(), opening, worker, plan.clone()));
     }
     plan.gate.wait().await;
     plan.gate.wait().await;
@@ -240,12 +248,12 @@ async fn run(args: &Args) -> anyhow::Result<String> {
 /// plan's gate after each phase even when its connection failed, so nobody waits forever.
 async fn work(
     target: Arc<Target>,
-    era: Era,
+    opening: Opening,
     worker: usize,
     plan: Arc<Plan>,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
-    let mut session = Session::open(target, era, worker)
+    let mut session = Session::open(target, opening, worker)
         .await
         .inspect_err(|error| tally.error(error))
         .ok();
@@ -295,6 +303,7 @@ fn report(args: &Args, total: &Tally, warmup: u64, seconds: f64) -> serde_json::
     let mut line = serde_json::json!({
         "label": args.label,
         "era": args.era.as_str(),
+        "list_tools": args.list_tools,
         "concurrency": args.concurrency,
         "warmup": warmup,
         "n_ok": n_ok,

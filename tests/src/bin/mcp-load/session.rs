@@ -28,6 +28,14 @@ pub(crate) enum Era {
     Legacy,
 }
 
+/// How each client opens its session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opening {
+    pub(crate) era: Era,
+    /// Legacy era: list the tools once after the handshake, as SDK clients do.
+    pub(crate) list_tools: bool,
+}
+
 /// What every session calls: the endpoint, the pooled HTTP client and the pre-encoded tool call.
 #[derive(Debug)]
 pub(crate) struct Target {
@@ -83,8 +91,14 @@ impl Target {
 }
 
 impl Session {
-    /// Returns a session of `era` for `worker`, after the `initialize` handshake in the legacy era.
-    pub(crate) async fn open(target: Arc<Target>, era: Era, worker: usize) -> anyhow::Result<Self> {
+    /// Returns a session opened as `opening` says for `worker`, after the `initialize` handshake
+    /// (and the tool listing, when asked) in the legacy era.
+    pub(crate) async fn open(
+        target: Arc<Target>,
+        opening: Opening,
+        worker: usize,
+    ) -> anyhow::Result<Self> {
+        let era = opening.era;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
@@ -113,7 +127,12 @@ impl Session {
                 session.headers.insert(MCP_NAME, name);
                 session.call_tail = MODERN_CALL_TAIL;
             }
-            Era::Legacy => session.initialize().await?,
+            Era::Legacy => {
+                session.initialize().await?;
+                if opening.list_tools {
+                    session.list_tools().await?;
+                }
+            }
         }
         Ok(session)
     }
@@ -168,6 +187,15 @@ impl Session {
         self.post(initialized.to_owned(), self.headers.clone())
             .await
             .context("notifications/initialized failed")?;
+        Ok(())
+    }
+
+    async fn list_tools(&mut self) -> anyhow::Result<()> {
+        let id = self.take_id();
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
+        let (content_type, bytes) = self.post(body, self.headers.clone()).await?;
+        let _: serde_json::Value =
+            reply::result_for(&content_type, &bytes, id).context("tools/list failed")?;
         Ok(())
     }
 
