@@ -84,7 +84,6 @@ pub(crate) fn line_client() -> Result<LineClient, Error> {
 }
 
 /// A stateless downstream reachable by plain POSTs, published while its session is ready.
-#[derive(Debug)]
 pub struct DirectLine {
     name: Arc<str>,
     target: Uri,
@@ -99,6 +98,30 @@ pub struct DirectLine {
     /// Ids of this line's own requests; negative, so they never meet the ids rmcp's worker
     /// gives the session's other requests (counting up from zero).
     next_id: AtomicI64,
+}
+
+/// Shows the connector, where its URL points (without user info or query, which may hold a
+/// key) and the names of its headers, never their values.
+impl std::fmt::Debug for DirectLine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.target.host().unwrap_or_default();
+        let port = self.target.port_u16().map(|port| format!(":{port}"));
+        formatter
+            .debug_struct("DirectLine")
+            .field("name", &self.name)
+            .field(
+                "target",
+                &format_args!(
+                    "{}://{host}{}{}",
+                    self.target.scheme_str().unwrap_or_default(),
+                    port.unwrap_or_default(),
+                    self.target.path()
+                ),
+            )
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirectLine {
@@ -338,6 +361,34 @@ mod tests {
 
     fn read(text: &str) -> Result<Result<ServerResult, ErrorData>, LineError> {
         answer_to(serde_json::from_str(text).expect("a JSON-RPC message"), -3)
+    }
+
+    #[test]
+    fn a_lines_debug_form_shows_neither_user_info_query_nor_header_values() {
+        let url = url::Url::parse("https://user:hunter2@mcp.example.com:8443/mcp?api_key=k-secret")
+            .expect("url");
+        let headers = HashMap::from([(
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_static("h-secret"),
+        )]);
+        let line = DirectLine::new(
+            "crm".into(),
+            &url,
+            headers,
+            line_client().expect("client"),
+            InjectingClient::new(reqwest::Client::new(), None, "crm".into()),
+            ProtocolVersion::V_2026_07_28,
+        )
+        .expect("line");
+        let shown = format!("{line:?}");
+        assert!(
+            shown.contains("https://mcp.example.com:8443/mcp"),
+            "{shown}"
+        );
+        assert!(shown.contains("x-api-key"), "{shown}");
+        for secret in ["hunter2", "k-secret", "h-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]
