@@ -116,7 +116,10 @@ impl Lane {
         }
         let session = self.sessions.touch(id)?;
         let negotiated = version == Some(session.handshake()?.version.as_str());
-        negotiated.then_some(Road::Session(session))
+        // An awake session whose calls keep to rmcp's road has nothing for the lane: its body
+        // is not read twice.
+        let lane_work = session.takes_calls() || !session.is_awake();
+        (negotiated && lane_work).then_some(Road::Session(session))
     }
 
     /// Says whether `host` is on the allowed list, compared as rmcp compares it (host name
@@ -547,12 +550,12 @@ mod tests {
     const SESSION: &str = "0f3c";
 
     fn lane(allowed_hosts: &[&str]) -> Lane {
-        lane_holding(allowed_hosts, ClientCapabilities::default())
+        lane_holding(allowed_hosts, ClientCapabilities::default(), false)
     }
 
     /// A lane whose virtual server holds the 2025-11-25 session [`SESSION`] of a client that
     /// declared `capabilities`.
-    fn lane_holding(allowed_hosts: &[&str], capabilities: ClientCapabilities) -> Lane {
+    fn lane_holding(allowed_hosts: &[&str], capabilities: ClientCapabilities, awake: bool) -> Lane {
         let handshake = Handshake {
             version: ProtocolVersion::V_2025_11_25,
             request: InitializeRequestParams::new(capabilities, Implementation::new("t", "1"))
@@ -561,7 +564,7 @@ mod tests {
         Lane {
             proxy: Box::new(|| unreachable!("header checks build no handler")),
             allowed_hosts: allowed(allowed_hosts),
-            sessions: Sessions::holding(SESSION, handshake),
+            sessions: Sessions::holding(SESSION, handshake, awake),
             sse_retry: Some(Duration::from_secs(3)),
         }
     }
@@ -687,13 +690,20 @@ mod tests {
             let varied = varied(session_headers(), name, value);
             assert!(lane.road(&Method::POST, &varied).is_none(), "{case}");
         }
-        let asks =
-            |capabilities: ClientCapabilities| match lane_holding(&["127.0.0.1"], capabilities)
+        // Resting, the lane still reads the session's requests (its `initialized` is the
+        // lane's to accept) but leaves its calls to rmcp; awake, it leaves it all to rmcp.
+        let asks = |capabilities: ClientCapabilities| {
+            let resting = match lane_holding(&["127.0.0.1"], capabilities.clone(), false)
                 .road(&Method::POST, &headers(&session_headers()))
             {
                 Some(Road::Session(session)) => !session.takes_calls(),
                 _ => panic!("a held session's request"),
             };
+            let awake = lane_holding(&["127.0.0.1"], capabilities, true)
+                .road(&Method::POST, &headers(&session_headers()))
+                .is_none();
+            resting && awake
+        };
         let mut elicits = ClientCapabilities::default();
         elicits.elicitation = Some(Default::default());
         let mut samples = ClientCapabilities::default();

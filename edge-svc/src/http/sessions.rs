@@ -147,11 +147,16 @@ impl Sessions {
         }
     }
 
-    /// Returns sessions holding `id`, as if its client's `initialize` had been answered.
+    /// Returns sessions holding `id`, as if its client's `initialize` had been answered by the
+    /// lane (resting) or by rmcp (`awake`).
     #[cfg(test)]
-    pub(crate) fn holding(id: &str, handshake: Handshake) -> Arc<Self> {
+    pub(crate) fn holding(id: &str, handshake: Handshake, awake: bool) -> Arc<Self> {
         let sessions = Self::new(IDLE);
-        let _ = sessions.entry(&id.into()).handshake.set(handshake);
+        let session = sessions.entry(&id.into());
+        let _ = session.handshake.set(handshake);
+        if awake {
+            session.set_state(AWAKE);
+        }
         Arc::new(sessions)
     }
 
