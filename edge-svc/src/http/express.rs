@@ -456,7 +456,8 @@ async fn open(lane: &Lane, id: RequestId, request: InitializeRequestParams) -> O
 }
 
 /// Writes the answer to `initialize` as rmcp writes it: an SSE stream of a priming event
-/// (when reconnection is announced) and the result, with the new session's id.
+/// (when reconnection is announced) and the result, with the new session's id. Written here
+/// because rmcp's SSE writer is private to it; the e2e test compares the bytes with rmcp's.
 fn opened(
     session: &str,
     id: RequestId,

@@ -469,7 +469,7 @@ async fn a_call_on_edges_direct_line_is_recorded_as_one_through_rmcp_is() {
 }
 
 /// A 2025-11-25 session opened over HTTP, spoken to with raw requests so each answer's shape shows.
-struct RawSession {
+pub(super) struct RawSession {
     url: String,
     token: String,
     id: String,
@@ -478,7 +478,7 @@ struct RawSession {
 
 impl RawSession {
     /// Initializes a session whose client declares `capabilities`.
-    async fn open(url: &str, token: &str, capabilities: Value) -> Self {
+    pub(super) async fn open(url: &str, token: &str, capabilities: Value) -> Self {
         let http = reqwest::Client::new();
         let response = http
             .post(url)
@@ -490,12 +490,7 @@ impl RawSession {
             .send()
             .await
             .expect("initialize");
-        let id = response
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|value| value.to_str().ok())
-            .expect("a session id")
-            .to_owned();
+        let id = super::header_of(&response, "mcp-session-id").expect("a session id");
         let session = Self {
             url: url.to_owned(),
             token: token.to_owned(),
@@ -507,6 +502,19 @@ impl RawSession {
             .await;
         assert_eq!(initialized.status(), 202);
         session
+    }
+
+    /// Ends the session with `DELETE`; returns the answer's status.
+    async fn end(&self) -> reqwest::StatusCode {
+        self.http
+            .delete(&self.url)
+            .bearer_auth(&self.token)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &self.id)
+            .send()
+            .await
+            .expect("delete")
+            .status()
     }
 
     async fn post(&self, body: Value) -> reqwest::Response {
@@ -533,7 +541,12 @@ impl RawSession {
     }
 
     /// Sends the request `method`; returns the answer's media type and its JSON-RPC response.
-    async fn call_method(&self, id: u64, method: &str, params: Value) -> (String, Value) {
+    pub(super) async fn call_method(
+        &self,
+        id: u64,
+        method: &str,
+        params: Value,
+    ) -> (String, Value) {
         let response = self
             .post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
             .await;
@@ -615,16 +628,8 @@ async fn a_sessions_plain_call_takes_the_direct_line_is_cancellable_and_is_recor
     );
 
     // Ending the session ends it for the lane too.
-    let ended = plain
-        .http
-        .delete(crm)
-        .bearer_auth(token)
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("mcp-session-id", &plain.id)
-        .send()
-        .await
-        .expect("delete");
-    assert!(ended.status().is_success(), "{}", ended.status());
+    let ended = plain.end().await;
+    assert!(ended.is_success(), "{ended}");
     let gone = plain
         .post(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                      "params": {"name": "arrival", "arguments": {}}}))
@@ -766,16 +771,8 @@ async fn a_session_the_lane_opens_answers_as_rmcps_and_wakes_for_what_only_rmcp_
         id: rested,
         ..session
     };
-    let ended = resting
-        .http
-        .delete(crm)
-        .bearer_auth(token)
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("mcp-session-id", &resting.id)
-        .send()
-        .await
-        .expect("delete");
-    assert!(ended.status().is_success(), "{}", ended.status());
+    let ended = resting.end().await;
+    assert!(ended.is_success(), "{ended}");
     let gone = resting
         .post(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}))
         .await;

@@ -143,46 +143,7 @@ async fn call(url: &str, token: Option<&str>, id: u64, tool: &str, traced: bool)
         .expect("JSON-RPC response")
 }
 
-/// Opens a 2025-11-25 session on `url` (`initialize`, then `notifications/initialized`).
-async fn open_session(url: &str, token: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                      "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                                 "clientInfo": {"name": "telemetry-e2e", "version": "1"}}}))
-        .send()
-        .await
-        .expect("initialize");
-    assert_eq!(response.status(), 200);
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|value| value.to_str().ok())
-        .expect("a session id")
-        .to_owned();
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    in_session(url, token, &session, initialized).await;
-    session
-}
-
-/// Posts `message` in `session`; returns the answer's body.
-async fn in_session(url: &str, token: &str, session: &str, message: Value) -> String {
-    let response = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("mcp-session-id", session)
-        .json(&message)
-        .send()
-        .await
-        .expect("a request in the session");
-    assert!(response.status().is_success(), "{}", response.status());
-    response.text().await.expect("body")
-}
-
+/// The gateway's Prometheus metrics as text.
 async fn scrape(origin: &str) -> String {
     reqwest::get(format!("{origin}/metrics"))
         .await
@@ -431,7 +392,7 @@ async fn metrics_count_calls_denials_and_latency_per_server_tool_and_connector()
 
     // A session the express lane opened rests (no rmcp worker) until a request only rmcp
     // answers wakes it.
-    let session = open_session(&url, &token).await;
+    let session = super::audit::RawSession::open(&url, &token, json!({})).await;
     let sessions = |text: &str, state: &str| {
         sample(
             text,
@@ -445,15 +406,8 @@ async fn metrics_count_calls_denials_and_latency_per_server_tool_and_connector()
         (1.0, 0.0),
         "{text}"
     );
-    let listed = in_session(
-        &url,
-        &token,
-        &session,
-        json!({"jsonrpc": "2.0", "id": 1,
-                                                          "method": "tools/list"}),
-    )
-    .await;
-    assert!(listed.contains("web__echo"), "{listed}");
+    let (_, listed) = session.call_method(1, "tools/list", json!({})).await;
+    assert!(listed.to_string().contains("web__echo"), "{listed}");
     let awake = scrape(&gateway.origin).await;
     assert_eq!(
         (sessions(&awake, "resting"), sessions(&awake, "awake")),
