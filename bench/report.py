@@ -229,7 +229,8 @@ def peer_lines(ours: dict[tuple, dict], peer: dict[int, dict] | None, note: str)
 
 
 def component_lines(components: dict | None, crowd: dict | None, idle_kib: int | None, crowd_edge: dict | None = None,
-                    components_note: str = "", crowd_edge_listing: dict | None = None) -> list[str]:
+                    components_note: str = "", crowd_edge_listing: dict | None = None,
+                    crowd_edge_h2: dict | None = None) -> list[str]:
     """Returns the control-plane and footprint section: each figure from its crate's benchmark."""
     lines = ["## Control plane and footprint", ""]
     if crowd:
@@ -245,6 +246,7 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
             f"| RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
             *standalone_edge_lines(crowd_edge),
             *standalone_edge_lines(crowd_edge_listing, " whose clients listed the tools first"),
+            *standalone_edge_lines(crowd_edge_h2, ", connector on HTTP/2 (`http2: true`)"),
             "",
             f"The {crowd['clients']:,} clients are `mcp-load --era legacy --concurrency {crowd['clients']}`: one MCP session",
             "each (initialize + initialized), all open for the whole run and sharing the call budget; it runs after the",
@@ -254,7 +256,9 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
             "the process the edge RSS targets size. Such sessions rest (the express lane answered their `initialize`",
             "and answers their calls; rmcp runs no worker for them). Clients that list the tools first (`--list-tools`,",
             "as SDK clients do) wake their sessions: rmcp replays the handshake into a worker per session, which the",
-            "last rows measure; an SDK client that also holds a GET stream keeps its session awake the same way.",
+            "rows after them measure; an SDK client that also holds a GET stream keeps its session awake the same way.",
+            "The last rows are the first crowd with the connector set to `http2: true` (h2c to the echo): edge's calls",
+            "to it then share one HTTP/2 connection instead of holding an HTTP/1.1 connection each while in flight.",
             "",
         ]
     else:
@@ -318,6 +322,8 @@ def main() -> None:
     parser.add_argument("--components-note", default="", help="what to say when there are no component figures")
     parser.add_argument("--crowd", help="JSON line written by bench/crowd.py")
     parser.add_argument("--crowd-edge", help="JSON line written by bench/crowd.py for a standalone edge-svc")
+    parser.add_argument("--crowd-edge-h2",
+                        help="the same, with the connector on HTTP/2 (`http2: true`)")
     parser.add_argument("--crowd-edge-listing",
                         help="the same, for clients that list the tools first (bench/crowd.py --list-tools)")
     parser.add_argument("--out", required=True)
@@ -369,7 +375,8 @@ def main() -> None:
         "",
         *peer_lines(ours, peer, args.peer_note),
         *component_lines(load_json(args.components), load_json(args.crowd), idle.get("gateway_rss_kib"),
-                         load_json(args.crowd_edge), args.components_note, load_json(args.crowd_edge_listing)),
+                         load_json(args.crowd_edge), args.components_note, load_json(args.crowd_edge_listing),
+                         load_json(args.crowd_edge_h2)),
     ]
     if args.notes and os.path.isfile(args.notes):
         with open(args.notes, encoding="utf-8") as notes:

@@ -122,12 +122,13 @@ wait_port() { # port, pid
   echo "nothing listens on port $1" >&2; return 1
 }
 standalone_edge() { # tag, crowd.py flags: the scale-out deployment's edge, recording to its own audit-svc
+  # CONNECTOR_EXTRA: more of the connector's `http` settings (YAML flow), e.g. ", http2: true"
   local tag="$1" audit_port edge_port check echo_url
   shift
   "$BIN/mcp-echo" http --listen 127.0.0.1:0 > "$WORK/echo-$tag.out" 2> "$WORK/echo-$tag.out.err" &
   PIDS+=("$!")
   echo_url=$(wait_line "$WORK/echo-$tag.out" '^http://127\.0\.0\.1:[0-9]+/mcp' 30 "$!") || return 1
-  sed "s|url: \".*\"|url: \"$echo_url\"|" "$WORK/gatehouse.yaml" > "$WORK/$tag-gateway.yaml"
+  sed "s|url: \".*\"|url: \"$echo_url\"${CONNECTOR_EXTRA:-}|" "$WORK/gatehouse.yaml" > "$WORK/$tag-gateway.yaml"
   audit_port=$(free_port); edge_port=$(free_port)
   env GATEHOUSE_AUDIT__GRPC__LISTEN_ADDR="127.0.0.1:$audit_port" GATEHOUSE_AUDIT__DATA_DIR="$WORK/audit-$tag" \
     GATEHOUSE_AUDIT__CALLERS__EDGE_TOKEN=bench-edge-audit-token-0123456789abcdef \
@@ -154,6 +155,10 @@ standalone_edge edge || say "standalone edge run failed"
 cleanup; PIDS=()
 # The same with clients that list the tools first, as SDK clients do: their sessions are awake.
 standalone_edge edge-listing --list-tools || say "standalone edge run (listing clients) failed"
+cleanup; PIDS=()
+# The first crowd again with the connector on HTTP/2 (`http2: true`, h2c to the echo): the direct
+# line's calls share one connection instead of holding one each.
+CONNECTOR_EXTRA=", http2: true" standalone_edge edge-h2 || say "standalone edge run (HTTP/2 downstream) failed"
 cleanup; PIDS=()
 
 PEER_NOTE=""
@@ -197,7 +202,7 @@ PEER_ARGS=()
 mkdir -p docs
 python3 bench/report.py --ours "$WORK/ours.jsonl" "${PEER_ARGS[@]}" \
   --components "$WORK/components.json" --crowd "$WORK/crowd.json" --crowd-edge "$WORK/crowd-edge.json" \
-  --crowd-edge-listing "$WORK/crowd-edge-listing.json" --peer-note "$PEER_NOTE" \
+  --crowd-edge-listing "$WORK/crowd-edge-listing.json" --crowd-edge-h2 "$WORK/crowd-edge-h2.json" --peer-note "$PEER_NOTE" \
   --command "$INVOCATION" --seconds "$SECONDS" --out docs/benchmarks.md --notes bench/notes.md \
   --checkout "$CHECKOUT" --load-start "$LOAD_START" \
   --settings "reps=$REPS, C=[$CONCURRENCY], eras=[$ERAS], $REQUESTS measured + $WARMUP warm-up calls per run (max ${MAX_SECONDS}s); ContextForge: $PEER_NOTE"

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod config;
 pub mod connector;
 pub mod credentials;
+mod doorway;
 pub mod error;
 pub mod gateway;
 pub mod http;
@@ -62,16 +63,6 @@ pub async fn serve_router(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Small SSE writes must not wait for the client's delayed ACK (~40 ms per reply otherwise).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    // Connection addresses feed the audit record's source address.
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    doorway::serve(router, listener, shutdown).await;
     Ok(())
 }

@@ -165,6 +165,12 @@ pub struct HttpConfig {
     /// Longest wait for a session in [`Connector::peer`](super::Connector::peer).
     #[serde(default = "default_http_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Speaks HTTP/2 to the downstream: offered by ALPN over `https` (HTTP/1.1 if refused),
+    /// with prior knowledge (h2c) over plain `http`. Calls then share one connection instead
+    /// of holding one each while in flight, but no more run at once than the downstream's
+    /// concurrent-stream limit allows, so it is opt-in.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// A legacy 2024-11-05 HTTP+SSE connector.
@@ -246,7 +252,13 @@ impl HttpConfig {
             headers: BTreeMap::new(),
             era: Era::default(),
             connect_timeout: default_http_connect_timeout(),
+            http2: false,
         }
+    }
+
+    /// Says whether HTTP/2 is spoken without negotiation: asked for, over plain `http`.
+    pub(crate) fn h2c(&self) -> bool {
+        self.http2 && self.url.scheme() == "http"
     }
 }
 
@@ -286,6 +298,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("era", &self.era)
             .field("connect_timeout", &self.connect_timeout)
+            .field("http2", &self.http2)
             .finish()
     }
 }

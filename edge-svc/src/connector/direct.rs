@@ -52,15 +52,17 @@ pub enum Exchange {
     Receive(#[source] hyper::Error),
 }
 
-/// A direct line's pooled HTTP/1.1 client, plain or TLS by the URL's scheme.
+/// A direct line's pooled client, plain or TLS by the URL's scheme.
 pub(crate) type LineClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Idle pooled connections close after this, as the session's reqwest client's do.
 const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Builds a direct line's client: keep-alive connections with `TCP_NODELAY` (as the session's
-/// client has them), TLS verified against the platform's roots.
-pub(crate) fn line_client() -> Result<LineClient, Error> {
+/// client has them), TLS verified against the platform's roots. With `http2` it offers HTTP/2
+/// by ALPN, and with `h2c` speaks it without asking (cleartext has no ALPN); otherwise each
+/// call in flight holds an HTTP/1.1 connection.
+pub(crate) fn line_client(http2: bool, h2c: bool) -> Result<LineClient, Error> {
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     // An explicit provider: with several enabled in the build, rustls cannot pick a process
     // default and `ClientConfig::builder()` would panic.
@@ -74,10 +76,14 @@ pub(crate) fn line_client() -> Result<LineClient, Error> {
     http.enforce_http(false);
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        .https_or_http();
+    let connector = if http2 {
+        connector.enable_all_versions().wrap_connector(http)
+    } else {
+        connector.enable_http1().wrap_connector(http)
+    };
     Ok(Client::builder(TokioExecutor::new())
+        .http2_only(h2c)
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())
         .build(connector))
@@ -375,7 +381,7 @@ mod tests {
             "crm".into(),
             &url,
             headers,
-            line_client().expect("client"),
+            line_client(false, false).expect("client"),
             InjectingClient::new(reqwest::Client::new(), None, "crm".into()),
             ProtocolVersion::V_2026_07_28,
         )

@@ -28,9 +28,15 @@ const MAX_CONCURRENT_REQUESTS: usize = 256;
 /// rmcp's default client disables pooling to dodge delayed-ACK stalls; with Nagle off on our
 /// side the stall does not happen, and a new TCP connection per call cost the gateway ~15% of
 /// its CPU (measured by `bench/run.sh`). Redirects are not followed: a connector's URL is
-/// exactly what the administrator configured.
-fn pooled_client() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
+/// exactly what the administrator configured. HTTP/2 as [`HttpConfig::http2`] says.
+fn pooled_client(config: &HttpConfig) -> Result<reqwest::Client, Error> {
+    let builder = reqwest::Client::builder();
+    let builder = match (config.http2, config.h2c()) {
+        (false, _) => builder.http1_only(),
+        (true, false) => builder,
+        (true, true) => builder.http2_prior_knowledge(),
+    };
+    builder
         .tcp_nodelay(true)
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
@@ -52,7 +58,7 @@ pub(crate) async fn open(
         .reinit_on_expired_session(true)
         // A gateway multiplexes many callers onto one connector session.
         .max_concurrent_requests(MAX_CONCURRENT_REQUESTS);
-    let client = InjectingClient::new(pooled_client()?, credential, Arc::clone(name));
+    let client = InjectingClient::new(pooled_client(config)?, credential, Arc::clone(name));
     let transport = StreamableHttpClientTransport::with_client(client.clone(), transport_config);
     let tracked = OriginTracking::new(transport);
     let service = handshake(
@@ -73,7 +79,7 @@ pub(crate) async fn open(
             Arc::clone(name),
             &config.url,
             header_map(&config.headers)?,
-            line_client()?,
+            line_client(config.http2, config.h2c())?,
             client,
             version,
         )?)),

@@ -342,7 +342,7 @@ impl Echo {
     }
 
     #[tool(
-        description = "Return, as JSON, how this call arrived: its JSON-RPC id, the `Mcp-Method` and `Mcp-Name` headers, and the client, protocol version and client capabilities declared in `_meta`"
+        description = "Return, as JSON, how this call arrived: its JSON-RPC id, HTTP version, the `Mcp-Method` and `Mcp-Name` headers, and the client, protocol version and client capabilities declared in `_meta`"
     )]
     fn arrival(&self, context: RequestContext<RoleServer>) -> String {
         let header = |name: &str| {
@@ -353,8 +353,13 @@ impl Echo {
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned)
         };
+        let http = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .map(|parts| format!("{:?}", parts.version));
         serde_json::json!({
             "id": context.id,
+            "http": http,
             "method": header("mcp-method"),
             "name": header("mcp-name"),
             "client": context.meta.client_info().map(|client| client.name),

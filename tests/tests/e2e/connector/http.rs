@@ -3,6 +3,7 @@
 use edge_svc::connector::{ConnectorState, Era, Transport};
 use rmcp::model::{
     CallToolRequestParams, ClientRequest, ProtocolVersion, Request, ServerNotification,
+    ServerResult,
 };
 use serde_json::json;
 use tokio::process::Command;
@@ -55,6 +56,59 @@ async fn http_connector_speaks_the_legacy_era() {
         Some(ProtocolVersion::LATEST_WITH_INITIALIZE)
     );
     running.stop().await;
+}
+
+/// The HTTP version a call reached the echo with on each road: rmcp's session, then edge's
+/// direct line (which a stateless downstream gets once its session is ready).
+async fn versions_on_both_roads(running: &Running) -> [String; 2] {
+    let http_of = |arrival: &str| {
+        let arrival: serde_json::Value = serde_json::from_str(arrival).expect("arrival is JSON");
+        arrival["http"]
+            .as_str()
+            .expect("the echo saw a version")
+            .to_owned()
+    };
+    let session = call(&running.connector, "arrival", json!({}))
+        .await
+        .expect("a call through the session");
+    let line = running.connector.direct().expect("a direct line");
+    let mut params = CallToolRequestParams::new("arrival");
+    let meta = params.meta.get_or_insert_default();
+    meta.extend(line.declared().clone());
+    meta.0.insert(
+        "io.modelcontextprotocol/clientCapabilities".into(),
+        json!({}),
+    );
+    let answer = line
+        .call_tool(&params)
+        .await
+        .expect("an answer")
+        .expect("a result");
+    let ServerResult::CallToolResult(direct) = answer else {
+        panic!("not a tool result: {answer:?}");
+    };
+    [http_of(&text(&session)), http_of(&text(&direct))]
+}
+
+#[tokio::test]
+async fn http_connector_speaks_http2_to_a_cleartext_downstream_only_when_told_to() {
+    let server = echo_http().await;
+    let plain = connect(&server, Era::Modern).await;
+    assert_eq!(
+        versions_on_both_roads(&plain).await,
+        ["HTTP/1.1", "HTTP/1.1"],
+        "HTTP/1.1 unless the connector says http2"
+    );
+    plain.stop().await;
+
+    let http2 = config(json!({"url": server.url, "era": "modern", "http2": true}));
+    let http2 = Running::spawn("echo-h2c", Transport::Http(http2));
+    assert_eq!(
+        versions_on_both_roads(&http2).await,
+        ["HTTP/2.0", "HTTP/2.0"],
+        "with http2, both the session and the direct line speak h2c"
+    );
+    http2.stop().await;
 }
 
 #[tokio::test]
