@@ -67,8 +67,8 @@ async fn serve_with(
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             let tcp = tuned(tcp);
-            // hyper's timer starts with the first request's first byte (it must read that
-            // much to tell HTTP/1 from HTTP/2): a client that sends nothing is timed here.
+            // hyper's timer starts only once the builder has read the first bytes (to tell
+            // HTTP/1 from HTTP/2): a client that sends nothing is timed here.
             let mut first = [0; 1];
             if tokio::time::timeout(header_read_timeout, tcp.peek(&mut first))
                 .await

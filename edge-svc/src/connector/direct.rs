@@ -36,6 +36,7 @@ use sse_stream::SseStream;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::Error;
+use super::config::HttpConfig;
 use super::inject::InjectingClient;
 
 /// Why a call over a direct line got no answer from the downstream.
@@ -59,10 +60,10 @@ pub(crate) type LineClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Builds a direct line's client: keep-alive connections with `TCP_NODELAY` (as the session's
-/// client has them), TLS verified against the platform's roots. With `http2` it offers HTTP/2
-/// by ALPN, and with `h2c` speaks it without asking (cleartext has no ALPN); otherwise each
-/// call in flight holds an HTTP/1.1 connection.
-pub(crate) fn line_client(http2: bool, h2c: bool) -> Result<LineClient, Error> {
+/// client has them), TLS verified against the platform's roots. HTTP/2 as
+/// [`HttpConfig::http2`] says (cleartext has no ALPN, so there it is spoken without asking);
+/// otherwise each call in flight holds an HTTP/1.1 connection.
+pub(crate) fn line_client(config: &HttpConfig) -> Result<LineClient, Error> {
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     // An explicit provider: with several enabled in the build, rustls cannot pick a process
     // default and `ClientConfig::builder()` would panic.
@@ -77,13 +78,13 @@ pub(crate) fn line_client(http2: bool, h2c: bool) -> Result<LineClient, Error> {
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    let connector = if http2 {
+    let connector = if config.http2 {
         connector.enable_all_versions().wrap_connector(http)
     } else {
         connector.enable_http1().wrap_connector(http)
     };
     Ok(Client::builder(TokioExecutor::new())
-        .http2_only(h2c)
+        .http2_only(config.h2c())
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())
         .build(connector))
@@ -381,7 +382,7 @@ mod tests {
             "crm".into(),
             &url,
             headers,
-            line_client(false, false).expect("client"),
+            line_client(&HttpConfig::new(url.clone())).expect("client"),
             InjectingClient::new(reqwest::Client::new(), None, "crm".into()),
             ProtocolVersion::V_2026_07_28,
         )

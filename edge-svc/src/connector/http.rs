@@ -79,7 +79,7 @@ pub(crate) async fn open(
             Arc::clone(name),
             &config.url,
             header_map(&config.headers)?,
-            line_client(config.http2, config.h2c())?,
+            line_client(config)?,
             client,
             version,
         )?)),
