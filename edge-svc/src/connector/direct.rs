@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use axum::body::Bytes;
 use futures::StreamExt as _;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
@@ -32,7 +32,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpError;
 use rustls_platform_verifier::BuilderVerifierExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sse_stream::SseStream;
+use sse_stream::{Error as SseError, SseStream};
 use tokio_rustls::rustls::ClientConfig;
 
 use super::Error;
@@ -51,10 +51,18 @@ pub enum Exchange {
     /// The response's body broke off.
     #[error("response body from the connector broke off")]
     Receive(#[source] hyper::Error),
+    /// The answer went past [`MAX_ANSWER_BYTES`]; the rest was not read.
+    #[error("the connector's answer exceeds {} MiB", MAX_ANSWER_BYTES >> 20)]
+    TooLarge,
 }
 
 /// A direct line's pooled client, plain or TLS by the URL's scheme.
 pub(crate) type LineClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The most of a downstream's answer the line reads, JSON body or SSE stream: the bound rmcp's
+/// session puts on a JSON answer and on each SSE event (a line's stream carries one answer), so
+/// a runaway downstream cannot fill edge's memory on either road.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Idle pooled connections close after this, as the session's reqwest client's do.
 const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -218,10 +226,18 @@ impl DirectLine {
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default()
             .to_ascii_lowercase();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES).map_err(cut);
         if content_type.starts_with("text/event-stream") && status.is_success() {
-            let mut events = SseStream::new(response.into_body());
+            let mut events = SseStream::new(body);
             while let Some(event) = events.next().await {
-                let data = event?.data.unwrap_or_default();
+                let event = event.map_err(|error| match error {
+                    SseError::Body(error) => match error.downcast::<Exchange>() {
+                        Ok(exchange) => StreamableHttpError::Client(*exchange),
+                        Err(error) => SseError::Body(error).into(),
+                    },
+                    error => error.into(),
+                })?;
+                let data = event.data.unwrap_or_default();
                 if data.trim().is_empty() {
                     continue;
                 }
@@ -243,11 +259,10 @@ impl DirectLine {
         }
         // A JSON body is read whatever the status: the 2026-07-28 era sends some JSON-RPC
         // errors with 4xx statuses.
-        let body = response
-            .into_body()
+        let body = body
             .collect()
             .await
-            .map_err(|error| StreamableHttpError::Client(Exchange::Receive(error)))?
+            .map_err(StreamableHttpError::Client)?
             .to_bytes();
         answer_to(serde_json::from_slice(&body)?, id)
     }
@@ -283,6 +298,15 @@ impl DirectLine {
                 }
             })
             .await
+    }
+}
+
+/// Names why reading an answer's body stopped: the bounded body's errors are hyper's, or its
+/// own when the answer is too large.
+fn cut(error: Box<dyn std::error::Error + Send + Sync>) -> Exchange {
+    match error.downcast::<hyper::Error>() {
+        Ok(broken) => Exchange::Receive(*broken),
+        Err(_) => Exchange::TooLarge,
     }
 }
 

@@ -95,6 +95,12 @@ struct EchoParams {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct BulkParams {
+    /// How many bytes of text to return (at most 64 MiB).
+    bytes: usize,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct AddParams {
     /// Left operand.
     a: i64,
@@ -267,6 +273,11 @@ impl Echo {
             .await
             .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
         Ok("announced".to_owned())
+    }
+
+    #[tool(description = "Return a text of the given number of bytes: an answer as large as asked")]
+    fn bulk(&self, Parameters(BulkParams { bytes }): Parameters<BulkParams>) -> String {
+        "x".repeat(bytes.min(64 << 20))
     }
 
     #[tool(description = "Fail with a tool error")]

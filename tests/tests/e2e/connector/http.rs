@@ -58,6 +58,24 @@ async fn http_connector_speaks_the_legacy_era() {
     running.stop().await;
 }
 
+/// Calls `tool` with `arguments` over the connector's direct line, as the express lane does.
+async fn on_the_line(
+    running: &Running,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> Result<Result<ServerResult, rmcp::model::ErrorData>, edge_svc::connector::LineError> {
+    let line = running.connector.direct().expect("a direct line");
+    let mut params = CallToolRequestParams::new(tool.to_owned());
+    params.arguments = arguments.as_object().cloned();
+    let meta = params.meta.get_or_insert_default();
+    meta.extend(line.declared().clone());
+    meta.0.insert(
+        "io.modelcontextprotocol/clientCapabilities".into(),
+        json!({}),
+    );
+    line.call_tool(&params).await
+}
+
 /// The HTTP version a call reached the echo with on each road: rmcp's session, then edge's
 /// direct line (which a stateless downstream gets once its session is ready).
 async fn versions_on_both_roads(running: &Running) -> [String; 2] {
@@ -71,16 +89,7 @@ async fn versions_on_both_roads(running: &Running) -> [String; 2] {
     let session = call(&running.connector, "arrival", json!({}))
         .await
         .expect("a call through the session");
-    let line = running.connector.direct().expect("a direct line");
-    let mut params = CallToolRequestParams::new("arrival");
-    let meta = params.meta.get_or_insert_default();
-    meta.extend(line.declared().clone());
-    meta.0.insert(
-        "io.modelcontextprotocol/clientCapabilities".into(),
-        json!({}),
-    );
-    let answer = line
-        .call_tool(&params)
+    let answer = on_the_line(running, "arrival", json!({}))
         .await
         .expect("an answer")
         .expect("a result");
@@ -109,6 +118,46 @@ async fn http_connector_speaks_http2_to_a_cleartext_downstream_only_when_told_to
         "with http2, both the session and the direct line speak h2c"
     );
     http2.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_16_mib_is_refused_on_both_roads_and_the_connector_serves_on() {
+    let server = echo_http().await;
+    let running = connect(&server, Era::Modern).await;
+    let within = call(&running.connector, "bulk", json!({"bytes": 1 << 20}))
+        .await
+        .expect("a 1 MiB answer on the session");
+    assert_eq!(text(&within).len(), 1 << 20);
+    let within = on_the_line(&running, "bulk", json!({"bytes": 1 << 20}))
+        .await
+        .expect("an answer")
+        .expect("a result");
+    let ServerResult::CallToolResult(within) = within else {
+        panic!("not a tool result: {within:?}");
+    };
+    assert_eq!(text(&within).len(), 1 << 20, "a 1 MiB answer arrives whole");
+
+    let refused = on_the_line(&running, "bulk", json!({"bytes": 17 << 20}))
+        .await
+        .expect_err("the line stops reading past 16 MiB");
+    assert!(
+        refused.to_string().contains("exceeds 16 MiB"),
+        "the line says why: {refused}"
+    );
+    call(&running.connector, "bulk", json!({"bytes": 17 << 20}))
+        .await
+        .expect_err("rmcp's session road has the same bound");
+
+    let after = on_the_line(&running, "echo", json!({"text": "after"})).await;
+    let Ok(Ok(ServerResult::CallToolResult(after))) = after else {
+        panic!("the line serves on: {after:?}");
+    };
+    assert_eq!(text(&after), "after");
+    let after = call(&running.connector, "echo", json!({"text": "after"}))
+        .await
+        .expect("the session serves on");
+    assert_eq!(text(&after), "after");
+    running.stop().await;
 }
 
 #[tokio::test]
