@@ -230,14 +230,7 @@ impl DirectLine {
         if content_type.starts_with("text/event-stream") && status.is_success() {
             let mut events = SseStream::new(body);
             while let Some(event) = events.next().await {
-                let event = event.map_err(|error| match error {
-                    SseError::Body(error) => match error.downcast::<Exchange>() {
-                        Ok(exchange) => StreamableHttpError::Client(*exchange),
-                        Err(error) => SseError::Body(error).into(),
-                    },
-                    error => error.into(),
-                })?;
-                let data = event.data.unwrap_or_default();
+                let data = event.map_err(unwrapped)?.data.unwrap_or_default();
                 if data.trim().is_empty() {
                     continue;
                 }
@@ -307,6 +300,18 @@ fn cut(error: Box<dyn std::error::Error + Send + Sync>) -> Exchange {
     match error.downcast::<hyper::Error>() {
         Ok(broken) => Exchange::Receive(*broken),
         Err(_) => Exchange::TooLarge,
+    }
+}
+
+/// Takes the line's own [`Exchange`] back out of an SSE error that carries it, so a stream cut
+/// short reads as the JSON body's would.
+fn unwrapped(error: SseError) -> LineError {
+    match error {
+        SseError::Body(error) => match error.downcast::<Exchange>() {
+            Ok(exchange) => StreamableHttpError::Client(*exchange),
+            Err(error) => SseError::Body(error).into(),
+        },
+        error => error.into(),
     }
 }
 
