@@ -387,8 +387,10 @@ pub(crate) async fn serve(
                 .headers
                 .get("mcp-protocol-version")
                 .and_then(|value| value.to_str().ok());
+            // Boxed: opening a session is a rare, several-kilobyte future that would otherwise
+            // size the future of every request, held for the whole of each call.
             if let Some((id, request)) = plain_initialize(&bytes, header)
-                && let Some(response) = open(lane, id, request).await
+                && let Some(response) = Box::pin(open(lane, id, request)).await
             {
                 return response;
             }

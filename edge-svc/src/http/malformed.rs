@@ -35,7 +35,8 @@ pub(crate) async fn spec_shaped(
         && !is_json(&response)
         && response.status() != StatusCode::UNAUTHORIZED
     {
-        return rewrite(response).await;
+        // Boxed for the reason `open` is on the lane: rare, and it would size every request.
+        return Box::pin(rewrite(response)).await;
     }
     response
 }
