@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::StatusCode;
@@ -73,7 +72,6 @@ pub fn router(
             get(svc_kit::telemetry::metrics::scrape_response),
         )
         .fallback(not_found)
-        .layer(middleware::from_fn(crate::telemetry::stash_trace_context))
         .layer(svc_kit::http::trace_layer())
 }
 
@@ -252,10 +250,13 @@ impl Endpoints {
 async fn dispatch(
     State(endpoints): State<Arc<Endpoints>>,
     Path(name): Path<String>,
-    request: Request<Body>,
+    mut request: Request<Body>,
 ) -> Response {
     match endpoints.endpoint(&name) {
-        Some(endpoint) => endpoint.serve(request).await,
+        Some(endpoint) => {
+            crate::telemetry::stash_trace_context(&mut request);
+            endpoint.serve(request).await
+        }
         None => not_served(&name),
     }
 }

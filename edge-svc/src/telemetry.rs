@@ -2,7 +2,7 @@
 //! and its request metrics per virtual server, method, tool and connector.
 //!
 //! rmcp runs a session's handlers in tasks spawned under the request that opened the session, so
-//! the span of a later request would land in the wrong trace. The HTTP layer therefore leaves the
+//! the span of a later request would land in the wrong trace. The MCP endpoint therefore leaves the
 //! trace context of each HTTP request in the request's extensions ([`stash_trace_context`]) and
 //! the MCP span is parented on it explicitly.
 
@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
 use opentelemetry::trace::Status;
@@ -112,10 +110,12 @@ pub fn watch_sessions(virtual_server: &str, count: SessionCount) {
 }
 
 /// Leaves the current (HTTP request) span's trace context in the request for the MCP handler.
-pub async fn stash_trace_context(mut request: Request<Body>, next: Next) -> Response {
+///
+/// Called by the MCP endpoint itself, the one reader, rather than as a middleware layer, which
+/// would clone the router's service and box a future on every request to every route.
+pub fn stash_trace_context(request: &mut Request<Body>) {
     let context = tracing::Span::current().context();
     request.extensions_mut().insert(HttpTraceContext(context));
-    next.run(request).await
 }
 
 /// Runs `work` with the trace context of the HTTP request `context` came on made current, so
