@@ -2,8 +2,8 @@
 
 use edge_svc::connector::{ConnectorState, Era, Transport};
 use rmcp::model::{
-    CallToolRequestParams, ClientRequest, ProtocolVersion, Request, ServerNotification,
-    ServerResult,
+    CallToolRequestParams, ClientCapabilities, ClientRequest, ProtocolVersion, Request,
+    ServerNotification, ServerResult,
 };
 use serde_json::json;
 use tokio::process::Command;
@@ -69,10 +69,7 @@ async fn on_the_line(
     params.arguments = arguments.as_object().cloned();
     let meta = params.meta.get_or_insert_default();
     meta.extend(line.declared().clone());
-    meta.0.insert(
-        "io.modelcontextprotocol/clientCapabilities".into(),
-        json!({}),
-    );
+    meta.set_client_capabilities(ClientCapabilities::default());
     line.call_tool(&params).await
 }
 
