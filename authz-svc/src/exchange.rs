@@ -65,6 +65,7 @@ impl AuthzState {
             // Revoking the subject's grant revokes what was exchanged from it.
             grant: subject.sid.as_deref(),
             ttl,
+            not_after: Some(subject.exp),
             groups: &subject.groups,
             act: subject.act.clone(),
             agent: subject.agent.clone(),
@@ -93,6 +94,7 @@ impl AuthzState {
             scope: "",
             grant: None,
             ttl: self.config.access_token_ttl.min(MAX_AGENT_TOKEN_TTL),
+            not_after: None,
             groups: &[],
             act: None,
             agent: None,

@@ -81,6 +81,9 @@ pub(crate) struct TokenRequest<'a> {
     pub(crate) scope: &'a str,
     pub(crate) grant: Option<&'a str>,
     pub(crate) ttl: Duration,
+    /// The latest `exp` the token may carry: an exchanged token never outlives its subject
+    /// token, even when the clock ticks into the next second between the two reads of it.
+    pub(crate) not_after: Option<i64>,
     pub(crate) groups: &'a [String],
     pub(crate) act: Option<serde_json::Value>,
     pub(crate) agent: Option<AgentClaim>,
@@ -109,7 +112,9 @@ pub(crate) fn mint(
         scope: request.scope.to_owned(),
         jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>()?),
         iat,
-        exp: iat.saturating_add(i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX)),
+        exp: iat
+            .saturating_add(i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX))
+            .min(request.not_after.unwrap_or(i64::MAX)),
         sid: request.grant.map(str::to_owned),
         groups: request.groups.to_vec(),
         act: request.act.clone(),

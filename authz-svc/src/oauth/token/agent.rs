@@ -47,6 +47,7 @@ pub(super) async fn client_credentials(
         scope: &scope,
         grant: None,
         ttl: state.config.access_token_ttl.min(MAX_AGENT_TOKEN_TTL),
+        not_after: None,
         groups: &[],
         act: None,
         agent: Some(AgentClaim {

@@ -116,6 +116,7 @@ pub(super) async fn exchange(
         // Revoking the subject's grant revokes what was exchanged from it.
         grant: subject.sid.as_deref(),
         ttl,
+        not_after: Some(subject.exp),
         groups: &subject.groups,
         act: Some(act),
         agent: None,

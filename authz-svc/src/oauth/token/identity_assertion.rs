@@ -128,6 +128,7 @@ pub(super) async fn jwt_bearer(
         scope: &scope,
         grant: None,
         ttl: state.config.access_token_ttl,
+        not_after: None,
         groups: &groups,
         act: None,
         agent: None,
