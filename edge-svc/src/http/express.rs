@@ -43,6 +43,8 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::sessions::{Handshake, Session, Sessions};
+
+mod detach;
 use crate::inbound::Inbound;
 use crate::proxy::Proxy;
 
@@ -407,10 +409,10 @@ pub(crate) async fn serve(
         Client::Session(session) => Some(session.begin_call(id.clone(), cancelled.clone())),
         Client::Stateless(_) => None,
     };
-    // The call runs on its own task so that a client hanging up cancels it (and its record
-    // says so) instead of dropping it half-recorded.
+    // A client hanging up cancels the call (and its record says so) instead of dropping it
+    // half-recorded: the call is detached, and then sees the cancellation.
     let hang_up = cancelled.clone().drop_guard();
-    let call = tokio::spawn(async move {
+    let call = detach::Detachable::new(async move {
         let express = Express {
             parts,
             id,
@@ -432,8 +434,8 @@ pub(crate) async fn serve(
     match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(parts)) => next(Request::from_parts(parts, Body::from(bytes))).await,
-        Err(failed) => {
-            tracing::error!(error = %failed, "a tools/call on the express lane failed");
+        Err(_panic) => {
+            tracing::error!("a tools/call on the express lane panicked");
             let error = ErrorData::internal_error("the gateway failed to answer this call", None);
             encode(StatusCode::OK, &ServerJsonRpcMessage::error(error, None))
         }
