@@ -43,10 +43,10 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::sessions::{Handshake, Session, Sessions};
-
-mod detach;
 use crate::inbound::Inbound;
 use crate::proxy::Proxy;
+
+mod detach;
 
 /// What the lane needs to answer a request of one virtual server.
 pub(crate) struct Lane {

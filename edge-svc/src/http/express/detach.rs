@@ -9,18 +9,21 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+
+use futures::FutureExt as _;
+use futures::future::CatchUnwind;
 
 /// The in-flight call; polling it drives the call, dropping it first detaches the call.
 pub(super) struct Detachable<F: Future + Send + 'static> {
-    call: Option<Pin<Box<F>>>,
+    call: Option<Pin<Box<CatchUnwind<AssertUnwindSafe<F>>>>>,
 }
 
 impl<F: Future + Send + 'static> Detachable<F> {
     /// Wraps `call`, which nothing has polled yet.
     pub(super) fn new(call: F) -> Self {
         Self {
-            call: Some(Box::pin(call)),
+            call: Some(Box::pin(AssertUnwindSafe(call).catch_unwind())),
         }
     }
 }
@@ -34,11 +37,7 @@ impl<F: Future + Send + 'static> Future for Detachable<F> {
         let Some(call) = self.call.as_mut() else {
             return Poll::Pending;
         };
-        let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(answer)) => Ok(answer),
-            Err(panic) => Err(panic),
-        };
+        let answer = ready!(call.as_mut().poll(cx));
         self.call = None;
         Poll::Ready(answer)
     }
