@@ -9,17 +9,17 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-/// Longest a client may take to send a request's headers, and longest a kept-alive connection
-/// may wait idle for its next request (hyper's timer covers both): a slow or silent client
-/// cannot hold a connection open for free.
+/// Longest a client may take to send a request's headers, longest a new connection may stay
+/// silent, and longest a kept-alive connection may wait idle for its next request: a slow or
+/// silent client cannot hold a connection open for free.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long accepting pauses after an error that is not one connection's (out of file
@@ -39,11 +39,11 @@ async fn serve_with(
     shutdown: CancellationToken,
     header_read_timeout: Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
+    let http2 = http2::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, remote) = tokio::select! {
@@ -64,26 +64,68 @@ async fn serve_with(
             request.extensions_mut().insert(ConnectInfo(remote));
             router.clone().oneshot(request)
         });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (http1, http2, watcher) = (http1.clone(), http2.clone(), graceful.watcher());
         tokio::spawn(async move {
             let tcp = tuned(tcp);
-            // hyper's timer starts only once the builder has read the first bytes (to tell
-            // HTTP/1 from HTTP/2): a client that sends nothing is timed here.
-            let mut first = [0; 1];
-            if tokio::time::timeout(header_read_timeout, tcp.peek(&mut first))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::trace!(error = %error, "connection ended with an error");
+            // hyper's timer starts with the first request, so a client that sends nothing is
+            // timed here, while its first bytes tell which protocol it speaks.
+            let version = match tokio::time::timeout(header_read_timeout, sniff(&tcp)).await {
+                Ok(Ok(Some(version))) => version,
+                Ok(Ok(None)) | Err(_) => return,
+                Ok(Err(error)) => {
+                    tracing::trace!(%error, "connection failed before its first request");
+                    return;
+                }
+            };
+            let io = TokioIo::new(tcp);
+            let ended = match version {
+                Version::Http1 => watcher.watch(http1.serve_connection(io, service)).await,
+                Version::Http2 => watcher.watch(http2.serve_connection(io, service)).await,
+            };
+            if let Err(error) = ended {
+                tracing::trace!(%error, "connection ended with an error");
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// What a client speaks on a connection: HTTP/2 announces itself with [`PREFACE`] (h2c with
+/// prior knowledge), anything else is served as HTTP/1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Http1,
+    Http2,
+}
+
+/// The connection preface every HTTP/2 client sends first (RFC 9113, section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long sniffing waits before peeking again at a client that has sent part of [`PREFACE`]
+/// (a peek returns at once while any byte is buffered, so it cannot wait for more by itself).
+const PARTIAL_PREFACE_PAUSE: Duration = Duration::from_millis(5);
+
+/// Tells the client's protocol from its first bytes without consuming them, so hyper's own
+/// first read takes the whole request into its buffer. (hyper-util's version sniffing reads
+/// them and hands them back on their own, and hyper then grows its 8 KiB read buffer to
+/// 16 KiB for every connection, and every buffer it takes later to that size as well.)
+/// `None`: the client closed before sending anything.
+async fn sniff(tcp: &TcpStream) -> std::io::Result<Option<Version>> {
+    let mut first = [0; PREFACE.len()];
+    loop {
+        let peeked = tcp.peek(&mut first).await?;
+        if peeked == 0 {
+            return Ok(None);
+        }
+        if first[..peeked] != PREFACE[..peeked] {
+            return Ok(Some(Version::Http1));
+        }
+        if peeked == PREFACE.len() {
+            return Ok(Some(Version::Http2));
+        }
+        tokio::time::sleep(PARTIAL_PREFACE_PAUSE).await;
+    }
 }
 
 /// Small SSE writes must not wait for the client's delayed ACK (~40 ms per reply otherwise).
@@ -177,6 +219,50 @@ mod tests {
         assert_eq!(answer.version(), http::Version::HTTP_2);
         assert_eq!(answer.status(), http::StatusCode::OK);
         shutdown.cancel();
+    }
+
+    /// A connected pair: what the client writes, the server side peeks at.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn the_protocol_is_told_from_the_first_bytes_even_when_the_preface_arrives_in_parts() {
+        let (mut client, server) = pair().await;
+        client
+            .write_all(b"POST /mcp HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        assert_eq!(
+            super::sniff(&server).await.expect("sniffed"),
+            Some(super::Version::Http1)
+        );
+
+        let (mut client, server) = pair().await;
+        client.write_all(&super::PREFACE[..9]).await.expect("write");
+        let rest = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(&super::PREFACE[9..]).await.expect("write");
+            client
+        });
+        assert_eq!(
+            super::sniff(&server).await.expect("sniffed"),
+            Some(super::Version::Http2)
+        );
+        drop(rest.await.expect("writer"));
+
+        let (client, server) = pair().await;
+        drop(client);
+        assert_eq!(
+            super::sniff(&server).await.expect("sniffed"),
+            None,
+            "closed unsent"
+        );
     }
 
     #[tokio::test]

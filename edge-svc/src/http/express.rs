@@ -354,7 +354,7 @@ pub(crate) async fn serve(
     let Some(road) = lane.road(request.method(), request.headers()) else {
         return next(request).await;
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     // The body was read whole and checked by the step before this one; reading it again
     // takes the buffer it left.
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
@@ -402,6 +402,7 @@ pub(crate) async fn serve(
     let Some((id, params, client)) = taken else {
         return next(Request::from_parts(parts, Body::from(bytes))).await;
     };
+    let bytes = rehome(&mut parts, bytes);
     let proxy = (lane.proxy)();
     let cancelled = CancellationToken::new();
     // A session's client cancels with a notification, or by ending the session.
@@ -439,6 +440,56 @@ pub(crate) async fn serve(
             let error = ErrorData::internal_error("the gateway failed to answer this call", None);
             encode(StatusCode::OK, &ServerJsonRpcMessage::error(error, None))
         }
+    }
+}
+
+/// Moves a call's request head and body out of hyper's read buffer into one small allocation
+/// of their own, and returns the body's copy. hyper hands out the URI, every header value and
+/// the body as slices of the connection's 8 KiB read buffer, and while a call is in flight it
+/// reads on into a fresh buffer (to notice a client hanging up), so a call holding its request
+/// as hyper gave it would keep two buffers per connection for as long as the downstream takes.
+/// The body is taken so that its slice is gone too. hyper offers no setting for this; what
+/// cannot be copied exactly stays as it was.
+fn rehome(parts: &mut http::request::Parts, body: Bytes) -> Bytes {
+    let target = origin_form(&parts.uri);
+    let target_len = target.map_or(0, str::len);
+    let values: usize = parts.headers.values().map(|value| value.len()).sum();
+    let mut arena = Vec::with_capacity(body.len() + values + target_len);
+    arena.extend_from_slice(&body);
+    for value in parts.headers.values() {
+        arena.extend_from_slice(value.as_bytes());
+    }
+    arena.extend_from_slice(target.unwrap_or_default().as_bytes());
+    let arena = Bytes::from(arena);
+    let mut at = body.len();
+    for value in parts.headers.values_mut() {
+        let end = at + value.len();
+        if let Ok(mut copy) = http::HeaderValue::from_maybe_shared(arena.slice(at..end)) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+        at = end;
+    }
+    if target_len > 0
+        && let Ok(uri) = http::Uri::from_maybe_shared(arena.slice(at..))
+    {
+        // axum's router keeps a clone of the URI as it arrived, which would hold the buffer too.
+        if let Some(original) = parts.extensions.get_mut::<axum::extract::OriginalUri>()
+            && original.0 == parts.uri
+        {
+            original.0 = uri.clone();
+        }
+        parts.uri = uri;
+    }
+    arena.slice(..body.len())
+}
+
+/// A request target in origin form (a path and query: all the lane sees), or `None`; a URI in
+/// any other form is left as it came.
+fn origin_form(uri: &http::Uri) -> Option<&str> {
+    match (uri.authority(), uri.path_and_query()) {
+        (None, Some(target)) => Some(target.as_str()),
+        _ => None,
     }
 }
 
@@ -913,5 +964,65 @@ mod tests {
         );
         assert_eq!(status_of(ErrorCode::INVALID_PARAMS), StatusCode::OK);
         assert_eq!(status_of(ErrorCode::INTERNAL_ERROR), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_call_keeps_its_request_in_memory_of_its_own_not_in_the_connections_read_buffer() {
+        // As hyper hands a request over: URI, header values and body are slices of one buffer.
+        let mut buffer = Vec::from(&b"/v/demo/mcp?x=1 application/json Bearer t0k"[..]);
+        buffer.extend_from_slice(CALL.as_bytes());
+        let buffer = Bytes::from(buffer);
+        let (mut parts, ()) = http::Request::builder()
+            .uri(http::Uri::from_maybe_shared(buffer.slice(0..15)).expect("uri"))
+            .header(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_maybe_shared(buffer.slice(16..32)).expect("value"),
+            )
+            .header(header::AUTHORIZATION, {
+                let mut value =
+                    http::HeaderValue::from_maybe_shared(buffer.slice(33..43)).expect("value");
+                value.set_sensitive(true);
+                value
+            })
+            .header(header::ACCEPT, "application/json")
+            .header(header::ACCEPT, "text/event-stream")
+            .body(())
+            .expect("request")
+            .into_parts();
+        // axum's router keeps the URI as it arrived.
+        let original = axum::extract::OriginalUri(parts.uri.clone());
+        parts.extensions.insert(original);
+        let body = buffer.slice(43..);
+        // Owned copies: a clone of a header value would hold the buffer too.
+        let text = |parts: &http::request::Parts| {
+            let headers = parts.headers.iter();
+            let headers = headers.map(|(name, value)| format!("{name}: {value:?}"));
+            (parts.uri.to_string(), headers.collect::<Vec<_>>())
+        };
+        let before = text(&parts);
+
+        let copied = rehome(&mut parts, body);
+
+        assert!(
+            buffer.is_unique(),
+            "nothing of the call still holds the read buffer"
+        );
+        assert_eq!(copied, CALL.as_bytes());
+        assert_eq!(text(&parts), before);
+        let original = parts.extensions.get::<axum::extract::OriginalUri>();
+        assert_eq!(
+            original.map(|uri| uri.to_string()).as_deref(),
+            Some("/v/demo/mcp?x=1")
+        );
+        assert_eq!(parts.headers[header::AUTHORIZATION], "Bearer t0k");
+        assert!(parts.headers[header::AUTHORIZATION].is_sensitive());
+        assert_eq!(
+            parts
+                .headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .collect::<Vec<_>>(),
+            ["application/json", "text/event-stream"]
+        );
     }
 }
