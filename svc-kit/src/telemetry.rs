@@ -8,7 +8,7 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -136,7 +136,12 @@ fn tracer_provider(
 ) -> anyhow::Result<SdkTracerProvider> {
     let builder = SdkTracerProvider::builder().with_resource(resource(service, config));
     let Some(endpoint) = &config.otlp_endpoint else {
-        return Ok(builder.build());
+        // With nowhere to export to, a span is recorded only when the caller's trace asks for it
+        // (so its sampled flag travels on as it came); the others still get trace and span ids
+        // for logs, records and propagation, but the SDK does not build their data on every
+        // request only to drop it.
+        let unexported = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+        return Ok(builder.with_sampler(unexported).build());
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
@@ -252,6 +257,39 @@ mod tests {
         let (text, returned) = logged_text(logs::Style::Json, work);
         let line = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text}"));
         (line, returned)
+    }
+
+    #[test]
+    fn without_an_exporter_only_a_trace_the_caller_sampled_is_recorded_and_every_span_has_ids() {
+        use opentelemetry::trace::{
+            Span as _, SpanContext, SpanId, TraceFlags, TraceId, TraceState, Tracer as _,
+        };
+        let provider = tracer_provider("svc-kit-test", &TelemetryConfig::default()).unwrap();
+        let tracer = provider.tracer("svc-kit-test");
+
+        let root = tracer.start("request");
+        assert!(!root.is_recording(), "nobody asked for this trace");
+        assert!(
+            root.span_context().is_valid(),
+            "its ids still go to logs and downstreams"
+        );
+        assert!(!root.span_context().is_sampled());
+
+        let caller = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let parent = opentelemetry::Context::new().with_remote_span_context(caller.clone());
+        let child = tracer.start_with_context("request", &parent);
+        assert!(child.is_recording(), "the caller sampled its trace");
+        assert!(
+            child.span_context().is_sampled(),
+            "and downstreams are told so"
+        );
+        assert_eq!(child.span_context().trace_id(), caller.trace_id());
     }
 
     #[test]
