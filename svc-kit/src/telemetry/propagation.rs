@@ -7,6 +7,7 @@ use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::{TraceContextExt as _, TraceFlags};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
@@ -35,12 +36,12 @@ pub fn extract_http(headers: &HeaderMap) -> Context {
 /// Writes the trace context of `cx` into `headers` as `traceparent` (and
 /// `tracestate` when present); writes nothing for a context without a span.
 pub fn inject_http(cx: &Context, headers: &mut HeaderMap) {
-    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+    inject(cx, &mut HeaderInjector(headers));
 }
 
 /// Writes the trace context of `cx` into gRPC request metadata.
 pub fn inject_grpc(cx: &Context, metadata: &mut MetadataMap) {
-    TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
+    inject(cx, &mut MetadataInjector(metadata));
 }
 
 /// Returns the W3C fields of `cx` (`traceparent`, and `tracestate` when it is not empty) for
@@ -48,9 +49,40 @@ pub fn inject_grpc(cx: &Context, metadata: &mut MetadataMap) {
 /// (SEP-414 reserves those two keys there); empty for a context without a span.
 pub fn w3c_fields(cx: &Context) -> Vec<(&'static str, String)> {
     let mut injector = FieldInjector(Vec::with_capacity(2));
-    TraceContextPropagator::new().inject_context(cx, &mut injector);
+    inject(cx, &mut injector);
     injector.0
 }
+
+/// Sets `traceparent` and `tracestate` of `cx`'s span on `injector`, exactly as the SDK's
+/// `TraceContextPropagator` does (nothing for a context without a valid span). Written here
+/// because the propagator formats the 128-bit trace id through `format!("{:032x}")`, about
+/// 3,000 instructions on every downstream and gRPC call; these are the same bytes for a tenth.
+fn inject(cx: &Context, injector: &mut dyn Injector) {
+    let span = cx.span();
+    let span_context = span.span_context();
+    if !span_context.is_valid() {
+        return;
+    }
+    let flags = [(span_context.trace_flags() & TraceFlags::SAMPLED).to_u8()];
+    let mut traceparent = String::with_capacity(55);
+    traceparent.push_str("00");
+    for field in [
+        &span_context.trace_id().to_bytes()[..],
+        &span_context.span_id().to_bytes()[..],
+        &flags[..],
+    ] {
+        traceparent.push('-');
+        for byte in field {
+            traceparent.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            traceparent.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+        }
+    }
+    injector.set("traceparent", traceparent);
+    injector.set("tracestate", span_context.trace_state().header());
+}
+
+/// Lowercase, as W3C Trace Context requires.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Returns the trace context of the current `tracing` span.
 pub fn current_context() -> Context {
@@ -64,7 +96,6 @@ pub fn current_context() -> Context {
 /// active context is the entered span's (the tracing layer attaches it on entry) unless a caller
 /// attached another one since, as edge does for the HTTP request an MCP handler answers.
 pub fn current_trace_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt as _;
     let context = Context::current();
     let span = context.span();
     let span_context = span.span_context();
@@ -128,9 +159,7 @@ impl Injector for MetadataInjector<'_> {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::trace::{
-        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
-    };
+    use opentelemetry::trace::{SpanContext, SpanId, TraceId, TraceState};
 
     use super::*;
 
@@ -165,6 +194,45 @@ mod tests {
             SpanId::from_hex("00f067aa0ba902b7").unwrap()
         );
         assert!(span_context.is_sampled());
+    }
+
+    /// Collects what an injection sets.
+    #[derive(Default)]
+    struct Recorded(Vec<(String, String)>);
+
+    impl Injector for Recorded {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.push((key.to_owned(), value));
+        }
+    }
+
+    #[test]
+    fn the_fields_injected_are_the_ones_the_sdk_propagator_writes() {
+        let state = TraceState::from_key_value([("vendor", "v1"), ("other", "x")]).unwrap();
+        let contexts = [
+            remote_context(),
+            Context::new(),
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+                SpanId::from_hex("b7ad6b7169203331").unwrap(),
+                TraceFlags::default(),
+                false,
+                state,
+            )),
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from_hex("000000000000000000000000000000a1").unwrap(),
+                SpanId::from_hex("00000000000000f0").unwrap(),
+                TraceFlags::new(0xff),
+                true,
+                TraceState::default(),
+            )),
+        ];
+        for cx in contexts {
+            let (mut ours, mut sdk) = (Recorded::default(), Recorded::default());
+            inject(&cx, &mut ours);
+            TraceContextPropagator::new().inject_context(&cx, &mut sdk);
+            assert_eq!(ours.0, sdk.0);
+        }
     }
 
     #[test]
