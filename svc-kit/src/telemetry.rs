@@ -261,9 +261,7 @@ mod tests {
 
     #[test]
     fn without_an_exporter_only_a_trace_the_caller_sampled_is_recorded_and_every_span_has_ids() {
-        use opentelemetry::trace::{
-            Span as _, SpanContext, SpanId, TraceFlags, TraceId, TraceState, Tracer as _,
-        };
+        use opentelemetry::trace::{Span as _, Tracer as _};
         let provider = tracer_provider("svc-kit-test", &TelemetryConfig::default()).unwrap();
         let tracer = provider.tracer("svc-kit-test");
 
@@ -275,21 +273,24 @@ mod tests {
         );
         assert!(!root.span_context().is_sampled());
 
-        let caller = SpanContext::new(
-            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         );
-        let parent = opentelemetry::Context::new().with_remote_span_context(caller.clone());
+        let parent = propagation::extract_http(&headers);
         let child = tracer.start_with_context("request", &parent);
         assert!(child.is_recording(), "the caller sampled its trace");
         assert!(
             child.span_context().is_sampled(),
             "and downstreams are told so"
         );
-        assert_eq!(child.span_context().trace_id(), caller.trace_id());
+        assert_eq!(
+            child.span_context().trace_id(),
+            parent.span().span_context().trace_id()
+        );
     }
 
     #[test]
