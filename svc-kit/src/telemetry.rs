@@ -217,7 +217,12 @@ mod tests {
         let guard = TelemetryGuard {
             provider: Some(tracer_provider("svc-kit-test", &config).unwrap()),
             meters: Some(
-                metrics::meter_provider(resource("svc-kit-test", &config), &config).unwrap(),
+                metrics::provider_on(
+                    &prometheus::Registry::new(),
+                    resource("svc-kit-test", &config),
+                    &config,
+                )
+                .unwrap(),
             ),
         };
         guard.shutdown().await;
@@ -431,25 +436,27 @@ mod tests {
         assert!(init("svc-kit-test", &config).is_err());
     }
 
-    #[tokio::test]
-    async fn interceptor_injects_the_current_span() {
-        let guard = install("svc-kit-test", &test_config(), true).unwrap();
-        let span = tracing::info_span!("outgoing");
-        let request = span.in_scope(|| {
-            TraceContextInterceptor
-                .call(tonic::Request::new(()))
+    #[test]
+    fn interceptor_injects_the_current_span() {
+        // Under a subscriber of its own: the process-wide one may belong to another test, whose
+        // tracer provider that test has already shut down.
+        let (_, (traceparent, trace_id)) = logged_text(logs::Style::Json, || {
+            let span = tracing::info_span!("outgoing");
+            let request = span.in_scope(|| {
+                TraceContextInterceptor
+                    .call(tonic::Request::new(()))
+                    .unwrap()
+            });
+            let traceparent = request
+                .metadata()
+                .get("traceparent")
                 .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (traceparent, span.context().span().span_context().trace_id())
         });
-        let traceparent = request
-            .metadata()
-            .get("traceparent")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let trace_id = span.context().span().span_context().trace_id();
         assert!(trace_id != opentelemetry::trace::TraceId::INVALID);
         assert!(traceparent.contains(&trace_id.to_string()), "{traceparent}");
-        guard.shutdown().await;
     }
 }

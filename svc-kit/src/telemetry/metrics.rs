@@ -101,7 +101,9 @@ pub(crate) fn meter_provider(
     provider_on(registry, resource, config)
 }
 
-fn provider_on(
+/// Builds a meter provider as [`meter_provider`] does, on `registry`: tests give each provider a
+/// registry of its own, as the process registry takes one provider's collector only once.
+pub(super) fn provider_on(
     registry: &prometheus::Registry,
     resource: Resource,
     config: &TelemetryConfig,
