@@ -79,18 +79,10 @@ pub(crate) fn install(
         .boxed(),
         (_, true) => tracing_subscriber::fmt::layer().with_test_writer().boxed(),
     };
-    // Spans carry what their code gives them, not the source file and line, the thread or
-    // busy and idle times: those cost two clocks per poll and five attributes per span on
-    // every request, and say nothing about an MCP call that its own attributes do not.
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_location(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_tracer(provider.tracer(service));
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer.with_filter(logged()))
-        .with(otel_layer)
+        .with(trace_layer(provider.tracer(service)))
         .try_init();
     if installed.is_err() {
         // Another thread installed a subscriber since the check above; keep it.
@@ -100,6 +92,28 @@ pub(crate) fn install(
         provider: Some(provider),
         meters: Some(meters),
     })
+}
+
+/// Returns the layer that gives every `tracing` span an OpenTelemetry span of `tracer`.
+///
+/// Spans carry what their code gives them, not the source file and line, the thread or busy and
+/// idle times: those cost two clocks per poll and five attributes per span on every request, and
+/// say nothing about an MCP call that its own attributes do not. Entering a span does not make
+/// its context OpenTelemetry's current one either: that clones and attaches a context on every
+/// poll of every instrumented future, and what reads the current trace here
+/// (`propagation::current_trace_id`) asks the entered span itself.
+fn trace_layer<S>(
+    tracer: opentelemetry_sdk::trace::Tracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_tracer(tracer)
 }
 
 /// Returns what the log layer sees: every event, and every span but the [`TRACE_ONLY`] ones.
@@ -250,7 +264,7 @@ mod tests {
         let writer = captured.clone();
         let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc-kit-test")))
+            .with(trace_layer(provider.tracer("svc-kit-test")))
             .with(logs::LogLayer::new(move || writer.clone(), style).with_filter(logged()));
         let returned = tracing::subscriber::with_default(subscriber, work);
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -458,5 +472,34 @@ mod tests {
         });
         assert!(trace_id != opentelemetry::trace::TraceId::INVALID);
         assert!(traceparent.contains(&trace_id.to_string()), "{traceparent}");
+    }
+
+    #[test]
+    fn the_current_trace_is_the_entered_spans_unless_a_context_is_attached() {
+        let (_, (inside, outside, attached, span_trace)) = logged_text(logs::Style::Json, || {
+            let span = tracing::info_span!("request");
+            let inside = span.in_scope(propagation::current_trace_id);
+            let outside = propagation::current_trace_id();
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "traceparent",
+                http::HeaderValue::from_static(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+            );
+            let attached = span.in_scope(|| {
+                let _attached = propagation::extract_http(&headers).attach();
+                propagation::current_trace_id()
+            });
+            let span_trace = span.context().span().span_context().trace_id();
+            (inside, outside, attached, span_trace)
+        });
+        assert_eq!(inside, Some(span_trace.to_string()));
+        assert_eq!(outside, None, "outside every span and context");
+        assert_eq!(
+            attached.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "a context attached inside the span is the one the caller meant"
+        );
     }
 }

@@ -89,14 +89,17 @@ pub fn current_context() -> Context {
     tracing::Span::current().context()
 }
 
-/// Returns the W3C trace id (32 hex digits) of the active OpenTelemetry context, or `None`
-/// outside a trace.
+/// Returns the W3C trace id (32 hex digits) of the current trace, or `None` outside a trace.
 ///
 /// Audit records carry it so a security reviewer can jump from a record to its trace. The
-/// active context is the entered span's (the tracing layer attaches it on entry) unless a caller
-/// attached another one since, as edge does for the HTTP request an MCP handler answers.
+/// current trace is the one of a context a caller attached, as edge does for the HTTP request an
+/// MCP handler answers, else the entered `tracing` span's (the layer does not attach spans'
+/// contexts on entry, see `telemetry::install`).
 pub fn current_trace_id() -> Option<String> {
-    let context = Context::current();
+    trace_id_of(&Context::current()).or_else(|| trace_id_of(&current_context()))
+}
+
+fn trace_id_of(context: &Context) -> Option<String> {
     let span = context.span();
     let span_context = span.span_context();
     span_context
