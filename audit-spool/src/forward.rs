@@ -178,19 +178,16 @@ async fn deliver(
 /// Returns the batch's events as encoded; when `check`ing, without the records that do not
 /// decode as an event (each logged as an error).
 fn payloads(batch: Vec<crate::SpooledRecord>, check: bool) -> Vec<Vec<u8>> {
-    batch
-        .into_iter()
-        .map(|record| record.payload)
-        .filter(|payload| {
-            if !check {
-                return true;
-            }
-            match AuditEvent::decode(payload.as_slice()) {
-                Ok(_) => true,
-                Err(error) => {
-                    tracing::error!(%error, "dropping an undecodable audit spool record");
-                    false
-                }
+    let payloads = batch.into_iter().map(|record| record.payload);
+    if !check {
+        return payloads.collect();
+    }
+    payloads
+        .filter(|payload| match AuditEvent::decode(payload.as_slice()) {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(%error, "dropping an undecodable audit spool record");
+                false
             }
         })
         .collect()

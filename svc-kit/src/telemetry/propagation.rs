@@ -94,7 +94,7 @@ pub fn current_context() -> Context {
 /// Audit records carry it so a security reviewer can jump from a record to its trace. The
 /// current trace is the one of a context a caller attached, as edge does for the HTTP request an
 /// MCP handler answers, else the entered `tracing` span's (the layer does not attach spans'
-/// contexts on entry, see `telemetry::install`).
+/// contexts on entry, see `telemetry::trace_layer`).
 pub fn current_trace_id() -> Option<String> {
     trace_id_of(&Context::current()).or_else(|| trace_id_of(&current_context()))
 }
