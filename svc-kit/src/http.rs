@@ -53,7 +53,7 @@ impl<B> MakeSpan<B> for HttpMakeSpan {
         let span = tracing::info_span!(
             "http.request",
             otel.kind = "server",
-            http.request.method = %request.method(),
+            http.request.method = request.method().as_str(),
             url.path = request.uri().path(),
         );
         // Fails only when no OpenTelemetry layer is installed, where there is no trace to continue.

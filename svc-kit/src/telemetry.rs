@@ -441,6 +441,32 @@ mod tests {
         assert_eq!(text.lines().count(), 1, "{text}");
     }
 
+    #[test]
+    fn a_readable_value_is_quoted_as_debug_quotes_it_plain_or_not() {
+        let values = [
+            "crm",
+            "",
+            "a \"quoted\" line",
+            "back\\slash",
+            "new\nline",
+            "ü",
+            "\u{7f}",
+        ];
+        for value in values {
+            let (text, ()) = logged_text(logs::Style::Readable { ansi: false }, || {
+                let span = tracing::info_span!("request", value);
+                let _entered = span.enter();
+                tracing::info!(value, "seen");
+            });
+            let expected = format!("request{{value={value:?}}}:");
+            assert!(text.contains(&expected), "{expected} in {text}");
+            assert!(
+                text.trim_end().ends_with(&format!("seen value={value:?}")),
+                "{text}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn invalid_filter_is_an_error() {
         let config = TelemetryConfig {

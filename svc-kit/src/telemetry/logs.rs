@@ -274,8 +274,20 @@ impl Visit for Members<'_> {
         self.member(field, &value);
     }
 
+    /// Readable, a value of printable ASCII without quotes or backslashes is written between
+    /// quotes as it is: what `{:?}` writes for it, without formatting it one character at a
+    /// time (a request span's strings went through `fmt` on every call).
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, value);
+        let plain = |byte: &u8| matches!(byte, b' '..=b'~') && !matches!(byte, b'"' | b'\\');
+        if self.json || !value.as_bytes().iter().all(plain) {
+            self.member(field, value);
+            return;
+        }
+        self.out.push(b' ');
+        self.out.extend_from_slice(field.name().as_bytes());
+        self.out.extend_from_slice(b"=\"");
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
