@@ -3,8 +3,8 @@
 `mcp-load --era legacy --concurrency CLIENTS` opens one session per client (initialize +
 initialized, kept for the whole run) and shares a bounded budget of calls between them, so every
 session is live and in use at once. With --list-tools each client also lists the tools once after
-the handshake, as SDK clients do (on Gatehouse that wakes a resting session: rmcp then runs a worker
-for it). VmRSS of the gateway is sampled every 50 ms during the run.
+the handshake, as SDK clients do (Gatehouse's express lane answers a plain `tools/list` too, so the
+session stays at rest). VmRSS of the gateway is sampled every 50 ms during the run.
 
 Usage: python3 bench/crowd.py --load BIN --url URL --pid PID [--clients 1000] [--requests 20000]
            [--max-seconds 30] [--list-tools]

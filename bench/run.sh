@@ -153,7 +153,7 @@ EDGE
 }
 standalone_edge edge || say "standalone edge run failed"
 cleanup; PIDS=()
-# The same with clients that list the tools first, as SDK clients do: their sessions are awake.
+# The same with clients that list the tools first, as SDK clients do (the lane answers the listing).
 standalone_edge edge-listing --list-tools || say "standalone edge run (listing clients) failed"
 cleanup; PIDS=()
 # The first crowd again with the connector on HTTP/2 (`http2: true`, h2c to the echo): the direct

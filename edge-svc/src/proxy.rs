@@ -248,6 +248,15 @@ impl Proxy {
         )
     }
 
+    /// Lists the virtual server's tools as `context`'s caller may see them, whichever road the
+    /// request came by.
+    pub(crate) async fn list_tools_for(&self, context: &impl Inbound) -> ListToolsResult {
+        let snapshot = self.server.snapshot().await;
+        let subject = self.access.subject(context);
+        let visible = listed_tools(&self.server, &snapshot, subject.as_ref());
+        ListToolsResult::with_all_items(visible)
+    }
+
     /// Answers a plain 2026-07-28 `tools/call` over its member's direct line, skipping rmcp's
     /// client; hands the request back (`Err`) when the call must take rmcp's road instead: an
     /// unknown tool, arguments promoted to headers, a name that needs encoding in a header, or
@@ -461,10 +470,7 @@ impl ServerHandler for Proxy {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let snapshot = self.server.snapshot().await;
-        let subject = self.access.subject(&context);
-        let visible = listed_tools(&self.server, &snapshot, subject.as_ref());
-        Ok(ListToolsResult::with_all_items(visible))
+        Ok(self.list_tools_for(&context).await)
     }
 
     async fn call_tool(

@@ -22,7 +22,8 @@
 //! The lane also opens sessions: it answers a plain `initialize` (no `_meta`, a version this
 //! server speaks) as rmcp would, bytes and all, and the session rests without rmcp's worker
 //! (see [`Sessions`]); the client's `notifications/initialized` to a resting session is
-//! accepted here too. The first request only rmcp answers wakes the session.
+//! accepted here too, and a session's plain `tools/list` (what clients send next) answered.
+//! The first request only rmcp answers wakes the session.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -35,8 +36,8 @@ use http::{HeaderMap, Method, StatusCode, header};
 use rmcp::ServerHandler as _;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, ClientCapabilities, ErrorCode, ErrorData,
-    Implementation, InitializeRequestParams, InitializeResult, ProtocolVersion, RequestId,
-    RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+    Implementation, InitializeRequestParams, InitializeResult, PaginatedRequestParams,
+    ProtocolVersion, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -252,6 +253,8 @@ fn plain_initialize(
 enum SessionRequest {
     /// A plain `tools/call`.
     Call(RequestId, CallToolRequestParams),
+    /// A plain `tools/list`: a read of the catalogue, which never asks the client anything.
+    List(RequestId),
     /// The client gives up on a request, perhaps one on the lane.
     Cancel(RequestId),
     /// The client's `notifications/initialized`.
@@ -278,6 +281,16 @@ fn session_request(body: &[u8]) -> Option<SessionRequest> {
                 && params.input_responses.is_none()
                 && params.request_state.is_none();
             plain.then_some(SessionRequest::Call(id, params))
+        }
+        ("tools/list", Some(id)) => {
+            // rmcp's road lists every tool at once whatever the cursor says; `_meta` may carry
+            // a progress token or a per-request version, which are rmcp's to handle.
+            let plain = match params {
+                None => true,
+                Some(params) => serde_json::from_str::<PaginatedRequestParams>(params.get())
+                    .is_ok_and(|params| params.meta.is_none()),
+            };
+            plain.then_some(SessionRequest::List(id))
         }
         ("notifications/cancelled", None) => {
             let params: CancelledNotificationParam = serde_json::from_str(params?.get()).ok()?;
@@ -344,8 +357,8 @@ impl Inbound for Express {
     }
 }
 
-/// Answers a plain `tools/call` (or a session's cancellation of one) on the lane; hands every
-/// other request on.
+/// Answers a plain `tools/call` (or a session's cancellation of one, `tools/list` or
+/// `notifications/initialized`) on the lane; hands every other request on.
 pub(crate) async fn serve(
     lane: &Lane,
     request: Request<Body>,
@@ -381,6 +394,11 @@ pub(crate) async fn serve(
             // rest.
             Some(SessionRequest::Initialized) if !session.is_awake() => {
                 return StatusCode::ACCEPTED.into_response();
+            }
+            // Listing is what SDK clients do right after the handshake; answered here, a
+            // resting session stays at rest. Boxed, as the rarer step it is.
+            Some(SessionRequest::List(id)) => {
+                return Box::pin(list_tools(lane, parts, id, session)).await;
             }
             Some(_) | None => None,
         },
@@ -441,6 +459,26 @@ pub(crate) async fn serve(
             encode(StatusCode::OK, &ServerJsonRpcMessage::error(error, None))
         }
     }
+}
+
+/// Answers a session's plain `tools/list` as rmcp's road would: the tools its caller may see,
+/// in the shape a session's client knows (no `resultType`).
+async fn list_tools(
+    lane: &Lane,
+    parts: http::request::Parts,
+    id: RequestId,
+    session: Arc<Session>,
+) -> Response {
+    let express = Express {
+        parts,
+        id,
+        client: Client::Session(session),
+        cancelled: CancellationToken::new(),
+    };
+    let listed = (lane.proxy)().list_tools_for(&express).await;
+    let mut result = ServerResult::ListToolsResult(listed);
+    result.strip_result_type_for_legacy_peer();
+    reply(express.id, Ok(result), false)
 }
 
 /// Moves a call's request head and body out of hyper's read buffer into one small allocation
@@ -724,6 +762,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sessions_plain_listing_of_tools_takes_the_lane_whatever_its_cursor() {
+        let bodies = [
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"cursor":"c"}}"#,
+        ];
+        for body in bodies {
+            assert!(
+                matches!(
+                    session_request(body.as_bytes()),
+                    Some(SessionRequest::List(RequestId::Number(3)))
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
     fn a_session_request_rmcp_must_judge_continues_to_rmcp() {
         let lane = lane(&["127.0.0.1"]);
         let cases: [(&str, &'static str, Option<&'static str>); 6] = [
@@ -780,7 +836,15 @@ mod tests {
             ),
             (
                 "another method",
-                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#,
+                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/list","params":{}}"#,
+            ),
+            (
+                "a listing with _meta",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"progressToken":"p"}}}"#,
+            ),
+            (
+                "a listing as a notification",
+                r#"{"jsonrpc":"2.0","method":"tools/list","params":{}}"#,
             ),
             (
                 "a notification named tools/call",

@@ -700,7 +700,7 @@ async fn handshake(url: &str, token: &str, meta: bool) -> (String, [Option<Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_the_lane_opens_answers_as_rmcps_and_wakes_for_what_only_rmcp_answers() {
+async fn the_lane_opens_and_lists_a_session_as_rmcp_would_and_rmcps_own_requests_wake_it() {
     let gateway = OverHttpEcho::start().await;
     let (crm, token) = (&gateway.crm, &gateway.token);
     let (rested, lane_headers, lane_body) = handshake(crm, token, false).await;
@@ -732,12 +732,10 @@ async fn a_session_the_lane_opens_answers_as_rmcps_and_wakes_for_what_only_rmcp_
     );
     assert_eq!(arrival["capabilities"], json!({}), "{arrival}");
 
-    // Listing tools is rmcp's: it wakes the session with the handshake the client sent.
+    // A plain listing is the lane's too; one with `_meta` is rmcp's, and wakes the session with
+    // the handshake the client sent. Both list the same tools the same way.
     let (media, listed) = session.call_method(2, "tools/list", json!({})).await;
-    assert!(
-        media.starts_with("application/json") || media == "text/event-stream",
-        "{media}"
-    );
+    assert!(media.starts_with("application/json"), "{media}");
     let names: Vec<&str> = listed["result"]["tools"]
         .as_array()
         .expect("tools")
@@ -745,6 +743,10 @@ async fn a_session_the_lane_opens_answers_as_rmcps_and_wakes_for_what_only_rmcp_
         .filter_map(|tool| tool["name"].as_str())
         .collect();
     assert!(names.contains(&"arrival"), "{listed}");
+    let (_, by_rmcp) = session
+        .call_method(2, "tools/list", json!({"_meta": {}}))
+        .await;
+    assert_eq!(listed, by_rmcp, "the lane lists as rmcp lists");
     let stream = session
         .http
         .get(crm)
