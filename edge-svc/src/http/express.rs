@@ -1,4 +1,4 @@
-//! The express lane: plain `tools/call` requests answered without rmcp's server.
+//! The express lane: plain `tools/call` and `tools/list` requests answered without rmcp's server.
 //!
 //! rmcp serves every stateless request by building a service, a task and channels for it and
 //! decoding the body through its message enum, and every session's request through the
@@ -6,7 +6,8 @@
 //! gateway's traffic that machinery cost more than the HTTP hop itself (`bench/floor.sh`). The
 //! endpoint's last step before rmcp reads such a request once and hands it to the same
 //! [`Proxy`] code that rmcp's road runs (records, policy, quotas, DLP), which posts it over the
-//! member's direct line.
+//! member's direct line. A plain `tools/list`, the request clients send before their calls,
+//! is answered here from the same catalogue and policy as on rmcp's road.
 //!
 //! Only a request the lane can answer exactly as rmcp would is taken. In the 2026-07-28 era:
 //! valid `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers that match the body, the
@@ -107,7 +108,7 @@ impl Lane {
             headers.contains_key("mcp-method") || headers.contains_key("mcp-name");
         let Some(id) = header("mcp-session-id") else {
             if version == Some(ProtocolVersion::V_2026_07_28.as_str()) {
-                let stateless = header("mcp-method") == Some("tools/call");
+                let stateless = matches!(header("mcp-method"), Some("tools/call" | "tools/list"));
                 return stateless.then_some(Road::Stateless);
             }
             // Standard headers on a handshake are rmcp's to check against the body.
@@ -208,6 +209,31 @@ fn plain_call(
         && meta.get_progress_token().is_none()
         && !meta.0.contains_key("io.modelcontextprotocol/logLevel");
     plain.then_some((envelope.id, envelope.params, meta))
+}
+
+/// A 2026-07-28 `tools/list` request as the lane reads it.
+#[derive(Debug, Deserialize)]
+struct ListingEnvelope {
+    jsonrpc: String,
+    id: RequestId,
+    method: String,
+    params: PaginatedRequestParams,
+}
+
+/// Reads `body` as a plain 2026-07-28 `tools/list`, or says it is not one (`None`: rmcp's road
+/// answers it). Its cursor is not read: rmcp's road lists every tool at once too.
+fn plain_listing(body: &[u8]) -> Option<(RequestId, RequestMetaObject)> {
+    let envelope: ListingEnvelope = serde_json::from_slice(body).ok()?;
+    let meta = envelope.params.meta?;
+    let plain = envelope.jsonrpc == "2.0"
+        && envelope.method == "tools/list"
+        && meta.protocol_version() == Some(ProtocolVersion::V_2026_07_28)
+        && meta
+            .missing_required_keys(&ProtocolVersion::V_2026_07_28)
+            .is_empty()
+        && meta.get_progress_token().is_none()
+        && !meta.0.contains_key("io.modelcontextprotocol/logLevel");
+    plain.then_some((envelope.id, meta))
 }
 
 /// A session's request as the lane reads it first: the members that say what it is.
@@ -375,12 +401,24 @@ pub(crate) async fn serve(
     };
     let taken = match road {
         Road::Stateless => {
-            let name = parts
-                .headers
-                .get("mcp-name")
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default();
-            plain_call(&bytes, name).map(|(id, params, meta)| (id, params, Client::Stateless(meta)))
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+            };
+            let name = header("mcp-name");
+            if header("mcp-method") == Some("tools/list") {
+                // A listing names nothing; an `Mcp-Name` on one is rmcp's to refuse.
+                if let Some((id, meta)) = plain_listing(&bytes).filter(|_| name.is_none()) {
+                    let client = Client::Stateless(meta);
+                    return Box::pin(list_tools(lane, parts, id, client)).await;
+                }
+                None
+            } else {
+                plain_call(&bytes, name.unwrap_or_default())
+                    .map(|(id, params, meta)| (id, params, Client::Stateless(meta)))
+            }
         }
         Road::Session(session) => match session_request(&bytes) {
             Some(SessionRequest::Call(id, params)) if session.takes_calls() => {
@@ -398,7 +436,7 @@ pub(crate) async fn serve(
             // Listing is what SDK clients do right after the handshake; answered here, a
             // resting session stays at rest. Boxed, as the rarer step it is.
             Some(SessionRequest::List(id)) => {
-                return Box::pin(list_tools(lane, parts, id, session)).await;
+                return Box::pin(list_tools(lane, parts, id, Client::Session(session))).await;
             }
             Some(_) | None => None,
         },
@@ -461,24 +499,30 @@ pub(crate) async fn serve(
     }
 }
 
-/// Answers a session's plain `tools/list` as rmcp's road would: the tools its caller may see,
-/// in the shape a session's client knows (no `resultType`).
+/// Answers a plain `tools/list` as rmcp's road would: the tools its caller may see, with the
+/// caching hints the 2026-07-28 era requires, or in the shape a session's client knows (no
+/// `resultType`).
 async fn list_tools(
     lane: &Lane,
     parts: http::request::Parts,
     id: RequestId,
-    session: Arc<Session>,
+    client: Client,
 ) -> Response {
     let express = Express {
         parts,
         id,
-        client: Client::Session(session),
+        client,
         cancelled: CancellationToken::new(),
     };
     let listed = (lane.proxy)().list_tools_for(&express).await;
     let mut result = ServerResult::ListToolsResult(listed);
-    result.strip_result_type_for_legacy_peer();
-    reply(express.id, Ok(result), false)
+    let modern = express.is_modern();
+    if modern {
+        result.fill_missing_cache_hints();
+    } else {
+        result.strip_result_type_for_legacy_peer();
+    }
+    reply(express.id, Ok(result), modern)
 }
 
 /// Moves a call's request head and body out of hyper's read buffer into one small allocation
@@ -706,12 +750,54 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_2026_07_28_tools_list_takes_the_lane_and_one_rmcp_must_judge_does_not() {
+        let lane = lane(&["127.0.0.1"]);
+        let listing = varied(plain_headers(), "mcp-method", Some("tools/list"));
+        assert!(matches!(
+            lane.road(&Method::POST, &listing),
+            Some(Road::Stateless)
+        ));
+        let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}"#;
+        let body = |params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{{{params}}}}}"#)
+        };
+        for plain in [body(meta), body(&format!(r#"{meta},"cursor":"c""#))] {
+            let (id, _) = plain_listing(plain.as_bytes()).expect("a plain listing");
+            assert_eq!(id, RequestId::Number(4));
+        }
+        let progress = meta.replace(r#""_meta":{"#, r#""_meta":{"progressToken":1,"#);
+        let logs = meta.replace(
+            r#""_meta":{"#,
+            r#""_meta":{"io.modelcontextprotocol/logLevel":"debug","#,
+        );
+        let incapable = meta.replace(r#""io.modelcontextprotocol/clientCapabilities":{},"#, "");
+        let cases = [
+            ("no _meta", body("")),
+            ("progress asked for", body(&progress)),
+            ("log messages asked for", body(&logs)),
+            ("no client capabilities", body(&incapable)),
+            (
+                "another version",
+                body(&meta.replace("2026-07-28", "2025-11-25")),
+            ),
+            (
+                "another method",
+                body(meta).replace("tools/list", "prompts/list"),
+            ),
+            ("a notification", body(meta).replace(r#""id":4,"#, "")),
+        ];
+        for (case, body) in cases {
+            assert!(plain_listing(body.as_bytes()).is_none(), "{case}");
+        }
+    }
+
+    #[test]
     fn a_request_whose_headers_rmcp_must_judge_continues_to_rmcp() {
         let lane = lane(&["127.0.0.1"]);
         // Each case sets one header (or, with no value, removes it).
         let cases: [(&str, &'static str, Option<&'static str>); 9] = [
             ("legacy era", "mcp-protocol-version", Some("2025-11-25")),
-            ("another method", "mcp-method", Some("tools/list")),
+            ("another method", "mcp-method", Some("prompts/list")),
             ("no method header", "mcp-method", None),
             ("a session", "mcp-session-id", Some("abc")),
             ("an Origin to check", "origin", Some("http://127.0.0.1")),

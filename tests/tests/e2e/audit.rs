@@ -699,6 +699,57 @@ async fn handshake(url: &str, token: &str, meta: bool) -> (String, [Option<Strin
     (session, described, response.text().await.expect("body"))
 }
 
+/// Lists the tools statelessly (2026-07-28) with `token`, with a progress token when asked
+/// (which rmcp's road answers); returns the HTTP status and the JSON-RPC response.
+async fn list_stateless(url: &str, token: &str, progress: bool) -> (u16, Value) {
+    let mut meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {}});
+    if progress {
+        meta["progressToken"] = json!("p");
+    }
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": meta}}),
+        )
+        .send()
+        .await
+        .expect("tools/list");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    // rmcp's road may answer in an SSE stream; its response is the data line that answers.
+    let answer = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .chain(std::iter::once(text.as_str()))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .find(|message| message["id"] == 5)
+        .expect("the JSON-RPC response");
+    (status, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_listing_on_the_lane_is_rmcps_listing_with_its_caching_hints() {
+    let gateway = OverHttpEcho::start().await;
+    let (crm, token) = (&gateway.crm, &gateway.token);
+    let (status, by_lane) = list_stateless(crm, token, false).await;
+    let (rmcp_status, by_rmcp) = list_stateless(crm, token, true).await;
+    assert_eq!((status, rmcp_status), (200, 200));
+    assert_eq!(by_lane, by_rmcp, "the lane lists as rmcp lists");
+    assert_eq!(by_lane["result"]["resultType"], "complete", "{by_lane}");
+    assert!(by_lane["result"]["ttlMs"].is_u64(), "{by_lane}");
+    assert!(by_lane["result"]["cacheScope"].is_string(), "{by_lane}");
+    assert!(
+        by_lane.to_string().contains("\"arrival\""),
+        "the connector's tools: {by_lane}"
+    );
+    gateway.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lane_opens_and_lists_a_session_as_rmcp_would_and_rmcps_own_requests_wake_it() {
     let gateway = OverHttpEcho::start().await;
