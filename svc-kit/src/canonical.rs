@@ -27,13 +27,6 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
     }
 }
 
-/// Says whether `text` is printable ASCII without quotes or backslashes: what both JSON and
-/// Rust's `{:?}` write between quotes unchanged, so writers may copy it instead of escaping.
-pub(crate) fn quotes_as_is(text: &str) -> bool {
-    text.bytes()
-        .all(|byte| matches!(byte, b' '..=b'~') && !matches!(byte, b'"' | b'\\'))
-}
-
 /// Says the value holds something the one-pass writer leaves to the crate (or that its
 /// `Serialize` impl failed, which the crate then reports).
 #[derive(Debug)]
@@ -73,17 +66,7 @@ impl Writer<'_> {
         self.integer(value.unsigned_abs(), value < 0)
     }
 
-    /// Writes a string as JSON; printable ASCII without quotes or backslashes, what nearly
-    /// every key and value of an event is, needs no escape and is copied between quotes as
-    /// it is, without serde_json's writer and its escape table per byte.
     fn string(self, value: &str) -> Result<(), NotPlain> {
-        if quotes_as_is(value) {
-            self.out.reserve(value.len() + 2);
-            self.out.push(b'"');
-            self.out.extend_from_slice(value.as_bytes());
-            self.out.push(b'"');
-            return Ok(());
-        }
         serde_json::to_writer(&mut *self.out, value).map_err(|_| NotPlain)
     }
 }

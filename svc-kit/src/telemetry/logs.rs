@@ -278,7 +278,8 @@ impl Visit for Members<'_> {
     /// quotes as it is: what `{:?}` writes for it, without formatting it one character at a
     /// time (a request span's strings went through `fmt` on every call).
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.json || !crate::canonical::quotes_as_is(value) {
+        let plain = |byte: &u8| matches!(byte, b' '..=b'~') && !matches!(byte, b'"' | b'\\');
+        if self.json || !value.as_bytes().iter().all(plain) {
             self.member(field, value);
             return;
         }
