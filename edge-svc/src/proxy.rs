@@ -49,6 +49,32 @@ pub use live::LiveProxy;
 /// Numbers handler instances so resource subscriptions can be removed per session.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// A catalogue a client lists, by the method that lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Catalogue {
+    /// `tools/list`.
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    ResourceTemplates,
+}
+
+impl Catalogue {
+    /// Returns the catalogue `method` lists, if it is a listing.
+    pub(crate) fn listed_by(method: &str) -> Option<Self> {
+        match method {
+            "tools/list" => Some(Self::Tools),
+            "prompts/list" => Some(Self::Prompts),
+            "resources/list" => Some(Self::Resources),
+            "resources/templates/list" => Some(Self::ResourceTemplates),
+            _ => None,
+        }
+    }
+}
+
 /// One client's view of a virtual server.
 #[derive(Debug, Clone)]
 pub struct Proxy {
@@ -248,13 +274,102 @@ impl Proxy {
         )
     }
 
-    /// Lists the virtual server's tools as `context`'s caller may see them, whichever road the
-    /// request came by.
-    pub(crate) async fn list_tools_for(&self, context: &impl Inbound) -> ListToolsResult {
+    /// Lists the virtual server's tools as `context`'s caller may see them.
+    async fn list_tools_for(&self, context: &impl Inbound) -> ListToolsResult {
         let snapshot = self.server.snapshot().await;
         let subject = self.access.subject(context);
         let visible = listed_tools(&self.server, &snapshot, subject.as_ref());
         ListToolsResult::with_all_items(visible)
+    }
+
+    /// Lists `catalogue` as `context`'s caller may see it, whichever road the request came by.
+    pub(crate) async fn list_for(
+        &self,
+        catalogue: Catalogue,
+        context: &impl Inbound,
+    ) -> ServerResult {
+        match catalogue {
+            Catalogue::Tools => ServerResult::ListToolsResult(self.list_tools_for(context).await),
+            Catalogue::Prompts => {
+                ServerResult::ListPromptsResult(self.list_prompts_for(context).await)
+            }
+            Catalogue::Resources => {
+                ServerResult::ListResourcesResult(self.list_resources_for(context).await)
+            }
+            Catalogue::ResourceTemplates => {
+                ServerResult::ListResourceTemplatesResult(self.list_resource_templates_now().await)
+            }
+        }
+    }
+
+    /// Lists the prompts `context`'s caller may fetch.
+    async fn list_prompts_for(&self, context: &impl Inbound) -> ListPromptsResult {
+        let snapshot = self.server.snapshot().await;
+        let Some((evaluator, subject)) = self.access.subject(context) else {
+            return ListPromptsResult::with_all_items(snapshot.prompts.clone());
+        };
+        let visible = snapshot
+            .prompts
+            .iter()
+            .filter(|prompt| {
+                snapshot
+                    .prompt_routes
+                    .get(&prompt.name)
+                    .is_some_and(|(member, _)| {
+                        subject.lists(
+                            &evaluator,
+                            Action::GetPrompt,
+                            self.server.name(),
+                            self.connector_name(*member),
+                            Item::Prompt {
+                                name: prompt.name.clone(),
+                            },
+                        )
+                    })
+            })
+            .cloned()
+            .collect();
+        ListPromptsResult::with_all_items(visible)
+    }
+
+    /// Lists the resources `context`'s caller may read.
+    async fn list_resources_for(&self, context: &impl Inbound) -> ListResourcesResult {
+        let snapshot = self.server.snapshot().await;
+        let Some((evaluator, subject)) = self.access.subject(context) else {
+            return ListResourcesResult::with_all_items(snapshot.resources.clone());
+        };
+        let visible = snapshot
+            .resources
+            .iter()
+            .filter(|resource| {
+                self.server
+                    .resource_member(&snapshot, &resource.uri)
+                    .is_some_and(|member| {
+                        subject.lists(
+                            &evaluator,
+                            Action::ReadResource,
+                            self.server.name(),
+                            self.connector_name(member),
+                            Item::Resource {
+                                uri: resource.uri.clone(),
+                            },
+                        )
+                    })
+            })
+            .cloned()
+            .collect();
+        ListResourcesResult::with_all_items(visible)
+    }
+
+    /// Lists the resource templates; a read through one is judged by its URI when it happens.
+    async fn list_resource_templates_now(&self) -> ListResourceTemplatesResult {
+        let snapshot = self.server.snapshot().await;
+        let templates = snapshot
+            .templates
+            .iter()
+            .map(|(template, _)| template.clone())
+            .collect();
+        ListResourceTemplatesResult::with_all_items(templates)
     }
 
     /// Answers a plain 2026-07-28 `tools/call` over its member's direct line, skipping rmcp's
@@ -503,32 +618,7 @@ impl ServerHandler for Proxy {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let snapshot = self.server.snapshot().await;
-        let Some((evaluator, subject)) = self.access.subject(&context) else {
-            return Ok(ListPromptsResult::with_all_items(snapshot.prompts.clone()));
-        };
-        let visible = snapshot
-            .prompts
-            .iter()
-            .filter(|prompt| {
-                snapshot
-                    .prompt_routes
-                    .get(&prompt.name)
-                    .is_some_and(|(member, _)| {
-                        subject.lists(
-                            &evaluator,
-                            Action::GetPrompt,
-                            self.server.name(),
-                            self.connector_name(*member),
-                            Item::Prompt {
-                                name: prompt.name.clone(),
-                            },
-                        )
-                    })
-            })
-            .cloned()
-            .collect();
-        Ok(ListPromptsResult::with_all_items(visible))
+        Ok(self.list_prompts_for(&context).await)
     }
 
     async fn get_prompt(
@@ -619,33 +709,7 @@ impl ServerHandler for Proxy {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let snapshot = self.server.snapshot().await;
-        let Some((evaluator, subject)) = self.access.subject(&context) else {
-            return Ok(ListResourcesResult::with_all_items(
-                snapshot.resources.clone(),
-            ));
-        };
-        let visible = snapshot
-            .resources
-            .iter()
-            .filter(|resource| {
-                self.server
-                    .resource_member(&snapshot, &resource.uri)
-                    .is_some_and(|member| {
-                        subject.lists(
-                            &evaluator,
-                            Action::ReadResource,
-                            self.server.name(),
-                            self.connector_name(member),
-                            Item::Resource {
-                                uri: resource.uri.clone(),
-                            },
-                        )
-                    })
-            })
-            .cloned()
-            .collect();
-        Ok(ListResourcesResult::with_all_items(visible))
+        Ok(self.list_resources_for(&context).await)
     }
 
     async fn list_resource_templates(
@@ -653,13 +717,7 @@ impl ServerHandler for Proxy {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let snapshot = self.server.snapshot().await;
-        let templates = snapshot
-            .templates
-            .iter()
-            .map(|(template, _)| template.clone())
-            .collect();
-        Ok(ListResourceTemplatesResult::with_all_items(templates))
+        Ok(self.list_resource_templates_now().await)
     }
 
     async fn read_resource(

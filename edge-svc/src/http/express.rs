@@ -1,4 +1,4 @@
-//! The express lane: plain `tools/call` and `tools/list` requests answered without rmcp's server.
+//! The express lane: plain `tools/call` requests and listings answered without rmcp's server.
 //!
 //! rmcp serves every stateless request by building a service, a task and channels for it and
 //! decoding the body through its message enum, and every session's request through the
@@ -6,8 +6,9 @@
 //! gateway's traffic that machinery cost more than the HTTP hop itself (`bench/floor.sh`). The
 //! endpoint's last step before rmcp reads such a request once and hands it to the same
 //! [`Proxy`] code that rmcp's road runs (records, policy, quotas, DLP), which posts it over the
-//! member's direct line. A plain `tools/list`, the request clients send before their calls,
-//! is answered here from the same catalogue and policy as on rmcp's road.
+//! member's direct line. A plain listing (`tools/list`, `prompts/list`, `resources/list`,
+//! `resources/templates/list`: what clients send before their calls) is answered here from the
+//! same catalogues and policy as on rmcp's road.
 //!
 //! Only a request the lane can answer exactly as rmcp would is taken. In the 2026-07-28 era:
 //! valid `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers that match the body, the
@@ -23,7 +24,7 @@
 //! The lane also opens sessions: it answers a plain `initialize` (no `_meta`, a version this
 //! server speaks) as rmcp would, bytes and all, and the session rests without rmcp's worker
 //! (see [`Sessions`]); the client's `notifications/initialized` to a resting session is
-//! accepted here too, and a session's plain `tools/list` (what clients send next) answered.
+//! accepted here too, and a session's plain listings (what clients send next) answered.
 //! The first request only rmcp answers wakes the session.
 
 use std::fmt::Write as _;
@@ -46,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sessions::{Handshake, Session, Sessions};
 use crate::inbound::Inbound;
-use crate::proxy::Proxy;
+use crate::proxy::{Catalogue, Proxy};
 
 mod detach;
 
@@ -108,7 +109,9 @@ impl Lane {
             headers.contains_key("mcp-method") || headers.contains_key("mcp-name");
         let Some(id) = header("mcp-session-id") else {
             if version == Some(ProtocolVersion::V_2026_07_28.as_str()) {
-                let stateless = matches!(header("mcp-method"), Some("tools/call" | "tools/list"));
+                let stateless = header("mcp-method").is_some_and(|method| {
+                    method == "tools/call" || Catalogue::listed_by(method).is_some()
+                });
                 return stateless.then_some(Road::Stateless);
             }
             // Standard headers on a handshake are rmcp's to check against the body.
@@ -201,17 +204,23 @@ fn plain_call(
     let plain = envelope.jsonrpc == "2.0"
         && envelope.method == "tools/call"
         && envelope.params.name == name
-        && meta.protocol_version() == Some(ProtocolVersion::V_2026_07_28)
-        // Required: the protocol version and the client's capabilities.
+        && is_plain_meta(&meta);
+    plain.then_some((envelope.id, envelope.params, meta))
+}
+
+/// Says whether a 2026-07-28 request's `_meta` leaves the lane nothing to do but answer: this
+/// version, what it requires (the protocol version and the client's capabilities), and neither
+/// progress nor log messages asked for.
+fn is_plain_meta(meta: &RequestMetaObject) -> bool {
+    meta.protocol_version() == Some(ProtocolVersion::V_2026_07_28)
         && meta
             .missing_required_keys(&ProtocolVersion::V_2026_07_28)
             .is_empty()
         && meta.get_progress_token().is_none()
-        && !meta.0.contains_key("io.modelcontextprotocol/logLevel");
-    plain.then_some((envelope.id, envelope.params, meta))
+        && !meta.0.contains_key("io.modelcontextprotocol/logLevel")
 }
 
-/// A 2026-07-28 `tools/list` request as the lane reads it.
+/// A 2026-07-28 listing as the lane reads it.
 #[derive(Debug, Deserialize)]
 struct ListingEnvelope {
     jsonrpc: String,
@@ -220,19 +229,13 @@ struct ListingEnvelope {
     params: PaginatedRequestParams,
 }
 
-/// Reads `body` as a plain 2026-07-28 `tools/list`, or says it is not one (`None`: rmcp's road
-/// answers it). Its cursor is not read: rmcp's road lists every tool at once too.
-fn plain_listing(body: &[u8]) -> Option<(RequestId, RequestMetaObject)> {
+/// Reads `body` as a plain 2026-07-28 listing whose `Mcp-Method` header is `method`, or says it
+/// is not one (`None`: rmcp's road answers it). Its cursor is not read: rmcp's road lists every
+/// item at once too.
+fn plain_listing(body: &[u8], method: &str) -> Option<(RequestId, RequestMetaObject)> {
     let envelope: ListingEnvelope = serde_json::from_slice(body).ok()?;
     let meta = envelope.params.meta?;
-    let plain = envelope.jsonrpc == "2.0"
-        && envelope.method == "tools/list"
-        && meta.protocol_version() == Some(ProtocolVersion::V_2026_07_28)
-        && meta
-            .missing_required_keys(&ProtocolVersion::V_2026_07_28)
-            .is_empty()
-        && meta.get_progress_token().is_none()
-        && !meta.0.contains_key("io.modelcontextprotocol/logLevel");
+    let plain = envelope.jsonrpc == "2.0" && envelope.method == method && is_plain_meta(&meta);
     plain.then_some((envelope.id, meta))
 }
 
@@ -279,8 +282,8 @@ fn plain_initialize(
 enum SessionRequest {
     /// A plain `tools/call`.
     Call(RequestId, CallToolRequestParams),
-    /// A plain `tools/list`: a read of the catalogue, which never asks the client anything.
-    List(RequestId),
+    /// A plain listing of a catalogue, which never asks the client anything.
+    List(Catalogue, RequestId),
     /// The client gives up on a request, perhaps one on the lane.
     Cancel(RequestId),
     /// The client's `notifications/initialized`.
@@ -308,15 +311,15 @@ fn session_request(body: &[u8]) -> Option<SessionRequest> {
                 && params.request_state.is_none();
             plain.then_some(SessionRequest::Call(id, params))
         }
-        ("tools/list", Some(id)) => {
-            // rmcp's road lists every tool at once whatever the cursor says; `_meta` may carry
+        (method, Some(id)) if let Some(catalogue) = Catalogue::listed_by(method) => {
+            // rmcp's road lists every item at once whatever the cursor says; `_meta` may carry
             // a progress token or a per-request version, which are rmcp's to handle.
             let plain = match params {
                 None => true,
                 Some(params) => serde_json::from_str::<PaginatedRequestParams>(params.get())
                     .is_ok_and(|params| params.meta.is_none()),
             };
-            plain.then_some(SessionRequest::List(id))
+            plain.then_some(SessionRequest::List(catalogue, id))
         }
         ("notifications/cancelled", None) => {
             let params: CancelledNotificationParam = serde_json::from_str(params?.get()).ok()?;
@@ -383,8 +386,8 @@ impl Inbound for Express {
     }
 }
 
-/// Answers a plain `tools/call` (or a session's cancellation of one, `tools/list` or
-/// `notifications/initialized`) on the lane; hands every other request on.
+/// Answers a plain `tools/call` (or a session's cancellation of one), a plain listing, or a
+/// resting session's `notifications/initialized` on the lane; hands every other request on.
 pub(crate) async fn serve(
     lane: &Lane,
     request: Request<Body>,
@@ -408,11 +411,12 @@ pub(crate) async fn serve(
                     .and_then(|value| value.to_str().ok())
             };
             let name = header("mcp-name");
-            if header("mcp-method") == Some("tools/list") {
+            let method = header("mcp-method").unwrap_or_default();
+            if let Some(catalogue) = Catalogue::listed_by(method) {
                 // A listing names nothing; an `Mcp-Name` on one is rmcp's to refuse.
-                if let Some((id, meta)) = plain_listing(&bytes).filter(|_| name.is_none()) {
+                if let Some((id, meta)) = plain_listing(&bytes, method).filter(|_| name.is_none()) {
                     let client = Client::Stateless(meta);
-                    return Box::pin(list_tools(lane, parts, id, client)).await;
+                    return Box::pin(list(lane, parts, id, client, catalogue)).await;
                 }
                 None
             } else {
@@ -435,8 +439,9 @@ pub(crate) async fn serve(
             }
             // Listing is what SDK clients do right after the handshake; answered here, a
             // resting session stays at rest. Boxed, as the rarer step it is.
-            Some(SessionRequest::List(id)) => {
-                return Box::pin(list_tools(lane, parts, id, Client::Session(session))).await;
+            Some(SessionRequest::List(catalogue, id)) => {
+                let client = Client::Session(session);
+                return Box::pin(list(lane, parts, id, client, catalogue)).await;
             }
             Some(_) | None => None,
         },
@@ -499,14 +504,15 @@ pub(crate) async fn serve(
     }
 }
 
-/// Answers a plain `tools/list` as rmcp's road would: the tools its caller may see, with the
-/// caching hints the 2026-07-28 era requires, or in the shape a session's client knows (no
+/// Answers a plain listing as rmcp's road would: what its caller may see of `catalogue`, with
+/// the caching hints the 2026-07-28 era requires, or in the shape a session's client knows (no
 /// `resultType`).
-async fn list_tools(
+async fn list(
     lane: &Lane,
     parts: http::request::Parts,
     id: RequestId,
     client: Client,
+    catalogue: Catalogue,
 ) -> Response {
     let express = Express {
         parts,
@@ -514,8 +520,7 @@ async fn list_tools(
         client,
         cancelled: CancellationToken::new(),
     };
-    let listed = (lane.proxy)().list_tools_for(&express).await;
-    let mut result = ServerResult::ListToolsResult(listed);
+    let mut result = (lane.proxy)().list_for(catalogue, &express).await;
     let modern = express.is_modern();
     if modern {
         result.fill_missing_cache_hints();
@@ -750,19 +755,33 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_2026_07_28_tools_list_takes_the_lane_and_one_rmcp_must_judge_does_not() {
+    fn a_plain_2026_07_28_listing_takes_the_lane_and_one_rmcp_must_judge_does_not() {
         let lane = lane(&["127.0.0.1"]);
-        let listing = varied(plain_headers(), "mcp-method", Some("tools/list"));
-        assert!(matches!(
-            lane.road(&Method::POST, &listing),
-            Some(Road::Stateless)
-        ));
+        for method in [
+            "tools/list",
+            "prompts/list",
+            "resources/list",
+            "resources/templates/list",
+        ] {
+            let listing = varied(plain_headers(), "mcp-method", Some(method));
+            assert!(
+                matches!(lane.road(&Method::POST, &listing), Some(Road::Stateless)),
+                "{method}"
+            );
+            let plain = format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"{method}","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+            );
+            assert!(
+                plain_listing(plain.as_bytes(), method).is_some(),
+                "{method}"
+            );
+        }
         let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}"#;
         let body = |params: &str| {
             format!(r#"{{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{{{params}}}}}"#)
         };
         for plain in [body(meta), body(&format!(r#"{meta},"cursor":"c""#))] {
-            let (id, _) = plain_listing(plain.as_bytes()).expect("a plain listing");
+            let (id, _) = plain_listing(plain.as_bytes(), "tools/list").expect("a plain listing");
             assert_eq!(id, RequestId::Number(4));
         }
         let progress = meta.replace(r#""_meta":{"#, r#""_meta":{"progressToken":1,"#);
@@ -781,13 +800,16 @@ mod tests {
                 body(&meta.replace("2026-07-28", "2025-11-25")),
             ),
             (
-                "another method",
+                "a method the header does not name",
                 body(meta).replace("tools/list", "prompts/list"),
             ),
             ("a notification", body(meta).replace(r#""id":4,"#, "")),
         ];
         for (case, body) in cases {
-            assert!(plain_listing(body.as_bytes()).is_none(), "{case}");
+            assert!(
+                plain_listing(body.as_bytes(), "tools/list").is_none(),
+                "{case}"
+            );
         }
     }
 
@@ -797,7 +819,7 @@ mod tests {
         // Each case sets one header (or, with no value, removes it).
         let cases: [(&str, &'static str, Option<&'static str>); 9] = [
             ("legacy era", "mcp-protocol-version", Some("2025-11-25")),
-            ("another method", "mcp-method", Some("prompts/list")),
+            ("another method", "mcp-method", Some("prompts/get")),
             ("no method header", "mcp-method", None),
             ("a session", "mcp-session-id", Some("abc")),
             ("an Origin to check", "origin", Some("http://127.0.0.1")),
@@ -848,20 +870,30 @@ mod tests {
     }
 
     #[test]
-    fn a_sessions_plain_listing_of_tools_takes_the_lane_whatever_its_cursor() {
-        let bodies = [
-            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
-            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}"#,
-            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"cursor":"c"}}"#,
+    fn a_sessions_plain_listing_takes_the_lane_whatever_its_cursor() {
+        let listings = [
+            ("tools/list", Catalogue::Tools),
+            ("prompts/list", Catalogue::Prompts),
+            ("resources/list", Catalogue::Resources),
+            ("resources/templates/list", Catalogue::ResourceTemplates),
         ];
-        for body in bodies {
-            assert!(
-                matches!(
-                    session_request(body.as_bytes()),
-                    Some(SessionRequest::List(RequestId::Number(3)))
+        for (method, catalogue) in listings {
+            let bodies = [
+                format!(r#"{{"jsonrpc":"2.0","id":3,"method":"{method}"}}"#),
+                format!(r#"{{"jsonrpc":"2.0","id":3,"method":"{method}","params":{{}}}}"#),
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":3,"method":"{method}","params":{{"cursor":"c"}}}}"#
                 ),
-                "{body}"
-            );
+            ];
+            for body in bodies {
+                assert!(
+                    matches!(
+                        session_request(body.as_bytes()),
+                        Some(SessionRequest::List(listed, RequestId::Number(3))) if listed == catalogue
+                    ),
+                    "{body}"
+                );
+            }
         }
     }
 
@@ -922,7 +954,7 @@ mod tests {
             ),
             (
                 "another method",
-                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/list","params":{}}"#,
+                r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}"#,
             ),
             (
                 "a listing with _meta",

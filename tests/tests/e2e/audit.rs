@@ -558,16 +558,19 @@ impl RawSession {
             .unwrap_or_default()
             .to_owned();
         let text = response.text().await.expect("body");
-        // An SSE reply's response is the data line that answers the request.
-        let json = text
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .chain(std::iter::once(text.as_str()))
-            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-            .find(|message| message["id"] == id)
-            .expect("the JSON-RPC response");
-        (media, json)
+        (media, answer_to(&text, id))
     }
+}
+
+/// Returns the JSON-RPC response to request `id` in an HTTP body: the body itself, or in an SSE
+/// reply the data line that answers the request.
+fn answer_to(text: &str, id: u64) -> Value {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .chain(std::iter::once(text))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .find(|message| message["id"] == id)
+        .expect("the JSON-RPC response")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,9 +702,17 @@ async fn handshake(url: &str, token: &str, meta: bool) -> (String, [Option<Strin
     (session, described, response.text().await.expect("body"))
 }
 
-/// Lists the tools statelessly (2026-07-28) with `token`, with a progress token when asked
+/// The methods that list a catalogue, each of which the express lane answers when plain.
+const LISTINGS: [&str; 4] = [
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+];
+
+/// Lists a catalogue statelessly (2026-07-28) with `token`, with a progress token when asked
 /// (which rmcp's road answers); returns the HTTP status and the JSON-RPC response.
-async fn list_stateless(url: &str, token: &str, progress: bool) -> (u16, Value) {
+async fn list_stateless(url: &str, token: &str, method: &str, progress: bool) -> (u16, Value) {
     let mut meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                           "io.modelcontextprotocol/clientCapabilities": {}});
     if progress {
@@ -712,40 +723,33 @@ async fn list_stateless(url: &str, token: &str, progress: bool) -> (u16, Value) 
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": meta}}),
-        )
+        .header("mcp-method", method)
+        .json(&json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": {"_meta": meta}}))
         .send()
         .await
         .expect("tools/list");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    // rmcp's road may answer in an SSE stream; its response is the data line that answers.
-    let answer = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .chain(std::iter::once(text.as_str()))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .find(|message| message["id"] == 5)
-        .expect("the JSON-RPC response");
-    (status, answer)
+    (status, answer_to(&text, 5))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stateless_listing_on_the_lane_is_rmcps_listing_with_its_caching_hints() {
     let gateway = OverHttpEcho::start().await;
     let (crm, token) = (&gateway.crm, &gateway.token);
-    let (status, by_lane) = list_stateless(crm, token, false).await;
-    let (rmcp_status, by_rmcp) = list_stateless(crm, token, true).await;
-    assert_eq!((status, rmcp_status), (200, 200));
-    assert_eq!(by_lane, by_rmcp, "the lane lists as rmcp lists");
-    assert_eq!(by_lane["result"]["resultType"], "complete", "{by_lane}");
-    assert!(by_lane["result"]["ttlMs"].is_u64(), "{by_lane}");
-    assert!(by_lane["result"]["cacheScope"].is_string(), "{by_lane}");
+    for method in LISTINGS {
+        let (status, by_lane) = list_stateless(crm, token, method, false).await;
+        let (rmcp_status, by_rmcp) = list_stateless(crm, token, method, true).await;
+        assert_eq!((status, rmcp_status), (200, 200), "{method}");
+        assert_eq!(by_lane, by_rmcp, "the lane lists {method} as rmcp lists it");
+        assert_eq!(by_lane["result"]["resultType"], "complete", "{by_lane}");
+        assert!(by_lane["result"]["ttlMs"].is_u64(), "{by_lane}");
+        assert!(by_lane["result"]["cacheScope"].is_string(), "{by_lane}");
+    }
+    let (_, tools) = list_stateless(crm, token, "tools/list", false).await;
     assert!(
-        by_lane.to_string().contains("\"arrival\""),
-        "the connector's tools: {by_lane}"
+        tools.to_string().contains("\"arrival\""),
+        "the connector's tools: {tools}"
     );
     gateway.stop();
 }
@@ -794,10 +798,12 @@ async fn the_lane_opens_and_lists_a_session_as_rmcp_would_and_rmcps_own_requests
         .filter_map(|tool| tool["name"].as_str())
         .collect();
     assert!(names.contains(&"arrival"), "{listed}");
-    let (_, by_rmcp) = session
-        .call_method(2, "tools/list", json!({"_meta": {}}))
-        .await;
-    assert_eq!(listed, by_rmcp, "the lane lists as rmcp lists");
+    for method in LISTINGS {
+        let (media, by_lane) = session.call_method(2, method, json!({})).await;
+        assert!(media.starts_with("application/json"), "{method}: {media}");
+        let (_, by_rmcp) = session.call_method(2, method, json!({"_meta": {}})).await;
+        assert_eq!(by_lane, by_rmcp, "the lane lists {method} as rmcp lists it");
+    }
     let stream = session
         .http
         .get(crm)

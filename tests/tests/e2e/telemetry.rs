@@ -408,14 +408,18 @@ async fn metrics_count_calls_denials_and_latency_per_server_tool_and_connector()
     );
     let (_, listed) = session.call_method(1, "tools/list", json!({})).await;
     assert!(listed.to_string().contains("web__echo"), "{listed}");
+    let (_, prompts) = session.call_method(2, "prompts/list", json!({})).await;
+    assert!(prompts["result"]["prompts"].is_array(), "{prompts}");
     let listing = scrape(&gateway.origin).await;
     assert_eq!(
         (sessions(&listing, "resting"), sessions(&listing, "awake")),
         (1.0, 0.0),
-        "a plain tools/list is the lane's: {listing}"
+        "a plain listing is the lane's: {listing}"
     );
-    let (_, prompts) = session.call_method(2, "prompts/list", json!({})).await;
-    assert!(prompts["result"]["prompts"].is_array(), "{prompts}");
+    let (_, level) = session
+        .call_method(3, "logging/setLevel", json!({"level": "info"}))
+        .await;
+    assert!(level["result"].is_object(), "{level}");
     let awake = scrape(&gateway.origin).await;
     assert_eq!(
         (sessions(&awake, "resting"), sessions(&awake, "awake")),
