@@ -184,13 +184,13 @@ fn is_json_media_type(value: &str) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// A `tools/call` request as the lane reads it.
+/// A request (`tools/call`, a listing, `initialize`) as the lane reads it, its `params` as `P`.
 #[derive(Debug, Deserialize)]
-struct Envelope {
+struct Envelope<P> {
     jsonrpc: String,
     id: RequestId,
     method: String,
-    params: CallToolRequestParams,
+    params: P,
 }
 
 /// Reads `body` as a plain 2026-07-28 `tools/call` whose `Mcp-Name` header is `name`, or says
@@ -199,7 +199,7 @@ fn plain_call(
     body: &[u8],
     name: &str,
 ) -> Option<(RequestId, CallToolRequestParams, RequestMetaObject)> {
-    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    let envelope: Envelope<CallToolRequestParams> = serde_json::from_slice(body).ok()?;
     let meta = envelope.params.meta.clone()?;
     let plain = envelope.jsonrpc == "2.0"
         && envelope.method == "tools/call"
@@ -220,20 +220,11 @@ fn is_plain_meta(meta: &RequestMetaObject) -> bool {
         && !meta.0.contains_key("io.modelcontextprotocol/logLevel")
 }
 
-/// A 2026-07-28 listing as the lane reads it.
-#[derive(Debug, Deserialize)]
-struct ListingEnvelope {
-    jsonrpc: String,
-    id: RequestId,
-    method: String,
-    params: PaginatedRequestParams,
-}
-
 /// Reads `body` as a plain 2026-07-28 listing whose `Mcp-Method` header is `method`, or says it
 /// is not one (`None`: rmcp's road answers it). Its cursor is not read: rmcp's road lists every
 /// item at once too.
 fn plain_listing(body: &[u8], method: &str) -> Option<(RequestId, RequestMetaObject)> {
-    let envelope: ListingEnvelope = serde_json::from_slice(body).ok()?;
+    let envelope: Envelope<PaginatedRequestParams> = serde_json::from_slice(body).ok()?;
     let meta = envelope.params.meta?;
     let plain = envelope.jsonrpc == "2.0" && envelope.method == method && is_plain_meta(&meta);
     plain.then_some((envelope.id, meta))
@@ -248,22 +239,13 @@ struct SessionEnvelope {
     params: Option<Box<RawValue>>,
 }
 
-/// An `initialize` request as the lane reads it.
-#[derive(Debug, Deserialize)]
-struct InitializeEnvelope {
-    jsonrpc: String,
-    id: RequestId,
-    method: String,
-    params: InitializeRequestParams,
-}
-
 /// Reads `body` as a plain `initialize` whose `MCP-Protocol-Version` header, if any, is
 /// `header`, or says it is not one (`None`: rmcp's road answers it).
 fn plain_initialize(
     body: &[u8],
     header: Option<&str>,
 ) -> Option<(RequestId, InitializeRequestParams)> {
-    let envelope: InitializeEnvelope = serde_json::from_slice(body).ok()?;
+    let envelope: Envelope<InitializeRequestParams> = serde_json::from_slice(body).ok()?;
     let params = envelope.params;
     // `_meta` may carry a progress token or a per-request version: rmcp's to handle.
     let plain = envelope.jsonrpc == "2.0"
