@@ -34,6 +34,7 @@ pub use config::{
 };
 pub use direct::{DirectLine, LineError};
 pub use error::Error;
+pub(crate) use origin::RelayTicket;
 pub use status::{ConnectorState, ConnectorStatus, LandlockState};
 
 /// Routes what a downstream sends during a call back to the upstream caller that made it.

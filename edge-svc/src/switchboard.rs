@@ -23,7 +23,7 @@ use rmcp::model::{
 use rmcp::{Peer, RoleServer};
 use tokio::sync::Notify;
 
-use crate::connector::Relay;
+use crate::connector::{Relay, RelayTicket};
 use crate::inspect::NotificationMask;
 use crate::vmcp::VirtualServer;
 
@@ -117,8 +117,10 @@ impl RouteGuard {
     /// including those a notification mask held back.
     ///
     /// rmcp hands each downstream notification to its own task but resolves the response
-    /// directly, so a progress or log message sent just before the result can still be on its
-    /// way when the result is; answering first would close the stream under it.
+    /// directly. The connector's transport holds a response until the progress of its request
+    /// is relayed (`connector::origin`); a log message carries no request, so
+    /// one sent just before the result can still be on its way here, and answering first would
+    /// close the stream under it.
     pub async fn settle(&self) {
         self.relays_done().await;
         if let Some(mask) = &self.call.mask {
@@ -326,7 +328,11 @@ impl Relay for Switchboard {
         match notification {
             ServerNotification::ProgressNotification(progress) => {
                 let token = progress.params.progress_token.clone();
+                let ticket = progress.extensions.get::<RelayTicket>().cloned();
                 if let Some(call) = self.lookup(connector, origin.as_ref(), Some(&token)).await {
+                    if let Some(ticket) = &ticket {
+                        ticket.turn().await;
+                    }
                     call.relaying(forward_progress(&call, progress.params))
                         .await;
                 }

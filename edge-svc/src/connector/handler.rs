@@ -6,8 +6,8 @@ use rmcp::{
     ErrorData, Service,
     model::{
         ClientCapabilities, ClientConfig, ClientResult, ElicitationCapability, Extensions,
-        FormElicitationCapability, GetMeta, Implementation, ProtocolVersion, RequestId,
-        ServerNotification, ServerRequest, UrlElicitationCapability,
+        FormElicitationCapability, GetExtensions, GetMeta, Implementation, ProtocolVersion,
+        RequestId, ServerNotification, ServerRequest, UrlElicitationCapability,
     },
     service::{InboundStreamOrigin, NotificationContext, RequestContext, RoleClient},
 };
@@ -50,7 +50,10 @@ impl Service<RoleClient> for RelayHandler {
         context: NotificationContext<RoleClient>,
     ) -> Result<(), ErrorData> {
         let origin = origin(&context.extensions);
+        // Put back what rmcp moved into the context: the relay needs the ticket that orders
+        // this call's progress messages (`RelayTicket`) as well as `_meta`.
         *notification.get_meta_mut() = context.meta;
+        *notification.extensions_mut() = context.extensions;
         self.relay
             .notify(&self.connector, origin, notification)
             .await;
