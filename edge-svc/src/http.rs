@@ -221,7 +221,7 @@ impl Endpoints {
             proxy.clone(),
             face.allowed_hosts.clone(),
             Arc::clone(&sessions),
-            config.sse_retry,
+            &config,
         );
         let slot_for_factory = Arc::clone(slot);
         let service = StreamableHttpService::new(

@@ -116,6 +116,11 @@ impl Proxy {
         }
     }
 
+    /// The clients of the virtual server that hear about its list changes.
+    pub fn listeners(&self) -> &crate::vmcp::Listeners {
+        self.server.listeners()
+    }
+
     /// Inspects inputs and masks outputs as `inspector`'s DLP rules say.
     #[must_use]
     pub fn with_inspector(mut self, inspector: Inspector) -> Self {

@@ -24,8 +24,8 @@
 //! The lane also opens sessions: it answers a plain `initialize` (no `_meta`, a version this
 //! server speaks) as rmcp would, bytes and all, and the session rests without rmcp's worker
 //! (see [`Sessions`]); the client's `notifications/initialized` to a resting session is
-//! accepted here too, and a session's plain listings (what clients send next) answered.
-//! The first request only rmcp answers wakes the session.
+//! accepted here too, a session's plain listings (what clients send next) answered, and its
+//! GET stream served ([`listen`]). The first request only rmcp answers wakes the session.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -41,6 +41,8 @@ use rmcp::model::{
     Implementation, InitializeRequestParams, InitializeResult, PaginatedRequestParams,
     ProtocolVersion, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
+use rmcp::transport::common::server_side_http::SessionId;
+use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +52,7 @@ use crate::inbound::Inbound;
 use crate::proxy::{Catalogue, Proxy};
 
 mod detach;
+mod listen;
 
 /// What the lane needs to answer a request of one virtual server.
 pub(crate) struct Lane {
@@ -62,6 +65,10 @@ pub(crate) struct Lane {
     sessions: Arc<Sessions>,
     /// The reconnection delay rmcp announces at the start of each SSE reply.
     sse_retry: Option<Duration>,
+    /// The longest silence on a GET stream before rmcp sends a keep-alive comment.
+    keep_alive: Option<Duration>,
+    /// Cancelled when the virtual server's sessions end, which ends their GET streams.
+    ended: CancellationToken,
 }
 
 /// Whose request the lane has taken, as its headers say.
@@ -80,14 +87,37 @@ impl Lane {
         proxy: impl Fn() -> Proxy + Send + Sync + 'static,
         allowed_hosts: Vec<String>,
         sessions: Arc<Sessions>,
-        sse_retry: Option<Duration>,
+        streams: &StreamableHttpServerConfig,
     ) -> Self {
         Self {
             proxy: Box::new(proxy),
             allowed_hosts: allowed(&allowed_hosts),
             sessions,
-            sse_retry,
+            sse_retry: streams.sse_retry,
+            keep_alive: streams.sse_keep_alive,
+            ended: streams.cancellation_token.clone(),
         }
+    }
+
+    /// Says whether the lane serves this GET, and for which session: a resting session's
+    /// stream asked for anew (no `Last-Event-ID` to resume from, which is rmcp's), in the
+    /// version the session negotiated, while the lane serves no other stream of it.
+    fn listener(&self, headers: &HeaderMap) -> Option<(SessionId, Arc<Session>)> {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let plain = headers.get(header::ORIGIN).is_none()
+            && accepted(headers).1
+            && !headers.contains_key("last-event-id")
+            && header(header::HOST.as_str()).is_some_and(|host| self.allows_host(host));
+        if !plain {
+            return None;
+        }
+        let id = header("mcp-session-id")?;
+        let session = self.sessions.touch(id)?;
+        let negotiated =
+            header("mcp-protocol-version") == Some(session.handshake()?.version.as_str());
+        // Marked last: only a stream the lane goes on to serve counts.
+        (negotiated && !session.is_awake() && session.start_listening())
+            .then(|| (id.into(), session))
     }
 
     /// Says whether the request's method and headers let the lane take it, and on which road.
@@ -166,6 +196,11 @@ fn authority(value: &str) -> Option<(String, Option<u16>)> {
 }
 
 fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
+    accepted(headers) == (true, true)
+}
+
+/// Says whether the `Accept` headers name JSON and the event stream, as rmcp reads them.
+fn accepted(headers: &HeaderMap) -> (bool, bool) {
     let (mut json, mut sse) = (false, false);
     for value in headers.get_all(header::ACCEPT) {
         for media in value.to_str().unwrap_or_default().split(',') {
@@ -174,7 +209,7 @@ fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
             sse |= essence.eq_ignore_ascii_case("text/event-stream");
         }
     }
-    json && sse
+    (json, sse)
 }
 
 fn is_json_media_type(value: &str) -> bool {
@@ -375,6 +410,11 @@ pub(crate) async fn serve(
     request: Request<Body>,
     next: impl AsyncFnOnce(Request<Body>) -> Response,
 ) -> Response {
+    if request.method() == Method::GET
+        && let Some((id, session)) = lane.listener(request.headers())
+    {
+        return listen::open(lane, id, session);
+    }
     let Some(road) = lane.road(request.method(), request.headers()) else {
         return next(request).await;
     };
@@ -604,7 +644,13 @@ fn opened(
     let Ok(session) = http::HeaderValue::from_str(session) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    (
+    event_stream(Body::from(events), Some(session))
+}
+
+/// Answers with an SSE stream under the headers rmcp gives one, and the session's id when the
+/// answer opens the session.
+fn event_stream(events: Body, session: Option<http::HeaderValue>) -> Response {
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -618,11 +664,15 @@ fn opened(
                 http::HeaderName::from_static("x-accel-buffering"),
                 http::HeaderValue::from_static("no"),
             ),
-            (http::HeaderName::from_static("mcp-session-id"), session),
         ],
         events,
     )
-        .into_response()
+        .into_response();
+    if let Some(session) = session {
+        let name = http::HeaderName::from_static("mcp-session-id");
+        response.headers_mut().insert(name, session);
+    }
+    response
 }
 
 /// Writes a JSON-RPC answer with the HTTP status rmcp gives it: in the 2026-07-28 era by the
@@ -691,6 +741,8 @@ mod tests {
             allowed_hosts: allowed(allowed_hosts),
             sessions: Sessions::holding(SESSION, handshake, awake),
             sse_retry: Some(Duration::from_secs(3)),
+            keep_alive: Some(Duration::from_secs(15)),
+            ended: CancellationToken::new(),
         }
     }
 
@@ -979,6 +1031,60 @@ mod tests {
     }
 
     const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+    fn get_stream_headers() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("host", "127.0.0.1:8080"),
+            ("accept", "text/event-stream"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("mcp-session-id", SESSION),
+        ]
+    }
+
+    #[test]
+    fn a_resting_sessions_get_stream_takes_the_lane_once_at_a_time() {
+        let lane = lane(&["127.0.0.1"]);
+        let Some((id, session)) = lane.listener(&headers(&get_stream_headers())) else {
+            panic!("a resting session's plain GET stream is the lane's");
+        };
+        assert_eq!(&*id, SESSION);
+        assert!(
+            lane.listener(&headers(&get_stream_headers())).is_none(),
+            "a second stream is rmcp's, so each message travels on one stream only"
+        );
+        session.stop_listening();
+        assert!(
+            lane.listener(&headers(&get_stream_headers())).is_some(),
+            "once the first has closed, the next is the lane's again"
+        );
+    }
+
+    #[test]
+    fn a_get_stream_rmcp_must_judge_or_resume_continues_to_rmcp() {
+        let awake = lane_holding(&["127.0.0.1"], ClientCapabilities::default(), true);
+        assert!(
+            awake.listener(&headers(&get_stream_headers())).is_none(),
+            "an awake session's stream is its worker's"
+        );
+        for (name, value) in [
+            ("last-event-id", Some("0")),
+            ("origin", Some("http://127.0.0.1:8080")),
+            ("accept", Some("application/json")),
+            ("accept", None),
+            ("host", Some("evil.example")),
+            ("mcp-protocol-version", Some("2025-06-18")),
+            ("mcp-protocol-version", None),
+            ("mcp-session-id", Some("unknown")),
+            ("mcp-session-id", None),
+        ] {
+            let lane = lane(&["127.0.0.1"]);
+            let request = varied(get_stream_headers(), name, value);
+            assert!(
+                lane.listener(&request).is_none(),
+                "{name}: {value:?} is rmcp's to answer"
+            );
+        }
+    }
 
     #[test]
     fn a_plain_initialize_takes_the_lane_and_its_initialized_notification_too() {

@@ -84,8 +84,11 @@ pub(crate) struct Session {
     wants_logs: AtomicBool,
     /// Whether rmcp runs a worker for the session: [`RESTING`], [`WAKING`] or [`AWAKE`].
     state: AtomicU8,
-    /// Wakes the requests that wait while the session is [`WAKING`].
+    /// Wakes the requests that wait while the session is [`WAKING`], and the lane's GET stream
+    /// when the session wakes or ends.
     woken: Notify,
+    /// Whether the express lane serves the session's GET stream.
+    listening: AtomicBool,
 }
 
 /// No worker: the lane opened the session, or rmcp has not restored it yet.
@@ -210,19 +213,30 @@ impl Sessions {
         Arc::clone(session)
     }
 
+    /// Says whether the session `id` is open here (it has not ended), without counting the
+    /// question as a use.
+    pub(crate) fn is_open(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Counts a reply stream of `session` as use of it while the returned guard lives.
+    pub(crate) fn hold_open(&self, session: Arc<Session>) -> OpenStream {
+        session.streams.fetch_add(1, Ordering::Relaxed);
+        OpenStream {
+            session,
+            epoch: self.epoch,
+        }
+    }
+
     /// Wraps a reply stream of `session` so that it keeps the session alive while open.
     fn hold(
         &self,
         session: Option<Arc<Session>>,
         stream: impl Stream<Item = ServerSseMessage> + Send + Sync + 'static,
     ) -> Holding {
-        if let Some(session) = &session {
-            session.streams.fetch_add(1, Ordering::Relaxed);
-        }
         Holding {
             stream: Box::pin(stream),
-            session,
-            epoch: self.epoch,
+            _open: session.map(|session| self.hold_open(session)),
         }
     }
 
@@ -260,6 +274,28 @@ impl Session {
     /// Says whether rmcp runs a worker for the session (it does not for a resting one).
     pub(crate) fn is_awake(&self) -> bool {
         self.state.load(Ordering::Acquire) != RESTING
+    }
+
+    /// Says whether rmcp's worker has taken the handshake, so it takes other requests too.
+    pub(crate) fn has_worker(&self) -> bool {
+        self.state.load(Ordering::Acquire) == AWAKE
+    }
+
+    /// Resolves at the session's next change of state (it wakes, or it ends); registered at
+    /// once, so a change after this call and before the first poll is not missed.
+    pub(crate) fn next_change(&self) -> tokio::sync::futures::Notified<'_> {
+        self.woken.notified()
+    }
+
+    /// Makes the express lane the server of the session's GET stream; says `false` when it
+    /// already serves one (a second is rmcp's to answer, as one stream must carry each message).
+    pub(crate) fn start_listening(&self) -> bool {
+        !self.listening.swap(true, Ordering::AcqRel)
+    }
+
+    /// Says the lane's GET stream of the session has closed.
+    pub(crate) fn stop_listening(&self) {
+        self.listening.store(false, Ordering::Release);
     }
 
     /// Moves the session to `state`, waking whoever waited for the handshake's replay.
@@ -343,7 +379,13 @@ impl Drop for CallGuard {
 /// A reply stream that counts as use of its session while it is open.
 struct Holding {
     stream: Reply,
-    session: Option<Arc<Session>>,
+    _open: Option<OpenStream>,
+}
+
+/// Counts one open reply stream of a session, which the idle sweep leaves alone; when dropped,
+/// the stream's end counts as the session's last use.
+pub(crate) struct OpenStream {
+    session: Arc<Session>,
     epoch: Instant,
 }
 
@@ -355,14 +397,13 @@ impl Stream for Holding {
     }
 }
 
-impl Drop for Holding {
+impl Drop for OpenStream {
     fn drop(&mut self) {
-        if let Some(session) = &self.session {
-            session.streams.fetch_sub(1, Ordering::Relaxed);
-            session
-                .last_used
-                .store(millis_since(self.epoch), Ordering::Relaxed);
-        }
+        let session = &self.session;
+        session.streams.fetch_sub(1, Ordering::Relaxed);
+        session
+            .last_used
+            .store(millis_since(self.epoch), Ordering::Relaxed);
     }
 }
 
@@ -580,13 +621,6 @@ impl SessionStore for Sessions {
 mod tests {
     use super::*;
 
-    impl Sessions {
-        /// Says whether the session `id` is open, without counting the question as a use.
-        fn holds(&self, id: &str) -> bool {
-            self.get(id).is_some()
-        }
-    }
-
     #[tokio::test]
     async fn a_session_untouched_for_the_idle_time_ends_unless_a_reply_stream_is_open() {
         let idle = Duration::from_secs(1);
@@ -598,22 +632,25 @@ mod tests {
 
         sessions.sweep_idle().await;
         assert!(
-            sessions.holds(&quiet) && sessions.holds(&listening),
+            sessions.is_open(&quiet) && sessions.is_open(&listening),
             "both just used"
         );
 
         tokio::time::sleep(idle + Duration::from_millis(100)).await;
         sessions.sweep_idle().await;
         assert!(
-            !sessions.holds(&quiet),
+            !sessions.is_open(&quiet),
             "idle for longer than the idle time"
         );
-        assert!(sessions.holds(&listening), "its GET stream is still open");
+        assert!(sessions.is_open(&listening), "its GET stream is still open");
 
         drop(stream);
         tokio::time::sleep(idle + Duration::from_millis(100)).await;
         sessions.sweep_idle().await;
-        assert!(!sessions.holds(&listening), "idle since its stream closed");
+        assert!(
+            !sessions.is_open(&listening),
+            "idle since its stream closed"
+        );
     }
 
     #[tokio::test]

@@ -1,19 +1,44 @@
-//! Clients that asked to hear about catalogue changes: legacy sessions and modern listen streams.
+//! Clients that asked to hear about catalogue changes: legacy sessions, the GET streams of
+//! resting sessions, and modern listen streams.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use rmcp::model::ServerNotification;
+use rmcp::model::{ServerJsonRpcMessage, ServerNotification};
 use rmcp::service::{SubscriptionSendError, SubscriptionSink};
 use rmcp::{Peer, RoleServer};
+use tokio::sync::broadcast;
+
+/// How many list changes a resting session's GET stream may fall behind by; one that falls
+/// further skips the oldest, which only say again that a list changed.
+const RESTING_BACKLOG: usize = 16;
 
 /// Everyone to tell when a virtual server's tools, prompts or resources change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Listeners {
     sessions: Mutex<Vec<Peer<RoleServer>>>,
     streams: Mutex<Vec<SubscriptionSink>>,
+    /// The GET streams of resting sessions, which the express lane serves without an rmcp
+    /// worker: each holds a receiver, so a change is encoded once for all of them.
+    resting: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Self {
+            sessions: Mutex::default(),
+            streams: Mutex::default(),
+            resting: broadcast::Sender::new(RESTING_BACKLOG),
+        }
+    }
 }
 
 impl Listeners {
+    /// Returns what a resting session's GET stream hears: each list change as the JSON of its
+    /// notification.
+    pub fn listen_resting(&self) -> broadcast::Receiver<Arc<str>> {
+        self.resting.subscribe()
+    }
+
     /// Adds a legacy-era session; it hears every list change until its transport closes.
     pub fn add_session(&self, peer: Peer<RoleServer>) {
         self.sessions
@@ -32,6 +57,16 @@ impl Listeners {
 
     /// Sends a list-changed notification to every live listener, forgetting closed ones.
     pub async fn broadcast(&self, notification: &ServerNotification) {
+        if self.resting.receiver_count() > 0 {
+            let message = ServerJsonRpcMessage::notification(notification.clone());
+            match serde_json::to_string(&message) {
+                // Sent only when someone listens; a stream gone meanwhile is no error.
+                Ok(json) => {
+                    let _ = self.resting.send(json.into());
+                }
+                Err(error) => tracing::warn!(%error, "could not encode a list change"),
+            }
+        }
         for peer in self.live_sessions() {
             let sent = match notification {
                 ServerNotification::ToolListChangedNotification(_) => {

@@ -702,6 +702,108 @@ async fn handshake(url: &str, token: &str, meta: bool) -> (String, [Option<Strin
     (session, described, response.text().await.expect("body"))
 }
 
+/// A session's GET stream, read one SSE event at a time.
+pub(super) struct EventStream {
+    response: reqwest::Response,
+    read: String,
+}
+
+impl EventStream {
+    /// Opens `session`'s GET stream; the answer must be an event stream.
+    pub(super) async fn open(session: &RawSession) -> Self {
+        let response = session
+            .http
+            .get(&session.url)
+            .bearer_auth(&session.token)
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &session.id)
+            .send()
+            .await
+            .expect("GET stream");
+        assert_eq!(response.status(), 200, "the GET stream opens");
+        let media = super::header_of(&response, "content-type");
+        assert_eq!(media.as_deref(), Some("text/event-stream"));
+        Self {
+            response,
+            read: String::new(),
+        }
+    }
+
+    /// Returns the next event, keep-alive comments skipped; `None` once the stream has ended.
+    async fn next(&mut self) -> Option<String> {
+        let within = Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.read.find("\n\n") {
+                let event: String = self.read.drain(..end + 2).collect();
+                if !event.starts_with(':') {
+                    return Some(event);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(within, self.response.chunk())
+                .await
+                .expect("an event or the stream's end within 10 s")
+                .expect("the stream reads");
+            self.read.push_str(&String::from_utf8_lossy(&chunk?));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resting_sessions_get_stream_is_the_lanes_and_goes_on_hearing_list_changes_once_the_session_wakes()
+ {
+    let gateway = OverHttpEcho::start().await;
+    let (crm, token) = (&gateway.crm, &gateway.token);
+    let listener = RawSession::open(crm, token, json!({})).await;
+    let announcer = RawSession::open(crm, token, json!({})).await;
+    let mut stream = EventStream::open(&listener).await;
+    assert_eq!(
+        stream.next().await.as_deref(),
+        Some("data: \nid: 0\nretry: 3000\n\n"),
+        "the stream starts with rmcp's priming event"
+    );
+    // The downstream announces through rmcp's road (a call with `_meta`) of another session.
+    let announce = async || {
+        let (_, answer) = announcer
+            .call_method(
+                1,
+                "tools/call",
+                json!({"name": "announce", "arguments": {}, "_meta": {}}),
+            )
+            .await;
+        assert!(answer["result"].is_object(), "{answer}");
+    };
+    let list_changed = async |stream: &mut EventStream| {
+        let event = stream.next().await.expect("an event");
+        assert!(
+            event.contains(r#""method":"notifications/tools/list_changed""#),
+            "{event}"
+        );
+    };
+    announce().await;
+    list_changed(&mut stream).await;
+
+    // A request only rmcp answers wakes the session; its worker now speaks on the same stream.
+    let (_, level) = listener
+        .call_method(2, "logging/setLevel", json!({"level": "info"}))
+        .await;
+    assert!(level["result"].is_object(), "{level}");
+    announce().await;
+    list_changed(&mut stream).await;
+
+    assert!(listener.end().await.is_success());
+    let mut after_end = Vec::new();
+    while let Some(event) = stream.next().await {
+        after_end.push(event);
+    }
+    assert!(
+        after_end.iter().all(|event| event.contains("list_changed")),
+        "the stream ends with its session, carrying nothing else: {after_end:?}"
+    );
+    gateway.stop();
+}
+
 /// The methods that list a catalogue, each of which the express lane answers when plain.
 const LISTINGS: [&str; 4] = [
     "tools/list",
@@ -804,18 +906,7 @@ async fn the_lane_opens_and_lists_a_session_as_rmcp_would_and_rmcps_own_requests
         let (_, by_rmcp) = session.call_method(2, method, json!({"_meta": {}})).await;
         assert_eq!(by_lane, by_rmcp, "the lane lists {method} as rmcp lists it");
     }
-    let stream = session
-        .http
-        .get(crm)
-        .bearer_auth(token)
-        .header("accept", "text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("mcp-session-id", &session.id)
-        .send()
-        .await
-        .expect("GET stream");
-    assert_eq!(stream.status(), 200, "the awake session's GET stream opens");
-    drop(stream);
+    drop(EventStream::open(&session).await);
     let (_, after) = session.call(3, "arrival", json!({})).await;
     let arrival: Value =
         serde_json::from_str(result_text(&after).expect("arrival answers")).expect("JSON");

@@ -410,11 +410,12 @@ async fn metrics_count_calls_denials_and_latency_per_server_tool_and_connector()
     assert!(listed.to_string().contains("web__echo"), "{listed}");
     let (_, prompts) = session.call_method(2, "prompts/list", json!({})).await;
     assert!(prompts["result"]["prompts"].is_array(), "{prompts}");
+    let _stream = super::audit::EventStream::open(&session).await;
     let listing = scrape(&gateway.origin).await;
     assert_eq!(
         (sessions(&listing, "resting"), sessions(&listing, "awake")),
         (1.0, 0.0),
-        "a plain listing is the lane's: {listing}"
+        "a plain listing and a GET stream are the lane's: {listing}"
     );
     let (_, level) = session
         .call_method(3, "logging/setLevel", json!({"level": "info"}))
