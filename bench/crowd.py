@@ -4,11 +4,12 @@
 initialized, kept for the whole run) and shares a bounded budget of calls between them, so every
 session is live and in use at once. With --list-tools each client also lists the tools once after
 the handshake, as SDK clients do (Gatehouse's express lane answers a plain `tools/list` too, so the
-session stays at rest). VmRSS of the gateway is sampled every 50 ms during the run.
+session stays at rest); with --get-stream each also holds its session's GET stream open, as SDK clients
+do (the lane serves that too). VmRSS of the gateway is sampled every 50 ms during the run.
 
 Usage: python3 bench/crowd.py --load BIN --url URL --pid PID [--clients 1000] [--requests 20000]
-           [--max-seconds 30] [--list-tools]
-Prints one JSON line: clients, list_tools, n_ok, n_err, rps, rss_idle_kib (just before), rss_max_kib
+           [--max-seconds 30] [--list-tools] [--get-stream]
+Prints one JSON line: clients, list_tools, get_stream, n_ok, n_err, rps, rss_idle_kib (just before), rss_max_kib
 (during).
 """
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--max-seconds", type=float, default=30)
     parser.add_argument("--list-tools", action="store_true")
+    parser.add_argument("--get-stream", action="store_true")
     args = parser.parse_args()
     idle = rss_kib(args.pid)
     command = [args.load, "--url", args.url, "--era", "legacy", "--concurrency", str(args.clients),
@@ -44,6 +46,8 @@ def main() -> None:
                "--max-seconds", str(args.max_seconds), "--threads", "1", "--label", "crowd"]
     if args.list_tools:
         command.append("--list-tools")
+    if args.get_stream:
+        command.append("--get-stream")
     peak = idle
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as load:
         while load.poll() is None:
@@ -54,6 +58,7 @@ def main() -> None:
     print(json.dumps({
         "clients": args.clients,
         "list_tools": args.list_tools,
+        "get_stream": args.get_stream,
         "n_ok": result.get("n_ok"),
         "n_err": result.get("n_err"),
         "rps": result.get("rps"),

@@ -153,8 +153,9 @@ EDGE
 }
 standalone_edge edge || say "standalone edge run failed"
 cleanup; PIDS=()
-# The same with clients that list the tools first, as SDK clients do (the lane answers the listing).
-standalone_edge edge-listing --list-tools || say "standalone edge run (listing clients) failed"
+# The same with clients that behave as SDK clients do: they list the tools first and hold the
+# session's GET stream open (the lane answers the listing and serves the stream).
+standalone_edge edge-listing --list-tools --get-stream || say "standalone edge run (SDK-like clients) failed"
 cleanup; PIDS=()
 # The first crowd again with the connector on HTTP/2 (`http2: true`, h2c to the echo): the direct
 # line's calls share one connection instead of holding one each.

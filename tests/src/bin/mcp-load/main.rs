@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! mcp-load --url http://127.0.0.1:PORT/mcp --tool echo --concurrency 16 --requests 20000 \
-//!     [--warmup 200] [--era modern|legacy] [--list-tools] [--label direct] [--max-seconds 10]
+//!     [--warmup 200] [--era modern|legacy] [--list-tools] [--get-stream] [--label direct]
+//!     [--max-seconds 10]
 //! ```
 //!
 //! C workers each open one MCP client (legacy era: `initialize` + `notifications/initialized`,
-//! and with `--list-tools` one `tools/list` as SDK clients do before calling; modern era: nothing,
+//! with `--list-tools` one `tools/list` as SDK clients do before calling, and with `--get-stream`
+//! the session's GET stream held open for its life, as SDK clients hold it; modern era: nothing,
 //! every request is self-describing), share a budget of W warm-up calls, then
 //! share the measured budget of N calls; each phase also ends when `--max-seconds` pass. Every
 //! reply is checked: a successful result whose first text block echoes the input, or else an
@@ -70,6 +72,9 @@ struct Args {
     /// Legacy era: list the tools once after the handshake, as SDK clients do.
     #[arg(long)]
     list_tools: bool,
+    /// Legacy era: hold the session's GET stream open for its life, as SDK clients do.
+    #[arg(long)]
+    get_stream: bool,
     /// Free text copied into the report line.
     #[arg(long, default_value = "")]
     label: String,
@@ -229,6 +234,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         let opening = Opening {
             era: args.era,
             list_tools: args.list_tools,
+            get_stream: args.get_stream,
         };
         workers.spawn(work(target.clone(), opening, worker, plan.clone()));
     }
@@ -304,6 +310,7 @@ fn report(args: &Args, total: &Tally, warmup: u64, seconds: f64) -> serde_json::
         "label": args.label,
         "era": args.era.as_str(),
         "list_tools": args.list_tools,
+        "get_stream": args.get_stream,
         "concurrency": args.concurrency,
         "warmup": warmup,
         "n_ok": n_ok,

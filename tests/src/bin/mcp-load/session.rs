@@ -34,6 +34,8 @@ pub(crate) struct Opening {
     pub(crate) era: Era,
     /// Legacy era: list the tools once after the handshake, as SDK clients do.
     pub(crate) list_tools: bool,
+    /// Legacy era: hold the session's GET stream open for its life, as SDK clients do.
+    pub(crate) get_stream: bool,
 }
 
 /// What every session calls: the endpoint, the pooled HTTP client and the pre-encoded tool call.
@@ -56,6 +58,8 @@ pub(crate) struct Session {
     /// Everything after the echoed text up to the request id (the arguments' end and `_meta`).
     call_tail: &'static str,
     next_id: u64,
+    /// The session's GET stream, held open and never read (it only carries list changes).
+    _stream: Option<reqwest::Response>,
 }
 
 impl Era {
@@ -112,6 +116,7 @@ impl Session {
             headers,
             call_tail: "\"}},\"id\":",
             next_id: 1,
+            _stream: None,
         };
         match era {
             Era::Modern => {
@@ -131,6 +136,9 @@ impl Session {
                 session.initialize().await?;
                 if opening.list_tools {
                     session.list_tools().await?;
+                }
+                if opening.get_stream {
+                    session._stream = Some(session.open_stream().await?);
                 }
             }
         }
@@ -197,6 +205,24 @@ impl Session {
         let _: serde_json::Value =
             reply::result_for(&content_type, &bytes, id).context("tools/list failed")?;
         Ok(())
+    }
+
+    /// Opens the session's GET stream; the answer must be an event stream.
+    async fn open_stream(&self) -> anyhow::Result<reqwest::Response> {
+        let mut headers = self.headers.clone();
+        headers.remove(CONTENT_TYPE);
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let request = self
+            .target
+            .http
+            .get(self.target.url.clone())
+            .headers(headers);
+        let response = request.send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("GET stream answered {status}");
+        }
+        Ok(response)
     }
 
     async fn post(&self, body: String, headers: HeaderMap) -> anyhow::Result<(String, Bytes)> {
