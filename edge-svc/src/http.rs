@@ -138,10 +138,17 @@ impl Endpoint {
     /// rmcp's future is boxed: it is several kilobytes, and unboxed it would make every
     /// request's future that large, which each layer above moves (and boxes) again.
     async fn answer(&self, request: Request<Body>) -> Response {
-        express::serve(&self.lane, request, async |request| {
+        let ending = request.method() == http::Method::DELETE;
+        let mut response = express::serve(&self.lane, request, async |request| {
             Box::pin(self.service.handle(request)).await.map(Body::new)
         })
-        .await
+        .await;
+        // rmcp answers an ended session 202; the Python SDK reads anything but 200 or 204 as a
+        // failed termination and warns on every close, so the session's end is answered 200.
+        if ending && response.status() == http::StatusCode::ACCEPTED {
+            *response.status_mut() = http::StatusCode::OK;
+        }
+        response
     }
 }
 

@@ -922,7 +922,10 @@ async fn the_lane_opens_and_lists_a_session_as_rmcp_would_and_rmcps_own_requests
         ..session
     };
     let ended = resting.end().await;
-    assert!(ended.is_success(), "{ended}");
+    assert_eq!(
+        ended, 200,
+        "a session's end is answered 200, which SDK clients read as done"
+    );
     let gone = resting
         .post(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}))
         .await;
