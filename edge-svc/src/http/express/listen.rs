@@ -6,7 +6,9 @@
 //! lane answers the GET as rmcp would, the priming event first, and relays the virtual
 //! server's list changes itself. When something else wakes the session, rmcp's worker takes
 //! over what the server says, and the stream goes on carrying rmcp's standalone stream of
-//! the session instead, so the client's one GET stream keeps hearing everything, once.
+//! the session instead, so the client's one GET stream keeps hearing everything: each change
+//! once, except one made in the instant of the wake, which both may carry (a list change says
+//! only that a list changed, so hearing it twice costs a client one more listing).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -85,7 +87,8 @@ impl Listening {
             }
             if matches!(self.source, Source::Lane(_)) && self.session.has_worker() {
                 // rmcp's worker now hears the list changes too (the replayed handshake made it
-                // a listener); its stream replaces the lane's, so each change arrives once.
+                // a listener); its stream replaces the lane's, so each change arrives once (or
+                // twice, when it came in the instant of the wake: see the module's comment).
                 match self.sessions.create_standalone_stream(&self.id).await {
                     Ok(stream) => self.source = Source::Rmcp(Box::pin(stream)),
                     Err(error) => {
