@@ -80,7 +80,11 @@ async fn serve_with(
             let io = TokioIo::new(tcp);
             let ended = match version {
                 Version::Http1 => watcher.watch(http1.serve_connection(io, service)).await,
-                Version::Http2 => watcher.watch(http2.serve_connection(io, service)).await,
+                // Boxed: hyper's HTTP/2 connection is more than twice the size of its HTTP/1
+                // one, and every connection's task would otherwise be as large as the larger.
+                Version::Http2 => {
+                    Box::pin(watcher.watch(http2.serve_connection(io, service))).await
+                }
             };
             if let Err(error) = ended {
                 tracing::trace!(%error, "connection ended with an error");

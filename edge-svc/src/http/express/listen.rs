@@ -89,7 +89,9 @@ impl Listening {
                 // rmcp's worker now hears the list changes too (the replayed handshake made it
                 // a listener); its stream replaces the lane's, so each change arrives once (or
                 // twice, when it came in the instant of the wake: see the module's comment).
-                match self.sessions.create_standalone_stream(&self.id).await {
+                // Boxed: rmcp's future for it is most of this one's size, which every open
+                // stream would otherwise hold for its whole life for a step taken once.
+                match Box::pin(self.sessions.create_standalone_stream(&self.id)).await {
                     Ok(stream) => self.source = Source::Rmcp(Box::pin(stream)),
                     Err(error) => {
                         tracing::debug!(%error, "a woken session's GET stream could not go on");
