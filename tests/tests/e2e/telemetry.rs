@@ -15,6 +15,8 @@ const CALLER_SECRET: &str = "telemetry-e2e-caller-secret-5f1c2a";
 /// The client's own trace: every span of the call must join it.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+/// A trace the client does not sample: the gateway records no span of it, yet passes it on.
+const UNSAMPLED_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// One span as rotel's detailed debug log prints it.
 #[derive(Debug, Clone)]
@@ -115,8 +117,14 @@ async fn token(origin: &str, resource: &str) -> String {
     super::oauth::client_credentials(origin, "caller", CALLER_SECRET, resource).await
 }
 
-/// Calls `tool` statelessly (2026-07-28) with `token`, as part of the client's trace when `traced`.
-async fn call(url: &str, token: Option<&str>, id: u64, tool: &str, traced: bool) -> Value {
+/// Calls `tool` statelessly (2026-07-28) with `token`, as part of the trace `traceparent` names.
+async fn call(
+    url: &str,
+    token: Option<&str>,
+    id: u64,
+    tool: &str,
+    traceparent: Option<&str>,
+) -> Value {
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {},
                       "io.modelcontextprotocol/clientInfo": {"name": "telemetry-e2e", "version": "1"}});
@@ -129,8 +137,8 @@ async fn call(url: &str, token: Option<&str>, id: u64, tool: &str, traced: bool)
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    if traced {
-        request = request.header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"));
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
     }
     request
         .json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -297,9 +305,20 @@ async fn one_trace_runs_from_the_client_through_edge_to_http_and_stdio_connector
     let gateway = up(&config_path, &dir.path().join("data"), Some(&otlp)).await;
     let url = format!("{}/v/traced/mcp", gateway.origin);
     let token = token(&gateway.origin, &url).await;
-    let over_http = call(&url, Some(&token), 7, "web__trace_context", true).await;
-    let over_stdio = call(&url, Some(&token), 8, "local__trace_context", true).await;
-    let refused = call(&url, Some(&token), 9, "web__not_listed", true).await;
+    let sampled = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let traced = Some(sampled.as_str());
+    let over_http = call(&url, Some(&token), 7, "web__trace_context", traced).await;
+    let over_stdio = call(&url, Some(&token), 8, "local__trace_context", traced).await;
+    let refused = call(&url, Some(&token), 9, "web__not_listed", traced).await;
+    let unsampled = format!("00-{UNSAMPLED_TRACE_ID}-{CLIENT_SPAN}-00");
+    let unsampled_call = call(
+        &url,
+        Some(&token),
+        10,
+        "web__trace_context",
+        Some(&unsampled),
+    )
+    .await;
     assert!(refused["error"].is_object(), "{refused}");
     gateway.terminate().await;
 
@@ -308,6 +327,29 @@ async fn one_trace_runs_from_the_client_through_edge_to_http_and_stdio_connector
     for secret in [token.as_str(), CALLER_SECRET] {
         assert!(!text.contains(secret), "a secret reached the collector");
     }
+    assert!(
+        !text.contains(UNSAMPLED_TRACE_ID),
+        "no span of a trace the client does not sample is exported"
+    );
+    // An unsampled trace still reaches the connector, continued from the gateway's request.
+    let (header, meta) = reported(&unsampled_call);
+    let passed_on = meta.expect("_meta.traceparent of an unsampled call");
+    assert_eq!(
+        header.as_deref(),
+        Some(passed_on.as_str()),
+        "header and _meta agree"
+    );
+    let parts: Vec<&str> = passed_on.split('-').collect();
+    assert_eq!(parts.len(), 4, "{passed_on}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", UNSAMPLED_TRACE_ID, "00"),
+        "{passed_on}"
+    );
+    assert!(
+        parts[2].len() == 16 && parts[2] != CLIENT_SPAN && parts[2] != "0000000000000000",
+        "the parent is a span of the gateway's: {passed_on}"
+    );
     let http_spans: Vec<&Span> = spans
         .iter()
         .filter(|span| span.parent_id == CLIENT_SPAN)
@@ -384,10 +426,10 @@ async fn metrics_count_calls_denials_and_latency_per_server_tool_and_connector()
     let url = format!("{}/v/traced/mcp", gateway.origin);
     let token = token(&gateway.origin, &url).await;
     for id in 0..3 {
-        let answer = call(&url, Some(&token), id, "web__echo", false).await;
+        let answer = call(&url, Some(&token), id, "web__echo", None).await;
         assert_eq!(answer["result"]["content"][0]["text"], "hi", "{answer}");
     }
-    let refused = call(&url, Some(&token), 9, "web__no_such_tool", false).await;
+    let refused = call(&url, Some(&token), 9, "web__no_such_tool", None).await;
     assert!(refused["error"].is_object(), "{refused}");
 
     // A session the express lane opened rests (no rmcp worker) until a request only rmcp
