@@ -1,6 +1,6 @@
 //! How a connector is declared: the transport, and for stdio the sandbox, limits and restarts.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
@@ -171,6 +171,12 @@ pub struct HttpConfig {
     /// concurrent-stream limit allows, so it is opt-in.
     #[serde(default)]
     pub http2: bool,
+    /// Most requests in flight to the downstream at once, on the connector's session and its
+    /// direct line together; further requests wait their turn in order (replies and
+    /// notifications never wait). Over HTTP/1.1 each request in flight holds a connection, so
+    /// this bounds what a crowd of callers costs edge and the downstream in connections.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: NonZeroUsize,
 }
 
 /// A legacy 2024-11-05 HTTP+SSE connector.
@@ -253,6 +259,7 @@ impl HttpConfig {
             era: Era::default(),
             connect_timeout: default_http_connect_timeout(),
             http2: false,
+            max_in_flight: default_max_in_flight(),
         }
     }
 
@@ -299,6 +306,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("era", &self.era)
             .field("connect_timeout", &self.connect_timeout)
             .field("http2", &self.http2)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -401,6 +409,12 @@ fn default_stdio_connect_timeout() -> Duration {
 
 fn default_http_connect_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// rmcp's session allowed 16 POSTs at once by default, too few for a gateway multiplexing many
+/// callers onto one connector; 256 is within common servers' concurrent-stream limits.
+fn default_max_in_flight() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(255)
 }
 
 #[cfg(test)]

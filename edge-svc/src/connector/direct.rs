@@ -104,7 +104,8 @@ pub struct DirectLine {
     target: Uri,
     headers: HashMap<HeaderName, HeaderValue>,
     http: LineClient,
-    /// The session's client, whose credential (fetched afresh on a 401) the line's calls carry.
+    /// The session's client, whose credential (fetched afresh on a 401) the line's calls carry
+    /// and whose turns they share with the session's requests.
     credential: InjectingClient,
     version: ProtocolVersion,
     /// What every request's `_meta` declares on this line (the version the downstream agreed
@@ -141,7 +142,7 @@ impl std::fmt::Debug for DirectLine {
 
 impl DirectLine {
     /// Describes the line to connector `name` at `url`, which negotiated `version`, posting
-    /// over `http` with the credential of `credential`.
+    /// over `http` with the credential and the turns of `credential`.
     pub(crate) fn new(
         name: Arc<str>,
         url: &url::Url,
@@ -190,6 +191,10 @@ impl DirectLine {
         &self,
         params: &CallToolRequestParams,
     ) -> Result<Result<ServerResult, ErrorData>, LineError> {
+        // A turn among the connector's requests in flight, held until the answer is read (and
+        // the connection goes back to the pool), so a crowd of callers holds no more HTTP/1.1
+        // connections to the downstream than the connector's `max_in_flight`.
+        let _turn = self.credential.turn().await;
         let id = self.next_id.fetch_sub(1, Ordering::Relaxed);
         let mut headers = self.headers.clone();
         let trace = params.meta.as_ref().map(|meta| {
@@ -412,7 +417,12 @@ mod tests {
             &url,
             headers,
             line_client(&HttpConfig::new(url.clone())).expect("client"),
-            InjectingClient::new(reqwest::Client::new(), None, "crm".into()),
+            InjectingClient::new(
+                reqwest::Client::new(),
+                None,
+                "crm".into(),
+                std::num::NonZeroUsize::MIN,
+            ),
             ProtocolVersion::V_2026_07_28,
         )
         .expect("line");

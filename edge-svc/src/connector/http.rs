@@ -20,9 +20,6 @@ use super::{
     session::{Session, handshake},
 };
 
-/// Most POSTs in flight at once on one session (rmcp's default is 16).
-const MAX_CONCURRENT_REQUESTS: usize = 256;
-
 /// Builds the HTTP client of one connector: pooled keep-alive connections with `TCP_NODELAY`.
 ///
 /// rmcp's default client disables pooling to dodge delayed-ACK stalls; with Nagle off on our
@@ -57,8 +54,13 @@ pub(crate) async fn open(
         .custom_headers(header_map(&config.headers)?)
         .reinit_on_expired_session(true)
         // A gateway multiplexes many callers onto one connector session.
-        .max_concurrent_requests(MAX_CONCURRENT_REQUESTS);
-    let client = InjectingClient::new(pooled_client(config)?, credential, Arc::clone(name));
+        .max_concurrent_requests(config.max_in_flight.get());
+    let client = InjectingClient::new(
+        pooled_client(config)?,
+        credential,
+        Arc::clone(name),
+        config.max_in_flight,
+    );
     let transport = StreamableHttpClientTransport::with_client(client.clone(), transport_config);
     let tracked = OriginTracking::new(transport);
     let service = handshake(

@@ -11,10 +11,19 @@
 //! [`CredentialError::Rejected`], which the forwarder turns into a clear error for the caller.
 //! Every method of rmcp's client trait is overridden, including the
 //! `_with_max_sse_event_size` variants whose defaults would drop the transport's SSE event limit.
+//! The client also keeps the connector's turns: at most [`HttpConfig::max_in_flight`] requests
+//! in flight at once, on rmcp's session and the direct line together, the rest waiting in order
+//! (rmcp's own limit stops counting a request once its answer streams, and the direct line has
+//! none). Replies and notifications never wait for a turn, so a call waiting on its client's
+//! answer to the downstream's question cannot hold that answer up.
+//!
+//! [`HttpConfig::max_in_flight`]: super::config::HttpConfig::max_in_flight
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{ClientJsonRpcMessage, GetMeta as _, JsonRpcMessage};
@@ -22,16 +31,19 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
 use sse_stream::{Error as SseError, Sse};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::CredentialSource;
 use crate::credentials::CredentialError;
 
-/// A pooled reqwest client plus the source of one session's credential headers, if any.
+/// A pooled reqwest client plus the source of one session's credential headers, if any, and
+/// the connector's turns for requests in flight.
 #[derive(Debug, Clone)]
 pub(crate) struct InjectingClient {
     http: reqwest::Client,
     source: Option<Arc<dyn CredentialSource>>,
     connector: Arc<str>,
+    turns: Arc<Semaphore>,
 }
 
 type Failure = StreamableHttpError<reqwest::Error>;
@@ -39,16 +51,32 @@ type Headers = HashMap<HeaderName, HeaderValue>;
 
 impl InjectingClient {
     /// Wraps `http`, adding `source`'s headers (when there is one) to every request of
-    /// connector `connector`.
+    /// connector `connector`, with `in_flight` turns.
     pub(crate) fn new(
         http: reqwest::Client,
         source: Option<Arc<dyn CredentialSource>>,
         connector: Arc<str>,
+        in_flight: NonZeroUsize,
     ) -> Self {
         Self {
             http,
             source,
             connector,
+            turns: Arc::new(Semaphore::new(in_flight.get())),
+        }
+    }
+
+    /// Waits, in order, for a turn to have one more request in flight; the request holds it
+    /// until its answer is read. The semaphore is never closed, so this is always a turn.
+    pub(crate) async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.turns).acquire_owned().await.ok()
+    }
+
+    /// Takes a turn for `message` if it is a request; replies and notifications go at once.
+    async fn turn_for(&self, message: &ClientJsonRpcMessage) -> Option<OwnedSemaphorePermit> {
+        match message {
+            JsonRpcMessage::Request(_) => self.turn().await,
+            _ => None,
         }
     }
 
@@ -121,6 +149,23 @@ fn with_trace(message: &ClientJsonRpcMessage, mut headers: Headers) -> Headers {
     headers
 }
 
+/// Keeps a request's `turn` while its answer streams; a JSON answer has been read already.
+fn holding(
+    response: StreamableHttpPostResponse,
+    turn: Option<OwnedSemaphorePermit>,
+) -> StreamableHttpPostResponse {
+    match (response, turn) {
+        (StreamableHttpPostResponse::Sse(events, session), Some(turn)) => {
+            let events = events.map(move |event| {
+                let _held = &turn;
+                event
+            });
+            StreamableHttpPostResponse::Sse(Box::pin(events), session)
+        }
+        (response, _) => response,
+    }
+}
+
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
@@ -160,17 +205,20 @@ impl StreamableHttpClient for InjectingClient {
         auth_header: Option<String>,
         custom_headers: Headers,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        let turn = self.turn_for(&message).await;
         let custom_headers = with_trace(&message, custom_headers);
-        self.send(custom_headers, |headers| {
-            self.http.post_message(
-                uri.clone(),
-                message.clone(),
-                session_id.clone(),
-                auth_header.clone(),
-                headers,
-            )
-        })
-        .await
+        let response = self
+            .send(custom_headers, |headers| {
+                self.http.post_message(
+                    uri.clone(),
+                    message.clone(),
+                    session_id.clone(),
+                    auth_header.clone(),
+                    headers,
+                )
+            })
+            .await?;
+        Ok(holding(response, turn))
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -182,18 +230,21 @@ impl StreamableHttpClient for InjectingClient {
         custom_headers: Headers,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        let turn = self.turn_for(&message).await;
         let custom_headers = with_trace(&message, custom_headers);
-        self.send(custom_headers, |headers| {
-            self.http.post_message_with_max_sse_event_size(
-                uri.clone(),
-                message.clone(),
-                session_id.clone(),
-                auth_header.clone(),
-                headers,
-                max_sse_event_size,
-            )
-        })
-        .await
+        let response = self
+            .send(custom_headers, |headers| {
+                self.http.post_message_with_max_sse_event_size(
+                    uri.clone(),
+                    message.clone(),
+                    session_id.clone(),
+                    auth_header.clone(),
+                    headers,
+                    max_sse_event_size,
+                )
+            })
+            .await?;
+        Ok(holding(response, turn))
     }
 
     async fn delete_session(

@@ -141,6 +141,27 @@ struct ExitParams {
 
 /// Counts the echo calls this process answered, so tests can prove a refused call never arrived.
 static ECHOES: AtomicU64 = AtomicU64::new(0);
+/// `slow` calls running now, and the most that ran at once since `slow_peak` last read it, so
+/// tests can see how many calls a gateway lets reach a downstream at once.
+static SLOW_NOW: AtomicU64 = AtomicU64::new(0);
+static SLOW_PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one `slow` call as running until it is dropped, however the call ends.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> Self {
+        let now = SLOW_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+        SLOW_PEAK.fetch_max(now, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        SLOW_NOW.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The echo server's tools, resource and prompt.
 ///
@@ -218,6 +239,7 @@ impl Echo {
         meta: RequestMetaObject,
         client: Peer<RoleServer>,
     ) -> Result<String, ErrorData> {
+        let _in_flight = InFlight::start();
         let messages: Vec<Option<String>> = if notes.is_empty() {
             vec![note; SLOW_STEPS as usize]
         } else {
@@ -241,6 +263,15 @@ impl Echo {
             }
         }
         Ok(format!("slept {ms} ms"))
+    }
+
+    #[tool(
+        description = "Return the most `slow` calls that ran at once since the last time this was asked, and start counting anew"
+    )]
+    fn slow_peak(&self) -> String {
+        SLOW_PEAK
+            .swap(SLOW_NOW.load(Ordering::SeqCst), Ordering::SeqCst)
+            .to_string()
     }
 
     #[tool(

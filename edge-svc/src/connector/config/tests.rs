@@ -39,6 +39,19 @@ fn http_config_parses_era_headers_and_timeout() {
     assert_eq!(config.era, Era::Legacy);
     assert_eq!(config.connect_timeout, Duration::from_secs(5));
     assert_eq!(config.headers["x-api-key"], "k");
+    assert_eq!(config.max_in_flight.get(), 256, "the documented default");
+}
+
+#[test]
+fn calls_in_flight_are_bounded_by_a_positive_number() {
+    let Transport::Http(config) =
+        transport("http:\n  url: http://x/mcp\n  max_in_flight: 8\n").unwrap()
+    else {
+        panic!("http expected");
+    };
+    assert_eq!(config.max_in_flight.get(), 8);
+    let zero = transport("http:\n  url: http://x/mcp\n  max_in_flight: 0\n").unwrap_err();
+    assert!(zero.to_string().contains("nonzero"), "{zero}");
 }
 
 #[test]

@@ -117,6 +117,53 @@ async fn http_connector_speaks_http2_to_a_cleartext_downstream_only_when_told_to
     http2.stop().await;
 }
 
+/// Asks the echo how many `slow` calls ran at once since it was last asked.
+async fn slow_peak(running: &Running) -> u64 {
+    let peak = call(&running.connector, "slow_peak", json!({}))
+        .await
+        .expect("the peak");
+    text(&peak).parse().expect("a count")
+}
+
+#[tokio::test]
+async fn requests_beyond_max_in_flight_wait_their_turn_on_both_roads() {
+    let server = echo_http().await;
+    let http = config(json!({"url": server.url, "era": "modern", "max_in_flight": 2}));
+    let running = Running::spawn("echo-turns", Transport::Http(http));
+    call(&running.connector, "echo", json!({"text": "ready"}))
+        .await
+        .expect("the session is ready");
+    assert_eq!(slow_peak(&running).await, 0);
+
+    let on_the_session = (0..5).map(|_| call(&running.connector, "slow", json!({"ms": 150})));
+    for answer in futures::future::join_all(on_the_session).await {
+        assert_eq!(
+            text(&answer.expect("a call that waited its turn")),
+            "slept 150 ms"
+        );
+    }
+    assert_eq!(
+        slow_peak(&running).await,
+        2,
+        "rmcp's session ran two calls at once, no more"
+    );
+
+    let on_the_line = (0..5).map(|_| on_the_line(&running, "slow", json!({"ms": 150})));
+    for answer in futures::future::join_all(on_the_line).await {
+        let answer = answer.expect("an answer").expect("a result");
+        let ServerResult::CallToolResult(result) = answer else {
+            panic!("not a tool result: {answer:?}");
+        };
+        assert_eq!(text(&result), "slept 150 ms");
+    }
+    assert_eq!(
+        slow_peak(&running).await,
+        2,
+        "the direct line ran two calls at once, no more"
+    );
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn an_answer_larger_than_16_mib_is_refused_on_both_roads_and_the_connector_serves_on() {
     let server = echo_http().await;
