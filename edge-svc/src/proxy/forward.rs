@@ -136,7 +136,6 @@ impl Forwarder {
                 None,
             )
         })?;
-        let (span, trace) = downstream_span(connector.name(), request.method());
         let mut meta = rmcp::model::RequestMetaObject::default();
         if let Some(capabilities) = context.client_capabilities() {
             // The downstream must only ask for input this very client can give.
@@ -147,9 +146,7 @@ impl Forwarder {
             meta.set_log_level(level);
         }
         // SEP-414: the trace continues in `_meta` (stdio too); HTTP connectors also get it as a header.
-        for (key, value) in svc_kit::telemetry::propagation::w3c_fields(&trace) {
-            meta.0.0.insert(key.to_owned(), value.into());
-        }
+        let span = downstream_span(connector.name(), request.method(), &mut meta);
         let mut options = PeerRequestOptions::no_options();
         options.meta = Some(meta);
         let registration = self.board.begin();
@@ -223,10 +220,7 @@ impl Forwarder {
         {
             meta.set_client_capabilities(capabilities);
         }
-        let (span, trace) = downstream_span(line.name(), "tools/call");
-        for (key, value) in svc_kit::telemetry::propagation::w3c_fields(&trace) {
-            meta.0.0.insert(key.to_owned(), value.into());
-        }
+        let span = downstream_span(line.name(), "tools/call", meta);
         tokio::select! {
             answer = line.call_tool(&params).instrument(span) => match answer {
                 Ok(answer) if context.is_modern() => answer.map(|mut result| {
@@ -282,14 +276,19 @@ impl Forwarder {
     }
 }
 
-/// Opens the client span of one downstream request and returns it with the trace context the
-/// connector receives. A span of a trace that is not sampled is never recorded, so for one the
-/// request's own span stands in (no span is returned) and the connector continues from it:
-/// building and dropping a span nobody keeps cost a few percent of every call.
-fn downstream_span(connector: &str, method: &str) -> (tracing::Span, opentelemetry::Context) {
+/// Opens the client span of one downstream request and writes the trace context the connector
+/// receives into the request's `meta`. A span of a trace that is not sampled is never recorded,
+/// so for one the request's own span stands in (no span is returned) and the connector continues
+/// from it: building and dropping a span nobody keeps cost a few percent of every call.
+fn downstream_span(
+    connector: &str,
+    method: &str,
+    meta: &mut rmcp::model::RequestMetaObject,
+) -> tracing::Span {
     let request = tracing::Span::current().context();
     if !request.span().span_context().is_sampled() {
-        return (tracing::Span::none(), request);
+        continue_trace(meta, &request);
+        return tracing::Span::none();
     }
     let span = tracing::info_span!(
         target: svc_kit::telemetry::TRACE_ONLY,
@@ -299,8 +298,15 @@ fn downstream_span(connector: &str, method: &str) -> (tracing::Span, opentelemet
         mcp.method.name = method,
         gatehouse.connector = connector,
     );
-    let trace = span.context();
-    (span, trace)
+    continue_trace(meta, &span.context());
+    span
+}
+
+/// Writes `trace` into `meta` as W3C `traceparent`/`tracestate` fields.
+fn continue_trace(meta: &mut rmcp::model::RequestMetaObject, trace: &opentelemetry::Context) {
+    for (key, value) in svc_kit::telemetry::propagation::w3c_fields(trace) {
+        meta.0.0.insert(key.to_owned(), value.into());
+    }
 }
 
 /// Gives a session's client the answer in the shape it knows (no `resultType`). The express
