@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use proto::vault::v1 as vault_pb;
 use proto::vault::v1::vault_client::VaultClient;
 use reqwest::StatusCode;
@@ -824,14 +825,23 @@ async fn harness(database: &str, redis: &str, haproxy: &str, python: &str) {
         agent_token(fronts.authz_grpc, fronts.authz_http, "load", &resource).await;
     for edge in &edges {
         let direct = format!("http://{}/v/crm/mcp", edge.addr);
-        until(
+        let ready = until(
             &direct,
             &token,
             Duration::from_secs(10),
             "edge ready",
             succeeded,
-        )
-        .await;
+        );
+        // An edge that never answers says why only in its log: show it with the failure.
+        if let Err(failure) = std::panic::AssertUnwindSafe(ready).catch_unwind().await {
+            let log = dir.path().join(format!("{}.log", edge.name));
+            eprintln!(
+                "{}:\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::panic::resume_unwind(failure);
+        }
     }
 
     let grants = Grants::store(&harness).await;
