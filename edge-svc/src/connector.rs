@@ -123,6 +123,12 @@ impl Connector {
         self.inner.peer().await
     }
 
+    /// Waits, however long it takes, for a live session without hurrying a reconnection: for
+    /// background work, which must not keep a downstream that is down from backing off.
+    pub(crate) async fn live(&self) -> Result<rmcp::Peer<rmcp::RoleClient>, Error> {
+        self.inner.live().await
+    }
+
     /// Returns a direct line to the downstream for plain calls, when its live session is
     /// stateless streamable HTTP (2026-07-28); `None` means use [`Connector::peer`].
     pub fn direct(&self) -> Option<Arc<DirectLine>> {

@@ -31,9 +31,11 @@ pub fn spawn(connector: Connector, relay: Arc<dyn Relay>, shutdown: Cancellation
     });
 }
 
-/// Listens until the stream ends; returns at once when the session is legacy or unavailable.
+/// Listens until the stream ends; returns at once when the session is legacy or the connector
+/// stopped. Waits for a session without hurrying one: the watcher always waits, and a
+/// downstream that is down must still back off.
 async fn listen_once(connector: &Connector, relay: &dyn Relay) {
-    let Ok(peer) = connector.peer().await else {
+    let Ok(peer) = connector.live().await else {
         return;
     };
     let modern = connector

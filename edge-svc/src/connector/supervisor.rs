@@ -94,10 +94,29 @@ impl Supervisor {
         self.credential.as_ref()
     }
 
-    /// Returns a live session, waiting for one at most the connect timeout.
+    /// Returns a live session, waiting for one at most the connect timeout; while it waits,
+    /// the supervision loop cuts its backoff short (see `supervise`).
     pub(crate) async fn peer(&self) -> Result<Peer<RoleClient>, Error> {
+        match tokio::time::timeout(self.connect_timeout, self.session(true)).await {
+            Ok(session) => session,
+            Err(_) => Err(Error::ConnectTimeout {
+                name: self.name.to_string(),
+                timeout: self.connect_timeout,
+                last_error: lock(&self.book).last_error.clone(),
+            }),
+        }
+    }
+
+    /// Waits as long as it takes for a live session, leaving the backoff as it is: background
+    /// work that always waits (the list-changed watcher) would otherwise turn a downstream that
+    /// is down into a busy loop of reconnections.
+    pub(crate) async fn live(&self) -> Result<Peer<RoleClient>, Error> {
+        self.session(false).await
+    }
+
+    /// Waits for a live session, asking the supervision loop to hurry at each change if `wake`.
+    async fn session(&self, wake: bool) -> Result<Peer<RoleClient>, Error> {
         let mut phases = self.phase.subscribe();
-        let deadline = tokio::time::Instant::now() + self.connect_timeout;
         loop {
             let phase = phases.borrow_and_update().clone();
             match phase {
@@ -113,22 +132,16 @@ impl Supervisor {
                         name: self.name.to_string(),
                     });
                 }
-                Phase::Ready(..) | Phase::Connecting | Phase::Restarting => self.wake.notify_one(),
+                Phase::Ready(..) | Phase::Connecting | Phase::Restarting => {
+                    if wake {
+                        self.wake.notify_one();
+                    }
+                }
             }
-            match tokio::time::timeout_at(deadline, phases.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    return Err(Error::ShutDown {
-                        name: self.name.to_string(),
-                    });
-                }
-                Err(_) => {
-                    return Err(Error::ConnectTimeout {
-                        name: self.name.to_string(),
-                        timeout: self.connect_timeout,
-                        last_error: lock(&self.book).last_error.clone(),
-                    });
-                }
+            if phases.changed().await.is_err() {
+                return Err(Error::ShutDown {
+                    name: self.name.to_string(),
+                });
             }
         }
     }
@@ -336,9 +349,18 @@ async fn supervise(
             break;
         }
         supervisor.set_phase(Phase::Restarting);
+        let failed = tokio::time::Instant::now();
+        let backoff = policy.backoff(failures);
+        // A waiting caller cuts the backoff short, but to no less than its first step: callers
+        // of a downstream that is down see a new attempt at that pace, never a busy loop.
+        let soonest = failed + backoff.min(policy.initial_backoff);
+        let woken = async {
+            supervisor.wake.notified().await;
+            tokio::time::sleep_until(soonest).await;
+        };
         tokio::select! {
-            () = tokio::time::sleep(policy.backoff(failures)) => {}
-            () = supervisor.wake.notified(), if wakeable => {}
+            () = tokio::time::sleep_until(failed + backoff) => {}
+            () = woken, if wakeable => {}
             () = shutdown.cancelled() => {}
         }
     }

@@ -1,5 +1,7 @@
 //! Streamable HTTP connectors on both protocol eras, against `mcp-echo http`.
 
+use std::time::Duration;
+
 use edge_svc::connector::{ConnectorState, Era, Transport};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientRequest, ProtocolVersion, Request,
@@ -267,5 +269,39 @@ async fn http_connector_reconnects_after_the_server_restarts() {
         .await
         .unwrap();
     assert_eq!(text(&echoed), "after");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_downstream_that_is_down_is_retried_on_backoff_whether_watched_or_awaited() {
+    // Nothing listens on the port once it is released: every attempt is refused at once.
+    let url = format!("http://{}/mcp", crate::audit::reserve_port().release());
+    let http = config(json!({"url": url, "connect_timeout": "2s"}));
+    let running = Running::spawn("down", Transport::Http(http));
+    edge_svc::watch::spawn(
+        running.connector.clone(),
+        running.relay.clone(),
+        running.shutdown.child_token(),
+    );
+
+    // Watched but not called for 2 s: the backoff doubles from 250 ms, so after the first
+    // attempt there are at most three more (0.25, 0.75 and 1.75 s), however fast each fails.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let watched = running.connector.status().restarts;
+    assert!(watched <= 4, "{watched} restarts in 2 s while only watched");
+
+    // A caller waiting its 2 s connect timeout cuts each wait to the first step, no shorter.
+    let refused = running.connector.peer().await;
+    assert!(refused.is_err(), "nothing listens, yet a session opened");
+    let awaited = running.connector.status().restarts - watched;
+    assert!(
+        awaited <= 9,
+        "{awaited} restarts in 2 s while a caller waited"
+    );
+    // Left alone, the next attempt after 1.75 s would come only at 3.75 s.
+    assert!(
+        awaited >= 3,
+        "{awaited} restarts: a waiting caller did not hurry them"
+    );
     running.stop().await;
 }
