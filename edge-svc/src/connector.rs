@@ -129,6 +129,16 @@ impl Connector {
         self.inner.live().await
     }
 
+    /// Says whether a session is live now, without waiting or connecting.
+    pub fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+
+    /// Asks for the next reconnection attempt soon (HTTP and SSE), without waiting for it.
+    pub fn hurry(&self) {
+        self.inner.hurry();
+    }
+
     /// Returns a direct line to the downstream for plain calls, when its live session is
     /// stateless streamable HTTP (2026-07-28); `None` means use [`Connector::peer`].
     pub fn direct(&self) -> Option<Arc<DirectLine>> {

@@ -2,6 +2,8 @@
 //!
 //! The aggregated catalogue (tools, prompts, resources) is cached and rebuilt when a
 //! downstream announces a list change, after which every connected client is told too.
+//! A member that is down is left out of the cached catalogue until it is back, so one
+//! downstream that is down never holds up the calls and listings of the others.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -62,7 +64,7 @@ pub struct VirtualServer {
     description: Option<String>,
     auth: AuthMode,
     members: Vec<Member>,
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    snapshot: RwLock<Option<Cached>>,
     rebuild: tokio::sync::Mutex<()>,
     // Shared with the server's successors, so a live change keeps its clients' subscriptions.
     listeners: Arc<Listeners>,
@@ -89,7 +91,17 @@ pub struct Snapshot {
     pub templates: Vec<(ResourceTemplate, usize)>,
 }
 
-/// A downstream listing that failed; the snapshot is then partial and not cached.
+/// A cached catalogue, and the members left out of it because they were down.
+#[derive(Debug)]
+struct Cached {
+    snapshot: Arc<Snapshot>,
+    /// Indices of members without a session when the catalogue was built; the catalogue is
+    /// built again as soon as one of them has one.
+    down: Vec<usize>,
+}
+
+/// One member's items. A member whose listing failed makes the snapshot partial and not
+/// cached; one that was down (`unavailable`) is left out of a cached snapshot until it is back.
 #[derive(Debug)]
 struct Listing {
     tools: Vec<Tool>,
@@ -97,6 +109,7 @@ struct Listing {
     resources: Vec<Resource>,
     templates: Vec<ResourceTemplate>,
     complete: bool,
+    unavailable: bool,
 }
 
 impl VirtualServer {
@@ -176,10 +189,19 @@ impl VirtualServer {
         let complete = listings.iter().all(|listing| listing.complete);
         let snapshot = Arc::new(self.assemble(&listings));
         if complete {
+            let down = listings
+                .iter()
+                .enumerate()
+                .filter(|(_, listing)| listing.unavailable)
+                .map(|(index, _)| index)
+                .collect();
             *self
                 .snapshot
                 .write()
-                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
+                .unwrap_or_else(PoisonError::into_inner) = Some(Cached {
+                snapshot: Arc::clone(&snapshot),
+                down,
+            });
         }
         snapshot
     }
@@ -196,11 +218,20 @@ impl VirtualServer {
             .cloned()
     }
 
+    /// Returns the cached catalogue unless a member left out of it is back. The members still
+    /// down are asked to reconnect soon: calls keep coming, so someone wants them.
     fn cached(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let cached = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
+        let cached = cached.as_ref()?;
+        let down = cached
+            .down
+            .iter()
+            .filter_map(|index| self.members.get(*index));
+        if down.clone().any(|member| member.connector.is_ready()) {
+            return None;
+        }
+        down.for_each(|member| member.connector.hurry());
+        Some(Arc::clone(&cached.snapshot))
     }
 
     fn assemble(&self, listings: &[Listing]) -> Snapshot {
@@ -348,12 +379,13 @@ async fn list_member(connector: &Connector) -> Listing {
         resources: vec![],
         templates: vec![],
         complete: true,
+        unavailable: false,
     };
     let peer: Peer<RoleClient> = match connector.peer().await {
         Ok(peer) => peer,
         Err(error) => {
-            tracing::warn!(connector = connector.name(), %error, "connector unavailable; its items are missing from the listing");
-            listing.complete = false;
+            tracing::warn!(connector = connector.name(), %error, "connector unavailable; its items are missing from the listing until it is back");
+            listing.unavailable = true;
             return listing;
         }
     };

@@ -21,6 +21,14 @@ pub enum Error {
         /// The most recent connect or crash error, if any.
         last_error: Option<String>,
     },
+    /// The attempt made for this caller could not open a session: the downstream is down.
+    #[error("connector {name} is unavailable: {last_error}")]
+    Unavailable {
+        /// Connector name.
+        name: String,
+        /// Why the attempt failed.
+        last_error: String,
+    },
     /// A stdio program crashed repeatedly and is no longer restarted.
     #[error("connector {name} failed: {last_error}")]
     Failed {

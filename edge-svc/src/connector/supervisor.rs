@@ -36,6 +36,10 @@ pub(crate) struct Supervisor {
     stderr: StderrTail,
     landlock_warned: AtomicBool,
     wake: Notify,
+    /// Whether callers may hurry a reconnection (HTTP and SSE, which reconnect forever); such a
+    /// caller is answered by the attempt it hurried. A stdio crash loop ends in `Failed`, which
+    /// its callers wait for instead.
+    hurriable: bool,
     /// The credential injected into every HTTP request or stdio launch, for connectors that
     /// inject one.
     credential: Option<Arc<dyn CredentialSource>>,
@@ -47,7 +51,10 @@ enum Phase {
     Connecting,
     /// A live session, and the direct line it offers for plain calls, if any.
     Ready(Peer<RoleClient>, Option<Arc<DirectLine>>),
+    /// The last session ended; the next is opened after the backoff.
     Restarting,
+    /// The last attempt could not open a session (the downstream is down or refused it).
+    Down,
     Failed(String),
     Stopped,
 }
@@ -62,6 +69,7 @@ impl Supervisor {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let kind = transport.kind();
+        let hurriable = !matches!(transport, Transport::Stdio(_));
         let supervisor = Arc::new(Self {
             name: name.into(),
             kind,
@@ -71,6 +79,7 @@ impl Supervisor {
             stderr: StderrTail::default(),
             landlock_warned: AtomicBool::new(false),
             wake: Notify::new(),
+            hurriable,
             credential,
         });
         supervisor.warn_about_sandbox(&transport);
@@ -95,7 +104,8 @@ impl Supervisor {
     }
 
     /// Returns a live session, waiting for one at most the connect timeout; while it waits,
-    /// the supervision loop cuts its backoff short (see `supervise`).
+    /// the supervision loop cuts its backoff short (see `supervise`). When the downstream is
+    /// down, the caller gets the outcome of that one hurried attempt, not the whole timeout.
     pub(crate) async fn peer(&self) -> Result<Peer<RoleClient>, Error> {
         match tokio::time::timeout(self.connect_timeout, self.session(true)).await {
             Ok(session) => session,
@@ -114,13 +124,31 @@ impl Supervisor {
         self.session(false).await
     }
 
-    /// Waits for a live session, asking the supervision loop to hurry at each change if `wake`.
+    /// Says whether a session is live now, without waiting.
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(&*self.phase.borrow(), Phase::Ready(peer, _) if !peer.is_transport_closed())
+    }
+
+    /// Asks the supervision loop to cut its backoff short, without waiting for the session.
+    pub(crate) fn hurry(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits for a live session, asking the supervision loop to hurry at each change if `wake`;
+    /// such a waiter is answered by the first attempt that fails to open after it began.
     async fn session(&self, wake: bool) -> Result<Peer<RoleClient>, Error> {
         let mut phases = self.phase.subscribe();
+        let mut waited = false;
         loop {
             let phase = phases.borrow_and_update().clone();
             match phase {
                 Phase::Ready(peer, _) if !peer.is_transport_closed() => return Ok(peer),
+                Phase::Down if wake && waited && self.hurriable => {
+                    return Err(Error::Unavailable {
+                        name: self.name.to_string(),
+                        last_error: lock(&self.book).last_error.clone().unwrap_or_default(),
+                    });
+                }
                 Phase::Failed(last_error) => {
                     return Err(Error::Failed {
                         name: self.name.to_string(),
@@ -132,12 +160,13 @@ impl Supervisor {
                         name: self.name.to_string(),
                     });
                 }
-                Phase::Ready(..) | Phase::Connecting | Phase::Restarting => {
+                Phase::Ready(..) | Phase::Connecting | Phase::Restarting | Phase::Down => {
                     if wake {
                         self.wake.notify_one();
                     }
                 }
             }
+            waited = true;
             if phases.changed().await.is_err() {
                 return Err(Error::ShutDown {
                     name: self.name.to_string(),
@@ -165,7 +194,7 @@ impl Supervisor {
         let state = match &*self.phase.borrow() {
             Phase::Connecting => ConnectorState::Connecting,
             Phase::Ready(..) => ConnectorState::Ready,
-            Phase::Restarting => ConnectorState::Restarting,
+            Phase::Restarting | Phase::Down => ConnectorState::Restarting,
             Phase::Failed(_) => ConnectorState::Failed,
             Phase::Stopped => ConnectorState::Stopped,
         };
@@ -251,8 +280,15 @@ impl Supervisor {
     }
 
     fn record_error(&self, error: String) {
-        tracing::warn!(connector = %self.name, error = %error, "connector session ended");
-        lock(&self.book).last_error = Some(error);
+        let was_down = matches!(&*self.phase.borrow(), Phase::Down);
+        let mut book = lock(&self.book);
+        // A downstream that stays down fails the same way at every attempt: say so once.
+        if was_down && book.last_error.as_ref() == Some(&error) {
+            tracing::debug!(connector = %self.name, error = %error, "connector still unavailable");
+        } else {
+            tracing::warn!(connector = %self.name, error = %error, "connector session ended");
+        }
+        book.last_error = Some(error);
     }
 
     fn publish(&self, session: &Session) {
@@ -307,20 +343,17 @@ async fn open(
     }
 }
 
-/// Returns the restart policy of `transport`, and whether `peer()` may cut its backoff short.
+/// Returns the restart policy of `transport`.
 ///
 /// HTTP and SSE reconnect forever (a remote server comes back); only a stdio program that
 /// keeps crashing is given up on.
-fn restart_policy(transport: &Transport) -> (RestartPolicy, bool) {
+fn restart_policy(transport: &Transport) -> RestartPolicy {
     match transport {
-        Transport::Stdio(config) => (config.restart.clone(), false),
-        Transport::Http(_) | Transport::Sse(_) => {
-            let policy = RestartPolicy {
-                max_failures: u32::MAX,
-                ..RestartPolicy::default()
-            };
-            (policy, true)
-        }
+        Transport::Stdio(config) => config.restart.clone(),
+        Transport::Http(_) | Transport::Sse(_) => RestartPolicy {
+            max_failures: u32::MAX,
+            ..RestartPolicy::default()
+        },
     }
 }
 
@@ -331,24 +364,29 @@ async fn supervise(
     handler: RelayHandler,
     shutdown: CancellationToken,
 ) {
-    let (policy, wakeable) = restart_policy(&transport);
+    let policy = restart_policy(&transport);
     let mut failures = 0u32;
     let mut first = true;
     while !shutdown.is_cancelled() {
         if !std::mem::take(&mut first) {
             lock(&supervisor.book).restarts += 1;
         }
-        let Some(quick) = attempt(&supervisor, &transport, &handler, &shutdown, &policy).await
+        let Some(ended) = attempt(&supervisor, &transport, &handler, &shutdown, &policy).await
         else {
             break;
         };
+        let quick = ended.quick;
         failures = if quick { failures.saturating_add(1) } else { 1 };
         if failures >= policy.max_failures {
             supervisor.give_up(failures);
             shutdown.cancelled().await;
             break;
         }
-        supervisor.set_phase(Phase::Restarting);
+        supervisor.set_phase(if ended.opened {
+            Phase::Restarting
+        } else {
+            Phase::Down
+        });
         let failed = tokio::time::Instant::now();
         let backoff = policy.backoff(failures);
         // A waiting caller cuts the backoff short, but to no less than its first step: callers
@@ -360,34 +398,45 @@ async fn supervise(
         };
         tokio::select! {
             () = tokio::time::sleep_until(failed + backoff) => {}
-            () = woken, if wakeable => {}
+            () = woken, if supervisor.hurriable => {}
             () = shutdown.cancelled() => {}
         }
     }
     supervisor.set_phase(Phase::Stopped);
 }
 
-/// Opens one session and serves it until it ends. Returns None on shutdown, otherwise
-/// whether the attempt failed quickly (before `stable_after`), which counts towards a crash loop.
+/// How one attempt ended, short of shutdown.
+struct Ended {
+    /// Whether it ended before `stable_after`, which counts towards a crash loop.
+    quick: bool,
+    /// Whether it opened a session (which then ended) rather than failing to open one.
+    opened: bool,
+}
+
+/// Opens one session and serves it until it ends. Returns None on shutdown.
 async fn attempt(
     supervisor: &Arc<Supervisor>,
     transport: &Transport,
     handler: &RelayHandler,
     shutdown: &CancellationToken,
     policy: &RestartPolicy,
-) -> Option<bool> {
+) -> Option<Ended> {
     let started = tokio::time::Instant::now();
     let session_ct = shutdown.child_token();
-    let reason = match open(supervisor, transport, handler.clone(), session_ct.clone()).await {
-        Ok(session) => {
-            supervisor.publish(&session);
-            session.run(session_ct, shutdown).await
-        }
-        Err(error) => chain(&error),
-    };
+    let (reason, opened) =
+        match open(supervisor, transport, handler.clone(), session_ct.clone()).await {
+            Ok(session) => {
+                supervisor.publish(&session);
+                (session.run(session_ct, shutdown).await, true)
+            }
+            Err(error) => (chain(&error), false),
+        };
     if shutdown.is_cancelled() {
         return None;
     }
     supervisor.record_error(reason);
-    Some(started.elapsed() < policy.stable_after)
+    Some(Ended {
+        quick: started.elapsed() < policy.stable_after,
+        opened,
+    })
 }

@@ -507,5 +507,72 @@ async fn a_down_connector_shows_in_status_not_as_a_hang() {
     shutdown.cancel();
 }
 
+/// A virtual server whose second member's downstream is down: nothing listens on `{GONE}`.
+/// Its connect timeout is long, so that anything waiting for it shows.
+const HALF_DOWN: &str = r#"
+connectors:
+  - name: web
+    http: {url: "{HTTP}"}
+  - name: gone
+    http: {url: "http://{GONE}/mcp", connect_timeout: 120s}
+virtual_servers:
+  - name: half
+    auth: none
+    connectors: [{connector: web}, {connector: gone}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_is_down_holds_up_neither_the_listings_nor_the_calls_of_the_others() {
+    let gone = super::audit::reserve_port().release();
+    let gateway = RunningGateway::start(&HALF_DOWN.replace("{GONE}", &gone.to_string())).await;
+    for era in [Era::Modern, Era::Legacy] {
+        let (client, stop) = client(&gateway.url("half"), era, Arc::default());
+        let peer = client.peer().await.expect("client connects");
+        // Waiting for the member that is down would take its 120 s connect timeout.
+        let served = tokio::time::timeout(Duration::from_secs(30), async {
+            for _ in 0..3 {
+                let names = tool_names(&peer).await;
+                assert!(
+                    names.contains(&"web__echo".to_owned()),
+                    "{era:?}: {names:?}"
+                );
+                assert!(
+                    !names.iter().any(|name| name.starts_with("gone__")),
+                    "{era:?}: {names:?}"
+                );
+                let text = call_text(&peer, "web__echo", json!({"text": "still here"})).await;
+                assert_eq!(text, "still here");
+            }
+        })
+        .await;
+        assert!(
+            served.is_ok(),
+            "{era:?}: the member that is down held the others up"
+        );
+        stop.cancel();
+    }
+
+    // The downstream comes back on the same address: its tools are listed again.
+    let mut command = tokio::process::Command::new(ECHO);
+    command.args(["http", "--listen", &gone.to_string()]);
+    let _back = super::connector::UrlServer::start(command).await;
+    let (client, stop) = client(&gateway.url("half"), Era::Modern, Arc::default());
+    let peer = client.peer().await.expect("client connects");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !tool_names(&peer).await.contains(&"gone__echo".to_owned()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the member that came back is still missing from the listing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        call_text(&peer, "gone__echo", json!({"text": "back"})).await,
+        "back"
+    );
+    stop.cancel();
+    gateway.stop().await;
+}
+
 mod http_edges;
 mod live;
