@@ -203,7 +203,8 @@ impl Proxy {
         let snapshot = self.server.snapshot().await;
         let Some(route) = snapshot.tools.route(&request.name).cloned() else {
             record.not_listed();
-            return Err(refused(record, unknown("tool", &request.name)));
+            let error = unlisted_tool(&request.name, &snapshot.unavailable);
+            return Err(refused(record, error));
         };
         let connector = self.connector_name(route.member);
         record.tool(&request.name, connector, &route.original);
@@ -541,6 +542,29 @@ fn json_size(value: &impl serde::Serialize, measured: bool) -> u64 {
         return 0;
     }
     crate::audit::json_len(value)
+}
+
+/// Refuses a tool the catalogue lacks, saying which connectors' tools are missing from it
+/// for now: the tool may be one of theirs.
+fn unlisted_tool(name: &str, unavailable: &[String]) -> ErrorData {
+    if unavailable.is_empty() {
+        return unknown("tool", name);
+    }
+    let connectors = unavailable
+        .iter()
+        .map(|connector| format!("`{connector}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (subject, verb, its) = match unavailable {
+        [_] => ("connector", "is", "its"),
+        _ => ("connectors", "are", "their"),
+    };
+    ErrorData::invalid_params(
+        format!(
+            "unknown tool `{name}` ({subject} {connectors} {verb} unavailable: {its} tools are listed again once back)"
+        ),
+        None,
+    )
 }
 
 fn unknown(kind: &str, name: &str) -> ErrorData {

@@ -89,6 +89,8 @@ pub struct Snapshot {
     pub resource_routes: HashMap<String, usize>,
     /// Resource templates, URIs unchanged, each with its member index.
     pub templates: Vec<(ResourceTemplate, usize)>,
+    /// Connectors left out because they had no session, so that a name not found can say why.
+    pub unavailable: Vec<String>,
 }
 
 /// A cached catalogue, and the members left out of it because they were down.
@@ -246,6 +248,11 @@ impl VirtualServer {
             ..Snapshot::default()
         };
         for (index, (member, listing)) in self.members.iter().zip(listings).enumerate() {
+            if listing.unavailable {
+                snapshot
+                    .unavailable
+                    .push(member.connector.name().to_owned());
+            }
             for prompt in &listing.prompts {
                 let exposed = format!("{}{}", member.curation.prefix(), prompt.name);
                 if snapshot.prompt_routes.contains_key(&exposed) {

@@ -542,6 +542,16 @@ async fn a_member_that_is_down_holds_up_neither_the_listings_nor_the_calls_of_th
                 );
                 let text = call_text(&peer, "web__echo", json!({"text": "still here"})).await;
                 assert_eq!(text, "still here");
+                let missing = peer
+                    .call_tool(CallToolRequestParams::new("gone__echo"))
+                    .await
+                    .expect_err("the member that is down has no tools listed");
+                assert!(
+                    missing
+                        .to_string()
+                        .contains("connector `gone` is unavailable"),
+                    "{era:?}: {missing}"
+                );
             }
         })
         .await;
