@@ -130,12 +130,12 @@ impl Connector {
     }
 
     /// Says whether a session is live now, without waiting or connecting.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.inner.is_ready()
     }
 
     /// Asks for the next reconnection attempt soon (HTTP and SSE), without waiting for it.
-    pub fn hurry(&self) {
+    pub(crate) fn hurry(&self) {
         self.inner.hurry();
     }
 

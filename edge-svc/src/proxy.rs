@@ -203,7 +203,12 @@ impl Proxy {
         let snapshot = self.server.snapshot().await;
         let Some(route) = snapshot.tools.route(&request.name).cloned() else {
             record.not_listed();
-            let error = unlisted_tool(&request.name, &snapshot.unavailable);
+            let unavailable: Vec<&str> = snapshot
+                .unavailable
+                .iter()
+                .map(|member| self.connector_name(*member))
+                .collect();
+            let error = unlisted_tool(&request.name, &unavailable);
             return Err(refused(record, error));
         };
         let connector = self.connector_name(route.member);
@@ -546,7 +551,7 @@ fn json_size(value: &impl serde::Serialize, measured: bool) -> u64 {
 
 /// Refuses a tool the catalogue lacks, saying which connectors' tools are missing from it
 /// for now: the tool may be one of theirs.
-fn unlisted_tool(name: &str, unavailable: &[String]) -> ErrorData {
+fn unlisted_tool(name: &str, unavailable: &[&str]) -> ErrorData {
     if unavailable.is_empty() {
         return unknown("tool", name);
     }

@@ -64,7 +64,7 @@ pub struct VirtualServer {
     description: Option<String>,
     auth: AuthMode,
     members: Vec<Member>,
-    snapshot: RwLock<Option<Cached>>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
     rebuild: tokio::sync::Mutex<()>,
     // Shared with the server's successors, so a live change keeps its clients' subscriptions.
     listeners: Arc<Listeners>,
@@ -89,17 +89,9 @@ pub struct Snapshot {
     pub resource_routes: HashMap<String, usize>,
     /// Resource templates, URIs unchanged, each with its member index.
     pub templates: Vec<(ResourceTemplate, usize)>,
-    /// Connectors left out because they had no session, so that a name not found can say why.
-    pub unavailable: Vec<String>,
-}
-
-/// A cached catalogue, and the members left out of it because they were down.
-#[derive(Debug)]
-struct Cached {
-    snapshot: Arc<Snapshot>,
-    /// Indices of members without a session when the catalogue was built; the catalogue is
-    /// built again as soon as one of them has one.
-    down: Vec<usize>,
+    /// Indices of members left out because they had no session: the catalogue is built again
+    /// as soon as one of them has one, and a name not found can say why.
+    pub unavailable: Vec<usize>,
 }
 
 /// One member's items. A member whose listing failed makes the snapshot partial and not
@@ -191,19 +183,10 @@ impl VirtualServer {
         let complete = listings.iter().all(|listing| listing.complete);
         let snapshot = Arc::new(self.assemble(&listings));
         if complete {
-            let down = listings
-                .iter()
-                .enumerate()
-                .filter(|(_, listing)| listing.unavailable)
-                .map(|(index, _)| index)
-                .collect();
             *self
                 .snapshot
                 .write()
-                .unwrap_or_else(PoisonError::into_inner) = Some(Cached {
-                snapshot: Arc::clone(&snapshot),
-                down,
-            });
+                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
         }
         snapshot
     }
@@ -224,16 +207,16 @@ impl VirtualServer {
     /// down are asked to reconnect soon: calls keep coming, so someone wants them.
     fn cached(&self) -> Option<Arc<Snapshot>> {
         let cached = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
-        let cached = cached.as_ref()?;
-        let down = cached
-            .down
+        let snapshot = cached.as_ref()?;
+        let down = snapshot
+            .unavailable
             .iter()
             .filter_map(|index| self.members.get(*index));
         if down.clone().any(|member| member.connector.is_ready()) {
             return None;
         }
         down.for_each(|member| member.connector.hurry());
-        Some(Arc::clone(&cached.snapshot))
+        Some(Arc::clone(snapshot))
     }
 
     fn assemble(&self, listings: &[Listing]) -> Snapshot {
@@ -249,9 +232,7 @@ impl VirtualServer {
         };
         for (index, (member, listing)) in self.members.iter().zip(listings).enumerate() {
             if listing.unavailable {
-                snapshot
-                    .unavailable
-                    .push(member.connector.name().to_owned());
+                snapshot.unavailable.push(index);
             }
             for prompt in &listing.prompts {
                 let exposed = format!("{}{}", member.curation.prefix(), prompt.name);
