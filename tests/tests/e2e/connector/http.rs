@@ -297,11 +297,9 @@ async fn a_downstream_that_is_down_is_retried_on_backoff_and_callers_are_answere
         matches!(refused, Err(Error::Unavailable { .. })),
         "{refused:?}"
     );
+    // An attempt already under way when the caller came may be the one that answers it.
     let hurried = running.connector.status().restarts - watched;
-    assert!(
-        (1..=2).contains(&hurried),
-        "{hurried} attempts for one caller"
-    );
+    assert!(hurried <= 2, "{hurried} attempts for one caller");
 
     // Callers back to back for 2 s get attempts at the first step's pace (250 ms), no faster;
     // left alone, the next attempt after 1.75 s would have come only at 3.75 s.
