@@ -62,6 +62,11 @@ pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
         origin: Option<RequestId>,
         notification: ServerNotification,
     );
+
+    /// Hears that a connector opened a session (its first, or one after a restart). The gateway
+    /// lists a member it had left out of a catalogue again; a client of the gateway has nothing
+    /// to do.
+    async fn session_opened(&self, _connector: &str) {}
 }
 
 /// Supplies the credential of one downstream session: headers for every HTTP request (streamable

@@ -369,6 +369,12 @@ impl Relay for Switchboard {
             _ => tracing::debug!(connector, "downstream notification not relayed"),
         }
     }
+
+    async fn session_opened(&self, connector: &str) {
+        for server in self.servers_with(connector) {
+            server.member_back(connector).await;
+        }
+    }
 }
 
 async fn forward_progress(call: &UpstreamCall, mut params: ProgressNotificationParam) {

@@ -3,13 +3,17 @@
 //! The aggregated catalogue (tools, prompts, resources) is cached and rebuilt when a
 //! downstream announces a list change, after which every connected client is told too.
 //! A member that is down is left out of the cached catalogue until it is back, so one
-//! downstream that is down never holds up the calls and listings of the others.
+//! downstream that is down never holds up the calls and listings of the others; when it is
+//! back, the catalogue is built again and listening clients are told.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures::future::join_all;
-use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerNotification, Tool};
+use rmcp::model::{
+    Prompt, PromptListChangedNotification, Resource, ResourceListChangedNotification,
+    ResourceTemplate, ServerNotification, Tool, ToolListChangedNotification,
+};
 use rmcp::service::SubscriptionSink;
 use rmcp::{Peer, RoleClient, RoleServer};
 
@@ -174,6 +178,11 @@ impl VirtualServer {
         if let Some(snapshot) = self.cached() {
             return snapshot;
         }
+        let previous = self
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let listings = join_all(
             self.members
                 .iter()
@@ -187,8 +196,73 @@ impl VirtualServer {
                 .snapshot
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
+            if let Some(previous) = previous {
+                self.announce_returns(&previous, &snapshot, &listings);
+            }
         }
         snapshot
+    }
+
+    /// Builds the catalogue again when it left out `connector`, which has just opened a
+    /// session: clients that keep their own copy of the lists then hear that it is back,
+    /// instead of seeing its items only when they happen to list again.
+    pub async fn member_back(&self, connector: &str) {
+        let left_out = self
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|snapshot| {
+                snapshot.unavailable.iter().any(|index| {
+                    self.members
+                        .get(*index)
+                        .is_some_and(|member| member.connector.name() == connector)
+                })
+            });
+        if left_out {
+            self.snapshot().await;
+        }
+    }
+
+    /// Tells listening clients which lists grew because members left out of `previous` are
+    /// back in `current`. Whichever rebuild notices first announces it (a call's, or the one
+    /// `member_back` starts), and only once: the stored catalogue no longer leaves them out.
+    /// Sent from a task of its own, so the call that rebuilt is not held up by slow listeners.
+    fn announce_returns(&self, previous: &Snapshot, current: &Snapshot, listings: &[Listing]) {
+        let returned: Vec<&Listing> = previous
+            .unavailable
+            .iter()
+            .filter(|index| !current.unavailable.contains(index))
+            .filter_map(|index| listings.get(*index))
+            .collect();
+        let mut changes = Vec::new();
+        if returned.iter().any(|listing| !listing.tools.is_empty()) {
+            changes.push(ServerNotification::ToolListChangedNotification(
+                ToolListChangedNotification::default(),
+            ));
+        }
+        if returned.iter().any(|listing| !listing.prompts.is_empty()) {
+            changes.push(ServerNotification::PromptListChangedNotification(
+                PromptListChangedNotification::default(),
+            ));
+        }
+        if returned
+            .iter()
+            .any(|listing| !listing.resources.is_empty() || !listing.templates.is_empty())
+        {
+            changes.push(ServerNotification::ResourceListChangedNotification(
+                ResourceListChangedNotification::default(),
+            ));
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let listeners = Arc::clone(&self.listeners);
+        tokio::spawn(async move {
+            for change in &changes {
+                listeners.broadcast(change).await;
+            }
+        });
     }
 
     /// Returns an exposed tool from the cached catalogue without waiting (used to validate

@@ -26,6 +26,14 @@ impl RelayHandler {
     pub(crate) fn new(connector: Arc<str>, relay: Arc<dyn Relay>) -> Self {
         Self { connector, relay }
     }
+
+    /// Tells the relay that a session of this connector is open, from a task of its own: the
+    /// supervision loop goes on serving the session meanwhile.
+    pub(crate) fn opened(&self) {
+        let connector = Arc::clone(&self.connector);
+        let relay = Arc::clone(&self.relay);
+        tokio::spawn(async move { relay.session_opened(&connector).await });
+    }
 }
 
 impl Service<RoleClient> for RelayHandler {

@@ -427,6 +427,7 @@ async fn attempt(
         match open(supervisor, transport, handler.clone(), session_ct.clone()).await {
             Ok(session) => {
                 supervisor.publish(&session);
+                handler.opened();
                 (session.run(session_ct, shutdown).await, true)
             }
             Err(error) => (chain(&error), false),

@@ -2,6 +2,7 @@
 //! real `mcp-echo` downstreams over stdio and streamable HTTP.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ const ECHO: &str = env!("CARGO_BIN_EXE_mcp-echo");
 /// A gateway started in this process on an ephemeral loopback port.
 struct RunningGateway {
     addr: SocketAddr,
+    gateway: Gateway,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     _downstream: tokio::process::Child,
@@ -59,7 +61,7 @@ impl RunningGateway {
             64 * 1024,
         );
         let task = tokio::spawn(edge_svc::serve(
-            gateway,
+            gateway.clone(),
             face,
             None,
             listener,
@@ -67,6 +69,7 @@ impl RunningGateway {
         ));
         Self {
             addr,
+            gateway,
             shutdown,
             task,
             _downstream: downstream,
@@ -109,6 +112,7 @@ pub(super) async fn start_http_echo() -> (tokio::process::Child, String) {
 struct Recorder {
     progress: Mutex<Vec<ProgressNotificationParam>>,
     logs: Mutex<Vec<serde_json::Value>>,
+    tool_list_changes: AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -137,6 +141,9 @@ impl Relay for Recorder {
             }
             ServerNotification::LoggingMessageNotification(message) => {
                 self.logs.lock().expect("lock").push(message.params.data);
+            }
+            ServerNotification::ToolListChangedNotification(_) => {
+                self.tool_list_changes.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
         }
@@ -562,20 +569,50 @@ async fn a_member_that_is_down_holds_up_neither_the_listings_nor_the_calls_of_th
         stop.cancel();
     }
 
-    // The downstream comes back on the same address: its tools are listed again.
+    // A client that keeps its own copy of the list got it while the member was down.
+    let heard = Arc::new(Recorder::default());
+    let (listener, stop_listener) = client(&gateway.url("half"), Era::Legacy, Arc::clone(&heard));
+    let listening = listener.peer().await.expect("client connects");
+    assert!(
+        !tool_names(&listening)
+            .await
+            .contains(&"gone__echo".to_owned())
+    );
+
+    // The downstream comes back on the same address while nobody calls: the gateway's own
+    // reconnection (at most the 30 s top of its backoff) finds it, and the client is told.
     let mut command = tokio::process::Command::new(ECHO);
     command.args(["http", "--listen", &gone.to_string()]);
     let _back = super::connector::UrlServer::start(command).await;
-    let (client, stop) = client(&gateway.url("half"), Era::Modern, Arc::default());
-    let peer = client.peer().await.expect("client connects");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !tool_names(&peer).await.contains(&"gone__echo".to_owned()) {
+    let came_back = tokio::time::Instant::now();
+    let deadline = came_back + Duration::from_secs(45);
+    while heard.tool_list_changes.load(Ordering::SeqCst) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the member that came back is still missing from the listing"
+            "the listening client was not told that the member came back: {:#?}",
+            gateway
+                .gateway
+                .connectors()
+                .iter()
+                .map(Connector::status)
+                .collect::<Vec<_>>()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!(
+        "told {:?} after the downstream came back",
+        came_back.elapsed()
+    );
+    assert!(
+        tool_names(&listening)
+            .await
+            .contains(&"gone__echo".to_owned())
+    );
+    stop_listener.cancel();
+
+    let (client, stop) = client(&gateway.url("half"), Era::Modern, Arc::default());
+    let peer = client.peer().await.expect("client connects");
+    assert!(tool_names(&peer).await.contains(&"gone__echo".to_owned()));
     assert_eq!(
         call_text(&peer, "gone__echo", json!({"text": "back"})).await,
         "back"
