@@ -6,9 +6,14 @@ samples around each run: CPU time (utime + stime from /proc/PID/stat) of the gat
 the echo server, the load generator's own CPU time (rusage of the finished child), and the
 gateway's VmRSS / VmHWM. CPU per call divides by every call in the window: warm-up included.
 
+Each closed-loop pair at C > 1 is followed by an open-loop pair at the same concurrency: both
+targets offered the same rate, a fraction (`--rated-fraction`, 0.5 by default) of what the gateway
+carried closed-loop in that repetition, so their latencies compare the gateway's cost at a load
+the box carries rather than the queue of a box run flat out. Those lines say `"rated": true`.
+
 Usage: python3 bench/measure.py --load BIN --direct URL --gateway URL --gateway-pid PID
            --echo-pid PID --out FILE [--reps 3] [--concurrency 1 16 64] [--eras modern legacy]
-           [--requests 20000] [--warmup 200] [--max-seconds 8]
+           [--requests 20000] [--warmup 200] [--max-seconds 8] [--rated-fraction 0.5]
 """
 
 from __future__ import annotations
@@ -42,13 +47,16 @@ def memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
-def run_load(args: argparse.Namespace, url: str, label: str, concurrency: int, era: str) -> dict:
-    """Runs one mcp-load and returns its report plus its own CPU seconds."""
+def run_load(args: argparse.Namespace, url: str, label: str, concurrency: int, era: str,
+             rate: float | None) -> dict:
+    """Runs one mcp-load (open loop at `rate` when given) and returns its report plus its own CPU seconds."""
     command = [
         args.load, "--url", url, "--tool", "echo", "--era", era, "--label", label,
         "--concurrency", str(concurrency), "--requests", str(args.requests),
         "--warmup", str(args.warmup), "--max-seconds", str(args.max_seconds),
     ]
+    if rate is not None:
+        command += ["--rate", f"{rate:.1f}"]
     # Only mcp-load is ever a child of this process, so the children's rusage delta is its CPU.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # Wall-clock bound on top of mcp-load's own: measured phase + warm-up + setup slack.
@@ -61,17 +69,19 @@ def run_load(args: argparse.Namespace, url: str, label: str, concurrency: int, e
     return report
 
 
-def measure(args: argparse.Namespace, target: str, concurrency: int, era: str, rep: int) -> dict:
+def measure(args: argparse.Namespace, target: str, concurrency: int, era: str, rep: int,
+            rate: float | None = None) -> dict:
     """Runs one target once and returns the annotated report line."""
     url = args.direct if target == "direct" else args.gateway
     gateway0, echo0 = cpu_seconds(args.gateway_pid), cpu_seconds(args.echo_pid)
-    report = run_load(args, url, target, concurrency, era)
+    report = run_load(args, url, target, concurrency, era, rate)
     gateway1, echo1 = cpu_seconds(args.gateway_pid), cpu_seconds(args.echo_pid)
     calls = report["n_ok"] + report["n_err"] + report["warmup"]
     memory = memory_kib(args.gateway_pid)
     report.update(
         target=target,
         rep=rep,
+        rated=rate is not None,
         calls=calls,
         gateway_cpu_s=round(gateway1 - gateway0, 3),
         echo_cpu_s=round(echo1 - echo0, 3),
@@ -98,6 +108,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=8.0)
+    parser.add_argument("--rated-fraction", type=float, default=0.5,
+                        help="open-loop pairs at this fraction of the gateway's closed-loop rps (0: none)")
     args = parser.parse_args()
 
     with open(args.out, "a", encoding="utf-8") as out:
@@ -108,13 +120,25 @@ def main() -> None:
             for concurrency in args.concurrency:
                 for era in args.eras:
                     order = ["direct", "gateway"] if rep % 2 else ["gateway", "direct"]
+                    carried = None
                     for target in order:
                         line = measure(args, target, concurrency, era, rep)
-                        out.write(json.dumps(line) + "\n")
-                        out.flush()
-                        print(f"rep {rep} c={concurrency:<3} {era:<6} {target:<7} rps={line['rps']:>9} "
-                              f"p50={line['p50_us']}us p99={line['p99_us']}us err={line['n_err']} "
-                              f"gw_cpu={line['gateway_cpu_us_per_call']}us/call", file=sys.stderr, flush=True)
+                        write(out, line)
+                        if target == "gateway":
+                            carried = line["rps"]
+                    if concurrency > 1 and args.rated_fraction > 0 and carried:
+                        for target in order:
+                            write(out, measure(args, target, concurrency, era, rep, args.rated_fraction * carried))
+
+
+def write(out, line: dict) -> None:
+    """Appends one run's line to the results and says it on stderr."""
+    out.write(json.dumps(line) + "\n")
+    out.flush()
+    rated = f" rate={line['rate']:.0f}/s" if line.get("rate") else ""
+    print(f"rep {line['rep']} c={line['concurrency']:<3} {line['era']:<6} {line['target']:<7}{rated} rps={line['rps']:>9} "
+          f"p50={line['p50_us']}us p99={line['p99_us']}us err={line['n_err']} "
+          f"gw_cpu={line['gateway_cpu_us_per_call']}us/call", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 # called directly, in one run: requests/s, p50/p99 added latency, CPU per call (gateway, echo and
 # the load generator itself) and gateway RSS, for C = 1, 16, 64 and both protocol eras (2026-07-28
 # stateless, 2025-11-25 sessions); 3 repetitions with medians, direct and gateway order alternating
-# between repetitions. Then it runs ContextForge, a peer gateway, the same way with
+# between repetitions; at C > 1 also open loop, both offered half of what the gateway carried
+# (latency at a load the box carries, without the queue of a box run flat out). Then it runs ContextForge, a peer gateway, the same way with
 # ../shared/bench/peer/run.sh (default mode), and writes docs/benchmarks.md with both side by side.
 #
 #   --peer      always run the peer (installs its venvs under $PEERS with pip when missing)

@@ -3,18 +3,22 @@
 //! ```text
 //! mcp-load --url http://127.0.0.1:PORT/mcp --tool echo --concurrency 16 --requests 20000 \
 //!     [--warmup 200] [--era modern|legacy] [--list-tools] [--get-stream] [--label direct]
-//!     [--max-seconds 10]
+//!     [--max-seconds 10] [--rate 5000]
 //! ```
 //!
 //! C workers each open one MCP client (legacy era: `initialize` + `notifications/initialized`,
 //! with `--list-tools` one `tools/list` as SDK clients do before calling, and with `--get-stream`
 //! the session's GET stream held open for its life, as SDK clients hold it; modern era: nothing,
 //! every request is self-describing), share a budget of W warm-up calls, then
-//! share the measured budget of N calls; each phase also ends when `--max-seconds` pass. Every
+//! share the measured budget of N calls; each phase also ends when `--max-seconds` pass. By
+//! default every client calls again as soon as it is answered (closed loop); with `--rate R` the
+//! measured calls are due at R per second in all (open loop), and a call that falls due while
+//! every client is busy counts its wait for one from when it was due. Every
 //! reply is checked: a successful result whose first text block echoes the input, or else an
 //! error. It prints one JSON line: label, era, concurrency, warmup (warm-up calls made), n_ok,
 //! n_err (failed calls, warm-up and connection failures included), seconds, rps (n_ok per second
-//! of the measured phase), and latency percentiles in microseconds. Targets must be loopback
+//! of the measured phase), rate (the offered rate, or null), and latency percentiles in
+//! microseconds. Targets must be loopback
 //! addresses.
 
 use std::io::Write as _;
@@ -41,6 +45,8 @@ const MAX_CONCURRENCY: usize = 4096;
 const MAX_REQUESTS: u64 = 5_000_000;
 /// Largest accepted `--max-seconds`.
 const MAX_SECONDS: f64 = 600.0;
+/// Highest accepted `--rate`, in calls per second.
+const MAX_RATE: f64 = 1_000_000.0;
 /// Highest latency the histogram tracks exactly, in microseconds; slower calls are clamped.
 const HISTOGRAM_MAX_MICROS: u64 = 60_000_000;
 
@@ -84,6 +90,11 @@ struct Args {
     /// Runtime threads of the load generator; 1 runs everything on one thread (cheapest).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Offered rate of the measured calls, per second in all (open loop); unset, every client
+    /// calls again as soon as it is answered. Latency then shows the gateway's cost at a load
+    /// the box carries, not the queue of a box run flat out.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// A shared budget of calls, handed out one sequence number at a time.
@@ -99,6 +110,11 @@ struct Plan {
     warmup: Budget,
     measured: Budget,
     max_duration: Duration,
+    /// Measured calls falling due per second, when the load is open.
+    rate: Option<f64>,
+    /// When the measured phase began: the first worker through the gate sets it, so every
+    /// worker's calls fall due on one schedule.
+    measuring_since: std::sync::OnceLock<Instant>,
     /// Crossed by every worker and the coordinator: connected, warmed up, measured.
     gate: Barrier,
 }
@@ -193,6 +209,12 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
+    if args
+        .rate
+        .is_some_and(|rate| !(rate > 0.0 && rate <= MAX_RATE))
+    {
+        bail!("--rate must be in (0, {MAX_RATE}]");
+    }
     Ok(())
 }
 
@@ -227,6 +249,8 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         warmup: Budget::new(args.warmup),
         measured: Budget::new(args.requests),
         max_duration: Duration::from_secs_f64(args.max_seconds),
+        rate: args.rate,
+        measuring_since: std::sync::OnceLock::new(),
         gate: Barrier::new(args.concurrency + 1),
     });
     let mut workers = tokio::task::JoinSet::new();
@@ -275,12 +299,30 @@ async fn work(
         }
     }
     plan.gate.wait().await;
-    let deadline = Instant::now() + plan.max_duration;
+    let since = *plan.measuring_since.get_or_init(Instant::now);
+    let deadline = since + plan.max_duration;
     if let Some(session) = session.as_mut() {
         while Instant::now() < deadline
             && let Some(seq) = plan.measured.take()
         {
-            let sent = Instant::now();
+            let sent = match plan.rate {
+                Some(rate) => {
+                    let due = since + Duration::from_secs_f64(seq as f64 / rate);
+                    if due >= deadline {
+                        break;
+                    }
+                    // A call taken before it is due waits for it, and is timed from when it
+                    // goes (the timer wakes on millisecond ticks, which is not the gateway's
+                    // cost); one taken late was waiting for a free client: timed from when due.
+                    if due > Instant::now() {
+                        tokio::time::sleep_until(due).await;
+                        Instant::now()
+                    } else {
+                        due
+                    }
+                }
+                None => Instant::now(),
+            };
             match session.call_echo(plan.warmup.limit + seq).await {
                 Ok(()) => {
                     let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -317,6 +359,7 @@ fn report(args: &Args, total: &Tally, warmup: u64, seconds: f64) -> serde_json::
         "n_err": total.errors,
         "seconds": (seconds * 1000.0).round() / 1000.0,
         "rps": (rps * 10.0).round() / 10.0,
+        "rate": args.rate,
         "p50_us": quantile(0.50),
         "p90_us": quantile(0.90),
         "p99_us": quantile(0.99),
