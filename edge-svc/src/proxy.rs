@@ -203,12 +203,17 @@ impl Proxy {
         let snapshot = self.server.snapshot().await;
         let Some(route) = snapshot.tools.route(&request.name).cloned() else {
             record.not_listed();
-            let unavailable: Vec<&str> = snapshot
-                .unavailable
-                .iter()
-                .map(|member| self.connector_name(*member))
-                .collect();
-            let error = unlisted_tool(&request.name, &unavailable);
+            let names = |members: &[usize]| -> Vec<&str> {
+                members
+                    .iter()
+                    .map(|member| self.connector_name(*member))
+                    .collect()
+            };
+            let error = unlisted_tool(
+                &request.name,
+                &names(&snapshot.unavailable),
+                &names(&snapshot.incomplete),
+            );
             return Err(refused(record, error));
         };
         let connector = self.connector_name(route.member);
@@ -551,25 +556,43 @@ fn json_size(value: &impl serde::Serialize, measured: bool) -> u64 {
 
 /// Refuses a tool the catalogue lacks, saying which connectors' tools are missing from it
 /// for now: the tool may be one of theirs.
-fn unlisted_tool(name: &str, unavailable: &[&str]) -> ErrorData {
-    if unavailable.is_empty() {
+/// Refuses a tool the catalogue does not list, saying which members may be hiding it: those
+/// that are down and those whose listing failed.
+fn unlisted_tool(name: &str, unavailable: &[&str], incomplete: &[&str]) -> ErrorData {
+    let mut reasons = Vec::new();
+    if !unavailable.is_empty() {
+        let (subject, verb, its) = grammar(unavailable);
+        reasons.push(format!(
+            "{subject} {verb} unavailable: {its} tools are listed again once back"
+        ));
+    }
+    if !incomplete.is_empty() {
+        let (subject, _, its) = grammar(incomplete);
+        reasons.push(format!(
+            "{subject} could not list all {its} items: listed again shortly"
+        ));
+    }
+    if reasons.is_empty() {
         return unknown("tool", name);
     }
-    let connectors = unavailable
+    ErrorData::invalid_params(
+        format!("unknown tool `{name}` ({})", reasons.join("; ")),
+        None,
+    )
+}
+
+/// Names connectors as the subject of a sentence: "connector `a`" or "connectors `a`, `b`",
+/// with the verb and possessive that agree.
+fn grammar(connectors: &[&str]) -> (String, &'static str, &'static str) {
+    let named = connectors
         .iter()
         .map(|connector| format!("`{connector}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    let (subject, verb, its) = match unavailable {
-        [_] => ("connector", "is", "its"),
-        _ => ("connectors", "are", "their"),
-    };
-    ErrorData::invalid_params(
-        format!(
-            "unknown tool `{name}` ({subject} {connectors} {verb} unavailable: {its} tools are listed again once back)"
-        ),
-        None,
-    )
+    match connectors {
+        [_] => (format!("connector {named}"), "is", "its"),
+        _ => (format!("connectors {named}"), "are", "their"),
+    }
 }
 
 fn unknown(kind: &str, name: &str) -> ErrorData {

@@ -4,10 +4,12 @@
 //! downstream announces a list change, after which every connected client is told too.
 //! A member that is down is left out of the cached catalogue until it is back, so one
 //! downstream that is down never holds up the calls and listings of the others; when it is
-//! back, the catalogue is built again and listening clients are told.
+//! back, the catalogue is built again and listening clients are told. A member whose listing
+//! fails while it is up is listed again after [`RELIST_AFTER`], not on every call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use futures::future::join_all;
 use rmcp::model::{
@@ -16,6 +18,7 @@ use rmcp::model::{
 };
 use rmcp::service::SubscriptionSink;
 use rmcp::{Peer, RoleClient, RoleServer};
+use tokio::time::Instant;
 
 use crate::catalogue::{Curation, ToolCatalogue};
 use crate::connector::Connector;
@@ -25,6 +28,12 @@ use crate::spec::AuthMode;
 mod listeners;
 
 pub use listeners::Listeners;
+
+/// How long a catalogue that misses items of a member whose listing failed is served before
+/// that member is listed again: a failure that passes heals soon, and one that lasts (a server
+/// that advertises prompts but cannot list them) costs one listing of each member per interval
+/// instead of one on every call.
+pub const RELIST_AFTER: Duration = Duration::from_secs(1);
 
 /// One connector as a virtual server sees it.
 #[derive(Debug)]
@@ -96,10 +105,15 @@ pub struct Snapshot {
     /// Indices of members left out because they had no session: the catalogue is built again
     /// as soon as one of them has one, and a name not found can say why.
     pub unavailable: Vec<usize>,
+    /// Indices of members whose listing failed while they were up: some of their items may be
+    /// missing until the catalogue is built again at `relist_at`.
+    pub incomplete: Vec<usize>,
+    /// When the catalogue is built again because a member's listing failed.
+    pub relist_at: Option<Instant>,
 }
 
-/// One member's items. A member whose listing failed makes the snapshot partial and not
-/// cached; one that was down (`unavailable`) is left out of a cached snapshot until it is back.
+/// One member's items. A member whose listing failed (`complete` false) or that was down
+/// (`unavailable`) leaves items out of the snapshot until it is listed again.
 #[derive(Debug)]
 struct Listing {
     tools: Vec<Tool>,
@@ -183,22 +197,21 @@ impl VirtualServer {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let listings = join_all(
-            self.members
-                .iter()
-                .map(|member| list_member(&member.connector)),
-        )
+        let listings = join_all(self.members.iter().enumerate().map(|(index, member)| {
+            // A failure the previous catalogue already met was reported then.
+            let reported = previous
+                .as_ref()
+                .is_some_and(|previous| previous.incomplete.contains(&index));
+            list_member(&member.connector, reported)
+        }))
         .await;
-        let complete = listings.iter().all(|listing| listing.complete);
         let snapshot = Arc::new(self.assemble(&listings));
-        if complete {
-            *self
-                .snapshot
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
-            if let Some(previous) = previous {
-                self.announce_returns(&previous, &snapshot, &listings);
-            }
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
+        if let Some(previous) = previous {
+            self.announce_returns(&previous, &snapshot, &listings);
         }
         snapshot
     }
@@ -224,15 +237,19 @@ impl VirtualServer {
         }
     }
 
-    /// Tells listening clients which lists grew because members left out of `previous` are
-    /// back in `current`. Whichever rebuild notices first announces it (a call's, or the one
-    /// `member_back` starts), and only once: the stored catalogue no longer leaves them out.
-    /// Sent from a task of its own, so the call that rebuilt is not held up by slow listeners.
+    /// Tells listening clients which lists grew because members left out of `previous` (down,
+    /// or their listing failed) are listed in full in `current`. Whichever rebuild notices first
+    /// announces it (a call's, or the one `member_back` starts), and only once: the stored
+    /// catalogue no longer leaves them out. Sent from a task of its own, so the call that
+    /// rebuilt is not held up by slow listeners.
     fn announce_returns(&self, previous: &Snapshot, current: &Snapshot, listings: &[Listing]) {
         let returned: Vec<&Listing> = previous
             .unavailable
             .iter()
-            .filter(|index| !current.unavailable.contains(index))
+            .chain(&previous.incomplete)
+            .filter(|index| {
+                !current.unavailable.contains(index) && !current.incomplete.contains(index)
+            })
             .filter_map(|index| listings.get(*index))
             .collect();
         let mut changes = Vec::new();
@@ -277,11 +294,18 @@ impl VirtualServer {
             .cloned()
     }
 
-    /// Returns the cached catalogue unless a member left out of it is back. The members still
-    /// down are asked to reconnect soon: calls keep coming, so someone wants them.
+    /// Returns the cached catalogue unless a member left out of it is back, or the time to list
+    /// again a member whose listing failed has come. The members still down are asked to
+    /// reconnect soon: calls keep coming, so someone wants them.
     fn cached(&self) -> Option<Arc<Snapshot>> {
         let cached = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
         let snapshot = cached.as_ref()?;
+        if snapshot
+            .relist_at
+            .is_some_and(|relist_at| Instant::now() >= relist_at)
+        {
+            return None;
+        }
         let down = snapshot
             .unavailable
             .iter()
@@ -308,6 +332,9 @@ impl VirtualServer {
             if listing.unavailable {
                 snapshot.unavailable.push(index);
             }
+            if !listing.complete {
+                snapshot.incomplete.push(index);
+            }
             for prompt in &listing.prompts {
                 let exposed = format!("{}{}", member.curation.prefix(), prompt.name);
                 if snapshot.prompt_routes.contains_key(&exposed) {
@@ -332,6 +359,9 @@ impl VirtualServer {
             for template in &listing.templates {
                 snapshot.templates.push((template.clone(), index));
             }
+        }
+        if !snapshot.incomplete.is_empty() {
+            snapshot.relist_at = Some(Instant::now() + RELIST_AFTER);
         }
         snapshot
     }
@@ -434,7 +464,9 @@ fn template_matches(template: &str, uri: &str) -> bool {
     rest.is_empty()
 }
 
-async fn list_member(connector: &Connector) -> Listing {
+/// Lists one member's items; `reported` says its last listing failed and was logged, so a
+/// failure that lasts is logged once at warn, then at debug.
+async fn list_member(connector: &Connector, reported: bool) -> Listing {
     let mut listing = Listing {
         tools: vec![],
         prompts: vec![],
@@ -462,6 +494,7 @@ async fn list_member(connector: &Connector) -> Listing {
             "tools",
             peer.list_all_tools().await,
             &mut listing.complete,
+            reported,
         );
     }
     if capabilities.prompts.is_some() {
@@ -470,6 +503,7 @@ async fn list_member(connector: &Connector) -> Listing {
             "prompts",
             peer.list_all_prompts().await,
             &mut listing.complete,
+            reported,
         );
     }
     if capabilities.resources.is_some() {
@@ -478,12 +512,14 @@ async fn list_member(connector: &Connector) -> Listing {
             "resources",
             peer.list_all_resources().await,
             &mut listing.complete,
+            reported,
         );
         listing.templates = settle(
             name,
             "resource templates",
             peer.list_all_resource_templates().await,
             &mut listing.complete,
+            reported,
         );
     }
     listing
@@ -495,9 +531,14 @@ fn settle<T>(
     what: &str,
     result: Result<Vec<T>, rmcp::ServiceError>,
     complete: &mut bool,
+    reported: bool,
 ) -> Vec<T> {
     result.unwrap_or_else(|error| {
-        tracing::warn!(connector, what, %error, "listing failed");
+        if reported {
+            tracing::debug!(connector, what, %error, "listing still fails");
+        } else {
+            tracing::warn!(connector, what, %error, "listing failed; listed again shortly");
+        }
         *complete = false;
         Vec::new()
     })

@@ -81,6 +81,10 @@ enum Mode {
         /// The audience (`aud`) tokens from `--trust-issuer` must name.
         #[arg(long, value_name = "AUD")]
         audience: Option<String>,
+        /// Answers the first N `prompts/list` requests with an error, writing one stderr line
+        /// for each, as a server whose listing fails while it is up would.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        fail_prompt_lists: u64,
     },
 }
 
@@ -138,6 +142,9 @@ struct ExitParams {
     /// Exit status.
     code: i32,
 }
+
+/// How many more `prompts/list` requests to refuse (`--fail-prompt-lists`).
+static PROMPT_LISTS_TO_FAIL: AtomicU64 = AtomicU64::new(0);
 
 /// Counts the echo calls this process answered, so tests can prove a refused call never arrived.
 static ECHOES: AtomicU64 = AtomicU64::new(0);
@@ -458,6 +465,14 @@ impl ServerHandler for Echo {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
+        let refused =
+            PROMPT_LISTS_TO_FAIL.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            });
+        if refused.is_ok() {
+            eprintln!("mcp-echo: prompts/list refused on purpose");
+            return Err(ErrorData::internal_error("prompts are not ready", None));
+        }
         let name = PromptArgument::new("name");
         let greet = Prompt::new("greet", Some("Greet someone by name"), Some(vec![name]));
         Ok(ListPromptsResult::with_all_items(vec![greet]))
@@ -495,7 +510,9 @@ async fn main() -> anyhow::Result<()> {
             accept_tokens,
             trust_issuer,
             audience,
+            fail_prompt_lists,
         } => {
+            PROMPT_LISTS_TO_FAIL.store(fail_prompt_lists, Ordering::SeqCst);
             let trusted = trust_issuer
                 .zip(audience)
                 .map(|(issuer, audience)| Trusted { issuer, audience });

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use edge_svc::config::HttpFace;
 use edge_svc::connector::{Connector, ConnectorState, Era, Relay, Transport};
+use edge_svc::vmcp::RELIST_AFTER;
 use edge_svc::{Gateway, GatewaySpec};
 use rmcp::ErrorData;
 use rmcp::model::{
@@ -113,6 +114,7 @@ struct Recorder {
     progress: Mutex<Vec<ProgressNotificationParam>>,
     logs: Mutex<Vec<serde_json::Value>>,
     tool_list_changes: AtomicUsize,
+    prompt_list_changes: AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -144,6 +146,9 @@ impl Relay for Recorder {
             }
             ServerNotification::ToolListChangedNotification(_) => {
                 self.tool_list_changes.fetch_add(1, Ordering::SeqCst);
+            }
+            ServerNotification::PromptListChangedNotification(_) => {
+                self.prompt_list_changes.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
         }
@@ -619,6 +624,101 @@ async fn a_member_that_is_down_holds_up_neither_the_listings_nor_the_calls_of_th
     );
     stop.cancel();
     gateway.stop().await;
+}
+
+/// A virtual server whose second member cannot list its prompts for a while: its downstream
+/// refuses its first two `prompts/list` requests.
+const FLAKY: &str = r#"
+connectors:
+  - name: web
+    http: {url: "{HTTP}"}
+  - name: flaky
+    http: {url: "{FLAKY}"}
+virtual_servers:
+  - name: shaky
+    auth: none
+    connectors: [{connector: web}, {connector: flaky}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_listing_fails_is_listed_again_on_a_schedule_not_on_every_call() {
+    let refusals = tempfile::NamedTempFile::new().expect("stderr file");
+    let refused = || {
+        std::fs::read_to_string(refusals.path())
+            .unwrap_or_default()
+            .matches("refused on purpose")
+            .count()
+    };
+    let mut command = tokio::process::Command::new(ECHO);
+    command
+        .args([
+            "http",
+            "--listen",
+            "127.0.0.1:0",
+            "--fail-prompt-lists",
+            "2",
+        ])
+        .stderr(refusals.reopen().expect("stderr file"));
+    let flaky = super::connector::UrlServer::start(command).await;
+    let gateway = RunningGateway::start(&FLAKY.replace("{FLAKY}", &flaky.url)).await;
+    let heard = Arc::new(Recorder::default());
+    let (client, stop) = client(&gateway.url("shaky"), Era::Legacy, Arc::clone(&heard));
+    let peer = client.peer().await.expect("client connects");
+
+    // Calls to both members go on while `flaky`'s prompts cannot be listed, and do not list
+    // it again each time: once per RELIST_AFTER at most.
+    let burst = tokio::time::Instant::now();
+    for round in 0..20 {
+        for tool in ["web__echo", "flaky__echo"] {
+            let text = format!("round {round}");
+            assert_eq!(call_text(&peer, tool, json!({"text": text})).await, text);
+        }
+    }
+    let relists = burst.elapsed().as_millis() / RELIST_AFTER.as_millis();
+    assert!(
+        refused() <= usize::try_from(1 + relists).expect("small"),
+        "{} refused listings in {:?}",
+        refused(),
+        burst.elapsed()
+    );
+    let prompts = prompt_names(&peer).await;
+    assert!(
+        prompts.contains(&"web__greet".to_owned()) && !prompts.contains(&"flaky__greet".to_owned()),
+        "{prompts:?}"
+    );
+
+    // The listing heals (its third request succeeds); a call after the interval lists it
+    // again, and the listening client is told the prompts changed.
+    let deadline = tokio::time::Instant::now() + 3 * RELIST_AFTER + Duration::from_secs(10);
+    while heard.prompt_list_changes.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client was not told that `flaky`'s prompts are listed ({} refused)",
+            refused()
+        );
+        call_text(&peer, "web__echo", json!({"text": "tick"})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        prompt_names(&peer)
+            .await
+            .contains(&"flaky__greet".to_owned())
+    );
+    assert_eq!(refused(), 2, "listed again only until it succeeded");
+    stop.cancel();
+    gateway.stop().await;
+}
+
+async fn prompt_names(peer: &rmcp::Peer<rmcp::RoleClient>) -> Vec<String> {
+    let mut names: Vec<String> = peer
+        .list_all_prompts()
+        .await
+        .expect("prompts/list")
+        .iter()
+        .map(|prompt| prompt.name.clone())
+        .collect();
+    names.sort();
+    names
 }
 
 mod http_edges;
