@@ -554,8 +554,6 @@ fn json_size(value: &impl serde::Serialize, measured: bool) -> u64 {
     crate::audit::json_len(value)
 }
 
-/// Refuses a tool the catalogue lacks, saying which connectors' tools are missing from it
-/// for now: the tool may be one of theirs.
 /// Refuses a tool the catalogue does not list, saying which members may be hiding it: those
 /// that are down and those whose listing failed.
 fn unlisted_tool(name: &str, unavailable: &[&str], incomplete: &[&str]) -> ErrorData {

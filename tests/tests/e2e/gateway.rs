@@ -202,13 +202,17 @@ virtual_servers:
 "#;
 
 async fn tool_names(peer: &rmcp::Peer<rmcp::RoleClient>) -> Vec<String> {
-    let mut names: Vec<String> = peer
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let tools = peer.list_all_tools().await.expect("tools/list");
+    sorted(tools.iter().map(|tool| tool.name.to_string()))
+}
+
+async fn prompt_names(peer: &rmcp::Peer<rmcp::RoleClient>) -> Vec<String> {
+    let prompts = peer.list_all_prompts().await.expect("prompts/list");
+    sorted(prompts.into_iter().map(|prompt| prompt.name))
+}
+
+fn sorted(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> = names.collect();
     names.sort();
     names
 }
@@ -707,18 +711,6 @@ async fn a_member_whose_listing_fails_is_listed_again_on_a_schedule_not_on_every
     assert_eq!(refused(), 2, "listed again only until it succeeded");
     stop.cancel();
     gateway.stop().await;
-}
-
-async fn prompt_names(peer: &rmcp::Peer<rmcp::RoleClient>) -> Vec<String> {
-    let mut names: Vec<String> = peer
-        .list_all_prompts()
-        .await
-        .expect("prompts/list")
-        .iter()
-        .map(|prompt| prompt.name.clone())
-        .collect();
-    names.sort();
-    names
 }
 
 mod http_edges;

@@ -18,8 +18,7 @@
 //! error. It prints one JSON line: label, era, concurrency, warmup (warm-up calls made), n_ok,
 //! n_err (failed calls, warm-up and connection failures included), seconds, rps (n_ok per second
 //! of the measured phase), rate (the offered rate, or null), and latency percentiles in
-//! microseconds. Targets must be loopback
-//! addresses.
+//! microseconds. Targets must be loopback addresses.
 
 use std::io::Write as _;
 use std::net::IpAddr;
