@@ -20,6 +20,8 @@ use crate::event::{AppendOutcome, AuditEvent, EventId, StoredEvent};
 use crate::merkle::Hash;
 use crate::query::SearchQuery;
 
+mod background;
+
 /// Is the most rows one insert carries (16 columns each, under SQLite's 32,766 bound
 /// parameters); a power of two, as every run of [`runs`] is.
 const CHUNK: usize = 1024;
@@ -64,7 +66,8 @@ impl SqliteStore {
             .pragma("cache_size", "-32768")
             // A checkpoint copies each changed page once however often it changed, so fewer
             // and larger checkpoints write far less; commits still fsync the WAL.
-            .pragma("wal_autocheckpoint", "8192");
+            .pragma("wal_autocheckpoint", "8192")
+            .thread_name(background::thread_name);
         Self::with_options(options).await
     }
 
@@ -90,6 +93,13 @@ impl SqliteStore {
     async fn connect_and_migrate(options: SqliteConnectOptions) -> Result<Self, Error> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // Each new connection brings a thread; it joins the others behind the data plane.
+            .after_connect(|_, _| {
+                Box::pin(async {
+                    background::lower_priority();
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(Error::from_sqlx)?;
