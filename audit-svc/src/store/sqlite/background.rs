@@ -8,10 +8,8 @@
 //! slices of about 1 ms and the workers go first; nothing waits on audit-svc's writes (a call's
 //! answer never waits for its audit event), so the store loses nothing by yielding.
 
-use std::path::Path;
-
 /// Name prefix of the store's SQLite threads (Linux keeps 15 bytes of a thread's name).
-pub(super) const THREAD_PREFIX: &str = "audit-sqlite-";
+const THREAD_PREFIX: &str = "audit-sqlite-";
 
 /// How much lower than the rest of the process those threads run (nice values, capped at 19).
 const NICE_INCREMENT: i32 = 10;
@@ -30,16 +28,16 @@ pub(super) fn lower_priority() {
         return;
     };
     let target = own.saturating_add(NICE_INCREMENT).min(19);
-    for tid in store_threads(Path::new("/proc/self/task")) {
+    for tid in store_threads() {
         if let Err(error) = rustix::process::setpriority_process(Some(tid), target) {
             tracing::debug!(%error, "cannot lower the priority of an audit store thread");
         }
     }
 }
 
-/// The ids of the threads under `tasks` (a `/proc/<pid>/task` directory) named as store threads.
-pub(super) fn store_threads(tasks: &Path) -> Vec<rustix::process::Pid> {
-    let Ok(entries) = std::fs::read_dir(tasks) else {
+/// The ids of this process's threads named as store threads.
+fn store_threads() -> Vec<rustix::process::Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
     entries
@@ -64,7 +62,7 @@ mod tests {
         let _store = crate::store::SqliteStore::open(&dir.path().join("audit.db"))
             .await
             .expect("open");
-        let threads = store_threads(Path::new("/proc/self/task"));
+        let threads = store_threads();
         assert!(
             !threads.is_empty(),
             "the open store has a connection thread"
