@@ -31,6 +31,7 @@ mod supervisor;
 
 pub use config::{
     Era, HttpConfig, Limits, RestartPolicy, SandboxConfig, SseConfig, StdioConfig, Transport,
+    redact,
 };
 pub use direct::{DirectLine, LineError};
 pub use error::Error;

@@ -363,7 +363,7 @@ impl RestartPolicy {
 }
 
 /// Returns `url` without user info, query or fragment, which may carry credentials.
-pub(crate) fn redact(url: &url::Url) -> String {
+pub fn redact(url: &url::Url) -> String {
     format!("{}{}", url.origin().ascii_serialization(), url.path())
 }
 

@@ -181,6 +181,15 @@ where
     ))
 }
 
+/// Drops the request's URL from a transport error: a connector's URL may carry a credential in
+/// its query, and rmcp logs these errors and edge logs, reports and audits them.
+fn without_url(error: Failure) -> Failure {
+    match error {
+        StreamableHttpError::Client(error) => StreamableHttpError::Client(error.without_url()),
+        other => other,
+    }
+}
+
 /// Says whether the downstream answered HTTP 401. rmcp reports a 401 with a challenge as
 /// `AuthRequired` and one without as an unexpected response whose text starts with the status.
 fn is_rejection<E>(error: &StreamableHttpError<E>) -> bool
@@ -217,7 +226,8 @@ impl StreamableHttpClient for InjectingClient {
                     headers,
                 )
             })
-            .await?;
+            .await
+            .map_err(without_url)?;
         Ok(holding(response, turn))
     }
 
@@ -243,7 +253,8 @@ impl StreamableHttpClient for InjectingClient {
                     max_sse_event_size,
                 )
             })
-            .await?;
+            .await
+            .map_err(without_url)?;
         Ok(holding(response, turn))
     }
 
@@ -263,6 +274,7 @@ impl StreamableHttpClient for InjectingClient {
             )
         })
         .await
+        .map_err(without_url)
     }
 
     async fn get_stream(
@@ -283,6 +295,7 @@ impl StreamableHttpClient for InjectingClient {
             )
         })
         .await
+        .map_err(without_url)
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -305,5 +318,6 @@ impl StreamableHttpClient for InjectingClient {
             )
         })
         .await
+        .map_err(without_url)
     }
 }

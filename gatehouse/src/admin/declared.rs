@@ -261,13 +261,14 @@ fn applied_path(data: &Path) -> PathBuf {
     data.join(APPLIED_FILE)
 }
 
-/// Shows a connector's transport and target; headers and environment may hold secrets, so
-/// they are only represented by the declaration's fingerprint (which tells a change apart).
+/// Shows a connector's transport and target; headers, environment and a URL's query or user
+/// info may hold secrets, so they are only represented by the declaration's fingerprint (which
+/// tells a change apart).
 fn connector_view(connector: &edge_svc::spec::ConnectorSpec, declaration: &Value) -> ConnectorView {
     let (transport, target) = match (&connector.stdio, &connector.http, &connector.sse) {
         (Some(stdio), _, _) => ("stdio", stdio.command.clone()),
-        (_, Some(http), _) => ("http", http.url.to_string()),
-        (_, _, Some(sse)) => ("sse", sse.url.to_string()),
+        (_, Some(http), _) => ("http", edge_svc::connector::redact(&http.url)),
+        (_, _, Some(sse)) => ("sse", edge_svc::connector::redact(&sse.url)),
         (None, None, None) => ("none", String::new()),
     };
     let credentials = match connector.credentials.mode {
@@ -331,6 +332,14 @@ mod tests {
         );
         let error = broken.spec("admin api").expect_err("unknown connector");
         assert!(error.contains("unknown connector `z`"), "{error}");
+    }
+
+    #[test]
+    fn a_connector_url_is_shown_without_user_info_query_or_fragment() {
+        let file = "connectors:\n  - {name: keyed, http: {url: \"https://user:pw@mcp.example.com/v1/mcp?api_key=canary-9c2e#part\"}}\nvirtual_servers:\n  - {name: keyed, connectors: [{connector: keyed}]}\n";
+        let declarations = Declarations::parse(file).expect("file");
+        let view = declarations.view(&declarations.spec("test").expect("valid"));
+        assert_eq!(view.connectors[0].target, "https://mcp.example.com/v1/mcp");
     }
 
     #[test]

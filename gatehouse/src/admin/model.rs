@@ -63,7 +63,7 @@ pub(crate) struct ConnectorView {
     pub(crate) name: String,
     /// `stdio`, `http` or `sse`.
     pub(crate) transport: String,
-    /// The URL (http, sse) or the program (stdio).
+    /// The URL without user info, query or fragment (http, sse), or the program (stdio).
     pub(crate) target: String,
     /// `none`, `shared`, `per_member` or `token_exchange`.
     pub(crate) credentials: String,

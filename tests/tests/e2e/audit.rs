@@ -1134,7 +1134,7 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
     );
 }
 
-fn gatehouse_cli(args: &[&str]) -> std::process::Output {
+pub(super) fn gatehouse_cli(args: &[&str]) -> std::process::Output {
     let output = std::process::Command::new(PathBuf::from(ECHO).with_file_name("gatehouse"))
         .args(args)
         .output()

@@ -10,7 +10,7 @@ use rmcp::model::{
 use serde_json::json;
 use tokio::process::Command;
 
-use super::{Running, UrlServer, call, config, text};
+use super::{DEADLINE, Running, UrlServer, call, config, text};
 
 async fn echo_http() -> UrlServer {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-echo"));
@@ -314,4 +314,83 @@ async fn a_downstream_that_is_down_is_retried_on_backoff_and_callers_are_answere
         "{awaited} restarts in 2 s of callers"
     );
     running.stop().await;
+}
+
+/// Some servers take their API key in the URL's query, so a connector's URL is a secret: while
+/// the downstream is down, its query reaches no log line (edge's or rmcp's, at debug), no
+/// answer to a caller and no audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_connector_s_url_query_reaches_no_log_line_answer_or_audit_record() {
+    const CANARY: &str = "url-query-canary-3f9d20c7";
+    // Bound but not listening: every connection to it is refused.
+    let closed = crate::audit::reserve_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let (config, data, log) = (
+        dir.path().join("gatehouse.yaml"),
+        dir.path().join("data"),
+        dir.path().join("gatehouse.log"),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "connectors:\n\
+             \x20 - name: down\n    http: {{url: \"http://{}/mcp?api_key={CANARY}\"}}\n\
+             virtual_servers:\n\
+             \x20 - name: tools\n    auth: none\n    connectors: [{{connector: down}}]\n",
+            closed.addr()
+        ),
+    )
+    .expect("config");
+    let gatehouse = crate::launch::Launch::new(&config, &data)
+        .log_to(log.clone(), "debug")
+        .start()
+        .await;
+    let mcp = format!("{}/v/tools/mcp", gatehouse.origin);
+
+    let answer = crate::oauth::call_tool(&mcp, "unused", "down_echo", json!({"text": "hi"})).await;
+    let answer = answer.text().await.expect("answer");
+    assert!(answer.contains("unavailable"), "{answer}");
+    assert!(
+        !answer.contains(CANARY),
+        "the answer names the URL's query: {answer}"
+    );
+
+    // The failed attempts are logged, by edge and by rmcp, without the query.
+    let logged = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("connector session ended") && text.contains("worker quit") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the failed attempts are logged");
+    assert!(logged.contains("error sending request"), "{logged}");
+    let leaked = logged.lines().find(|line| line.contains(CANARY));
+    assert!(
+        leaked.is_none(),
+        "a log line names the URL's query: {leaked:?}"
+    );
+
+    // The refused call is audited, without the query.
+    let data = data.to_str().expect("utf-8 path");
+    let audited = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let search = crate::audit::gatehouse_cli(&["audit", "search", "--data", data]);
+            let text = String::from_utf8_lossy(&search.stdout).into_owned();
+            if text.contains("down_echo") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the call is audited");
+    assert!(
+        !audited.contains(CANARY),
+        "an audit record names the URL's query: {audited}"
+    );
+    drop(closed);
 }
