@@ -159,6 +159,30 @@ max = 100000
     }
 
     #[test]
+    fn an_exchange_audience_is_a_resource_identifier() {
+        let target = |audience: &str| {
+            format!(
+                "[[authorization.token_exchange]]\nconnector = \"crm\"\naudience = \"{audience}\"\nvirtual_servers = [\"tools\"]\n"
+            )
+        };
+        assert!(
+            Config::load(Figment::from(Toml::string(&target(
+                "https://crm.example/mcp"
+            ))))
+            .is_ok()
+        );
+        for audience in ["crm", "https://crm.example/mcp#part"] {
+            let error = Config::load(Figment::from(Toml::string(&target(audience))))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("authorization.token_exchange[0].audience"),
+                "{audience}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn invalid_value_names_its_key() {
         let sources = Figment::from(Toml::string("[telemetry]\nlog_filter = \"info,[\"\n"));
         let error = Config::load(sources).unwrap_err();

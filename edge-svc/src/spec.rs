@@ -244,7 +244,12 @@ impl GatewaySpec {
 
 impl ConnectorSpec {
     /// Returns the audience of tokens exchanged for this connector: the declared one, else
-    /// its URL; `None` unless its credentials are `token_exchange`.
+    /// its URL without user info, query or fragment; `None` unless its credentials are
+    /// `token_exchange`.
+    ///
+    /// The URL is cut because an audience is a resource identifier (RFC 8707 §2: no
+    /// fragment, no query) and is written into tokens, audit records and the log, while a
+    /// connector's query may hold its API key.
     pub fn exchange_audience(&self) -> Option<String> {
         if self.credentials.mode != crate::credentials::CredentialMode::TokenExchange {
             return None;
@@ -259,7 +264,7 @@ impl ConnectorSpec {
                 .as_ref()
                 .map(|http| &http.url)
                 .or(self.sse.as_ref().map(|sse| &sse.url))
-                .map(url::Url::to_string)
+                .map(crate::connector::redact)
         };
         declared.or_else(url)
     }

@@ -145,10 +145,10 @@ impl AuthorizationConfig {
                     "needs a connector name and at least one virtual server",
                 ));
             }
-            if url::Url::parse(&target.audience).is_err() {
+            if !url::Url::parse(&target.audience).is_ok_and(|url| url.fragment().is_none()) {
                 return Err(ConfigError::new(
                     format!("token_exchange[{index}].audience"),
-                    "must be an absolute URL",
+                    "must be an absolute URL without a fragment (a resource identifier, RFC 8707 §2)",
                 ));
             }
         }

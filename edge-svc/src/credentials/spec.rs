@@ -56,7 +56,7 @@ pub struct CredentialSpec {
 #[serde(deny_unknown_fields)]
 pub struct ExchangeSpec {
     /// The connector's resource identifier, the exchanged tokens' `aud`; by default the
-    /// connector's URL.
+    /// connector's URL without user info, query or fragment.
     #[serde(default)]
     pub audience: Option<String>,
     /// The scopes an exchanged token may carry, within the caller's own (none by default).
@@ -291,16 +291,24 @@ impl CredentialSpec {
             }
         }
         check_headers(&self.inject.headers)?;
-        if self
+        let audience = self
             .exchange
             .as_ref()
-            .and_then(|exchange| exchange.audience.as_deref())
-            .is_some_and(str::is_empty)
-        {
-            return Err(("exchange.audience".into(), "must not be empty".into()));
+            .and_then(|exchange| exchange.audience.as_deref());
+        if audience.is_some_and(|audience| !is_resource_identifier(audience)) {
+            return Err((
+                "exchange.audience".into(),
+                "must be an absolute URL without a fragment (a resource identifier, RFC 8707 §2)"
+                    .into(),
+            ));
         }
         Ok(())
     }
+}
+
+/// Tells whether `audience` can name a resource: an absolute URL without a fragment.
+fn is_resource_identifier(audience: &str) -> bool {
+    url::Url::parse(audience).is_ok_and(|url| url.fragment().is_none())
 }
 
 impl OAuthSpec {

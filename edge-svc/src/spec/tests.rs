@@ -263,6 +263,25 @@ fn token_exchange_fits_http_connectors_and_nothing_stored() {
         Some("http://127.0.0.1:1/mcp"),
         "the audience defaults to the connector's URL"
     );
+    let keyed = GatewaySpec::from_yaml(
+        "connectors:\n  - name: crm\n    http: {url: \"https://u:p@crm.example/mcp?api_key=k#top\"}\n    credentials: {mode: token_exchange}\n",
+        "g.yaml",
+    )
+    .expect("valid");
+    assert_eq!(
+        keyed.connectors[0].exchange_audience().as_deref(),
+        Some("https://crm.example/mcp"),
+        "a resource identifier has no user info, query or fragment (RFC 8707 §2)"
+    );
+    for audience in ["crm", "https://crm.example/mcp#part"] {
+        let refused = connector_error(&format!(
+            "{{mode: token_exchange, exchange: {{audience: \"{audience}\"}}}}"
+        ));
+        assert!(
+            refused.contains("connectors[0].credentials.exchange.audience"),
+            "{audience}: {refused}"
+        );
+    }
     let stored = connector_error("{mode: token_exchange, api_key: {header: X-Key}}");
     assert!(
         stored.contains("connectors[0].credentials.api_key"),

@@ -1134,7 +1134,25 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
     );
 }
 
-pub(super) fn gatehouse_cli(args: &[&str]) -> std::process::Output {
+/// Returns `gatehouse audit search` over the data directory `data` once its output holds
+/// `needle` (the record awaited is delivered asynchronously); panics after 30 s.
+pub(super) async fn search_until(data: &std::path::Path, needle: &str) -> String {
+    let data = data.to_str().expect("utf-8 path");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let search = gatehouse_cli(&["audit", "search", "--data", data]);
+            let text = String::from_utf8_lossy(&search.stdout).into_owned();
+            if text.contains(needle) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no audit record holds {needle:?}"))
+}
+
+fn gatehouse_cli(args: &[&str]) -> std::process::Output {
     let output = std::process::Command::new(PathBuf::from(ECHO).with_file_name("gatehouse"))
         .args(args)
         .output()

@@ -3,7 +3,9 @@
 //! against the issuer's JWKS) lists its tools through the gateway's own catalogue token, and
 //! each call carries a token authz-svc exchanged from the caller's (RFC 8693): a member's
 //! names the member, an agent's the agent, and a delegated one the member with `act` naming
-//! the agent. No token ever appears in a response or in the gateway's log.
+//! the agent. No token ever appears in a response or in the gateway's log. A connector that
+//! declares no audience is known by its URL cut to a resource identifier: its query, which may
+//! hold an API key, reaches neither the tokens nor the log nor the audit trail.
 
 use std::path::Path;
 
@@ -23,10 +25,18 @@ const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 fn gateway_yaml(downstream: &str) -> String {
+    gateway_yaml_with(
+        &format!("{{mode: token_exchange, exchange: {{audience: \"{AUDIENCE}\"}}}}"),
+        downstream,
+    )
+}
+
+/// Returns the gateway file with the `crm` connector at `downstream` holding `credentials`.
+fn gateway_yaml_with(credentials: &str, downstream: &str) -> String {
     format!(
         "connectors:\n\
          \x20 - name: crm\n    http: {{url: \"{downstream}\"}}\n\
-         \x20   credentials: {{mode: token_exchange, exchange: {{audience: \"{AUDIENCE}\"}}}}\n\
+         \x20   credentials: {credentials}\n\
          virtual_servers:\n\
          \x20 - name: tools\n    connectors: [{{connector: crm, prefix: \"\"}}]\n\
          authorization:\n\
@@ -146,4 +156,53 @@ async fn a_connector_trusting_gatehouse_sees_each_caller_through_an_exchanged_to
     }
     // Nor did any exchanged or catalogue token: every JWT starts with `eyJ`.
     assert!(!log.contains("eyJ"), "a JWT reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_without_a_declared_audience_is_known_by_its_url_without_the_query() {
+    const CANARY: &str = "exchange-url-query-canary-81b4e0d2";
+    let dir = tempfile::tempdir().expect("dir");
+    let port = super::audit::reserve_port().release().port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let echo_port = super::audit::reserve_port().release().port();
+    let resource = format!("http://127.0.0.1:{echo_port}/mcp");
+    let mut echo = Command::new(ECHO);
+    echo.args(["http", "--listen", &format!("127.0.0.1:{echo_port}")])
+        .args(["--trust-issuer", &origin, "--audience", &resource]);
+    let downstream = UrlServer::start(echo).await;
+    assert_eq!(downstream.url, resource);
+    std::fs::write(
+        dir.path().join("gatehouse.yaml"),
+        gateway_yaml_with(
+            "{mode: token_exchange}",
+            &format!("{resource}?api_key={CANARY}"),
+        ),
+    )
+    .expect("config");
+    let mut gatehouse = up(dir.path(), port).await;
+    let mcp = format!("{origin}/v/tools/mcp");
+
+    let agent = super::oauth::client_credentials(&origin, "reporter", AGENT_SECRET, &mcp).await;
+    let claims = downstream_claims(&mcp, &agent).await;
+    assert_eq!(
+        claims["aud"], resource,
+        "the audience is the URL without its query (RFC 8707 §2): {claims}"
+    );
+
+    // The exchanges are audited, without the query.
+    let audited = super::audit::search_until(&dir.path().join("data"), &resource).await;
+    assert!(
+        !audited.contains(CANARY),
+        "an audit record names the URL's query: {audited}"
+    );
+
+    gatehouse.kill().await.expect("gatehouse stopped");
+    downstream.stop().await;
+    let log = std::fs::read_to_string(dir.path().join("gatehouse.log")).expect("log");
+    assert!(log.contains("access token issued"), "the log was written");
+    let leaked = log.lines().find(|line| line.contains(CANARY));
+    assert!(
+        leaked.is_none(),
+        "a log line names the URL's query: {leaked:?}"
+    );
 }

@@ -375,19 +375,7 @@ async fn a_down_connector_s_url_query_reaches_no_log_line_answer_or_audit_record
     );
 
     // The refused call is audited, without the query.
-    let data = data.to_str().expect("utf-8 path");
-    let audited = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let search = crate::audit::gatehouse_cli(&["audit", "search", "--data", data]);
-            let text = String::from_utf8_lossy(&search.stdout).into_owned();
-            if text.contains("down_echo") {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the call is audited");
+    let audited = crate::audit::search_until(&data, "down_echo").await;
     assert!(
         !audited.contains(CANARY),
         "an audit record names the URL's query: {audited}"
