@@ -170,13 +170,13 @@ impl Builder<'_> {
             let slot = match old.server(&declared.name) {
                 Some(slot) if !rebuild => Arc::clone(slot),
                 Some(slot) => {
-                    let server = virtual_server(declared, &table)?.succeeding(&slot.load());
-                    swaps.push((Arc::clone(slot), Arc::new(server)));
+                    let server = virtual_server(declared, &table, Some(&slot.load()))?;
+                    swaps.push((Arc::clone(slot), server));
                     applied.updated.push(declared.name.clone());
                     Arc::clone(slot)
                 }
                 None => {
-                    let server = Arc::new(virtual_server(declared, &table)?);
+                    let server = virtual_server(declared, &table, None)?;
                     applied.created.push(declared.name.clone());
                     Arc::new(ServerSlot::new(server, self.shutdown.child_token()))
                 }
@@ -288,7 +288,11 @@ pub(crate) async fn announce_change(server: &VirtualServer) {
     }
 }
 
-fn virtual_server(declared: &VirtualServerSpec, table: &Table) -> Result<VirtualServer, String> {
+fn virtual_server(
+    declared: &VirtualServerSpec,
+    table: &Table,
+    predecessor: Option<&VirtualServer>,
+) -> Result<Arc<VirtualServer>, String> {
     let mut members = Vec::new();
     for member in &declared.connectors {
         let running = table.connector(&member.connector).ok_or_else(|| {
@@ -317,6 +321,7 @@ fn virtual_server(declared: &VirtualServerSpec, table: &Table) -> Result<Virtual
         declared.description.clone(),
         declared.auth,
         members,
+        predecessor,
     ))
 }
 

@@ -5,10 +5,13 @@
 //! A member that is down is left out of the cached catalogue until it is back, so one
 //! downstream that is down never holds up the calls and listings of the others; when it is
 //! back, the catalogue is built again and listening clients are told. A member whose listing
-//! fails while it is up is listed again after [`RELIST_AFTER`], not on every call.
+//! fails while it is up is listed again after [`RELIST_AFTER`], not on every call, and in the
+//! background while nobody calls (waiting twice as long each time it fails again, up to
+//! [`MEND_AT_MOST`]), so listening clients hear of its items without anyone's request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -34,6 +37,10 @@ pub use listeners::Listeners;
 /// that advertises prompts but cannot list them) costs one listing of each member per interval
 /// instead of one on every call.
 pub const RELIST_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest wait between background listings of a member whose listing keeps failing: an
+/// idle gateway then lists such a member once a minute, not once a second, forever.
+pub const MEND_AT_MOST: Duration = Duration::from_secs(60);
 
 /// One connector as a virtual server sees it.
 #[derive(Debug)]
@@ -79,6 +86,11 @@ pub struct VirtualServer {
     members: Vec<Member>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     rebuild: tokio::sync::Mutex<()>,
+    // The server itself, for the task that lists failed members again; weak, so a server
+    // replaced or removed is not kept alive by it.
+    me: Weak<VirtualServer>,
+    // Whether that task is running: one per server at most.
+    mending: AtomicBool,
     // Shared with the server's successors, so a live change keeps its clients' subscriptions.
     listeners: Arc<Listeners>,
     subscriptions: Arc<Mutex<Subscriptions>>,
@@ -125,32 +137,30 @@ struct Listing {
 }
 
 impl VirtualServer {
-    /// Creates a virtual server over already-spawned connectors.
+    /// Creates a virtual server over already-spawned connectors; one that replaces
+    /// `predecessor` under the same name takes over its listening clients and resource
+    /// subscriptions, since its clients must hear about the change.
     pub fn new(
         name: String,
         description: Option<String>,
         auth: AuthMode,
         members: Vec<Member>,
-    ) -> Self {
-        Self {
+        predecessor: Option<&VirtualServer>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             name,
             description,
             auth,
             members,
             snapshot: RwLock::new(None),
             rebuild: tokio::sync::Mutex::new(()),
-            listeners: Arc::default(),
-            subscriptions: Arc::default(),
-        }
-    }
-
-    /// Takes over `previous`'s listening clients and resource subscriptions: this server
-    /// replaces it under the same name, and its clients must hear about the change.
-    #[must_use]
-    pub fn succeeding(mut self, previous: &VirtualServer) -> Self {
-        self.listeners = Arc::clone(&previous.listeners);
-        self.subscriptions = Arc::clone(&previous.subscriptions);
-        self
+            me: me.clone(),
+            mending: AtomicBool::new(false),
+            listeners: predecessor
+                .map_or_else(Arc::default, |previous| Arc::clone(&previous.listeners)),
+            subscriptions: predecessor
+                .map_or_else(Arc::default, |previous| Arc::clone(&previous.subscriptions)),
+        })
     }
 
     /// Returns the name used in the URL.
@@ -213,7 +223,50 @@ impl VirtualServer {
         if let Some(previous) = previous {
             self.announce_returns(&previous, &snapshot, &listings);
         }
+        if !snapshot.incomplete.is_empty() {
+            self.mend();
+        }
         snapshot
+    }
+
+    /// Starts the task that lists again, while nobody calls, the members whose listing
+    /// failed, unless it runs already. It waits [`RELIST_AFTER`], then twice as long after
+    /// each listing that fails again, up to [`MEND_AT_MOST`]; the rebuild it causes tells
+    /// listening clients what came back.
+    fn mend(&self) {
+        if self.mending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let mut wait = RELIST_AFTER;
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(server) = me.upgrade() else {
+                    return;
+                };
+                if !server.snapshot().await.incomplete.is_empty() {
+                    wait = (wait * 2).min(MEND_AT_MOST);
+                    continue;
+                }
+                server.mending.store(false, Ordering::Release);
+                // A rebuild between the listing above and the store may have found a
+                // member failing again and left it to this task.
+                if !server.stored_incomplete() || server.mending.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                wait = RELIST_AFTER;
+            }
+        });
+    }
+
+    /// Tells whether the stored catalogue misses items of a member whose listing failed.
+    fn stored_incomplete(&self) -> bool {
+        self.snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|snapshot| !snapshot.incomplete.is_empty())
     }
 
     /// Builds the catalogue again when it left out `connector`, which has just opened a
