@@ -195,7 +195,7 @@ fn payloads(batch: Vec<crate::SpooledRecord>, check: bool) -> Vec<Vec<u8>> {
 
 /// Logs a corrupt spool region loudly and resumes at the next segment (or waits for one).
 fn skip_corruption(spool: &Spool, bad: u64) -> Result<u64, DeliveryError> {
-    let next = spool.next_segment(bad)?.unwrap_or_else(|| spool.end());
+    let next = spool.next_segment(bad).unwrap_or_else(|| spool.end());
     tracing::error!(
         offset = bad,
         skipped_bytes = next.saturating_sub(bad),

@@ -9,13 +9,16 @@
 //!
 //! Layout: segment files named by the global byte offset of their first record
 //! (`00000000000000000000.seg`), each a run of frames `len: u32 LE | crc32: u32 LE | payload`,
-//! and a `cursor` file holding the offset of the first record audit-svc has not acknowledged.
+//! and a `cursor` file holding the offset of the first record audit-svc has not acknowledged
+//! (20 digits and a newline, overwritten in place: one `pwrite` per acknowledged batch, where
+//! a temporary file renamed over it cost a file creation and a directory update each time).
 //! Positions are global byte offsets, so "how much is unacknowledged" is one subtraction.
 //! A `lock` file, held with an exclusive lock while the spool is open, keeps two processes
 //! (replicas given the same directory by mistake) from interleaving their frames.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -126,6 +129,8 @@ struct Inner {
     reserved: AtomicU64,
     /// Wakes the reader when a record is written.
     written: Notify,
+    /// The `cursor` file, open for overwriting.
+    cursor: File,
     /// Holds the directory's exclusive lock for as long as the spool is open.
     _lock: File,
 }
@@ -135,6 +140,9 @@ struct Writer {
     file: Arc<File>,
     base: u64,
     len: u64,
+    /// The bases of the segment files on disk, oldest first: the spool's lock makes this
+    /// process their only writer, so it need not list the directory for every batch.
+    segments: Vec<u64>,
 }
 
 impl Spool {
@@ -159,6 +167,13 @@ impl Spool {
         file.set_len(valid).map_err(io_at(&path))?;
         let end = base + valid;
         let acked = read_cursor(dir)?.unwrap_or(first).clamp(first, end);
+        let cursor_path = dir.join("cursor");
+        let cursor = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&cursor_path)
+            .map_err(io_at(&cursor_path))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -167,11 +182,13 @@ impl Spool {
                     file: Arc::new(file),
                     base,
                     len: valid,
+                    segments: bases,
                 }),
                 end: AtomicU64::new(end),
                 acked: AtomicU64::new(acked),
                 reserved: AtomicU64::new(0),
                 written: Notify::new(),
+                cursor,
                 _lock: lock,
             }),
         })
@@ -300,7 +317,7 @@ impl Spool {
         let mut records = Vec::new();
         let mut position = from;
         while position < end && records.len() < max_records {
-            let Some((base, next_base)) = self.segment_holding(position)? else {
+            let Some((base, next_base)) = self.segment_holding(position) else {
                 break;
             };
             // A position before the first kept segment was acknowledged and removed already.
@@ -332,27 +349,28 @@ impl Spool {
     }
 
     /// Returns the start of the segment after the one holding `position` (to skip corruption).
-    pub fn next_segment(&self, position: u64) -> Result<Option<u64>, SpoolError> {
-        Ok(self
-            .segment_holding(position)?
-            .and_then(|(_, next_base)| next_base))
+    pub fn next_segment(&self, position: u64) -> Option<u64> {
+        self.segment_holding(position)
+            .and_then(|(_, next_base)| next_base)
     }
 
     /// Records that everything before `position` is stored by audit-svc and frees its segments.
     pub fn acknowledge(&self, position: u64) -> Result<(), SpoolError> {
         let dir = &self.inner.dir;
-        let temporary = dir.join("cursor.tmp");
-        fs::write(&temporary, position.to_string()).map_err(io_at(&temporary))?;
-        fs::rename(&temporary, dir.join("cursor")).map_err(io_at(dir))?;
+        // Fixed width, so an overwrite leaves nothing of a longer value behind.
+        self.inner
+            .cursor
+            .write_all_at(format!("{position:020}\n").as_bytes(), 0)
+            .map_err(io_at(&dir.join("cursor")))?;
         self.inner.acked.fetch_max(position, Ordering::AcqRel);
-        let current = self.lock().base;
-        let bases = segment_bases(dir)?;
-        for pair in bases.windows(2) {
-            let (base, next_base) = (pair[0], pair[1]);
-            if next_base <= position && base < current {
-                let path = segment_path(dir, base);
-                fs::remove_file(&path).map_err(io_at(&path))?;
-            }
+        let mut writer = self.lock();
+        while let [base, next_base, ..] = writer.segments[..]
+            && next_base <= position
+            && base < writer.base
+        {
+            let path = segment_path(dir, base);
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            writer.segments.remove(0);
         }
         Ok(())
     }
@@ -411,23 +429,23 @@ impl Spool {
             .append(true)
             .open(&path)
             .map_err(io_at(&path))?;
-        *writer = Writer {
-            file: Arc::new(file),
-            base: end,
-            len: 0,
-        };
+        writer.file = Arc::new(file);
+        writer.base = end;
+        writer.len = 0;
+        writer.segments.push(end);
         Ok(())
     }
 
     /// Finds the segment whose range holds `position`, and the base of the one after it.
-    fn segment_holding(&self, position: u64) -> Result<Option<(u64, Option<u64>)>, SpoolError> {
-        let bases = segment_bases(&self.inner.dir)?;
+    fn segment_holding(&self, position: u64) -> Option<(u64, Option<u64>)> {
+        let writer = self.lock();
+        let bases = &writer.segments;
         let index = bases.partition_point(|base| *base <= position);
         if index == 0 {
             // Everything before the first segment was acknowledged and removed.
-            return Ok(bases.first().map(|first| (*first, bases.get(1).copied())));
+            return bases.first().map(|first| (*first, bases.get(1).copied()));
         }
-        Ok(Some((bases[index - 1], bases.get(index).copied())))
+        Some((bases[index - 1], bases.get(index).copied()))
     }
 }
 
@@ -513,6 +531,8 @@ fn segment_path(dir: &Path, base: u64) -> PathBuf {
 fn read_cursor(dir: &Path) -> Result<Option<u64>, SpoolError> {
     let path = dir.join("cursor");
     match fs::read_to_string(&path) {
+        // Created when the spool opens, written at the first acknowledgement.
+        Ok(text) if text.trim().is_empty() => Ok(None),
         Ok(text) => text
             .trim()
             .parse()

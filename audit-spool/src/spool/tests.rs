@@ -77,6 +77,31 @@ fn a_reopened_spool_resumes_after_the_acknowledged_records() {
 }
 
 #[test]
+fn a_cursor_written_by_an_earlier_version_is_read_and_overwritten_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), limits(1 << 20, 1 << 20)).unwrap();
+    let mut positions = Vec::new();
+    for i in 0..4 {
+        positions.push(spool.append(format!("event-{i}").as_bytes()).unwrap());
+    }
+    drop(spool);
+    // Earlier versions wrote the bare number through a renamed temporary file.
+    std::fs::write(dir.path().join("cursor"), positions[0].to_string()).unwrap();
+
+    let reopened = Spool::open(dir.path(), limits(1 << 20, 1 << 20)).unwrap();
+    assert_eq!(reopened.acknowledged(), positions[0]);
+    reopened.acknowledge(positions[1]).unwrap();
+    drop(reopened);
+    let cursor = std::fs::read_to_string(dir.path().join("cursor")).unwrap();
+    assert_eq!(cursor, format!("{:020}\n", positions[1]));
+    let again = Spool::open(dir.path(), limits(1 << 20, 1 << 20)).unwrap();
+    assert_eq!(
+        payloads(&again, again.acknowledged()),
+        vec![b"event-2".to_vec(), b"event-3".to_vec()]
+    );
+}
+
+#[test]
 fn acknowledged_segments_are_removed_but_the_current_one_stays() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), limits(1 << 20, 32)).unwrap();
