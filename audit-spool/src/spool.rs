@@ -167,13 +167,7 @@ impl Spool {
         file.set_len(valid).map_err(io_at(&path))?;
         let end = base + valid;
         let acked = read_cursor(dir)?.unwrap_or(first).clamp(first, end);
-        let cursor_path = dir.join("cursor");
-        let cursor = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&cursor_path)
-            .map_err(io_at(&cursor_path))?;
+        let cursor = open_for_writing(&dir.join("cursor"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -491,15 +485,20 @@ fn valid_prefix(path: &Path) -> Result<u64, SpoolError> {
     Ok(valid)
 }
 
-/// Takes the exclusive lock on `dir`; the OS releases it when the process dies, however.
-fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
-    let path = dir.join("lock");
-    let file = OpenOptions::new()
+/// Opens `path` for writing in place, creating it empty when missing and keeping what it holds.
+fn open_for_writing(path: &Path) -> Result<File, SpoolError> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(io_at(&path))?;
+        .open(path)
+        .map_err(io_at(path))
+}
+
+/// Takes the exclusive lock on `dir`; the OS releases it when the process dies, however.
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join("lock");
+    let file = open_for_writing(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_owned())),
