@@ -68,8 +68,6 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            // Index pages of a growing log stay in memory rather than being re-read.
-            .pragma("cache_size", "-32768")
             // A checkpoint copies each changed page once however often it changed, so fewer
             // and larger checkpoints write far less; commits still fsync the WAL.
             .pragma("wal_autocheckpoint", "8192")
@@ -103,12 +101,16 @@ impl SqliteStore {
             .await
             .map_err(Error::from_sqlx)?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        // Kept open for good: closing it would drop the cache it is there to keep.
+        // Kept open for good: closing it would drop the cache it is there to keep. Only the
+        // writer's cache is large: the index pages of a growing log stay in memory rather than
+        // being re-read. A reader's cache is emptied at its next transaction whenever the writer
+        // committed meanwhile, so readers keep SQLite's default (2 MiB) instead of 32 MiB each
+        // held by their threads' allocator arenas (`bench/notes.md`).
         let writes = pool_options()
             .max_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", "-32768"))
             .await
             .map_err(Error::from_sqlx)?;
         Ok(Self {
@@ -435,5 +437,28 @@ mod tests {
         }
         let lengths: Vec<usize> = super::runs(&[0; 13]).map(<[i32]>::len).collect();
         assert_eq!(lengths, [8, 4, 1]);
+    }
+
+    #[tokio::test]
+    async fn only_the_writer_keeps_a_large_page_cache() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = super::SqliteStore::open(&dir.path().join("audit.db"))
+            .await
+            .expect("open");
+        let cache_size = |pool: &sqlx::SqlitePool| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("cache_size")
+            }
+        };
+        assert_eq!(cache_size(&store.writes).await, -32768, "32 MiB");
+        assert_eq!(
+            cache_size(&store.pool).await,
+            -2000,
+            "SQLite's default, 2 MiB"
+        );
     }
 }
