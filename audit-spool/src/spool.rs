@@ -357,14 +357,21 @@ impl Spool {
             .write_all_at(format!("{position:020}\n").as_bytes(), 0)
             .map_err(io_at(&dir.join("cursor")))?;
         self.inner.acked.fetch_max(position, Ordering::AcqRel);
-        let mut writer = self.lock();
-        while let [base, next_base, ..] = writer.segments[..]
-            && next_base <= position
-            && base < writer.base
-        {
+        let removable: Vec<u64> = {
+            let writer = self.lock();
+            writer
+                .segments
+                .windows(2)
+                .take_while(|pair| pair[1] <= position && pair[0] < writer.base)
+                .map(|pair| pair[0])
+                .collect()
+        };
+        // Unlinked without the writer's lock, which every call's record takes; a segment leaves
+        // the list only once its file is gone, so a failed removal is tried again next time.
+        for base in removable {
             let path = segment_path(dir, base);
             fs::remove_file(&path).map_err(io_at(&path))?;
-            writer.segments.remove(0);
+            self.lock().segments.remove(0);
         }
         Ok(())
     }
