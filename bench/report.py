@@ -293,11 +293,12 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
         lines += [
             "| figure | measured | target | verdict |",
             "|---|---|---|---|",
-            f"| edge RSS idle (after start-up, before load) | {idle:.1f} MiB | ≤ 30 MB | {'met' if within_mb(idle, 30) else 'missed'} |",
-            f"| edge RSS with {crowd['clients']:,} concurrent sessions (max VmRSS during the run) | {peak:.1f} MiB "
-            f"({fmt(crowd.get('n_ok'))} calls ok, {fmt(crowd.get('n_err'))} errors, {fmt(crowd.get('rps'))} rps) "
-            f"| ≤ 100 MB | {'met' if within_mb(peak, 100) and not crowd.get('n_err') else 'missed'} |",
-            f"| RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
+            # `gatehouse up` holds all four services and their SQLite caches: the edge targets size the
+            # standalone edge below, so these rows carry no verdict of their own.
+            f"| `gatehouse up` RSS idle, all four services (after start-up, before load) | {idle:.1f} MiB | | |",
+            f"| `gatehouse up` RSS with {crowd['clients']:,} concurrent sessions (max VmRSS during the run) | {peak:.1f} MiB "
+            f"({fmt(crowd.get('n_ok'))} calls ok, {fmt(crowd.get('n_err'))} errors, {fmt(crowd.get('rps'))} rps) | | |",
+            f"| `gatehouse up` RSS growth per session | {(peak - idle) * 1024 / max(crowd['clients'], 1):.1f} KiB | | |",
             *standalone_edge_lines(crowd_edge),
             *standalone_edge_lines(crowd_edge_listing, " whose clients listed the tools first and hold a GET stream, as SDK clients do"),
             *standalone_edge_lines(crowd_edge_h2, ", connector on HTTP/2 (`http2: true`)"),
@@ -307,7 +308,7 @@ def component_lines(components: dict | None, crowd: dict | None, idle_kib: int |
             "measurements above, so the baseline it grows from is the warmed-up gateway. The first rows are",
             "`gatehouse up`, all four services in one process; the *standalone edge-svc* rows are the edge of the",
             "scale-out deployment on its own (fresh process, glibc allocator, recording to a standalone audit-svc),",
-            "the process the edge RSS targets size. Such sessions rest (the express lane answered their `initialize`",
+            "the process the edge RSS targets (≤ 30 MB idle, ≤ 100 MB at 1,000 clients) size. Such sessions rest (the express lane answered their `initialize`",
             "and answers their calls; rmcp runs no worker for them). Clients that behave as SDK clients do, listing",
             "the tools first and holding the session's GET stream open (`--list-tools --get-stream`), are measured",
             "in the rows after them: the lane answers a plain `tools/list` and serves the GET stream too, so their",

@@ -110,7 +110,7 @@ say "measuring: reps=$REPS C=[$CONCURRENCY] eras=[$ERAS] requests=$REQUESTS warm
 python3 bench/measure.py --load "$BIN/mcp-load" --direct "$ECHO_URL" --gateway "$GATEWAY_URL" \
   --gateway-pid "$GATEHOUSE_PID" --echo-pid "$ECHO_PID" --out "$WORK/ours.jsonl" --reps "$REPS" \
   --concurrency $CONCURRENCY --eras $ERAS --requests "$REQUESTS" --warmup "$WARMUP" --max-seconds "$MAX_SECONDS"
-say "holding $CROWD concurrent sessions on the gateway (edge RSS)"
+say "holding $CROWD concurrent sessions on gatehouse up (its RSS)"
 python3 bench/crowd.py --load "$BIN/mcp-load" --url "$GATEWAY_URL" --pid "$GATEHOUSE_PID" \
   --clients "$CROWD" --requests "$CROWD_REQUESTS" > "$WORK/crowd.json" || say "crowd run failed"
 
