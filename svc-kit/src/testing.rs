@@ -13,6 +13,14 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStderr, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
@@ -133,6 +141,68 @@ pub async fn scrape_until(addr: SocketAddr, metric: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Asks a server's standard gRPC health service how the whole server is (`service: ""`).
+/// Takes the channel by value so that a caller keeping a clone keeps the connection open.
+pub async fn health(channel: Channel) -> anyhow::Result<ServingStatus> {
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?;
+    Ok(response.into_inner().status())
+}
+
+/// Returns the service names a server's gRPC reflection lists.
+pub async fn reflected_services(channel: Channel) -> anyhow::Result<Vec<String>> {
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    let response = responses
+        .message()
+        .await?
+        .context("reflection closed the stream without an answer")?;
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => Ok(list
+            .service
+            .into_iter()
+            .map(|service| service.name)
+            .collect()),
+        other => anyhow::bail!("reflection answered a service list with {other:?}"),
+    }
+}
+
+/// Checks a service binary's promise for a configuration value it refuses: it starts with
+/// `env` set, exits 64 (`EX_USAGE`) and says why on exactly one stderr line that names `field`.
+pub async fn assert_refuses_config(binary: &Path, env: (&str, &str), field: &str) {
+    let output = match Command::new(binary).env(env.0, env.1).output().await {
+        Ok(output) => output,
+        Err(error) => panic!("cannot run {}: {error}", binary.display()),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(field), "{stderr}");
+}
+
+/// Checks that a service binary given a configuration file that does not exist exits 64.
+pub async fn assert_refuses_missing_config_file(binary: &Path) {
+    let output = match Command::new(binary)
+        .args(["--config", "/nonexistent/gatehouse-service.toml"])
+        .output()
+        .await
+    {
+        Ok(output) => output,
+        Err(error) => panic!("cannot run {}: {error}", binary.display()),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
 }
 
 impl ServiceProcess {

@@ -2,33 +2,19 @@ use std::path::Path;
 
 use svc_kit::GrpcClientConfig;
 use svc_kit::testing::ServiceProcess;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_authz-svc");
 
 #[tokio::test]
 async fn invalid_config_exits_64_with_one_line() {
-    let output = tokio::process::Command::new(BINARY)
-        .env("GATEHOUSE_AUTHZ__GRPC__REQUEST_TIMEOUT", "0s")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(64));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("grpc.request_timeout"), "{stderr}");
+    let env = ("GATEHOUSE_AUTHZ__GRPC__REQUEST_TIMEOUT", "0s");
+    svc_kit::testing::assert_refuses_config(Path::new(BINARY), env, "grpc.request_timeout").await;
 }
 
 #[tokio::test]
 async fn missing_config_file_exits_64() {
-    let output = tokio::process::Command::new(BINARY)
-        .args(["--config", "/nonexistent/authz.toml"])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(64));
+    svc_kit::testing::assert_refuses_missing_config_file(Path::new(BINARY)).await;
 }
 
 #[tokio::test]
@@ -48,13 +34,8 @@ async fn sigterm_stops_a_serving_process_cleanly() {
     .unwrap();
     let url = format!("http://{}", process.addr());
     let channel = svc_kit::grpc::channel(&url, &GrpcClientConfig::default()).unwrap();
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+    let health = svc_kit::testing::health(channel).await.unwrap();
+    assert_eq!(health, ServingStatus::Serving);
     let status = process.terminate().await.unwrap();
     assert!(status.success(), "{status:?}");
 }
