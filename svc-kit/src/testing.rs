@@ -181,28 +181,29 @@ pub async fn reflected_services(channel: Channel) -> anyhow::Result<Vec<String>>
 /// Checks a service binary's promise for a configuration value it refuses: it starts with
 /// `env` set, exits 64 (`EX_USAGE`) and says why on exactly one stderr line that names `field`.
 pub async fn assert_refuses_config(binary: &Path, env: (&str, &str), field: &str) {
-    let output = match Command::new(binary).env(env.0, env.1).output().await {
-        Ok(output) => output,
-        Err(error) => panic!("cannot run {}: {error}", binary.display()),
-    };
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    let (code, stderr) = run_to_exit(Command::new(binary).env(env.0, env.1)).await;
+    assert_eq!(code, Some(64), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(field), "{stderr}");
 }
 
 /// Checks that a service binary given a configuration file that does not exist exits 64.
 pub async fn assert_refuses_missing_config_file(binary: &Path) {
-    let output = match Command::new(binary)
-        .args(["--config", "/nonexistent/gatehouse-service.toml"])
-        .output()
-        .await
-    {
-        Ok(output) => output,
-        Err(error) => panic!("cannot run {}: {error}", binary.display()),
-    };
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    let mut command = Command::new(binary);
+    command.args(["--config", "/nonexistent/gatehouse-service.toml"]);
+    let (code, stderr) = run_to_exit(&mut command).await;
+    assert_eq!(code, Some(64), "{stderr}");
+}
+
+/// Runs a service binary until it exits; returns its exit code and what it wrote on stderr.
+async fn run_to_exit(command: &mut Command) -> (Option<i32>, String) {
+    match command.output().await {
+        Ok(output) => (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ),
+        Err(error) => panic!("cannot run {:?}: {error}", command.as_std().get_program()),
+    }
 }
 
 impl ServiceProcess {
