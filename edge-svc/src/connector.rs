@@ -35,6 +35,7 @@ pub use config::{
 };
 pub use direct::{DirectLine, LineError};
 pub use error::Error;
+pub(crate) use error::report;
 pub(crate) use origin::RelayTicket;
 pub use status::{ConnectorState, ConnectorStatus, LandlockState};
 

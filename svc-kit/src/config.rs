@@ -162,7 +162,9 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Json,
             // rmcp logs every MCP session it opens and closes at info: per call on the data plane.
-            log_filter: "info,rmcp=warn".to_owned(),
+            // Its transport worker logs an ERROR each time a downstream cannot be reached, at
+            // every reconnection attempt; edge reports the same failure with its cause, once.
+            log_filter: "info,rmcp=warn,rmcp::transport::worker=off".to_owned(),
             otlp_endpoint: None,
             service_namespace: "gatehouse".to_owned(),
         }

@@ -129,3 +129,94 @@ pub enum Error {
     #[error("connector credential unusable")]
     Credential(#[source] crate::credentials::CredentialError),
 }
+
+/// Renders `error` and its causes as "outer: cause: root cause", for logs and the status page.
+///
+/// rmcp's transport errors hold their cause without offering it as `source()` and name Rust
+/// types in their text (`Transport [rmcp::transport::worker::WorkerTransport<…>] error`), so a
+/// downstream refusing connections read "error sending request", its reason only in rmcp's
+/// own log line; they are looked through here. A cause whose text its message already ends
+/// with (thiserror's `#[error("… {0}")]` over a `#[from]` field) is not repeated.
+pub(crate) fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let (own, cause) = look_through(current);
+        if let Some(own) = own.filter(|own| !text.ends_with(own.as_str())) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&own);
+        }
+        next = cause;
+    }
+    text
+}
+
+/// Returns what `error` says of itself and its cause, reaching into rmcp's wrappers.
+fn look_through<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> (
+    Option<String>,
+    Option<&'a (dyn std::error::Error + 'static)>,
+) {
+    use rmcp::service::{ClientInitializeError, ServiceError};
+    use rmcp::transport::DynamicTransportError;
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
+
+    // `Error::Handshake` boxes it, and thiserror offers the box itself as the source.
+    if let Some(boxed) = error.downcast_ref::<Box<ClientInitializeError>>() {
+        return look_through(&**boxed);
+    }
+    if let Some(ClientInitializeError::TransportError { error, context }) = error.downcast_ref() {
+        return (Some(context.to_string()), Some(&*error.error));
+    }
+    if let Some(ServiceError::TransportSend(error)) = error.downcast_ref() {
+        return (Some("sending failed".to_owned()), Some(&*error.error));
+    }
+    if let Some(error) = error.downcast_ref::<DynamicTransportError>() {
+        return (None, Some(&*error.error));
+    }
+    if let Some(StreamableHttpError::Client(inner)) =
+        error.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
+        return (None, Some(inner));
+    }
+    if let Some(StreamableHttpError::Client(inner)) =
+        error.downcast_ref::<StreamableHttpError<super::direct::Exchange>>()
+    {
+        return (None, Some(inner));
+    }
+    (Some(error.to_string()), error.source())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        /// Names its cause in its own text and offers it as `source()` too.
+        #[error("reading failed: {0}")]
+        Echoing(#[from] std::io::Error),
+        /// Names only itself; the cause follows.
+        #[error("mcp handshake failed")]
+        Plain(#[source] std::io::Error),
+    }
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")
+    }
+
+    #[test]
+    fn a_report_names_every_cause_once_in_order() {
+        assert_eq!(
+            report(&Outer::Plain(refused())),
+            "mcp handshake failed: connection refused"
+        );
+        assert_eq!(
+            report(&Outer::Echoing(refused())),
+            "reading failed: connection refused"
+        );
+    }
+}

@@ -279,14 +279,16 @@ impl Supervisor {
         self.phase.send_replace(phase);
     }
 
-    fn record_error(&self, error: String) {
+    fn record_error(&self, error: String, opened: bool) {
         let was_down = matches!(&*self.phase.borrow(), Phase::Down);
         let mut book = lock(&self.book);
         // A downstream that stays down fails the same way at every attempt: say so once.
         if was_down && book.last_error.as_ref() == Some(&error) {
             tracing::debug!(connector = %self.name, error = %error, "connector still unavailable");
-        } else {
+        } else if opened {
             tracing::warn!(connector = %self.name, error = %error, "connector session ended");
+        } else {
+            tracing::warn!(connector = %self.name, error = %error, "connector unavailable; retrying with backoff");
         }
         book.last_error = Some(error);
     }
@@ -298,18 +300,6 @@ impl Supervisor {
         lock(&self.book).protocol_version = version;
         self.set_phase(Phase::Ready(peer, session.direct()));
     }
-}
-
-/// Formats an error with its whole source chain, for the status page.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn open(
@@ -430,12 +420,12 @@ async fn attempt(
                 handler.opened();
                 (session.run(session_ct, shutdown).await, true)
             }
-            Err(error) => (chain(&error), false),
+            Err(error) => (super::error::report(&error), false),
         };
     if shutdown.is_cancelled() {
         return None;
     }
-    supervisor.record_error(reason);
+    supervisor.record_error(reason, opened);
     Some(Ended {
         quick: started.elapsed() < policy.stable_after,
         opened,

@@ -356,12 +356,15 @@ fn downstream_error(error: ServiceError) -> ErrorData {
 
 /// Names the credential problem behind a call the downstream did not answer, or says only
 /// that it did not answer (transport detail stays in the log).
-fn unanswered(error: &dyn std::fmt::Display, credential: Option<&CredentialError>) -> ErrorData {
+fn unanswered(
+    error: &(dyn std::error::Error + 'static),
+    credential: Option<&CredentialError>,
+) -> ErrorData {
     if let Some(problem) = credential {
         tracing::warn!(error = %problem, "downstream call failed on its credential");
         return problem.client_error(problem.connector().unwrap_or("?"));
     }
-    tracing::warn!(%error, "downstream call failed");
+    tracing::warn!(error = %crate::connector::report(error), "downstream call failed");
     ErrorData::internal_error("the connector did not answer", None)
 }
 
