@@ -51,6 +51,10 @@ enum Command {
         /// Log format on stderr: `pretty` for people, `json` for log shippers.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
         log_format: String,
+        /// Which logs are written, in `RUST_LOG` syntax (`debug`, `info,edge_svc=debug`); the
+        /// default is the services' own (`info`, with rmcp's per-session chatter held back).
+        #[arg(long, env = "GATEHOUSE_LOG_FILTER")]
+        log_filter: Option<String>,
         /// The OTLP/gRPC collector spans and metrics are exported to (`http://127.0.0.1:4317`);
         /// none when unset. `/metrics` serves the same metrics for Prometheus either way.
         #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             listen,
             public_url,
             log_format,
+            log_filter,
             otlp_endpoint,
         } => {
             let json_logs = log_format == "json";
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
                 listen,
                 public_url,
                 json_logs,
+                log_filter,
                 otlp_endpoint,
             }))
         }

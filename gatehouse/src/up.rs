@@ -19,6 +19,8 @@ pub(crate) struct UpOptions {
     /// The origin clients use; `None` means the listener's own `http://` address.
     pub(crate) public_url: Option<url::Url>,
     pub(crate) json_logs: bool,
+    /// The log filter, if not the services' default.
+    pub(crate) log_filter: Option<String>,
     /// The OTLP/gRPC collector for spans and metrics, if any.
     pub(crate) otlp_endpoint: Option<String>,
 }
@@ -38,14 +40,16 @@ pub(crate) async fn run(options: UpOptions) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let defaults = svc_kit::TelemetryConfig::default();
     let telemetry_config = svc_kit::TelemetryConfig {
         log_format: if options.json_logs {
             LogFormat::Json
         } else {
             LogFormat::Pretty
         },
+        log_filter: options.log_filter.clone().unwrap_or(defaults.log_filter),
         otlp_endpoint: options.otlp_endpoint.clone(),
-        ..svc_kit::TelemetryConfig::default()
+        service_namespace: defaults.service_namespace,
     };
     if let Err(error) = telemetry_config.validate() {
         eprintln!("gatehouse: {error}");

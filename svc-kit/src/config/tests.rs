@@ -107,6 +107,67 @@ fn invalid_log_filter_is_rejected() {
     assert_eq!(telemetry.validate().unwrap_err().field, "log_filter");
 }
 
+/// Keeps the target and level of every event that reaches it.
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        let seen = format!("{} {}", meta.target(), meta.level());
+        self.0.lock().expect("lock").push(seen);
+    }
+}
+
+/// The events the default filter lets through, of those emitted at each `(target, level)`.
+fn passed_by_the_default_filter(events: &[(&'static str, tracing::Level)]) -> Vec<String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(TelemetryConfig::default().log_filter)
+        .expect("the default filter parses");
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(recorder.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        for (target, level) in events {
+            emit(target, *level);
+        }
+    });
+    recorder.0.lock().expect("lock").clone()
+}
+
+/// Emits one event at `target` and `level` (tracing needs both as constants).
+fn emit(target: &str, level: tracing::Level) {
+    match (target, level) {
+        ("rmcp::transport::worker", tracing::Level::ERROR) => {
+            tracing::error!(target: "rmcp::transport::worker", "worker quit with fatal")
+        }
+        ("rmcp::service", tracing::Level::INFO) => {
+            tracing::info!(target: "rmcp::service", "session opened")
+        }
+        ("rmcp::service", tracing::Level::WARN) => {
+            tracing::warn!(target: "rmcp::service", "response error")
+        }
+        ("edge_svc::connector", tracing::Level::INFO) => {
+            tracing::info!(target: "edge_svc::connector", "connector session ready")
+        }
+        other => panic!("no emitter for {other:?}"),
+    }
+}
+
+#[test]
+fn the_default_filter_logs_info_and_rmcp_warnings_but_not_rmcp_s_transport_worker() {
+    let passed = passed_by_the_default_filter(&[
+        ("rmcp::transport::worker", tracing::Level::ERROR),
+        ("rmcp::service", tracing::Level::INFO),
+        ("rmcp::service", tracing::Level::WARN),
+        ("edge_svc::connector", tracing::Level::INFO),
+    ]);
+    assert_eq!(passed, ["rmcp::service WARN", "edge_svc::connector INFO"]);
+}
+
 #[test]
 fn otlp_endpoint_must_be_http_url() {
     let mut telemetry = TelemetryConfig {

@@ -96,7 +96,7 @@ impl<'a> Launch<'a> {
             .arg(self.data)
             .args(&self.args)
             .envs(self.env.iter().copied())
-            .env("RUST_LOG", self.filter)
+            .env("GATEHOUSE_LOG_FILTER", self.filter)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true)

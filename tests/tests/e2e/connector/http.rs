@@ -318,8 +318,8 @@ async fn a_downstream_that_is_down_is_retried_on_backoff_and_callers_are_answere
 
 /// Some servers take their API key in the URL's query, so a connector's URL is a secret: while
 /// the downstream is down, its query reaches no log line, no answer to a caller and no audit
-/// record. The log says why the downstream cannot be reached, in edge's words, and rmcp's
-/// transport worker does not say it again at every attempt.
+/// record, even at debug, where rmcp's own lines are written too. edge's line says why the
+/// downstream cannot be reached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_connector_s_url_query_reaches_no_log_line_answer_or_audit_record() {
     const CANARY: &str = "url-query-canary-3f9d20c7";
@@ -377,7 +377,6 @@ async fn a_down_connector_s_url_query_reaches_no_log_line_answer_or_audit_record
         "{unreachable}"
     );
     assert!(!unreachable.contains("rmcp::"), "{unreachable}");
-    assert!(!logged.contains("worker quit"), "{logged}");
     let leaked = logged.lines().find(|line| line.contains(CANARY));
     assert!(
         leaked.is_none(),
