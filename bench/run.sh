@@ -29,7 +29,8 @@
 #   ERAS="modern legacy" PEERS=/tmp/peers PEER_REPS=3 PEER_MAX_SECONDS=8 PEER_INSTALL_SECONDS=300
 #   CARGO_TARGET_DIR (default ~/.cache/gatehouse-target).
 # Everything binds 127.0.0.1 and is bounded in calls and seconds; every process it starts is
-# stopped by PID on exit. About 6–9 minutes on 2 cores once the release build is cached.
+# stopped by PID on exit. 27–44 minutes on 2 cores once the release build is cached (the last two
+# reports), most of it the component benchmarks and their build.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
