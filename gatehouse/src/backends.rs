@@ -46,13 +46,49 @@ pub(crate) struct VaultFacts {
 /// How long edge reuses released material before asking vault-svc again.
 const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Builds the runtime the audit trail's work runs on in this process: audit-svc (its ingest,
+/// chain hashing, store, checkpoints and sinks) and the spool's delivery and fsyncs.
+///
+/// None of that work is waited for by a call (the spool holds each event durably until
+/// audit-svc acknowledges it), yet on the request path's workers and at the kernel's default
+/// policy each batch held a core for a millisecond or more while calls waited behind it (a
+/// running thread keeps its slice before a waking one gets the CPU). Its one thread, and every
+/// thread it starts (SQLite's connection threads, the blocking pool's), run under `SCHED_IDLE`,
+/// which any waking thread of the data plane preempts at once; when the data plane leaves the
+/// CPU idle, as it does below saturation, the trail keeps up (`bench/notes.md`).
+pub(crate) fn audit_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("audit-trail")
+        .on_thread_start(behind_the_data_plane)
+        .enable_all()
+        .build()
+}
+
+/// Moves the calling thread to `SCHED_IDLE`; threads it starts inherit the policy. Best effort:
+/// where the kernel refuses, the thread keeps the process's policy.
+fn behind_the_data_plane() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, thread_native_id,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if let Err(error) = thread_priority::set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        idle,
+    ) {
+        tracing::debug!(?error, "cannot move an audit trail thread to SCHED_IDLE");
+    }
+}
+
 /// Starts audit-svc, the audit spool and vault-svc on ephemeral loopback ports, and binds
-/// authz-svc's.
+/// authz-svc's. audit-svc and the spool's delivery run on `audit_runtime` ([`audit_runtime`]).
 ///
 /// Each reads its usual `GATEHOUSE_<SVC>__*` settings, so the embedded default and a standalone
 /// deployment configure a service the same way; only the listener is chosen here.
 pub(crate) async fn start(
     shutdown: &CancellationToken,
+    audit_runtime: &tokio::runtime::Handle,
     data: &std::path::Path,
     audit_section: crate::oauth::AuditSection,
     facts: VaultFacts,
@@ -105,12 +141,17 @@ pub(crate) async fn start(
         edge_svc::audit::AuditConfig::new(format!("http://{audit_addr}"), data.join("edge-spool"))
             .with_token(audit_token);
     let audit_log = audit_svc::open(&audit).await?;
-    let audit_task = tokio::spawn(audit_svc::serve(
-        audit,
-        audit_listener,
-        shutdown.child_token(),
-    ));
-    let recorder = edge_svc::audit::Recorder::start(&spool, shutdown)?;
+    // The listener moves to the audit runtime's reactor, so its connections wake that runtime.
+    let audit_listener = audit_listener.into_std()?;
+    let audit_shutdown = shutdown.child_token();
+    let audit_task = audit_runtime.spawn(async move {
+        let listener = TcpListener::from_std(audit_listener)?;
+        audit_svc::serve(audit, listener, audit_shutdown).await
+    });
+    let recorder = {
+        let _on_audit_runtime = audit_runtime.enter();
+        edge_svc::audit::Recorder::start(&spool, shutdown)?
+    };
     let vault = vault_svc::open(
         &vault_config,
         Arc::new(crate::trail::CredentialAudit(recorder.clone())),

@@ -84,6 +84,10 @@ enum Command {
     },
 }
 
+/// How long `gatehouse up` waits, once stopped, for the audit trail's runtime to let go of its
+/// threads; audit-svc and the spool have stopped by then.
+const AUDIT_RUNTIME_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     // The stdio sandbox re-executes this binary as its launcher; that must win over CLI parsing.
     edge_svc::connector::sandbox::run_if_requested();
@@ -108,8 +112,15 @@ fn main() -> ExitCode {
             log_filter,
             otlp_endpoint,
         } => {
+            let audit_runtime = match backends::audit_runtime() {
+                Ok(audit_runtime) => audit_runtime,
+                Err(error) => {
+                    eprintln!("gatehouse: cannot start the audit trail's runtime: {error}");
+                    return ExitCode::from(70);
+                }
+            };
             let json_logs = log_format == "json";
-            runtime.block_on(up::run(up::UpOptions {
+            let exit = runtime.block_on(up::run(up::UpOptions {
                 config,
                 data,
                 listen,
@@ -117,7 +128,11 @@ fn main() -> ExitCode {
                 json_logs,
                 log_filter,
                 otlp_endpoint,
-            }))
+                audit_runtime: audit_runtime.handle().clone(),
+            }));
+            // audit-svc and the spool stopped with the gateway; what is left is idle.
+            audit_runtime.shutdown_timeout(AUDIT_RUNTIME_GRACE);
+            exit
         }
         Command::Audit { command } => runtime.block_on(audit::run(command)),
         Command::Apply(args) => runtime.block_on(apply::run(args)),

@@ -23,6 +23,8 @@ pub(crate) struct UpOptions {
     pub(crate) log_filter: Option<String>,
     /// The OTLP/gRPC collector for spans and metrics, if any.
     pub(crate) otlp_endpoint: Option<String>,
+    /// The runtime the audit trail's work runs on ([`crate::backends::audit_runtime`]).
+    pub(crate) audit_runtime: tokio::runtime::Handle,
 }
 
 /// How long in-flight requests may finish after SIGINT/SIGTERM.
@@ -156,7 +158,14 @@ async fn serve(
         vault,
         authz: (authz_config, authz_listener),
         audit_log,
-    } = crate::backends::start(&shutdown, &options.data, audit_section, facts).await?;
+    } = crate::backends::start(
+        &shutdown,
+        &options.audit_runtime,
+        &options.data,
+        audit_section,
+        facts,
+    )
+    .await?;
     // Live even without policies: the admin API may set some later (an empty set is open).
     let access = edge_svc::access::Access::live(policy_store.subscribe());
     // Policy decides on provisioned members' current groups (SCIM), kept by authz-svc.

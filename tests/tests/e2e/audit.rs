@@ -1076,13 +1076,7 @@ async fn kill_9_under_load_loses_no_event_whose_call_was_answered_and_leaves_no_
     let (_restarted, _) = gatehouse_up(&config, &data, &[]).await;
     let audit_config = audit_svc_config(&data);
     let events = wait_for_events(&audit_config, "every answered call's event", |events| {
-        let recorded: BTreeSet<&str> = events
-            .iter()
-            .filter_map(|(_, event)| event["payload"]["argumentsDigest"].as_str())
-            .collect();
-        answered
-            .iter()
-            .all(|digest| recorded.contains(digest.as_str()))
+        records_all(events, &answered)
     })
     .await;
     let sequences: Vec<u64> = events.iter().map(|(sequence, _)| *sequence).collect();
@@ -1150,6 +1144,84 @@ pub(super) async fn search_until(data: &std::path::Path, needle: &str) -> String
     })
     .await
     .unwrap_or_else(|_| panic!("no audit record holds {needle:?}"))
+}
+
+/// `SCHED_IDLE`'s number in a thread's `/proc/.../stat` (`sched(7)`).
+const SCHED_IDLE: u32 = 5;
+
+/// The scheduling policy of each of `pid`'s threads, by thread name (`proc(5)`: field 41 of
+/// `stat`, counted after the parenthesised name, which may hold spaces).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let (head, tail) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            let policy = tail.split_whitespace().nth(38)?.parse().ok()?;
+            Some((name, policy))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_runs_behind_the_data_plane_and_still_records_every_call() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(&config, spec_yaml()).expect("config");
+    let data = dir.path().join("data");
+    let (child, url) = gatehouse_up(&config, &data, &[]).await;
+    let http = reqwest::Client::new();
+    let mut digests = BTreeSet::new();
+    for id in 0..50 {
+        let arguments = json!({"text": format!("behind-{id}")});
+        let answer = try_call(&http, &url, id, "echo", arguments.clone())
+            .await
+            .expect("an answer");
+        assert!(result_text(&answer).is_some(), "answered: {answer}");
+        digests.insert(digest(&arguments));
+    }
+
+    let policies = thread_policies(child.id().expect("running"));
+    let of = |prefix: &str| -> Vec<u32> {
+        policies
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, policy)| *policy)
+            .collect()
+    };
+    let trail = of("audit-trail");
+    assert!(!trail.is_empty(), "an audit-trail thread: {policies:?}");
+    assert!(
+        trail.iter().all(|policy| *policy == SCHED_IDLE),
+        "the audit trail's runtime is SCHED_IDLE: {policies:?}"
+    );
+    assert!(
+        of("audit-sqlite-").contains(&SCHED_IDLE),
+        "the store's SQLite threads, started by that runtime, inherit it: {policies:?}"
+    );
+    let workers = of("tokio-rt-worker");
+    assert!(
+        !workers.is_empty() && workers.iter().all(|policy| *policy != SCHED_IDLE),
+        "the data plane's workers keep the process's policy: {policies:?}"
+    );
+
+    wait_for_events(&audit_svc_config(&data), "every call's event", |events| {
+        records_all(events, &digests)
+    })
+    .await;
+}
+
+/// Says whether `events` hold a call event for each of the arguments' `digests`.
+fn records_all(events: &[(u64, Value)], digests: &BTreeSet<String>) -> bool {
+    let recorded: BTreeSet<&str> = events
+        .iter()
+        .filter_map(|(_, event)| event["payload"]["argumentsDigest"].as_str())
+        .collect();
+    digests
+        .iter()
+        .all(|digest| recorded.contains(digest.as_str()))
 }
 
 fn gatehouse_cli(args: &[&str]) -> std::process::Output {
