@@ -7,6 +7,8 @@
 //! runtime worker with calls to answer waited for it. At a lower priority the burst is cut into
 //! slices of about 1 ms and the workers go first; nothing waits on audit-svc's writes (a call's
 //! answer never waits for its audit event), so the store loses nothing by yielding.
+//! `gatehouse up` goes further: its audit-svc runs on threads under `SCHED_IDLE`, and the
+//! connection threads they start inherit that policy, which a nice value does not change.
 
 /// Name prefix of the store's SQLite threads (Linux keeps 15 bytes of a thread's name).
 const THREAD_PREFIX: &str = "audit-sqlite-";
