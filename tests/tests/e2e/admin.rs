@@ -746,7 +746,7 @@ async fn grpc_face(endpoint: &str, admin: &str) {
         newest_first: true,
         ..SearchAuditRequest::default()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let kinds = loop {
         let found = client
             .search_audit(authorized(admin, by_kind.clone()))

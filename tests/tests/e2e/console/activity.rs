@@ -58,7 +58,7 @@ pub(super) async fn feed_with(
     show: &str,
     needles: &[&str],
 ) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let feed = browser
             .get(&format!("{origin}/console/activity/feed?show={show}"))
