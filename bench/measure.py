@@ -6,6 +6,12 @@ samples around each run: CPU time (utime + stime from /proc/PID/stat) of the gat
 the echo server, the load generator's own CPU time (rusage of the finished child), and the
 gateway's VmRSS / VmHWM. CPU per call divides by every call in the window: warm-up included.
 
+Every run starts on an idle gateway: the audit trail runs behind the data plane (SCHED_IDLE) and
+catches up after a run that saturated the box, so each run first waits until the gateway uses
+under a tenth of a core (`--settle-seconds` at most), and the gateway's CPU window runs on after
+the load until it is idle again: the catch-up is counted in the calls' CPU and in `catch_up_s`,
+not in the next run's latencies.
+
 Each closed-loop pair at C > 1 is followed by an open-loop pair at the same concurrency: both
 targets offered the same rate, a fraction (`--rated-fraction`, 0.5 by default) of what the gateway
 carried closed-loop in that repetition, so their latencies compare the gateway's cost at a load
@@ -24,6 +30,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
@@ -34,6 +41,23 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def until_idle(pid: int, limit: float) -> tuple[float, bool]:
+    """Waits until `pid` uses under a tenth of a core over half a second; returns the seconds
+    waited and whether it got there within `limit` (clock ticks are 10 ms, so half a second
+    tells an idle gateway, a tick or two, from a catching-up one, about fifty)."""
+    window = 0.5
+    start = time.monotonic()
+    used = cpu_seconds(pid)
+    while True:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - used < 0.1 * window:
+            return round(time.monotonic() - start, 2), True
+        if time.monotonic() - start > limit:
+            return round(time.monotonic() - start, 2), False
+        used = now
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -73,15 +97,20 @@ def measure(args: argparse.Namespace, target: str, concurrency: int, era: str, r
             rate: float | None = None) -> dict:
     """Runs one target once and returns the annotated report line."""
     url = args.direct if target == "direct" else args.gateway
+    settle_s, settled = until_idle(args.gateway_pid, args.settle_seconds)
     gateway0, echo0 = cpu_seconds(args.gateway_pid), cpu_seconds(args.echo_pid)
     report = run_load(args, url, target, concurrency, era, rate)
-    gateway1, echo1 = cpu_seconds(args.gateway_pid), cpu_seconds(args.echo_pid)
-    calls = report["n_ok"] + report["n_err"] + report["warmup"]
+    echo1 = cpu_seconds(args.echo_pid)
     memory = memory_kib(args.gateway_pid)
+    catch_up_s, caught_up = until_idle(args.gateway_pid, args.settle_seconds)
+    gateway1 = cpu_seconds(args.gateway_pid)
+    calls = report["n_ok"] + report["n_err"] + report["warmup"]
     report.update(
         target=target,
         rep=rep,
         rated=rate is not None,
+        settle_s=settle_s if settled else None,
+        catch_up_s=catch_up_s if caught_up else None,
         calls=calls,
         gateway_cpu_s=round(gateway1 - gateway0, 3),
         echo_cpu_s=round(echo1 - echo0, 3),
@@ -108,6 +137,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=8.0)
+    parser.add_argument("--settle-seconds", type=float, default=120.0,
+                        help="longest wait for the gateway to be idle before and after a run")
     parser.add_argument("--rated-fraction", type=float, default=0.5,
                         help="open-loop pairs at this fraction of the gateway's closed-loop rps (0: none)")
     args = parser.parse_args()
@@ -138,7 +169,8 @@ def write(out, line: dict) -> None:
     rated = f" rate={line['rate']:.0f}/s" if line.get("rate") else ""
     print(f"rep {line['rep']} c={line['concurrency']:<3} {line['era']:<6} {line['target']:<7}{rated} rps={line['rps']:>9} "
           f"p50={line['p50_us']}us p99={line['p99_us']}us err={line['n_err']} "
-          f"gw_cpu={line['gateway_cpu_us_per_call']}us/call", file=sys.stderr, flush=True)
+          f"gw_cpu={line['gateway_cpu_us_per_call']}us/call catch_up={line['catch_up_s']}s",
+          file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
