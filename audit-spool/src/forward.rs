@@ -115,6 +115,7 @@ async fn deliver(
         )
         .await?
         .into_inner();
+    let _open = Open::mark(spool);
     let mut check = check_first;
     let mut position = spool.acknowledged();
     let mut gathering = false;
@@ -172,6 +173,22 @@ async fn deliver(
         }
         spool.acknowledge(last)?;
         position = last;
+    }
+}
+
+/// Marks the spool's delivery stream open for as long as it lives.
+struct Open<'a>(&'a Spool);
+
+impl<'a> Open<'a> {
+    fn mark(spool: &'a Spool) -> Self {
+        spool.set_delivering(true);
+        Self(spool)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.set_delivering(false);
     }
 }
 

@@ -20,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -129,6 +129,12 @@ struct Inner {
     reserved: AtomicU64,
     /// Wakes the reader when a record is written.
     written: Notify,
+    /// Wakes whoever waits for the backlog to shrink ([`Spool::drained_to`]) on each
+    /// acknowledgement.
+    drained: Notify,
+    /// Set while a delivery stream to audit-svc is open: a backlog then is a trail that is
+    /// behind, which waiting helps, not one that is away, which it does not.
+    delivering: AtomicBool,
     /// The `cursor` file, open for overwriting.
     cursor: File,
     /// Holds the directory's exclusive lock for as long as the spool is open.
@@ -182,6 +188,8 @@ impl Spool {
                 acked: AtomicU64::new(acked),
                 reserved: AtomicU64::new(0),
                 written: Notify::new(),
+                drained: Notify::new(),
+                delivering: AtomicBool::new(false),
                 cursor,
                 _lock: lock,
             }),
@@ -357,6 +365,7 @@ impl Spool {
             .write_all_at(format!("{position:020}\n").as_bytes(), 0)
             .map_err(io_at(&dir.join("cursor")))?;
         self.inner.acked.fetch_max(position, Ordering::AcqRel);
+        self.inner.drained.notify_waiters();
         let removable: Vec<u64> = {
             let writer = self.lock();
             writer
@@ -379,6 +388,34 @@ impl Spool {
     /// Waits until a record is written after the last wake-up.
     pub async fn written(&self) {
         self.inner.written.notified().await;
+    }
+
+    /// Waits until the backlog is at most `mark` bytes, or until `patience` has passed; says
+    /// whether the backlog got there. It wakes on acknowledgements, not on a timer.
+    pub async fn drained_to(&self, mark: u64, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let drained = self.inner.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the check, so an acknowledgement in between still wakes it.
+            drained.as_mut().enable();
+            if self.backlog() <= mark {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return self.backlog() <= mark;
+            }
+        }
+    }
+
+    /// Says whether a delivery stream to audit-svc is open.
+    pub fn is_delivering(&self) -> bool {
+        self.inner.delivering.load(Ordering::Acquire)
+    }
+
+    /// Marks a delivery stream open or closed (the forwarder's, as it connects and fails).
+    pub(crate) fn set_delivering(&self, open: bool) {
+        self.inner.delivering.store(open, Ordering::Release);
     }
 
     /// Fsyncs the current segment every `sync_interval` until `shutdown`, and once more then.

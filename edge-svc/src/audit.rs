@@ -46,6 +46,14 @@ pub struct AuditConfig {
     /// What edge does when the spool is full.
     #[serde(default)]
     pub when_full: WhenFull,
+    /// Longest a call waits for the audit trail to catch up once the backlog is past an eighth
+    /// of `max_spool_bytes` while audit-svc is connected ([`Recorder::paced`]); `0s` never waits.
+    ///
+    /// A second is enough for a trail starved of CPU to deliver a batch once calls pause, and
+    /// short enough that an audit-svc that hangs with its stream open costs each call a second
+    /// rather than its client's timeout.
+    #[serde(with = "humantime_serde", default = "default_pace_patience")]
+    pub pace_patience: Duration,
     /// Most events sent to audit-svc in one append.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -69,6 +77,10 @@ fn default_sync_interval() -> Duration {
     SpoolLimits::default().sync_interval
 }
 
+fn default_pace_patience() -> Duration {
+    Duration::from_secs(1)
+}
+
 fn default_batch_size() -> usize {
     500
 }
@@ -83,6 +95,7 @@ impl AuditConfig {
             segment_bytes: default_segment_bytes(),
             sync_interval: default_sync_interval(),
             when_full: WhenFull::default(),
+            pace_patience: default_pace_patience(),
             batch_size: default_batch_size(),
             instance_id: None,
             token: None,
@@ -150,6 +163,10 @@ pub struct Recorder {
 #[derive(Debug)]
 struct Active {
     spool: Spool,
+    /// The backlog past which calls wait for acknowledgements ([`Recorder::paced`]).
+    pace_above: u64,
+    /// Longest one call waits for them.
+    pace_patience: Duration,
     when_full: WhenFull,
     emitter: Emitter,
     /// Set while fail-open mode is dropping events, so the alarm fires once per outage.
@@ -176,6 +193,8 @@ impl Recorder {
         Ok(Self {
             active: Some(Arc::new(Active {
                 spool,
+                pace_above: config.max_spool_bytes / PACE_FRACTION,
+                pace_patience: config.pace_patience,
                 when_full: config.when_full,
                 emitter: Emitter {
                     service: "edge-svc".to_owned(),
@@ -195,6 +214,32 @@ impl Recorder {
     /// Returns the spool, for health reporting and tests.
     pub fn spool(&self) -> Option<&Spool> {
         self.active.as_deref().map(|active| &active.spool)
+    }
+
+    /// Waits while the audit trail is behind but moving: with the backlog past an eighth of the
+    /// spool's bound and a delivery stream to audit-svc open, a call first waits (at most
+    /// `pace_patience`) for acknowledgements to bring the backlog back under that mark.
+    ///
+    /// A trail that runs behind the data plane (`gatehouse up` runs it under `SCHED_IDLE`)
+    /// catches up only on CPU the calls leave idle; under sustained overload calls would fill
+    /// the spool and then be refused. Slowing them instead gives the trail that CPU, so an
+    /// overloaded gateway answers more slowly rather than refusing. With audit-svc away there is
+    /// nothing to wait for: calls run on until the spool is full, as `when_full` says.
+    pub async fn paced(&self) {
+        let Some(active) = self.active.as_deref() else {
+            return;
+        };
+        if active.pace_patience.is_zero()
+            || active.spool.backlog() <= active.pace_above
+            || !active.spool.is_delivering()
+        {
+            return;
+        }
+        crate::telemetry::count_paced();
+        active
+            .spool
+            .drained_to(active.pace_above, active.pace_patience)
+            .await;
     }
 
     /// Admits a call before it is forwarded: sets room aside for its event, or refuses it
@@ -256,6 +301,11 @@ impl Recorder {
 /// Room promised to an admitted call's event (nothing when edge keeps no audit trail).
 #[derive(Debug)]
 pub struct Admission(Option<Reservation>);
+
+/// The spool's bound divided by this is the backlog past which calls are paced: far above what
+/// a trail that keeps up holds (a few batches), far below the bound, so pacing starts long before
+/// a refusal would.
+const PACE_FRACTION: u64 = 8;
 
 /// Room set aside per admitted call; events are smaller, so this only bounds the overshoot.
 const CALL_RESERVATION: u64 = 4096;

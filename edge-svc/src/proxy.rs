@@ -172,12 +172,13 @@ impl Proxy {
         }
     }
 
-    fn begin(
+    async fn begin(
         &self,
         method: &'static str,
         tool: Option<&str>,
         context: &impl Inbound,
     ) -> Result<CallRecord, ErrorData> {
+        self.recorder.paced().await;
         crate::telemetry::in_request_trace(context, || {
             CallRecord::begin(&self.recorder, self.server.name(), method, tool, context)
         })
@@ -198,7 +199,9 @@ impl Proxy {
         F: FnOnce(usize, CallToolRequestParams, Option<NotificationMask>) -> Fut,
         Fut: Future<Output = Result<ServerResult, ErrorData>>,
     {
-        let mut record = self.begin("tools/call", Some(&request.name), context)?;
+        let mut record = self
+            .begin("tools/call", Some(&request.name), context)
+            .await?;
         record.arguments(request.arguments.as_ref());
         let snapshot = self.server.snapshot().await;
         let Some(route) = snapshot.tools.route(&request.name).cloned() else {
@@ -681,7 +684,7 @@ impl ServerHandler for Proxy {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let mut record = self.begin("prompts/get", None, &context)?;
+        let mut record = self.begin("prompts/get", None, &context).await?;
         record.arguments(request.arguments.as_ref());
         let snapshot = self.server.snapshot().await;
         let Some((member, original)) = snapshot.prompt_routes.get(&request.name).cloned() else {
@@ -780,7 +783,7 @@ impl ServerHandler for Proxy {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let mut record = self.begin("resources/read", None, &context)?;
+        let mut record = self.begin("resources/read", None, &context).await?;
         let snapshot = self.server.snapshot().await;
         let Some(member) = self.server.resource_member(&snapshot, &request.uri) else {
             record.not_listed();

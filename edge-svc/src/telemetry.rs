@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Histogram;
+use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry::trace::Status;
 use proto::audit::v1::Outcome;
 
@@ -60,6 +60,22 @@ pub fn watch_spool(spool: Spool) {
         .with_description("Audit events spooled at edge and not yet acknowledged by audit-svc")
         .with_callback(move |observer| observer.observe(spool.backlog(), &[]))
         .build();
+}
+
+/// Calls that waited for the audit trail to catch up before they ran ([`crate::audit::Recorder::paced`]).
+static PACED: LazyLock<Counter<u64>> = LazyLock::new(|| {
+    svc_kit::telemetry::metrics::meter("edge-svc")
+        .u64_counter("gatehouse.edge.audit.paced")
+        .with_description(
+            "Calls that waited for audit-svc's acknowledgements because the audit spool's backlog \
+             was past its pacing mark (the trail behind the data plane, not away)",
+        )
+        .build()
+});
+
+/// Counts one call that waited for the audit trail.
+pub fn count_paced() {
+    PACED.add(1, &[]);
 }
 
 /// Counts one virtual server's open sessions as (resting, awake), or `None` once they are gone.

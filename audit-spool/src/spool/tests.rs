@@ -190,3 +190,42 @@ fn promised_room_is_kept_for_admitted_calls_and_refused_to_others() {
     drop(dropped);
     assert!(spool.reserve(20).is_ok());
 }
+
+#[tokio::test]
+async fn a_backlog_at_or_under_the_mark_is_not_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), limits(1 << 20, 1 << 20)).unwrap();
+    let end = spool.append(b"one event").unwrap();
+    assert!(spool.drained_to(end, Duration::from_secs(60)).await);
+}
+
+#[tokio::test]
+async fn a_wait_for_the_backlog_ends_at_the_acknowledgement_that_brings_it_under_the_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), limits(1 << 20, 1 << 20)).unwrap();
+    let first = spool.append(b"first").unwrap();
+    let second = spool.append(b"second").unwrap();
+    let third = spool.append(b"third").unwrap();
+    let mark = third - second;
+    let waiting = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.drained_to(mark, Duration::from_secs(60)).await }
+    });
+    spool.acknowledge(first).unwrap();
+    tokio::task::yield_now().await;
+    assert!(
+        !waiting.is_finished(),
+        "an acknowledgement that leaves the backlog over the mark goes on waiting"
+    );
+    spool.acknowledge(second).unwrap();
+    assert!(waiting.await.unwrap(), "drained to the mark");
+}
+
+#[tokio::test]
+async fn a_wait_for_a_backlog_nobody_acknowledges_ends_with_its_patience() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), limits(1 << 20, 1 << 20)).unwrap();
+    spool.append(b"never acknowledged").unwrap();
+    assert!(!spool.drained_to(0, Duration::from_millis(20)).await);
+    assert!(!spool.is_delivering(), "no delivery stream is open");
+}

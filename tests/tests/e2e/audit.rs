@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use edge_svc::audit::{AuditConfig, Recorder};
 use edge_svc::config::HttpFace;
 use edge_svc::{Gateway, GatewaySpec};
+use nix::sys::signal::{Signal, kill as signal};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use svc_kit::callers::SecretSetting;
@@ -174,6 +176,19 @@ pub(super) async fn wait_for_events(
     }
 }
 
+/// Returns the JSON-RPC ids of the calls `events` record, in the log's order.
+fn jsonrpc_ids(events: &[(u64, Value)]) -> Vec<String> {
+    events
+        .iter()
+        .map(|(_, event)| {
+            event["metadata"]["jsonrpcId"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Is the service token edge presents to audit-svc in these tests.
 pub(super) fn edge_token() -> SecretSetting {
     SecretSetting::from("edge-audit-e2e-".repeat(3))
@@ -284,15 +299,7 @@ async fn calls_are_spooled_while_audit_svc_is_away_refused_when_the_spool_is_ful
         }) => events,
         ended = server => panic!("audit-svc stopped before the backlog arrived: {ended:?}"),
     };
-    let recorded: Vec<String> = events
-        .iter()
-        .map(|(_, event)| {
-            event["metadata"]["jsonrpcId"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
+    let recorded = jsonrpc_ids(&events);
     assert_eq!(
         recorded, answered,
         "delivered once each, in the order answered"
@@ -1365,6 +1372,76 @@ fn audit_svc_process(addr: std::net::SocketAddr, data: &Path) -> std::process::C
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trail_behind_but_connected_slows_calls_instead_of_refusing_them() {
+    let audit_addr = reserve_port().release();
+    let (spool_dir, audit_dir) = (
+        tempfile::tempdir().expect("spool"),
+        tempfile::tempdir().expect("audit"),
+    );
+    let mut audit = audit_svc_process(audit_addr, audit_dir.path());
+    let audit_pid = Pid::from_raw(i32::try_from(audit.id()).expect("pid"));
+    let shutdown = CancellationToken::new();
+    let mut config = edge_spool(audit_addr, spool_dir.path());
+    // Calls are paced past an eighth of the bound: 8 KiB, a few dozen events.
+    config.max_spool_bytes = 64 * 1024;
+    let mark = config.max_spool_bytes / 8;
+    config.pace_patience = Duration::from_secs(120);
+    let recorder = Recorder::start(&config, &shutdown).expect("recorder");
+    let spool = recorder.spool().expect("a spool").clone();
+    let url = serve_edge(recorder, &shutdown).await;
+    let http = reqwest::Client::new();
+
+    // audit-svc is up and acknowledging: its delivery stream is open and nothing is behind.
+    let first = call(&http, &url, 1, "echo", json!({"text": "call-1"})).await;
+    assert_eq!(result_text(&first), Some("call-1"), "{first}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(spool.is_delivering() && spool.backlog() == 0) {
+        assert!(Instant::now() < deadline, "audit-svc never acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // audit-svc stops acknowledging with its stream still open (a trail starved of CPU looks
+    // the same to edge): calls run until the backlog passes the mark.
+    signal(audit_pid, Signal::SIGSTOP).expect("kill -STOP audit-svc");
+    let mut id = 1;
+    while spool.backlog() <= mark {
+        id += 1;
+        let text = format!("call-{id}");
+        let answered = call(&http, &url, id, "echo", json!({"text": text})).await;
+        assert_eq!(result_text(&answered), Some(text.as_str()), "{answered}");
+        assert!(id < 500, "the backlog never passed the mark");
+    }
+
+    // The next call waits for the trail: it neither runs nor is refused meanwhile.
+    id += 1;
+    let paced = tokio::spawn({
+        let (http, url) = (http.clone(), url.clone());
+        async move { call(&http, &url, id, "echo", json!({"text": "paced"})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !paced.is_finished(),
+        "a call past the mark waits while audit-svc does not acknowledge"
+    );
+
+    // audit-svc resumes: its acknowledgements bring the backlog under the mark and the call runs.
+    signal(audit_pid, Signal::SIGCONT).expect("kill -CONT audit-svc");
+    let answered = paced.await.expect("the paced call");
+    assert_eq!(result_text(&answered), Some("paced"), "{answered}");
+    let audit_config = audit_svc_config(audit_dir.path());
+    let events = wait_for_events(&audit_config, "every answered call", |events| {
+        events.len() as u64 >= id
+    })
+    .await;
+    let recorded = jsonrpc_ids(&events);
+    let answered: Vec<String> = (1..=id).map(|id| id.to_string()).collect();
+    assert_eq!(recorded, answered, "each answered call once, in order");
+    audit.kill().expect("stop audit-svc");
+    audit.wait().expect("reaped");
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_audit_svc_under_load_loses_nothing_and_the_chain_stays_gapless() {
     let audit_addr = reserve_port().release();
     let (spool_dir, audit_dir) = (
@@ -1416,15 +1493,7 @@ async fn kill_9_of_audit_svc_under_load_loses_nothing_and_the_chain_stays_gaples
         |events| events.len() >= answered.len(),
     )
     .await;
-    let recorded: Vec<String> = events
-        .iter()
-        .map(|(_, event)| {
-            event["metadata"]["jsonrpcId"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
+    let recorded = jsonrpc_ids(&events);
     assert_eq!(recorded, answered, "each answered call once, in order");
     let store = audit_svc::open_store(&audit_config.store_location())
         .await
