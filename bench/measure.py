@@ -7,10 +7,9 @@ the echo server, the load generator's own CPU time (rusage of the finished child
 gateway's VmRSS / VmHWM. CPU per call divides by every call in the window: warm-up included.
 
 Every run starts on an idle gateway: the audit trail runs behind the data plane (SCHED_IDLE) and
-catches up after a run that saturated the box, so each run first waits until the gateway uses
-under a tenth of a core (`--settle-seconds` at most), and the gateway's CPU window runs on after
-the load until it is idle again: the catch-up is counted in the calls' CPU and in `catch_up_s`,
-not in the next run's latencies.
+catches up after a run that saturated the box, so the gateway's CPU window runs on after the load
+until it uses under a tenth of a core again (`--settle-seconds` at most), before the next run: the
+catch-up is counted in the calls' CPU and in `catch_up_s`, not in the next run's latencies.
 
 Each closed-loop pair at C > 1 is followed by an open-loop pair at the same concurrency: both
 targets offered the same rate, a fraction (`--rated-fraction`, 0.5 by default) of what the gateway
@@ -97,7 +96,6 @@ def measure(args: argparse.Namespace, target: str, concurrency: int, era: str, r
             rate: float | None = None) -> dict:
     """Runs one target once and returns the annotated report line."""
     url = args.direct if target == "direct" else args.gateway
-    settle_s, settled = until_idle(args.gateway_pid, args.settle_seconds)
     gateway0, echo0 = cpu_seconds(args.gateway_pid), cpu_seconds(args.echo_pid)
     report = run_load(args, url, target, concurrency, era, rate)
     echo1 = cpu_seconds(args.echo_pid)
@@ -109,7 +107,6 @@ def measure(args: argparse.Namespace, target: str, concurrency: int, era: str, r
         target=target,
         rep=rep,
         rated=rate is not None,
-        settle_s=settle_s if settled else None,
         catch_up_s=catch_up_s if caught_up else None,
         calls=calls,
         gateway_cpu_s=round(gateway1 - gateway0, 3),
@@ -138,12 +135,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=8.0)
     parser.add_argument("--settle-seconds", type=float, default=120.0,
-                        help="longest wait for the gateway to be idle before and after a run")
+                        help="longest wait for the gateway to be idle after a run (and before the first)")
     parser.add_argument("--rated-fraction", type=float, default=0.5,
                         help="open-loop pairs at this fraction of the gateway's closed-loop rps (0: none)")
     args = parser.parse_args()
 
     with open(args.out, "a", encoding="utf-8") as out:
+        # Each run ends once the gateway is idle again, so only the first waits beforehand.
+        until_idle(args.gateway_pid, args.settle_seconds)
         idle = memory_kib(args.gateway_pid)
         out.write(json.dumps({"idle": True, "gateway_rss_kib": idle.get("VmRSS"),
                               "gateway_hwm_kib": idle.get("VmHWM")}) + "\n")
