@@ -35,7 +35,7 @@ pub use merkle::Hash;
 pub use query::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE, SearchPage, SearchQuery};
 pub use retention::{ArchiveReport, RetentionConfig, verify_archive};
 pub use sinks::{SinkConfig, SinkHandle, SinkLag};
-pub use store::{DeadLetter, PostgresStore, PruneRecord, SinkCursor, SqliteStore, Store};
+pub use store::{DeadLetter, PostgresStore, PruneRecord, Reads, SinkCursor, SqliteStore, Store};
 pub use verify::{Problem, VerifyReport, verify, verify_inclusion};
 
 /// Is the fully qualified name of the audit gRPC service.

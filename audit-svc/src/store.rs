@@ -19,43 +19,24 @@ use crate::merkle::Hash;
 use crate::query::SearchQuery;
 
 mod postgres;
+mod reads;
 mod sqlite;
+mod writes;
 
 pub use postgres::PostgresStore;
+pub use reads::Reads;
 pub use sqlite::SqliteStore;
 
-/// Keeps audit events and checkpoints; nothing stored can be changed or removed
-/// through it.
+/// Keeps audit events and checkpoints, read through [`Reads`]; nothing stored can be
+/// changed or removed through it.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: Reads {
     /// Appends `events` in one transaction and reports each one's fate, in order;
     /// returns only once the batch is committed (durable).
     async fn append(&self, events: &[AuditEvent]) -> Result<Vec<AppendOutcome>, Error>;
 
-    /// Returns the number of stored events (the last sequence).
-    async fn head(&self) -> Result<u64, Error>;
-
-    /// Returns up to `limit` events with sequence greater than `after`, ascending.
-    async fn read(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, Error>;
-
-    /// Returns one page of events matching `query`.
-    async fn search(&self, query: &SearchQuery) -> Result<Vec<StoredEvent>, Error>;
-
-    /// Returns the event stored under `id`, if any.
-    async fn find(&self, id: &EventId) -> Result<Option<StoredEvent>, Error>;
-
-    /// Returns the leaf hashes of the events after sequence `after` through `through`, in
-    /// sequence order; pruned events have none.
-    async fn leaf_hashes(&self, after: u64, through: u64) -> Result<Vec<Hash>, Error>;
-
     /// Stores a signed checkpoint; storing one of an existing size again is a no-op.
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), Error>;
-
-    /// Returns the checkpoint of `tree_size`, or the latest when `None`.
-    async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, Error>;
-
-    /// Returns the cursor of the sink named `sink` (zeros for a new sink).
-    async fn sink_cursor(&self, sink: &str) -> Result<SinkCursor, Error>;
 
     /// Stores the cursor of `sink`; each field only ever moves forward, so a
     /// late writer (another replica, a retry) cannot rewind it.
@@ -63,21 +44,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records events that `sink` refused for good; recording one again is a no-op.
     async fn put_dead_letters(&self, sink: &str, letters: &[DeadLetter]) -> Result<(), Error>;
-
-    /// Returns the dead letters of `sink`, in sequence order.
-    async fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>, Error>;
-
-    /// Returns the names of the sinks that ever delivered or dead-lettered an
-    /// event, sorted (what an operator asks about without the config at hand).
-    async fn sinks(&self) -> Result<Vec<String>, Error>;
-
-    /// Returns the largest checkpointed tree size, at most `limit`, whose last
-    /// event was committed before `cutoff_micros`: the end of what retention may
-    /// remove.
-    async fn prunable(&self, cutoff_micros: i64, limit: u64) -> Result<Option<u64>, Error>;
-
-    /// Returns the latest prune (the removed prefix), if retention removed any.
-    async fn pruned(&self) -> Result<Option<PruneRecord>, Error>;
 
     /// Records `record` and removes the events it covers, in one transaction;
     /// returns how many were removed. The database refuses to remove events no
@@ -116,30 +82,6 @@ pub(crate) struct PruneRow {
     archive_sha256: Vec<u8>,
     pruned_at: i64,
 }
-
-/// Reads the latest prune record.
-pub(crate) const SELECT_PRUNE: &str = "SELECT through_seq, chain_hash, frontier, signed_note, \
-     archive, archive_sha256, pruned_at FROM audit_prune ORDER BY through_seq DESC LIMIT 1";
-
-/// Finds the newest checkpoint whose last event is older than the cutoff.
-pub(crate) const SELECT_PRUNABLE: &str = "SELECT MAX(c.tree_size) FROM audit_checkpoint c \
-     JOIN audit_event e ON e.seq = c.tree_size WHERE e.recorded_at < $1 AND c.tree_size <= $2";
-
-/// Inserts a prune record.
-pub(crate) const INSERT_PRUNE: &str = "INSERT INTO audit_prune (through_seq, chain_hash, \
-     frontier, signed_note, archive, archive_sha256, pruned_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
-/// Reads the tail a prune left when no event remains.
-pub(crate) const SELECT_PRUNED_TAIL: &str =
-    "SELECT through_seq, chain_hash FROM audit_prune ORDER BY through_seq DESC LIMIT 1";
-
-/// Reads the leaf hashes of the events after one sequence through another, in order.
-pub(crate) const SELECT_LEAF_HASHES: &str =
-    "SELECT leaf_hash FROM audit_event WHERE seq > $1 AND seq <= $2 ORDER BY seq";
-
-/// Returns the head: the last event, or the last pruned one when none remains.
-pub(crate) const SELECT_HEAD: &str = "SELECT COALESCE((SELECT MAX(seq) FROM audit_event), \
-     (SELECT MAX(through_seq) FROM audit_prune), 0)";
 
 impl TryFrom<PruneRow> for PruneRecord {
     type Error = Error;
@@ -193,56 +135,6 @@ pub struct DeadLetter {
     pub reason: String,
     /// Holds when it was refused, in microseconds since the Unix epoch.
     pub failed_at_micros: i64,
-}
-
-/// Reads a sink's cursor (both backends accept `$n` placeholders).
-pub(crate) const SELECT_CURSOR: &str =
-    "SELECT delivered_seq, anchored_size FROM audit_sink_cursor WHERE sink = $1";
-
-/// Upserts a sink's cursor, never moving a field backwards.
-pub(crate) const UPSERT_CURSOR: &str = "INSERT INTO audit_sink_cursor (sink, delivered_seq, \
-     anchored_size, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (sink) DO UPDATE SET \
-     delivered_seq = CASE WHEN excluded.delivered_seq > audit_sink_cursor.delivered_seq \
-     THEN excluded.delivered_seq ELSE audit_sink_cursor.delivered_seq END, \
-     anchored_size = CASE WHEN excluded.anchored_size > audit_sink_cursor.anchored_size \
-     THEN excluded.anchored_size ELSE audit_sink_cursor.anchored_size END, \
-     updated_at = excluded.updated_at";
-
-/// Inserts one dead letter unless it is already recorded.
-pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO audit_sink_dead_letter (sink, seq, \
-     event_id, reason, failed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sink, seq) DO NOTHING";
-
-/// Lists every sink with a cursor or a dead letter (both backends).
-pub(crate) const SELECT_SINKS: &str = "SELECT sink FROM audit_sink_cursor UNION \
-     SELECT sink FROM audit_sink_dead_letter ORDER BY 1";
-
-/// Reads a sink's dead letters in sequence order.
-pub(crate) const SELECT_DEAD_LETTERS: &str = "SELECT seq, event_id, reason, failed_at FROM \
-     audit_sink_dead_letter WHERE sink = $1 ORDER BY seq";
-
-/// Returns a cursor from its stored row.
-pub(crate) fn to_cursor(row: Option<(i64, i64)>) -> Result<SinkCursor, Error> {
-    let (delivered, anchored) = row.unwrap_or((0, 0));
-    Ok(SinkCursor {
-        delivered: to_sequence(delivered)?,
-        anchored: to_sequence(anchored)?,
-    })
-}
-
-/// Returns dead letters from their stored rows.
-pub(crate) fn to_dead_letters(
-    rows: Vec<(i64, String, String, i64)>,
-) -> Result<Vec<DeadLetter>, Error> {
-    rows.into_iter()
-        .map(|(seq, event_id, reason, failed_at_micros)| {
-            Ok(DeadLetter {
-                sequence: to_sequence(seq)?,
-                event_id,
-                reason,
-                failed_at_micros,
-            })
-        })
-        .collect()
 }
 
 /// Is one row of `audit_event`, as both backends read it.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use audit_svc::{Config, SqliteStore, Store as _};
+use audit_svc::{Config, Reads as _, SqliteStore};
 use proto::audit::v1 as pb;
 use proto::audit::v1::audit_client::AuditClient;
 use proto::common::v1 as common;

@@ -369,7 +369,7 @@ async fn stores_opening_one_fresh_sqlite_file_at_once_all_start() {
 /// already appending: none is told the file is locked, and all see the same log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_opened_on_one_fresh_sqlite_file_at_once_all_open() {
-    use audit_svc::Store as _;
+    use audit_svc::{Reads as _, Store as _};
     for round in 0..20 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
