@@ -136,7 +136,7 @@ fn echo_stdio(cwd: &std::path::Path) -> StdioConfig {
 
 /// Points `config` at the built sandbox launcher and a test-owned working directory.
 fn sandboxed(config: &mut StdioConfig, cwd: &std::path::Path) {
-    config.sandbox.launcher = Some(env!("CARGO_BIN_EXE_gatehouse-sandbox").into());
+    config.sandbox.launcher = Some(env!("CARGO_BIN_EXE_e2e-sandbox").into());
     config.cwd = Some(cwd.to_owned());
     // The test binaries live under the target directory, which the sandbox must let us run.
     config.paths.push(
