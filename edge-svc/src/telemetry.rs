@@ -78,6 +78,31 @@ pub fn count_paced() {
     PACED.add(1, &[]);
 }
 
+/// Requests refused because rmcp could not parse them: an unknown method, or params that do not
+/// fit the method. They reach no tool, so neither the request histogram nor the audit trail
+/// sees them, and rmcp's own warning for each is filtered out of the logs.
+static UNPARSED: LazyLock<Counter<u64>> = LazyLock::new(|| {
+    svc_kit::telemetry::metrics::meter("edge-svc")
+        .u64_counter("gatehouse.edge.request.unparsed")
+        .with_description(
+            "Requests refused as an unknown method or with params that do not fit their method, \
+             by virtual server and JSON-RPC error",
+        )
+        .build()
+});
+
+/// Counts one request refused as unparsed; `error` is `method_not_found` or `invalid_params`
+/// (the client's method name is no label: a client could mint any number of them).
+pub fn count_unparsed(virtual_server: &str, error: &'static str) {
+    UNPARSED.add(
+        1,
+        &[
+            KeyValue::new("virtual_server", virtual_server.to_owned()),
+            KeyValue::new("error.type", error),
+        ],
+    );
+}
+
 /// Counts one virtual server's open sessions as (resting, awake), or `None` once they are gone.
 pub type SessionCount = Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>;
 

@@ -162,9 +162,12 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Json,
             // rmcp logs every MCP session it opens and closes at info: per call on the data plane.
-            // Its transport worker logs an ERROR each time a downstream cannot be reached, at
-            // every reconnection attempt; edge reports the same failure with its cause, once.
-            log_filter: "info,rmcp=warn,rmcp::transport::worker=off".to_owned(),
+            // Its service logs a WARN for every error answered to a client (an unknown tool, a
+            // malformed request), quoting the error: a log any client could flood, with whatever
+            // it sent; the audit trail and the metrics already count refusals. Its transport
+            // worker logs an ERROR each time a downstream cannot be reached, at every
+            // reconnection attempt; edge reports the same failure with its cause, once.
+            log_filter: "info,rmcp=warn,rmcp::service=error,rmcp::transport::worker=off".to_owned(),
             otlp_endpoint: None,
             service_namespace: "gatehouse".to_owned(),
         }

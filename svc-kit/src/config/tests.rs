@@ -135,14 +135,23 @@ fn passed_by_the_default_filter(emit: impl FnOnce()) -> Vec<String> {
 }
 
 #[test]
-fn the_default_filter_logs_info_and_rmcp_warnings_but_not_rmcp_s_transport_worker() {
+fn the_default_filter_logs_info_and_rmcp_s_own_problems_but_not_its_per_request_chatter() {
     let passed = passed_by_the_default_filter(|| {
         tracing::error!(target: "rmcp::transport::worker", "worker quit with fatal");
         tracing::info!(target: "rmcp::service", "session opened");
         tracing::warn!(target: "rmcp::service", "response error");
+        tracing::error!(target: "rmcp::service", "fail to close sink");
+        tracing::warn!(target: "rmcp::transport::streamable_http_server", "rejected request");
         tracing::info!(target: "edge_svc::connector", "connector session ready");
     });
-    assert_eq!(passed, ["rmcp::service WARN", "edge_svc::connector INFO"]);
+    assert_eq!(
+        passed,
+        [
+            "rmcp::service ERROR",
+            "rmcp::transport::streamable_http_server WARN",
+            "edge_svc::connector INFO"
+        ]
+    );
 }
 
 #[test]

@@ -469,6 +469,30 @@ async fn metrics_count_calls_denials_and_latency_per_server_tool_and_connector()
         (0.0, 1.0),
         "{awake}"
     );
+    // Requests rmcp cannot parse reach no tool, and rmcp's warning for each is filtered out of
+    // the logs: a counter is what shows a broken or probing client.
+    let (_, malformed) = session
+        .call_method(4, "tools/call", json!({"name": 5}))
+        .await;
+    assert_eq!(malformed["error"]["code"], -32602, "{malformed}");
+    let (_, unknown) = session.call_method(5, "bogus/method", json!({})).await;
+    assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
+    let refusals = scrape(&gateway.origin).await;
+    let unparsed = |error: &str| {
+        sample(
+            &refusals,
+            "gatehouse_edge_request_unparsed_total{",
+            &[
+                "virtual_server=\"traced\"",
+                &format!("error_type=\"{error}\""),
+            ],
+        )
+    };
+    assert_eq!(
+        (unparsed("invalid_params"), unparsed("method_not_found")),
+        (1.0, 1.0),
+        "{refusals}"
+    );
     gateway.terminate().await;
     let sample = |name: &str, labels: &[&str]| sample(&text, name, labels);
     let echo = [

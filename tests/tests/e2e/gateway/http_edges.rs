@@ -143,3 +143,117 @@ async fn a_protected_virtual_server_challenges_without_leaking_the_token() {
     );
     gateway.stop().await;
 }
+
+/// Returns the JSON-RPC message of a response, sent as JSON or as the last event of a stream.
+async fn answer(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("a body");
+    serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .next_back()
+            .unwrap_or_else(|| panic!("no JSON-RPC message in {text:?}"))
+    })
+}
+
+/// JSON-RPC 2.0: a request whose params do not fit its method is `-32602 Invalid params`, not
+/// "method not found"; the answer names the field and what was expected there, and never
+/// quotes the value that did not fit (a client may have put a secret in the wrong place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_that_do_not_fit_their_method_are_invalid_params_in_both_eras() {
+    const CANARY: &str = "sk-live-canary-5a1d";
+    let gateway = RunningGateway::start(COMBINED).await;
+    let url = gateway.url("combined");
+
+    let initialized = post(&url).body(INITIALIZE).send().await.expect("send");
+    assert!(initialized.status().is_success());
+    let session = initialized.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let legacy = |body: String| {
+        post(&url)
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body)
+    };
+    let notified = legacy(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into())
+        .send()
+        .await
+        .expect("send");
+    assert!(notified.status().is_success());
+
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}"#;
+    // 2026-07-28 asks for `Mcp-Name` when the body names a tool, and edge checks it first.
+    let modern = |method: &str, name: Option<&str>, body: String| {
+        let request = post(&url)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        match name {
+            Some(name) => request.header("mcp-name", name),
+            None => request,
+        }
+        .body(body)
+    };
+
+    let cases = [
+        (
+            "tools/call",
+            Some("echo"),
+            format!(r#"{{"name":"echo","arguments":"{CANARY}""#),
+            -32602,
+            "invalid params for tools/call: `arguments`: expected a map",
+        ),
+        (
+            "tools/call",
+            None,
+            r#"{"name":5"#.to_owned(),
+            -32602,
+            "invalid params for tools/call: `name`: expected a string",
+        ),
+        (
+            "tools/call",
+            None,
+            r#"{"arguments":{}"#.to_owned(),
+            -32602,
+            "invalid params for tools/call: missing field `name`",
+        ),
+        (
+            "resources/read",
+            None,
+            r#"{"uri":42"#.to_owned(),
+            -32602,
+            "invalid params for resources/read: `uri`: expected a string",
+        ),
+        (
+            "bogus/method",
+            None,
+            "{".to_owned(),
+            -32601,
+            "method not found: `bogus/method`",
+        ),
+    ];
+    for (id, (method, name, params, code, message)) in cases.iter().enumerate() {
+        let legacy_body =
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}}}}}"#);
+        let modern_body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}{comma}{meta}}}}}"#,
+            comma = if params.len() > 1 { "," } else { "" },
+        );
+        for (era, request) in [
+            ("2025-11-25", legacy(legacy_body)),
+            ("2026-07-28", modern(method, *name, modern_body)),
+        ] {
+            let body = answer(request.send().await.expect("send")).await;
+            assert_eq!(body["id"], json!(id), "{era} {method}: {body}");
+            assert_eq!(body["error"]["code"], json!(code), "{era} {method}: {body}");
+            assert_eq!(
+                body["error"]["message"],
+                json!(message),
+                "{era} {method}: {body}"
+            );
+            assert!(!body.to_string().contains(CANARY), "{era}: {body}");
+        }
+    }
+    gateway.stop().await;
+}
