@@ -960,12 +960,13 @@ impl ServerHandler for Proxy {
     async fn on_custom_request(
         &self,
         request: CustomRequest,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
         Err(unparsed::refuse(
             self.server.name(),
             &request.method,
             request.params,
+            context.is_modern(),
         ))
     }
 
