@@ -232,6 +232,14 @@ impl<'a> Action<'a> {
             reason: "",
         }
     }
+
+    /// Returns the action naming the fields it changed.
+    fn changing(self, changed_fields: &'a [&'a str]) -> Self {
+        Self {
+            changed_fields,
+            ..self
+        }
+    }
 }
 
 impl AdminCaller {

@@ -93,17 +93,15 @@ impl Admin {
             })
             .await
             .map_err(AdminError::from);
-        let action = Action {
-            changed_fields: &[
+        let action = Action::read(EventKind::AgentChanged, "create", "agent_bundle", &name)
+            .changing(&[
                 "name",
                 "owner",
                 "virtual_servers",
                 "scopes",
                 "description",
                 "quota",
-            ],
-            ..Action::read(EventKind::AgentChanged, "create", "agent_bundle", &name)
-        };
+            ]);
         self.audited(caller, &action, outcome)
             .map(|created| AgentWithSecret {
                 agent: AgentView::from(&created.agent),
@@ -141,10 +139,8 @@ impl Admin {
             .declare(&declared, secret)
             .await
             .map_err(AdminError::from);
-        let action = Action {
-            changed_fields: &["owner", "virtual_servers", "scopes", "description", "quota"],
-            ..Action::read(EventKind::AgentChanged, "put", "agent_bundle", name)
-        };
+        let action = Action::read(EventKind::AgentChanged, "put", "agent_bundle", name)
+            .changing(&["owner", "virtual_servers", "scopes", "description", "quota"]);
         self.audited(caller, &action, outcome)
             .map(|declared| AgentWithSecret {
                 agent: AgentView::from(&declared.agent),
@@ -183,10 +179,8 @@ impl Admin {
                 .await?)
         }
         .await;
-        let action = Action {
-            changed_fields: &["client_secret"],
-            ..Action::read(EventKind::AgentChanged, "rotate", "agent_bundle", key)
-        };
+        let action = Action::read(EventKind::AgentChanged, "rotate", "agent_bundle", key)
+            .changing(&["client_secret"]);
         self.audited(steward.caller(), &action, outcome)
             .map(|rotated| AgentWithSecret {
                 agent: AgentView::from(&rotated.agent),

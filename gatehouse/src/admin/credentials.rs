@@ -36,15 +36,14 @@ impl Admin {
         .await;
         // Identifiers only: the connector and the material's kind, never a value.
         let field = format!("material.{kind}");
-        let action = Action {
-            changed_fields: &[field.as_str()],
-            ..Action::read(
-                EventKind::AdminChange,
-                "update",
-                "shared_credential",
-                connector,
-            )
-        };
+        let changed = [field.as_str()];
+        let action = Action::read(
+            EventKind::AdminChange,
+            "update",
+            "shared_credential",
+            connector,
+        )
+        .changing(&changed);
         self.audited(caller, &action, outcome)
     }
 

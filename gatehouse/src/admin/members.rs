@@ -9,21 +9,21 @@ use secrecy::SecretString;
 use super::model::{GroupInput, GroupView, MemberInput, MemberView};
 use super::{Action, Admin, AdminCaller, AdminError};
 
+/// What a change of a member may set, named in its audit event.
+const MEMBER_FIELDS: &[&str] = &["user_name", "display_name", "external_id", "active"];
+/// What a change of a group may set, named in its audit event.
+const GROUP_FIELDS: &[&str] = &["name", "external_id", "members"];
+
 impl Admin {
     /// Lists the directory's members, oldest first.
     pub(crate) async fn members(
         &self,
         caller: &AdminCaller,
     ) -> Result<Vec<MemberView>, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .directory_members()
-            .await
-            .map_err(AdminError::from);
         let action = Action::read(EventKind::AdminChange, "list", "member", "");
-        self.audited(caller, &action, outcome)
-            .map(|members| members.iter().map(MemberView::from).collect())
+        let members = self.inner.authz.directory_members();
+        let members = self.directory(caller, &action, members).await?;
+        Ok(members.into_iter().map(MemberView::from).collect())
     }
 
     /// Returns one member by id or user name.
@@ -32,15 +32,11 @@ impl Admin {
         caller: &AdminCaller,
         key: &str,
     ) -> Result<MemberView, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .directory_member(key)
-            .await
-            .map_err(AdminError::from);
         let action = Action::read(EventKind::AdminChange, "read", "member", key);
-        self.audited(caller, &action, outcome)
-            .map(|member| MemberView::from(&member))
+        let member = self.inner.authz.directory_member(key);
+        self.directory(caller, &action, member)
+            .await
+            .map(MemberView::from)
     }
 
     /// Creates a member.
@@ -50,18 +46,12 @@ impl Admin {
         input: MemberInput,
     ) -> Result<MemberView, AdminError> {
         let name = input.user_name.clone();
-        let outcome = self
-            .inner
-            .authz
-            .create_directory_member(MemberCommand::from(input))
+        let action =
+            Action::read(EventKind::AdminChange, "create", "member", &name).changing(MEMBER_FIELDS);
+        let member = self.inner.authz.create_directory_member(input.into());
+        self.directory(caller, &action, member)
             .await
-            .map_err(AdminError::from);
-        let action = Action {
-            changed_fields: &["user_name", "display_name", "external_id", "active"],
-            ..Action::read(EventKind::AdminChange, "create", "member", &name)
-        };
-        self.audited(caller, &action, outcome)
-            .map(|member| MemberView::from(&member))
+            .map(MemberView::from)
     }
 
     /// Gives a member the state `input` describes; `active: false` offboards it.
@@ -71,18 +61,12 @@ impl Admin {
         key: &str,
         input: MemberInput,
     ) -> Result<MemberView, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .update_directory_member(key, MemberCommand::from(input))
+        let action =
+            Action::read(EventKind::AdminChange, "update", "member", key).changing(MEMBER_FIELDS);
+        let member = self.inner.authz.update_directory_member(key, input.into());
+        self.directory(caller, &action, member)
             .await
-            .map_err(AdminError::from);
-        let action = Action {
-            changed_fields: &["user_name", "display_name", "external_id", "active"],
-            ..Action::read(EventKind::AdminChange, "update", "member", key)
-        };
-        self.audited(caller, &action, outcome)
-            .map(|member| MemberView::from(&member))
+            .map(MemberView::from)
     }
 
     /// Deactivates a member: its tokens stop working at every edge within a second and its
@@ -92,31 +76,20 @@ impl Admin {
         caller: &AdminCaller,
         key: &str,
     ) -> Result<MemberView, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .deactivate_directory_member(key)
+        let action =
+            Action::read(EventKind::AdminChange, "deactivate", "member", key).changing(&["active"]);
+        let member = self.inner.authz.deactivate_directory_member(key);
+        self.directory(caller, &action, member)
             .await
-            .map_err(AdminError::from);
-        let action = Action {
-            changed_fields: &["active"],
-            ..Action::read(EventKind::AdminChange, "deactivate", "member", key)
-        };
-        self.audited(caller, &action, outcome)
-            .map(|member| MemberView::from(&member))
+            .map(MemberView::from)
     }
 
     /// Lists the directory's groups, oldest first.
     pub(crate) async fn groups(&self, caller: &AdminCaller) -> Result<Vec<GroupView>, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .directory_groups()
-            .await
-            .map_err(AdminError::from);
         let action = Action::read(EventKind::AdminChange, "list", "group", "");
-        self.audited(caller, &action, outcome)
-            .map(|groups| groups.iter().map(GroupView::from).collect())
+        let groups = self.inner.authz.directory_groups();
+        let groups = self.directory(caller, &action, groups).await?;
+        Ok(groups.into_iter().map(GroupView::from).collect())
     }
 
     /// Returns one group by id or name.
@@ -125,15 +98,11 @@ impl Admin {
         caller: &AdminCaller,
         key: &str,
     ) -> Result<GroupView, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .directory_group(key)
-            .await
-            .map_err(AdminError::from);
         let action = Action::read(EventKind::AdminChange, "read", "group", key);
-        self.audited(caller, &action, outcome)
-            .map(|group| GroupView::from(&group))
+        let group = self.inner.authz.directory_group(key);
+        self.directory(caller, &action, group)
+            .await
+            .map(GroupView::from)
     }
 
     /// Creates a group; its members' next requests are decided with it.
@@ -143,18 +112,12 @@ impl Admin {
         input: GroupInput,
     ) -> Result<GroupView, AdminError> {
         let name = input.name.clone();
-        let outcome = self
-            .inner
-            .authz
-            .create_directory_group(GroupCommand::from(input))
+        let action =
+            Action::read(EventKind::AdminChange, "create", "group", &name).changing(GROUP_FIELDS);
+        let group = self.inner.authz.create_directory_group(input.into());
+        self.directory(caller, &action, group)
             .await
-            .map_err(AdminError::from);
-        let action = Action {
-            changed_fields: &["name", "external_id", "members"],
-            ..Action::read(EventKind::AdminChange, "create", "group", &name)
-        };
-        self.audited(caller, &action, outcome)
-            .map(|group| GroupView::from(&group))
+            .map(GroupView::from)
     }
 
     /// Gives a group the name and members `input` describes.
@@ -164,18 +127,12 @@ impl Admin {
         key: &str,
         input: GroupInput,
     ) -> Result<GroupView, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .update_directory_group(key, GroupCommand::from(input))
+        let action =
+            Action::read(EventKind::AdminChange, "update", "group", key).changing(GROUP_FIELDS);
+        let group = self.inner.authz.update_directory_group(key, input.into());
+        self.directory(caller, &action, group)
             .await
-            .map_err(AdminError::from);
-        let action = Action {
-            changed_fields: &["name", "external_id", "members"],
-            ..Action::read(EventKind::AdminChange, "update", "group", key)
-        };
-        self.audited(caller, &action, outcome)
-            .map(|group| GroupView::from(&group))
+            .map(GroupView::from)
     }
 
     /// Deletes a group.
@@ -184,15 +141,23 @@ impl Admin {
         caller: &AdminCaller,
         key: &str,
     ) -> Result<GroupView, AdminError> {
-        let outcome = self
-            .inner
-            .authz
-            .delete_directory_group(key)
-            .await
-            .map_err(AdminError::from);
         let action = Action::read(EventKind::AdminChange, "delete", "group", key);
-        self.audited(caller, &action, outcome)
-            .map(|group| GroupView::from(&group))
+        let group = self.inner.authz.delete_directory_group(key);
+        self.directory(caller, &action, group)
+            .await
+            .map(GroupView::from)
+    }
+
+    /// Awaits one call of authz-svc's directory and audits it as `action`: the one place a
+    /// directory operation's outcome becomes an admin event, whichever way it went.
+    async fn directory<T>(
+        &self,
+        caller: &AdminCaller,
+        action: &Action<'_>,
+        call: impl Future<Output = Result<T, authz_svc::Error>>,
+    ) -> Result<T, AdminError> {
+        let outcome = call.await.map_err(AdminError::from);
+        self.audited(caller, action, outcome)
     }
 }
 
@@ -218,28 +183,29 @@ impl From<GroupInput> for GroupCommand {
     }
 }
 
-impl From<&MemberRecord> for MemberView {
-    fn from(record: &MemberRecord) -> Self {
+impl From<MemberRecord> for MemberView {
+    fn from(record: MemberRecord) -> Self {
+        let user = record.user;
         Self {
-            id: record.user.id.clone(),
-            user_name: record.user.user_name.clone(),
-            display_name: record.user.display_name.clone(),
-            external_id: record.user.external_id.clone(),
-            active: record.user.active,
-            groups: record.groups.clone(),
-            created_at: record.user.created_at,
-            updated_at: record.user.updated_at,
+            id: user.id,
+            user_name: user.user_name,
+            display_name: user.display_name,
+            external_id: user.external_id,
+            active: user.active,
+            groups: record.groups,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
         }
     }
 }
 
-impl From<&DirectoryGroup> for GroupView {
-    fn from(group: &DirectoryGroup) -> Self {
+impl From<DirectoryGroup> for GroupView {
+    fn from(group: DirectoryGroup) -> Self {
         Self {
-            id: group.id.clone(),
-            name: group.display_name.clone(),
-            external_id: group.external_id.clone(),
-            members: group.members.clone(),
+            id: group.id,
+            name: group.display_name,
+            external_id: group.external_id,
+            members: group.members,
             created_at: group.created_at,
             updated_at: group.updated_at,
         }

@@ -36,10 +36,8 @@ impl Admin {
             persist(&set, self.data()).map_err(AdminError::Persist)?;
             Ok(version)
         });
-        let action = Action {
-            changed_fields: &["sources", "virtual_servers"],
-            ..Action::read(EventKind::PolicyChanged, "update", "policy", "")
-        };
+        let action = Action::read(EventKind::PolicyChanged, "update", "policy", "")
+            .changing(&["sources", "virtual_servers"]);
         self.audited(caller, &action, outcome)
             .map(|version| PolicyState {
                 version,

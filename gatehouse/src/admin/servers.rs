@@ -170,10 +170,8 @@ impl Admin {
                 .ok_or_else(|| AdminError::VirtualServerNotFound(name.to_owned()))
         }
         .await;
-        let action = Action {
-            changed_fields: &["declaration"],
-            ..Action::read(EventKind::AdminChange, "put", "virtual_server", name)
-        };
+        let action = Action::read(EventKind::AdminChange, "put", "virtual_server", name)
+            .changing(&["declaration"]);
         self.audited(caller, &action, outcome)
     }
 
@@ -219,10 +217,8 @@ impl Admin {
                 .ok_or_else(|| AdminError::ConnectorNotFound(name.to_owned()))
         }
         .await;
-        let action = Action {
-            changed_fields: &["declaration"],
-            ..Action::read(EventKind::AdminChange, "put", "connector", name)
-        };
+        let action = Action::read(EventKind::AdminChange, "put", "connector", name)
+            .changing(&["declaration"]);
         self.audited(caller, &action, outcome)
     }
 
@@ -329,10 +325,8 @@ impl Admin {
             .map(|live| RateLimits {
                 rules: live.declarations.rate_rules(),
             });
-        let action = Action {
-            changed_fields: &["rules"],
-            ..Action::read(EventKind::PolicyChanged, "update", "rate_limits", "")
-        };
+        let action = Action::read(EventKind::PolicyChanged, "update", "rate_limits", "")
+            .changing(&["rules"]);
         self.audited(caller, &action, outcome)
     }
 }
